@@ -1,0 +1,497 @@
+//! Configuration: the TOML file model, its defaults, and validation into [`Settings`].
+//!
+//! Every problem is reported as `file:key: reason` and all of them are gathered before giving up, so
+//! an administrator fixes a file in one pass (`pfgate check-config FILE`). After validation nothing
+//! downstream sees raw strings.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::net::IpNet;
+
+/// The whole configuration file. Unknown keys are errors: a typo must not silently fall back to a
+/// default in an authentication component.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `[server]`
+    #[serde(default)]
+    pub server: ServerSection,
+    /// `[limits]`
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// `[engine]`
+    #[serde(default)]
+    pub engine: EngineSection,
+    /// `[directory]`
+    #[serde(default)]
+    pub directory: DirectorySection,
+    /// `[auth]`
+    #[serde(default)]
+    pub auth: AuthSection,
+}
+
+/// `[server]`: listeners and TLS.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// TLS listener address, e.g. `0.0.0.0:443`.
+    pub listen: Option<String>,
+    /// PEM certificate chain for the TLS listener.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for the TLS listener.
+    pub tls_key: Option<PathBuf>,
+    /// Plain-HTTP listener (for use behind IIS/ARR or another TLS-terminating proxy).
+    pub plain_listen: Option<String>,
+    /// Allow the plain listener on a non-loopback address.
+    #[serde(default)]
+    pub plain_allow_non_loopback: bool,
+    /// Peers (IP or CIDR) whose `X-Forwarded-*` headers are believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+}
+
+/// `[limits]`: what a single caller may cost.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Largest request body in bytes (default 1 MiB).
+    pub max_body_bytes: Option<u64>,
+    /// Deepest XML nesting (default 64).
+    pub max_xml_depth: Option<usize>,
+    /// Most XML elements in one request (default 20 000).
+    pub max_xml_elements: Option<usize>,
+    /// Seconds a client has to send the request headers (default 10).
+    pub header_timeout_secs: Option<u64>,
+    /// Seconds a client has to send the request body (default 30).
+    pub body_timeout_secs: Option<u64>,
+    /// Seconds for the TLS handshake (default 10).
+    pub tls_handshake_timeout_secs: Option<u64>,
+    /// Most concurrent connections (default 10 000); further ones wait in the listen backlog.
+    pub max_connections: Option<usize>,
+}
+
+/// `[engine]`: authentication behaviour.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSection {
+    /// Deadline of one authentication in seconds (default 60; must stay under the callers' 100 s).
+    pub auth_timeout_secs: Option<u64>,
+    /// Country code for phone numbers sent without one (MIM's `DefaultCountryCode`), default `1`.
+    pub default_country_code: Option<String>,
+}
+
+/// `[directory]`: where users come from.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorySection {
+    /// A users file in the format of `fixtures/demo.toml`. Without it the embedded demo directory is
+    /// used only in demo mode; otherwise the directory is empty.
+    pub users_file: Option<PathBuf>,
+}
+
+/// `[auth]`: who may call.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// Accept callers without authenticating them. Required (and logged loudly) until a caller
+    /// authentication method is configured; only safe behind a proxy that authenticates.
+    #[serde(default)]
+    pub allow_anonymous: bool,
+}
+
+/// Where the TLS certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSource {
+    /// PEM files.
+    Files {
+        /// Certificate chain.
+        cert: PathBuf,
+        /// Private key.
+        key: PathBuf,
+    },
+    /// A self-signed certificate generated in memory at start (demo mode).
+    SelfSigned,
+}
+
+/// Validated limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest body.
+    pub max_body_bytes: u64,
+    /// Deepest nesting.
+    pub max_xml_depth: usize,
+    /// Most elements.
+    pub max_xml_elements: usize,
+    /// Header read timeout.
+    pub header_timeout: Duration,
+    /// Body read timeout.
+    pub body_timeout: Duration,
+    /// TLS handshake timeout.
+    pub tls_handshake_timeout: Duration,
+    /// Most concurrent connections.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            max_xml_depth: 64,
+            max_xml_elements: 20_000,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            tls_handshake_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// Validated engine settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineSettings {
+    /// Deadline of one authentication.
+    pub auth_timeout: Duration,
+    /// Default country code (digits only).
+    pub default_country_code: String,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            auth_timeout: Duration::from_secs(60),
+            default_country_code: "1".into(),
+        }
+    }
+}
+
+/// Where the user directory comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirectorySource {
+    /// The embedded `fixtures/demo.toml`.
+    EmbeddedDemo,
+    /// A users file.
+    File(PathBuf),
+    /// No users.
+    Empty,
+}
+
+/// The validated configuration everything else is built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// TLS listener.
+    pub tls_listen: Option<SocketAddr>,
+    /// TLS certificate source.
+    pub tls: TlsSource,
+    /// Plain-HTTP listener.
+    pub plain_listen: Option<SocketAddr>,
+    /// Trusted proxies.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Limits.
+    pub limits: Limits,
+    /// Engine.
+    pub engine: EngineSettings,
+    /// Directory.
+    pub directory: DirectorySource,
+    /// Callers are not authenticated.
+    pub allow_anonymous: bool,
+    /// Demo mode (self-signed certificate, embedded data, no authentication).
+    pub demo: bool,
+}
+
+/// The demo listener when `--listen` is not given.
+pub const DEMO_LISTEN: &str = "127.0.0.1:8443";
+
+impl Settings {
+    /// Demo mode: TLS on `listen` with a self-signed certificate, embedded demo users, anonymous
+    /// callers. Needs no file and no external service.
+    pub fn demo(listen: SocketAddr) -> Self {
+        Self {
+            tls_listen: Some(listen),
+            tls: TlsSource::SelfSigned,
+            plain_listen: None,
+            trusted_proxies: Vec::new(),
+            limits: Limits::default(),
+            engine: EngineSettings::default(),
+            directory: DirectorySource::EmbeddedDemo,
+            allow_anonymous: true,
+            demo: true,
+        }
+    }
+}
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The file.
+    pub file: PathBuf,
+    /// Dotted key (`server.listen`), or empty for the whole file.
+    pub key: String,
+    /// What is wrong and how to fix it.
+    pub reason: String,
+}
+
+impl std::fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.reason)
+        } else {
+            write!(f, "{}:{}: {}", self.file.display(), self.key, self.reason)
+        }
+    }
+}
+
+/// All problems found in one file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigErrors(pub Vec<ConfigProblem>);
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<Settings, ConfigErrors> {
+    let problem = |key: &str, reason: String| ConfigProblem {
+        file: path.to_path_buf(),
+        key: key.to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigErrors(vec![problem("", format!("cannot read the file: {e}"))]))?;
+    let file: FileConfig = toml::from_str(&text).map_err(|e| {
+        ConfigErrors(vec![problem(
+            "",
+            format!("not valid configuration TOML: {}", e.to_string().trim()),
+        )])
+    })?;
+    validate(path, file)
+}
+
+/// Validates a parsed file.
+pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors> {
+    let mut problems = Vec::new();
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut problem = |key: &str, reason: String| {
+        problems.push(ConfigProblem {
+            file: path.to_path_buf(),
+            key: key.to_string(),
+            reason,
+        })
+    };
+    let resolve = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
+    };
+
+    let parse_addr = |key: &str, v: &Option<String>, problem: &mut dyn FnMut(&str, String)| {
+        v.as_ref().and_then(|s| match s.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                problem(
+                    key,
+                    format!("'{s}' is not an address:port such as 0.0.0.0:443"),
+                );
+                None
+            }
+        })
+    };
+    let tls_listen = parse_addr("server.listen", &file.server.listen, &mut problem);
+    let plain_listen = parse_addr(
+        "server.plain_listen",
+        &file.server.plain_listen,
+        &mut problem,
+    );
+
+    let mut tls = TlsSource::SelfSigned;
+    if tls_listen.is_some() {
+        match (&file.server.tls_cert, &file.server.tls_key) {
+            (Some(cert), Some(key)) => {
+                let (cert, key) = (resolve(cert), resolve(key));
+                for (k, p) in [("server.tls_cert", &cert), ("server.tls_key", &key)] {
+                    if !p.is_file() {
+                        problem(k, format!("the file {} does not exist", p.display()));
+                    }
+                }
+                tls = TlsSource::Files { cert, key };
+            }
+            _ => problem(
+                "server.tls_cert",
+                "server.listen needs server.tls_cert and server.tls_key (PEM files); \
+                 `pfgate serve --demo` runs with a generated certificate instead"
+                    .into(),
+            ),
+        }
+    }
+    if tls_listen.is_none() && plain_listen.is_none() {
+        problem(
+            "server.listen",
+            "no listener: set server.listen (TLS) and/or server.plain_listen".into(),
+        );
+    }
+    if let Some(addr) = plain_listen {
+        if !addr.ip().is_loopback() && !file.server.plain_allow_non_loopback {
+            problem(
+                "server.plain_listen",
+                format!(
+                    "{addr} is not a loopback address; plain HTTP carries credentials in clear, so \
+                     set server.plain_allow_non_loopback = true only if a TLS proxy sits in front"
+                ),
+            );
+        }
+    }
+    let mut trusted_proxies = Vec::new();
+    for (i, s) in file.server.trusted_proxies.iter().enumerate() {
+        match s.parse::<IpNet>() {
+            Ok(n) => trusted_proxies.push(n),
+            Err(e) => problem(&format!("server.trusted_proxies[{i}]"), e),
+        }
+    }
+
+    let d = Limits::default();
+    let l = &file.limits;
+    let secs =
+        |v: Option<u64>, def: Duration, key: &str, problem: &mut dyn FnMut(&str, String)| match v {
+            Some(0) => {
+                problem(key, "must be at least 1 second".into());
+                def
+            }
+            Some(s) if s > 3600 => {
+                problem(key, "must be at most 3600 seconds".into());
+                def
+            }
+            Some(s) => Duration::from_secs(s),
+            None => def,
+        };
+    let limits = Limits {
+        max_body_bytes: match l.max_body_bytes {
+            Some(b) if !(1024..=64 * 1024 * 1024).contains(&b) => {
+                problem(
+                    "limits.max_body_bytes",
+                    "must be between 1024 and 67108864".into(),
+                );
+                d.max_body_bytes
+            }
+            Some(b) => b,
+            None => d.max_body_bytes,
+        },
+        max_xml_depth: match l.max_xml_depth {
+            Some(v) if !(8..=1024).contains(&v) => {
+                problem("limits.max_xml_depth", "must be between 8 and 1024".into());
+                d.max_xml_depth
+            }
+            Some(v) => v,
+            None => d.max_xml_depth,
+        },
+        max_xml_elements: match l.max_xml_elements {
+            Some(v) if !(100..=1_000_000).contains(&v) => {
+                problem(
+                    "limits.max_xml_elements",
+                    "must be between 100 and 1000000".into(),
+                );
+                d.max_xml_elements
+            }
+            Some(v) => v,
+            None => d.max_xml_elements,
+        },
+        header_timeout: secs(
+            l.header_timeout_secs,
+            d.header_timeout,
+            "limits.header_timeout_secs",
+            &mut problem,
+        ),
+        body_timeout: secs(
+            l.body_timeout_secs,
+            d.body_timeout,
+            "limits.body_timeout_secs",
+            &mut problem,
+        ),
+        tls_handshake_timeout: secs(
+            l.tls_handshake_timeout_secs,
+            d.tls_handshake_timeout,
+            "limits.tls_handshake_timeout_secs",
+            &mut problem,
+        ),
+        max_connections: match l.max_connections {
+            Some(0) => {
+                problem("limits.max_connections", "must be at least 1".into());
+                d.max_connections
+            }
+            Some(v) => v,
+            None => d.max_connections,
+        },
+    };
+
+    let de = EngineSettings::default();
+    let engine = EngineSettings {
+        auth_timeout: match file.engine.auth_timeout_secs {
+            Some(s) if s == 0 || s >= 100 => {
+                problem(
+                    "engine.auth_timeout_secs",
+                    format!("{s} is out of range: it must be 1..=99, below the 100 s HTTP timeout of .NET callers"),
+                );
+                de.auth_timeout
+            }
+            Some(s) => Duration::from_secs(s),
+            None => de.auth_timeout,
+        },
+        default_country_code: match &file.engine.default_country_code {
+            Some(c) if c.is_empty() || c.len() > 3 || !c.bytes().all(|b| b.is_ascii_digit()) => {
+                problem(
+                    "engine.default_country_code",
+                    format!("'{c}' is not a country calling code (1 to 3 digits, e.g. 1 or 44)"),
+                );
+                de.default_country_code
+            }
+            Some(c) => c.clone(),
+            None => de.default_country_code,
+        },
+    };
+
+    let directory = match &file.directory.users_file {
+        Some(p) => {
+            let p = resolve(p);
+            if !p.is_file() {
+                problem(
+                    "directory.users_file",
+                    format!("the file {} does not exist", p.display()),
+                );
+            } else if let Err(e) = crate::engine::directory::Directory::from_file(&p) {
+                problem("directory.users_file", e.to_string());
+            }
+            DirectorySource::File(p)
+        }
+        None => DirectorySource::Empty,
+    };
+
+    if !file.auth.allow_anonymous {
+        problem(
+            "auth.allow_anonymous",
+            "no caller authentication method is configured yet; set auth.allow_anonymous = true \
+             to accept unauthenticated callers (only behind a proxy that authenticates them)"
+                .into(),
+        );
+    }
+
+    if !problems.is_empty() {
+        return Err(ConfigErrors(problems));
+    }
+    Ok(Settings {
+        tls_listen,
+        tls,
+        plain_listen,
+        trusted_proxies,
+        limits,
+        engine,
+        directory,
+        allow_anonymous: file.auth.allow_anonymous,
+        demo: false,
+    })
+}
+
+/// True when `ip` is inside one of `nets`.
+pub fn is_trusted(nets: &[IpNet], ip: IpAddr) -> bool {
+    nets.iter().any(|n| n.contains(ip))
+}

@@ -1,0 +1,254 @@
+//! The user directory as a users file describes it (`fixtures/demo.toml` is one), with the scripted
+//! outcome each user's authentication has. This is the demo and test-double directory; the persistent
+//! store replaces it for production use.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::pfwssdk::{AuthResult, Mode3};
+
+/// What the scripted provider does when a user or number is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Answered and approved.
+    #[default]
+    Approve,
+    /// Not answered.
+    NoAnswer,
+    /// The user hung up.
+    HangUp,
+}
+
+/// One user.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// Username (UPN or `DOMAIN\user`); matched case-insensitively.
+    pub username: String,
+    /// First name.
+    #[serde(default)]
+    pub first_name: String,
+    /// Last name.
+    #[serde(default)]
+    pub last_name: String,
+    /// Email address.
+    #[serde(default)]
+    pub email: String,
+    /// User group.
+    #[serde(default)]
+    pub group: String,
+    /// Country calling code of the primary phone.
+    #[serde(default)]
+    pub country_code: String,
+    /// National number of the primary phone.
+    #[serde(default)]
+    pub phone: String,
+    /// Extension of the primary phone.
+    #[serde(default)]
+    pub extension: String,
+    /// Authentication mode (wire literal of `Mode3`).
+    #[serde(default = "default_mode")]
+    pub mode: String,
+    /// Enabled.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// What authentication does while disabled (`fail` or `succeed`).
+    #[serde(default = "default_disabled")]
+    pub disabled_behavior: String,
+    /// Blocked.
+    #[serde(default)]
+    pub blocked: bool,
+    /// Why blocked.
+    #[serde(default)]
+    pub blocked_reason: String,
+    /// Scripted outcome.
+    #[serde(default)]
+    pub outcome: Outcome,
+}
+
+fn default_mode() -> String {
+    "voiceCall".into()
+}
+fn default_disabled() -> String {
+    "fail".into()
+}
+fn yes() -> bool {
+    true
+}
+
+impl User {
+    /// The mode as the contract enum.
+    pub fn mode(&self) -> Mode3 {
+        use crate::pfwssdk::wire::WireEnum;
+        Mode3::from_literal(&self.mode).unwrap_or(Mode3::VoiceCall)
+    }
+
+    /// The disabled behaviour as the contract enum.
+    pub fn disabled_behavior(&self) -> AuthResult {
+        if self.disabled_behavior == "succeed" {
+            AuthResult::Succeed
+        } else {
+            AuthResult::Fail
+        }
+    }
+}
+
+/// A phone-number rule for operations that carry the number.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhoneRule {
+    /// Digits the number ends with.
+    pub suffix: String,
+    /// What happens.
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsersFile {
+    #[serde(default)]
+    users: Vec<User>,
+    #[serde(default)]
+    phone_rules: Vec<PhoneRule>,
+    #[serde(default)]
+    default_phone_outcome: Outcome,
+}
+
+/// Why a users file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    /// Not readable.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// File.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Not valid.
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// File.
+        path: String,
+        /// Cause.
+        reason: String,
+    },
+}
+
+/// The directory: users by lower-cased username, and the phone rules.
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    users: HashMap<String, User>,
+    order: Vec<String>,
+    phone_rules: Vec<PhoneRule>,
+    default_phone_outcome: Outcome,
+}
+
+/// The embedded demo directory source.
+pub const DEMO_TOML: &str = include_str!("../../fixtures/demo.toml");
+
+impl Directory {
+    /// The embedded demo directory.
+    pub fn demo() -> Result<Self, DirectoryError> {
+        Self::from_toml("fixtures/demo.toml (embedded)", DEMO_TOML)
+    }
+
+    /// Reads a users file.
+    pub fn from_file(path: &Path) -> Result<Self, DirectoryError> {
+        let text = std::fs::read_to_string(path).map_err(|source| DirectoryError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&path.display().to_string(), &text)
+    }
+
+    /// Parses a users file's text.
+    pub fn from_toml(origin: &str, text: &str) -> Result<Self, DirectoryError> {
+        let invalid = |reason: String| DirectoryError::Invalid {
+            path: origin.to_string(),
+            reason,
+        };
+        let file: UsersFile =
+            toml::from_str(text).map_err(|e| invalid(e.to_string().trim().to_string()))?;
+        let mut users = HashMap::new();
+        let mut order = Vec::new();
+        for u in file.users {
+            use crate::pfwssdk::wire::WireEnum;
+            if Mode3::from_literal(&u.mode).is_none() {
+                return Err(invalid(format!(
+                    "user {}: unknown mode '{}'",
+                    u.username, u.mode
+                )));
+            }
+            if !matches!(u.disabled_behavior.as_str(), "fail" | "succeed") {
+                return Err(invalid(format!(
+                    "user {}: disabled_behavior must be fail or succeed",
+                    u.username
+                )));
+            }
+            let key = u.username.to_lowercase();
+            if users.contains_key(&key) {
+                return Err(invalid(format!("user {} appears twice", u.username)));
+            }
+            order.push(key.clone());
+            users.insert(key, u);
+        }
+        Ok(Self {
+            users,
+            order,
+            phone_rules: file.phone_rules,
+            default_phone_outcome: file.default_phone_outcome,
+        })
+    }
+
+    /// The user with this name (case-insensitive).
+    pub fn get(&self, username: &str) -> Option<&User> {
+        self.users.get(&username.to_lowercase())
+    }
+
+    /// All users in file order.
+    pub fn users(&self) -> impl Iterator<Item = &User> {
+        self.order.iter().filter_map(|k| self.users.get(k))
+    }
+
+    /// The outcome for a phone number (digits are compared; other characters are ignored).
+    pub fn phone_outcome(&self, number: &str) -> Outcome {
+        let digits: String = number.chars().filter(char::is_ascii_digit).collect();
+        self.phone_rules
+            .iter()
+            .find(|r| digits.ends_with(&r.suffix))
+            .map(|r| r.outcome)
+            .unwrap_or(self.default_phone_outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_directory_has_the_documented_users() {
+        let d = Directory::demo().unwrap();
+        assert_eq!(
+            d.get("ALICE@contoso.com").unwrap().outcome,
+            Outcome::Approve
+        );
+        assert_eq!(d.get("bob@contoso.com").unwrap().outcome, Outcome::NoAnswer);
+        assert!(d.get("carol@contoso.com").unwrap().blocked);
+        assert_eq!(d.phone_outcome("425 555 0100"), Outcome::Approve);
+        assert_eq!(d.phone_outcome("4255550111"), Outcome::NoAnswer);
+        assert_eq!(d.phone_outcome("4255550105"), Outcome::HangUp);
+    }
+
+    #[test]
+    fn refuses_bad_files() {
+        assert!(Directory::from_toml("t", "[[users]]\nusername='a'\nmode='fax'").is_err());
+        assert!(
+            Directory::from_toml("t", "[[users]]\nusername='a'\n[[users]]\nusername='A'").is_err()
+        );
+        assert!(Directory::from_toml("t", "[[users]]\nname='a'").is_err());
+    }
+}

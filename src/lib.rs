@@ -1,0 +1,26 @@
+//! # pfgate
+//!
+//! A drop-in replacement for the Azure Multi-Factor Authentication Server **Web Service SDK**
+//! (`PfWsSdk.asmx`), which stopped serving MFA on 30 September 2024 while MIM, the AD FS adapter,
+//! the User Portal and admin scripts still call it. pfgate speaks the SDK exactly as the original did
+//! (SOAP 1.1 and 1.2, the same WSDL, the same 105 operations) so a deployment migrates by changing
+//! one URL.
+//!
+//! The path of a request, one module per stage:
+//!
+//! ```text
+//! server (TCP, TLS, HTTP/1.1, limits) ─► soap (envelope, dispatch, faults)
+//!   ─► pfwssdk (typed request) ─► engine (MFA Server semantics) ─► pfwssdk (typed response)
+//!   ─► soap (ASMX-exact envelope)
+//! ```
+//!
+//! Data flows one way: the SOAP layer knows nothing of providers, the engine nothing of SOAP.
+
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod net;
+pub mod pfwssdk;
+pub mod server;
+pub mod soap;
+pub mod telemetry;

@@ -1,0 +1,366 @@
+//! One HTTP request: route by path and method, enforce the body limits, and hand SOAP to the
+//! engine. Everything an ASMX endpoint answers besides SOAP lives here too (WSDL, DISCO, help page).
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::{HeaderMap, Method, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+
+use crate::config::{is_trusted, Settings};
+use crate::engine::{CallContext, Engine};
+use crate::pfwssdk::wsdl;
+use crate::soap::envelope::{read_head, SoapVersion};
+use crate::soap::xml::XmlLimits;
+use crate::soap::{decode_request, encode_response, Fault};
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    /// The engine.
+    pub engine: Engine,
+    /// Validated settings.
+    pub settings: Settings,
+}
+
+/// Facts about the connection a request arrived on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// Remote address.
+    pub peer: SocketAddr,
+    /// Local address.
+    pub local: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+type HttpResponse = http::Response<Full<Bytes>>;
+
+fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> HttpResponse {
+    let mut r = http::Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn plain(status: StatusCode, text: &str) -> HttpResponse {
+    respond(status, "text/plain; charset=utf-8", format!("{text}\n"))
+}
+
+fn fault_response(version: SoapVersion, fault: &Fault) -> HttpResponse {
+    respond(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        version.content_type(),
+        fault.to_envelope(version),
+    )
+}
+
+/// True for any path ending in `/PfWsSdk.asmx`, case-insensitively (PROTOCOL.md §1).
+pub fn is_sdk_path(path: &str) -> bool {
+    const SUFFIX: &str = "/pfwssdk.asmx";
+    path.len() >= SUFFIX.len()
+        && path.is_char_boundary(path.len() - SUFFIX.len())
+        && path[path.len() - SUFFIX.len()..].eq_ignore_ascii_case(SUFFIX)
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn valid_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 255
+        && h.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_')
+        })
+}
+
+/// The URL the caller used, for `soap:address`: forwarded scheme and host are believed only from a
+/// configured trusted proxy.
+fn public_location(state: &AppState, conn: &ConnInfo, headers: &HeaderMap, path: &str) -> String {
+    let trusted = is_trusted(&state.settings.trusted_proxies, conn.peer.ip());
+    let mut scheme = if conn.tls { "https" } else { "http" };
+    let mut host: Option<String> = header(headers, HOST.as_str())
+        .filter(|h| valid_host(h))
+        .map(str::to_string);
+    if trusted {
+        match header(headers, "x-forwarded-proto").map(|p| p.trim().to_ascii_lowercase()) {
+            Some(p) if p == "https" => scheme = "https",
+            Some(p) if p == "http" => scheme = "http",
+            _ => {}
+        }
+        if let Some(h) = header(headers, "x-forwarded-host")
+            .and_then(|h| h.split(',').next())
+            .map(str::trim)
+            .filter(|h| valid_host(h))
+        {
+            host = Some(h.to_string());
+        }
+    }
+    let host = host.unwrap_or_else(|| conn.local.to_string());
+    format!("{scheme}://{host}{path}")
+}
+
+/// The caller's address: the peer, or the right-most untrusted `X-Forwarded-For` entry when the peer
+/// is a trusted proxy.
+fn caller_ip(state: &AppState, conn: &ConnInfo, headers: &HeaderMap) -> IpAddr {
+    let proxies = &state.settings.trusted_proxies;
+    let peer = conn.peer.ip();
+    if !is_trusted(proxies, peer) {
+        return peer;
+    }
+    let Some(xff) = header(headers, "x-forwarded-for") else {
+        return peer;
+    };
+    let mut ip = peer;
+    for entry in xff.rsplit(',') {
+        match entry.trim().parse::<IpAddr>() {
+            Ok(addr) => {
+                ip = addr;
+                if !is_trusted(proxies, addr) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    ip
+}
+
+/// Handles one request. Never fails: every problem becomes an HTTP answer.
+pub async fn handle(
+    state: Arc<AppState>,
+    conn: ConnInfo,
+    req: http::Request<Incoming>,
+) -> Result<HttpResponse, Infallible> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let caller = caller_ip(&state, &conn, req.headers());
+    let (response, operation, outcome) = route(&state, &conn, req, caller).await;
+    tracing::info!(
+        target: "pfgate::access",
+        method = %method,
+        path = %path,
+        caller = %caller,
+        operation = operation.unwrap_or("-"),
+        status = response.status().as_u16(),
+        outcome = %outcome,
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    Ok(response)
+}
+
+async fn route(
+    state: &AppState,
+    conn: &ConnInfo,
+    req: http::Request<Incoming>,
+    caller: IpAddr,
+) -> (HttpResponse, Option<&'static str>, String) {
+    let path = req.uri().path().to_string();
+    if !is_sdk_path(&path) {
+        return (
+            plain(
+                StatusCode::NOT_FOUND,
+                "Not found. The PfWsSdk endpoint is at a path ending in /PfWsSdk.asmx.",
+            ),
+            None,
+            "not-found".into(),
+        );
+    }
+    match *req.method() {
+        Method::GET | Method::HEAD => {
+            let location = public_location(state, conn, req.headers(), &path);
+            let query = req.uri().query().unwrap_or("");
+            let key = query
+                .split(['&', '='])
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            let (resp, what) = match key.as_str() {
+                "wsdl" => (
+                    respond(
+                        StatusCode::OK,
+                        "text/xml; charset=utf-8",
+                        wsdl::wsdl_for(&location),
+                    ),
+                    "wsdl",
+                ),
+                "disco" => (
+                    respond(
+                        StatusCode::OK,
+                        "text/xml; charset=utf-8",
+                        wsdl::disco_for(&location),
+                    ),
+                    "disco",
+                ),
+                _ => (
+                    respond(
+                        StatusCode::OK,
+                        "text/html; charset=utf-8",
+                        wsdl::help_page(&location),
+                    ),
+                    "help-page",
+                ),
+            };
+            // For HEAD, hyper sends the headers and omits the body.
+            (resp, None, what.into())
+        }
+        Method::POST => soap(state, req, caller).await,
+        _ => {
+            let mut r = plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Use GET (WSDL, help page) or POST (SOAP).",
+            );
+            r.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
+            (r, None, "method-not-allowed".into())
+        }
+    }
+}
+
+async fn soap(
+    state: &AppState,
+    req: http::Request<Incoming>,
+    caller: IpAddr,
+) -> (HttpResponse, Option<&'static str>, String) {
+    let limits = &state.settings.limits;
+    let headers = req.headers();
+    let head = match read_head(
+        header(headers, CONTENT_TYPE.as_str()),
+        header(headers, "soapaction"),
+    ) {
+        Ok(h) => h,
+        Err(e) => {
+            return (
+                plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, &e.to_string()),
+                None,
+                "unsupported-media-type".into(),
+            )
+        }
+    };
+    // Refuse an announced oversize body before reading it (and before `100 Continue` is sent).
+    if let Some(len) =
+        header(headers, CONTENT_LENGTH.as_str()).and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        if len > limits.max_body_bytes {
+            return too_large(limits.max_body_bytes);
+        }
+    }
+    let limited = Limited::new(req.into_body(), limits.max_body_bytes as usize);
+    let body = match tokio::time::timeout(limits.body_timeout, limited.collect()).await {
+        Err(_) => {
+            return (
+                plain(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "The request body was not received in time.",
+                ),
+                None,
+                "body-timeout".into(),
+            )
+        }
+        Ok(Err(e)) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                return too_large(limits.max_body_bytes);
+            }
+            return (
+                plain(
+                    StatusCode::BAD_REQUEST,
+                    "The request body could not be read.",
+                ),
+                None,
+                "body-error".into(),
+            );
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
+    let xml_limits = XmlLimits {
+        max_depth: limits.max_xml_depth,
+        max_elements: limits.max_xml_elements,
+    };
+    let call = match decode_request(&head, &body, xml_limits) {
+        Ok(c) => c,
+        Err(fault) => {
+            tracing::warn!(target: "pfgate::soap", caller = %caller, fault = %fault.message, "request refused");
+            return (fault_response(head.version, &fault), None, "fault".into());
+        }
+    };
+    let operation = call.request.operation().name();
+    let ctx = CallContext {
+        caller_ip: caller,
+        caller: if state.settings.allow_anonymous {
+            "anonymous".into()
+        } else {
+            "unknown".into()
+        },
+    };
+    let response = state.engine.handle(&ctx, call.request).await;
+    let xml = encode_response(call.version, &response);
+    let outcome = outcome_of(operation, &xml);
+    (
+        respond(StatusCode::OK, call.version.content_type(), xml),
+        Some(operation),
+        outcome,
+    )
+}
+
+fn too_large(max: u64) -> (HttpResponse, Option<&'static str>, String) {
+    (
+        plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("The request body is larger than the limit of {max} bytes."),
+        ),
+        None,
+        "too-large".into(),
+    )
+}
+
+/// A short outcome for the access log, read back from the envelope about to be sent:
+/// `true`, or `false/error=N/call=M`. Never a secret (only result and codes).
+fn outcome_of(operation: &str, xml: &str) -> String {
+    let code_of = |tag: &str| -> Option<&str> {
+        let open = format!("<{tag}><Code>");
+        let start = xml.find(&open)? + open.len();
+        let end = xml[start..].find('<')? + start;
+        Some(&xml[start..end])
+    };
+    let result = format!("<{operation}Result>");
+    let ok = xml
+        .find(&result)
+        .map(|i| !xml[i + result.len()..].starts_with("false"))
+        .unwrap_or(true);
+    let mut s = String::from(if ok { "true" } else { "false" });
+    if let Some(e) = code_of("error").filter(|c| *c != "0") {
+        s.push_str("/error=");
+        s.push_str(e);
+    }
+    if let Some(c) = code_of("callResult") {
+        s.push_str("/call=");
+        s.push_str(c);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_sdk_paths_case_insensitively() {
+        assert!(is_sdk_path("/MultiFactorAuthWebServiceSdk/PfWsSdk.asmx"));
+        assert!(is_sdk_path("/multifactorauthwebservicesdk/pfwssdk.ASMX"));
+        assert!(is_sdk_path("/PfWsSdk.asmx"));
+        assert!(!is_sdk_path("/PfWsSdk.asmx/x"));
+        assert!(!is_sdk_path("/XPfWsSdk.asmx"));
+        assert!(!is_sdk_path("/é/fWsSdk.asmx"));
+    }
+}
