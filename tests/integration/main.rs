@@ -1,0 +1,15 @@
+//! Integration tests: a real pfgate on a real socket, called over TLS by real clients.
+//!
+//! One test binary (one link step) with a module per concern. Interop tests that need Mono or zeep
+//! skip when the tool is missing, unless `PFGATE_REQUIRE_INTEROP=1` (set by `.ci/run`), in which
+//! case a missing tool fails the test.
+
+// Tests assert by unwrapping: a panic with the value is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cli;
+mod contract;
+mod endpoint;
+mod hostile;
+mod interop;
+mod support;

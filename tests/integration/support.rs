@@ -1,0 +1,231 @@
+//! Test support: a real pfgate on 127.0.0.1:0 and a TLS client that trusts exactly its certificate.
+//! Every wait has a timeout, so a hung server fails a test instead of hanging the suite.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use pfgate::config::Settings;
+use pfgate::server::{self, RunningServer};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// Waits at most this long for any single network step.
+pub const STEP: Duration = Duration::from_secs(20);
+
+pub const SDK_PATH: &str = "/MultiFactorAuthWebServiceSdk/PfWsSdk.asmx";
+pub const NS: &str = "http://www.phonefactor.com/PfWsSdk";
+
+pub struct TestServer {
+    pub running: Option<RunningServer>,
+    pub addr: SocketAddr,
+    pub leaf: CertificateDer<'static>,
+}
+
+impl TestServer {
+    /// The demo server on a free port.
+    pub async fn demo() -> Self {
+        Self::start(Settings::demo("127.0.0.1:0".parse().unwrap())).await
+    }
+
+    /// A server with these settings (the TLS listener must be configured).
+    pub async fn start(settings: Settings) -> Self {
+        let running = server::start(settings).await.expect("server starts");
+        let addr = running.tls_addr.expect("TLS listener");
+        let leaf = running.tls.as_ref().expect("TLS identity").leaf.clone();
+        Self {
+            running: Some(running),
+            addr,
+            leaf,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://localhost:{}{SDK_PATH}", self.addr.port())
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(self.addr, &self.leaf)
+    }
+
+    pub fn leaf_pem(&self) -> String {
+        self.running.as_ref().unwrap().tls.as_ref().unwrap().leaf_pem()
+    }
+
+    pub fn fingerprint(&self) -> String {
+        self.running.as_ref().unwrap().tls.as_ref().unwrap().fingerprint()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            // Stop the listeners; connections end with the test's runtime.
+            drop(tokio::spawn(r.shutdown(Duration::from_millis(10))));
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    addr: SocketAddr,
+    connector: TlsConnector,
+}
+
+impl Client {
+    pub fn new(addr: SocketAddr, leaf: &CertificateDer<'static>) -> Self {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(leaf.clone()).expect("certificate accepted as a root");
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Self {
+            addr,
+            connector: TlsConnector::from(Arc::new(config)),
+        }
+    }
+
+    pub async fn tls(&self) -> tokio_rustls::client::TlsStream<TcpStream> {
+        let tcp = tokio::time::timeout(STEP, TcpStream::connect(self.addr))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        let name = ServerName::try_from("localhost").unwrap();
+        tokio::time::timeout(STEP, self.connector.connect(name, tcp))
+            .await
+            .expect("handshake in time")
+            .expect("handshake")
+    }
+
+    /// Sends one request on a fresh connection with hyper's client.
+    pub async fn send(&self, req: http::Request<Full<Bytes>>) -> Resp {
+        let stream = self.tls().await;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .expect("http handshake");
+        tokio::spawn(conn);
+        send_on(&mut sender, req).await
+    }
+
+    pub async fn get(&self, path_and_query: &str) -> Resp {
+        self.send(
+            http::Request::get(path_and_query)
+                .header("host", format!("localhost:{}", self.addr.port()))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// POSTs a SOAP 1.1 envelope; `action` is sent quoted, as .NET does.
+    pub async fn soap11(&self, action: Option<&str>, envelope: &str) -> Resp {
+        let mut b = http::Request::post(SDK_PATH)
+            .header("host", format!("localhost:{}", self.addr.port()))
+            .header("content-type", "text/xml; charset=utf-8");
+        if let Some(a) = action {
+            b = b.header("soapaction", format!("\"{a}\""));
+        }
+        self.send(b.body(Full::new(Bytes::from(envelope.to_string()))).unwrap())
+            .await
+    }
+
+    /// POSTs a SOAP 1.2 envelope with `action=` in the content type.
+    pub async fn soap12(&self, action: &str, envelope: &str) -> Resp {
+        let req = http::Request::post(SDK_PATH)
+            .header("host", format!("localhost:{}", self.addr.port()))
+            .header(
+                "content-type",
+                format!("application/soap+xml; charset=utf-8; action=\"{action}\""),
+            )
+            .body(Full::new(Bytes::from(envelope.to_string())))
+            .unwrap();
+        self.send(req).await
+    }
+
+    /// Writes raw bytes on a fresh TLS connection and reads until the server closes or `STEP`
+    /// passes. Returns everything read.
+    pub async fn raw(&self, bytes: &[u8]) -> String {
+        let mut stream = self.tls().await;
+        // The server may answer and close before reading everything; a write error is fine then.
+        let _ = tokio::time::timeout(STEP, stream.write_all(bytes)).await;
+        let _ = stream.flush().await;
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(STEP, stream.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+pub async fn send_on(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    req: http::Request<Full<Bytes>>,
+) -> Resp {
+    let resp = tokio::time::timeout(STEP, sender.send_request(req))
+        .await
+        .expect("response in time")
+        .expect("response");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = tokio::time::timeout(STEP, resp.into_body().collect())
+        .await
+        .expect("body in time")
+        .expect("body")
+        .to_bytes();
+    Resp {
+        status,
+        headers,
+        body: String::from_utf8(body.to_vec()).expect("UTF-8 response"),
+    }
+}
+
+/// A SOAP 1.1 envelope around `inner`, written the way .NET's XmlSerializer writes it.
+pub fn env11(inner: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema"><soap:Body>{inner}</soap:Body></soap:Envelope>"#
+    )
+}
+
+/// A SOAP 1.2 envelope around `inner`.
+pub fn env12(inner: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="utf-8"?><soap12:Envelope xmlns:soap12="http://www.w3.org/2003/05/soap-envelope"><soap12:Body>{inner}</soap12:Body></soap12:Envelope>"#
+    )
+}
+
+pub fn action(op: &str) -> String {
+    format!("{NS}/{op}")
+}
+
+/// The text of the first element with this local name (any prefix), or None.
+pub fn text_of(xml: &str, local: &str) -> Option<String> {
+    let doc = roxmltree::Document::parse(xml).ok()?;
+    doc.descendants()
+        .find(|n| n.is_element() && n.tag_name().name() == local)
+        .map(|n| n.text().unwrap_or("").to_string())
+}
+
+/// Parses a response body as XML with an independent parser (roxmltree), so a malformed envelope
+/// fails the test whatever pfgate's own writer believes.
+pub fn parse_xml(xml: &str) -> roxmltree::Document<'_> {
+    roxmltree::Document::parse(xml).unwrap_or_else(|e| panic!("response is not well-formed XML: {e}\n{xml}"))
+}
