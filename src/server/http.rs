@@ -315,13 +315,21 @@ async fn soap(
 
 fn too_large(max: u64) -> (HttpResponse, Option<&'static str>, String) {
     (
-        plain(
+        closing(plain(
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!("The request body is larger than the limit of {max} bytes."),
-        ),
+        )),
         None,
         "too-large".into(),
     )
+}
+
+/// Marks a response as the last on its connection: the request body was not (fully) read, so the
+/// connection cannot be reused, and the client should learn that now rather than by a reset.
+fn closing(mut r: HttpResponse) -> HttpResponse {
+    r.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    r
 }
 
 /// A short outcome for the access log, read back from the envelope about to be sent:

@@ -1,1 +1,355 @@
-//! placeholder
+//! The real binary: `--version`, `check-config`, and `serve` from the README's first command and
+//! from a configuration file, stopped with SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pfgate"))
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let d = std::env::temp_dir().join(format!("pfgate-test-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn prints_version() {
+    let out = bin().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("pfgate {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// Writes a throwaway certificate and key for localhost into `dir`.
+fn write_cert(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    let c = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, c.cert.pem()).unwrap();
+    std::fs::write(&key, c.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+#[test]
+fn check_config_accepts_a_good_file_and_lists_every_problem_of_a_bad_one() {
+    let dir = temp_dir("check");
+    write_cert(&dir);
+    let good = dir.join("good.toml");
+    std::fs::write(
+        &good,
+        "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n\
+         plain_listen = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]\n\
+         [engine]\nauth_timeout_secs = 60\n[auth]\nallow_anonymous = true\n",
+    )
+    .unwrap();
+    let out = bin().arg("check-config").arg(&good).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[server]\nlisten = \"nowhere\"\nplain_listen = \"0.0.0.0:8080\"\ntrusted_proxies = [\"10.0.0.0/99\"]\n\
+         [engine]\nauth_timeout_secs = 120\ndefault_country_code = \"+1\"\n",
+    )
+    .unwrap();
+    let out = bin().arg("check-config").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let file = bad.display().to_string();
+    for key in [
+        "server.listen",
+        "server.plain_listen",
+        "server.trusted_proxies[0]",
+        "engine.auth_timeout_secs",
+        "engine.default_country_code",
+        "auth.allow_anonymous",
+    ] {
+        assert!(
+            err.contains(&format!("{file}:{key}: ")),
+            "missing {key} in:\n{err}"
+        );
+    }
+
+    let typo = dir.join("typo.toml");
+    std::fs::write(&typo, "[server]\nlisten_addr = \"127.0.0.1:1\"\n").unwrap();
+    let out = bin().arg("check-config").arg(&typo).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listen_addr"));
+
+    let out = bin()
+        .arg("check-config")
+        .arg(dir.join("missing.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+/// Accepts exactly the certificate whose SHA-256 fingerprint the server printed.
+#[derive(Debug)]
+struct Pinned(String);
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if pfgate::server::tls::fingerprint(end_entity) == self.0 {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General("fingerprint mismatch".into()))
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            m,
+            c,
+            d,
+            &rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            m,
+            c,
+            d,
+            &rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        rustls::crypto::aws_lc_rs::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+struct Served {
+    child: Child,
+    lines: Vec<String>,
+}
+
+/// Starts `pfgate` with `args` and reads stdout until the listening lines are printed.
+fn spawn_serve(args: &[&str], wanted: usize) -> Served {
+    let mut child = bin()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    while lines.len() < wanted {
+        match rx.recv_timeout(STEP) {
+            Ok(l) => lines.push(l),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("pfgate printed only {lines:?}");
+            }
+        }
+    }
+    Served { child, lines }
+}
+
+fn sigterm_and_wait(mut child: Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("pfgate did not exit within 10 s of SIGTERM");
+}
+
+async fn test_security_over(addr: &str, fingerprint: &str) -> String {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Pinned(fingerprint.to_string())))
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let body = env11(&format!(r#"<TestSecurity xmlns="{NS}" />"#));
+    let req = format!(
+        "POST {SDK_PATH} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml; charset=utf-8\r\nSOAPAction: \"{}\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        action("TestSecurity"),
+        body.len()
+    );
+    tls.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(STEP, tls.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_command_from_the_readme_serves_and_stops_on_sigterm() {
+    let served = tokio::task::spawn_blocking(|| {
+        spawn_serve(&["serve", "--demo", "--listen", "127.0.0.1:0"], 2)
+    })
+    .await
+    .unwrap();
+    let url_line = &served.lines[0];
+    let url = url_line.rsplit(' ').next().unwrap();
+    assert!(url.starts_with("https://127.0.0.1:"), "{url_line}");
+    assert!(url.ends_with(SDK_PATH), "{url_line}");
+    let fingerprint = served.lines[1]
+        .strip_prefix("TLS certificate SHA-256 fingerprint: ")
+        .unwrap()
+        .to_string();
+    assert_eq!(fingerprint.len(), 32 * 3 - 1);
+    let addr = url
+        .trim_start_matches("https://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let answer = test_security_over(&addr, &fingerprint).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("<TestSecurityResult>secure</TestSecurityResult>"));
+    let status = tokio::task::spawn_blocking(move || sigterm_and_wait(served.child))
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_from_a_config_file_with_tls_and_plain_listeners() {
+    let dir = temp_dir("serve");
+    let (cert, _) = write_cert(&dir);
+    let users = dir.join("users.toml");
+    std::fs::write(
+        &users,
+        "[[users]]\nusername = \"zed@contoso.com\"\nphone = \"5550100\"\noutcome = \"hang_up\"\n",
+    )
+    .unwrap();
+    let config = dir.join("pfgate.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n\
+         plain_listen = \"127.0.0.1:0\"\n[directory]\nusers_file = \"users.toml\"\n[auth]\nallow_anonymous = true\n",
+    )
+    .unwrap();
+    let cfg = config.display().to_string();
+    let served = tokio::task::spawn_blocking(move || spawn_serve(&["serve", "--config", &cfg], 3))
+        .await
+        .unwrap();
+    let plain = served
+        .lines
+        .iter()
+        .find(|l| l.ends_with("(plain HTTP)"))
+        .unwrap()
+        .split(' ')
+        .nth(4)
+        .unwrap()
+        .to_string();
+    let addr = plain
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    // Plain HTTP: a user from the configured users file.
+    let body = env11(&format!(
+        r#"<PfAuthUser_4 xmlns="{NS}"><username>zed@contoso.com</username><requireUserMatch>true</requireUserMatch></PfAuthUser_4>"#
+    ));
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let req = format!(
+        "POST {SDK_PATH} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml\r\nSOAPAction: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        action("PfAuthUser_4"),
+        body.len()
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(STEP, tcp.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.contains("<PfAuthUser_4Result>false</PfAuthUser_4Result>"),
+        "{text}"
+    );
+    assert!(text.contains("<callResult><Code>108</Code>"), "{text}");
+    // TLS with the configured certificate.
+    let fp = served.lines[1]
+        .strip_prefix("TLS certificate SHA-256 fingerprint: ")
+        .map(str::to_string);
+    let tls_line = served
+        .lines
+        .iter()
+        .find(|l| l.contains("https://"))
+        .unwrap();
+    let tls_addr = tls_line
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .trim_start_matches("https://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let pem = std::fs::read(&cert).unwrap();
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(&pem).unwrap();
+    let expected_fp = pfgate::server::tls::fingerprint(&der);
+    assert!(
+        served.lines.iter().any(|l| l.ends_with(&expected_fp)),
+        "{:?} {fp:?}",
+        served.lines
+    );
+    let answer = test_security_over(&tls_addr, &expected_fp).await;
+    assert!(
+        answer.contains("<TestSecurityResult>secure</TestSecurityResult>"),
+        "{answer}"
+    );
+    let status = tokio::task::spawn_blocking(move || sigterm_and_wait(served.child))
+        .await
+        .unwrap();
+    assert!(status.success());
+}

@@ -53,11 +53,23 @@ impl TestServer {
     }
 
     pub fn leaf_pem(&self) -> String {
-        self.running.as_ref().unwrap().tls.as_ref().unwrap().leaf_pem()
+        self.running
+            .as_ref()
+            .unwrap()
+            .tls
+            .as_ref()
+            .unwrap()
+            .leaf_pem()
     }
 
     pub fn fingerprint(&self) -> String {
-        self.running.as_ref().unwrap().tls.as_ref().unwrap().fingerprint()
+        self.running
+            .as_ref()
+            .unwrap()
+            .tls
+            .as_ref()
+            .unwrap()
+            .fingerprint()
     }
 }
 
@@ -79,7 +91,10 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 }
 
@@ -92,7 +107,9 @@ pub struct Client {
 impl Client {
     pub fn new(addr: SocketAddr, leaf: &CertificateDer<'static>) -> Self {
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(leaf.clone()).expect("certificate accepted as a root");
+        roots
+            .add(leaf.clone())
+            .expect("certificate accepted as a root");
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -146,8 +163,11 @@ impl Client {
         if let Some(a) = action {
             b = b.header("soapaction", format!("\"{a}\""));
         }
-        self.send(b.body(Full::new(Bytes::from(envelope.to_string()))).unwrap())
-            .await
+        self.send(
+            b.body(Full::new(Bytes::from(envelope.to_string())))
+                .unwrap(),
+        )
+        .await
     }
 
     /// POSTs a SOAP 1.2 envelope with `action=` in the content type.
@@ -180,6 +200,10 @@ pub async fn send_on(
     sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
     req: http::Request<Full<Bytes>>,
 ) -> Resp {
+    tokio::time::timeout(STEP, sender.ready())
+        .await
+        .expect("connection ready in time")
+        .expect("connection still open (keep-alive)");
     let resp = tokio::time::timeout(STEP, sender.send_request(req))
         .await
         .expect("response in time")
@@ -227,5 +251,6 @@ pub fn text_of(xml: &str, local: &str) -> Option<String> {
 /// Parses a response body as XML with an independent parser (roxmltree), so a malformed envelope
 /// fails the test whatever pfgate's own writer believes.
 pub fn parse_xml(xml: &str) -> roxmltree::Document<'_> {
-    roxmltree::Document::parse(xml).unwrap_or_else(|e| panic!("response is not well-formed XML: {e}\n{xml}"))
+    roxmltree::Document::parse(xml)
+        .unwrap_or_else(|e| panic!("response is not well-formed XML: {e}\n{xml}"))
 }
