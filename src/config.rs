@@ -495,3 +495,17 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
 pub fn is_trusted(nets: &[IpNet], ip: IpAddr) -> bool {
     nets.iter().any(|n| n.contains(ip))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_uses_only_known_keys() {
+        let text = include_str!("../pfgate.example.toml");
+        let parsed: FileConfig = toml::from_str(text).unwrap();
+        assert_eq!(parsed.engine.auth_timeout_secs, Some(60));
+        assert_eq!(parsed.limits.max_body_bytes, Some(Limits::default().max_body_bytes));
+        assert!(!parsed.auth.allow_anonymous, "the example must not open the door by default");
+    }
+}

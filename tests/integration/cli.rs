@@ -336,7 +336,7 @@ async fn serve_from_a_config_file_with_tls_and_plain_listeners() {
         .unwrap()
         .to_string();
     let pem = std::fs::read(&cert).unwrap();
-    let der = rustls::pki_types::CertificateDer::from_pem_slice(&pem).unwrap();
+    let der = CertificateDer::from_pem_slice(&pem).unwrap();
     let expected_fp = pfgate::server::tls::fingerprint(&der);
     assert!(
         served.lines.iter().any(|l| l.ends_with(&expected_fp)),

@@ -10,7 +10,6 @@ use http_body_util::{BodyExt, Full};
 use pfgate::config::Settings;
 use pfgate::server::{self, RunningServer};
 use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -181,18 +180,6 @@ impl Client {
             .body(Full::new(Bytes::from(envelope.to_string())))
             .unwrap();
         self.send(req).await
-    }
-
-    /// Writes raw bytes on a fresh TLS connection and reads until the server closes or `STEP`
-    /// passes. Returns everything read.
-    pub async fn raw(&self, bytes: &[u8]) -> String {
-        let mut stream = self.tls().await;
-        // The server may answer and close before reading everything; a write error is fine then.
-        let _ = tokio::time::timeout(STEP, stream.write_all(bytes)).await;
-        let _ = stream.flush().await;
-        let mut out = Vec::new();
-        let _ = tokio::time::timeout(STEP, stream.read_to_end(&mut out)).await;
-        String::from_utf8_lossy(&out).into_owned()
     }
 }
 
