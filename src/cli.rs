@@ -47,11 +47,42 @@ pub enum Command {
         /// The file.
         file: PathBuf,
     },
+    /// Manage the user directory in the configured store.
+    Users {
+        /// What to do.
+        #[command(subcommand)]
+        action: UsersAction,
+    },
     /// Print the WSDL (the committed wsdl/PfWsSdk.wsdl is this output).
     Wsdl {
         /// The service address to write into soap:address.
         #[arg(long, default_value = crate::pfwssdk::wsdl::PLACEHOLDER_LOCATION)]
         location: String,
+    },
+}
+
+/// `pfgate users …`
+#[derive(Debug, Subcommand)]
+pub enum UsersAction {
+    /// Import users from a CSV file (columns: see the README); existing users are skipped.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        /// Configuration naming the store (`[store] path`).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Replace users that already exist instead of skipping them.
+        #[arg(long)]
+        update: bool,
+    },
+    /// Export users as CSV (without PINs, OATH secrets or static tokens).
+    Export {
+        /// Configuration naming the store.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Write here instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
 }
 
@@ -70,6 +101,19 @@ pub fn run(cli: Cli) -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Users { action } => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("pfgate: cannot start the async runtime: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            runtime.block_on(users(action))
+        }
         Command::Wsdl { location } => {
             print!("{}", crate::pfwssdk::wsdl::render(&location));
             ExitCode::SUCCESS
@@ -126,6 +170,105 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
             };
             runtime.block_on(serve(settings))
+        }
+    }
+}
+
+async fn store_for(
+    config: &std::path::Path,
+) -> Result<std::sync::Arc<dyn crate::store::Store>, ExitCode> {
+    let settings = match config::load(config) {
+        Ok(s) => s,
+        Err(errors) => {
+            for p in &errors.0 {
+                eprintln!("{p}");
+            }
+            return Err(ExitCode::from(1));
+        }
+    };
+    if settings.store.path.is_none() {
+        eprintln!(
+            "{}:store.path: the configuration has no store file; users imported into memory would be lost",
+            config.display()
+        );
+        return Err(ExitCode::from(1));
+    }
+    crate::app::open_store(&settings).await.map_err(|e| {
+        eprintln!("pfgate: {e}");
+        ExitCode::from(2)
+    })
+}
+
+async fn users(action: UsersAction) -> ExitCode {
+    match action {
+        UsersAction::Import {
+            file,
+            config,
+            update,
+        } => {
+            let store = match store_for(&config).await {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let input = match std::fs::File::open(&file) {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("pfgate: cannot read {}: {e}", file.display());
+                    return ExitCode::from(2);
+                }
+            };
+            let (rows, row_errors) = match crate::users_csv::read(input) {
+                Ok(v) => v,
+                Err(e) => {
+                    eprintln!("{}: {e}", file.display());
+                    return ExitCode::from(1);
+                }
+            };
+            let report = match crate::users_csv::import(store.as_ref(), rows, update).await {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("pfgate: import stopped: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            for e in &row_errors {
+                eprintln!("{}:{}: {}", file.display(), e.line, e.reason);
+            }
+            println!(
+                "imported: {} added, {} updated, {} already present, {} rows refused",
+                report.added,
+                report.updated,
+                report.skipped,
+                row_errors.len()
+            );
+            if row_errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        UsersAction::Export { config, output } => {
+            let store = match store_for(&config).await {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let result = match &output {
+                Some(path) => match std::fs::File::create(path) {
+                    Ok(f) => crate::users_csv::export(store.as_ref(), f).await,
+                    Err(e) => Err(format!("cannot write {}: {e}", path.display())),
+                },
+                None => crate::users_csv::export(store.as_ref(), std::io::stdout().lock()).await,
+            };
+            match result {
+                Ok(n) => {
+                    eprintln!("exported {n} users");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("pfgate: export failed: {e}");
+                    ExitCode::from(2)
+                }
+            }
         }
     }
 }

@@ -32,6 +32,50 @@ pub struct FileConfig {
     /// `[auth]`
     #[serde(default)]
     pub auth: AuthSection,
+    /// `[store]`
+    #[serde(default)]
+    pub store: StoreSection,
+}
+
+/// `[store]`: where the directory and authentication state live.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// SQLite database file. Without it the store is in memory and nothing survives a restart.
+    pub path: Option<PathBuf>,
+    /// File holding the 32-byte key that encrypts OATH secrets and static tokens (raw, hex or base64).
+    pub secrets_key_file: Option<PathBuf>,
+    /// Environment variable holding that key (hex or base64), instead of a file.
+    pub secrets_key_env: Option<String>,
+}
+
+/// Where the secrets key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A key file.
+    File(PathBuf),
+    /// An environment variable.
+    Env(String),
+    /// A random key for this process only (in-memory stores).
+    Ephemeral,
+}
+
+/// Validated store settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// SQLite file, or `None` for memory.
+    pub path: Option<PathBuf>,
+    /// Secrets key.
+    pub key: KeySource,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            path: None,
+            key: KeySource::Ephemeral,
+        }
+    }
 }
 
 /// `[server]`: listeners and TLS.
@@ -200,6 +244,8 @@ pub struct Settings {
     pub allow_anonymous: bool,
     /// Demo mode (self-signed certificate, embedded data, no authentication).
     pub demo: bool,
+    /// Store.
+    pub store: StoreSettings,
 }
 
 /// The demo listener when `--listen` is not given.
@@ -219,6 +265,7 @@ impl Settings {
             directory: DirectorySource::EmbeddedDemo,
             allow_anonymous: true,
             demo: true,
+            store: StoreSettings::default(),
         }
     }
 }
@@ -466,6 +513,45 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
         None => DirectorySource::Empty,
     };
 
+    let store = {
+        let path = file.store.path.as_deref().map(resolve);
+        let key = match (&file.store.secrets_key_file, &file.store.secrets_key_env) {
+            (Some(_), Some(_)) => {
+                problem(
+                    "store.secrets_key_env",
+                    "give either store.secrets_key_file or store.secrets_key_env, not both".into(),
+                );
+                KeySource::Ephemeral
+            }
+            (Some(f), None) => {
+                let f = resolve(f);
+                if let Err(e) = crate::store::secrets::SecretKey::from_file(&f) {
+                    problem("store.secrets_key_file", e.to_string());
+                }
+                KeySource::File(f)
+            }
+            (None, Some(var)) => {
+                if let Err(e) = crate::store::secrets::SecretKey::from_env(var) {
+                    problem("store.secrets_key_env", e.to_string());
+                }
+                KeySource::Env(var.clone())
+            }
+            (None, None) => {
+                if path.is_some() {
+                    problem(
+                        "store.secrets_key_file",
+                        "a store file needs a secrets key (store.secrets_key_file or \
+                         store.secrets_key_env) so OATH secrets and static tokens stay encrypted \
+                         across restarts; create one with `head -c 32 /dev/urandom > secrets.key`"
+                            .into(),
+                    );
+                }
+                KeySource::Ephemeral
+            }
+        };
+        StoreSettings { path, key }
+    };
+
     if !file.auth.allow_anonymous {
         problem(
             "auth.allow_anonymous",
@@ -488,6 +574,7 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
         directory,
         allow_anonymous: file.auth.allow_anonymous,
         demo: false,
+        store,
     })
 }
 
@@ -505,7 +592,13 @@ mod tests {
         let text = include_str!("../pfgate.example.toml");
         let parsed: FileConfig = toml::from_str(text).unwrap();
         assert_eq!(parsed.engine.auth_timeout_secs, Some(60));
-        assert_eq!(parsed.limits.max_body_bytes, Some(Limits::default().max_body_bytes));
-        assert!(!parsed.auth.allow_anonymous, "the example must not open the door by default");
+        assert_eq!(
+            parsed.limits.max_body_bytes,
+            Some(Limits::default().max_body_bytes)
+        );
+        assert!(
+            !parsed.auth.allow_anonymous,
+            "the example must not open the door by default"
+        );
     }
 }

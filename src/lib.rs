@@ -16,11 +16,15 @@
 //!
 //! Data flows one way: the SOAP layer knows nothing of providers, the engine nothing of SOAP.
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod net;
 pub mod pfwssdk;
+pub mod providers;
 pub mod server;
 pub mod soap;
+pub mod store;
 pub mod telemetry;
+pub mod users_csv;

@@ -20,6 +20,10 @@ pub enum Outcome {
     NoAnswer,
     /// The user hung up.
     HangUp,
+    /// The user explicitly denied.
+    Deny,
+    /// The provider could not place the call.
+    Fail,
 }
 
 /// One user.
@@ -67,6 +71,18 @@ pub struct User {
     /// Scripted outcome.
     #[serde(default)]
     pub outcome: Outcome,
+    /// Scripted delay before the outcome, in milliseconds (a person taking time to answer).
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// PIN to store (hashed) when the directory is loaded into the store.
+    #[serde(default)]
+    pub pin: String,
+    /// OATH secret (base32) to store (encrypted).
+    #[serde(default)]
+    pub oath_secret: String,
+    /// Static token to store (encrypted).
+    #[serde(default)]
+    pub static_token: String,
 }
 
 fn default_mode() -> String {
@@ -104,6 +120,9 @@ pub struct PhoneRule {
     pub suffix: String,
     /// What happens.
     pub outcome: Outcome,
+    /// Delay before the outcome, in milliseconds.
+    #[serde(default)]
+    pub delay_ms: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -216,12 +235,17 @@ impl Directory {
 
     /// The outcome for a phone number (digits are compared; other characters are ignored).
     pub fn phone_outcome(&self, number: &str) -> Outcome {
+        self.phone_rule(number).0
+    }
+
+    /// Outcome and delay for a phone number.
+    pub fn phone_rule(&self, number: &str) -> (Outcome, std::time::Duration) {
         let digits: String = number.chars().filter(char::is_ascii_digit).collect();
         self.phone_rules
             .iter()
             .find(|r| digits.ends_with(&r.suffix))
-            .map(|r| r.outcome)
-            .unwrap_or(self.default_phone_outcome)
+            .map(|r| (r.outcome, std::time::Duration::from_millis(r.delay_ms)))
+            .unwrap_or((self.default_phone_outcome, std::time::Duration::ZERO))
     }
 }
 

@@ -27,14 +27,25 @@ pub enum CallCode {
     TextMessageAuthenticated,
     /// 21 — Mobile app authenticated.
     MobileAppAuthenticated,
+    /// 22 — OATH code pending: the caller must complete with `ValidateOathCode`.
+    OathCodePending,
     /// 23 — OATH code verified.
     OathCodeVerified,
     /// 100 — Invalid phone number.
     InvalidPhoneNumber,
+    /// 107 — Invalid phone number format.
+    InvalidPhoneNumberFormat,
     /// 108 — User hung up the phone.
     UserHungUp,
     /// 117 — Unable to place call (provider failure).
     UnableToPlaceCall,
+    /// 150 — *pfgate-chosen*: the person explicitly denied (app "Deny"). MFA Server's number for
+    /// "Mobile App Denied" is not public.
+    Denied,
+    /// 151 — *pfgate-chosen*: the user is disabled and its disabled behaviour is `fail`.
+    UserDisabled,
+    /// 152 — *pfgate-chosen*: the user store was unavailable; pfgate failed secure.
+    StoreUnavailable,
 }
 
 impl CallCode {
@@ -59,10 +70,15 @@ impl CallCode {
             CallCode::UserBlocked => (14, "User is Blocked"),
             CallCode::TextMessageAuthenticated => (19, "Text Message Authenticated"),
             CallCode::MobileAppAuthenticated => (21, "Mobile App Authenticated"),
+            CallCode::OathCodePending => (22, "OATH Code Pending"),
             CallCode::OathCodeVerified => (23, "OATH Code Verified"),
             CallCode::InvalidPhoneNumber => (100, "Invalid Phone Number"),
+            CallCode::InvalidPhoneNumberFormat => (107, "Invalid Phone Number Format"),
             CallCode::UserHungUp => (108, "User Hung Up the Phone"),
             CallCode::UnableToPlaceCall => (117, "Unable to Place Call"),
+            CallCode::Denied => (150, "Authentication Denied"),
+            CallCode::UserDisabled => (151, "User is Disabled"),
+            CallCode::StoreUnavailable => (152, "User Store Unavailable"),
         }
     }
 
@@ -77,11 +93,30 @@ impl CallCode {
 pub enum ErrorCode {
     /// 10 — USER_NOT_FOUND.
     UserNotFound,
-    /// 12 — "Multi-Factor Authentication denied." (beside a `callResult` naming the cause).
+    /// 12 — "Multi-Factor Authentication denied." (beside a `callResult` naming the cause; also a
+    /// wrong OATH code, passcode or static token).
     Denied,
+    /// 101 — DUPLICATE_USERNAME.
+    DuplicateUsername,
+    /// 109 — PIN_TOO_SHORT.
+    PinTooShort,
+    /// 110 — PIN_TOO_WEAK (also: a PIN with characters other than digits).
+    PinTooWeak,
+    /// 125 — INCORRECT_USER_PIN.
+    IncorrectPin,
+    /// 133 — USER_NOT_CURRENTLY_BLOCKED (`UserIsBlocked` of a user who is not blocked).
+    UserNotCurrentlyBlocked,
+    /// 136 — USER_NOT_BLOCKED (`UnblockUser` of a user who is not blocked).
+    UserNotBlocked,
     /// 501 — *pfgate-chosen*: the operation exists in the contract but pfgate does not implement it.
     /// Answered as `false` + this error (never a fault), so callers take their normal error path.
     NotSupported,
+    /// 502 — *pfgate-chosen*: `CombinedAuthUser*`/`PrimaryAuthUser` without a configured LDAP bind.
+    PrimaryAuthNotConfigured,
+    /// 503 — *pfgate-chosen*: the user store is unavailable; the operation failed secure.
+    StoreUnavailable,
+    /// 504 — *pfgate-chosen*: a required input is missing or invalid (e.g. an empty username).
+    InvalidInput,
 }
 
 impl ErrorCode {
@@ -90,17 +125,45 @@ impl ErrorCode {
         match self {
             ErrorCode::UserNotFound => 10,
             ErrorCode::Denied => 12,
+            ErrorCode::DuplicateUsername => 101,
+            ErrorCode::PinTooShort => 109,
+            ErrorCode::PinTooWeak => 110,
+            ErrorCode::IncorrectPin => 125,
+            ErrorCode::UserNotCurrentlyBlocked => 133,
+            ErrorCode::UserNotBlocked => 136,
             ErrorCode::NotSupported => 501,
+            ErrorCode::PrimaryAuthNotConfigured => 502,
+            ErrorCode::StoreUnavailable => 503,
+            ErrorCode::InvalidInput => 504,
         }
     }
 
     /// The error with its standard description.
     pub fn error(self) -> Error {
-        match self {
-            ErrorCode::UserNotFound => Error::new(self.code(), "USER_NOT_FOUND"),
-            ErrorCode::Denied => Error::new(self.code(), "Multi-Factor Authentication denied."),
-            ErrorCode::NotSupported => Error::new(self.code(), "Not supported by pfgate."),
-        }
+        let text = match self {
+            ErrorCode::UserNotFound => "USER_NOT_FOUND",
+            ErrorCode::Denied => "Multi-Factor Authentication denied.",
+            ErrorCode::DuplicateUsername => "DUPLICATE_USERNAME",
+            ErrorCode::PinTooShort => "PIN_TOO_SHORT",
+            ErrorCode::PinTooWeak => "PIN_TOO_WEAK",
+            ErrorCode::IncorrectPin => "INCORRECT_USER_PIN",
+            ErrorCode::UserNotCurrentlyBlocked => "USER_NOT_CURRENTLY_BLOCKED",
+            ErrorCode::UserNotBlocked => "USER_NOT_BLOCKED",
+            ErrorCode::NotSupported => "Not supported by pfgate.",
+            ErrorCode::PrimaryAuthNotConfigured => {
+                "Primary authentication is not configured in pfgate (no LDAP bind)."
+            }
+            ErrorCode::StoreUnavailable => {
+                "The user store is unavailable; pfgate failed secure. Try again later."
+            }
+            ErrorCode::InvalidInput => "A required input is missing or invalid.",
+        };
+        Error::new(self.code(), text)
+    }
+
+    /// The error with a more specific description.
+    pub fn with(self, description: impl Into<String>) -> Error {
+        Error::new(self.code(), description)
     }
 
     /// The "not supported" error naming the operation, so an administrator reading a caller's log

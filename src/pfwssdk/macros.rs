@@ -259,6 +259,21 @@ macro_rules! operations {
                 }
             }
 
+            /// A response whose result is `ok` (as `true`/`false`, or its text for the string-returning
+            /// operations) with `error` set and every other output at its default.
+            pub fn status(operation: Operation, ok: bool, error: Error) -> Self {
+                let _ = &error;
+                match operation {
+                    $(Operation::$op => {
+                        #[allow(unused_mut)]
+                        let mut r = response::$op::default();
+                        r.result = crate::pfwssdk::wire::FromBool::from_bool(ok);
+                        $( __set_if_error!($out_field, r.$out_field, error.clone()); )*
+                        Response::$op(r)
+                    })+
+                }
+            }
+
             /// Writes `<{Op}Response xmlns="…"><{Op}Result>…</{Op}Result>…</{Op}Response>`.
             pub fn encode(&self, out: &mut String) {
                 #[allow(unused_imports)]

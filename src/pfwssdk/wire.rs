@@ -334,6 +334,24 @@ impl<T: ArrayItem> Wire for Option<Vec<T>> {
     }
 }
 
+/// An operation result made from a success flag: `bool` as is, a string result as its text.
+pub trait FromBool {
+    /// Converts.
+    fn from_bool(ok: bool) -> Self;
+}
+
+impl FromBool for bool {
+    fn from_bool(ok: bool) -> Self {
+        ok
+    }
+}
+
+impl FromBool for Option<String> {
+    fn from_bool(ok: bool) -> Self {
+        Some(ok.to_string())
+    }
+}
+
 /// Shortens echoed input so a fault message cannot be made arbitrarily large by the caller.
 pub fn clip(s: &str) -> Cow<'_, str> {
     const MAX: usize = 64;

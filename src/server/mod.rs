@@ -19,8 +19,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::{DirectorySource, Settings, TlsSource};
-use crate::engine::directory::{Directory, DirectoryError};
+use crate::config::{Settings, TlsSource};
 use crate::engine::Engine;
 use http::{AppState, ConnInfo};
 use tls::{TlsError, TlsIdentity};
@@ -39,9 +38,9 @@ pub enum StartError {
     /// TLS set-up failed.
     #[error(transparent)]
     Tls(#[from] TlsError),
-    /// The user directory could not be loaded.
+    /// The engine (store, users file, provider) could not be built.
     #[error(transparent)]
-    Directory(#[from] DirectoryError),
+    Engine(#[from] crate::app::BuildError),
 }
 
 /// A started server.
@@ -90,12 +89,12 @@ pub const DEFAULT_PATH: &str = "/MultiFactorAuthWebServiceSdk/PfWsSdk.asmx";
 
 /// Builds the engine and starts the configured listeners.
 pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
-    let directory = match &settings.directory {
-        DirectorySource::EmbeddedDemo => Directory::demo()?,
-        DirectorySource::File(p) => Directory::from_file(p)?,
-        DirectorySource::Empty => Directory::default(),
-    };
-    let engine = Engine::new(directory, settings.engine.clone());
+    let engine = crate::app::build_engine(&settings).await?;
+    start_with(settings, engine).await
+}
+
+/// Starts the listeners with an engine built by the caller (tests, embedding).
+pub async fn start_with(settings: Settings, engine: Engine) -> Result<RunningServer, StartError> {
     let tls = match (&settings.tls_listen, &settings.tls) {
         (None, _) => None,
         (Some(_), TlsSource::SelfSigned) => Some(tls::self_signed()?),

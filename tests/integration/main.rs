@@ -10,6 +10,7 @@
 mod cli;
 mod contract;
 mod endpoint;
+mod engine;
 mod hostile;
 mod interop;
 mod support;

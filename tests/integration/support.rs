@@ -33,7 +33,11 @@ impl TestServer {
 
     /// A server with these settings (the TLS listener must be configured).
     pub async fn start(settings: Settings) -> Self {
-        let running = server::start(settings).await.expect("server starts");
+        Self::from_running(server::start(settings).await.expect("server starts"))
+    }
+
+    /// Wraps a server started by the test.
+    pub fn from_running(running: RunningServer) -> Self {
         let addr = running.tls_addr.expect("TLS listener");
         let leaf = running.tls.as_ref().expect("TLS identity").leaf.clone();
         Self {

@@ -1,0 +1,108 @@
+//! Wiring: from validated [`Settings`] to a running engine — open the store, load the users file,
+//! seed the store from it, and pick the provider. Nothing here decides anything; it only connects.
+
+use std::sync::Arc;
+
+use crate::config::{DirectorySource, KeySource, Settings};
+use crate::engine::directory::{Directory, DirectoryError};
+use crate::engine::Engine;
+use crate::providers::scripted::ScriptedProvider;
+use crate::store::secrets::SecretKey;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Phone, Store, StoreError, UserRecord};
+
+/// Why the engine could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The users file is invalid.
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+    /// The store could not be opened or seeded.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The secrets key could not be read.
+    #[error("secrets key: {0}")]
+    Key(String),
+}
+
+/// Opens the configured store.
+pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, BuildError> {
+    let key = match &settings.store.key {
+        KeySource::File(p) => {
+            SecretKey::from_file(p).map_err(|e| BuildError::Key(e.to_string()))?
+        }
+        KeySource::Env(v) => SecretKey::from_env(v).map_err(|e| BuildError::Key(e.to_string()))?,
+        KeySource::Ephemeral => SecretKey::generate(),
+    };
+    let store: Arc<dyn Store> = match &settings.store.path {
+        Some(path) => Arc::new(SqliteStore::open(path, key).await?),
+        None => Arc::new(SqliteStore::in_memory(key).await?),
+    };
+    Ok(store)
+}
+
+/// The users file the settings name (the embedded demo one in demo mode).
+pub fn directory(settings: &Settings) -> Result<Directory, BuildError> {
+    Ok(match &settings.directory {
+        DirectorySource::EmbeddedDemo => Directory::demo()?,
+        DirectorySource::File(p) => Directory::from_file(p)?,
+        DirectorySource::Empty => Directory::default(),
+    })
+}
+
+/// The store record a users-file entry describes.
+pub fn record_of(u: &crate::engine::directory::User) -> Result<UserRecord, StoreError> {
+    let mut r = UserRecord::new(u.username.clone());
+    r.first_name = u.first_name.clone();
+    r.last_name = u.last_name.clone();
+    r.email = u.email.clone();
+    r.user_group = u.group.clone();
+    r.phone = Phone {
+        country_code: u.country_code.clone(),
+        number: u.phone.clone(),
+        extension: u.extension.clone(),
+    };
+    r.mode = u.mode();
+    r.enabled = u.enabled;
+    r.disabled_behavior = u.disabled_behavior();
+    if !u.pin.is_empty() {
+        r.pin_hash = Some(
+            crate::store::secrets::hash_pin(&u.pin)
+                .map_err(|e| StoreError::Unavailable(format!("hashing a PIN: {e}")))?,
+        );
+    }
+    r.oath_secret = (!u.oath_secret.is_empty()).then(|| u.oath_secret.clone());
+    r.static_token = (!u.static_token.is_empty()).then(|| u.static_token.clone());
+    Ok(r)
+}
+
+/// Adds the users of `directory` that the store does not hold yet (and their blocks). Existing
+/// users are left as they are, so restarting never overwrites changes made through the SDK.
+pub async fn seed(store: &dyn Store, directory: &Directory) -> Result<usize, StoreError> {
+    let mut added = 0;
+    for u in directory.users() {
+        if store.get_user(&u.username).await?.is_some() {
+            continue;
+        }
+        store.add_user(&record_of(u)?).await?;
+        if u.blocked {
+            store
+                .block_user(&u.username, &u.blocked_reason, "seed")
+                .await?;
+        }
+        added += 1;
+    }
+    Ok(added)
+}
+
+/// Builds the engine the settings describe.
+pub async fn build_engine(settings: &Settings) -> Result<Engine, BuildError> {
+    let directory = directory(settings)?;
+    let store = open_store(settings).await?;
+    let added = seed(store.as_ref(), &directory).await?;
+    if added > 0 {
+        tracing::info!(users = added, "seeded the store from the users file");
+    }
+    let provider = Arc::new(ScriptedProvider::from_directory(&directory));
+    Ok(Engine::new(store, provider, settings.engine.clone()))
+}

@@ -1,0 +1,79 @@
+//! One structured audit event per decision, on the `pfgate::audit` tracing target.
+//!
+//! Fields: operation, caller, username, masked phone, provider, outcome, CallResult, Error, latency
+//! and request id — never a PIN, code, token or full number. Second-factor completions are
+//! `second_factor_completed` (what MIM logs as event 103) or `second_factor_failed` (MIM's 101), so
+//! the two are told apart by the event name alone.
+
+use std::time::Duration;
+
+/// What kind of decision this was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditKind {
+    /// A second factor was completed successfully.
+    SecondFactorCompleted,
+    /// A second factor was attempted and not completed.
+    SecondFactorFailed,
+    /// A second step is pending (OATH code awaited).
+    SecondFactorPending,
+    /// A directory change (add, change, delete, block, bypass…).
+    DirectoryChange,
+    /// A directory change that was refused.
+    DirectoryChangeRefused,
+}
+
+impl AuditKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            AuditKind::SecondFactorCompleted => "second_factor_completed",
+            AuditKind::SecondFactorFailed => "second_factor_failed",
+            AuditKind::SecondFactorPending => "second_factor_pending",
+            AuditKind::DirectoryChange => "directory_change",
+            AuditKind::DirectoryChangeRefused => "directory_change_refused",
+        }
+    }
+}
+
+/// One audit record.
+#[derive(Debug, Clone, Default)]
+pub struct AuditEvent<'a> {
+    /// Wire operation.
+    pub operation: &'a str,
+    /// Caller identity.
+    pub caller: &'a str,
+    /// User concerned.
+    pub username: &'a str,
+    /// Masked phone number, if a call was involved.
+    pub phone: Option<String>,
+    /// Provider name, if one was asked.
+    pub provider: Option<&'a str>,
+    /// CallResult code.
+    pub call_result: Option<i32>,
+    /// Error code.
+    pub error: i32,
+    /// Time the decision took.
+    pub latency: Duration,
+    /// `authenticationRequestId`.
+    pub request_id: Option<&'a str>,
+    /// Free-text reason (never a secret).
+    pub reason: Option<&'a str>,
+}
+
+/// Emits the event.
+pub fn emit(kind: AuditKind, e: &AuditEvent<'_>) {
+    tracing::info!(
+        target: "pfgate::audit",
+        event = kind.as_str(),
+        operation = e.operation,
+        caller = e.caller,
+        username = e.username,
+        phone = e.phone.as_deref().unwrap_or("-"),
+        provider = e.provider.unwrap_or("-"),
+        call_result = e.call_result.unwrap_or(-1),
+        error = e.error,
+        latency_ms = e.latency.as_secs_f64() * 1000.0,
+        request_id = e.request_id.unwrap_or("-"),
+        reason = e.reason.unwrap_or("-"),
+        "audit"
+    );
+}

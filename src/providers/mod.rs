@@ -1,0 +1,63 @@
+//! Providers: who actually reaches the person. The engine asks one question — "verify this person
+//! now, before this deadline" — and gets a [`Verdict`]. Providers know nothing of SOAP.
+//!
+//! The contract is modelled on MIM's own custom phone provider (`InitiateCall` → Pending / Success /
+//! Failed, `GetFailureMessage`; PROTOCOL.md §7): one call per attempt, a terminal verdict, and a
+//! failure reason for the audit log. The engine owns the deadline and cancels the future when it
+//! passes, so a provider never has to.
+
+pub mod scripted;
+
+use std::net::IpAddr;
+
+use async_trait::async_trait;
+
+use crate::engine::phone::E164;
+use crate::pfwssdk::Mode3;
+
+/// One authentication to perform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthAttempt {
+    /// The `authenticationRequestId` the caller will get.
+    pub request_id: String,
+    /// Username as the caller sent it (for user-oriented providers such as Duo).
+    pub username: String,
+    /// The number to call or text.
+    pub phone: E164,
+    /// Voice call, SMS, app or OATH.
+    pub mode: Mode3,
+    /// The caller's application name (`MIM`, …), for the prompt or push text.
+    pub application_name: String,
+    /// The IP address of the person authenticating, as the caller reported it.
+    pub initiating_ip: String,
+    /// The caller (the system that called pfgate).
+    pub caller_ip: IpAddr,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The person approved.
+    Approved,
+    /// Nobody answered.
+    NotAnswered,
+    /// The person hung up.
+    HungUp,
+    /// The person explicitly denied (app "Deny", wrong reply).
+    Denied,
+    /// The provider could not place the call or send the message; the reason is for the audit log.
+    Failed(String),
+}
+
+/// A provider of second-factor verification.
+#[async_trait]
+pub trait Provider: Send + Sync + std::fmt::Debug {
+    /// Short name for logs and audit (`scripted`, `duo`, …).
+    fn name(&self) -> &str;
+    /// Performs the attempt. The engine drops the future at the deadline.
+    async fn authenticate(&self, attempt: &AuthAttempt) -> Verdict;
+    /// True when the provider can take calls (readiness).
+    async fn healthy(&self) -> bool {
+        true
+    }
+}

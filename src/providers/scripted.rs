@@ -1,0 +1,84 @@
+//! The scripted provider: outcomes decided by rules instead of a phone network. It is what demo mode
+//! and the test double answer with, so it is a product feature, not a test stub: per user, per phone
+//! number suffix, with an optional delay, and a count of calls so a test can prove how many calls
+//! an operation caused.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{AuthAttempt, Provider, Verdict};
+use crate::engine::directory::{Directory, Outcome};
+
+/// A rule set and a call counter.
+#[derive(Debug, Default)]
+pub struct ScriptedProvider {
+    by_user: HashMap<String, (Outcome, Duration)>,
+    directory: Directory,
+    calls: AtomicUsize,
+}
+
+impl ScriptedProvider {
+    /// Outcomes from a users file: each user's `outcome`/`delay_ms`, then the phone rules.
+    pub fn from_directory(directory: &Directory) -> Self {
+        let by_user = directory
+            .users()
+            .map(|u| {
+                (
+                    u.username.to_lowercase(),
+                    (u.outcome, Duration::from_millis(u.delay_ms)),
+                )
+            })
+            .collect();
+        Self {
+            by_user,
+            directory: directory.clone(),
+            calls: AtomicUsize::new(0),
+        }
+    }
+
+    /// How many attempts were made so far.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn decide(&self, attempt: &AuthAttempt) -> (Outcome, Duration) {
+        // A user's own rule applies when the call goes to that user's number; a number given in
+        // the call (PfAuthUser_5) is decided by the phone rules.
+        if let Some(user) = self.directory.get(&attempt.username) {
+            let own = crate::engine::phone::E164::parse(&user.country_code, &user.phone, "", "1")
+                .map(|p| p.e164() == attempt.phone.e164())
+                .unwrap_or(false);
+            if own {
+                if let Some(rule) = self.by_user.get(&attempt.username.to_lowercase()) {
+                    return *rule;
+                }
+            }
+        }
+        self.directory.phone_rule(&attempt.phone.e164())
+    }
+}
+
+#[async_trait]
+impl Provider for ScriptedProvider {
+    fn name(&self) -> &str {
+        "scripted"
+    }
+
+    async fn authenticate(&self, attempt: &AuthAttempt) -> Verdict {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let (outcome, delay) = self.decide(attempt);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        match outcome {
+            Outcome::Approve => Verdict::Approved,
+            Outcome::NoAnswer => Verdict::NotAnswered,
+            Outcome::HangUp => Verdict::HungUp,
+            Outcome::Deny => Verdict::Denied,
+            Outcome::Fail => Verdict::Failed("scripted failure".into()),
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The store: the user directory and the short-lived state of authentications, behind one trait.
+//!
+//! The engine never touches SQL; it asks for users, blocks, bypasses and transactions through
+//! [`Store`]. The embedded backend is SQLite ([`sqlite`]), in a file or in memory (demo and tests).
+//! Every operation that must happen at most once (consuming a bypass, completing a transaction,
+//! accepting a one-time code) is a single atomic statement in the backend, so it stays correct when
+//! several pfgate instances share one database.
+//!
+//! Secrets at rest: PINs are stored only as argon2id hashes; OATH secrets and static tokens are
+//! encrypted with AES-256-GCM under a key from the configuration ([`secrets`]).
+
+pub mod secrets;
+pub mod sqlite;
+
+use async_trait::async_trait;
+
+use crate::pfwssdk::{AuthResult, Mode3, PhoneAppMode, PinMode2, SmsDirection, SmsMode};
+
+/// A phone number as MFA Server keeps it: country calling code, national number, extension.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Phone {
+    /// Country calling code, digits only (`1`, `44`); empty when unknown.
+    pub country_code: String,
+    /// National number as entered.
+    pub number: String,
+    /// Extension, digits only; empty when none.
+    pub extension: String,
+}
+
+/// One user of the directory: everything `AddUserSettings3`/`UserSettings3` carry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    /// Username as first stored (UPN or `DOMAIN\user`); looked up case-insensitively.
+    pub username: String,
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: String,
+    /// Email address.
+    pub email: String,
+    /// User group.
+    pub user_group: String,
+    /// Primary phone.
+    pub phone: Phone,
+    /// Backup phone.
+    pub backup_phone: Phone,
+    /// Authentication mode.
+    pub mode: Mode3,
+    /// PIN mode.
+    pub pin_mode: PinMode2,
+    /// SMS direction.
+    pub sms_direction: SmsDirection,
+    /// SMS mode.
+    pub sms_mode: SmsMode,
+    /// Mobile app mode.
+    pub phone_app_mode: PhoneAppMode,
+    /// Enabled.
+    pub enabled: bool,
+    /// What authentication does while the user is disabled.
+    pub disabled_behavior: AuthResult,
+    /// argon2id PHC string of the PIN, if one is set. Never the PIN itself.
+    pub pin_hash: Option<String>,
+    /// The user must change the PIN at next use.
+    pub pin_change_required: bool,
+    /// Unix seconds of the last PIN change.
+    pub pin_changed_at: Option<i64>,
+    /// OATH token secret (base32 text), decrypted in memory only.
+    pub oath_secret: Option<String>,
+    /// OATH token serial number.
+    pub oath_serial: String,
+    /// OATH time step in seconds (30 when unset).
+    pub oath_time_interval: i32,
+    /// Static token (decrypted in memory only).
+    pub static_token: Option<String>,
+    /// Voice call language.
+    pub voice_call_language: String,
+    /// SMS text language.
+    pub sms_text_language: String,
+    /// Mobile app language.
+    pub phone_app_language: String,
+    /// OATH token language.
+    pub oath_token_language: String,
+}
+
+impl UserRecord {
+    /// A new, enabled user with MFA Server's defaults (voice call, standard PIN mode, two-way OTP SMS).
+    pub fn new(username: impl Into<String>) -> Self {
+        Self {
+            username: username.into(),
+            first_name: String::new(),
+            last_name: String::new(),
+            email: String::new(),
+            user_group: String::new(),
+            phone: Phone::default(),
+            backup_phone: Phone::default(),
+            mode: Mode3::VoiceCall,
+            pin_mode: PinMode2::Standard,
+            sms_direction: SmsDirection::TwoWay,
+            sms_mode: SmsMode::Otp,
+            phone_app_mode: PhoneAppMode::Standard,
+            enabled: true,
+            disabled_behavior: AuthResult::Fail,
+            pin_hash: None,
+            pin_change_required: false,
+            pin_changed_at: None,
+            oath_secret: None,
+            oath_serial: String::new(),
+            oath_time_interval: 30,
+            static_token: None,
+            voice_call_language: "en".into(),
+            sms_text_language: "en".into(),
+            phone_app_language: "en".into(),
+            oath_token_language: "en".into(),
+        }
+    }
+}
+
+/// A text filter of `FindUsers*`: `*` matches any run of characters, `?` is literal.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TextFilter {
+    /// The pattern; empty or `*` matches everything.
+    pub pattern: String,
+    /// Compare case-sensitively.
+    pub case_sensitive: bool,
+}
+
+/// The filters of `FindUsers_4` (older generations use a subset).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserFilter {
+    /// Username.
+    pub username: TextFilter,
+    /// First name.
+    pub first_name: TextFilter,
+    /// Last name.
+    pub last_name: TextFilter,
+    /// Email.
+    pub email: TextFilter,
+    /// User group.
+    pub user_group: TextFilter,
+    /// Phone: matched against the digits of the primary and backup numbers (`*` wildcards).
+    pub phone: String,
+    /// Only users in this mode.
+    pub mode: Option<Mode3>,
+    /// Only users with this PIN mode.
+    pub pin_mode: Option<PinMode2>,
+    /// Only users with this enabled state.
+    pub enabled: Option<bool>,
+}
+
+/// A one-time bypass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bypass {
+    /// User (as stored).
+    pub username: String,
+    /// Why.
+    pub reason: String,
+    /// Unix seconds after which it is void.
+    pub expires_at: i64,
+    /// Who granted it.
+    pub created_by: String,
+}
+
+/// What a pending authentication waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionKind {
+    /// An OATH code (`ValidateOathCode`).
+    OathCode,
+    /// A one-way SMS one-time passcode (`ValidatePasscode`).
+    SmsPasscode,
+}
+
+/// A short-lived authentication transaction awaiting its second step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transaction {
+    /// `authenticationRequestId` (32 upper-case hex).
+    pub id: String,
+    /// User (as stored).
+    pub username: String,
+    /// What it waits for.
+    pub kind: TransactionKind,
+    /// For SMS passcodes: argon2id hash of the code that was sent. Never the code.
+    pub code_hash: Option<String>,
+    /// Unix seconds after which it is void.
+    pub expires_at: i64,
+}
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A user with this name (case-insensitively) exists already.
+    #[error("a user named '{0}' already exists")]
+    Duplicate(String),
+    /// No such user.
+    #[error("no user named '{0}'")]
+    NotFound(String),
+    /// The backend is unreachable or failed; authentication must fail secure.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be read back (corrupt row, wrong secrets key).
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// Result of store calls.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The storage trait: one implementation per backend, one test suite for all.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Checks the backend answers.
+    async fn health(&self) -> StoreResult<()>;
+
+    /// The user with this name, case-insensitively.
+    async fn get_user(&self, username: &str) -> StoreResult<Option<UserRecord>>;
+    /// Adds a user; [`StoreError::Duplicate`] if the name exists (case-insensitively).
+    async fn add_user(&self, user: &UserRecord) -> StoreResult<()>;
+    /// Replaces a user's record (matched by `user.username`, case-insensitively);
+    /// [`StoreError::NotFound`] if absent.
+    async fn update_user(&self, user: &UserRecord) -> StoreResult<()>;
+    /// Renames a user (blocks, bypasses and transactions follow).
+    async fn rename_user(&self, old: &str, new: &str) -> StoreResult<()>;
+    /// Deletes a user and everything attached; false if there was none.
+    async fn delete_user(&self, username: &str) -> StoreResult<bool>;
+    /// Users matching `filter`, ordered by username, at most `limit` (0 = no limit); the flag is
+    /// true when no matching user was left out.
+    async fn find_users(
+        &self,
+        filter: &UserFilter,
+        limit: u32,
+    ) -> StoreResult<(Vec<UserRecord>, bool)>;
+
+    /// Blocks a user; false if already blocked.
+    async fn block_user(&self, username: &str, reason: &str, actor: &str) -> StoreResult<bool>;
+    /// Unblocks a user; false if not blocked.
+    async fn unblock_user(&self, username: &str) -> StoreResult<bool>;
+    /// The block reason, if the user is blocked.
+    async fn block_reason(&self, username: &str) -> StoreResult<Option<String>>;
+
+    /// Grants a one-time bypass (replacing any earlier one).
+    async fn add_bypass(&self, bypass: &Bypass) -> StoreResult<()>;
+    /// Consumes the user's bypass if one is valid at `now`: true exactly once per bypass, even with
+    /// concurrent callers.
+    async fn consume_bypass(&self, username: &str, now: i64) -> StoreResult<bool>;
+
+    /// Records a pending transaction.
+    async fn put_transaction(&self, tx: &Transaction) -> StoreResult<()>;
+    /// Removes and returns the transaction if it exists and has not expired at `now`: at most one
+    /// caller gets it.
+    async fn take_transaction(&self, id: &str, now: i64) -> StoreResult<Option<Transaction>>;
+
+    /// Remembers that `code` was accepted for `username` until `expires_at`; false if it was already
+    /// accepted (a replayed one-time code).
+    async fn mark_code_used(
+        &self,
+        username: &str,
+        code: &str,
+        expires_at: i64,
+    ) -> StoreResult<bool>;
+}

@@ -1,0 +1,1125 @@
+//! The store test suite: one set of behavioural checks that every [`Store`] backend must pass.
+//!
+//! It owns the contract the trait documents only in prose, including the parts a backend could
+//! get subtly wrong: case-insensitive names, at-most-once bypasses, transactions and codes under
+//! concurrency, expiry at the boundary (valid while `now <= expires_at`), `FindUsers` wildcards
+//! and completeness, and what follows a user through rename and delete. Backends run it from their
+//! own tests ([`run_all`] on a fresh store, plus [`seed_persistent`] / [`check_persistent`] around
+//! a reopen for durable ones, and a scan of their raw storage for [`PLAINTEXT_SECRETS`]).
+//!
+//! Contract points beyond the trait's doc comments, which the checks pin down:
+//! - blocks, bypasses, transactions and used codes can only be attached to an existing user
+//!   (otherwise [`StoreError::NotFound`]); reading or consuming them for an unknown user is simply
+//!   "none" / `false`;
+//! - `update_user` keeps the username as first stored; `rename_user` to the same name in another
+//!   letter case just changes the stored case;
+//! - a one-time code accepted before a rename is still refused after it.
+//!
+//! Each check uses its own usernames, so the checks can share one store. Assertions panic.
+
+use std::sync::Arc;
+
+use crate::pfwssdk::{AuthResult, Mode3, PhoneAppMode, PinMode2, SmsDirection, SmsMode};
+use crate::store::{
+    Bypass, Phone, Store, StoreError, TextFilter, Transaction, TransactionKind, UserFilter,
+    UserRecord,
+};
+
+/// The OATH secret the suite stores (a backend test asserts it is absent from raw storage).
+pub const OATH_SECRET: &str = "SUITEOATHSECRETJBSWY3DPEHPK3PXP";
+/// The static token the suite stores.
+pub const STATIC_TOKEN: &str = "suite-static-token-8c1f2e77";
+/// Every plaintext secret the suite writes through the store.
+pub const PLAINTEXT_SECRETS: &[&str] = &[OATH_SECRET, STATIC_TOKEN, PERSIST_OATH, PERSIST_TOKEN];
+/// The user [`seed_persistent`] writes (stored in clear: a raw scan should find it).
+pub const PERSIST_USER: &str = "Suite-Persist@contoso.com";
+const PERSIST_OATH: &str = "SUITEPERSISTOATHGEZDGNBVGY3TQOJQ";
+const PERSIST_TOKEN: &str = "suite-persist-token-51d0";
+
+/// A PHC-shaped PIN hash: the store keeps it verbatim and never hashes or verifies.
+const PIN_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c3VpdGVzYWx0c3VpdGU$5jIqH3U1tHfVd8bCzEqL0g";
+
+/// A point in time for the caller-supplied clocks (bypasses, transactions).
+const NOW: i64 = 1_900_000_000;
+
+/// Wall-clock Unix seconds (used codes expire against the store's own clock).
+fn wall_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn filter(pattern: &str) -> TextFilter {
+    TextFilter {
+        pattern: pattern.into(),
+        case_sensitive: false,
+    }
+}
+
+fn filter_cs(pattern: &str) -> TextFilter {
+    TextFilter {
+        pattern: pattern.into(),
+        case_sensitive: true,
+    }
+}
+
+/// A user with every field set away from its default.
+fn full_user(name: &str) -> UserRecord {
+    UserRecord {
+        username: name.into(),
+        first_name: "Ada".into(),
+        last_name: "Lovelace".into(),
+        email: "ada@contoso.com".into(),
+        user_group: "Engineering".into(),
+        phone: Phone {
+            country_code: "1".into(),
+            number: "(425) 555-0100".into(),
+            extension: "12".into(),
+        },
+        backup_phone: Phone {
+            country_code: "44".into(),
+            number: "20 7946 0000".into(),
+            extension: String::new(),
+        },
+        mode: Mode3::OathToken,
+        pin_mode: PinMode2::Pin,
+        sms_direction: SmsDirection::OneWay,
+        sms_mode: SmsMode::OtpPlusPin,
+        phone_app_mode: PhoneAppMode::Pin,
+        enabled: false,
+        disabled_behavior: AuthResult::Succeed,
+        pin_hash: Some(PIN_HASH.into()),
+        pin_change_required: true,
+        pin_changed_at: Some(1_700_000_123),
+        oath_secret: Some(OATH_SECRET.into()),
+        oath_serial: "SN-0001".into(),
+        oath_time_interval: 60,
+        static_token: Some(STATIC_TOKEN.into()),
+        voice_call_language: "de".into(),
+        sms_text_language: "fr".into(),
+        phone_app_language: "es".into(),
+        oath_token_language: "it".into(),
+    }
+}
+
+/// Runs every check on `store`, which must start empty of the suite's users.
+pub async fn run_all(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    check_health(s).await;
+    check_user_crud(s).await;
+    check_secrets_round_trip(s).await;
+    check_rename(s).await;
+    check_delete_cascades(s).await;
+    check_blocks(s).await;
+    check_bypass(s).await;
+    check_bypass_concurrency(Arc::clone(&store)).await;
+    check_transactions(s).await;
+    check_transaction_concurrency(Arc::clone(&store)).await;
+    check_used_codes(s).await;
+    check_used_code_concurrency(Arc::clone(&store)).await;
+    check_find_users(s).await;
+}
+
+/// `health` answers.
+pub async fn check_health(store: &dyn Store) {
+    store.health().await.unwrap();
+}
+
+/// Add, get (any case), duplicate (any case), update, missing-user errors, delete.
+pub async fn check_user_crud(store: &dyn Store) {
+    let user = full_user("Suite-Crud@Contoso.com");
+    assert_eq!(
+        store.get_user("suite-crud@contoso.com").await.unwrap(),
+        None
+    );
+    store.add_user(&user).await.unwrap();
+    for name in [
+        "Suite-Crud@Contoso.com",
+        "suite-crud@contoso.com",
+        "SUITE-CRUD@CONTOSO.COM",
+    ] {
+        assert_eq!(
+            store.get_user(name).await.unwrap().as_ref(),
+            Some(&user),
+            "get {name}"
+        );
+    }
+    // Defaults round-trip too.
+    let plain = UserRecord::new("suite-crud-defaults");
+    store.add_user(&plain).await.unwrap();
+    assert_eq!(
+        store.get_user("suite-crud-defaults").await.unwrap(),
+        Some(plain)
+    );
+
+    // Duplicates, case-insensitively.
+    for name in ["Suite-Crud@Contoso.com", "SUITE-crud@contoso.COM"] {
+        let err = store.add_user(&UserRecord::new(name)).await.unwrap_err();
+        assert!(matches!(err, StoreError::Duplicate(_)), "add {name}: {err}");
+    }
+    assert_eq!(
+        store
+            .get_user("suite-crud@contoso.com")
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(&user)
+    );
+
+    // Update, matched case-insensitively; the stored username keeps its first case.
+    let mut changed = UserRecord::new("SUITE-CRUD@CONTOSO.COM");
+    changed.first_name = "Grace".into();
+    changed.mode = Mode3::SmsText;
+    changed.oath_time_interval = 30;
+    store.update_user(&changed).await.unwrap();
+    let got = store
+        .get_user("suite-crud@contoso.com")
+        .await
+        .unwrap()
+        .unwrap();
+    let mut expected = changed.clone();
+    expected.username = "Suite-Crud@Contoso.com".into();
+    assert_eq!(got, expected);
+    // Secrets and PIN cleared by the update.
+    assert_eq!(
+        (got.oath_secret, got.static_token, got.pin_hash),
+        (None, None, None)
+    );
+
+    let err = store
+        .update_user(&UserRecord::new("suite-crud-missing"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    assert_eq!(store.get_user("suite-crud-missing").await.unwrap(), None);
+
+    // Delete, case-insensitively, once.
+    assert!(store.delete_user("SUITE-CRUD@contoso.com").await.unwrap());
+    assert_eq!(
+        store.get_user("suite-crud@contoso.com").await.unwrap(),
+        None
+    );
+    assert!(!store.delete_user("suite-crud@contoso.com").await.unwrap());
+    assert!(!store.delete_user("suite-crud-missing").await.unwrap());
+    assert!(store.delete_user("suite-crud-defaults").await.unwrap());
+}
+
+/// OATH secret and static token come back as stored, through set, clear and set again.
+pub async fn check_secrets_round_trip(store: &dyn Store) {
+    let mut user = UserRecord::new("Suite-Secrets@contoso.com");
+    user.oath_secret = Some(OATH_SECRET.into());
+    user.static_token = Some(STATIC_TOKEN.into());
+    user.pin_hash = Some(PIN_HASH.into());
+    store.add_user(&user).await.unwrap();
+    assert_eq!(
+        store
+            .get_user("suite-secrets@contoso.com")
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(&user)
+    );
+
+    let mut cleared = user.clone();
+    cleared.oath_secret = None;
+    cleared.static_token = None;
+    store.update_user(&cleared).await.unwrap();
+    assert_eq!(
+        store.get_user("suite-secrets@contoso.com").await.unwrap(),
+        Some(cleared)
+    );
+
+    // Unicode and empty values survive as well.
+    let mut odd = user.clone();
+    odd.oath_secret = Some(String::new());
+    odd.static_token = Some("stätic-tökén-✓".into());
+    store.update_user(&odd).await.unwrap();
+    assert_eq!(
+        store
+            .get_user("suite-secrets@contoso.com")
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(&odd)
+    );
+
+    // Leave the suite's secrets in place for the backend's raw-storage scan.
+    store.update_user(&user).await.unwrap();
+    assert_eq!(
+        store.get_user("SUITE-SECRETS@contoso.com").await.unwrap(),
+        Some(user)
+    );
+}
+
+/// Rename moves the record and everything attached, keeps secrets readable, refuses missing
+/// sources and existing targets, and allows a change of letter case only.
+pub async fn check_rename(store: &dyn Store) {
+    let mut user = full_user("Suite-Rename-Old@contoso.com");
+    user.oath_secret = Some("SUITERENAMEOATH".into());
+    user.static_token = Some("suite-rename-token".into());
+    store.add_user(&user).await.unwrap();
+    assert!(store
+        .block_user("suite-rename-old@contoso.com", "lost phone", "admin")
+        .await
+        .unwrap());
+    store
+        .add_bypass(&Bypass {
+            username: user.username.clone(),
+            reason: "travel".into(),
+            expires_at: NOW + 600,
+            created_by: "admin".into(),
+        })
+        .await
+        .unwrap();
+    let tx = Transaction {
+        id: "A0000000000000000000000000000001".into(),
+        username: user.username.clone(),
+        kind: TransactionKind::SmsPasscode,
+        code_hash: Some(PIN_HASH.into()),
+        expires_at: NOW + 300,
+    };
+    store.put_transaction(&tx).await.unwrap();
+    assert!(store
+        .mark_code_used(&user.username, "246810", wall_now() + 600)
+        .await
+        .unwrap());
+
+    store
+        .rename_user(
+            "SUITE-RENAME-OLD@contoso.com",
+            "Suite-Rename-New@contoso.com",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_user("suite-rename-old@contoso.com")
+            .await
+            .unwrap(),
+        None
+    );
+    let renamed = store
+        .get_user("suite-rename-new@contoso.com")
+        .await
+        .unwrap()
+        .unwrap();
+    let mut expected = user.clone();
+    expected.username = "Suite-Rename-New@contoso.com".into();
+    assert_eq!(renamed, expected);
+
+    // Attached state followed the rename.
+    assert_eq!(
+        store
+            .block_reason("suite-rename-old@contoso.com")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .block_reason("suite-rename-new@contoso.com")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("lost phone")
+    );
+    assert!(!store
+        .consume_bypass("suite-rename-old@contoso.com", NOW)
+        .await
+        .unwrap());
+    assert!(store
+        .consume_bypass("suite-rename-new@contoso.com", NOW)
+        .await
+        .unwrap());
+    let taken = store.take_transaction(&tx.id, NOW).await.unwrap().unwrap();
+    assert_eq!(taken.username, "Suite-Rename-New@contoso.com");
+    assert_eq!(taken.code_hash, tx.code_hash);
+    // The code accepted before the rename is still a replay after it.
+    assert!(!store
+        .mark_code_used("suite-rename-new@contoso.com", "246810", wall_now() + 600)
+        .await
+        .unwrap());
+
+    // Missing source; existing target (any case); the old name is free again.
+    let err = store
+        .rename_user("suite-rename-missing", "suite-rename-x")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    store
+        .add_user(&UserRecord::new("suite-rename-other"))
+        .await
+        .unwrap();
+    let err = store
+        .rename_user("suite-rename-new@contoso.com", "SUITE-RENAME-OTHER")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Duplicate(_)), "{err}");
+    assert_eq!(
+        store
+            .get_user("suite-rename-new@contoso.com")
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(&expected)
+    );
+    assert!(store
+        .get_user("suite-rename-other")
+        .await
+        .unwrap()
+        .is_some());
+
+    // Letter case only.
+    store
+        .rename_user(
+            "suite-rename-new@contoso.com",
+            "SUITE-RENAME-NEW@CONTOSO.COM",
+        )
+        .await
+        .unwrap();
+    let recased = store
+        .get_user("suite-rename-new@contoso.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(recased.username, "SUITE-RENAME-NEW@CONTOSO.COM");
+    assert_eq!(recased.oath_secret.as_deref(), Some("SUITERENAMEOATH"));
+    assert_eq!(recased.static_token.as_deref(), Some("suite-rename-token"));
+
+    assert!(store
+        .delete_user("suite-rename-new@contoso.com")
+        .await
+        .unwrap());
+    assert!(store.delete_user("suite-rename-other").await.unwrap());
+}
+
+/// Deleting a user removes its block, bypass, transactions and used codes.
+pub async fn check_delete_cascades(store: &dyn Store) {
+    let name = "suite-delete@contoso.com";
+    store.add_user(&UserRecord::new(name)).await.unwrap();
+    assert!(store.block_user(name, "reason", "admin").await.unwrap());
+    store
+        .add_bypass(&Bypass {
+            username: name.into(),
+            reason: "r".into(),
+            expires_at: NOW + 600,
+            created_by: "admin".into(),
+        })
+        .await
+        .unwrap();
+    let tx = Transaction {
+        id: "D0000000000000000000000000000001".into(),
+        username: name.into(),
+        kind: TransactionKind::OathCode,
+        code_hash: None,
+        expires_at: NOW + 300,
+    };
+    store.put_transaction(&tx).await.unwrap();
+    assert!(store
+        .mark_code_used(name, "135790", wall_now() + 600)
+        .await
+        .unwrap());
+
+    assert!(store.delete_user("SUITE-DELETE@contoso.com").await.unwrap());
+    assert_eq!(store.block_reason(name).await.unwrap(), None);
+    assert!(!store.consume_bypass(name, NOW).await.unwrap());
+    assert_eq!(store.take_transaction(&tx.id, NOW).await.unwrap(), None);
+
+    // A new user of the same name starts clean.
+    store.add_user(&UserRecord::new(name)).await.unwrap();
+    assert_eq!(store.block_reason(name).await.unwrap(), None);
+    assert!(!store.consume_bypass(name, NOW).await.unwrap());
+    assert!(store
+        .mark_code_used(name, "135790", wall_now() + 600)
+        .await
+        .unwrap());
+    assert!(store.delete_user(name).await.unwrap());
+}
+
+/// Block once, reason, unblock once; unknown users.
+pub async fn check_blocks(store: &dyn Store) {
+    let name = "Suite-Block@contoso.com";
+    store.add_user(&UserRecord::new(name)).await.unwrap();
+    assert_eq!(store.block_reason(name).await.unwrap(), None);
+    assert!(store
+        .block_user("suite-block@contoso.com", "fraud report", "helpdesk")
+        .await
+        .unwrap());
+    assert!(!store
+        .block_user("SUITE-BLOCK@contoso.com", "again", "helpdesk")
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .block_reason("suite-block@CONTOSO.com")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("fraud report"),
+        "a second block must not replace the first"
+    );
+    assert!(store.unblock_user("SUITE-block@contoso.com").await.unwrap());
+    assert!(!store.unblock_user(name).await.unwrap());
+    assert_eq!(store.block_reason(name).await.unwrap(), None);
+    // Empty reasons are reasons.
+    assert!(store.block_user(name, "", "").await.unwrap());
+    assert_eq!(store.block_reason(name).await.unwrap().as_deref(), Some(""));
+    assert!(store.unblock_user(name).await.unwrap());
+
+    let err = store
+        .block_user("suite-block-missing", "r", "a")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    assert!(!store.unblock_user("suite-block-missing").await.unwrap());
+    assert_eq!(
+        store.block_reason("suite-block-missing").await.unwrap(),
+        None
+    );
+    assert!(store.delete_user(name).await.unwrap());
+}
+
+fn bypass(name: &str, expires_at: i64) -> Bypass {
+    Bypass {
+        username: name.into(),
+        reason: "suite".into(),
+        expires_at,
+        created_by: "suite-admin".into(),
+    }
+}
+
+/// A bypass is consumed once, only before it expires; a new one replaces the old.
+pub async fn check_bypass(store: &dyn Store) {
+    let name = "Suite-Bypass@contoso.com";
+    store.add_user(&UserRecord::new(name)).await.unwrap();
+    assert!(!store.consume_bypass(name, NOW).await.unwrap());
+
+    store.add_bypass(&bypass(name, NOW + 60)).await.unwrap();
+    assert!(store
+        .consume_bypass("suite-bypass@contoso.com", NOW)
+        .await
+        .unwrap());
+    assert!(!store.consume_bypass(name, NOW).await.unwrap());
+
+    // Valid up to and including expires_at, void after.
+    store.add_bypass(&bypass(name, NOW)).await.unwrap();
+    assert!(!store.consume_bypass(name, NOW + 1).await.unwrap());
+    store.add_bypass(&bypass(name, NOW)).await.unwrap();
+    assert!(store.consume_bypass(name, NOW).await.unwrap());
+
+    // Re-granting replaces (expired or not) and still yields one use.
+    store.add_bypass(&bypass(name, NOW - 5)).await.unwrap();
+    store
+        .add_bypass(&bypass("SUITE-BYPASS@contoso.com", NOW + 5))
+        .await
+        .unwrap();
+    assert!(store.consume_bypass(name, NOW).await.unwrap());
+    assert!(!store.consume_bypass(name, NOW).await.unwrap());
+
+    let err = store
+        .add_bypass(&bypass("suite-bypass-missing", NOW + 60))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    assert!(!store
+        .consume_bypass("suite-bypass-missing", NOW)
+        .await
+        .unwrap());
+    assert!(store.delete_user(name).await.unwrap());
+}
+
+/// 20 concurrent consumers of one bypass: exactly one wins (several rounds).
+pub async fn check_bypass_concurrency(store: Arc<dyn Store>) {
+    let name = "suite-bypass-race@contoso.com";
+    store.add_user(&UserRecord::new(name)).await.unwrap();
+    for round in 0..5 {
+        store.add_bypass(&bypass(name, NOW + 60)).await.unwrap();
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let store = Arc::clone(&store);
+                let who = if i % 2 == 0 {
+                    name.to_owned()
+                } else {
+                    name.to_uppercase()
+                };
+                tokio::spawn(async move { store.consume_bypass(&who, NOW).await })
+            })
+            .collect();
+        let mut wins = 0;
+        for t in tasks {
+            if t.await.unwrap().unwrap() {
+                wins += 1;
+            }
+        }
+        assert_eq!(wins, 1, "round {round}: {wins} callers consumed one bypass");
+    }
+    assert!(store.delete_user(name).await.unwrap());
+}
+
+/// A transaction is taken once with its content intact, never after expiry; unknown ids, unknown
+/// users and duplicate ids.
+pub async fn check_transactions(store: &dyn Store) {
+    let name = "Suite-Tx@contoso.com";
+    store.add_user(&UserRecord::new(name)).await.unwrap();
+    let sms = Transaction {
+        id: "B0000000000000000000000000000001".into(),
+        username: "suite-tx@contoso.com".into(),
+        kind: TransactionKind::SmsPasscode,
+        code_hash: Some(PIN_HASH.into()),
+        expires_at: NOW + 120,
+    };
+    let oath = Transaction {
+        id: "B0000000000000000000000000000002".into(),
+        username: name.into(),
+        kind: TransactionKind::OathCode,
+        code_hash: None,
+        expires_at: NOW + 120,
+    };
+    store.put_transaction(&sms).await.unwrap();
+    store.put_transaction(&oath).await.unwrap();
+    assert!(
+        store.put_transaction(&oath).await.is_err(),
+        "duplicate id accepted"
+    );
+
+    // The username comes back as stored, whatever case the caller used.
+    let mut expected = sms.clone();
+    expected.username = name.into();
+    assert_eq!(
+        store.take_transaction(&sms.id, NOW).await.unwrap(),
+        Some(expected)
+    );
+    assert_eq!(store.take_transaction(&sms.id, NOW).await.unwrap(), None);
+    // Valid up to and including expires_at.
+    assert_eq!(
+        store.take_transaction(&oath.id, NOW + 120).await.unwrap(),
+        Some(oath.clone())
+    );
+
+    // Expired: never returned, not even to a caller with an earlier clock afterwards.
+    let late = Transaction {
+        id: "B0000000000000000000000000000003".into(),
+        ..oath.clone()
+    };
+    store.put_transaction(&late).await.unwrap();
+    assert_eq!(
+        store.take_transaction(&late.id, NOW + 121).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .take_transaction("B0000000000000000000000000000009", NOW)
+            .await
+            .unwrap(),
+        None
+    );
+
+    let orphan = Transaction {
+        id: "B0000000000000000000000000000004".into(),
+        username: "suite-tx-missing".into(),
+        ..oath.clone()
+    };
+    let err = store.put_transaction(&orphan).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    assert!(store.delete_user(name).await.unwrap());
+}
+
+/// 20 concurrent takers of one transaction: exactly one gets it.
+pub async fn check_transaction_concurrency(store: Arc<dyn Store>) {
+    let name = "suite-tx-race@contoso.com";
+    store.add_user(&UserRecord::new(name)).await.unwrap();
+    for round in 0..5 {
+        let id = format!("C00000000000000000000000000000{round:02}");
+        let tx = Transaction {
+            id: id.clone(),
+            username: name.into(),
+            kind: TransactionKind::OathCode,
+            code_hash: None,
+            expires_at: NOW + 60,
+        };
+        store.put_transaction(&tx).await.unwrap();
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let store = Arc::clone(&store);
+                let id = id.clone();
+                tokio::spawn(async move { store.take_transaction(&id, NOW).await })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for t in tasks {
+            if let Some(got) = t.await.unwrap().unwrap() {
+                winners.push(got);
+            }
+        }
+        assert_eq!(winners, vec![tx], "round {round}");
+    }
+    assert!(store.delete_user(name).await.unwrap());
+}
+
+/// A code is accepted once per user (any case), other codes and other users are independent.
+pub async fn check_used_codes(store: &dyn Store) {
+    let (a, b) = ("Suite-Code-A@contoso.com", "suite-code-b@contoso.com");
+    store.add_user(&UserRecord::new(a)).await.unwrap();
+    store.add_user(&UserRecord::new(b)).await.unwrap();
+    let until = wall_now() + 600;
+    assert!(store.mark_code_used(a, "123456", until).await.unwrap());
+    assert!(
+        !store.mark_code_used(a, "123456", until).await.unwrap(),
+        "replay accepted"
+    );
+    assert!(!store
+        .mark_code_used("SUITE-CODE-A@CONTOSO.COM", "123456", until)
+        .await
+        .unwrap());
+    assert!(store.mark_code_used(a, "654321", until).await.unwrap());
+    assert!(store.mark_code_used(b, "123456", until).await.unwrap());
+    assert!(!store.mark_code_used(b, "123456", until).await.unwrap());
+
+    let err = store
+        .mark_code_used("suite-code-missing", "123456", until)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    assert!(store.delete_user(a).await.unwrap());
+    assert!(store.delete_user(b).await.unwrap());
+}
+
+/// 20 concurrent acceptances of one code: exactly one succeeds.
+pub async fn check_used_code_concurrency(store: Arc<dyn Store>) {
+    let name = "suite-code-race@contoso.com";
+    store.add_user(&UserRecord::new(name)).await.unwrap();
+    let until = wall_now() + 600;
+    for round in 0..5 {
+        let code = format!("77770{round}");
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let store = Arc::clone(&store);
+                let code = code.clone();
+                tokio::spawn(async move { store.mark_code_used(name, &code, until).await })
+            })
+            .collect();
+        let mut wins = 0;
+        for t in tasks {
+            if t.await.unwrap().unwrap() {
+                wins += 1;
+            }
+        }
+        assert_eq!(wins, 1, "round {round}: one code accepted {wins} times");
+    }
+    assert!(store.delete_user(name).await.unwrap());
+}
+
+/// `find_users`: wildcards, literal `%` `_` `?`, case flags, phone digits, enum and enabled
+/// filters, ordering, limit and completeness.
+pub async fn check_find_users(store: &dyn Store) {
+    let mk = |name: &str, first: &str, last: &str, email: &str, group: &str| {
+        let mut u = UserRecord::new(name);
+        u.first_name = first.into();
+        u.last_name = last.into();
+        u.email = email.into();
+        u.user_group = group.into();
+        u
+    };
+    let mut adams = mk(
+        "SFind-Adams@contoso.com",
+        "Ada",
+        "Adams",
+        "ada.adams@contoso.com",
+        "Suite_Find",
+    );
+    adams.phone.number = "425 555 0100".into();
+    let mut baker = mk(
+        "sfind-baker@contoso.com",
+        "Bob",
+        "Baker",
+        "BOB@Fabrikam.com",
+        "suite_find",
+    );
+    baker.phone.number = "(206) 555-0111".into();
+    baker.backup_phone.number = "425-555-0199".into();
+    baker.mode = Mode3::SmsText;
+    baker.enabled = false;
+    let mut carter = mk(
+        "sfind-carter@contoso.com",
+        "Cy",
+        "Carter",
+        "cy@contoso.com",
+        "suite%find",
+    );
+    carter.mode = Mode3::OathToken;
+    carter.pin_mode = PinMode2::Pin;
+    let mut dunn = mk(
+        "sfind-dunn@contoso.com",
+        "Di",
+        "Dunn_x",
+        "di@contoso.com",
+        "other",
+    );
+    dunn.phone = Phone {
+        country_code: "44".into(),
+        number: "20 7946 0000".into(),
+        extension: String::new(),
+    };
+    let mut evans = mk(
+        "sfind-evans@contoso.com",
+        "Ed",
+        "Evans",
+        "ed@contoso.com",
+        "other",
+    );
+    evans.mode = Mode3::PhoneApp;
+    evans.oath_secret = Some("SUITEFINDOATH".into());
+    let all = [&adams, &baker, &carter, &dunn, &evans];
+    // Insert out of order: results must come back ordered by username (case-insensitively).
+    for u in [&evans, &baker, &dunn, &adams, &carter] {
+        store.add_user(u).await.unwrap();
+    }
+
+    let base = || UserFilter {
+        username: filter("sfind-*"),
+        ..UserFilter::default()
+    };
+    let names = |found: &[UserRecord]| -> Vec<String> {
+        found.iter().map(|u| u.username.to_lowercase()).collect()
+    };
+    let expect = |users: &[&UserRecord]| -> Vec<String> {
+        users.iter().map(|u| u.username.to_lowercase()).collect()
+    };
+    let find =
+        |f: UserFilter, limit: u32| async move { store.find_users(&f, limit).await.unwrap() };
+
+    // Everything, in order, complete; full records come back.
+    let (found, complete) = find(base(), 0).await;
+    assert!(complete);
+    assert_eq!(found, all.iter().map(|u| (*u).clone()).collect::<Vec<_>>());
+
+    // Limit and completeness.
+    let (found, complete) = find(base(), 2).await;
+    assert_eq!(
+        (names(&found), complete),
+        (expect(&[&adams, &baker]), false)
+    );
+    let (found, complete) = find(base(), 4).await;
+    assert_eq!((found.len(), complete), (4, false));
+    let (found, complete) = find(base(), 5).await;
+    assert_eq!((found.len(), complete), (5, true));
+    let (found, complete) = find(base(), 100).await;
+    assert_eq!((found.len(), complete), (5, true));
+
+    // Username: case flags and wildcards.
+    let by_user = |p: TextFilter| UserFilter {
+        username: p,
+        ..UserFilter::default()
+    };
+    assert_eq!(names(&find(by_user(filter("SFIND-*")), 0).await.0).len(), 5);
+    assert!(find(by_user(filter_cs("SFIND-*")), 0).await.0.is_empty());
+    assert_eq!(
+        names(&find(by_user(filter_cs("SFind-*")), 0).await.0),
+        expect(&[&adams])
+    );
+    assert_eq!(
+        names(&find(by_user(filter_cs("sfind-*")), 0).await.0),
+        expect(&[&baker, &carter, &dunn, &evans])
+    );
+    assert_eq!(
+        names(&find(by_user(filter("sfind-*r@contoso.com")), 0).await.0),
+        expect(&[&baker, &carter])
+    );
+    assert_eq!(
+        names(&find(by_user(filter("*find-d*")), 0).await.0),
+        expect(&[&dunn])
+    );
+    assert_eq!(
+        names(&find(by_user(filter("SFIND-EVANS@CONTOSO.COM")), 0).await.0),
+        expect(&[&evans])
+    );
+    assert!(
+        find(by_user(filter("sfind-evans")), 0).await.0.is_empty(),
+        "no star is exact"
+    );
+    assert!(
+        find(by_user(filter("sfind-?vans@contoso.com")), 0)
+            .await
+            .0
+            .is_empty(),
+        "? is literal"
+    );
+
+    // Other text fields (always within the suite's users).
+    let with = |f: UserFilter| UserFilter {
+        username: filter("sfind-*"),
+        ..f
+    };
+    let d = UserFilter::default;
+    assert_eq!(
+        names(
+            &find(
+                with(UserFilter {
+                    first_name: filter("b*"),
+                    ..d()
+                }),
+                0
+            )
+            .await
+            .0
+        ),
+        expect(&[&baker])
+    );
+    assert!(find(
+        with(UserFilter {
+            first_name: filter_cs("b*"),
+            ..d()
+        }),
+        0
+    )
+    .await
+    .0
+    .is_empty());
+    assert_eq!(
+        names(
+            &find(
+                with(UserFilter {
+                    last_name: filter("Adams"),
+                    ..d()
+                }),
+                0
+            )
+            .await
+            .0
+        ),
+        expect(&[&adams])
+    );
+    assert!(find(
+        with(UserFilter {
+            last_name: filter("Adam"),
+            ..d()
+        }),
+        0
+    )
+    .await
+    .0
+    .is_empty());
+    assert_eq!(
+        names(
+            &find(
+                with(UserFilter {
+                    last_name: filter("*_x"),
+                    ..d()
+                }),
+                0
+            )
+            .await
+            .0
+        ),
+        expect(&[&dunn])
+    );
+    assert!(
+        find(
+            with(UserFilter {
+                last_name: filter("Dunn_"),
+                ..d()
+            }),
+            0
+        )
+        .await
+        .0
+        .is_empty(),
+        "_ is literal"
+    );
+    assert_eq!(
+        names(
+            &find(
+                with(UserFilter {
+                    email: filter("*@FABRIKAM.com"),
+                    ..d()
+                }),
+                0
+            )
+            .await
+            .0
+        ),
+        expect(&[&baker])
+    );
+    assert!(find(
+        with(UserFilter {
+            email: filter_cs("*@fabrikam.com"),
+            ..d()
+        }),
+        0
+    )
+    .await
+    .0
+    .is_empty());
+    assert_eq!(
+        names(
+            &find(
+                with(UserFilter {
+                    user_group: filter("suite_find"),
+                    ..d()
+                }),
+                0
+            )
+            .await
+            .0
+        ),
+        expect(&[&adams, &baker])
+    );
+    assert_eq!(
+        names(
+            &find(
+                with(UserFilter {
+                    user_group: filter_cs("suite_find"),
+                    ..d()
+                }),
+                0
+            )
+            .await
+            .0
+        ),
+        expect(&[&baker])
+    );
+    assert_eq!(
+        names(
+            &find(
+                with(UserFilter {
+                    user_group: filter("*%*"),
+                    ..d()
+                }),
+                0
+            )
+            .await
+            .0
+        ),
+        expect(&[&carter]),
+        "% is literal"
+    );
+
+    // Phone: digits of primary or backup number.
+    let phone = |p: &str| {
+        with(UserFilter {
+            phone: p.into(),
+            ..d()
+        })
+    };
+    assert_eq!(
+        names(&find(phone("425*"), 0).await.0),
+        expect(&[&adams, &baker])
+    );
+    assert_eq!(names(&find(phone("*0111"), 0).await.0), expect(&[&baker]));
+    assert_eq!(
+        names(&find(phone("425-555-0100"), 0).await.0),
+        expect(&[&adams])
+    );
+    assert_eq!(
+        names(&find(phone("*555*"), 0).await.0),
+        expect(&[&adams, &baker])
+    );
+    assert_eq!(
+        names(&find(phone("2079460000"), 0).await.0),
+        expect(&[&dunn])
+    );
+    assert!(find(phone("425"), 0).await.0.is_empty(), "no star is exact");
+
+    // Enum and enabled filters, alone and combined.
+    let (found, _) = find(
+        with(UserFilter {
+            mode: Some(Mode3::SmsText),
+            ..d()
+        }),
+        0,
+    )
+    .await;
+    assert_eq!(names(&found), expect(&[&baker]));
+    let (found, _) = find(
+        with(UserFilter {
+            pin_mode: Some(PinMode2::Pin),
+            ..d()
+        }),
+        0,
+    )
+    .await;
+    assert_eq!(names(&found), expect(&[&carter]));
+    let (found, _) = find(
+        with(UserFilter {
+            enabled: Some(false),
+            ..d()
+        }),
+        0,
+    )
+    .await;
+    assert_eq!(names(&found), expect(&[&baker]));
+    let (found, complete) = find(
+        with(UserFilter {
+            enabled: Some(true),
+            mode: Some(Mode3::VoiceCall),
+            ..d()
+        }),
+        1,
+    )
+    .await;
+    assert_eq!((names(&found), complete), (expect(&[&adams]), false));
+    let (found, complete) = find(
+        with(UserFilter {
+            enabled: Some(true),
+            mode: Some(Mode3::VoiceCall),
+            ..d()
+        }),
+        2,
+    )
+    .await;
+    assert_eq!((names(&found), complete), (expect(&[&adams, &dunn]), true));
+    let (found, complete) = find(
+        with(UserFilter {
+            first_name: filter("nobody"),
+            ..d()
+        }),
+        1,
+    )
+    .await;
+    assert!(found.is_empty() && complete);
+
+    for u in all {
+        assert!(store.delete_user(&u.username).await.unwrap());
+    }
+}
+
+/// Writes data that must survive closing and reopening a durable store.
+pub async fn seed_persistent(store: &dyn Store) {
+    let mut user = full_user(PERSIST_USER);
+    user.oath_secret = Some(PERSIST_OATH.into());
+    user.static_token = Some(PERSIST_TOKEN.into());
+    store.add_user(&user).await.unwrap();
+    assert!(store
+        .block_user(PERSIST_USER, "persisted block", "suite")
+        .await
+        .unwrap());
+    store
+        .add_bypass(&bypass(PERSIST_USER, NOW + 3600))
+        .await
+        .unwrap();
+    assert!(store
+        .mark_code_used(PERSIST_USER, "112233", wall_now() + 3600)
+        .await
+        .unwrap());
+}
+
+/// Checks, on the reopened store, what [`seed_persistent`] wrote.
+pub async fn check_persistent(store: &dyn Store) {
+    let mut expected = full_user(PERSIST_USER);
+    expected.oath_secret = Some(PERSIST_OATH.into());
+    expected.static_token = Some(PERSIST_TOKEN.into());
+    assert_eq!(
+        store.get_user(&PERSIST_USER.to_lowercase()).await.unwrap(),
+        Some(expected)
+    );
+    assert_eq!(
+        store.block_reason(PERSIST_USER).await.unwrap().as_deref(),
+        Some("persisted block")
+    );
+    assert!(!store
+        .mark_code_used(PERSIST_USER, "112233", wall_now() + 3600)
+        .await
+        .unwrap());
+    assert!(store.consume_bypass(PERSIST_USER, NOW).await.unwrap());
+    assert!(!store.consume_bypass(PERSIST_USER, NOW).await.unwrap());
+}

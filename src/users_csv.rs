@@ -1,0 +1,397 @@
+//! Bulk import and export of the user directory as CSV, so an administrator can load the users an
+//! old MFA Server held (exported from its console or assembled from AD) and take them out again.
+//!
+//! Columns (header row required, any order, names case-insensitive; only `username` is required):
+//!
+//! | column | meaning |
+//! |---|---|
+//! | `username` | UPN or `DOMAIN\user` |
+//! | `first_name`, `last_name`, `email`, `user_group` | user information |
+//! | `country_code`, `phone`, `extension` | primary phone (country code digits, number as typed) |
+//! | `backup_country_code`, `backup_phone`, `backup_extension` | backup phone |
+//! | `mode` | `voiceCall` (default), `smsText`, `phoneApp`, `oathToken` |
+//! | `pin_mode` | `standard` (default), `pin`, `voiceprint`, `returnPin` |
+//! | `sms_direction` / `sms_mode` | `twoWay`/`oneWay`; `otp`/`otpPlusPin` |
+//! | `phone_app_mode` | `standard`, `pin` |
+//! | `enabled` | `true` (default) / `false` (also `1`/`0`, `yes`/`no`) |
+//! | `disabled_behavior` | `fail` (default) / `succeed` |
+//! | `pin` | a PIN in clear (stored only as an argon2id hash; checked against the PIN rules) |
+//! | `oath_secret`, `oath_time_interval` | OATH token secret (base32) and step (default 30) |
+//! | `static_token` | static token |
+//! | `blocked`, `block_reason` | block the user on import |
+//!
+//! Import adds users the store does not hold and skips those it does (`--update` replaces them), so
+//! running it twice changes nothing the second time. A bad row is reported with its line number and
+//! the rest are imported. Export writes the same columns except the secrets (`pin`, `oath_secret`,
+//! `static_token`), which pfgate never hands out.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+
+use crate::engine::admin::check_pin;
+use crate::pfwssdk::wire::WireEnum;
+use crate::pfwssdk::{AuthResult, Mode3, PhoneAppMode, PinMode2, SmsDirection, SmsMode};
+use crate::store::{Phone, Store, StoreError, UserFilter, UserRecord};
+
+/// The export columns, in order.
+pub const EXPORT_COLUMNS: &[&str] = &[
+    "username",
+    "first_name",
+    "last_name",
+    "email",
+    "user_group",
+    "country_code",
+    "phone",
+    "extension",
+    "backup_country_code",
+    "backup_phone",
+    "backup_extension",
+    "mode",
+    "pin_mode",
+    "sms_direction",
+    "sms_mode",
+    "phone_app_mode",
+    "enabled",
+    "disabled_behavior",
+    "oath_time_interval",
+    "blocked",
+    "block_reason",
+];
+
+const SECRET_COLUMNS: &[&str] = &["pin", "oath_secret", "static_token"];
+
+/// One row ready to import.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportRow {
+    /// CSV line number (1 = header).
+    pub line: u64,
+    /// The user.
+    pub user: UserRecord,
+    /// PIN in clear, to hash.
+    pub pin: Option<String>,
+    /// Block reason, if the row blocks the user.
+    pub block: Option<String>,
+}
+
+/// A row that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    /// CSV line number.
+    pub line: u64,
+    /// What is wrong (never the value of a secret column).
+    pub reason: String,
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "" => None,
+        "true" | "1" | "yes" | "y" => Some(true),
+        "false" | "0" | "no" | "n" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_enum<T: WireEnum>(v: &str, column: &str) -> Result<Option<T>, String> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    T::from_literal(v).map(Some).ok_or_else(|| {
+        format!(
+            "column {column}: '{v}' is not one of {}",
+            T::LITERALS.join(", ")
+        )
+    })
+}
+
+/// Reads a CSV file into rows and row errors. A header problem is an `Err`.
+pub fn read(input: impl Read) -> Result<(Vec<ImportRow>, Vec<RowError>), String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(false)
+        .trim(csv::Trim::None)
+        .from_reader(input);
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| format!("cannot read the header row: {e}"))?
+        .iter()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
+    let mut index = HashMap::new();
+    for (i, h) in headers.iter().enumerate() {
+        let known = EXPORT_COLUMNS.contains(&h.as_str()) || SECRET_COLUMNS.contains(&h.as_str());
+        if !known {
+            return Err(format!(
+                "unknown column '{h}' (known: {}, {})",
+                EXPORT_COLUMNS.join(", "),
+                SECRET_COLUMNS.join(", ")
+            ));
+        }
+        if index.insert(h.clone(), i).is_some() {
+            return Err(format!("column '{h}' appears twice"));
+        }
+    }
+    if !index.contains_key("username") {
+        return Err("the header row has no 'username' column".into());
+    }
+    let mut rows = Vec::new();
+    let mut errors = Vec::new();
+    for record in reader.records() {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                errors.push(RowError {
+                    line,
+                    reason: format!("unreadable row: {e}"),
+                });
+                continue;
+            }
+        };
+        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        match row(
+            &Fields {
+                record: &record,
+                index: &index,
+            },
+            line,
+        ) {
+            Ok(r) => rows.push(r),
+            Err(reason) => errors.push(RowError { line, reason }),
+        }
+    }
+    Ok((rows, errors))
+}
+
+/// One CSV record with its header index.
+struct Fields<'a> {
+    record: &'a csv::StringRecord,
+    index: &'a HashMap<String, usize>,
+}
+
+impl<'a> Fields<'a> {
+    fn get(&self, column: &str) -> &'a str {
+        self.index
+            .get(column)
+            .and_then(|i| self.record.get(*i))
+            .unwrap_or("")
+    }
+}
+
+fn row(f: &Fields<'_>, line: u64) -> Result<ImportRow, String> {
+    let get = |c: &str| f.get(c);
+    let username = get("username").trim();
+    if username.is_empty() {
+        return Err("username is empty".into());
+    }
+    let mut u = UserRecord::new(username);
+    u.first_name = get("first_name").trim().into();
+    u.last_name = get("last_name").trim().into();
+    u.email = get("email").trim().into();
+    u.user_group = get("user_group").trim().into();
+    u.phone = Phone {
+        country_code: get("country_code").trim().trim_start_matches('+').into(),
+        number: get("phone").trim().into(),
+        extension: get("extension").trim().into(),
+    };
+    u.backup_phone = Phone {
+        country_code: get("backup_country_code")
+            .trim()
+            .trim_start_matches('+')
+            .into(),
+        number: get("backup_phone").trim().into(),
+        extension: get("backup_extension").trim().into(),
+    };
+    if let Some(m) = parse_enum::<Mode3>(get("mode"), "mode")? {
+        u.mode = m;
+    }
+    if let Some(m) = parse_enum::<PinMode2>(get("pin_mode"), "pin_mode")? {
+        u.pin_mode = m;
+    }
+    if let Some(m) = parse_enum::<SmsDirection>(get("sms_direction"), "sms_direction")? {
+        u.sms_direction = m;
+    }
+    if let Some(m) = parse_enum::<SmsMode>(get("sms_mode"), "sms_mode")? {
+        u.sms_mode = m;
+    }
+    if let Some(m) = parse_enum::<PhoneAppMode>(get("phone_app_mode"), "phone_app_mode")? {
+        u.phone_app_mode = m;
+    }
+    if let Some(m) = parse_enum::<AuthResult>(get("disabled_behavior"), "disabled_behavior")? {
+        u.disabled_behavior = m;
+    }
+    let enabled = get("enabled");
+    if !enabled.trim().is_empty() {
+        u.enabled = parse_bool(enabled).ok_or("column enabled: expected true or false")?;
+    }
+    let pin = get("pin").trim().to_string();
+    let pin = if pin.is_empty() {
+        None
+    } else {
+        check_pin(&pin)
+            .map_err(|e| format!("column pin: {}", e.description.unwrap_or_default()))?;
+        Some(pin)
+    };
+    let oath = get("oath_secret").trim();
+    if !oath.is_empty() {
+        if crate::engine::totp::base32_decode(oath).is_none() {
+            return Err("column oath_secret: not base32".into());
+        }
+        u.oath_secret = Some(oath.to_string());
+    }
+    let interval = get("oath_time_interval").trim();
+    if !interval.is_empty() {
+        u.oath_time_interval = interval
+            .parse::<i32>()
+            .ok()
+            .filter(|v| (1..=300).contains(v))
+            .ok_or("column oath_time_interval: expected seconds between 1 and 300")?;
+    }
+    let token = get("static_token");
+    if !token.is_empty() {
+        u.static_token = Some(token.to_string());
+    }
+    let blocked = parse_bool(get("blocked")).unwrap_or(false);
+    let block = blocked.then(|| get("block_reason").trim().to_string());
+    Ok(ImportRow {
+        line,
+        user: u,
+        pin,
+        block,
+    })
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    /// Users added.
+    pub added: usize,
+    /// Users replaced (`--update`).
+    pub updated: usize,
+    /// Users already present and left alone.
+    pub skipped: usize,
+    /// Rows refused, with reasons.
+    pub errors: Vec<RowError>,
+}
+
+/// Imports rows into the store.
+pub async fn import(
+    store: &dyn Store,
+    rows: Vec<ImportRow>,
+    update: bool,
+) -> Result<ImportReport, StoreError> {
+    let mut report = ImportReport::default();
+    for r in rows {
+        let mut user = r.user;
+        if let Some(pin) = &r.pin {
+            user.pin_hash = Some(
+                crate::store::secrets::hash_pin(pin)
+                    .map_err(|e| StoreError::Unavailable(format!("hashing a PIN: {e}")))?,
+            );
+            user.pin_changed_at = Some(crate::engine::now_unix());
+        }
+        match store.get_user(&user.username).await? {
+            Some(existing) if update => {
+                user.username = existing.username;
+                store.update_user(&user).await?;
+                report.updated += 1;
+            }
+            Some(_) => {
+                report.skipped += 1;
+                continue;
+            }
+            None => {
+                store.add_user(&user).await?;
+                report.added += 1;
+            }
+        }
+        if let Some(reason) = r.block {
+            store.block_user(&user.username, &reason, "import").await?;
+        }
+    }
+    Ok(report)
+}
+
+/// Writes every user as CSV (no secrets).
+pub async fn export(store: &dyn Store, out: impl Write) -> Result<usize, String> {
+    let (users, _) = store
+        .find_users(&UserFilter::default(), 0)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(EXPORT_COLUMNS).map_err(|e| e.to_string())?;
+    for u in &users {
+        let block = store
+            .block_reason(&u.username)
+            .await
+            .map_err(|e| e.to_string())?;
+        let interval = u.oath_time_interval.to_string();
+        let fields: Vec<&str> = vec![
+            &u.username,
+            &u.first_name,
+            &u.last_name,
+            &u.email,
+            &u.user_group,
+            &u.phone.country_code,
+            &u.phone.number,
+            &u.phone.extension,
+            &u.backup_phone.country_code,
+            &u.backup_phone.number,
+            &u.backup_phone.extension,
+            u.mode.as_str(),
+            u.pin_mode.as_str(),
+            u.sms_direction.as_str(),
+            u.sms_mode.as_str(),
+            u.phone_app_mode.as_str(),
+            if u.enabled { "true" } else { "false" },
+            u.disabled_behavior.as_str(),
+            &interval,
+            if block.is_some() { "true" } else { "false" },
+            block.as_deref().unwrap_or(""),
+        ];
+        w.write_record(&fields).map_err(|e| e.to_string())?;
+    }
+    w.flush().map_err(|e| e.to_string())?;
+    Ok(users.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_rows_and_reports_bad_ones_by_line() {
+        let csv = "Username,phone,country_code,mode,enabled,pin,blocked,block_reason\n\
+                   alice@contoso.com,4255550100,1,voiceCall,true,2580,false,\n\
+                   \"smith, j\",\"425 555 0101\",1,smsText,no,,yes,lost phone\n\
+                   bad@contoso.com,1,1,fax,true,,,\n\
+                   weak@contoso.com,1,1,voiceCall,true,1234,,\n\
+                   ,1,1,voiceCall,true,,,\n";
+        let (rows, errors) = read(csv.as_bytes()).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].user.username, "alice@contoso.com");
+        assert_eq!(rows[0].pin.as_deref(), Some("2580"));
+        assert_eq!(rows[1].user.username, "smith, j");
+        assert_eq!(rows[1].user.phone.number, "425 555 0101");
+        assert_eq!(rows[1].user.mode, Mode3::SmsText);
+        assert!(!rows[1].user.enabled);
+        assert_eq!(rows[1].block.as_deref(), Some("lost phone"));
+        let lines: Vec<u64> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![4, 5, 6]);
+        assert!(errors[0].reason.contains("fax"));
+        assert!(errors[1].reason.contains("PIN_TOO_WEAK"));
+        assert!(!errors[1].reason.contains("1234"), "never echo a PIN");
+    }
+
+    #[test]
+    fn refuses_unknown_and_missing_columns() {
+        assert!(read("user,phone\na,1\n".as_bytes())
+            .unwrap_err()
+            .contains("unknown column 'user'"));
+        assert!(read("phone\n1\n".as_bytes())
+            .unwrap_err()
+            .contains("username"));
+        assert!(read("username,username\na,b\n".as_bytes())
+            .unwrap_err()
+            .contains("twice"));
+    }
+}

@@ -1,0 +1,575 @@
+//! MFA Server semantics through the SOAP layer over TLS: every policy branch, the in-flight sharing
+//! rule under concurrency, the deadline, one-time bypasses, OATH two-step, and the directory
+//! operations with their error codes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pfgate::config::Settings;
+use pfgate::engine::directory::Directory;
+use pfgate::engine::Engine;
+use pfgate::providers::scripted::ScriptedProvider;
+
+use crate::support::*;
+
+const USERS: &str = r#"
+default_phone_outcome = "hang_up"
+
+[[phone_rules]]
+suffix = "0"
+outcome = "approve"
+
+[[users]]
+username = "alice@contoso.com"
+country_code = "1"
+phone = "4255550100"
+outcome = "approve"
+
+[[users]]
+username = "slow@contoso.com"
+country_code = "1"
+phone = "4255550177"
+outcome = "approve"
+delay_ms = 700
+
+[[users]]
+username = "sleepy@contoso.com"
+country_code = "1"
+phone = "4255550178"
+outcome = "approve"
+delay_ms = 10000
+
+[[users]]
+username = "dis-fail@contoso.com"
+phone = "4255550180"
+enabled = false
+disabled_behavior = "fail"
+
+[[users]]
+username = "dis-pass@contoso.com"
+phone = "4255550181"
+enabled = false
+disabled_behavior = "succeed"
+
+[[users]]
+username = "carol@contoso.com"
+phone = "4255550182"
+blocked = true
+blocked_reason = "fraud"
+
+[[users]]
+username = "oath@contoso.com"
+phone = "4255550183"
+mode = "oathToken"
+oath_secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
+static_token = "s3cret-static"
+pin = "2580"
+
+[[users]]
+username = "nophone@contoso.com"
+phone = "12"
+"#;
+
+struct Fixture {
+    server: TestServer,
+    provider: Arc<ScriptedProvider>,
+}
+
+async fn fixture(auth_timeout: Duration) -> Fixture {
+    let mut settings = Settings::demo("127.0.0.1:0".parse().unwrap());
+    settings.engine.auth_timeout = auth_timeout;
+    let directory = Directory::from_toml("engine test", USERS).unwrap();
+    let store = pfgate::app::open_store(&settings).await.unwrap();
+    pfgate::app::seed(store.as_ref(), &directory).await.unwrap();
+    let provider = Arc::new(ScriptedProvider::from_directory(&directory));
+    let engine = Engine::new(store, provider.clone(), settings.engine.clone());
+    let running = pfgate::server::start_with(settings, engine).await.unwrap();
+    Fixture {
+        server: TestServer::from_running(running),
+        provider,
+    }
+}
+
+/// Calls `op` with the given inner XML of its element; returns the response body.
+async fn call(c: &Client, op: &str, inner: &str) -> String {
+    let r = c
+        .soap11(
+            Some(&action(op)),
+            &env11(&format!(r#"<{op} xmlns="{NS}">{inner}</{op}>"#)),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{op}: {}", r.body);
+    r.body
+}
+
+fn code_in(body: &str, parent: &str) -> i64 {
+    let doc = parse_xml(body);
+    doc.descendants()
+        .find(|n| n.tag_name().name() == parent)
+        .and_then(|n| n.children().find(|c| c.tag_name().name() == "Code"))
+        .and_then(|n| n.text())
+        .unwrap_or_else(|| panic!("no {parent}/Code in {body}"))
+        .parse()
+        .unwrap()
+}
+
+/// (result, callResult code, error code, request id)
+fn auth4(body: &str) -> (String, i64, i64, Option<String>) {
+    (
+        text_of(body, "PfAuthUser_4Result").unwrap(),
+        code_in(body, "callResult"),
+        code_in(body, "error"),
+        text_of(body, "authenticationRequestId"),
+    )
+}
+
+fn pf4(user: &str, match_: bool) -> String {
+    format!("<username>{user}</username><initiatingAuthenticationType>pfsdk</initiatingAuthenticationType><applicationName>MIM</applicationName><requireUserMatch>{match_}</requireUserMatch>")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_branches() {
+    let f = fixture(Duration::from_secs(5)).await;
+    let c = f.server.client();
+    let cases: &[(&str, bool, &str, i64, i64)] = &[
+        ("alice@contoso.com", true, "true", 2, 0),
+        ("ghost@contoso.com", true, "false", 0, 10),
+        ("ghost@contoso.com", false, "true", 7, 0),
+        ("dis-fail@contoso.com", true, "false", 151, 12),
+        ("dis-pass@contoso.com", true, "true", 7, 0),
+        ("carol@contoso.com", true, "false", 14, 12),
+        ("nophone@contoso.com", true, "false", 107, 12),
+    ];
+    for (user, m, result, call_code, error) in cases {
+        let (r, cc, e, _) = auth4(&call(&c, "PfAuthUser_4", &pf4(user, *m)).await);
+        assert_eq!(
+            (r.as_str(), cc, e),
+            (*result, *call_code, *error),
+            "{user} match={m}"
+        );
+    }
+    // Users that passed without a call, or were refused before one, cost no provider call; alice cost one.
+    assert_eq!(f.provider.calls(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bypass_is_consumed_exactly_once_even_concurrently() {
+    let f = fixture(Duration::from_secs(5)).await;
+    let c = f.server.client();
+    let body = call(
+        &c,
+        "OneTimeBypass2",
+        "<username>slow@contoso.com</username><reason>lost phone</reason><bypassSeconds>60</bypassSeconds><modifyUsername>admin</modifyUsername>",
+    )
+    .await;
+    assert_eq!(
+        text_of(&body, "OneTimeBypass2Result").as_deref(),
+        Some("true")
+    );
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                auth4(&call(&c, "PfAuthUser_4", &pf4("slow@contoso.com", true)).await)
+            })
+        })
+        .collect();
+    let mut bypassed = 0;
+    for t in tasks {
+        let (r, cc, _, _) = t.await.unwrap();
+        assert_eq!(r, "true");
+        if cc == 7 {
+            bypassed += 1;
+        } else {
+            assert_eq!(cc, 2);
+        }
+    }
+    assert_eq!(bypassed, 1, "one bypass, one use");
+    // Unknown user: Error 10.
+    let body = call(
+        &c,
+        "OneTimeBypass",
+        "<username>ghost</username><reason>x</reason>",
+    )
+    .await;
+    assert_eq!(code_in(&body, "error"), 10);
+    // An expired bypass does nothing.
+    call(
+        &c,
+        "OneTimeBypass_2",
+        "<username>alice@contoso.com</username><bypassSeconds>1</bypassSeconds>",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (_, cc, _, _) = auth4(&call(&c, "PfAuthUser_4", &pf4("alice@contoso.com", true)).await);
+    assert_eq!(cc, 2, "expired bypass must not be used");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_authentications_for_one_user_and_number_share_one_call() {
+    let f = fixture(Duration::from_secs(5)).await;
+    let c = f.server.client();
+    let tasks: Vec<_> = (0..5)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                auth4(&call(&c, "PfAuthUser_4", &pf4("slow@contoso.com", true)).await)
+            })
+        })
+        .collect();
+    let mut ids = std::collections::BTreeSet::new();
+    for t in tasks {
+        let (r, cc, e, id) = t.await.unwrap();
+        assert_eq!((r.as_str(), cc, e), ("true", 2, 0));
+        ids.insert(id.unwrap());
+    }
+    assert_eq!(f.provider.calls(), 1, "five callers, one provider call");
+    assert_eq!(ids.len(), 1, "all callers get the one call's request id");
+    // After it ended, a new authentication places a new call.
+    call(&c, "PfAuthUser_4", &pf4("slow@contoso.com", true)).await;
+    assert_eq!(f.provider.calls(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deadline_answers_call_timed_out() {
+    let f = fixture(Duration::from_secs(1)).await;
+    let c = f.server.client();
+    let started = Instant::now();
+    let (r, cc, e, id) = auth4(&call(&c, "PfAuthUser_4", &pf4("sleepy@contoso.com", true)).await);
+    let took = started.elapsed();
+    assert_eq!((r.as_str(), cc, e), ("false", 11, 12));
+    assert!(id.is_some());
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pf_auth_user_5_calls_the_number_given() {
+    let f = fixture(Duration::from_secs(5)).await;
+    let c = f.server.client();
+    let pf5 = |user: &str, m: bool, cc: &str, n: &str| {
+        format!("<username>{user}</username><requireUserMatch>{m}</requireUserMatch><mode>voiceCall</mode><countryCode>{cc}</countryCode><phoneNumber>{n}</phoneNumber><extension />")
+    };
+    let r5 = |b: &str| {
+        (
+            text_of(b, "PfAuthUser_5Result").unwrap(),
+            code_in(b, "callResult"),
+        )
+    };
+    // The number decides (ending 0 approves), formatting does not matter, default country code applies.
+    assert_eq!(
+        r5(&call(
+            &c,
+            "PfAuthUser_5",
+            &pf5("alice@contoso.com", true, "1", "(425) 555-0190")
+        )
+        .await),
+        ("true".into(), 2)
+    );
+    assert_eq!(
+        r5(&call(
+            &c,
+            "PfAuthUser_5",
+            &pf5("alice@contoso.com", true, "", "425.555.0199")
+        )
+        .await),
+        ("false".into(), 108)
+    );
+    // Unknown service account without user match: the call is still placed to the given number.
+    let before = f.provider.calls();
+    assert_eq!(
+        r5(&call(
+            &c,
+            "PfAuthUser_5",
+            &pf5("svc@contoso.com", false, "1", "4255550110")
+        )
+        .await),
+        ("true".into(), 2)
+    );
+    assert_eq!(f.provider.calls(), before + 1);
+    // A blocked user stays blocked whatever number is given.
+    assert_eq!(
+        r5(&call(
+            &c,
+            "PfAuthUser_5",
+            &pf5("carol@contoso.com", true, "1", "4255550110")
+        )
+        .await),
+        ("false".into(), 14)
+    );
+    // Garbage is not dialled.
+    assert_eq!(
+        r5(&call(
+            &c,
+            "PfAuthUser_5",
+            &pf5("alice@contoso.com", true, "1", "12")
+        )
+        .await),
+        ("false".into(), 107)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oath_two_step_static_token_and_pin() {
+    let f = fixture(Duration::from_secs(5)).await;
+    let c = f.server.client();
+    let (r, cc, e, id) = auth4(&call(&c, "PfAuthUser_4", &pf4("oath@contoso.com", true)).await);
+    assert_eq!(
+        (r.as_str(), cc, e),
+        ("false", 22, 0),
+        "OATH users get a pending transaction"
+    );
+    let id = id.unwrap();
+    let secret = b"12345678901234567890"; // the base32 secret in USERS
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let code = pfgate::engine::totp::hotp(secret, now / 30, 6);
+    let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
+    let v = |code: &str, id: &str| {
+        format!("<username>oath@contoso.com</username><code>{code}</code><authenticationRequestId>{id}</authenticationRequestId><fallback>false</fallback>")
+    };
+    let body = call(&c, "ValidateOathCode", &v(&wrong, &id)).await;
+    assert_eq!(
+        text_of(&body, "ValidateOathCodeResult").as_deref(),
+        Some("false")
+    );
+    // The transaction was spent by the wrong attempt: start again.
+    let (_, _, _, id) = auth4(&call(&c, "PfAuthUser_4", &pf4("oath@contoso.com", true)).await);
+    let body = call(&c, "ValidateOathCode", &v(&code, &id.unwrap())).await;
+    assert_eq!(
+        text_of(&body, "ValidateOathCodeResult").as_deref(),
+        Some("true"),
+        "{body}"
+    );
+    // The same code again (replay), with a fresh transaction: refused.
+    let (_, _, _, id) = auth4(&call(&c, "PfAuthUser_4", &pf4("oath@contoso.com", true)).await);
+    let body = call(&c, "ValidateOathCode", &v(&code, &id.unwrap())).await;
+    assert_eq!(
+        text_of(&body, "ValidateOathCodeResult").as_deref(),
+        Some("false")
+    );
+    // An id that was never issued.
+    let body = call(
+        &c,
+        "ValidateOathCode",
+        &v(&code, "00000000000000000000000000000000"),
+    )
+    .await;
+    assert_eq!(
+        text_of(&body, "ValidateOathCodeResult").as_deref(),
+        Some("false")
+    );
+
+    let st =
+        |t: &str| format!("<username>oath@contoso.com</username><staticToken>{t}</staticToken>");
+    let body = call(&c, "ValidateStaticToken", &st("s3cret-static")).await;
+    assert_eq!(
+        text_of(&body, "ValidateStaticTokenResult").as_deref(),
+        Some("true")
+    );
+    let body = call(&c, "ValidateStaticToken", &st("s3cret-statiC")).await;
+    assert_eq!(
+        text_of(&body, "ValidateStaticTokenResult").as_deref(),
+        Some("false")
+    );
+
+    let pin = |p: &str| format!("<username>oath@contoso.com</username><pin>{p}</pin>");
+    let body = call(&c, "ValidatePin", &pin("2580")).await;
+    assert_eq!(text_of(&body, "ValidatePinResult").as_deref(), Some("true"));
+    let body = call(&c, "ValidatePin", &pin("2581")).await;
+    assert_eq!(code_in(&body, "error"), 125);
+    // Settings never carry the secrets back.
+    let body = call(
+        &c,
+        "GetUserSettings_3",
+        "<username>oath@contoso.com</username>",
+    )
+    .await;
+    assert_eq!(text_of(&body, "OathTokenExists").as_deref(), Some("true"));
+    assert!(
+        !body.contains("GEZDGNBV") && !body.contains("s3cret") && !body.contains("2580"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_operations_and_their_error_codes() {
+    let f = fixture(Duration::from_secs(5)).await;
+    let c = f.server.client();
+    let settings = |pin: &str| {
+        format!("<FirstName>Eve</FirstName><LastName>O'Neil &amp; Co</LastName><EmailAddress>eve@contoso.com</EmailAddress><UserGroup>Ops</UserGroup><CountryCode>44</CountryCode><Phone>020 7946 0001</Phone><Extension>12</Extension><Mode>smsText</Mode><PinMode>standard</PinMode><SmsDirection>twoWay</SmsDirection><SmsMode>otp</SmsMode><PhoneAppMode>standard</PhoneAppMode><Pin>{pin}</Pin><Enabled>true</Enabled><PinChangeRequired>false</PinChangeRequired>")
+    };
+    let add = |user: &str, pin: &str| {
+        format!("<username>{user}</username><addUserSettings>{}</addUserSettings><sendEmail>false</sendEmail><modifyUsername>admin</modifyUsername>", settings(pin))
+    };
+    let err = |b: &str| code_in(b, "error");
+    assert_eq!(
+        err(&call(&c, "AddUser_3", &add("eve@contoso.com", "2580")).await),
+        0
+    );
+    assert_eq!(
+        err(&call(&c, "AddUser_3", &add("EVE@contoso.com", "2580")).await),
+        101
+    );
+    assert_eq!(
+        err(&call(&c, "AddUser_3", &add("short@contoso.com", "12")).await),
+        109
+    );
+    assert_eq!(
+        err(&call(&c, "AddUser_3", &add("weak@contoso.com", "1111")).await),
+        110
+    );
+
+    let body = call(
+        &c,
+        "GetUserSettings_3",
+        "<username>Eve@Contoso.com</username>",
+    )
+    .await;
+    assert_eq!(text_of(&body, "LastName").as_deref(), Some("O'Neil & Co"));
+    assert_eq!(text_of(&body, "Phone").as_deref(), Some("020 7946 0001"));
+    assert_eq!(text_of(&body, "Mode").as_deref(), Some("smsText"));
+    let body = call(
+        &c,
+        "CanonicalizeUser",
+        "<username>EVE@CONTOSO.COM</username>",
+    )
+    .await;
+    assert_eq!(
+        text_of(&body, "canonicalUsername").as_deref(),
+        Some("eve@contoso.com")
+    );
+
+    let phone = "<username>eve@contoso.com</username><userPhone><CountryCode>1</CountryCode><Phone>4255550140</Phone><Extension /><BackupCountryCode>1</BackupCountryCode><BackupPhone>4255550141</BackupPhone><BackupExtension /></userPhone><sendEmail>false</sendEmail>";
+    assert_eq!(err(&call(&c, "ChangePhone", phone).await), 0);
+    let body = call(&c, "GetPhone", "<username>eve@contoso.com</username>").await;
+    assert_eq!(text_of(&body, "BackupPhone").as_deref(), Some("4255550141"));
+    assert_eq!(
+        err(&call(
+            &c,
+            "ChangeMode_2",
+            "<username>eve@contoso.com</username><mode>voiceCall</mode>"
+        )
+        .await),
+        0
+    );
+    // Her new number ends in 0: the call is approved.
+    let (r, cc, _, _) = auth4(&call(&c, "PfAuthUser_4", &pf4("eve@contoso.com", true)).await);
+    assert_eq!((r.as_str(), cc), ("true", 2));
+
+    // FindUsers_4: wildcards, case flags, limit and completeness.
+    let find = |filter: &str, case: bool, limit: u32| {
+        format!("<usernameFilter>{filter}</usernameFilter><usernameCaseSensitive>{case}</usernameCaseSensitive><resultLimit>{limit}</resultLimit>")
+    };
+    let rows = |b: &str| {
+        parse_xml(b)
+            .descendants()
+            .filter(|n| n.tag_name().name() == "UserRow")
+            .count()
+    };
+    let body = call(&c, "FindUsers_4", &find("*@contoso.com", false, 0)).await;
+    assert_eq!(rows(&body), 9);
+    assert_eq!(text_of(&body, "resultsComplete").as_deref(), Some("true"));
+    let body = call(&c, "FindUsers_4", &find("*@contoso.com", false, 3)).await;
+    assert_eq!(rows(&body), 3);
+    assert_eq!(text_of(&body, "resultsComplete").as_deref(), Some("false"));
+    let body = call(&c, "FindUsers_4", &find("EVE*", true, 0)).await;
+    assert_eq!(rows(&body), 0);
+    let body = call(&c, "FindUsers_4", &find("EVE*", false, 0)).await;
+    assert_eq!(rows(&body), 1);
+    let body = call(&c, "FindUsers_4", "<phoneFilter>*0141</phoneFilter>").await;
+    assert_eq!(rows(&body), 1, "backup phone matches");
+
+    // Block / unblock.
+    let blk = "<username>eve@contoso.com</username><reason>test</reason><modifyUsername>admin</modifyUsername>";
+    assert_eq!(
+        err(&call(&c, "UserIsBlocked", "<username>eve@contoso.com</username>").await),
+        133
+    );
+    assert_eq!(err(&call(&c, "UnblockUser", blk).await), 136);
+    assert_eq!(err(&call(&c, "BlockUser", blk).await), 0);
+    let body = call(&c, "UserIsBlocked", "<username>eve@contoso.com</username>").await;
+    assert_eq!(
+        text_of(&body, "UserIsBlockedResult").as_deref(),
+        Some("true")
+    );
+    let (_, cc, _, _) = auth4(&call(&c, "PfAuthUser_4", &pf4("eve@contoso.com", true)).await);
+    assert_eq!(cc, 14);
+    assert_eq!(err(&call(&c, "UnblockUser", blk).await), 0);
+
+    // Disable / enable.
+    assert_eq!(
+        err(&call(&c, "Disable", "<username>eve@contoso.com</username>").await),
+        0
+    );
+    let (r, cc, _, _) = auth4(&call(&c, "PfAuthUser_4", &pf4("eve@contoso.com", true)).await);
+    assert_eq!((r.as_str(), cc), ("false", 151));
+    assert_eq!(
+        err(&call(&c, "Enable", "<username>eve@contoso.com</username>").await),
+        0
+    );
+
+    // PIN change with the rules.
+    let pin = |p: &str| {
+        format!("<username>eve@contoso.com</username><userPin><Pin>{p}</Pin><PinChangeRequired>false</PinChangeRequired></userPin>")
+    };
+    assert_eq!(err(&call(&c, "ChangePin", &pin("9876")).await), 110);
+    assert_eq!(err(&call(&c, "ChangePin", &pin("4831")).await), 0);
+    let body = call(
+        &c,
+        "ValidatePin",
+        "<username>eve@contoso.com</username><pin>4831</pin>",
+    )
+    .await;
+    assert_eq!(text_of(&body, "ValidatePinResult").as_deref(), Some("true"));
+
+    // Rename, then delete.
+    let ren =
+        |a: &str, b: &str| format!("<oldUsername>{a}</oldUsername><newUsername>{b}</newUsername>");
+    assert_eq!(
+        err(&call(
+            &c,
+            "ChangeUsername",
+            &ren("eve@contoso.com", "alice@contoso.com")
+        )
+        .await),
+        101
+    );
+    assert_eq!(
+        err(&call(&c, "ChangeUsername", &ren("nobody", "x")).await),
+        10
+    );
+    assert_eq!(
+        err(&call(
+            &c,
+            "ChangeUsername",
+            &ren("eve@contoso.com", "eve2@contoso.com")
+        )
+        .await),
+        0
+    );
+    let body = call(&c, "UserExists", "<username>eve@contoso.com</username>").await;
+    assert_eq!(code_in(&body, "error"), 10);
+    assert_eq!(
+        err(&call(&c, "DeleteUser", "<username>eve2@contoso.com</username>").await),
+        0
+    );
+    assert_eq!(
+        err(&call(&c, "DeleteUser", "<username>eve2@contoso.com</username>").await),
+        10
+    );
+    for op in [
+        "GetUserSettings",
+        "GetUserSettings2",
+        "GetUserSettings_2",
+        "GetUserSettings_3",
+        "GetPhone",
+    ] {
+        let body = call(&c, op, "<username>eve2@contoso.com</username>").await;
+        assert_eq!(code_in(&body, "error"), 10, "{op}");
+    }
+}
