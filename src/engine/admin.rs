@@ -1002,6 +1002,14 @@ impl Engine {
                 };
                 status(error)
             }
+            Request::ValidatePasscode(r) => status(
+                self.validate_passcode(ctx, op, &r.username, &r.passcode)
+                    .await,
+            ),
+            Request::ValidatePasscodeMaster(r) => status(
+                self.validate_passcode(ctx, op, &r.username, &r.passcode)
+                    .await,
+            ),
             Request::ValidateOathCode(r) => status(
                 self.validate_oath(ctx, op, &r.username, &r.code, &r.authentication_request_id)
                     .await,
@@ -1131,6 +1139,60 @@ impl Engine {
             Err(e) => e,
         };
         self.audit_change(ctx, op, &s(username), actor.as_deref(), started, &error);
+        error
+    }
+
+    async fn validate_passcode(
+        &self,
+        ctx: &CallContext,
+        op: Operation,
+        username: &Option<String>,
+        passcode: &Option<String>,
+    ) -> Error {
+        let started = Instant::now();
+        let result: Result<(), Error> = async {
+            let user = self.load(username).await?;
+            let tx = self
+                .store
+                .take_user_transaction(
+                    &user.username,
+                    crate::store::TransactionKind::SmsPasscode,
+                    now_unix(),
+                )
+                .await
+                .map_err(|e| self.store_error(&e))?
+                .ok_or_else(|| {
+                    ErrorCode::Denied
+                        .with("Multi-Factor Authentication denied: no passcode is pending.")
+                })?;
+            let given = s(passcode);
+            let ok = tx.code_hash.as_deref().is_some_and(|h| {
+                !given.trim().is_empty() && crate::store::secrets::verify_pin(given.trim(), h)
+            });
+            if ok {
+                Ok(())
+            } else {
+                Err(ErrorCode::Denied.error())
+            }
+        }
+        .await;
+        let error = result.err().unwrap_or_else(Error::ok);
+        audit::emit(
+            if error.code == 0 {
+                AuditKind::SecondFactorCompleted
+            } else {
+                AuditKind::SecondFactorFailed
+            },
+            &AuditEvent {
+                operation: op.name(),
+                caller: &ctx.caller,
+                username: &s(username),
+                call_result: Some(if error.code == 0 { 19 } else { 0 }),
+                error: error.code,
+                latency: started.elapsed(),
+                ..AuditEvent::default()
+            },
+        );
         error
     }
 

@@ -129,7 +129,9 @@ impl Engine {
         let (decision, phone, provider) = self.decide(ctx, &input).await;
         let kind = if decision.success {
             AuditKind::SecondFactorCompleted
-        } else if decision.call_result.code == CallCode::OathCodePending.code() {
+        } else if decision.call_result.code == CallCode::OathCodePending.code()
+            || decision.call_result.code == CallCode::TextMessageSent.code()
+        {
             AuditKind::SecondFactorPending
         } else {
             AuditKind::SecondFactorFailed
@@ -232,6 +234,12 @@ impl Engine {
                 None,
             );
         }
+        if mode == Mode3::SmsText
+            && user.sms_direction == crate::pfwssdk::SmsDirection::OneWay
+            && input.phone.is_none()
+        {
+            return self.one_way_sms(ctx, input, &user, request_id).await;
+        }
         let stored = (
             user.phone.country_code.as_str(),
             user.phone.number.as_str(),
@@ -266,6 +274,86 @@ impl Engine {
             },
             Err(e) => self.store_failure(&e),
         }
+    }
+
+    /// MFA Server's one-way SMS: send a six-digit passcode and leave a transaction for
+    /// `ValidatePasscode`. Only a hash of the code is stored; a wrong guess spends the transaction.
+    async fn one_way_sms(
+        &self,
+        ctx: &CallContext,
+        input: &AuthInput<'_>,
+        user: &crate::store::UserRecord,
+        request_id: String,
+    ) -> (AuthDecision, Option<String>, Option<&str>) {
+        let phone = match E164::parse(
+            &user.phone.country_code,
+            &user.phone.number,
+            &user.phone.extension,
+            &self.settings.default_country_code,
+        ) {
+            Ok(p) => p,
+            Err(_) => {
+                return (
+                    AuthDecision::denied(CallCode::InvalidPhoneNumberFormat, None),
+                    None,
+                    None,
+                )
+            }
+        };
+        let code = super::new_passcode();
+        let code_hash = match crate::store::secrets::hash_pin(&code) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(target: "pfgate::engine", error = %e, "hashing a passcode failed");
+                return (
+                    self.store_failure(&StoreError::Unavailable(e.to_string())),
+                    None,
+                    None,
+                );
+            }
+        };
+        let tx = Transaction {
+            id: request_id.clone(),
+            username: user.username.clone(),
+            kind: TransactionKind::SmsPasscode,
+            code_hash: Some(code_hash),
+            expires_at: now_unix() + self.settings.auth_timeout.as_secs() as i64,
+        };
+        if let Err(e) = self.store.put_transaction(&tx).await {
+            return (self.store_failure(&e), None, None);
+        }
+        let attempt = AuthAttempt {
+            request_id: request_id.clone(),
+            username: user.username.clone(),
+            phone: phone.clone(),
+            mode: Mode3::SmsText,
+            application_name: input.application_name.unwrap_or("").to_string(),
+            initiating_ip: input.initiating_ip.unwrap_or("").to_string(),
+            caller_ip: ctx.caller_ip,
+        };
+        let sent = tokio::time::timeout(
+            self.settings.auth_timeout,
+            self.provider.send_code(&attempt, &code),
+        )
+        .await;
+        let decision = match sent {
+            Ok(Verdict::Approved) => AuthDecision {
+                success: false,
+                call_result: CallCode::TextMessageSent.call_result(),
+                error: Error::ok(),
+                request_id: Some(request_id),
+            },
+            Ok(other) => {
+                tracing::warn!(target: "pfgate::engine", provider = self.provider.name(), verdict = ?other, "passcode not sent");
+                let _ = self.store.take_transaction(&request_id, now_unix()).await;
+                AuthDecision::denied(CallCode::UnableToPlaceCall, Some(request_id))
+            }
+            Err(_) => {
+                let _ = self.store.take_transaction(&request_id, now_unix()).await;
+                AuthDecision::denied(CallCode::CallTimedOut, Some(request_id))
+            }
+        };
+        (decision, Some(phone.masked()), Some(self.provider.name()))
     }
 
     /// Places (or joins) the provider call.

@@ -55,6 +55,12 @@ pub fn new_request_id() -> String {
     b.iter().map(|x| format!("{x:02X}")).collect()
 }
 
+/// A six-digit one-time passcode from the OS RNG, uniformly distributed.
+pub fn new_passcode() -> String {
+    use rand::Rng;
+    format!("{:06}", rand::rng().random_range(0..1_000_000u32))
+}
+
 /// Seconds since the Unix epoch.
 pub fn now_unix() -> i64 {
     std::time::SystemTime::now()

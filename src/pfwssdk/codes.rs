@@ -25,6 +25,8 @@ pub enum CallCode {
     UserBlocked,
     /// 19 — Text message authenticated (two-way SMS success).
     TextMessageAuthenticated,
+    /// 20 — Text message sent: a one-way passcode is on its way; complete with `ValidatePasscode`.
+    TextMessageSent,
     /// 21 — Mobile app authenticated.
     MobileAppAuthenticated,
     /// 22 — OATH code pending: the caller must complete with `ValidateOathCode`.
@@ -69,6 +71,7 @@ impl CallCode {
             CallCode::CallTimedOut => (11, "Call Timed Out"),
             CallCode::UserBlocked => (14, "User is Blocked"),
             CallCode::TextMessageAuthenticated => (19, "Text Message Authenticated"),
+            CallCode::TextMessageSent => (20, "Text Message Sent"),
             CallCode::MobileAppAuthenticated => (21, "Mobile App Authenticated"),
             CallCode::OathCodePending => (22, "OATH Code Pending"),
             CallCode::OathCodeVerified => (23, "OATH Code Verified"),

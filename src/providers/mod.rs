@@ -56,6 +56,17 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     fn name(&self) -> &str;
     /// Performs the attempt. The engine drops the future at the deadline.
     async fn authenticate(&self, attempt: &AuthAttempt) -> Verdict;
+    /// Delivers a one-time passcode by one-way text message (MFA Server's SMS "one-way OTP" mode);
+    /// the caller completes with `ValidatePasscode`. `Approved` means sent. Providers that cannot
+    /// send codes keep this default, and the engine then fails the authentication.
+    async fn send_code(&self, attempt: &AuthAttempt, code: &str) -> Verdict {
+        let _ = (attempt, code);
+        Verdict::Failed(format!(
+            "provider {} cannot send one-time passcodes",
+            self.name()
+        ))
+    }
+
     /// True when the provider can take calls (readiness).
     async fn healthy(&self) -> bool {
         true

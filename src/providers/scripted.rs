@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,6 +19,9 @@ pub struct ScriptedProvider {
     by_user: HashMap<String, (Outcome, Duration)>,
     directory: Directory,
     calls: AtomicUsize,
+    /// One-time passcodes "sent", by E.164 number: the double's outbox, so a test can read the
+    /// code a person would have received.
+    outbox: Mutex<HashMap<String, String>>,
 }
 
 impl ScriptedProvider {
@@ -36,7 +40,13 @@ impl ScriptedProvider {
             by_user,
             directory: directory.clone(),
             calls: AtomicUsize::new(0),
+            outbox: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The last passcode sent to this E.164 number (`+14255550100`).
+    pub fn last_code(&self, e164: &str) -> Option<String> {
+        self.outbox.lock().ok().and_then(|o| o.get(e164).cloned())
     }
 
     /// How many attempts were made so far.
@@ -80,5 +90,16 @@ impl Provider for ScriptedProvider {
             Outcome::Deny => Verdict::Denied,
             Outcome::Fail => Verdict::Failed("scripted failure".into()),
         }
+    }
+
+    async fn send_code(&self, attempt: &AuthAttempt, code: &str) -> Verdict {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.decide(attempt).0 == Outcome::Fail {
+            return Verdict::Failed("scripted failure".into());
+        }
+        if let Ok(mut outbox) = self.outbox.lock() {
+            outbox.insert(attempt.phone.e164(), code.to_string());
+        }
+        Verdict::Approved
     }
 }

@@ -248,6 +248,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// caller gets it.
     async fn take_transaction(&self, id: &str, now: i64) -> StoreResult<Option<Transaction>>;
 
+    /// Removes and returns the user's newest unexpired transaction of `kind` (for operations that
+    /// name the user but not the request, such as `ValidatePasscode`): at most one caller gets it.
+    async fn take_user_transaction(
+        &self,
+        username: &str,
+        kind: TransactionKind,
+        now: i64,
+    ) -> StoreResult<Option<Transaction>>;
+
     /// Remembers that `code` was accepted for `username` until `expires_at`; false if it was already
     /// accepted (a replayed one-time code).
     async fn mark_code_used(

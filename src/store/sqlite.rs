@@ -997,6 +997,57 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn take_user_transaction(
+        &self,
+        username: &str,
+        kind: TransactionKind,
+        now: i64,
+    ) -> StoreResult<Option<Transaction>> {
+        let key = username_key(username);
+        let kind_text = kind_literal(kind);
+        self.run("take_user_transaction", move |conn, _| {
+            let what = "taking a user's transaction";
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .ctx(what)?;
+            // One DELETE ... RETURNING of the newest matching row decides who gets it.
+            let taken: Option<(String, Option<String>, i64)> = tx
+                .query_row(
+                    "DELETE FROM transactions WHERE id = (SELECT id FROM transactions \
+                     WHERE username_key = ?1 AND kind = ?2 AND expires_at >= ?3 \
+                     ORDER BY expires_at DESC LIMIT 1) \
+                     RETURNING id, code_hash, expires_at",
+                    params![key, kind_text, now],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+                .ctx(what)?;
+            let result = match taken {
+                None => None,
+                Some((id, code_hash, expires_at)) => {
+                    let username: Option<String> = tx
+                        .query_row(
+                            "SELECT username FROM users WHERE username_key = ?1",
+                            [&key],
+                            |r| r.get(0),
+                        )
+                        .optional()
+                        .ctx(what)?;
+                    Some(Transaction {
+                        id,
+                        username: username.unwrap_or_else(|| key.clone()),
+                        kind,
+                        code_hash,
+                        expires_at,
+                    })
+                }
+            };
+            tx.commit().ctx(what)?;
+            Ok(result)
+        })
+        .await
+    }
+
     async fn mark_code_used(
         &self,
         username: &str,

@@ -114,6 +114,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     check_bypass(s).await;
     check_bypass_concurrency(Arc::clone(&store)).await;
     check_transactions(s).await;
+    check_user_transactions(s).await;
     check_transaction_concurrency(Arc::clone(&store)).await;
     check_used_codes(s).await;
     check_used_code_concurrency(Arc::clone(&store)).await;
@@ -621,6 +622,66 @@ pub async fn check_transactions(store: &dyn Store) {
     };
     let err = store.put_transaction(&orphan).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    assert!(store.delete_user(name).await.unwrap());
+}
+
+/// The newest unexpired transaction of a kind is taken by user, once; other kinds and users and
+/// expired ones are left alone.
+pub async fn check_user_transactions(store: &dyn Store) {
+    let name = "Suite-UTx@contoso.com";
+    store.add_user(&UserRecord::new(name)).await.unwrap();
+    let mk = |id: &str, kind, expires_at| Transaction {
+        id: id.into(),
+        username: name.into(),
+        kind,
+        code_hash: Some(PIN_HASH.into()),
+        expires_at,
+    };
+    let old = mk(
+        "D0000000000000000000000000000001",
+        TransactionKind::SmsPasscode,
+        NOW + 60,
+    );
+    let new = mk(
+        "D0000000000000000000000000000002",
+        TransactionKind::SmsPasscode,
+        NOW + 120,
+    );
+    let oath = mk(
+        "D0000000000000000000000000000003",
+        TransactionKind::OathCode,
+        NOW + 300,
+    );
+    for t in [&old, &new, &oath] {
+        store.put_transaction(t).await.unwrap();
+    }
+    let got = store
+        .take_user_transaction("suite-utx@CONTOSO.com", TransactionKind::SmsPasscode, NOW)
+        .await
+        .unwrap();
+    assert_eq!(got, Some(new.clone()), "newest first, username as stored");
+    // The older one expires before it is asked for.
+    assert_eq!(
+        store
+            .take_user_transaction(name, TransactionKind::SmsPasscode, NOW + 61)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .take_user_transaction("nobody", TransactionKind::OathCode, NOW)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .take_user_transaction(name, TransactionKind::OathCode, NOW)
+            .await
+            .unwrap(),
+        Some(oath)
+    );
     assert!(store.delete_user(name).await.unwrap());
 }
 

@@ -353,3 +353,117 @@ async fn serve_from_a_config_file_with_tls_and_plain_listeners() {
         .unwrap();
     assert!(status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_import_is_idempotent_export_has_no_secrets_and_serve_uses_the_store() {
+    let dir = temp_dir("users");
+    write_cert(&dir);
+    std::fs::write(dir.join("secrets.key"), [7u8; 32]).unwrap();
+    let config = dir.join("pfgate.toml");
+    std::fs::write(
+        &config,
+        "[server]\nplain_listen = \"127.0.0.1:0\"\n[store]\npath = \"pfgate.db\"\nsecrets_key_file = \"secrets.key\"\n[auth]\nallow_anonymous = true\n",
+    )
+    .unwrap();
+    let csv = dir.join("users.csv");
+    std::fs::write(
+        &csv,
+        "username,first_name,country_code,phone,mode,pin,static_token,blocked,block_reason\n\
+         gina@contoso.com,Gina,1,425 555 0160,voiceCall,2580,tok-3f9a,false,\n\
+         \"hal, the admin\",Hal,44,020 7946 0000,smsText,,,true,left\n\
+         bad@contoso.com,Bad,1,4255550100,fax,,,,\n",
+    )
+    .unwrap();
+    let import = || {
+        bin()
+            .args(["users", "import"])
+            .arg(&csv)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    let first = import();
+    let (out, err) = (
+        String::from_utf8_lossy(&first.stdout).to_string(),
+        String::from_utf8_lossy(&first.stderr).to_string(),
+    );
+    assert_eq!(
+        first.status.code(),
+        Some(1),
+        "a refused row makes the exit code 1: {out} {err}"
+    );
+    assert!(
+        out.contains("2 added, 0 updated, 0 already present, 1 rows refused"),
+        "{out}"
+    );
+    assert!(
+        err.contains(&format!("{}:4: column mode: 'fax'", csv.display())),
+        "{err}"
+    );
+    let second = import();
+    assert!(
+        String::from_utf8_lossy(&second.stdout).contains("0 added, 0 updated, 2 already present"),
+        "importing twice changes nothing"
+    );
+    // The secrets are not in the database file in clear.
+    let db = std::fs::read(dir.join("pfgate.db")).unwrap();
+    let db = String::from_utf8_lossy(&db);
+    assert!(!db.contains("tok-3f9a") && !db.contains("2580"));
+
+    let export = bin()
+        .args(["users", "export", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(export.status.success());
+    let text = String::from_utf8_lossy(&export.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].starts_with("username,first_name,"));
+    assert!(text.contains("gina@contoso.com,Gina,"));
+    assert!(text.contains("\"hal, the admin\",Hal,"));
+    assert!(text.contains(",true,left"), "block exported: {text}");
+    assert!(
+        !text.contains("tok-3f9a") && !text.contains("2580"),
+        "no secrets exported"
+    );
+
+    // The served engine reads the same store.
+    let cfg = config.display().to_string();
+    let served = tokio::task::spawn_blocking(move || spawn_serve(&["serve", "--config", &cfg], 1))
+        .await
+        .unwrap();
+    let addr = served.lines[0]
+        .split(' ')
+        .nth(4)
+        .unwrap()
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    for (user, expect) in [
+        ("gina@contoso.com", "<callResult><Code>2</Code>"),
+        ("hal, the admin", "<callResult><Code>14</Code>"),
+    ] {
+        let body = env11(&format!(
+            r#"<PfAuthUser_4 xmlns="{NS}"><username>{user}</username><requireUserMatch>true</requireUserMatch></PfAuthUser_4>"#
+        ));
+        let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let req = format!(
+            "POST {SDK_PATH} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml\r\nSOAPAction: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            action("PfAuthUser_4"),
+            body.len()
+        );
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(STEP, tcp.read_to_end(&mut out)).await;
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains(expect), "{user}: {text}");
+    }
+    let status = tokio::task::spawn_blocking(move || sigterm_and_wait(served.child))
+        .await
+        .unwrap();
+    assert!(status.success());
+}

@@ -573,3 +573,46 @@ async fn directory_operations_and_their_error_codes() {
         assert_eq!(code_in(&body, "error"), 10, "{op}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_way_sms_passcode_is_validated_once() {
+    let f = fixture(Duration::from_secs(5)).await;
+    let c = f.server.client();
+    let add = "<username>sam@contoso.com</username><addUserSettings><CountryCode>1</CountryCode><Phone>4255550150</Phone><Mode>smsText</Mode><PinMode>standard</PinMode><SmsDirection>oneWay</SmsDirection><SmsMode>otp</SmsMode><PhoneAppMode>standard</PhoneAppMode><Enabled>true</Enabled></addUserSettings>";
+    assert_eq!(code_in(&call(&c, "AddUser_3", add).await, "error"), 0);
+    let (r, cc, e, id) = auth4(&call(&c, "PfAuthUser_4", &pf4("sam@contoso.com", true)).await);
+    assert_eq!((r.as_str(), cc, e), ("false", 20, 0), "a passcode was sent");
+    assert!(id.is_some());
+    let code = f
+        .provider
+        .last_code("+14255550150")
+        .expect("the double's outbox has the code");
+    assert_eq!(code.len(), 6);
+    let v = |p: &str| format!("<username>sam@contoso.com</username><passcode>{p}</passcode>");
+    let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
+    // A wrong guess spends the transaction: the right code afterwards is refused too.
+    let body = call(&c, "ValidatePasscode", &v(&wrong)).await;
+    assert_eq!(
+        text_of(&body, "ValidatePasscodeResult").as_deref(),
+        Some("false")
+    );
+    let body = call(&c, "ValidatePasscode", &v(&code)).await;
+    assert_eq!(
+        text_of(&body, "ValidatePasscodeResult").as_deref(),
+        Some("false")
+    );
+    // A new one, answered right: accepted once.
+    call(&c, "PfAuthUser_4", &pf4("sam@contoso.com", true)).await;
+    let code = f.provider.last_code("+14255550150").unwrap();
+    let body = call(&c, "ValidatePasscode", &v(&code)).await;
+    assert_eq!(
+        text_of(&body, "ValidatePasscodeResult").as_deref(),
+        Some("true"),
+        "{body}"
+    );
+    let body = call(&c, "ValidatePasscodeMaster", &v(&code)).await;
+    assert_eq!(
+        text_of(&body, "ValidatePasscodeMasterResult").as_deref(),
+        Some("false")
+    );
+}
