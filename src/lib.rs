@@ -17,11 +17,13 @@
 //! Data flows one way: the SOAP layer knows nothing of providers, the engine nothing of SOAP.
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod net;
 pub mod pfwssdk;
+pub mod primary;
 pub mod providers;
 pub mod server;
 pub mod soap;

@@ -6,7 +6,9 @@
 //! failure reason for the audit log. The engine owns the deadline and cancels the future when it
 //! passes, so a provider never has to.
 
+pub mod duo;
 pub mod scripted;
+pub mod webhook;
 
 use std::net::IpAddr;
 

@@ -1,0 +1,6 @@
+//! Caller authentication: who is calling pfgate, proven the way the old callers prove it
+//! (NTLM/Negotiate, client certificates, Basic, a trusted proxy's identity header), and whether that
+//! principal may call the operation.
+
+pub mod ntlm;
+pub mod spnego;

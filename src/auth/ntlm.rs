@@ -1,0 +1,1 @@
+//! NTLM (MS-NLMP) server-side verification. (being written)

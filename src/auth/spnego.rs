@@ -1,0 +1,1 @@
+//! SPNEGO (RFC 4178) token wrapping for Negotiate. (being written)

@@ -1,0 +1,1 @@
+//! The Duo Auth API v2 provider. (being written)
