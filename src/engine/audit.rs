@@ -20,6 +20,8 @@ pub enum AuditKind {
     DirectoryChange,
     /// A directory change that was refused.
     DirectoryChangeRefused,
+    /// Every provider failed and `fail_mode = "safe"` let the request through.
+    FailOpen,
 }
 
 impl AuditKind {
@@ -30,6 +32,7 @@ impl AuditKind {
             AuditKind::SecondFactorPending => "second_factor_pending",
             AuditKind::DirectoryChange => "directory_change",
             AuditKind::DirectoryChangeRefused => "directory_change_refused",
+            AuditKind::FailOpen => "fail_open",
         }
     }
 }

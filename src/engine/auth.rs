@@ -187,7 +187,14 @@ impl Engine {
                 );
             }
             return self
-                .call(ctx, input, username, None, Mode3::VoiceCall, request_id)
+                .call(
+                    ctx,
+                    input,
+                    (username, ""),
+                    None,
+                    Mode3::VoiceCall,
+                    request_id,
+                )
                 .await;
         };
         if !user.enabled {
@@ -245,8 +252,15 @@ impl Engine {
             user.phone.number.as_str(),
             user.phone.extension.as_str(),
         );
-        self.call(ctx, input, &user.username, Some(stored), mode, request_id)
-            .await
+        self.call(
+            ctx,
+            input,
+            (&user.username, &user.user_group),
+            Some(stored),
+            mode,
+            request_id,
+        )
+        .await
     }
 
     fn store_failure(&self, e: &StoreError) -> AuthDecision {
@@ -325,6 +339,8 @@ impl Engine {
         let attempt = AuthAttempt {
             request_id: request_id.clone(),
             username: user.username.clone(),
+            user_group: user.user_group.clone(),
+            caller: ctx.caller.clone(),
             phone: phone.clone(),
             mode: Mode3::SmsText,
             application_name: input.application_name.unwrap_or("").to_string(),
@@ -361,7 +377,7 @@ impl Engine {
         &self,
         ctx: &CallContext,
         input: &AuthInput<'_>,
-        username: &str,
+        (username, user_group): (&str, &str),
         stored: Option<(&str, &str, &str)>,
         mode: Mode3,
         request_id: String,
@@ -387,6 +403,8 @@ impl Engine {
         let attempt = AuthAttempt {
             request_id,
             username: username.to_string(),
+            user_group: user_group.to_string(),
+            caller: ctx.caller.clone(),
             phone: phone.clone(),
             mode,
             application_name: input.application_name.unwrap_or("").to_string(),
@@ -407,6 +425,24 @@ impl Engine {
             }
             Ending::Verdict(Verdict::Denied) => {
                 AuthDecision::denied(CallCode::Denied, Some(request_id))
+            }
+            Ending::Verdict(Verdict::FailedOpen(reason)) => {
+                // fail_mode = "safe": every provider failed and the route lets the request through.
+                audit::emit(
+                    AuditKind::FailOpen,
+                    &AuditEvent {
+                        operation: input.operation,
+                        caller: &ctx.caller,
+                        username,
+                        phone: Some(phone.masked()),
+                        provider: Some(self.provider.name()),
+                        call_result: Some(CallCode::BypassedAuth.code()),
+                        request_id: Some(&request_id),
+                        reason: Some(&reason),
+                        ..AuditEvent::default()
+                    },
+                );
+                AuthDecision::approved(CallCode::BypassedAuth, request_id)
             }
             Ending::Verdict(Verdict::Failed(reason)) => {
                 tracing::warn!(target: "pfgate::engine", provider = self.provider.name(), reason = %reason, "provider failed");

@@ -7,6 +7,7 @@
 //! passes, so a provider never has to.
 
 pub mod duo;
+pub mod router;
 pub mod scripted;
 pub mod webhook;
 
@@ -22,8 +23,12 @@ use crate::pfwssdk::Mode3;
 pub struct AuthAttempt {
     /// The `authenticationRequestId` the caller will get.
     pub request_id: String,
-    /// Username as the caller sent it (for user-oriented providers such as Duo).
+    /// Username as stored (for user-oriented providers such as Duo).
     pub username: String,
+    /// The user's group (routing), empty when unknown.
+    pub user_group: String,
+    /// The authenticated principal that called pfgate (routing), `anonymous` when none.
+    pub caller: String,
     /// The number to call or text.
     pub phone: E164,
     /// Voice call, SMS, app or OATH.
@@ -49,6 +54,9 @@ pub enum Verdict {
     Denied,
     /// The provider could not place the call or send the message; the reason is for the audit log.
     Failed(String),
+    /// Every provider failed and the route's `fail_mode = "safe"` lets the request through. Only the
+    /// router produces this; the engine answers success and writes a `fail_open` audit event.
+    FailedOpen(String),
 }
 
 /// A provider of second-factor verification.

@@ -1,0 +1,577 @@
+//! Routing, failover, fail mode and circuit breakers across providers.
+//!
+//! An ordered list of routes; the first whose matchers all fit the attempt (username pattern, user
+//! group, country code, mode, calling principal) names an ordered provider list and a fail mode.
+//! Providers are tried in order, moving on **only on provider failure** (`Verdict::Failed`: network
+//! error, timeout, 5xx, bad signature) — never after a person answered, denied or did not answer,
+//! since asking a second provider would be asking the person twice. When every provider failed,
+//! `fail_mode = "secure"` (the default) denies; `"safe"` lets the request through as
+//! `Verdict::FailedOpen` with a loud audit event, and must be chosen per route in so many words.
+//!
+//! A circuit breaker per provider stops sending to one that keeps failing: after
+//! `failure_threshold` consecutive failures it opens for `cooldown`, then lets one probe through
+//! (half-open); the probe's outcome closes or re-opens it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use super::{AuthAttempt, Provider, Verdict};
+use crate::pfwssdk::wire::WireEnum;
+use crate::pfwssdk::Mode3;
+
+/// What to do when every provider of a route failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailMode {
+    /// Deny (fail closed).
+    #[default]
+    Secure,
+    /// Let the request through, with an audit event (fail open).
+    Safe,
+}
+
+/// One route as configured.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSettings {
+    /// Username pattern (`*` wildcard, case-insensitive).
+    pub match_username: Option<String>,
+    /// User group (case-insensitive).
+    pub match_group: Option<String>,
+    /// Country calling code of the number (digits).
+    pub match_country_code: Option<String>,
+    /// Mode (`voiceCall`, `smsText`, `phoneApp`, `oathToken`).
+    pub match_mode: Option<String>,
+    /// Calling principal (`CONTOSO\mimservice`, case-insensitive; `*` wildcard).
+    pub match_caller: Option<String>,
+    /// Providers to try, in order.
+    pub providers: Vec<String>,
+    /// `secure` (default) or `safe`.
+    #[serde(default)]
+    pub fail_mode: FailMode,
+}
+
+/// `*`-wildcard match, case-insensitive.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.to_lowercase().chars().collect();
+    let t: Vec<char> = text.to_lowercase().chars().collect();
+    let (mut pi, mut ti, mut star, mut mark) = (0usize, 0usize, None::<usize>, 0usize);
+    while ti < t.len() {
+        if pi < p.len() && p[pi] != '*' && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            pi += 1;
+            mark = ti;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+impl RouteSettings {
+    /// Problems for `check-config`: (key suffix, reason).
+    pub fn validate(&self, known: &[&str]) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if self.providers.is_empty() {
+            out.push((
+                "providers".into(),
+                "a route needs at least one provider".into(),
+            ));
+        }
+        for p in &self.providers {
+            if !known.contains(&p.as_str()) {
+                out.push((
+                    "providers".into(),
+                    format!("no provider named '{p}' is configured under [providers.{p}]"),
+                ));
+            }
+        }
+        if let Some(m) = &self.match_mode {
+            if Mode3::from_literal(m).is_none() {
+                out.push((
+                    "match_mode".into(),
+                    format!("'{m}' is not one of {}", Mode3::LITERALS.join(", ")),
+                ));
+            }
+        }
+        if let Some(c) = &self.match_country_code {
+            if c.is_empty() || !c.bytes().all(|b| b.is_ascii_digit()) {
+                out.push((
+                    "match_country_code".into(),
+                    format!("'{c}' is not a country calling code"),
+                ));
+            }
+        }
+        out
+    }
+
+    fn matches(&self, a: &AuthAttempt) -> bool {
+        self.match_username
+            .as_deref()
+            .is_none_or(|p| glob(p, &a.username))
+            && self
+                .match_group
+                .as_deref()
+                .is_none_or(|g| g.eq_ignore_ascii_case(&a.user_group))
+            && self
+                .match_country_code
+                .as_deref()
+                .is_none_or(|c| a.phone.e164().trim_start_matches('+').starts_with(c))
+            && self
+                .match_mode
+                .as_deref()
+                .is_none_or(|m| m == a.mode.as_str())
+            && self
+                .match_caller
+                .as_deref()
+                .is_none_or(|c| glob(c, &a.caller))
+    }
+}
+
+/// Circuit breaker settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerSettings {
+    /// Consecutive failures that open the breaker.
+    pub failure_threshold: u32,
+    /// How long it stays open before a probe.
+    pub cooldown: Duration,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 5,
+            cooldown: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The state of one provider's breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    /// Calls go through.
+    Closed {
+        /// Consecutive failures so far.
+        failures: u32,
+    },
+    /// Calls are refused until the instant.
+    Open {
+        /// When a probe may go through.
+        until: Instant,
+    },
+    /// One probe is in flight.
+    HalfOpen,
+}
+
+#[derive(Debug)]
+struct Breaker {
+    state: Mutex<BreakerState>,
+    settings: BreakerSettings,
+}
+
+impl Breaker {
+    fn new(settings: BreakerSettings) -> Self {
+        Self {
+            state: Mutex::new(BreakerState::Closed { failures: 0 }),
+            settings,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BreakerState> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// True if a call may go out now (moving Open → HalfOpen when the cooldown is over).
+    fn admit(&self, now: Instant) -> bool {
+        let mut s = self.lock();
+        match *s {
+            BreakerState::Closed { .. } => true,
+            BreakerState::Open { until } if now >= until => {
+                *s = BreakerState::HalfOpen;
+                true
+            }
+            BreakerState::Open { .. } | BreakerState::HalfOpen => false,
+        }
+    }
+
+    fn record(&self, ok: bool, now: Instant) {
+        let mut s = self.lock();
+        *s = match (*s, ok) {
+            (_, true) => BreakerState::Closed { failures: 0 },
+            (BreakerState::Closed { failures }, false)
+                if failures + 1 < self.settings.failure_threshold =>
+            {
+                BreakerState::Closed {
+                    failures: failures + 1,
+                }
+            }
+            (_, false) => BreakerState::Open {
+                until: now + self.settings.cooldown,
+            },
+        };
+    }
+}
+
+/// A route ready to use.
+#[derive(Debug)]
+struct Route {
+    settings: RouteSettings,
+    providers: Vec<(String, Arc<dyn Provider>)>,
+}
+
+/// The router: itself a [`Provider`], so the engine does not know routing exists.
+#[derive(Debug)]
+pub struct Router {
+    routes: Vec<Route>,
+    breakers: HashMap<String, Breaker>,
+}
+
+/// Why a router could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("route {index}: no provider named '{name}'")]
+pub struct RouterError {
+    /// Route position (0-based).
+    pub index: usize,
+    /// The missing name.
+    pub name: String,
+}
+
+impl Router {
+    /// Builds the routes over named providers.
+    pub fn new(
+        routes: Vec<RouteSettings>,
+        providers: &HashMap<String, Arc<dyn Provider>>,
+        breaker: BreakerSettings,
+    ) -> Result<Self, RouterError> {
+        let mut built = Vec::new();
+        for (index, r) in routes.into_iter().enumerate() {
+            let mut list = Vec::new();
+            for name in &r.providers {
+                let p = providers.get(name).ok_or_else(|| RouterError {
+                    index,
+                    name: name.clone(),
+                })?;
+                list.push((name.clone(), p.clone()));
+            }
+            built.push(Route {
+                settings: r,
+                providers: list,
+            });
+        }
+        let breakers = providers
+            .keys()
+            .map(|k| (k.clone(), Breaker::new(breaker)))
+            .collect();
+        Ok(Self {
+            routes: built,
+            breakers,
+        })
+    }
+
+    /// The breaker state of a provider (metrics, readiness, tests).
+    pub fn breaker_state(&self, provider: &str) -> Option<BreakerState> {
+        self.breakers.get(provider).map(|b| *b.lock())
+    }
+}
+
+#[async_trait]
+impl Provider for Router {
+    fn name(&self) -> &str {
+        "router"
+    }
+
+    async fn authenticate(&self, attempt: &AuthAttempt) -> Verdict {
+        self.route(attempt, |p, a| {
+            Box::pin(async move { p.authenticate(a).await })
+        })
+        .await
+    }
+
+    async fn send_code(&self, attempt: &AuthAttempt, code: &str) -> Verdict {
+        let code = code.to_string();
+        self.route(attempt, move |p, a| {
+            let code = code.clone();
+            Box::pin(async move { p.send_code(a, &code).await })
+        })
+        .await
+    }
+
+    async fn healthy(&self) -> bool {
+        // Ready when every route has at least one provider that answers and is not open.
+        for r in &self.routes {
+            let mut any = false;
+            for (name, p) in &r.providers {
+                let open = matches!(self.breaker_state(name), Some(BreakerState::Open { .. }));
+                if !open && p.healthy().await {
+                    any = true;
+                    break;
+                }
+            }
+            if !any {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+type Call<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Verdict> + Send + 'a>>;
+
+impl Router {
+    async fn route<F>(&self, attempt: &AuthAttempt, call: F) -> Verdict
+    where
+        F: for<'a> Fn(&'a Arc<dyn Provider>, &'a AuthAttempt) -> Call<'a>,
+    {
+        let Some(route) = self.routes.iter().find(|r| r.settings.matches(attempt)) else {
+            return Verdict::Failed("no route matches this authentication".into());
+        };
+        let mut reasons = Vec::new();
+        for (name, provider) in &route.providers {
+            let breaker = self.breakers.get(name);
+            if let Some(b) = breaker {
+                if !b.admit(Instant::now()) {
+                    reasons.push(format!("{name}: circuit open"));
+                    continue;
+                }
+            }
+            let verdict = call(provider, attempt).await;
+            let failed = matches!(verdict, Verdict::Failed(_));
+            if let Some(b) = breaker {
+                b.record(!failed, Instant::now());
+            }
+            match verdict {
+                Verdict::Failed(reason) => {
+                    tracing::warn!(target: "pfgate::providers", provider = %name, reason = %reason, "provider failed; trying the next");
+                    reasons.push(format!("{name}: {reason}"));
+                }
+                other => return other,
+            }
+        }
+        let reason = reasons.join("; ");
+        match route.settings.fail_mode {
+            FailMode::Secure => Verdict::Failed(format!("every provider failed ({reason})")),
+            FailMode::Safe => Verdict::FailedOpen(format!("every provider failed ({reason})")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A provider that answers from a fixed list, counting calls.
+    #[derive(Debug)]
+    struct Fixed {
+        verdicts: Mutex<Vec<Verdict>>,
+        calls: AtomicUsize,
+    }
+
+    impl Fixed {
+        fn new(v: Vec<Verdict>) -> Arc<Self> {
+            Arc::new(Self {
+                verdicts: Mutex::new(v),
+                calls: AtomicUsize::new(0),
+            })
+        }
+    }
+
+    #[async_trait]
+    impl Provider for Fixed {
+        fn name(&self) -> &str {
+            "fixed"
+        }
+        async fn authenticate(&self, _: &AuthAttempt) -> Verdict {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let mut v = self.verdicts.lock().unwrap();
+            if v.len() > 1 {
+                v.remove(0)
+            } else {
+                v[0].clone()
+            }
+        }
+    }
+
+    fn attempt(user: &str, group: &str) -> AuthAttempt {
+        AuthAttempt {
+            request_id: "00".into(),
+            username: user.into(),
+            user_group: group.into(),
+            caller: "CONTOSO\\mim".into(),
+            phone: crate::engine::phone::E164::parse("44", "2079460000", "", "1").unwrap(),
+            mode: Mode3::VoiceCall,
+            application_name: String::new(),
+            initiating_ip: String::new(),
+            caller_ip: "127.0.0.1".parse().unwrap(),
+        }
+    }
+
+    fn router(
+        routes: Vec<RouteSettings>,
+        ps: Vec<(&str, Arc<Fixed>)>,
+        breaker: BreakerSettings,
+    ) -> Router {
+        let map: HashMap<String, Arc<dyn Provider>> = ps
+            .into_iter()
+            .map(|(n, p)| (n.to_string(), p as Arc<dyn Provider>))
+            .collect();
+        Router::new(routes, &map, breaker).unwrap()
+    }
+
+    fn route(ps: &[&str], fail_mode: FailMode) -> RouteSettings {
+        RouteSettings {
+            providers: ps.iter().map(|s| s.to_string()).collect(),
+            fail_mode,
+            ..RouteSettings::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn fails_over_only_on_provider_failure() {
+        let a = Fixed::new(vec![Verdict::Failed("500".into())]);
+        let b = Fixed::new(vec![Verdict::Approved]);
+        let r = router(
+            vec![route(&["a", "b"], FailMode::Secure)],
+            vec![("a", a.clone()), ("b", b.clone())],
+            BreakerSettings::default(),
+        );
+        assert_eq!(r.authenticate(&attempt("u", "")).await, Verdict::Approved);
+
+        // A person's denial is final: the next provider is not asked.
+        let a = Fixed::new(vec![Verdict::Denied]);
+        let b = Fixed::new(vec![Verdict::Approved]);
+        let r = router(
+            vec![route(&["a", "b"], FailMode::Secure)],
+            vec![("a", a.clone()), ("b", b.clone())],
+            BreakerSettings::default(),
+        );
+        assert_eq!(r.authenticate(&attempt("u", "")).await, Verdict::Denied);
+        assert_eq!(b.calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn all_down_in_both_fail_modes() {
+        for (mode, open) in [(FailMode::Secure, false), (FailMode::Safe, true)] {
+            let a = Fixed::new(vec![Verdict::Failed("down".into())]);
+            let b = Fixed::new(vec![Verdict::Failed("down".into())]);
+            let r = router(
+                vec![route(&["a", "b"], mode)],
+                vec![("a", a), ("b", b)],
+                BreakerSettings::default(),
+            );
+            let v = r.authenticate(&attempt("u", "")).await;
+            assert_eq!(matches!(v, Verdict::FailedOpen(_)), open, "{v:?}");
+            assert_eq!(matches!(v, Verdict::Failed(_)), !open, "{v:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn routes_match_in_order() {
+        let fin = Fixed::new(vec![Verdict::HungUp]);
+        let all = Fixed::new(vec![Verdict::Approved]);
+        let first = RouteSettings {
+            match_username: Some("*@contoso.com".into()),
+            match_group: Some("finance".into()),
+            match_country_code: Some("44".into()),
+            match_mode: Some("voiceCall".into()),
+            match_caller: Some("contoso\\*".into()),
+            ..route(&["fin"], FailMode::Secure)
+        };
+        let r = router(
+            vec![first, route(&["all"], FailMode::Secure)],
+            vec![("fin", fin), ("all", all)],
+            BreakerSettings::default(),
+        );
+        assert_eq!(
+            r.authenticate(&attempt("Eve@Contoso.com", "Finance")).await,
+            Verdict::HungUp
+        );
+        assert_eq!(
+            r.authenticate(&attempt("eve@fabrikam.com", "Finance"))
+                .await,
+            Verdict::Approved
+        );
+        assert_eq!(
+            r.authenticate(&attempt("eve@contoso.com", "Ops")).await,
+            Verdict::Approved
+        );
+        let none = router(
+            vec![RouteSettings {
+                match_group: Some("x".into()),
+                ..route(&["all"], FailMode::Safe)
+            }],
+            vec![("all", Fixed::new(vec![Verdict::Approved]))],
+            BreakerSettings::default(),
+        );
+        assert!(
+            matches!(
+                none.authenticate(&attempt("u", "")).await,
+                Verdict::Failed(_)
+            ),
+            "no route: fail secure, whatever the fail mode"
+        );
+    }
+
+    #[tokio::test]
+    async fn breaker_opens_skips_and_closes_after_a_good_probe() {
+        let a = Fixed::new(vec![
+            Verdict::Failed("1".into()),
+            Verdict::Failed("2".into()),
+            Verdict::Approved,
+        ]);
+        let b = Fixed::new(vec![Verdict::Approved]);
+        let settings = BreakerSettings {
+            failure_threshold: 2,
+            cooldown: Duration::from_millis(200),
+        };
+        let r = router(
+            vec![route(&["a", "b"], FailMode::Secure)],
+            vec![("a", a.clone()), ("b", b.clone())],
+            settings,
+        );
+        for _ in 0..2 {
+            assert_eq!(r.authenticate(&attempt("u", "")).await, Verdict::Approved);
+        }
+        assert!(matches!(
+            r.breaker_state("a"),
+            Some(BreakerState::Open { .. })
+        ));
+        // Open: a is skipped.
+        assert_eq!(r.authenticate(&attempt("u", "")).await, Verdict::Approved);
+        assert_eq!(a.calls.load(Ordering::SeqCst), 2);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        // Half-open probe succeeds: closed again.
+        assert_eq!(r.authenticate(&attempt("u", "")).await, Verdict::Approved);
+        assert_eq!(a.calls.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            r.breaker_state("a"),
+            Some(BreakerState::Closed { failures: 0 })
+        );
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob("*@contoso.com", "A@CONTOSO.COM"));
+        assert!(glob("a*b*c", "aXXbYYc"));
+        assert!(!glob("a*b", "aXXc"));
+        assert!(glob("*", ""));
+        assert!(!glob("", "x"));
+    }
+}
