@@ -53,6 +53,8 @@ pub enum Command {
         #[command(subcommand)]
         action: UsersAction,
     },
+    /// Read a password from standard input and print its argon2id hash for `[[auth.basic]]`.
+    HashPassword,
     /// Print the WSDL (the committed wsdl/PfWsSdk.wsdl is this output).
     Wsdl {
         /// The service address to write into soap:address.
@@ -113,6 +115,28 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
             };
             runtime.block_on(users(action))
+        }
+        Command::HashPassword => {
+            let mut line = String::new();
+            if let Err(e) = std::io::stdin().read_line(&mut line) {
+                eprintln!("pfgate: cannot read the password: {e}");
+                return ExitCode::from(2);
+            }
+            let password = line.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                eprintln!("pfgate: the password is empty");
+                return ExitCode::from(2);
+            }
+            match crate::store::secrets::hash_pin(password) {
+                Ok(h) => {
+                    println!("{h}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("pfgate: {e}");
+                    ExitCode::from(2)
+                }
+            }
         }
         Command::Wsdl { location } => {
             print!("{}", crate::pfwssdk::wsdl::render(&location));

@@ -141,10 +141,32 @@ pub struct DirectorySection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSection {
-    /// Accept callers without authenticating them. Required (and logged loudly) until a caller
-    /// authentication method is configured; only safe behind a proxy that authenticates.
+    /// Accept callers without authenticating them (they become principal `anonymous`). Only safe
+    /// behind a proxy that authenticates; logged loudly.
     #[serde(default)]
     pub allow_anonymous: bool,
+    /// Header carrying the authenticated user from a trusted proxy (IIS/ARR), e.g.
+    /// `X-Forwarded-User`. Believed only from `server.trusted_proxies`.
+    pub proxy_identity_header: Option<String>,
+    /// Basic accounts.
+    #[serde(default)]
+    pub basic: Vec<crate::auth::basic::BasicAccount>,
+    /// The allow-list: principals and the operation groups each may call.
+    #[serde(default)]
+    pub principals: Vec<crate::auth::policy::PrincipalRule>,
+}
+
+/// Validated caller-authentication settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuthSettings {
+    /// Anonymous callers accepted as principal `anonymous`.
+    pub allow_anonymous: bool,
+    /// Identity header from trusted proxies (lower-cased name).
+    pub proxy_identity_header: Option<String>,
+    /// Basic accounts.
+    pub basic: Vec<crate::auth::basic::BasicAccount>,
+    /// The allow-list.
+    pub policy: crate::auth::policy::Policy,
 }
 
 /// Where the TLS certificate comes from.
@@ -242,6 +264,8 @@ pub struct Settings {
     pub directory: DirectorySource,
     /// Callers are not authenticated.
     pub allow_anonymous: bool,
+    /// Caller authentication and authorization.
+    pub auth: AuthSettings,
     /// Demo mode (self-signed certificate, embedded data, no authentication).
     pub demo: bool,
     /// Store.
@@ -264,6 +288,11 @@ impl Settings {
             engine: EngineSettings::default(),
             directory: DirectorySource::EmbeddedDemo,
             allow_anonymous: true,
+            auth: AuthSettings {
+                allow_anonymous: true,
+                policy: crate::auth::policy::Policy::open(),
+                ..AuthSettings::default()
+            },
             demo: true,
             store: StoreSettings::default(),
         }
@@ -552,14 +581,70 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
         StoreSettings { path, key }
     };
 
-    if !file.auth.allow_anonymous {
-        problem(
-            "auth.allow_anonymous",
-            "no caller authentication method is configured yet; set auth.allow_anonymous = true \
-             to accept unauthenticated callers (only behind a proxy that authenticates them)"
-                .into(),
-        );
-    }
+    let auth = {
+        let a = &file.auth;
+        let methods = !a.basic.is_empty() || a.proxy_identity_header.is_some();
+        if !a.allow_anonymous && !methods {
+            problem(
+                "auth",
+                "no caller authentication is configured: add [[auth.basic]] accounts or \
+                 auth.proxy_identity_header (with server.trusted_proxies), or set \
+                 auth.allow_anonymous = true to accept unauthenticated callers (only behind a \
+                 proxy that authenticates them)"
+                    .into(),
+            );
+        }
+        if methods && a.principals.is_empty() {
+            problem(
+                "auth.principals",
+                "callers can authenticate but none is allowed: list them in [[auth.principals]] \
+                 with the operation groups each may call"
+                    .into(),
+            );
+        }
+        for (i, b) in a.basic.iter().enumerate() {
+            if !b.password_hash.starts_with("$argon2") {
+                problem(
+                    &format!("auth.basic[{i}].password_hash"),
+                    "must be an argon2 PHC string; make one with `pfgate hash-password`".into(),
+                );
+            }
+            if b.principal.trim().is_empty() {
+                problem(
+                    &format!("auth.basic[{i}].principal"),
+                    "must not be empty".into(),
+                );
+            }
+        }
+        if let Some(h) = &a.proxy_identity_header {
+            if file.server.trusted_proxies.is_empty() {
+                problem(
+                    "auth.proxy_identity_header",
+                    "an identity header needs server.trusted_proxies: from anyone else it is ignored".into(),
+                );
+            }
+            if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                problem(
+                    "auth.proxy_identity_header",
+                    format!("'{h}' is not a header name"),
+                );
+            }
+        }
+        let policy = if a.principals.is_empty() && a.allow_anonymous {
+            crate::auth::policy::Policy::open()
+        } else {
+            crate::auth::policy::Policy::new(a.principals.clone())
+        };
+        AuthSettings {
+            allow_anonymous: a.allow_anonymous,
+            proxy_identity_header: a
+                .proxy_identity_header
+                .as_ref()
+                .map(|h| h.to_ascii_lowercase()),
+            basic: a.basic.clone(),
+            policy,
+        }
+    };
 
     if !problems.is_empty() {
         return Err(ConfigErrors(problems));
@@ -573,6 +658,7 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
         engine,
         directory,
         allow_anonymous: file.auth.allow_anonymous,
+        auth,
         demo: false,
         store,
     })

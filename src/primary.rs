@@ -28,7 +28,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -160,10 +160,14 @@ impl LdapSettings {
     }
 }
 
-/// True for `localhost` and loopback IP addresses.
+/// True for `localhost` and loopback IP addresses. (`ldap:` is not a "special" URL scheme, so
+/// the `url` crate leaves an IPv4 host as a domain string; parse it here.)
 fn is_loopback(host: &url::Host<&str>) -> bool {
     match host {
-        url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
+        url::Host::Domain(name) => {
+            name.eq_ignore_ascii_case("localhost")
+                || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        }
         url::Host::Ipv4(ip) => ip.is_loopback(),
         url::Host::Ipv6(ip) => IpAddr::V6(*ip).is_loopback(),
     }
@@ -322,15 +326,15 @@ impl PrimaryAuth {
     /// Connect (and TLS), bind, unbind. Unbounded: [`verify`](Self::verify) adds the timeout.
     async fn bind(&self, dn: &str, password: &str) -> Result<bool, PrimaryError> {
         let url = &self.settings.url;
-        let mut conn_settings = LdapConnSettings::new()
-            .set_conn_timeout(self.settings.timeout)
-            .set_starttls(self.settings.start_tls);
+        // No ldap3 connection timeout: verify()'s single timeout bounds everything, so a slow
+        // server is always reported as PrimaryError::Timeout.
+        let mut conn_settings = LdapConnSettings::new().set_starttls(self.settings.start_tls);
         if let Some(config) = &self.tls {
             conn_settings = conn_settings.set_config(Arc::clone(config));
         }
         let (conn, mut ldap) = LdapConnAsync::with_settings(conn_settings, url)
             .await
-            .map_err(|e| connect_error(url, e))?;
+            .map_err(|e| connect_error(&self.settings, e))?;
         // The connection is driven by its own task; abort it however this function ends
         // (including the caller's timeout dropping this future), so no socket outlives the check.
         let driver = AbortOnDrop(tokio::spawn(conn.drive()));
@@ -368,9 +372,9 @@ impl<T> Drop for AbortOnDrop<T> {
 }
 
 /// Builds the rustls client configuration that trusts exactly the certificates in `path`.
-fn client_config(path: &PathBuf) -> Result<rustls::ClientConfig, PrimaryError> {
+fn client_config(path: &Path) -> Result<rustls::ClientConfig, PrimaryError> {
     let ca_error = |reason: String| PrimaryError::CaFile {
-        path: path.clone(),
+        path: path.to_path_buf(),
         reason,
     };
     let mut roots = rustls::RootCertStore::empty();
@@ -392,8 +396,8 @@ fn client_config(path: &PathBuf) -> Result<rustls::ClientConfig, PrimaryError> {
 }
 
 /// Classifies an error from opening the connection (TCP, StartTLS, TLS handshake).
-fn connect_error(url: &str, e: LdapError) -> PrimaryError {
-    let url = url.to_owned();
+fn connect_error(settings: &LdapSettings, e: LdapError) -> PrimaryError {
+    let url = settings.url.clone();
     match &e {
         LdapError::Io { source }
             if source
@@ -409,9 +413,9 @@ fn connect_error(url: &str, e: LdapError) -> PrimaryError {
             url,
             reason: e.to_string(),
         },
-        LdapError::Timeout { .. } => PrimaryError::Connect {
+        LdapError::Timeout { .. } => PrimaryError::Timeout {
             url,
-            reason: "connection timed out".into(),
+            timeout: settings.timeout,
         },
         LdapError::LdapResult { result } => PrimaryError::Connect {
             url,
@@ -487,7 +491,10 @@ mod tests {
     fn escape_dn_value_covers_rfc4514_specials() {
         assert_eq!(escape_dn_value("alice"), "alice");
         assert_eq!(escape_dn_value("alice,ou=admins"), "alice\\,ou\\=admins");
-        assert_eq!(escape_dn_value("a+b\"c;d<e>f\\g"), "a\\+b\\\"c\\;d\\<e\\>f\\\\g");
+        assert_eq!(
+            escape_dn_value("a+b\"c;d<e>f\\g"),
+            "a\\+b\\\"c\\;d\\<e\\>f\\\\g"
+        );
         assert_eq!(escape_dn_value("#x#"), "\\#x#");
         assert_eq!(escape_dn_value(" x y "), "\\ x y\\ ");
         assert_eq!(escape_dn_value(" "), "\\ ");
@@ -527,7 +534,9 @@ mod tests {
 
     #[test]
     fn validate_accepts_good_settings() {
-        settings("ldap://127.0.0.1:3890", PEOPLE).validate().unwrap();
+        settings("ldap://127.0.0.1:3890", PEOPLE)
+            .validate()
+            .unwrap();
         settings("ldap://localhost/", "{username}")
             .validate()
             .unwrap();

@@ -2,5 +2,7 @@
 //! (NTLM/Negotiate, client certificates, Basic, a trusted proxy's identity header), and whether that
 //! principal may call the operation.
 
+pub mod basic;
 pub mod ntlm;
+pub mod policy;
 pub mod spnego;

@@ -424,6 +424,16 @@ impl Engine {
             if name.is_empty() {
                 return Err(ErrorCode::InvalidInput.with("A username is required."));
             }
+            // Refuse a duplicate before spending an argon2 hash on its PIN.
+            if self
+                .store
+                .get_user(&name)
+                .await
+                .map_err(|e| self.store_error(&e))?
+                .is_some()
+            {
+                return Err(ErrorCode::DuplicateUsername.error());
+            }
             let mut u = UserRecord::new(name);
             if let Some(n) = new {
                 u.first_name = s(&n.first);

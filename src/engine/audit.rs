@@ -22,6 +22,10 @@ pub enum AuditKind {
     DirectoryChangeRefused,
     /// Every provider failed and `fail_mode = "safe"` let the request through.
     FailOpen,
+    /// A caller without valid credentials was refused (401).
+    CallerUnauthenticated,
+    /// A known caller was refused an operation outside its allow-list (403).
+    CallerForbidden,
 }
 
 impl AuditKind {
@@ -33,6 +37,8 @@ impl AuditKind {
             AuditKind::DirectoryChange => "directory_change",
             AuditKind::DirectoryChangeRefused => "directory_change_refused",
             AuditKind::FailOpen => "fail_open",
+            AuditKind::CallerUnauthenticated => "caller_unauthenticated",
+            AuditKind::CallerForbidden => "caller_forbidden",
         }
     }
 }

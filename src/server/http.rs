@@ -12,7 +12,9 @@ use http::{HeaderMap, Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
+use super::caller::{self, ConnAuth};
 use crate::config::{is_trusted, Settings};
+use crate::engine::audit::AuditKind;
 use crate::engine::{CallContext, Engine};
 use crate::pfwssdk::wsdl;
 use crate::soap::envelope::{read_head, SoapVersion};
@@ -137,13 +139,14 @@ fn caller_ip(state: &AppState, conn: &ConnInfo, headers: &HeaderMap) -> IpAddr {
 pub async fn handle(
     state: Arc<AppState>,
     conn: ConnInfo,
+    auth: Arc<ConnAuth>,
     req: http::Request<Incoming>,
 ) -> Result<HttpResponse, Infallible> {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let caller = caller_ip(&state, &conn, req.headers());
-    let (response, operation, outcome) = route(&state, &conn, req, caller).await;
+    let (response, operation, outcome) = route(&state, &conn, &auth, req, caller).await;
     tracing::info!(
         target: "pfgate::access",
         method = %method,
@@ -161,6 +164,7 @@ pub async fn handle(
 async fn route(
     state: &AppState,
     conn: &ConnInfo,
+    auth: &ConnAuth,
     req: http::Request<Incoming>,
     caller: IpAddr,
 ) -> (HttpResponse, Option<&'static str>, String) {
@@ -173,6 +177,51 @@ async fn route(
             ),
             None,
             "not-found".into(),
+        );
+    }
+    // Like an IIS site with anonymous access off: every request to the SDK is authenticated,
+    // the WSDL and help page included.
+    let principal = match caller::identify(
+        &state.settings,
+        conn.tls,
+        conn.peer.ip(),
+        req.headers(),
+        auth,
+    ) {
+        Ok(p) => p,
+        Err(refusal) => {
+            caller::audit_refusal(
+                AuditKind::CallerUnauthenticated,
+                refusal.claimed.as_deref().unwrap_or("-"),
+                "-",
+                &refusal.reason,
+            );
+            // Read (and drop) the body so the connection survives for the next attempt.
+            drain(req.into_body(), &state.settings).await;
+            let mut r = plain(
+                StatusCode::UNAUTHORIZED,
+                "401 - Unauthorized: Access is denied due to invalid credentials.",
+            );
+            for c in caller::challenges(&state.settings, conn.tls) {
+                if let Ok(v) = HeaderValue::from_str(&c) {
+                    r.headers_mut().append(http::header::WWW_AUTHENTICATE, v);
+                }
+            }
+            return (r, None, format!("unauthenticated: {}", refusal.reason));
+        }
+    };
+    if !state.settings.auth.policy.knows(&principal) {
+        caller::audit_refusal(
+            AuditKind::CallerForbidden,
+            &principal,
+            "-",
+            "not in the allow-list",
+        );
+        drain(req.into_body(), &state.settings).await;
+        return (
+            plain(StatusCode::FORBIDDEN, "403 - Forbidden: Access is denied."),
+            None,
+            "forbidden".into(),
         );
     }
     match *req.method() {
@@ -213,7 +262,7 @@ async fn route(
             // For HEAD, hyper sends the headers and omits the body.
             (resp, None, what.into())
         }
-        Method::POST => soap(state, req, caller).await,
+        Method::POST => soap(state, req, caller, &principal).await,
         _ => {
             let mut r = plain(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -230,6 +279,7 @@ async fn soap(
     state: &AppState,
     req: http::Request<Incoming>,
     caller: IpAddr,
+    principal: &str,
 ) -> (HttpResponse, Option<&'static str>, String) {
     let limits = &state.settings.limits;
     let headers = req.headers();
@@ -295,13 +345,23 @@ async fn soap(
         }
     };
     let operation = call.request.operation().name();
+    if let Err(refusal) = state
+        .settings
+        .auth
+        .policy
+        .check(principal, call.request.operation())
+    {
+        let reason = format!("{refusal:?}");
+        caller::audit_refusal(AuditKind::CallerForbidden, principal, operation, &reason);
+        return (
+            plain(StatusCode::FORBIDDEN, "403 - Forbidden: Access is denied."),
+            Some(operation),
+            "forbidden".into(),
+        );
+    }
     let ctx = CallContext {
         caller_ip: caller,
-        caller: if state.settings.allow_anonymous {
-            "anonymous".into()
-        } else {
-            "unknown".into()
-        },
+        caller: principal.to_string(),
     };
     let response = state.engine.handle(&ctx, call.request).await;
     let xml = encode_response(call.version, &response);
@@ -311,6 +371,13 @@ async fn soap(
         Some(operation),
         outcome,
     )
+}
+
+/// Reads and discards a request body, within the body limit and timeout, so a keep-alive
+/// connection stays usable after an early answer (NTLM needs the same connection for its next leg).
+async fn drain(body: Incoming, settings: &Settings) {
+    let limited = Limited::new(body, settings.limits.max_body_bytes as usize);
+    let _ = tokio::time::timeout(settings.limits.body_timeout, limited.collect()).await;
 }
 
 fn too_large(max: u64) -> (HttpResponse, Option<&'static str>, String) {

@@ -5,6 +5,7 @@
 //! `accept`, so excess callers queue in the kernel's backlog instead of costing memory. Every stage
 //! has a deadline: the TLS handshake, the request headers (hyper's header timeout), and the body.
 
+pub mod caller;
 pub mod http;
 pub mod tls;
 
@@ -226,7 +227,8 @@ async fn serve_http<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let limits = state.settings.limits.clone();
-    let service = service_fn(move |req| http::handle(state.clone(), conn, req));
+    let auth = Arc::new(caller::ConnAuth::default());
+    let service = service_fn(move |req| http::handle(state.clone(), conn, auth.clone(), req));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())

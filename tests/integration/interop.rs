@@ -11,6 +11,12 @@
 //! against values taken from pfgate's own output. Each test also shows its client refuses a server
 //! whose certificate it was not told to trust, so the trust is real.
 //!
+//! The calls change the directory, and within one test both bindings share one server (a fresh
+//! in-memory store per test): a one-time bypass is granted and consumed within one binding's run
+//! (its next authentication answers CallResult 7 "Bypassed Auth", the one after that is an ordinary
+//! call again), and each binding's run adds its own user (`frank11@contoso.com`,
+//! `frank12@contoso.com`), so the SOAP 1.2 run's `FindUsers_4` also finds the SOAP 1.1 run's user.
+//!
 //! A missing tool skips the test with a `SKIP` line, unless `PFGATE_REQUIRE_INTEROP=1`, which makes
 //! it a failure. Every subprocess runs off the runtime (`spawn_blocking`) with a timeout, and a
 //! failure shows its stdout and stderr.
@@ -42,11 +48,106 @@ const CALL_TIMED_OUT: (i64, &str) = (11, "Call Timed Out");
 const DENIED: (i64, &str) = (12, "Multi-Factor Authentication denied.");
 /// An unknown user.
 const USER_NOT_FOUND: (i64, &str) = (10, "USER_NOT_FOUND");
+/// The authentication right after a `OneTimeBypass*` of that user: true, no call, Error 0. Once.
+const BYPASSED_AUTH: (i64, &str) = (7, "Bypassed Auth");
+/// `AddUser_3` of a username that exists (usernames compare case-insensitively).
+const DUPLICATE_USERNAME: (i64, &str) = (101, "DUPLICATE_USERNAME");
+/// `AddUser_3` with PIN "1111": all one digit.
+const PIN_TOO_WEAK: (i64, &str) = (110, "PIN_TOO_WEAK");
 /// An operation pfgate does not implement: false with Error 501 naming the wire operation.
 const NOT_SUPPORTED: i64 = 501;
 
 fn not_supported(wire_op: &str) -> String {
     format!("The operation {wire_op} is not supported by pfgate.")
+}
+
+/// The `AddUserSettings3` both clients send for the user each binding's run adds
+/// (`frank<binding>@contoso.com`, whose `EmailAddress` is the username), as the `UserSettings3`
+/// field names and values `GetUserSettings_3` must give back. Most differ from a new user's
+/// defaults, so a dropped field shows. `MonoClient.cs` (`NewUser11`/`NewUser12`) and
+/// `zeep_client.py` (`new_user`) send exactly these: change them together.
+const NEW_USER: &[(&str, &str)] = &[
+    ("FirstName", "Frank"),
+    ("LastName", "Fischer"),
+    ("UserGroup", "Sales"),
+    ("CountryCode", "44"),
+    ("Phone", "2079460958"),
+    ("Extension", "77"),
+    ("BackupCountryCode", "1"),
+    ("BackupPhone", "4255550177"),
+    ("BackupExtension", ""),
+    ("Mode", "smsText"),
+    ("PinMode", "pin"),
+    ("SmsDirection", "oneWay"),
+    ("SmsMode", "otpPlusPin"),
+    ("PhoneAppMode", "pin"),
+    ("Enabled", "true"),
+    ("PinChangeRequired", "true"),
+];
+/// `UserSettings3` fields that hold secrets: never returned (empty or absent), although the added
+/// user was given a PIN: "2580", which passes the PIN rules (digits only, at least 4, not one
+/// digit repeated, not a run), unlike "1111". (tests/integration/engine.rs checks `ValidatePin`.)
+const SECRET_FIELDS: [&str; 3] = ["Pin", "OathTokenSecretKey", "StaticToken"];
+
+fn new_user_value(field: &str) -> &'static str {
+    NEW_USER
+        .iter()
+        .find(|(f, _)| *f == field)
+        .map(|(_, v)| *v)
+        .unwrap_or_else(|| panic!("NEW_USER has no {field}"))
+}
+
+/// The user a binding's run adds with `AddUser_3`.
+fn added_user(binding: &str) -> String {
+    format!("frank{binding}@contoso.com")
+}
+
+/// The user a binding's run tries to add with the weak PIN "1111": never added.
+fn weak_pin_user(binding: &str) -> String {
+    format!("grace{binding}@contoso.com")
+}
+
+/// The usernames in `fixtures/demo.toml` (all `@contoso.com`), read from the file the demo server
+/// embeds.
+fn demo_usernames() -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo.toml");
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let doc: toml::Table = text
+        .parse()
+        .unwrap_or_else(|e| panic!("parse {}: {e}", path.display()));
+    let users: Vec<String> = doc["users"]
+        .as_array()
+        .expect("[[users]] in demo.toml")
+        .iter()
+        .map(|u| u["username"].as_str().expect("username").to_string())
+        .collect();
+    assert!(
+        users.len() >= 3,
+        "demo.toml has too few users for FindUsers_4: {users:?}"
+    );
+    assert!(
+        users
+            .iter()
+            .all(|u| u.to_lowercase().ends_with("@contoso.com")),
+        "a demo user is not @contoso.com: {users:?}"
+    );
+    users
+}
+
+/// What `FindUsers_4` with username filter `*@contoso.com` (case-insensitive) and no limit finds
+/// in binding `binding`'s run after it added its user: the demo users, the users the runs so far
+/// added, ordered by username (case-insensitively), as the store orders them.
+fn contoso_users(binding: &str) -> Vec<String> {
+    let mut users = demo_usernames();
+    for b in ["11", "12"] {
+        users.push(added_user(b));
+        if b == binding {
+            break;
+        }
+    }
+    users.sort_by_key(|u| u.to_lowercase());
+    users
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -377,6 +478,43 @@ fn auth_fields(result: bool, call: (i64, &str), error: (i64, &str)) -> BTreeMap<
     ])
 }
 
+/// `result` and `error` only: the answer of the directory operations.
+fn plain_fields(result: bool, error: (i64, &str)) -> BTreeMap<String, String> {
+    let code = error.0.to_string();
+    fields(&[
+        ("result", if result { "true" } else { "false" }),
+        ("error", &code),
+        ("errorDesc", error.1),
+    ])
+}
+
+/// A successful `FindUsers_4` as MonoClient.cs prints it: the usernames in order, and the row of
+/// the user the run added (`added.*`) when it is among them.
+fn found_fields(complete: bool, users: &[String], added: &str) -> BTreeMap<String, String> {
+    let mut f = fields(&[
+        ("result", "true"),
+        ("complete", if complete { "true" } else { "false" }),
+        ("error", "0"),
+        ("errorDesc", ""),
+    ]);
+    f.insert("users".into(), users.join(","));
+    if users.iter().any(|u| u == added) {
+        f.insert("added.Username".into(), added.into());
+        f.insert("added.EmailAddress".into(), added.into());
+        for field in [
+            "FirstName",
+            "LastName",
+            "UserGroup",
+            "CountryCode",
+            "Phone",
+            "Extension",
+        ] {
+            f.insert(format!("added.{field}"), new_user_value(field).into());
+        }
+    }
+    f
+}
+
 /// Success: `Error` Code 0 with an empty Description, as ASMX sends it.
 const OK: (i64, &str) = (0, "");
 
@@ -522,7 +660,8 @@ async fn mono_soap_clients_call_pfgate_over_pinned_tls() {
                 ("errorDesc", USER_NOT_FOUND.1),
             ]),
         );
-        // Overloads: one C# method name, distinct wire operations, each dispatched to its own.
+        // Overloads: one C# method name, distinct wire operations (the proxy sends each one's own
+        // SOAPAction and request element).
         // PfAuthUser(username, ip, requireUserMatch) is wire PfAuthUser: bob is not answered.
         put(
             "PfAuthUser(3)",
@@ -535,20 +674,108 @@ async fn mono_soap_clients_call_pfgate_over_pinned_tls() {
             "alice",
             auth_fields(true, NO_PIN_ENTERED, OK),
         );
-        // OneTimeBypass with and without bypassSeconds: wire OneTimeBypass and OneTimeBypass2,
-        // neither implemented; the Error names the wire operation the server dispatched to.
-        let nsup = NOT_SUPPORTED.to_string();
-        for (label, wire) in [
-            ("OneTimeBypass(3)", "OneTimeBypass"),
-            ("OneTimeBypass(4)", "OneTimeBypass2"),
-        ] {
-            let desc = not_supported(wire);
-            put(
-                label,
-                "alice",
-                fields(&[("result", "false"), ("error", &nsup), ("errorDesc", &desc)]),
-            );
-        }
+        // One-time bypass (MonoClient.cs grants and consumes each within this binding's run).
+        // OneTimeBypass(username, reason, modifyUsername) is wire OneTimeBypass: bob, who never
+        // answers, passes exactly once, without a call; then he is called (and does not answer).
+        put("OneTimeBypass(3)", "bob", plain_fields(true, OK));
+        put(
+            "PfAuthUser_4",
+            "bob bypassed",
+            auth_fields(true, BYPASSED_AUTH, OK),
+        );
+        put(
+            "PfAuthUser_4",
+            "bob after the bypass",
+            auth_fields(false, CALL_TIMED_OUT, DENIED),
+        );
+        // OneTimeBypass(username, reason, bypassSeconds, modifyUsername) is wire OneTimeBypass2:
+        // alice's next authentication is bypassed, the one after that is her approved call again.
+        put("OneTimeBypass(4)", "alice", plain_fields(true, OK));
+        put(
+            "PfAuthUser_4",
+            "alice bypassed",
+            auth_fields(true, BYPASSED_AUTH, OK),
+        );
+        put(
+            "PfAuthUser_4",
+            "alice after the bypass",
+            auth_fields(true, NO_PIN_ENTERED, OK),
+        );
+        put(
+            "OneTimeBypass(4)",
+            "nobody",
+            plain_fields(false, USER_NOT_FOUND),
+        );
+
+        // AddUser_3: added; the same request again, and the name in upper case, are duplicates; a
+        // weak PIN is refused (and that user is not added).
+        let frank = added_user(b);
+        let grace = weak_pin_user(b);
+        put("AddUser_3", &frank, plain_fields(true, OK));
+        put(
+            "AddUser_3",
+            &format!("{frank} again"),
+            plain_fields(false, DUPLICATE_USERNAME),
+        );
+        put(
+            "AddUser_3",
+            &frank.to_uppercase(),
+            plain_fields(false, DUPLICATE_USERNAME),
+        );
+        put(
+            "AddUser_3",
+            &format!("{grace} PIN 1111"),
+            plain_fields(false, PIN_TOO_WEAK),
+        );
+        // GetUserSettings_3 gives back every field AddUser_3 set, no token; the secret fields
+        // (SECRET_FIELDS) are checked apart, below.
+        let mut settings = fields(&[
+            ("result", "true"),
+            ("EmailAddress", frank.as_str()),
+            ("OathTokenExists", "false"),
+            ("EnableStaticToken", "false"),
+            ("error", "0"),
+            ("errorDesc", ""),
+        ]);
+        settings.extend(NEW_USER.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        put("GetUserSettings_3", &frank, settings);
+        put(
+            "GetUserSettings_3",
+            &grace,
+            fields(&[
+                ("result", "false"),
+                ("settings", "<null>"),
+                ("error", "10"),
+                ("errorDesc", USER_NOT_FOUND.1),
+            ]),
+        );
+        // FindUsers_4 by username, `*` wildcard, case-insensitive: a limit cuts the list (in
+        // username order) and says it is incomplete; no limit finds every demo user and the users
+        // added so far; case-sensitive, the upper-case pattern finds nobody.
+        let all = contoso_users(b);
+        put(
+            "FindUsers_4",
+            "*@contoso.com limit 2",
+            found_fields(false, &all[..2], &frank),
+        );
+        put(
+            "FindUsers_4",
+            "*@CONTOSO.COM limit 0",
+            found_fields(true, &all, &frank),
+        );
+        put(
+            "FindUsers_4",
+            "*@CONTOSO.COM case-sensitive limit 0",
+            found_fields(true, &[], &frank),
+        );
+
+        // Not implemented: false with Error 501 naming the operation, which the proxy decodes.
+        let desc = not_supported("GetSecurityQuestions");
+        put(
+            "GetSecurityQuestions",
+            "alice",
+            plain_fields(false, (NOT_SUPPORTED, desc.as_str())),
+        );
     }
 
     // The pinning callback ran (at least once: keep-alive may reuse one connection).
@@ -573,19 +800,57 @@ async fn mono_soap_clients_call_pfgate_over_pinned_tls() {
     }
     let distinct: BTreeSet<&String> = ids.iter().collect();
     assert_eq!(distinct.len(), ids.len(), "request ids repeat: {ids:?}");
-    assert_eq!(ids.len(), 8);
-
-    for (key, want) in &expected {
-        let got = results
-            .get(key)
-            .unwrap_or_else(|| panic!("no result for {key:?}:\n{}", out.report()));
-        assert_eq!(got, want, "{key:?}");
-    }
-    let extra: Vec<_> = results
+    let authentications = expected
         .keys()
-        .filter(|k| !expected.contains_key(*k))
-        .collect();
-    assert!(extra.is_empty(), "unexpected result lines: {extra:?}");
+        .filter(|(_, op, _)| op == "PfAuthUser_4" || op == "PfAuthUser_5")
+        .count();
+    assert_eq!(ids.len(), authentications);
+
+    // The secrets of the added user are not returned: empty (`<Pin />`) or absent (null).
+    for b in ["11", "12"] {
+        let key = (
+            b.to_string(),
+            "GetUserSettings_3".to_string(),
+            added_user(b),
+        );
+        let got = results
+            .get_mut(&key)
+            .unwrap_or_else(|| panic!("no result for {key:?}:\n{}", out.report()));
+        for field in SECRET_FIELDS {
+            let v = got
+                .remove(field)
+                .unwrap_or_else(|| panic!("{key:?}: {field} not printed"));
+            assert!(
+                v.is_empty() || v == "<null>",
+                "{key:?}: {field} is returned: {v:?}"
+            );
+        }
+    }
+
+    // Every difference at once, field by field, then the client's whole output.
+    let mut wrong = Vec::new();
+    for (key, want) in &expected {
+        let Some(got) = results.get(key) else {
+            wrong.push(format!("{key:?}: no result line"));
+            continue;
+        };
+        let names: BTreeSet<&String> = got.keys().chain(want.keys()).collect();
+        for name in names {
+            let (g, w) = (got.get(name), want.get(name));
+            if g != w {
+                wrong.push(format!("{key:?} {name}: got {g:?}, want {w:?}"));
+            }
+        }
+    }
+    for key in results.keys().filter(|k| !expected.contains_key(*k)) {
+        wrong.push(format!("{key:?}: unexpected result line"));
+    }
+    assert!(
+        wrong.is_empty(),
+        "the Mono client's results differ from the expected ones:\n  {}\n{}",
+        wrong.join("\n  "),
+        out.report()
+    );
 
     // The pin is real: the same client refuses this server when told to expect another certificate.
     let (_, other_fp) = other_certificate();
@@ -676,7 +941,7 @@ async fn zeep_calls_pfgate_over_both_bindings() {
     let call = |c: (i64, &str)| json!({"Code": c.0, "Description": c.1});
 
     let mut ids = Vec::new();
-    for binding in ["soap11", "soap12"] {
+    for (binding, b) in [("soap11", "11"), ("soap12", "12")] {
         let mut r = take(&mut doc, binding);
         let ctx = format!("{binding}: {r:#}");
 
@@ -704,6 +969,17 @@ async fn zeep_calls_pfgate_over_both_bindings() {
                 "PfAuthUser_5 4255550111",
                 "PfAuthUser_5",
                 auth("PfAuthUser_5", false, CALL_TIMED_OUT, DENIED),
+            ),
+            // After OneTimeBypass_2 alice (below): bypassed once, then her approved call again.
+            (
+                "PfAuthUser_4 alice bypassed",
+                "PfAuthUser_4",
+                auth("PfAuthUser_4", true, BYPASSED_AUTH, OK),
+            ),
+            (
+                "PfAuthUser_4 alice after the bypass",
+                "PfAuthUser_4",
+                auth("PfAuthUser_4", true, NO_PIN_ENTERED, OK),
             ),
         ] {
             let mut got = take(&mut r, key);
@@ -756,13 +1032,128 @@ async fn zeep_calls_pfgate_over_both_bindings() {
             "{binding} GetUserSettings_3 unknown user"
         );
 
+        // `result` and `error` only: the answer of the directory operations.
+        let status = |op: &str, ok: bool, e: (i64, &str)| json!({ format!("{op}Result"): ok, "error": error(e) });
         assert_eq!(
             take(&mut r, "OneTimeBypass_2 alice"),
-            json!({
-                "OneTimeBypass_2Result": false,
-                "error": {"Code": NOT_SUPPORTED, "Description": not_supported("OneTimeBypass_2")},
-            }),
+            status("OneTimeBypass_2", true, OK),
             "{binding} OneTimeBypass_2"
+        );
+
+        let frank = added_user(b);
+        let grace = weak_pin_user(b);
+        for (key, want) in [
+            (frank.clone(), status("AddUser_3", true, OK)),
+            (
+                format!("{frank} again"),
+                status("AddUser_3", false, DUPLICATE_USERNAME),
+            ),
+            (
+                format!("{grace} PIN 1111"),
+                status("AddUser_3", false, PIN_TOO_WEAK),
+            ),
+        ] {
+            assert_eq!(
+                take(&mut r, &format!("AddUser_3 {key}")),
+                want,
+                "{binding} AddUser_3 {key}"
+            );
+        }
+
+        // Every field AddUser_3 set comes back (zeep decodes an empty element as None); no secret.
+        let mut added = take(&mut r, &format!("GetUserSettings_3 {frank}"));
+        let mut settings = take(&mut added, "userSettings");
+        assert_eq!(
+            added,
+            json!({"GetUserSettings_3Result": true, "error": error(OK)}),
+            "{binding} GetUserSettings_3 {frank}"
+        );
+        let sent = NEW_USER.iter().map(|(field, v)| {
+            let v = match *v {
+                "" => Value::Null,
+                "true" => json!(true),
+                "false" => json!(false),
+                v => json!(v),
+            };
+            (*field, v)
+        });
+        for (field, want) in sent.chain([
+            ("EmailAddress", json!(frank)),
+            ("OathTokenExists", json!(false)),
+            ("EnableStaticToken", json!(false)),
+        ]) {
+            assert_eq!(
+                take(&mut settings, field),
+                want,
+                "{binding} GetUserSettings_3 {frank}: {field}"
+            );
+        }
+        for field in SECRET_FIELDS {
+            let v = take(&mut settings, field);
+            assert!(
+                v.is_null() || v == json!(""),
+                "{binding} GetUserSettings_3 {frank}: {field} is returned: {v}"
+            );
+        }
+        assert_eq!(
+            take(&mut r, &format!("GetUserSettings_3 {grace}")),
+            json!({
+                "GetUserSettings_3Result": false,
+                "userSettings": null,
+                "error": error(USER_NOT_FOUND),
+            }),
+            "{binding} GetUserSettings_3 {grace} (weak PIN: not added)"
+        );
+
+        // FindUsers_4, `*` wildcard, case-insensitive: limited (in username order, incomplete),
+        // then every demo user and the users added so far.
+        let all = contoso_users(b);
+        let row = json!({
+            "Username": frank,
+            "FirstName": new_user_value("FirstName"),
+            "LastName": new_user_value("LastName"),
+            "EmailAddress": frank,
+            "UserGroup": new_user_value("UserGroup"),
+            "CountryCode": new_user_value("CountryCode"),
+            "Phone": new_user_value("Phone"),
+            "Extension": new_user_value("Extension"),
+        });
+        for (key, complete, want) in [
+            ("FindUsers_4 *@contoso.com limit 2", false, &all[..2]),
+            ("FindUsers_4 *@CONTOSO.COM limit 0", true, &all[..]),
+        ] {
+            let mut got = take(&mut r, key);
+            let rows = take(&mut got, "userRows");
+            assert_eq!(
+                got,
+                json!({"FindUsers_4Result": true, "resultsComplete": complete, "error": error(OK)}),
+                "{binding} {key}"
+            );
+            // zeep keeps the ArrayOfUserRow wrapper: {"UserRow": [...]}.
+            let rows = rows
+                .get("UserRow")
+                .and_then(Value::as_array)
+                .unwrap_or_else(|| panic!("{binding} {key}: userRows {rows}"));
+            let names: Vec<&str> = rows
+                .iter()
+                .map(|row| row["Username"].as_str().unwrap_or("<no Username>"))
+                .collect();
+            assert_eq!(names, want, "{binding} {key}: usernames");
+            if want.contains(&frank) {
+                let got_row = rows.iter().find(|row| row["Username"] == json!(frank));
+                assert_eq!(got_row, Some(&row), "{binding} {key}: the row of {frank}");
+            }
+        }
+
+        let desc = not_supported("GetSecurityQuestions");
+        assert_eq!(
+            take(&mut r, "GetSecurityQuestions alice"),
+            json!({
+                "GetSecurityQuestionsResult": false,
+                "userSecurityQuestions": null,
+                "error": {"Code": NOT_SUPPORTED, "Description": desc},
+            }),
+            "{binding} GetSecurityQuestions (not implemented)"
         );
 
         assert_eq!(r, json!({}), "{binding}: unexpected results");

@@ -7,10 +7,12 @@
 // Tests assert by unwrapping: a panic with the value is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod callers;
 mod cli;
 mod contract;
 mod endpoint;
 mod engine;
 mod hostile;
 mod interop;
+mod ldap;
 mod support;
