@@ -23,6 +23,9 @@ pub enum BuildError {
     /// The secrets key could not be read.
     #[error("secrets key: {0}")]
     Key(String),
+    /// LDAP primary authentication could not be set up.
+    #[error("primary_auth: {0}")]
+    Primary(String),
 }
 
 /// Opens the configured store.
@@ -104,5 +107,12 @@ pub async fn build_engine(settings: &Settings) -> Result<Engine, BuildError> {
         tracing::info!(users = added, "seeded the store from the users file");
     }
     let provider = Arc::new(ScriptedProvider::from_directory(&directory));
-    Ok(Engine::new(store, provider, settings.engine.clone()))
+    let primary = match &settings.primary_auth {
+        Some(ldap) => Some(Arc::new(
+            crate::primary::PrimaryAuth::new(ldap.clone())
+                .map_err(|e| BuildError::Primary(e.to_string()))?,
+        )),
+        None => None,
+    };
+    Ok(Engine::new(store, provider, settings.engine.clone()).with_primary(primary))
 }

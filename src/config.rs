@@ -35,6 +35,26 @@ pub struct FileConfig {
     /// `[store]`
     #[serde(default)]
     pub store: StoreSection,
+    /// `[primary_auth]`
+    pub primary_auth: Option<PrimaryAuthSection>,
+}
+
+/// `[primary_auth]`: the LDAP bind `CombinedAuthUser*` and `PrimaryAuthUser` use.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrimaryAuthSection {
+    /// `ldaps://dc1.contoso.com` or `ldap://…` with `start_tls` (plain only on loopback).
+    pub ldap_url: String,
+    /// Bind DN with `{username}`: `uid={username},ou=people,dc=contoso,dc=com`, or `{username}` for
+    /// Active Directory UPN / `DOMAIN\user` binds.
+    pub bind_dn_template: String,
+    /// Upgrade an `ldap://` connection with StartTLS.
+    #[serde(default)]
+    pub start_tls: bool,
+    /// CA certificates (PEM) that sign the directory's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// Seconds for the whole bind (default 10).
+    pub timeout_secs: Option<u64>,
 }
 
 /// `[store]`: where the directory and authentication state live.
@@ -270,6 +290,8 @@ pub struct Settings {
     pub demo: bool,
     /// Store.
     pub store: StoreSettings,
+    /// LDAP primary authentication, if configured.
+    pub primary_auth: Option<crate::primary::LdapSettings>,
 }
 
 /// The demo listener when `--listen` is not given.
@@ -295,6 +317,7 @@ impl Settings {
             },
             demo: true,
             store: StoreSettings::default(),
+            primary_auth: None,
         }
     }
 }
@@ -581,6 +604,20 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
         StoreSettings { path, key }
     };
 
+    let primary_auth = file.primary_auth.as_ref().map(|p| {
+        let settings = crate::primary::LdapSettings {
+            url: p.ldap_url.clone(),
+            bind_dn_template: p.bind_dn_template.clone(),
+            start_tls: p.start_tls,
+            ca_file: p.ca_file.as_deref().map(resolve),
+            timeout: Duration::from_secs(p.timeout_secs.unwrap_or(10)),
+        };
+        if let Err(e) = settings.validate() {
+            problem("primary_auth", e);
+        }
+        settings
+    });
+
     let auth = {
         let a = &file.auth;
         let methods = !a.basic.is_empty() || a.proxy_identity_header.is_some();
@@ -661,6 +698,7 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
         auth,
         demo: false,
         store,
+        primary_auth,
     })
 }
 

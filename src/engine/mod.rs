@@ -46,6 +46,7 @@ pub struct Engine {
     provider: Arc<dyn Provider>,
     settings: EngineSettings,
     inflight: Arc<Inflight>,
+    primary: Option<Arc<crate::primary::PrimaryAuth>>,
 }
 
 /// A new `authenticationRequestId`: 32 upper-case hex characters from the OS RNG.
@@ -142,7 +143,67 @@ macro_rules! auth_with_phone {
     }};
 }
 
+/// `CombinedAuthUser*`: primary authentication by LDAP bind, then the second factor.
+macro_rules! combined {
+    ($self:ident, $ctx:ident, $r:ident, $op:ident, $app:expr $(, $with_id:ident)?) => {{
+        let (primary_ok, primary_error) = $self
+            .primary_auth($r.username.as_deref(), $r.password.as_deref())
+            .await;
+        if !primary_ok {
+            let mut resp = rs::$op::default();
+            resp.error = primary_error;
+            Response::$op(resp)
+        } else {
+            let d = $self
+                .authenticate(
+                    $ctx,
+                    AuthInput {
+                        operation: stringify!($op),
+                        username: $r.username.as_deref(),
+                        require_user_match: $r.require_user_match,
+                        application_name: $app,
+                        initiating_ip: $r.initiating_ip_address.as_deref(),
+                        ..AuthInput::default()
+                    },
+                )
+                .await;
+            #[allow(unused_mut)]
+            let mut resp = rs::$op {
+                result: d.success,
+                primary_auth_succeeded: true,
+                pf_auth_succeeded: d.success,
+                call_result: d.call_result,
+                error: d.error,
+                ..Default::default()
+            };
+            $( let _ = stringify!($with_id); resp.authentication_request_id = d.request_id; )?
+            Response::$op(resp)
+        }
+    }};
+}
+
 impl Engine {
+    /// Primary authentication: `(succeeded, error)`. Without an LDAP bind configured it answers
+    /// Error 502; a directory that cannot be reached fails secure with Error 505.
+    async fn primary_auth(&self, username: Option<&str>, password: Option<&str>) -> (bool, Error) {
+        let Some(primary) = &self.primary else {
+            return (false, ErrorCode::PrimaryAuthNotConfigured.error());
+        };
+        let user = username.map(str::trim).unwrap_or("");
+        match primary.verify(user, password.unwrap_or("")).await {
+            Ok(true) => (true, Error::ok()),
+            Ok(false) => (
+                false,
+                ErrorCode::Denied
+                    .with("Primary authentication failed: wrong user name or password."),
+            ),
+            Err(e) => {
+                tracing::error!(target: "pfgate::engine", error = %e, "LDAP primary authentication unavailable");
+                (false, ErrorCode::PrimaryAuthUnavailable.error())
+            }
+        }
+    }
+
     /// An engine over `store`, reaching people through `provider`.
     pub fn new(
         store: Arc<dyn Store>,
@@ -154,7 +215,14 @@ impl Engine {
             provider,
             settings,
             inflight: Arc::new(Inflight::default()),
+            primary: None,
         }
+    }
+
+    /// Enables primary authentication (`CombinedAuthUser*`, `PrimaryAuthUser`) by LDAP bind.
+    pub fn with_primary(mut self, primary: Option<Arc<crate::primary::PrimaryAuth>>) -> Self {
+        self.primary = primary;
+        self
     }
 
     /// The engine's settings.
@@ -231,19 +299,72 @@ impl Engine {
             }
             Request::PfAuthUser_5(r) => auth_with_phone!(self, ctx, r, PfAuthUser_5),
             Request::PfAuthUserMaster_4(r) => auth_with_phone!(self, ctx, r, PfAuthUserMaster_4),
-            // Primary authentication needs an LDAP bind, which is not configured in this version.
-            Request::PrimaryAuthUser(_)
-            | Request::CombinedAuthUser(_)
-            | Request::CombinedAuthUser2(_)
-            | Request::CombinedAuthUser3(_)
-            | Request::CombinedAuthUser_3(_)
-            | Request::CombinedAuthUser_4(_)
-            | Request::CombinedAuthUserMaster(_)
-            | Request::CombinedAuthUserMaster2(_)
-            | Request::CombinedAuthUserMaster_2(_)
-            | Request::CombinedAuthUserMaster_3(_) => {
-                let op = request.operation();
-                Response::failure(op, ErrorCode::PrimaryAuthNotConfigured.error())
+            Request::PrimaryAuthUser(r) => {
+                let (ok, error) = self
+                    .primary_auth(r.username.as_deref(), r.password.as_deref())
+                    .await;
+                Response::status(Operation::PrimaryAuthUser, ok, error)
+            }
+            Request::CombinedAuthUser(r) => combined!(self, ctx, r, CombinedAuthUser, None),
+            Request::CombinedAuthUser2(r) => combined!(self, ctx, r, CombinedAuthUser2, None),
+            Request::CombinedAuthUser3(r) => {
+                combined!(
+                    self,
+                    ctx,
+                    r,
+                    CombinedAuthUser3,
+                    r.application_name.as_deref()
+                )
+            }
+            Request::CombinedAuthUser_3(r) => {
+                combined!(
+                    self,
+                    ctx,
+                    r,
+                    CombinedAuthUser_3,
+                    r.application_name.as_deref()
+                )
+            }
+            Request::CombinedAuthUser_4(r) => {
+                combined!(
+                    self,
+                    ctx,
+                    r,
+                    CombinedAuthUser_4,
+                    r.application_name.as_deref(),
+                    with_id
+                )
+            }
+            Request::CombinedAuthUserMaster(r) => {
+                combined!(self, ctx, r, CombinedAuthUserMaster, None)
+            }
+            Request::CombinedAuthUserMaster2(r) => {
+                combined!(
+                    self,
+                    ctx,
+                    r,
+                    CombinedAuthUserMaster2,
+                    r.application_name.as_deref()
+                )
+            }
+            Request::CombinedAuthUserMaster_2(r) => {
+                combined!(
+                    self,
+                    ctx,
+                    r,
+                    CombinedAuthUserMaster_2,
+                    r.application_name.as_deref()
+                )
+            }
+            Request::CombinedAuthUserMaster_3(r) => {
+                combined!(
+                    self,
+                    ctx,
+                    r,
+                    CombinedAuthUserMaster_3,
+                    r.application_name.as_deref(),
+                    with_id
+                )
             }
             other => match self.admin(ctx, other).await {
                 Ok(response) => response,

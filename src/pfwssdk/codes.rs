@@ -120,6 +120,9 @@ pub enum ErrorCode {
     StoreUnavailable,
     /// 504 — *pfgate-chosen*: a required input is missing or invalid (e.g. an empty username).
     InvalidInput,
+    /// 505 — *pfgate-chosen*: the LDAP directory for primary authentication could not be reached;
+    /// the operation failed secure.
+    PrimaryAuthUnavailable,
 }
 
 impl ErrorCode {
@@ -138,6 +141,7 @@ impl ErrorCode {
             ErrorCode::PrimaryAuthNotConfigured => 502,
             ErrorCode::StoreUnavailable => 503,
             ErrorCode::InvalidInput => 504,
+            ErrorCode::PrimaryAuthUnavailable => 505,
         }
     }
 
@@ -160,6 +164,9 @@ impl ErrorCode {
                 "The user store is unavailable; pfgate failed secure. Try again later."
             }
             ErrorCode::InvalidInput => "A required input is missing or invalid.",
+            ErrorCode::PrimaryAuthUnavailable => {
+                "The directory for primary authentication is unavailable; pfgate failed secure."
+            }
         };
         Error::new(self.code(), text)
     }

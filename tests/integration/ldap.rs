@@ -24,7 +24,7 @@ use ldap3::LdapConnAsync;
 use pfgate::primary::{LdapSettings, PrimaryAuth, PrimaryError};
 use tokio::net::TcpListener;
 
-use crate::support::STEP;
+use crate::support::{action, env11, text_of, TestServer, NS, STEP};
 
 /// The bind DN template for the `ou=people` users.
 const PEOPLE: &str = "uid={username},ou=people,dc=example,dc=org";
@@ -751,4 +751,100 @@ async fn ldap_invalid_settings_are_refused() {
     })
     .unwrap_err();
     assert!(matches!(err, PrimaryError::CaFile { .. }), "{err:?}");
+}
+
+/// `CombinedAuthUser_4` end to end over TLS: the LDAP bind first, then the second factor; a wrong
+/// password never reaches the provider; without `[primary_auth]` the answer is Error 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn combined_auth_user_binds_then_calls() {
+    let Some(tools) = ldap_tools("combined_auth_user_binds_then_calls") else {
+        return;
+    };
+    let slapd = Slapd::start(&tools, "combined").await;
+    let mut settings = pfgate::config::Settings::demo("127.0.0.1:0".parse().unwrap());
+    settings.primary_auth = Some(slapd.settings(PEOPLE));
+    let users = r#"
+[[users]]
+username = "alice"
+country_code = "1"
+phone = "4255550100"
+outcome = "approve"
+"#;
+    let directory = pfgate::engine::directory::Directory::from_toml("ldap test", users).unwrap();
+    let store = pfgate::app::open_store(&settings).await.unwrap();
+    pfgate::app::seed(store.as_ref(), &directory).await.unwrap();
+    let provider = std::sync::Arc::new(
+        pfgate::providers::scripted::ScriptedProvider::from_directory(&directory),
+    );
+    let engine = pfgate::engine::Engine::new(store, provider.clone(), settings.engine.clone())
+        .with_primary(Some(std::sync::Arc::new(slapd.auth(PEOPLE))));
+    let server =
+        TestServer::from_running(pfgate::server::start_with(settings, engine).await.unwrap());
+    let c = server.client();
+    let combined = |pw: &str| {
+        env11(&format!(
+            r#"<CombinedAuthUser_4 xmlns="{NS}"><username>alice</username><password>{pw}</password><authenticationType>ldap</authenticationType><initiatingAuthenticationType>pfsdk</initiatingAuthenticationType><requireUserMatch>true</requireUserMatch></CombinedAuthUser_4>"#
+        ))
+    };
+    let r = c
+        .soap11(Some(&action("CombinedAuthUser_4")), &combined(ALICE_PW))
+        .await;
+    assert_eq!(
+        text_of(&r.body, "CombinedAuthUser_4Result").as_deref(),
+        Some("true"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        text_of(&r.body, "primaryAuthSucceeded").as_deref(),
+        Some("true")
+    );
+    assert_eq!(text_of(&r.body, "pfAuthSucceeded").as_deref(), Some("true"));
+    assert_eq!(
+        text_of(&r.body, "authenticationRequestId").map(|i| i.len()),
+        Some(32)
+    );
+    assert_eq!(provider.calls(), 1);
+
+    let r = c
+        .soap11(
+            Some(&action("CombinedAuthUser_4")),
+            &combined("wrong-password"),
+        )
+        .await;
+    assert_eq!(
+        text_of(&r.body, "CombinedAuthUser_4Result").as_deref(),
+        Some("false")
+    );
+    assert_eq!(
+        text_of(&r.body, "primaryAuthSucceeded").as_deref(),
+        Some("false")
+    );
+    assert!(r.body.contains("<error><Code>12</Code>"), "{}", r.body);
+    assert_eq!(
+        provider.calls(),
+        1,
+        "no second factor after a failed primary"
+    );
+
+    let r = c
+        .soap11(
+            Some(&action("PrimaryAuthUser")),
+            &env11(&format!(
+                r#"<PrimaryAuthUser xmlns="{NS}"><username>alice</username><password>{ALICE_PW}</password></PrimaryAuthUser>"#
+            )),
+        )
+        .await;
+    assert_eq!(
+        text_of(&r.body, "PrimaryAuthUserResult").as_deref(),
+        Some("true")
+    );
+
+    // The demo server has no [primary_auth]: Error 502.
+    let demo = TestServer::demo().await;
+    let r = demo
+        .client()
+        .soap11(Some(&action("CombinedAuthUser_4")), &combined(ALICE_PW))
+        .await;
+    assert!(r.body.contains("<error><Code>502</Code>"), "{}", r.body);
 }
