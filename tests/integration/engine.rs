@@ -616,3 +616,216 @@ async fn one_way_sms_passcode_is_validated_once() {
         Some("false")
     );
 }
+
+/// The rest of the operations the engine implements, each checked through its own effect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_other_listed_operation() {
+    let f = fixture(Duration::from_secs(5)).await;
+    let c = f.server.client();
+    let err = |b: &str| code_in(b, "error");
+    let u = "<username>alice@contoso.com</username>";
+
+    // Every PfAuthUser* / PfAuthUserMaster* generation reaches the same decision for alice.
+    for op in [
+        "PfAuthUser",
+        "PfAuthUser2",
+        "PfAuthUser3",
+        "PfAuthUser_3",
+        "PfAuthUser_4",
+        "PfAuthUserMaster",
+        "PfAuthUserMaster2",
+        "PfAuthUserMaster_2",
+        "PfAuthUserMaster_3",
+    ] {
+        let body = call(&c, op, &pf4("alice@contoso.com", true)).await;
+        assert_eq!(
+            text_of(&body, &format!("{op}Result")).as_deref(),
+            Some("true"),
+            "{op}"
+        );
+        assert_eq!(code_in(&body, "callResult"), 2, "{op}");
+    }
+    let body = call(&c, "PfAuthUserMaster_4", "<username>x</username><mode>voiceCall</mode><countryCode>1</countryCode><phoneNumber>4255550120</phoneNumber>").await;
+    assert_eq!(
+        text_of(&body, "PfAuthUserMaster_4Result").as_deref(),
+        Some("true")
+    );
+    let body = call(&c, "TestMasterConnection_2", "").await;
+    assert_eq!(
+        text_of(&body, "TestMasterConnection_2Result").as_deref(),
+        Some("true")
+    );
+
+    // Older AddUser generations, read back through every GetUserSettings generation.
+    let v1 = "<username>v1@contoso.com</username><addUserSettings><FirstName>Vee</FirstName><CountryCode>1</CountryCode><Phone>4255550130</Phone><Mode>smsText</Mode><Enabled>true</Enabled></addUserSettings>";
+    assert_eq!(err(&call(&c, "AddUser", v1).await), 0);
+    let v2 = "<username>v2@contoso.com</username><addUserSettings><FirstName>Vi</FirstName><UserGroup>G2</UserGroup><Phone>4255550131</Phone><Mode>phoneApp</Mode><Enabled>true</Enabled></addUserSettings>";
+    assert_eq!(err(&call(&c, "AddUser2", v2).await), 0);
+    assert_eq!(
+        err(&call(&c, "AddUser_2", &v2.replace("v2@", "v3@")).await),
+        0
+    );
+    for (op, user, mode) in [
+        ("GetUserSettings", "v1@contoso.com", "smsText"),
+        ("GetUserSettings2", "v2@contoso.com", "phoneApp"),
+        ("GetUserSettings_2", "v3@contoso.com", "phoneApp"),
+        ("GetUserSettingsMaster", "v2@contoso.com", "phoneApp"),
+        ("GetUserSettingsMaster_2", "v1@contoso.com", "smsText"),
+    ] {
+        let body = call(&c, op, &format!("<username>{user}</username>")).await;
+        assert_eq!(text_of(&body, "Mode").as_deref(), Some(mode), "{op}");
+    }
+    // Older FindUsers generations.
+    let rows = |b: &str| {
+        parse_xml(b)
+            .descendants()
+            .filter(|n| n.tag_name().name() == "UserRow")
+            .count()
+    };
+    for op in ["FindUsers", "FindUsers2", "FindUsers3", "FindUsers_3"] {
+        let body = call(&c, op, "<usernameFilter>v*@contoso.com</usernameFilter>").await;
+        assert_eq!(rows(&body), 3, "{op}");
+    }
+    let body = call(&c, "FindUsers3", "<userGroupFilter>g2</userGroupFilter>").await;
+    assert_eq!(rows(&body), 2, "group filter");
+    let body = call(
+        &c,
+        "FindUsers2",
+        "<modeFilter>phoneApp</modeFilter><modeSpecified>true</modeSpecified>",
+    )
+    .await;
+    assert_eq!(rows(&body), 2, "mode filter");
+
+    // Changes, each visible afterwards.
+    assert_eq!(
+        err(&call(&c, "ChangePinMode", &format!("{u}<pinMode>pin</pinMode>")).await),
+        0
+    );
+    assert_eq!(
+        err(&call(
+            &c,
+            "ChangeSmsMode",
+            &format!("{u}<smsDirection>oneWay</smsDirection><smsMode>otpPlusPin</smsMode>")
+        )
+        .await),
+        0
+    );
+    assert_eq!(
+        err(&call(
+            &c,
+            "ChangePhoneAppMode",
+            &format!("{u}<phoneAppMode>pin</phoneAppMode>")
+        )
+        .await),
+        0
+    );
+    assert_eq!(err(&call(&c, "ChangeLanguage", &format!("{u}<userLanguage><VoiceCallLanguage>de</VoiceCallLanguage><SmsTextLanguage>fr</SmsTextLanguage><PhoneAppLanguage>it</PhoneAppLanguage><OathTokenLanguage>es</OathTokenLanguage></userLanguage>")).await), 0);
+    assert_eq!(err(&call(&c, "ChangeUserInformation", &format!("{u}<userInformation><FirstName>Al</FirstName><LastName>Ice</LastName><EmailAddress>al@x</EmailAddress><UserGroup>Fin</UserGroup></userInformation>")).await), 0);
+    let body = call(&c, "GetUserSettings_3", u).await;
+    for (field, value) in [
+        ("PinMode", "pin"),
+        ("SmsDirection", "oneWay"),
+        ("SmsMode", "otpPlusPin"),
+        ("PhoneAppMode", "pin"),
+        ("VoiceCallLanguage", "de"),
+        ("OathTokenLanguage", "es"),
+        ("FirstName", "Al"),
+        ("UserGroup", "Fin"),
+    ] {
+        assert_eq!(text_of(&body, field).as_deref(), Some(value), "{field}");
+    }
+    // Static token set, then validated; OATH token enrolled only with a matching code.
+    assert_eq!(
+        err(&call(
+            &c,
+            "ChangeStaticToken",
+            &format!("{u}<staticToken>tok-77</staticToken>")
+        )
+        .await),
+        0
+    );
+    let body = call(
+        &c,
+        "ValidateStaticToken",
+        &format!("{u}<staticToken>tok-77</staticToken>"),
+    )
+    .await;
+    assert_eq!(
+        text_of(&body, "ValidateStaticTokenResult").as_deref(),
+        Some("true")
+    );
+    let secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let code = pfgate::engine::totp::hotp(b"12345678901234567890", now / 30, 6);
+    let wrong = format!(
+        "{:06}",
+        (code.parse::<u32>().unwrap() + 500_000) % 1_000_000
+    );
+    let enroll = |c: &str| {
+        format!("{u}<secretKey>{secret}</secretKey><code>{c}</code><timeInterval>30</timeInterval>")
+    };
+    assert_eq!(err(&call(&c, "ChangeOathToken", &enroll(&wrong)).await), 12);
+    assert_eq!(err(&call(&c, "ChangeOathToken", &enroll(&code)).await), 0);
+    // Without a request id the code alone is checked — and it was already used to enroll? No: enrolment does not spend it.
+    let body = call(
+        &c,
+        "ValidateOathCodeMaster",
+        &format!("{u}<code>{code}</code>"),
+    )
+    .await;
+    assert_eq!(
+        text_of(&body, "ValidateOathCodeMasterResult").as_deref(),
+        Some("true"),
+        "{body}"
+    );
+    // Disabled behaviour "succeed": a disabled user passes.
+    assert_eq!(
+        err(&call(
+            &c,
+            "DisabledBehavior",
+            &format!("{u}<disabledBehavior>succeed</disabledBehavior>")
+        )
+        .await),
+        0
+    );
+    assert_eq!(err(&call(&c, "Disable", u).await), 0);
+    let (r, cc, _, _) = auth4(&call(&c, "PfAuthUser_4", &pf4("alice@contoso.com", true)).await);
+    assert_eq!((r.as_str(), cc), ("true", 7));
+
+    // Read-only server data.
+    let body = call(&c, "GetUserDevices", u).await;
+    assert_eq!(
+        text_of(&body, "GetUserDevicesResult").as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        parse_xml(&body)
+            .descendants()
+            .filter(|n| n.tag_name().name() == "UserDevice")
+            .count(),
+        0
+    );
+    for op in [
+        "GetCustomerDefaults",
+        "GetCustomerDefaults2",
+        "GetCustomerDefaults_2",
+        "GetCustomerDefaults_3",
+    ] {
+        let body = call(&c, op, "").await;
+        assert_eq!(
+            text_of(&body, "MinimumPinLength").as_deref(),
+            Some("4"),
+            "{op}"
+        );
+    }
+    let body = call(&c, "GetFeatures", "").await;
+    assert_eq!(text_of(&body, "WebServiceSdk").as_deref(), Some("true"));
+    assert_eq!(
+        text_of(&body, "Voiceprint").as_deref(),
+        Some("false"),
+        "only what pfgate does"
+    );
+}
