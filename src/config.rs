@@ -174,6 +174,14 @@ pub struct AuthSection {
     /// The allow-list: principals and the operation groups each may call.
     #[serde(default)]
     pub principals: Vec<crate::auth::policy::PrincipalRule>,
+    /// CA certificates (PEM) that client certificates must chain to; enables mutual TLS.
+    pub client_ca_file: Option<PathBuf>,
+    /// Refuse the TLS handshake without a client certificate (otherwise it is optional).
+    #[serde(default)]
+    pub client_cert_required: bool,
+    /// One-to-one mapping of client certificates to principals.
+    #[serde(default)]
+    pub certificate_map: Vec<crate::auth::client_cert::CertificateMapping>,
 }
 
 /// Validated caller-authentication settings.
@@ -187,6 +195,12 @@ pub struct AuthSettings {
     pub basic: Vec<crate::auth::basic::BasicAccount>,
     /// The allow-list.
     pub policy: crate::auth::policy::Policy,
+    /// Client CA file (mutual TLS).
+    pub client_ca_file: Option<PathBuf>,
+    /// Client certificate required at the handshake.
+    pub client_cert_required: bool,
+    /// Certificate → principal mapping.
+    pub certificate_map: Vec<crate::auth::client_cert::CertificateMapping>,
 }
 
 /// Where the TLS certificate comes from.
@@ -620,7 +634,34 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
 
     let auth = {
         let a = &file.auth;
-        let methods = !a.basic.is_empty() || a.proxy_identity_header.is_some();
+        let methods = !a.basic.is_empty()
+            || a.proxy_identity_header.is_some()
+            || !a.certificate_map.is_empty();
+        if let Some(ca) = &a.client_ca_file {
+            if !resolve(ca).is_file() {
+                problem(
+                    "auth.client_ca_file",
+                    format!("the file {} does not exist", resolve(ca).display()),
+                );
+            }
+        }
+        if !a.certificate_map.is_empty() && a.client_ca_file.is_none() {
+            problem(
+                "auth.certificate_map",
+                "certificate mapping needs auth.client_ca_file (the CA client certificates chain to)".into(),
+            );
+        }
+        if a.client_cert_required && a.client_ca_file.is_none() {
+            problem(
+                "auth.client_cert_required",
+                "needs auth.client_ca_file".into(),
+            );
+        }
+        for (i, m) in a.certificate_map.iter().enumerate() {
+            if let Some(reason) = m.validate() {
+                problem(&format!("auth.certificate_map[{i}]"), reason);
+            }
+        }
         if !a.allow_anonymous && !methods {
             problem(
                 "auth",
@@ -680,6 +721,9 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
                 .map(|h| h.to_ascii_lowercase()),
             basic: a.basic.clone(),
             policy,
+            client_ca_file: a.client_ca_file.as_deref().map(resolve),
+            client_cert_required: a.client_cert_required,
+            certificate_map: a.certificate_map.clone(),
         }
     };
 

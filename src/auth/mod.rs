@@ -3,6 +3,7 @@
 //! principal may call the operation.
 
 pub mod basic;
+pub mod client_cert;
 pub mod ntlm;
 pub mod policy;
 pub mod spnego;

@@ -167,15 +167,12 @@ macro_rules! combined {
                     },
                 )
                 .await;
-            #[allow(unused_mut)]
-            let mut resp = rs::$op {
-                result: d.success,
-                primary_auth_succeeded: true,
-                pf_auth_succeeded: d.success,
-                call_result: d.call_result,
-                error: d.error,
-                ..Default::default()
-            };
+            let mut resp = rs::$op::default();
+            resp.result = d.success;
+            resp.primary_auth_succeeded = true;
+            resp.pf_auth_succeeded = d.success;
+            resp.call_result = d.call_result;
+            resp.error = d.error;
             $( let _ = stringify!($with_id); resp.authentication_request_id = d.request_id; )?
             Response::$op(resp)
         }

@@ -96,10 +96,20 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
 
 /// Starts the listeners with an engine built by the caller (tests, embedding).
 pub async fn start_with(settings: Settings, engine: Engine) -> Result<RunningServer, StartError> {
+    let client = settings
+        .auth
+        .client_ca_file
+        .as_ref()
+        .map(|ca| tls::ClientAuth {
+            ca_file: ca.clone(),
+            required: settings.auth.client_cert_required,
+        });
     let tls = match (&settings.tls_listen, &settings.tls) {
         (None, _) => None,
-        (Some(_), TlsSource::SelfSigned) => Some(tls::self_signed()?),
-        (Some(_), TlsSource::Files { cert, key }) => Some(tls::from_files(cert, key)?),
+        (Some(_), TlsSource::SelfSigned) => Some(tls::self_signed(client.as_ref())?),
+        (Some(_), TlsSource::Files { cert, key }) => {
+            Some(tls::from_files(cert, key, client.as_ref())?)
+        }
     };
     let max_connections = settings.limits.max_connections;
     let connections = Arc::new(Semaphore::new(max_connections));
@@ -205,7 +215,30 @@ async fn serve_connection(
         Some(acceptor) => {
             match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream)).await
             {
-                Ok(Ok(tls_stream)) => serve_http(tls_stream, conn, state, shutdown).await,
+                Ok(Ok(tls_stream)) => {
+                    let auth = Arc::new(caller::ConnAuth::default());
+                    // A verified client certificate signs the connection in as its mapped principal.
+                    if let Some(leaf) = tls_stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                    {
+                        match crate::auth::client_cert::map(
+                            &state.settings.auth.certificate_map,
+                            leaf,
+                        ) {
+                            Some(p) => auth.set_principal(&p),
+                            None => tracing::warn!(
+                                target: "pfgate::auth",
+                                peer = %conn.peer,
+                                sha256 = %tls::fingerprint(leaf),
+                                "client certificate verified but mapped to no principal"
+                            ),
+                        }
+                    }
+                    serve_http(tls_stream, conn, state, auth, shutdown).await
+                }
                 Ok(Err(e)) => {
                     tracing::debug!(target: "pfgate::tls", peer = %conn.peer, error = %e, "TLS handshake failed")
                 }
@@ -214,7 +247,10 @@ async fn serve_connection(
                 }
             }
         }
-        None => serve_http(stream, conn, state, shutdown).await,
+        None => {
+            let auth = Arc::new(caller::ConnAuth::default());
+            serve_http(stream, conn, state, auth, shutdown).await
+        }
     }
 }
 
@@ -222,12 +258,12 @@ async fn serve_http<S>(
     stream: S,
     conn: ConnInfo,
     state: Arc<AppState>,
+    auth: Arc<caller::ConnAuth>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let limits = state.settings.limits.clone();
-    let auth = Arc::new(caller::ConnAuth::default());
     let service = service_fn(move |req| http::handle(state.clone(), conn, auth.clone(), req));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder

@@ -98,22 +98,65 @@ mod base64_pem {
     }
 }
 
+/// Mutual TLS: the CA client certificates must chain to, and whether one is required.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAuth {
+    /// PEM file with the CA certificates.
+    pub ca_file: std::path::PathBuf,
+    /// Refuse the handshake without a client certificate.
+    pub required: bool,
+}
+
 fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
+    client: Option<&ClientAuth>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = match client {
+        None => builder.with_no_client_auth(),
+        Some(c) => {
+            let bad = |reason: String| TlsError::Certificate {
+                path: c.ca_file.display().to_string(),
+                reason,
+            };
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(&c.ca_file).map_err(|e| bad(e.to_string()))? {
+                roots
+                    .add(cert.map_err(|e| bad(e.to_string()))?)
+                    .map_err(|e| bad(e.to_string()))?;
+            }
+            if roots.is_empty() {
+                return Err(bad("no CA certificate found".into()));
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            );
+            let verifier = if c.required {
+                verifier
+            } else {
+                verifier.allow_unauthenticated()
+            }
+            .build()
+            .map_err(|e| bad(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_single_cert(chain, key)?;
     // .NET Framework clients speak HTTP/1.1 only; advertising exactly that keeps ALPN honest.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
 /// Loads a certificate chain and key from PEM files.
-pub fn from_files(cert: &Path, key: &Path) -> Result<TlsIdentity, TlsError> {
+pub fn from_files(
+    cert: &Path,
+    key: &Path,
+    client: Option<&ClientAuth>,
+) -> Result<TlsIdentity, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| TlsError::Certificate {
             path: cert.display().to_string(),
@@ -136,14 +179,14 @@ pub fn from_files(cert: &Path, key: &Path) -> Result<TlsIdentity, TlsError> {
         reason: e.to_string(),
     })?;
     Ok(TlsIdentity {
-        config: server_config(chain, key_der)?,
+        config: server_config(chain, key_der, client)?,
         leaf,
     })
 }
 
 /// A fresh self-signed certificate for `localhost`, `127.0.0.1` and `::1`, valid from now on. The
 /// key lives only in memory and dies with the process.
-pub fn self_signed() -> Result<TlsIdentity, TlsError> {
+pub fn self_signed(client: Option<&ClientAuth>) -> Result<TlsIdentity, TlsError> {
     let names = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),
@@ -155,7 +198,7 @@ pub fn self_signed() -> Result<TlsIdentity, TlsError> {
     let key = PrivateKeyDer::try_from(certified.signing_key.serialize_der())
         .map_err(|e| TlsError::Generate(e.to_string()))?;
     Ok(TlsIdentity {
-        config: server_config(vec![leaf.clone()], key)?,
+        config: server_config(vec![leaf.clone()], key, client)?,
         leaf,
     })
 }

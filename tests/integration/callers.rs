@@ -35,6 +35,7 @@ fn auth_settings() -> Settings {
                 OperationGroup::DirectoryRead,
             ],
         }]),
+        ..AuthSettings::default()
     };
     s
 }
@@ -216,4 +217,132 @@ async fn identity_header_only_from_trusted_proxies() {
         let r = c.send(req).await;
         assert_eq!(r.status, expect, "trusted proxy {trusted}");
     }
+}
+
+/// A CA and certificates it signs, made at run time (nothing of value is committed).
+struct Pki {
+    ca_pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl Pki {
+    fn new(name: &str) -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Self {
+            ca_pem: cert.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// A client certificate; `expired` dates it in the past.
+    fn client(&self, cn: &str, expired: bool) -> (Vec<u8>, String, String) {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.der().to_vec(), cert.pem(), key.serialize_pem())
+    }
+}
+
+fn mtls_client(server: &TestServer, cert_pem: &str, key_pem: &str) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(server.leaf.clone()).unwrap();
+    let certs =
+        vec![rustls::pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap()];
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+}
+
+/// Sends TestSecurity over a connection made by `connector`; the HTTP status, or None when the
+/// TLS handshake (or the connection) was refused.
+async fn status_with(
+    connector: &tokio_rustls::TlsConnector,
+    addr: std::net::SocketAddr,
+) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = tokio::time::timeout(STEP, connector.connect(name, tcp))
+        .await
+        .ok()?
+        .ok()?;
+    let body = env11(&format!(r#"<TestSecurity xmlns="{NS}" />"#));
+    let req = format!(
+        "POST {SDK_PATH} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml\r\nSOAPAction: \"{}\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        action("TestSecurity"),
+        body.len()
+    );
+    tls.write_all(req.as_bytes()).await.ok()?;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(STEP, tls.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    text.get(9..12).and_then(|s| s.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_map_one_to_one() {
+    let pki = Pki::new("Contoso Issuing CA");
+    let other = Pki::new("Evil CA");
+    let dir = std::env::temp_dir().join(format!("pfgate-mtls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, &pki.ca_pem).unwrap();
+
+    let (good_der, good_pem, good_key) = pki.client("adfs01.contoso.com", false);
+    let (_, unmapped_pem, unmapped_key) = pki.client("someone-else", false);
+    let (_, expired_pem, expired_key) = pki.client("adfs01.contoso.com", true);
+    let (_, evil_pem, evil_key) = other.client("adfs01.contoso.com", false);
+
+    let mut settings = auth_settings();
+    settings.auth.client_ca_file = Some(ca_file);
+    settings.auth.certificate_map = vec![pfgate::auth::client_cert::CertificateMapping {
+        principal: "CONTOSO\\adfs-sdk".into(),
+        sha256: Some(pfgate::server::tls::fingerprint(&good_der)),
+        sha1: None,
+        subject: None,
+        upn: None,
+    }];
+    let s = TestServer::start(settings).await;
+
+    assert_eq!(
+        status_with(&mtls_client(&s, &good_pem, &good_key), s.addr).await,
+        Some(200)
+    );
+    // Verified by the CA but mapped to nobody: no principal, 401.
+    assert_eq!(
+        status_with(&mtls_client(&s, &unmapped_pem, &unmapped_key), s.addr).await,
+        Some(401)
+    );
+    // Another CA, or expired: the handshake itself is refused.
+    assert_eq!(
+        status_with(&mtls_client(&s, &evil_pem, &evil_key), s.addr).await,
+        None
+    );
+    assert_eq!(
+        status_with(&mtls_client(&s, &expired_pem, &expired_key), s.addr).await,
+        None
+    );
+    // No certificate (optional here): falls back to other methods, so 401 without credentials.
+    let r = post(&s.client(), "TestSecurity", "", None).await;
+    assert_eq!(r.status, 401);
 }
