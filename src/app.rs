@@ -3,9 +3,12 @@
 
 use std::sync::Arc;
 
-use crate::config::{DirectorySource, KeySource, Settings};
+use std::collections::HashMap;
+
+use crate::config::{DirectorySource, KeySource, ProviderSettings, Settings};
 use crate::engine::directory::{Directory, DirectoryError};
 use crate::engine::Engine;
+use crate::providers::router::Router;
 use crate::providers::scripted::ScriptedProvider;
 use crate::store::secrets::SecretKey;
 use crate::store::sqlite::SqliteStore;
@@ -23,6 +26,9 @@ pub enum BuildError {
     /// The secrets key could not be read.
     #[error("secrets key: {0}")]
     Key(String),
+    /// A provider could not be set up (missing secret, bad certificate…).
+    #[error("providers.{0}: {1}")]
+    Provider(String, String),
     /// LDAP primary authentication could not be set up.
     #[error("primary_auth: {0}")]
     Primary(String),
@@ -98,6 +104,36 @@ pub async fn seed(store: &dyn Store, directory: &Directory) -> Result<usize, Sto
     Ok(added)
 }
 
+/// The provider the settings describe: the scripted one of the users file when no provider is
+/// configured, otherwise a [`Router`] over the named providers.
+pub fn provider(
+    settings: &Settings,
+    directory: &Directory,
+) -> Result<Arc<dyn crate::providers::Provider>, BuildError> {
+    if settings.providers.is_empty() {
+        return Ok(Arc::new(ScriptedProvider::from_directory(directory)));
+    }
+    let mut named: HashMap<String, Arc<dyn crate::providers::Provider>> = HashMap::new();
+    for (name, p) in &settings.providers {
+        let built: Arc<dyn crate::providers::Provider> = match p {
+            ProviderSettings::Scripted => Arc::new(ScriptedProvider::from_directory(directory)),
+            ProviderSettings::Webhook(w) => Arc::new(
+                w.build(name)
+                    .map_err(|e| BuildError::Provider(name.clone(), e.to_string()))?
+                    .with_auth_timeout(settings.engine.auth_timeout),
+            ),
+            ProviderSettings::Duo(d) => Arc::new(
+                d.build(name)
+                    .map_err(|e| BuildError::Provider(name.clone(), e.to_string()))?,
+            ),
+        };
+        named.insert(name.clone(), built);
+    }
+    let router = Router::new(settings.routes.clone(), &named, settings.breaker)
+        .map_err(|e| BuildError::Provider("routes".into(), e.to_string()))?;
+    Ok(Arc::new(router))
+}
+
 /// Builds the engine the settings describe.
 pub async fn build_engine(settings: &Settings) -> Result<Engine, BuildError> {
     let directory = directory(settings)?;
@@ -106,7 +142,7 @@ pub async fn build_engine(settings: &Settings) -> Result<Engine, BuildError> {
     if added > 0 {
         tracing::info!(users = added, "seeded the store from the users file");
     }
-    let provider = Arc::new(ScriptedProvider::from_directory(&directory));
+    let provider = provider(settings, &directory)?;
     let primary = match &settings.primary_auth {
         Some(ldap) => Some(Arc::new(
             crate::primary::PrimaryAuth::new(ldap.clone())

@@ -37,6 +37,36 @@ pub struct FileConfig {
     pub store: StoreSection,
     /// `[primary_auth]`
     pub primary_auth: Option<PrimaryAuthSection>,
+    /// `[providers.NAME]`: each with `kind = "webhook" | "duo" | "scripted"` and its settings.
+    #[serde(default)]
+    pub providers: std::collections::BTreeMap<String, toml::Table>,
+    /// `[[routes]]`: which providers serve which authentications, in order.
+    #[serde(default)]
+    pub routes: Vec<crate::providers::router::RouteSettings>,
+    /// `[breaker]`: circuit breaker per provider.
+    #[serde(default)]
+    pub breaker: BreakerSection,
+}
+
+/// `[breaker]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerSection {
+    /// Consecutive failures that open a provider's breaker (default 5).
+    pub failure_threshold: Option<u32>,
+    /// Seconds it stays open before one probe (default 30).
+    pub cooldown_secs: Option<u64>,
+}
+
+/// One configured provider.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProviderSettings {
+    /// Outcomes from the users file (demo, test double).
+    Scripted,
+    /// The webhook adapter.
+    Webhook(crate::providers::webhook::WebhookSettings),
+    /// Duo Auth API v2.
+    Duo(crate::providers::duo::DuoSettings),
 }
 
 /// `[primary_auth]`: the LDAP bind `CombinedAuthUser*` and `PrimaryAuthUser` use.
@@ -280,7 +310,7 @@ pub enum DirectorySource {
 }
 
 /// The validated configuration everything else is built from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// TLS listener.
     pub tls_listen: Option<SocketAddr>,
@@ -306,6 +336,12 @@ pub struct Settings {
     pub store: StoreSettings,
     /// LDAP primary authentication, if configured.
     pub primary_auth: Option<crate::primary::LdapSettings>,
+    /// Named providers; empty means the scripted provider of the users file.
+    pub providers: Vec<(String, ProviderSettings)>,
+    /// Routes over the named providers.
+    pub routes: Vec<crate::providers::router::RouteSettings>,
+    /// Circuit breaker settings.
+    pub breaker: crate::providers::router::BreakerSettings,
 }
 
 /// The demo listener when `--listen` is not given.
@@ -332,6 +368,9 @@ impl Settings {
             demo: true,
             store: StoreSettings::default(),
             primary_auth: None,
+            providers: Vec::new(),
+            routes: Vec::new(),
+            breaker: crate::providers::router::BreakerSettings::default(),
         }
     }
 }
@@ -632,6 +671,81 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
         settings
     });
 
+    let mut providers = Vec::new();
+    for (name, table) in &file.providers {
+        let key = format!("providers.{name}");
+        let mut table = table.clone();
+        let kind = table.remove("kind");
+        let parsed = match kind.as_ref().and_then(|k| k.as_str()) {
+            Some("scripted") => Ok(ProviderSettings::Scripted),
+            Some("webhook") => toml::Value::Table(table)
+                .try_into::<crate::providers::webhook::WebhookSettings>()
+                .map(|mut w| {
+                    w.resolve_relative_to(base);
+                    ProviderSettings::Webhook(w)
+                })
+                .map_err(|e| e.to_string()),
+            Some("duo") => toml::Value::Table(table)
+                .try_into::<crate::providers::duo::DuoSettings>()
+                .map(|mut d| {
+                    d.resolve_relative_to(base);
+                    ProviderSettings::Duo(d)
+                })
+                .map_err(|e| e.to_string()),
+            Some(other) => Err(format!(
+                "kind '{other}' is not one of webhook, duo, scripted"
+            )),
+            None => Err("needs kind = \"webhook\", \"duo\" or \"scripted\"".into()),
+        };
+        match parsed {
+            Ok(p) => {
+                let issues = match &p {
+                    ProviderSettings::Scripted => Vec::new(),
+                    ProviderSettings::Webhook(w) => w.validate(),
+                    ProviderSettings::Duo(d) => d.validate(),
+                };
+                for (k, reason) in issues {
+                    problem(&format!("{key}.{k}"), reason);
+                }
+                providers.push((name.clone(), p));
+            }
+            Err(reason) => problem(&key, reason.trim().to_string()),
+        }
+    }
+    let names: Vec<&str> = providers.iter().map(|(n, _)| n.as_str()).collect();
+    for (i, r) in file.routes.iter().enumerate() {
+        for (k, reason) in r.validate(&names) {
+            problem(&format!("routes[{i}].{k}"), reason);
+        }
+    }
+    if !providers.is_empty() && file.routes.is_empty() {
+        problem(
+            "routes",
+            "providers are configured but no [[routes]] entry sends authentications to them".into(),
+        );
+    }
+    if providers.is_empty() && !file.routes.is_empty() {
+        problem(
+            "routes",
+            "routes name providers, but no [providers.NAME] is configured".into(),
+        );
+    }
+    let breaker = {
+        let d = crate::providers::router::BreakerSettings::default();
+        crate::providers::router::BreakerSettings {
+            failure_threshold: file
+                .breaker
+                .failure_threshold
+                .filter(|t| *t > 0)
+                .unwrap_or(d.failure_threshold),
+            cooldown: file
+                .breaker
+                .cooldown_secs
+                .map(Duration::from_secs)
+                .unwrap_or(d.cooldown),
+        }
+    };
+
     let auth = {
         let a = &file.auth;
         let methods = !a.basic.is_empty()
@@ -743,6 +857,9 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
         demo: false,
         store,
         primary_auth,
+        providers,
+        routes: file.routes,
+        breaker,
     })
 }
 

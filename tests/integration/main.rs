@@ -15,4 +15,6 @@ mod engine;
 mod hostile;
 mod interop;
 mod ldap;
+mod providers_duo;
+mod providers_webhook;
 mod support;
