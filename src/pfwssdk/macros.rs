@@ -101,6 +101,19 @@ macro_rules! complex_types {
     };
 }
 
+/// Evaluates to `Some($value)` when the field is called `$name`, else `None`.
+macro_rules! __code_if {
+    (error, error, $value:expr) => {
+        Some($value)
+    };
+    (call_result, call_result, $value:expr) => {
+        Some($value)
+    };
+    ($want:ident, $other:ident, $value:expr) => {
+        None::<i32>
+    };
+}
+
 /// Assigns `$value` to `$target` only when the field is called `error`.
 macro_rules! __set_if_error {
     (error, $target:expr, $value:expr) => {
@@ -270,6 +283,19 @@ macro_rules! operations {
                         r.result = crate::pfwssdk::wire::FromBool::from_bool(ok);
                         $( __set_if_error!($out_field, r.$out_field, error.clone()); )*
                         Response::$op(r)
+                    })+
+                }
+            }
+
+            /// Result flag (for boolean results), `Error` code and `CallResult` code: the access log's
+            /// outcome, read from the typed response rather than from the encoded XML.
+            pub fn outcome(&self) -> (Option<bool>, Option<i32>, Option<i32>) {
+                match self {
+                    $(Response::$op(r) => {
+                        let result = crate::pfwssdk::wire::FromBool::as_bool(&r.result);
+                        let error: Option<i32> = None $( .or(__code_if!(error, $out_field, r.$out_field.code)) )*;
+                        let call: Option<i32> = None $( .or(__code_if!(call_result, $out_field, r.$out_field.code)) )*;
+                        (result, error, call)
                     })+
                 }
             }

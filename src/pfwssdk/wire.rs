@@ -338,17 +338,25 @@ impl<T: ArrayItem> Wire for Option<Vec<T>> {
 pub trait FromBool {
     /// Converts.
     fn from_bool(ok: bool) -> Self;
+    /// The flag, for boolean results.
+    fn as_bool(&self) -> Option<bool>;
 }
 
 impl FromBool for bool {
     fn from_bool(ok: bool) -> Self {
         ok
     }
+    fn as_bool(&self) -> Option<bool> {
+        Some(*self)
+    }
 }
 
 impl FromBool for Option<String> {
     fn from_bool(ok: bool) -> Self {
         Some(ok.to_string())
+    }
+    fn as_bool(&self) -> Option<bool> {
+        None
     }
 }
 

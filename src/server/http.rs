@@ -146,7 +146,9 @@ pub async fn handle(
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let caller = caller_ip(&state, &conn, req.headers());
-    let (response, operation, outcome) = route(&state, &conn, &auth, req, caller).await;
+    // Boxed: the engine's future is large (every operation's state lives in it), and hyper moves
+    // the service future around; a box keeps those moves to a pointer copy.
+    let (response, operation, outcome) = Box::pin(route(&state, &conn, &auth, req, caller)).await;
     tracing::info!(
         target: "pfgate::access",
         method = %method,
@@ -155,7 +157,7 @@ pub async fn handle(
         operation = operation.unwrap_or("-"),
         status = response.status().as_u16(),
         outcome = %outcome,
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         "request"
     );
     Ok(response)
@@ -363,9 +365,9 @@ async fn soap(
         caller_ip: caller,
         caller: principal.to_string(),
     };
-    let response = state.engine.handle(&ctx, call.request).await;
+    let response = Box::pin(state.engine.handle(&ctx, call.request)).await;
     let xml = encode_response(call.version, &response);
-    let outcome = outcome_of(operation, &xml);
+    let outcome = outcome_of(&response);
     (
         respond(StatusCode::OK, call.version.content_type(), xml),
         Some(operation),
@@ -399,28 +401,22 @@ fn closing(mut r: HttpResponse) -> HttpResponse {
     r
 }
 
-/// A short outcome for the access log, read back from the envelope about to be sent:
-/// `true`, or `false/error=N/call=M`. Never a secret (only result and codes).
-fn outcome_of(operation: &str, xml: &str) -> String {
-    let code_of = |tag: &str| -> Option<&str> {
-        let open = format!("<{tag}><Code>");
-        let start = xml.find(&open)? + open.len();
-        let end = xml[start..].find('<')? + start;
-        Some(&xml[start..end])
-    };
-    let result = format!("<{operation}Result>");
-    let ok = xml
-        .find(&result)
-        .map(|i| !xml[i + result.len()..].starts_with("false"))
-        .unwrap_or(true);
-    let mut s = String::from(if ok { "true" } else { "false" });
-    if let Some(e) = code_of("error").filter(|c| *c != "0") {
-        s.push_str("/error=");
-        s.push_str(e);
+/// A short outcome for the access log: `true`, or `false/error=N/call=M`. Never a secret (only
+/// the result and codes).
+fn outcome_of(response: &crate::pfwssdk::Response) -> String {
+    use std::fmt::Write as _;
+    let (result, error, call) = response.outcome();
+    let mut s = String::with_capacity(32);
+    s.push_str(if result == Some(false) {
+        "false"
+    } else {
+        "true"
+    });
+    if let Some(e) = error.filter(|e| *e != 0) {
+        let _ = write!(s, "/error={e}");
     }
-    if let Some(c) = code_of("callResult") {
-        s.push_str("/call=");
-        s.push_str(c);
+    if let Some(c) = call {
+        let _ = write!(s, "/call={c}");
     }
     s
 }

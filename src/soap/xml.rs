@@ -37,8 +37,9 @@ impl Default for XmlLimits {
 /// One element: its namespace URI, local name, the flags SOAP cares about, text and children.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Element {
-    /// Resolved namespace URI (`None` for no namespace).
-    pub namespace: Option<String>,
+    /// Resolved namespace URI (`None` for no namespace). Shared: a document names few namespaces
+    /// but many elements, so each URI is allocated once per document.
+    pub namespace: Option<std::sync::Arc<str>>,
     /// Local name, without prefix.
     pub name: String,
     /// `xsi:nil="true"` was present.
@@ -108,6 +109,7 @@ pub fn parse(bytes: &[u8], limits: XmlLimits) -> Result<Element, XmlError> {
     reader.config_mut().trim_text(false);
 
     let mut stack: Vec<Element> = Vec::new();
+    let mut namespaces: Vec<std::sync::Arc<str>> = Vec::new();
     let mut root: Option<Element> = None;
     let mut count = 0usize;
 
@@ -138,7 +140,17 @@ pub fn parse(bytes: &[u8], limits: XmlLimits) -> Result<Element, XmlError> {
                 }
                 let local = start.local_name().as_ref().to_string();
                 let namespace = match resolved {
-                    ResolveResult::Bound(ns) => Some(ns.as_ref().to_string()),
+                    ResolveResult::Bound(ns) => {
+                        let uri = ns.as_ref();
+                        Some(match namespaces.iter().find(|n| &***n == uri) {
+                            Some(n) => n.clone(),
+                            None => {
+                                let n: std::sync::Arc<str> = uri.into();
+                                namespaces.push(n.clone());
+                                n
+                            }
+                        })
+                    }
                     ResolveResult::Unbound => None,
                     ResolveResult::Unknown(_) => return Err(XmlError::UnknownPrefix(local)),
                 };
@@ -153,17 +165,26 @@ pub fn parse(bytes: &[u8], limits: XmlLimits) -> Result<Element, XmlError> {
                         message: e.to_string(),
                     })?;
                     let (attr_ns, attr_local) = reader.resolver().resolve_attribute(attr.key);
-                    let value = attr
-                        .normalized_value(XmlVersion::Implicit1_0)
-                        .map_err(|e| syntax(e, &reader))?;
-                    let truthy = matches!(value.trim(), "true" | "1");
-                    match (attr_ns, attr_local.as_ref()) {
-                        (ResolveResult::Bound(ns), "nil") if ns.as_ref() == XSI_NS => {
-                            element.nil = truthy
+                    // Only two attributes mean anything to SOAP; the value of any other (namespace
+                    // declarations above all) is never needed, so it is not normalised.
+                    let flag = match (&attr_ns, attr_local.as_ref()) {
+                        (ResolveResult::Unknown(p), _) => {
+                            return Err(XmlError::UnknownPrefix(p.clone()))
                         }
-                        (_, "mustUnderstand") => element.must_understand = truthy,
-                        (ResolveResult::Unknown(p), _) => return Err(XmlError::UnknownPrefix(p)),
-                        _ => {}
+                        (ResolveResult::Bound(ns), "nil") if ns.as_ref() == XSI_NS => Some(true),
+                        (_, "mustUnderstand") => Some(false),
+                        _ => None,
+                    };
+                    if let Some(is_nil) = flag {
+                        let value = attr
+                            .normalized_value(XmlVersion::Implicit1_0)
+                            .map_err(|e| syntax(e, &reader))?;
+                        let truthy = matches!(value.trim(), "true" | "1");
+                        if is_nil {
+                            element.nil = truthy;
+                        } else {
+                            element.must_understand = truthy;
+                        }
                     }
                 }
                 if matches!(event, Event::Empty(_)) {

@@ -83,7 +83,7 @@ fn check_config_accepts_a_good_file_and_lists_every_problem_of_a_bad_one() {
         "server.trusted_proxies[0]",
         "engine.auth_timeout_secs",
         "engine.default_country_code",
-        "auth.allow_anonymous",
+        "auth",
     ] {
         assert!(
             err.contains(&format!("{file}:{key}: ")),
