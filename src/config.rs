@@ -212,6 +212,94 @@ pub struct AuthSection {
     /// One-to-one mapping of client certificates to principals.
     #[serde(default)]
     pub certificate_map: Vec<crate::auth::client_cert::CertificateMapping>,
+    /// Windows Integrated authentication (NTLM, Negotiate wrapping NTLM).
+    pub ntlm: Option<NtlmSection>,
+}
+
+/// `[auth.ntlm]`: how pfgate presents itself in NTLM challenges, and the accounts it verifies.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NtlmSection {
+    /// NetBIOS domain name (`CONTOSO`).
+    pub netbios_domain: String,
+    /// NetBIOS computer name (default `PFGATE`).
+    pub netbios_computer: Option<String>,
+    /// DNS domain name (`contoso.com`).
+    pub dns_domain: Option<String>,
+    /// DNS name of this host (`mfa.contoso.com`).
+    pub dns_computer: Option<String>,
+    /// Accounts (MIM's service account…).
+    #[serde(default)]
+    pub accounts: Vec<NtlmAccountSection>,
+}
+
+/// One NTLM account: `DOMAIN\user` and where its password or NT hash is read from.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NtlmAccountSection {
+    /// `DOMAIN\user` (the domain may be `*` for any).
+    pub principal: String,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// File holding the password (one line).
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding the NT hash (32 hex characters).
+    pub nt_hash_env: Option<String>,
+    /// File holding the NT hash.
+    pub nt_hash_file: Option<PathBuf>,
+}
+
+/// Validated NTLM settings; secrets are read at start, not kept here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NtlmSettings {
+    /// NetBIOS domain.
+    pub netbios_domain: String,
+    /// NetBIOS computer.
+    pub netbios_computer: String,
+    /// DNS domain.
+    pub dns_domain: String,
+    /// DNS computer.
+    pub dns_computer: String,
+    /// Accounts.
+    pub accounts: Vec<NtlmAccountSection>,
+}
+
+/// Reads an account's NT hash from its configured source.
+pub fn ntlm_account_hash(a: &NtlmAccountSection) -> Result<[u8; 16], String> {
+    let text = |env: &Option<String>, file: &Option<PathBuf>| -> Option<Result<String, String>> {
+        if let Some(v) = env {
+            return Some(
+                std::env::var(v).map_err(|_| format!("environment variable {v} is not set")),
+            );
+        }
+        file.as_ref().map(|f| {
+            std::fs::read_to_string(f)
+                .map(|t| t.trim_end_matches(['\r', '\n']).to_string())
+                .map_err(|e| format!("cannot read {}: {e}", f.display()))
+        })
+    };
+    if let Some(h) = text(&a.nt_hash_env, &a.nt_hash_file) {
+        let h = h?;
+        let h = h.trim();
+        if h.len() != 32 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("the NT hash must be 32 hexadecimal characters".into());
+        }
+        let mut out = [0u8; 16];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&h[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+        }
+        return Ok(out);
+    }
+    match text(&a.password_env, &a.password_file) {
+        Some(p) => {
+            let p = p?;
+            if p.is_empty() {
+                return Err("the password is empty".into());
+            }
+            Ok(crate::auth::ntlm::nt_hash_of_password(&p))
+        }
+        None => Err("give one of password_env, password_file, nt_hash_env, nt_hash_file".into()),
+    }
 }
 
 /// Validated caller-authentication settings.
@@ -231,6 +319,8 @@ pub struct AuthSettings {
     pub client_cert_required: bool,
     /// Certificate → principal mapping.
     pub certificate_map: Vec<crate::auth::client_cert::CertificateMapping>,
+    /// NTLM / Negotiate.
+    pub ntlm: Option<NtlmSettings>,
 }
 
 /// Where the TLS certificate comes from.
@@ -750,7 +840,43 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
         let a = &file.auth;
         let methods = !a.basic.is_empty()
             || a.proxy_identity_header.is_some()
-            || !a.certificate_map.is_empty();
+            || !a.certificate_map.is_empty()
+            || a.ntlm.as_ref().is_some_and(|n| !n.accounts.is_empty());
+        let ntlm = a.ntlm.as_ref().map(|n| {
+            if n.netbios_domain.trim().is_empty() {
+                problem("auth.ntlm.netbios_domain", "must not be empty".into());
+            }
+            let accounts: Vec<NtlmAccountSection> = n
+                .accounts
+                .iter()
+                .map(|acc| NtlmAccountSection {
+                    password_file: acc.password_file.as_deref().map(resolve),
+                    nt_hash_file: acc.nt_hash_file.as_deref().map(resolve),
+                    ..acc.clone()
+                })
+                .collect();
+            for (i, acc) in accounts.iter().enumerate() {
+                if !acc.principal.contains('\\') {
+                    problem(
+                        &format!("auth.ntlm.accounts[{i}].principal"),
+                        "must be DOMAIN\\user".into(),
+                    );
+                }
+                if let Err(e) = ntlm_account_hash(acc) {
+                    problem(&format!("auth.ntlm.accounts[{i}]"), e);
+                }
+            }
+            NtlmSettings {
+                netbios_domain: n.netbios_domain.to_ascii_uppercase(),
+                netbios_computer: n
+                    .netbios_computer
+                    .clone()
+                    .unwrap_or_else(|| "PFGATE".into()),
+                dns_domain: n.dns_domain.clone().unwrap_or_default(),
+                dns_computer: n.dns_computer.clone().unwrap_or_default(),
+                accounts,
+            }
+        });
         if let Some(ca) = &a.client_ca_file {
             if !resolve(ca).is_file() {
                 problem(
@@ -838,6 +964,7 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
             client_ca_file: a.client_ca_file.as_deref().map(resolve),
             client_cert_required: a.client_cert_required,
             certificate_map: a.certificate_map.clone(),
+            ntlm,
         }
     };
 

@@ -10,9 +10,14 @@
 use std::net::IpAddr;
 use std::sync::Mutex;
 
+use base64::Engine as _;
 use http::HeaderMap;
 
 use crate::auth::basic;
+use crate::auth::ntlm::{
+    NtlmAcceptor, NtlmAccountMap, NtlmServerConfig, NtlmState, NtlmStep, ReplayCache,
+};
+use crate::auth::spnego::{NegotiateReject, NegotiateState, NegotiateStep};
 use crate::config::{is_trusted, Settings};
 use crate::engine::audit::{self, AuditEvent, AuditKind};
 
@@ -21,6 +26,45 @@ use crate::engine::audit::{self, AuditEvent, AuditKind};
 #[derive(Debug, Default)]
 pub struct ConnAuth {
     principal: Mutex<Option<String>>,
+    ntlm: Mutex<NtlmState>,
+    negotiate: Mutex<NegotiateState>,
+}
+
+/// The process-wide NTLM acceptor parts: how pfgate names itself, the accounts, and the cache that
+/// makes every AUTHENTICATE message single-use.
+#[derive(Debug)]
+pub struct NtlmRuntime {
+    config: NtlmServerConfig,
+    accounts: NtlmAccountMap,
+    replay: ReplayCache,
+}
+
+impl NtlmRuntime {
+    /// Reads the accounts' secrets.
+    pub fn new(settings: &crate::config::NtlmSettings) -> Result<Self, String> {
+        let config = NtlmServerConfig::new(
+            settings.netbios_domain.clone(),
+            settings.netbios_computer.clone(),
+            settings.dns_domain.clone(),
+            settings.dns_computer.clone(),
+        );
+        let mut accounts = NtlmAccountMap::new();
+        for a in &settings.accounts {
+            let hash =
+                crate::config::ntlm_account_hash(a).map_err(|e| format!("{}: {e}", a.principal))?;
+            let (domain, user) = a
+                .principal
+                .split_once('\\')
+                .unwrap_or(("*", a.principal.as_str()));
+            accounts.insert_nt_hash(domain, user, hash);
+        }
+        let replay = ReplayCache::for_config(&config);
+        Ok(Self {
+            config,
+            accounts,
+            replay,
+        })
+    }
 }
 
 impl ConnAuth {
@@ -37,23 +81,132 @@ impl ConnAuth {
     }
 }
 
-/// A caller that could not be identified.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A caller that could not be identified (yet).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Unauthenticated {
     /// Why (for the audit log; never contains a credential).
     pub reason: String,
     /// The user name the caller claimed, if any.
     pub claimed: Option<String>,
+    /// The one challenge to answer with instead of the full list (the next leg of a handshake).
+    pub challenge: Option<String>,
+    /// True when this 401 is a handshake step, not a refusal (not audited as a failure).
+    pub in_progress: bool,
+}
+
+/// An identified caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identified {
+    /// The principal.
+    pub principal: String,
+    /// A `WWW-Authenticate` value to send on the successful response (Negotiate's final token).
+    pub final_token: Option<String>,
 }
 
 /// Identifies the caller of one request.
 pub fn identify(
     settings: &Settings,
+    ntlm: Option<&NtlmRuntime>,
     tls: bool,
     peer: IpAddr,
     headers: &HeaderMap,
     conn: &ConnAuth,
-) -> Result<String, Unauthenticated> {
+) -> Result<Identified, Unauthenticated> {
+    identify_principal(settings, ntlm, tls, peer, headers, conn)
+}
+
+fn ok(principal: String) -> Result<Identified, Unauthenticated> {
+    Ok(Identified {
+        principal,
+        final_token: None,
+    })
+}
+
+fn refused(reason: impl Into<String>) -> Unauthenticated {
+    Unauthenticated {
+        reason: reason.into(),
+        ..Unauthenticated::default()
+    }
+}
+
+fn lock<T: Default>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// One leg of NTLM (`Authorization: NTLM …`) or Negotiate (`Authorization: Negotiate …`).
+fn windows_auth(
+    runtime: &NtlmRuntime,
+    negotiate: bool,
+    token: &str,
+    conn: &ConnAuth,
+) -> Result<Identified, Unauthenticated> {
+    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(token.trim()) else {
+        return Err(refused("malformed Windows authentication token"));
+    };
+    let acceptor = NtlmAcceptor::new(&runtime.config, &runtime.accounts, &runtime.replay);
+    let b64 = |t: &[u8]| base64::engine::general_purpose::STANDARD.encode(t);
+    if negotiate {
+        let state = std::mem::take(&mut *lock(&conn.negotiate));
+        match state.step(&acceptor, &bytes) {
+            NegotiateStep::Continue { token, state } => {
+                *lock(&conn.negotiate) = state;
+                Err(Unauthenticated {
+                    reason: "Negotiate handshake in progress".into(),
+                    challenge: Some(format!("Negotiate {}", b64(&token))),
+                    in_progress: true,
+                    ..Unauthenticated::default()
+                })
+            }
+            NegotiateStep::Authenticated { principal, token } => {
+                let p = principal.to_string();
+                conn.set_principal(&p);
+                Ok(Identified {
+                    principal: p,
+                    final_token: token.map(|t| format!("Negotiate {}", b64(&t))),
+                })
+            }
+            NegotiateStep::Rejected(NegotiateReject::KerberosNotSupported) => {
+                Err(Unauthenticated {
+                    reason: "Kerberos is not supported; NTLM is offered".into(),
+                    challenge: Some("NTLM".into()),
+                    ..Unauthenticated::default()
+                })
+            }
+            NegotiateStep::Rejected(r) => Err(refused(format!("Negotiate refused: {r:?}"))),
+        }
+    } else {
+        let state = std::mem::take(&mut *lock(&conn.ntlm));
+        match acceptor.step(state, &bytes) {
+            NtlmStep::Challenge { token, state } => {
+                *lock(&conn.ntlm) = state;
+                Err(Unauthenticated {
+                    reason: "NTLM handshake in progress".into(),
+                    challenge: Some(format!("NTLM {}", b64(&token))),
+                    in_progress: true,
+                    ..Unauthenticated::default()
+                })
+            }
+            NtlmStep::Authenticated { principal, .. } => {
+                let p = principal.to_string();
+                conn.set_principal(&p);
+                ok(p)
+            }
+            NtlmStep::Rejected(r) => Err(refused(format!("NTLM refused: {r:?}"))),
+        }
+    }
+}
+
+fn identify_principal(
+    settings: &Settings,
+    ntlm: Option<&NtlmRuntime>,
+    tls: bool,
+    peer: IpAddr,
+    headers: &HeaderMap,
+    conn: &ConnAuth,
+) -> Result<Identified, Unauthenticated> {
     let auth = &settings.auth;
     let trusted = is_trusted(&settings.trusted_proxies, peer);
     if let Some(value) = headers
@@ -63,39 +216,37 @@ pub fn identify(
         let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
         if scheme.eq_ignore_ascii_case("basic") {
             if !tls && !trusted {
-                return Err(Unauthenticated {
-                    reason: "Basic credentials over plain HTTP are refused".into(),
-                    claimed: None,
-                });
+                return Err(refused("Basic credentials over plain HTTP are refused"));
             }
             let Some(creds) = basic::parse(token) else {
-                return Err(Unauthenticated {
-                    reason: "malformed Basic credentials".into(),
-                    claimed: None,
-                });
+                return Err(refused("malformed Basic credentials"));
             };
             return match basic::verify(&auth.basic, &creds) {
-                Some(account) => Ok(account.principal.clone()),
+                Some(account) => ok(account.principal.clone()),
                 None => Err(Unauthenticated {
                     reason: "wrong user name or password".into(),
                     claimed: Some(creds.user),
+                    ..Unauthenticated::default()
                 }),
             };
         }
-        return Err(Unauthenticated {
-            reason: format!(
-                "authentication scheme '{}' is not enabled",
-                crate::pfwssdk::wire::clip(scheme)
-            ),
-            claimed: None,
-        });
+        let negotiate = scheme.eq_ignore_ascii_case("negotiate");
+        if negotiate || scheme.eq_ignore_ascii_case("ntlm") {
+            if let Some(runtime) = ntlm {
+                return windows_auth(runtime, negotiate, token, conn);
+            }
+        }
+        return Err(refused(format!(
+            "authentication scheme '{}' is not enabled",
+            crate::pfwssdk::wire::clip(scheme)
+        )));
     }
     if let Some(name) = &auth.proxy_identity_header {
         if let Some(v) = headers.get(name.as_str()).and_then(|v| v.to_str().ok()) {
             if trusted {
                 let v = v.trim();
                 if !v.is_empty() {
-                    return Ok(v.to_string());
+                    return ok(v.to_string());
                 }
             } else {
                 tracing::warn!(
@@ -108,20 +259,22 @@ pub fn identify(
         }
     }
     if let Some(p) = conn.principal() {
-        return Ok(p);
+        return ok(p);
     }
     if auth.allow_anonymous {
-        return Ok("anonymous".into());
+        return ok("anonymous".into());
     }
-    Err(Unauthenticated {
-        reason: "no credentials".into(),
-        claimed: None,
-    })
+    Err(refused("no credentials"))
 }
 
 /// The `WWW-Authenticate` challenges for this listener.
 pub fn challenges(settings: &Settings, tls: bool) -> Vec<String> {
     let mut out = Vec::new();
+    // As IIS with Windows Authentication: Negotiate first, then NTLM.
+    if settings.auth.ntlm.is_some() {
+        out.push("Negotiate".to_string());
+        out.push("NTLM".to_string());
+    }
     if !settings.auth.basic.is_empty() && tls {
         out.push("Basic realm=\"pfgate\", charset=\"UTF-8\"".to_string());
     }

@@ -28,6 +28,8 @@ pub struct AppState {
     pub engine: Engine,
     /// Validated settings.
     pub settings: Settings,
+    /// NTLM acceptor parts, when Windows authentication is configured.
+    pub ntlm: Option<caller::NtlmRuntime>,
 }
 
 /// Facts about the connection a request arrived on.
@@ -183,8 +185,9 @@ async fn route(
     }
     // Like an IIS site with anonymous access off: every request to the SDK is authenticated,
     // the WSDL and help page included.
-    let principal = match caller::identify(
+    let identified = match caller::identify(
         &state.settings,
+        state.ntlm.as_ref(),
         conn.tls,
         conn.peer.ip(),
         req.headers(),
@@ -192,19 +195,25 @@ async fn route(
     ) {
         Ok(p) => p,
         Err(refusal) => {
-            caller::audit_refusal(
-                AuditKind::CallerUnauthenticated,
-                refusal.claimed.as_deref().unwrap_or("-"),
-                "-",
-                &refusal.reason,
-            );
-            // Read (and drop) the body so the connection survives for the next attempt.
+            if !refusal.in_progress {
+                caller::audit_refusal(
+                    AuditKind::CallerUnauthenticated,
+                    refusal.claimed.as_deref().unwrap_or("-"),
+                    "-",
+                    &refusal.reason,
+                );
+            }
+            // Read (and drop) the body so the connection survives for the next leg.
             drain(req.into_body(), &state.settings).await;
             let mut r = plain(
                 StatusCode::UNAUTHORIZED,
                 "401 - Unauthorized: Access is denied due to invalid credentials.",
             );
-            for c in caller::challenges(&state.settings, conn.tls) {
+            let challenges = match &refusal.challenge {
+                Some(c) => vec![c.clone()],
+                None => caller::challenges(&state.settings, conn.tls),
+            };
+            for c in challenges {
                 if let Ok(v) = HeaderValue::from_str(&c) {
                     r.headers_mut().append(http::header::WWW_AUTHENTICATE, v);
                 }
@@ -212,6 +221,8 @@ async fn route(
             return (r, None, format!("unauthenticated: {}", refusal.reason));
         }
     };
+    let principal = identified.principal;
+    let final_token = identified.final_token;
     if !state.settings.auth.policy.knows(&principal) {
         caller::audit_refusal(
             AuditKind::CallerForbidden,
@@ -226,7 +237,7 @@ async fn route(
             "forbidden".into(),
         );
     }
-    match *req.method() {
+    let (mut response, operation, outcome) = match *req.method() {
         Method::GET | Method::HEAD => {
             let location = public_location(state, conn, req.headers(), &path);
             let query = req.uri().query().unwrap_or("");
@@ -274,7 +285,13 @@ async fn route(
                 .insert(ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
             (r, None, "method-not-allowed".into())
         }
+    };
+    if let Some(token) = final_token.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        response
+            .headers_mut()
+            .insert(http::header::WWW_AUTHENTICATE, token);
     }
+    (response, operation, outcome)
 }
 
 async fn soap(

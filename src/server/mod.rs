@@ -39,6 +39,9 @@ pub enum StartError {
     /// TLS set-up failed.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// An NTLM account's secret could not be read.
+    #[error("auth.ntlm: {0}")]
+    Ntlm(String),
     /// The engine (store, users file, provider) could not be built.
     #[error(transparent)]
     Engine(#[from] crate::app::BuildError),
@@ -132,7 +135,15 @@ pub async fn start_with(settings: Settings, engine: Engine) -> Result<RunningSer
     let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
     let (tls_addr, plain_addr) = (local(&tls_listener), local(&plain_listener));
 
-    let state = Arc::new(AppState { engine, settings });
+    let ntlm = match &settings.auth.ntlm {
+        Some(n) => Some(caller::NtlmRuntime::new(n).map_err(StartError::Ntlm)?),
+        None => None,
+    };
+    let state = Arc::new(AppState {
+        engine,
+        settings,
+        ntlm,
+    });
     if let (Some(listener), Some(identity)) = (tls_listener, &tls) {
         let acceptor = TlsAcceptor::from(identity.config.clone());
         tasks.push(tokio::spawn(accept_loop(

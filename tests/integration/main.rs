@@ -15,6 +15,7 @@ mod engine;
 mod hostile;
 mod interop;
 mod ldap;
+mod ntlm;
 mod providers_duo;
 mod providers_webhook;
 mod support;
