@@ -17,5 +17,6 @@ mod interop;
 mod ldap;
 mod ntlm;
 mod providers_duo;
+mod providers_e2e;
 mod providers_webhook;
 mod support;

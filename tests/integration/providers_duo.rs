@@ -35,9 +35,9 @@ use tokio::net::TcpListener;
 
 /// Any single step of a test (one authentication, one check).
 const STEP: Duration = Duration::from_secs(20);
-const API_HOST: &str = "api-test1234.duosecurity.com";
-const IKEY: &str = "DIXXXXXXXXXXXXXXXXXX";
-const SKEY: &str = "deadbeefdeadbeefdeadbeefdeadbeefdeadbeef";
+pub(crate) const API_HOST: &str = "api-test1234.duosecurity.com";
+pub(crate) const IKEY: &str = "DIXXXXXXXXXXXXXXXXXX";
+pub(crate) const SKEY: &str = "deadbeefdeadbeefdeadbeefdeadbeefdeadbeef";
 /// How far the `Date` header may be from the fake's clock.
 const DATE_SKEW_SECS: i64 = 300;
 
@@ -269,7 +269,7 @@ struct State {
     txs: HashMap<String, (String, u32)>,
 }
 
-struct Fake {
+pub(crate) struct Fake {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
     polls: Arc<AtomicUsize>,
@@ -283,7 +283,7 @@ impl Drop for Fake {
 }
 
 impl Fake {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State::default()));
@@ -311,7 +311,7 @@ impl Fake {
         }
     }
 
-    fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
@@ -319,7 +319,7 @@ impl Fake {
         self.state.lock().unwrap().seen.clone()
     }
 
-    fn seen_paths(&self) -> Vec<String> {
+    pub(crate) fn seen_paths(&self) -> Vec<String> {
         self.seen().into_iter().map(|s| s.path).collect()
     }
 

@@ -1,0 +1,222 @@
+//! The gateway end to end: a Mono `SoapHttpClientProtocol` proxy calls pfgate, whose route sends
+//! the authentication to the example webhook service (a real Python program speaking
+//! `docs/webhook.md`) and, when that service is down, fails over to Duo (the Duo fake of
+//! `providers_duo`, which checks Duo's request signatures). A person's denial is final: no failover.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use pfgate::config::{ProviderSettings, Settings};
+use pfgate::providers::duo::DuoSettings;
+use pfgate::providers::router::RouteSettings;
+use pfgate::providers::webhook::WebhookSettings;
+
+use crate::providers_duo::{Fake as DuoFake, API_HOST, IKEY, SKEY};
+use crate::support::*;
+
+const WEBHOOK_SECRET: &str = "e2e-webhook-shared-secret-0123456789";
+
+fn tools_present() -> bool {
+    let ok = ["python3", "mono", "mcs", "wsdl"].iter().all(|t| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    });
+    if !ok {
+        assert!(
+            std::env::var("PFGATE_REQUIRE_INTEROP").as_deref() != Ok("1"),
+            "python3 and Mono are required (PFGATE_REQUIRE_INTEROP=1)"
+        );
+        eprintln!("SKIP providers_e2e: python3 or Mono missing");
+    }
+    ok
+}
+
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_webhook(dir: &std::path::Path) -> (Child, String) {
+    let secret = dir.join("webhook.secret");
+    std::fs::write(&secret, format!("{WEBHOOK_SECRET}\n")).unwrap();
+    let mut child = Command::new("python3")
+        .arg(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("examples/webhook-provider/webhook_provider.py"),
+        )
+        .args(["--host", "127.0.0.1", "--port", "0", "--secret-file"])
+        .arg(&secret)
+        .args([
+            "--decide",
+            "allowlist",
+            "--allow",
+            "alice@contoso.com",
+            "--allow",
+            "svc@contoso.com",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    std::thread::spawn(move || for _ in reader.lines().map_while(Result::ok) {});
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    (Child(child), base)
+}
+
+fn mono_calls(dir: &std::path::Path, url: &str, fp: &str, calls: &[&str]) -> Vec<String> {
+    let out = Command::new("mono")
+        .current_dir(dir)
+        .args(["auth.exe", url, fp])
+        .args(calls)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_then_duo_failover_through_a_mono_proxy() {
+    if !tools_present() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("pfgate-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // The Mono proxy, generated from the WSDL pfgate publishes.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let d = dir.clone();
+    tokio::task::spawn_blocking(move || {
+        let gen = Command::new("wsdl")
+            .current_dir(&d)
+            .args(["-nologo", "-n:PfGateAuth", "-o:Proxy.cs"])
+            .arg(root.join("wsdl/PfWsSdk.wsdl"))
+            .output()
+            .unwrap();
+        assert!(gen.status.success());
+        let mcs = Command::new("mcs")
+            .current_dir(&d)
+            .args([
+                "-nologo",
+                "-out:auth.exe",
+                "-r:System.Web.Services.dll",
+                "Proxy.cs",
+            ])
+            .arg(root.join("tests/interop/MonoAuth.cs"))
+            .output()
+            .unwrap();
+        assert!(
+            mcs.status.success(),
+            "{}",
+            String::from_utf8_lossy(&mcs.stdout)
+        );
+    })
+    .await
+    .unwrap();
+
+    let (webhook, webhook_url) = start_webhook(&dir);
+    let duo = DuoFake::start().await;
+    let duo_secret = dir.join("duo.secret");
+    std::fs::write(&duo_secret, format!("{SKEY}\n")).unwrap();
+
+    let mut settings = Settings::demo("127.0.0.1:0".parse().unwrap());
+    settings.providers = vec![
+        (
+            "hook".into(),
+            ProviderSettings::Webhook(WebhookSettings {
+                base_url: webhook_url,
+                secret_file: Some(dir.join("webhook.secret")),
+                request_timeout_secs: Some(2),
+                poll_interval_ms: Some(100),
+                ..WebhookSettings::default()
+            }),
+        ),
+        (
+            "duo".into(),
+            ProviderSettings::Duo(DuoSettings {
+                api_host: API_HOST.into(),
+                base_url: Some(duo.base_url()),
+                integration_key: IKEY.into(),
+                secret_key_file: Some(duo_secret),
+                poll_interval_ms: Some(100),
+                ..DuoSettings::default()
+            }),
+        ),
+    ];
+    settings.routes = vec![RouteSettings {
+        providers: vec!["hook".into(), "duo".into()],
+        ..RouteSettings::default()
+    }];
+    let server = TestServer::start(settings).await;
+    let (url, fp) = (server.url(), server.fingerprint());
+
+    // The webhook decides: alice and the number given for svc approved; bob denied (final).
+    let (d, u, f) = (dir.clone(), url.clone(), fp.clone());
+    let lines = tokio::task::spawn_blocking(move || {
+        mono_calls(
+            &d,
+            &u,
+            &f,
+            &[
+                "5:svc@contoso.com:1:4255550100",
+                "4:alice@contoso.com",
+                "4:bob@contoso.com",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(lines, vec!["true 2", "true 2", "false 150"]);
+    assert!(
+        duo.seen_paths().iter().all(|p| !p.contains("/auth")),
+        "no failover after a denial or success: {:?}",
+        duo.seen_paths()
+    );
+
+    // The webhook service goes down: the same calls fail over to Duo, which approves.
+    drop(webhook);
+    let (d, u, f) = (dir.clone(), url.clone(), fp.clone());
+    let lines = tokio::task::spawn_blocking(move || {
+        mono_calls(
+            &d,
+            &u,
+            &f,
+            &["4:alice@contoso.com", "5:svc@contoso.com:1:4255550100"],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(lines, vec!["true 2", "true 2"]);
+    let paths = duo.seen_paths();
+    assert!(
+        paths.iter().any(|p| p.contains("/auth/v2/preauth")),
+        "{paths:?}"
+    );
+    assert!(
+        paths.iter().any(|p| p.contains("/auth/v2/auth_status")),
+        "{paths:?}"
+    );
+}
