@@ -278,6 +278,7 @@ impl Engine {
             kind: TransactionKind::OathCode,
             code_hash: None,
             expires_at: now_unix() + self.settings.auth_timeout.as_secs() as i64,
+            target: None,
         };
         match self.store.put_transaction(&tx).await {
             Ok(()) => AuthDecision {
@@ -332,6 +333,7 @@ impl Engine {
             kind: TransactionKind::SmsPasscode,
             code_hash: Some(code_hash),
             expires_at: now_unix() + self.settings.auth_timeout.as_secs() as i64,
+            target: None,
         };
         if let Err(e) = self.store.put_transaction(&tx).await {
             return (self.store_failure(&e), None, None);

@@ -9,6 +9,7 @@
 pub mod duo;
 pub mod router;
 pub mod scripted;
+pub mod twilio;
 pub mod webhook;
 
 use std::net::IpAddr;
@@ -75,6 +76,28 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
             "provider {} cannot send one-time passcodes",
             self.name()
         ))
+    }
+
+    /// Starts a verification whose code the provider generates, sends (SMS or voice, by
+    /// `attempt.mode`) and later checks itself (Twilio Verify). `None` means this provider does not
+    /// work that way (the default) and the engine calls [`Provider::authenticate`] instead; otherwise
+    /// the name of the provider that sent the code (the router's member) and `Approved` when sent.
+    async fn start_verification(&self, attempt: &AuthAttempt) -> Option<(String, Verdict)> {
+        let _ = attempt;
+        None
+    }
+
+    /// Checks a code against a verification this provider (`provider`, as returned by
+    /// [`Provider::start_verification`]) started for `attempt.phone`: `Approved` when right,
+    /// `Denied` when wrong or expired, `Failed` when the provider could not be asked.
+    async fn check_verification(
+        &self,
+        provider: &str,
+        attempt: &AuthAttempt,
+        code: &str,
+    ) -> Verdict {
+        let _ = (attempt, code);
+        Verdict::Failed(format!("provider {provider} does not check codes"))
     }
 
     /// True when the provider can take calls (readiness).

@@ -313,6 +313,47 @@ impl Provider for Router {
         .await
     }
 
+    async fn start_verification(&self, attempt: &AuthAttempt) -> Option<(String, Verdict)> {
+        let route = self.routes.iter().find(|r| r.settings.matches(attempt))?;
+        let mut reasons = Vec::new();
+        for (name, provider) in &route.providers {
+            let breaker = self.breakers.get(name);
+            if breaker.is_some_and(|b| !b.admit(Instant::now())) {
+                reasons.push(format!("{name}: circuit open"));
+                continue;
+            }
+            // The route's first available provider decides whether this is a code flow.
+            let (_, verdict) = provider.start_verification(attempt).await?;
+            let failed = matches!(verdict, Verdict::Failed(_));
+            if let Some(b) = breaker {
+                b.record(!failed, Instant::now());
+            }
+            match verdict {
+                Verdict::Failed(reason) => reasons.push(format!("{name}: {reason}")),
+                other => return Some((name.clone(), other)),
+            }
+        }
+        // Codes never fail open: the person must still prove something.
+        Some((
+            String::new(),
+            Verdict::Failed(format!("every provider failed ({})", reasons.join("; "))),
+        ))
+    }
+
+    async fn check_verification(
+        &self,
+        provider: &str,
+        attempt: &AuthAttempt,
+        code: &str,
+    ) -> Verdict {
+        for route in &self.routes {
+            if let Some((_, p)) = route.providers.iter().find(|(n, _)| n == provider) {
+                return p.check_verification(provider, attempt, code).await;
+            }
+        }
+        Verdict::Failed(format!("no provider named {provider}"))
+    }
+
     async fn healthy(&self) -> bool {
         // Ready when every route has at least one provider that answers and is not open.
         for r in &self.routes {

@@ -167,6 +167,8 @@ pub enum TransactionKind {
     OathCode,
     /// A one-way SMS one-time passcode (`ValidatePasscode`).
     SmsPasscode,
+    /// A code the provider generated, sent and will check (Twilio Verify).
+    ProviderCode,
 }
 
 /// A short-lived authentication transaction awaiting its second step.
@@ -182,6 +184,8 @@ pub struct Transaction {
     pub code_hash: Option<String>,
     /// Unix seconds after which it is void.
     pub expires_at: i64,
+    /// For provider-checked codes: the E.164 number the code went to.
+    pub target: Option<String>,
 }
 
 /// Why a store call failed.

@@ -40,7 +40,10 @@ pub(crate) mod suite;
 
 /// The schema migrations in order: migration `i` (0-based) brings the schema to version `i + 1`.
 /// Append only; never edit a released one.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/sqlite/0001_init.sql"),
+    include_str!("migrations/sqlite/0002_transaction_target.sql"),
+];
 
 /// How long a statement waits for another process's lock before failing as busy.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -662,6 +665,7 @@ fn kind_literal(kind: TransactionKind) -> &'static str {
     match kind {
         TransactionKind::OathCode => "oath_code",
         TransactionKind::SmsPasscode => "sms_passcode",
+        TransactionKind::ProviderCode => "provider_code",
     }
 }
 
@@ -669,6 +673,7 @@ fn parse_kind(literal: &str) -> Option<TransactionKind> {
     match literal {
         "oath_code" => Some(TransactionKind::OathCode),
         "sms_passcode" => Some(TransactionKind::SmsPasscode),
+        "provider_code" => Some(TransactionKind::ProviderCode),
         _ => None,
     }
 }
@@ -923,14 +928,15 @@ impl Store for SqliteStore {
         let t = tx.clone();
         self.run("put_transaction", move |conn, _| {
             let result = conn.execute(
-                "INSERT INTO transactions (id, username_key, kind, code_hash, expires_at) \
-                 SELECT ?1, username_key, ?3, ?4, ?5 FROM users WHERE username_key = ?2",
+                "INSERT INTO transactions (id, username_key, kind, code_hash, expires_at, target) \
+                 SELECT ?1, username_key, ?3, ?4, ?5, ?6 FROM users WHERE username_key = ?2",
                 params![
                     t.id,
                     username_key(&t.username),
                     kind_literal(t.kind),
                     t.code_hash,
-                    t.expires_at
+                    t.expires_at,
+                    t.target
                 ],
             );
             match result {
@@ -955,12 +961,12 @@ impl Store for SqliteStore {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .ctx(what)?;
             // The single DELETE ... RETURNING is the decision: at most one caller gets the row.
-            let taken: Option<(String, String, Option<String>, i64)> = tx
+            let taken: Option<(String, String, Option<String>, i64, Option<String>)> = tx
                 .query_row(
                     "DELETE FROM transactions WHERE id = ?1 AND expires_at >= ?2 \
-                     RETURNING username_key, kind, code_hash, expires_at",
+                     RETURNING username_key, kind, code_hash, expires_at, target",
                     params![id, now],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
                 )
                 .optional()
                 .ctx(what)?;
@@ -968,7 +974,7 @@ impl Store for SqliteStore {
                 .ctx("purging expired transactions")?;
             let result = match taken {
                 None => None,
-                Some((key, kind, code_hash, expires_at)) => {
+                Some((key, kind, code_hash, expires_at, target)) => {
                     let username: Option<String> = tx
                         .query_row(
                             "SELECT username FROM users WHERE username_key = ?1",
@@ -988,6 +994,7 @@ impl Store for SqliteStore {
                         kind,
                         code_hash,
                         expires_at,
+                        target,
                     })
                 }
             };
@@ -1011,20 +1018,20 @@ impl Store for SqliteStore {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .ctx(what)?;
             // One DELETE ... RETURNING of the newest matching row decides who gets it.
-            let taken: Option<(String, Option<String>, i64)> = tx
+            let taken: Option<(String, Option<String>, i64, Option<String>)> = tx
                 .query_row(
                     "DELETE FROM transactions WHERE id = (SELECT id FROM transactions \
                      WHERE username_key = ?1 AND kind = ?2 AND expires_at >= ?3 \
                      ORDER BY expires_at DESC LIMIT 1) \
-                     RETURNING id, code_hash, expires_at",
+                     RETURNING id, code_hash, expires_at, target",
                     params![key, kind_text, now],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )
                 .optional()
                 .ctx(what)?;
             let result = match taken {
                 None => None,
-                Some((id, code_hash, expires_at)) => {
+                Some((id, code_hash, expires_at, target)) => {
                     let username: Option<String> = tx
                         .query_row(
                             "SELECT username FROM users WHERE username_key = ?1",
@@ -1039,6 +1046,7 @@ impl Store for SqliteStore {
                         kind,
                         code_hash,
                         expires_at,
+                        target,
                     })
                 }
             };
@@ -1171,15 +1179,19 @@ mod tests {
         for secret in suite::PLAINTEXT_SECRETS {
             assert!(!contains(&raw, secret), "a secret is stored in plaintext");
         }
-        let applied_at = {
+        let applied_at: Vec<(i64, i64)> = {
             let c = Connection::open(&db.0).unwrap();
-            c.query_row(
-                "SELECT version, applied_at FROM schema_migrations",
-                [],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
-            )
-            .unwrap()
+            let mut stmt = c
+                .prepare("SELECT version, applied_at FROM schema_migrations ORDER BY version")
+                .unwrap();
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            rows
         };
+        assert_eq!(applied_at.len(), MIGRATIONS.len());
         drop(store);
 
         let reopened = SqliteStore::open(&db.0, key()).await.unwrap();
@@ -1191,13 +1203,13 @@ mod tests {
         suite::check_persistent(&reopened).await;
         let c = Connection::open(&db.0).unwrap();
         let rows: Vec<(i64, i64)> = c
-            .prepare("SELECT version, applied_at FROM schema_migrations")
+            .prepare("SELECT version, applied_at FROM schema_migrations ORDER BY version")
             .unwrap()
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(rows, vec![applied_at]);
+        assert_eq!(rows, applied_at);
         let journal: String = c
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
             .unwrap();

@@ -278,6 +278,7 @@ pub async fn check_rename(store: &dyn Store) {
         kind: TransactionKind::SmsPasscode,
         code_hash: Some(PIN_HASH.into()),
         expires_at: NOW + 300,
+        target: None,
     };
     store.put_transaction(&tx).await.unwrap();
     assert!(store
@@ -414,6 +415,7 @@ pub async fn check_delete_cascades(store: &dyn Store) {
         kind: TransactionKind::OathCode,
         code_hash: None,
         expires_at: NOW + 300,
+        target: None,
     };
     store.put_transaction(&tx).await.unwrap();
     assert!(store
@@ -565,9 +567,10 @@ pub async fn check_transactions(store: &dyn Store) {
     let sms = Transaction {
         id: "B0000000000000000000000000000001".into(),
         username: "suite-tx@contoso.com".into(),
-        kind: TransactionKind::SmsPasscode,
-        code_hash: Some(PIN_HASH.into()),
+        kind: TransactionKind::ProviderCode,
+        code_hash: None,
         expires_at: NOW + 120,
+        target: Some("+14255550100".into()),
     };
     let oath = Transaction {
         id: "B0000000000000000000000000000002".into(),
@@ -575,6 +578,7 @@ pub async fn check_transactions(store: &dyn Store) {
         kind: TransactionKind::OathCode,
         code_hash: None,
         expires_at: NOW + 120,
+        target: None,
     };
     store.put_transaction(&sms).await.unwrap();
     store.put_transaction(&oath).await.unwrap();
@@ -636,6 +640,7 @@ pub async fn check_user_transactions(store: &dyn Store) {
         kind,
         code_hash: Some(PIN_HASH.into()),
         expires_at,
+        target: None,
     };
     let old = mk(
         "D0000000000000000000000000000001",
@@ -697,6 +702,7 @@ pub async fn check_transaction_concurrency(store: Arc<dyn Store>) {
             kind: TransactionKind::OathCode,
             code_hash: None,
             expires_at: NOW + 60,
+            target: None,
         };
         store.put_transaction(&tx).await.unwrap();
         let tasks: Vec<_> = (0..20)

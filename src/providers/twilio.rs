@@ -1,0 +1,1 @@
+//! The Twilio Verify v2 provider. (being written)
