@@ -1162,20 +1162,43 @@ impl Engine {
         let started = Instant::now();
         let result: Result<(), Error> = async {
             let user = self.load(username).await?;
-            let tx = self
+            let given = s(passcode);
+            let now = now_unix();
+            let sms = self
                 .store
                 .take_user_transaction(
                     &user.username,
                     crate::store::TransactionKind::SmsPasscode,
-                    now_unix(),
+                    now,
                 )
                 .await
-                .map_err(|e| self.store_error(&e))?
-                .ok_or_else(|| {
-                    ErrorCode::Denied
-                        .with("Multi-Factor Authentication denied: no passcode is pending.")
-                })?;
-            let given = s(passcode);
+                .map_err(|e| self.store_error(&e))?;
+            let tx = match sms {
+                Some(tx) => tx,
+                None => {
+                    // A code the provider sent and checks itself (Twilio Verify).
+                    let provider = self
+                        .store
+                        .take_user_transaction(
+                            &user.username,
+                            crate::store::TransactionKind::ProviderCode,
+                            now,
+                        )
+                        .await
+                        .map_err(|e| self.store_error(&e))?
+                        .ok_or_else(|| {
+                            ErrorCode::Denied
+                                .with("Multi-Factor Authentication denied: no passcode is pending.")
+                        })?;
+                    return if !given.trim().is_empty()
+                        && self.check_provider_code(&provider, given.trim()).await
+                    {
+                        Ok(())
+                    } else {
+                        Err(ErrorCode::Denied.error())
+                    };
+                }
+            };
             let ok = tx.code_hash.as_deref().is_some_and(|h| {
                 !given.trim().is_empty() && crate::store::secrets::verify_pin(given.trim(), h)
             });
@@ -1224,11 +1247,18 @@ impl Engine {
                     .take_transaction(id, now)
                     .await
                     .map_err(|e| self.store_error(&e))?;
-                let belongs = tx.is_some_and(|t| t.username.eq_ignore_ascii_case(&user.username));
-                if !belongs {
+                let Some(tx) = tx.filter(|t| t.username.eq_ignore_ascii_case(&user.username)) else {
                     return Err(ErrorCode::Denied.with(
                         "Multi-Factor Authentication denied: unknown or expired authenticationRequestId.",
                     ));
+                };
+                if tx.kind == crate::store::TransactionKind::ProviderCode {
+                    let code = s(code);
+                    return if !code.trim().is_empty() && self.check_provider_code(&tx, code.trim()).await {
+                        Ok(())
+                    } else {
+                        Err(ErrorCode::Denied.error())
+                    };
                 }
             }
             let secret = user

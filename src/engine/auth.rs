@@ -413,6 +413,19 @@ impl Engine {
             initiating_ip: input.initiating_ip.unwrap_or("").to_string(),
             caller_ip: ctx.caller_ip,
         };
+        // Providers that generate and check codes themselves (Twilio Verify) answer here; the
+        // person completes with ValidatePasscode / ValidateOathCode.
+        let deadline = self.settings.auth_timeout;
+        let started = tokio::time::timeout(deadline, self.provider.start_verification(&attempt))
+            .await
+            .unwrap_or_else(|_| Some((String::new(), Verdict::Failed("deadline passed".into()))));
+        if let Some((name, verdict)) = started {
+            return (
+                self.code_sent(username, &attempt, &name, verdict).await,
+                masked,
+                Some(self.provider.name()),
+            );
+        }
         let (request_id, ending) = self.shared_call(attempt).await;
         let provider = Some(self.provider.name());
         let decision = match ending {
@@ -452,6 +465,84 @@ impl Engine {
             }
         };
         (decision, masked, provider)
+    }
+
+    /// The answer to a provider-checked code (`start_verification`): a pending transaction that
+    /// remembers which provider sent it to which number.
+    async fn code_sent(
+        &self,
+        username: &str,
+        attempt: &AuthAttempt,
+        provider: &str,
+        verdict: Verdict,
+    ) -> AuthDecision {
+        let request_id = attempt.request_id.clone();
+        match verdict {
+            Verdict::Approved => {
+                let tx = Transaction {
+                    id: request_id.clone(),
+                    username: username.to_string(),
+                    kind: TransactionKind::ProviderCode,
+                    code_hash: None,
+                    expires_at: now_unix() + self.settings.auth_timeout.as_secs() as i64,
+                    target: Some(format!("{provider} {}", attempt.phone.e164())),
+                };
+                match self.store.put_transaction(&tx).await {
+                    Ok(()) => AuthDecision {
+                        success: false,
+                        call_result: CallCode::TextMessageSent.call_result(),
+                        error: Error::ok(),
+                        request_id: Some(request_id),
+                    },
+                    // A code for a user pfgate does not hold could never be completed: fail secure.
+                    Err(StoreError::NotFound(_)) => {
+                        AuthDecision::denied(CallCode::UnableToPlaceCall, Some(request_id))
+                    }
+                    Err(e) => self.store_failure(&e),
+                }
+            }
+            Verdict::NotAnswered => AuthDecision::denied(CallCode::CallTimedOut, Some(request_id)),
+            Verdict::HungUp => AuthDecision::denied(CallCode::UserHungUp, Some(request_id)),
+            Verdict::Denied => AuthDecision::denied(CallCode::Denied, Some(request_id)),
+            Verdict::Failed(reason) | Verdict::FailedOpen(reason) => {
+                tracing::warn!(target: "pfgate::engine", reason = %reason, "one-time code not sent");
+                AuthDecision::denied(CallCode::UnableToPlaceCall, Some(request_id))
+            }
+        }
+    }
+
+    /// Checks a code against a provider-checked transaction (`target` = "provider +E164").
+    pub(crate) async fn check_provider_code(&self, tx: &Transaction, code: &str) -> bool {
+        let Some((provider, number)) = tx.target.as_deref().and_then(|t| t.split_once(' ')) else {
+            return false;
+        };
+        let Ok(phone) = E164::parse("", number, "", &self.settings.default_country_code) else {
+            return false;
+        };
+        let attempt = AuthAttempt {
+            request_id: tx.id.clone(),
+            username: tx.username.clone(),
+            user_group: String::new(),
+            caller: String::new(),
+            phone,
+            mode: Mode3::SmsText,
+            application_name: String::new(),
+            initiating_ip: String::new(),
+            caller_ip: std::net::IpAddr::from([0, 0, 0, 0]),
+        };
+        let checked = tokio::time::timeout(
+            self.settings.auth_timeout,
+            self.provider.check_verification(provider, &attempt, code),
+        )
+        .await;
+        match checked {
+            Ok(Verdict::Approved) => true,
+            Ok(Verdict::Failed(reason)) => {
+                tracing::warn!(target: "pfgate::engine", reason = %reason, "code check failed at the provider");
+                false
+            }
+            _ => false,
+        }
     }
 
     /// Starts the provider call for this user and number, or joins the one in flight. Returns the
