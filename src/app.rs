@@ -126,6 +126,10 @@ pub fn provider(
                 d.build(name)
                     .map_err(|e| BuildError::Provider(name.clone(), e.to_string()))?,
             ),
+            ProviderSettings::Twilio(t) => Arc::new(
+                t.build(name)
+                    .map_err(|e| BuildError::Provider(name.clone(), e.to_string()))?,
+            ),
         };
         named.insert(name.clone(), built);
     }

@@ -67,6 +67,8 @@ pub enum ProviderSettings {
     Webhook(crate::providers::webhook::WebhookSettings),
     /// Duo Auth API v2.
     Duo(crate::providers::duo::DuoSettings),
+    /// Twilio Verify v2 (provider-checked SMS and voice codes).
+    Twilio(crate::providers::twilio::TwilioSettings),
 }
 
 /// `[primary_auth]`: the LDAP bind `CombinedAuthUser*` and `PrimaryAuthUser` use.
@@ -782,10 +784,19 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
                     ProviderSettings::Duo(d)
                 })
                 .map_err(|e| e.to_string()),
+            Some("twilio-verify") => toml::Value::Table(table)
+                .try_into::<crate::providers::twilio::TwilioSettings>()
+                .map(|mut t| {
+                    t.resolve_relative_to(base);
+                    ProviderSettings::Twilio(t)
+                })
+                .map_err(|e| e.to_string()),
             Some(other) => Err(format!(
-                "kind '{other}' is not one of webhook, duo, scripted"
+                "kind '{other}' is not one of webhook, duo, twilio-verify, scripted"
             )),
-            None => Err("needs kind = \"webhook\", \"duo\" or \"scripted\"".into()),
+            None => {
+                Err("needs kind = \"webhook\", \"duo\", \"twilio-verify\" or \"scripted\"".into())
+            }
         };
         match parsed {
             Ok(p) => {
@@ -793,6 +804,7 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
                     ProviderSettings::Scripted => Vec::new(),
                     ProviderSettings::Webhook(w) => w.validate(),
                     ProviderSettings::Duo(d) => d.validate(),
+                    ProviderSettings::Twilio(t) => t.validate(),
                 };
                 for (k, reason) in issues {
                     problem(&format!("{key}.{k}"), reason);

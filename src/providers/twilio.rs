@@ -1,1 +1,920 @@
-//! The Twilio Verify v2 provider. (being written)
+//! The Twilio Verify provider: Twilio's Verify API v2 (<https://www.twilio.com/docs/verify/api>).
+//!
+//! Twilio Verify generates the one-time code, sends it (SMS or a voice call) and checks it itself,
+//! so it cannot complete an authentication on its own: the person has to type the code. It
+//! therefore implements the code-flow hooks of [`Provider`] rather than
+//! [`Provider::authenticate`]:
+//!
+//! 1. [`Provider::start_verification`]: `POST {base}/v2/Services/{service_sid}/Verifications`
+//!    with the form `To=<E.164>&Channel=sms|call` (`call` for [`Mode3::VoiceCall`], `sms` for
+//!    [`Mode3::SmsText`]; for a call to a number with an extension also `SendDigits=<extension>`).
+//!    A `2xx` answer whose `status` is `pending` means the code is on its way (`Approved` = sent);
+//!    the engine then answers `PfAuthUser` with CallResult 20 "Text Message Sent".
+//! 2. [`Provider::check_verification`]: `POST {base}/v2/Services/{service_sid}/VerificationCheck`
+//!    with `To=<E.164>&Code=<code>`, when the caller completes with `ValidatePasscode` or
+//!    `ValidateOathCode`.
+//!
+//! Every request carries HTTP Basic credentials: the Account SID (`AC…`) and its Auth Token, or
+//! an API key SID (`SK…`) and its secret (Twilio recommends API keys in production).
+//!
+//! | Twilio says | [`Verdict`] |
+//! |---|---|
+//! | Verifications: `2xx`, `status: pending` | `Approved` (the code was sent) |
+//! | Verifications: `2xx` with another status | `Failed` |
+//! | Verifications: `4xx` (60200 invalid parameter, 60205 SMS to a landline, 60203 too many sends, 20003 bad credentials, …), `5xx` | `Failed`, with Twilio's error code and message |
+//! | VerificationCheck: `2xx`, `status: approved` (and `valid` not `false`) | `Approved` |
+//! | VerificationCheck: `2xx`, `status: pending` (a wrong code) | `Denied` |
+//! | VerificationCheck: `2xx`, `canceled`, `expired`, `max_attempts_reached`, `failed`, `deleted` | `Denied` |
+//! | VerificationCheck: `404` (20404: none pending — expired, already approved, never started) | `Denied` |
+//! | VerificationCheck: `429` with 60202 (more than 5 checks) | `Denied` |
+//! | VerificationCheck: any other `4xx` or `429`, `5xx` | `Failed` |
+//! | a network error, a timeout, a body over 64 KiB, malformed JSON | `Failed` |
+//! | a code that is not 4–10 letters or digits | `Denied`, without asking Twilio |
+//!
+//! `Failed` is kept for "Twilio could not be asked"; the engine refuses the code either way, but
+//! logs a `Failed` check as a provider problem.
+//!
+//! The code is never logged, put in a verdict reason or kept. Texts that come from Twilio are
+//! cut to 200 characters, and every run of four or more digits in them is masked, so neither a
+//! phone number nor a code can reach the audit log through them.
+//!
+//! Twilio's answers are not signed; TLS (certificate verification always on, HTTPS required except
+//! to a loopback `base_url`) is what authenticates them. Redirects are not followed. The token
+//! comes from an environment variable or a file, never the configuration itself, and is never
+//! logged, put in a verdict reason or printed by `Debug`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use reqwest::header::HeaderValue;
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use url::Url;
+use zeroize::Zeroizing;
+
+use super::{AuthAttempt, Provider, Verdict};
+use crate::pfwssdk::Mode3;
+
+/// Where requests go unless `base_url` says otherwise.
+pub const DEFAULT_BASE_URL: &str = "https://verify.twilio.com";
+/// Default for `request_timeout_secs`.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest response body pfgate reads.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// The longest text taken from a Twilio message into a failure reason (characters).
+const MAX_REASON_CHARS: usize = 200;
+/// Twilio error: authentication failed (HTTP 401).
+pub const ERROR_AUTHENTICATE: u64 = 20003;
+/// Twilio error: the resource was not found (HTTP 404): no pending verification.
+pub const ERROR_NOT_FOUND: u64 = 20404;
+/// Twilio error: invalid parameter (HTTP 400).
+pub const ERROR_INVALID_PARAMETER: u64 = 60200;
+/// Twilio error: more than 5 checks of one verification (HTTP 429).
+pub const ERROR_MAX_CHECK_ATTEMPTS: u64 = 60202;
+/// Twilio error: more than 5 sends of one verification (HTTP 429).
+pub const ERROR_MAX_SEND_ATTEMPTS: u64 = 60203;
+/// Twilio error: SMS is not supported by a landline number (HTTP 403).
+pub const ERROR_SMS_TO_LANDLINE: u64 = 60205;
+
+// ---------------------------------------------------------------------------------------------
+// Settings
+// ---------------------------------------------------------------------------------------------
+
+/// `[providers.<name>]` with `kind = "twilio-verify"`, as configured.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioSettings {
+    /// The Verify Service SID (`VA` and 32 hex digits), from the Twilio Console → Verify →
+    /// Services.
+    pub service_sid: String,
+    /// The HTTP Basic user: the Account SID (`AC…`) with its Auth Token, or an API key SID
+    /// (`SK…`) with the key's secret. `AC`/`SK` and 32 hex digits.
+    pub account_sid: String,
+    /// Name of the environment variable holding the Auth Token (or API key secret).
+    pub auth_token_env: Option<String>,
+    /// File holding the Auth Token (or API key secret); surrounding whitespace is ignored.
+    pub auth_token_file: Option<PathBuf>,
+    /// Where requests go, when not `https://verify.twilio.com` (a relay, a test server):
+    /// `https://…`, or `http://` to a loopback address only. A path prefix is kept.
+    pub base_url: Option<String>,
+    /// Timeout of each request (and of connecting), 1–60 s (default 10).
+    pub request_timeout_secs: Option<u64>,
+}
+
+/// Why a provider could not be built. The texts name no secret.
+#[derive(Debug, thiserror::Error)]
+pub enum TwilioError {
+    /// The settings have problems, as `(key, reason)` (the same as [`TwilioSettings::validate`]).
+    #[error("invalid Twilio Verify provider settings: {}", .0.iter().map(|(k, r)| format!("{k}: {r}")).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<(String, String)>),
+    /// The HTTP client could not be made.
+    #[error("cannot create the Twilio HTTP client: {0}")]
+    Client(String),
+}
+
+/// The Auth Token or API key secret; wiped on drop, never printed.
+struct Secret(Zeroizing<Vec<u8>>);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Settings after checking.
+struct Checked {
+    base: Url,
+    loopback: bool,
+    service_sid: String,
+    account_sid: String,
+    token: Secret,
+    request_timeout: Duration,
+}
+
+impl TwilioSettings {
+    /// Makes a relative `auth_token_file` relative to `dir` (the configuration file's directory).
+    pub fn resolve_relative_to(&mut self, dir: &Path) {
+        if let Some(p) = &mut self.auth_token_file {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        }
+    }
+
+    /// Every problem, as `(key, reason)` for `pfgate check-config`. The token is read, so a
+    /// missing variable or file is reported now.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        match self.check() {
+            Ok(_) => Vec::new(),
+            Err(problems) => problems,
+        }
+    }
+
+    /// A provider named `name` (for logs and audit), with its token loaded.
+    pub fn build(&self, name: &str) -> Result<TwilioProvider, TwilioError> {
+        let c = self.check().map_err(TwilioError::Invalid)?;
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(c.request_timeout)
+            .timeout(c.request_timeout)
+            .user_agent(concat!(
+                "pfgate/",
+                env!("CARGO_PKG_VERSION"),
+                " twilio-verify"
+            ))
+            .https_only(!c.loopback);
+        if c.loopback {
+            // A proxy from the environment must not see (or break) loopback traffic.
+            builder = builder.no_proxy();
+        }
+        let client = builder
+            .build()
+            .map_err(|e| TwilioError::Client(e.to_string()))?;
+        Ok(TwilioProvider {
+            name: name.to_string(),
+            base: c.base,
+            service_sid: c.service_sid,
+            account_sid: c.account_sid,
+            token: c.token,
+            client,
+            request_timeout: c.request_timeout,
+        })
+    }
+
+    fn check(&self) -> Result<Checked, Vec<(String, String)>> {
+        let mut problems: Vec<(String, String)> = Vec::new();
+        let mut problem = |key: &str, reason: String| problems.push((key.to_string(), reason));
+
+        let service_sid = self.service_sid.trim().to_string();
+        if !is_sid(&service_sid, &["VA"]) {
+            problem(
+                "service_sid",
+                format!(
+                    "'{}' is not a Verify Service SID (VA and 32 hex digits, from the Twilio \
+                     Console → Verify → Services)",
+                    clip(&service_sid)
+                ),
+            );
+        }
+        let account_sid = self.account_sid.trim().to_string();
+        if !is_sid(&account_sid, &["AC", "SK"]) {
+            problem(
+                "account_sid",
+                format!(
+                    "'{}' is not an Account SID (AC and 32 hex digits) or an API key SID (SK and \
+                     32 hex digits)",
+                    clip(&account_sid)
+                ),
+            );
+        }
+
+        let base = match check_base_url(self.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL)) {
+            Ok(b) => Some(b),
+            Err(reason) => {
+                problem("base_url", reason);
+                None
+            }
+        };
+
+        let token = match (&self.auth_token_env, &self.auth_token_file) {
+            (Some(_), Some(_)) => {
+                problem(
+                    "auth_token_env",
+                    "give either auth_token_env or auth_token_file, not both".into(),
+                );
+                None
+            }
+            (None, None) => {
+                problem(
+                    "auth_token_env",
+                    "the Auth Token (or API key secret) is required: auth_token_env (an \
+                     environment variable's name) or auth_token_file (a file); it is never \
+                     written in the configuration itself"
+                        .into(),
+                );
+                None
+            }
+            (Some(var), None) => match load_secret_env(var) {
+                Ok(s) => Some(s),
+                Err(reason) => {
+                    problem("auth_token_env", reason);
+                    None
+                }
+            },
+            (None, Some(path)) => match load_secret_file(path) {
+                Ok(s) => Some(s),
+                Err(reason) => {
+                    problem("auth_token_file", reason);
+                    None
+                }
+            },
+        };
+
+        let request_timeout = match self.request_timeout_secs {
+            Some(x) if !(1..=60).contains(&x) => {
+                problem(
+                    "request_timeout_secs",
+                    "must be between 1 and 60 seconds".into(),
+                );
+                DEFAULT_REQUEST_TIMEOUT
+            }
+            Some(x) => Duration::from_secs(x),
+            None => DEFAULT_REQUEST_TIMEOUT,
+        };
+
+        match (base, token) {
+            (Some((base, loopback)), Some(token)) if problems.is_empty() => Ok(Checked {
+                base,
+                loopback,
+                service_sid,
+                account_sid,
+                token,
+                request_timeout,
+            }),
+            _ => Err(problems),
+        }
+    }
+}
+
+/// True when `s` is one of the `prefixes` followed by exactly 32 hex digits (Twilio's SID
+/// pattern, e.g. `^VA[0-9a-fA-F]{32}$`).
+fn is_sid(s: &str, prefixes: &[&str]) -> bool {
+    s.len() == 34
+        && prefixes.iter().any(|p| s.starts_with(p))
+        && s.bytes().skip(2).all(|b| b.is_ascii_hexdigit())
+}
+
+/// `(url, loopback)` of a `base_url`: https, or http to a loopback address; no query, fragment or
+/// credentials. A path prefix is allowed (the endpoints are appended to it).
+fn check_base_url(s: &str) -> Result<(Url, bool), String> {
+    let url = Url::parse(s.trim()).map_err(|e| format!("'{s}' is not a URL: {e}"))?;
+    if url.cannot_be_a_base() || url.host().is_none() {
+        return Err(format!("'{s}' has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "must not contain a user name or password (use account_sid and the token settings)"
+                .into(),
+        );
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("'{s}' must not have a query or fragment"));
+    }
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => {
+            return Err(format!(
+                "'{s}' must use https:// (plain http:// is allowed only to 127.0.0.1, [::1] or \
+                 localhost)"
+            ))
+        }
+        other => return Err(format!("'{s}': the scheme must be https, not {other}")),
+    }
+    Ok((url, loopback))
+}
+
+fn check_secret(bytes: Zeroizing<Vec<u8>>, origin: &str) -> Result<Secret, String> {
+    let trimmed = bytes.trim_ascii();
+    if trimmed.is_empty() {
+        return Err(format!("the token from {origin} is empty"));
+    }
+    if !trimmed.iter().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "the token from {origin} must be printable ASCII without spaces (copy the Auth \
+             Token or API key secret from the Twilio Console)"
+        ));
+    }
+    Ok(Secret(Zeroizing::new(trimmed.to_vec())))
+}
+
+fn load_secret_env(var: &str) -> Result<Secret, String> {
+    if var.is_empty() {
+        return Err("the variable name is empty".into());
+    }
+    match std::env::var_os(var) {
+        None => Err(format!("the environment variable {var} is not set")),
+        Some(v) => check_secret(
+            Zeroizing::new(v.into_encoded_bytes()),
+            &format!("environment variable {var}"),
+        ),
+    }
+}
+
+fn load_secret_file(path: &Path) -> Result<Secret, String> {
+    let bytes = std::fs::read(path)
+        .map(Zeroizing::new)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    warn_if_exposed(path);
+    check_secret(bytes, &path.display().to_string())
+}
+
+#[cfg(unix)]
+fn warn_if_exposed(path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                "the Twilio token file is readable by group or others; restrict it to the service user (chmod 600)"
+            );
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_exposed(_path: &Path) {}
+
+// ---------------------------------------------------------------------------------------------
+// Twilio's answers
+// ---------------------------------------------------------------------------------------------
+
+/// The fields pfgate reads from a Verification or VerificationCheck resource.
+#[derive(Debug, Deserialize)]
+struct VerificationBody {
+    status: String,
+    #[serde(default)]
+    valid: Option<bool>,
+}
+
+/// Twilio's error body: `{"code":60200,"message":"…","more_info":"…","status":400}`.
+#[derive(Debug, Default)]
+struct ErrorBody {
+    code: Option<u64>,
+    message: Option<String>,
+}
+
+impl ErrorBody {
+    /// Reads what it can; anything that is not Twilio's error object yields an empty one.
+    fn parse(body: &[u8]) -> Self {
+        let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(body) else {
+            return Self::default();
+        };
+        Self {
+            code: map.get("code").and_then(|c| match c {
+                serde_json::Value::Number(n) => n.as_u64(),
+                serde_json::Value::String(s) => s.trim().parse().ok(),
+                _ => None,
+            }),
+            message: map
+                .get("message")
+                .and_then(serde_json::Value::as_str)
+                .map(scrub),
+        }
+    }
+}
+
+/// A Twilio text made safe for one log line: control characters dropped, every run of four or more
+/// digits masked (phone numbers, codes), at most 200 characters.
+fn scrub(s: &str) -> String {
+    let chars: Vec<char> = s
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_REASON_CHARS)
+        .collect();
+    let mut out = String::with_capacity(chars.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_ascii_digit() {
+            let end = chars[i..]
+                .iter()
+                .position(|c| !c.is_ascii_digit())
+                .map_or(chars.len(), |n| i + n);
+            if end - i >= 4 {
+                out.extend(std::iter::repeat_n('*', end - i));
+            } else {
+                out.extend(&chars[i..end]);
+            }
+            i = end;
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out.trim().to_string()
+}
+
+/// A text from the configuration or an answer, cut for a reason (no digit masking).
+fn clip(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_REASON_CHARS)
+        .collect()
+}
+
+/// `HTTP 400, Twilio error 60200: Invalid parameter` (the parts that are known).
+fn http_error(status: StatusCode, e: &ErrorBody) -> String {
+    let mut s = format!("HTTP {}", status.as_u16());
+    if let Some(code) = e.code {
+        s.push_str(&format!(", Twilio error {code}"));
+    }
+    match e.message.as_deref() {
+        Some(m) if !m.is_empty() => s.push_str(&format!(": {m}")),
+        _ => {}
+    }
+    s
+}
+
+/// What an answer to `POST …/Verifications` means.
+pub fn start_outcome(status: StatusCode, body: &[u8]) -> Verdict {
+    if !status.is_success() {
+        let e = ErrorBody::parse(body);
+        let hint = match e.code {
+            Some(ERROR_AUTHENTICATE) => " (check account_sid and the token)",
+            Some(ERROR_SMS_TO_LANDLINE) => " (the number cannot take text messages)",
+            Some(ERROR_MAX_SEND_ATTEMPTS) => " (too many codes sent to this number)",
+            _ => "",
+        };
+        return Verdict::Failed(format!(
+            "twilio-verify Verifications: {}{hint}",
+            http_error(status, &e)
+        ));
+    }
+    match serde_json::from_slice::<VerificationBody>(body) {
+        Ok(v) if v.status == "pending" => Verdict::Approved,
+        Ok(v) => Verdict::Failed(format!(
+            "twilio-verify Verifications: unexpected status '{}' (expected pending)",
+            clip(&v.status)
+        )),
+        Err(e) => Verdict::Failed(format!(
+            "twilio-verify Verifications: malformed answer ({})",
+            clip(&e.to_string())
+        )),
+    }
+}
+
+/// What an answer to `POST …/VerificationCheck` means.
+pub fn check_outcome(status: StatusCode, body: &[u8]) -> Verdict {
+    if status == StatusCode::NOT_FOUND {
+        // 20404: no pending verification for this number (expired, already approved, or never
+        // started): the code cannot be right.
+        return Verdict::Denied;
+    }
+    if !status.is_success() {
+        let e = ErrorBody::parse(body);
+        if status == StatusCode::TOO_MANY_REQUESTS && e.code == Some(ERROR_MAX_CHECK_ATTEMPTS) {
+            return Verdict::Denied;
+        }
+        return Verdict::Failed(format!(
+            "twilio-verify VerificationCheck: {}",
+            http_error(status, &e)
+        ));
+    }
+    match serde_json::from_slice::<VerificationBody>(body) {
+        Ok(v) => match v.status.as_str() {
+            "approved" if v.valid != Some(false) => Verdict::Approved,
+            "approved" => Verdict::Failed(
+                "twilio-verify VerificationCheck: status approved but valid false".into(),
+            ),
+            "pending" | "canceled" | "expired" | "max_attempts_reached" | "failed" | "deleted" => {
+                Verdict::Denied
+            }
+            other => Verdict::Failed(format!(
+                "twilio-verify VerificationCheck: unknown status '{}'",
+                clip(other)
+            )),
+        },
+        Err(e) => Verdict::Failed(format!(
+            "twilio-verify VerificationCheck: malformed answer ({})",
+            clip(&e.to_string())
+        )),
+    }
+}
+
+/// The `Channel` for a mode, `None` when Twilio Verify cannot serve it.
+pub fn channel(mode: Mode3) -> Option<&'static str> {
+    match mode {
+        Mode3::SmsText => Some("sms"),
+        Mode3::VoiceCall => Some("call"),
+        Mode3::PhoneApp | Mode3::OathToken | Mode3::Invalid | Mode3::Unspecified => None,
+    }
+}
+
+/// True when `code` can be a Verify code: 4–10 ASCII letters or digits (Twilio's `Code` is "the
+/// 4–10 character string being verified").
+fn plausible_code(code: &str) -> bool {
+    (4..=10).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// An `application/x-www-form-urlencoded` body of `pairs`, in order.
+fn form(pairs: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+fn describe(e: &reqwest::Error, what: &str, timeout: Duration) -> String {
+    if e.is_timeout() {
+        return format!(
+            "twilio-verify {what}: no answer within {} s",
+            timeout.as_secs()
+        );
+    }
+    let kind = if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() || e.is_decode() {
+        "broken response body"
+    } else {
+        "request failed"
+    };
+    let mut detail = String::new();
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    if detail.is_empty() {
+        format!("twilio-verify {what}: {kind}")
+    } else {
+        format!("twilio-verify {what}: {kind} ({})", clip(&detail))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The provider
+// ---------------------------------------------------------------------------------------------
+
+/// Twilio Verify v2 (see the module documentation).
+pub struct TwilioProvider {
+    name: String,
+    base: Url,
+    service_sid: String,
+    account_sid: String,
+    token: Secret,
+    client: reqwest::Client,
+    request_timeout: Duration,
+}
+
+impl fmt::Debug for TwilioProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TwilioProvider")
+            .field("name", &self.name)
+            .field("base", &self.base.as_str())
+            .field("service_sid", &self.service_sid)
+            .field("account_sid", &self.account_sid)
+            .field("token", &self.token)
+            .field("request_timeout", &self.request_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TwilioProvider {
+    /// Where requests go (`https://verify.twilio.com/` unless `base_url` says otherwise).
+    pub fn base_url(&self) -> &str {
+        self.base.as_str()
+    }
+
+    /// `{base}/v2/Services/{service_sid}/<tail…>`, each segment percent-encoded.
+    fn endpoint(&self, tail: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty();
+            path.extend(["v2", "Services", self.service_sid.as_str()]);
+            path.extend(tail);
+        }
+        url
+    }
+
+    /// `Basic base64(user:token)`, marked sensitive (never printed by the HTTP stack).
+    fn authorization(&self) -> Result<HeaderValue, String> {
+        let mut credentials = Zeroizing::new(Vec::with_capacity(
+            self.account_sid.len() + 1 + self.token.0.len(),
+        ));
+        credentials.extend_from_slice(self.account_sid.as_bytes());
+        credentials.push(b':');
+        credentials.extend_from_slice(&self.token.0);
+        let value = Zeroizing::new(format!("Basic {}", BASE64.encode(credentials.as_slice())));
+        let mut header = HeaderValue::from_str(&value)
+            .map_err(|_| "twilio-verify: the credentials do not make a header".to_string())?;
+        header.set_sensitive(true);
+        Ok(header)
+    }
+
+    /// One request; the status and the body (capped). `form` is sent as
+    /// `application/x-www-form-urlencoded`. Errors are reasons for the audit log (no secret).
+    async fn exchange(
+        &self,
+        method: Method,
+        what: &str,
+        url: Url,
+        form: Option<String>,
+    ) -> Result<(StatusCode, Vec<u8>), String> {
+        let mut request = self
+            .client
+            .request(method, url)
+            .header(reqwest::header::AUTHORIZATION, self.authorization()?)
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(form) = form {
+            request = request
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(form);
+        }
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| describe(&e, what, self.request_timeout))?;
+        let status = response.status();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| describe(&e, what, self.request_timeout))?
+        {
+            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(format!(
+                    "twilio-verify {what}: response body over {MAX_RESPONSE_BYTES} bytes"
+                ));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        tracing::debug!(target: "pfgate::provider", provider = %self.name, what, status = status.as_u16(), "twilio-verify answer");
+        Ok((status, bytes))
+    }
+}
+
+#[async_trait]
+impl Provider for TwilioProvider {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Twilio Verify cannot complete without the person's code: the engine uses
+    /// [`Provider::start_verification`] instead, so this only answers a misrouted call.
+    async fn authenticate(&self, _attempt: &AuthAttempt) -> Verdict {
+        Verdict::Failed("twilio-verify completes with ValidatePasscode/ValidateOathCode".into())
+    }
+
+    async fn start_verification(&self, attempt: &AuthAttempt) -> Option<(String, Verdict)> {
+        let Some(channel) = channel(attempt.mode) else {
+            return Some((
+                self.name.clone(),
+                Verdict::Failed("twilio-verify sends SMS or voice codes only".into()),
+            ));
+        };
+        let to = attempt.phone.e164();
+        let mut pairs = vec![("To", to.as_str()), ("Channel", channel)];
+        let extension = attempt.phone.extension();
+        if channel == "call" && !extension.is_empty() {
+            // Dialled after the call is answered (a desk phone behind a switchboard).
+            pairs.push(("SendDigits", extension));
+        }
+        let verdict = match self
+            .exchange(
+                Method::POST,
+                "Verifications",
+                self.endpoint(&["Verifications"]),
+                Some(form(&pairs)),
+            )
+            .await
+        {
+            Ok((status, body)) => start_outcome(status, &body),
+            Err(reason) => Verdict::Failed(reason),
+        };
+        match &verdict {
+            Verdict::Failed(reason) => {
+                tracing::warn!(target: "pfgate::provider", provider = %self.name, request_id = %attempt.request_id, phone = %attempt.phone.masked(), channel, %reason, "twilio-verify could not send the code");
+            }
+            _ => {
+                tracing::debug!(target: "pfgate::provider", provider = %self.name, request_id = %attempt.request_id, phone = %attempt.phone.masked(), channel, "twilio-verify sent a code");
+            }
+        }
+        Some((self.name.clone(), verdict))
+    }
+
+    async fn check_verification(
+        &self,
+        _provider: &str,
+        attempt: &AuthAttempt,
+        code: &str,
+    ) -> Verdict {
+        let code = Zeroizing::new(code.trim().to_string());
+        if !plausible_code(&code) {
+            // Not something Twilio could have sent; do not spend one of the person's checks.
+            return Verdict::Denied;
+        }
+        let to = attempt.phone.e164();
+        let verdict = match self
+            .exchange(
+                Method::POST,
+                "VerificationCheck",
+                self.endpoint(&["VerificationCheck"]),
+                Some(form(&[("To", &to), ("Code", &code)])),
+            )
+            .await
+        {
+            Ok((status, body)) => check_outcome(status, &body),
+            Err(reason) => Verdict::Failed(reason),
+        };
+        tracing::debug!(target: "pfgate::provider", provider = %self.name, request_id = %attempt.request_id, phone = %attempt.phone.masked(), verdict = ?verdict, "twilio-verify code checked");
+        verdict
+    }
+
+    /// `GET {base}/v2/Services/{service_sid}`: healthy on 200 (Twilio reachable, the credentials
+    /// accepted, the Verify Service there).
+    async fn healthy(&self) -> bool {
+        match self
+            .exchange(Method::GET, "Services", self.endpoint(&[]), None)
+            .await
+        {
+            Ok((StatusCode::OK, _)) => true,
+            Ok((status, body)) => {
+                let reason = http_error(status, &ErrorBody::parse(&body));
+                tracing::warn!(target: "pfgate::provider", provider = %self.name, %reason, "twilio-verify service check failed");
+                false
+            }
+            Err(reason) => {
+                tracing::warn!(target: "pfgate::provider", provider = %self.name, %reason, "twilio-verify service check failed");
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sids() {
+        let hex32 = "0123456789abcdefABCDEF0123456789";
+        assert!(is_sid(&format!("VA{hex32}"), &["VA"]));
+        assert!(is_sid(&format!("SK{hex32}"), &["AC", "SK"]));
+        assert!(!is_sid(&format!("AC{hex32}"), &["VA"]));
+        assert!(!is_sid(&format!("VA{}", &hex32[1..]), &["VA"]));
+        assert!(!is_sid(&format!("VA{}g", &hex32[1..]), &["VA"]));
+        assert!(!is_sid("", &["VA"]));
+    }
+
+    #[test]
+    fn base_urls() {
+        assert!(check_base_url(DEFAULT_BASE_URL).is_ok());
+        assert!(check_base_url("https://relay.corp.example/twilio").is_ok());
+        assert!(check_base_url("http://127.0.0.1:8080").is_ok());
+        assert!(check_base_url("http://[::1]:8080/").is_ok());
+        assert!(check_base_url("http://localhost:1").is_ok());
+        assert!(check_base_url("http://verify.twilio.com").is_err());
+        assert!(check_base_url("http://127.0.0.1.example.org").is_err());
+        assert!(check_base_url("https://AC1:tok@verify.twilio.com").is_err());
+        assert!(check_base_url("https://verify.twilio.com/?a=b").is_err());
+        assert!(check_base_url("ftp://verify.twilio.com").is_err());
+    }
+
+    #[test]
+    fn scrub_masks_numbers_and_codes() {
+        assert_eq!(
+            scrub("Invalid parameter `To`: +14255550100"),
+            "Invalid parameter `To`: +***********"
+        );
+        assert_eq!(scrub("code 123456 wrong"), "code ****** wrong");
+        assert_eq!(scrub("Max (5) check attempts"), "Max (5) check attempts");
+        assert_eq!(scrub("a\nb"), "ab");
+        assert_eq!(scrub(&"x".repeat(500)).len(), MAX_REASON_CHARS);
+    }
+
+    #[test]
+    fn start_answers() {
+        let ok = br#"{"sid":"VE0","status":"pending","valid":false,"channel":"sms"}"#;
+        assert_eq!(start_outcome(StatusCode::CREATED, ok), Verdict::Approved);
+        let v = start_outcome(
+            StatusCode::FORBIDDEN,
+            br#"{"code":60205,"message":"SMS is not supported by landline phone number","more_info":"https://www.twilio.com/docs/errors/60205","status":403}"#,
+        );
+        assert_eq!(
+            v,
+            Verdict::Failed(
+                "twilio-verify Verifications: HTTP 403, Twilio error 60205: SMS is not supported \
+                 by landline phone number (the number cannot take text messages)"
+                    .into()
+            )
+        );
+        assert!(matches!(
+            start_outcome(StatusCode::CREATED, br#"{"status":"approved"}"#),
+            Verdict::Failed(_)
+        ));
+        assert!(matches!(
+            start_outcome(StatusCode::CREATED, b"<html>"),
+            Verdict::Failed(_)
+        ));
+        assert_eq!(
+            start_outcome(StatusCode::BAD_GATEWAY, b"<html>"),
+            Verdict::Failed("twilio-verify Verifications: HTTP 502".into())
+        );
+    }
+
+    #[test]
+    fn check_answers() {
+        let body = |s: &str, valid: bool| format!(r#"{{"status":"{s}","valid":{valid}}}"#);
+        assert_eq!(
+            check_outcome(StatusCode::OK, body("approved", true).as_bytes()),
+            Verdict::Approved
+        );
+        assert_eq!(
+            check_outcome(StatusCode::OK, br#"{"status":"approved"}"#),
+            Verdict::Approved
+        );
+        assert!(matches!(
+            check_outcome(StatusCode::OK, body("approved", false).as_bytes()),
+            Verdict::Failed(_)
+        ));
+        for s in ["pending", "canceled", "expired", "max_attempts_reached"] {
+            assert_eq!(
+                check_outcome(StatusCode::OK, body(s, false).as_bytes()),
+                Verdict::Denied
+            );
+        }
+        assert_eq!(
+            check_outcome(StatusCode::NOT_FOUND, br#"{"code":20404}"#),
+            Verdict::Denied
+        );
+        assert_eq!(
+            check_outcome(StatusCode::TOO_MANY_REQUESTS, br#"{"code":60202}"#),
+            Verdict::Denied
+        );
+        assert!(matches!(
+            check_outcome(StatusCode::TOO_MANY_REQUESTS, br#"{"code":20429}"#),
+            Verdict::Failed(_)
+        ));
+        assert!(matches!(
+            check_outcome(StatusCode::INTERNAL_SERVER_ERROR, b""),
+            Verdict::Failed(_)
+        ));
+        assert!(matches!(
+            check_outcome(StatusCode::OK, body("weird", false).as_bytes()),
+            Verdict::Failed(_)
+        ));
+    }
+
+    #[test]
+    fn codes_and_channels() {
+        assert!(plausible_code("123456"));
+        assert!(plausible_code("1234"));
+        assert!(plausible_code("ABCDEF1234"));
+        assert!(!plausible_code("123"));
+        assert!(!plausible_code("12345678901"));
+        assert!(!plausible_code("12 456"));
+        assert!(!plausible_code("12345'"));
+        assert_eq!(channel(Mode3::SmsText), Some("sms"));
+        assert_eq!(channel(Mode3::VoiceCall), Some("call"));
+        assert_eq!(channel(Mode3::PhoneApp), None);
+        assert_eq!(channel(Mode3::OathToken), None);
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret(Zeroizing::new(b"topsecret".to_vec()));
+        assert!(!format!("{s:?}").contains("topsecret"));
+    }
+}

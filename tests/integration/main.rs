@@ -20,3 +20,4 @@ mod providers_duo;
 mod providers_e2e;
 mod providers_webhook;
 mod support;
+mod providers_twilio;
