@@ -18,6 +18,6 @@ mod ldap;
 mod ntlm;
 mod providers_duo;
 mod providers_e2e;
+mod providers_twilio;
 mod providers_webhook;
 mod support;
-mod providers_twilio;

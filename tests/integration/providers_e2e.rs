@@ -220,3 +220,95 @@ async fn webhook_then_duo_failover_through_a_mono_proxy() {
         "{paths:?}"
     );
 }
+
+/// Twilio Verify through the SOAP layer: the first call answers CallResult 20 with an
+/// `authenticationRequestId`; the code Twilio sent completes it through `ValidateOathCode` (with
+/// the id) or `ValidatePasscode` (by user), once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_verify_code_flow_through_soap() {
+    use crate::providers_twilio::{Fake as TwilioFake, ACCOUNT_SID, SERVICE_SID, TOKEN};
+    let fake = TwilioFake::start().await;
+    let dir = std::env::temp_dir().join(format!("pfgate-e2e-twilio-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = dir.join("twilio.token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    let mut settings = Settings::demo("127.0.0.1:0".parse().unwrap());
+    settings.providers = vec![(
+        "twilio".into(),
+        ProviderSettings::Twilio(pfgate::providers::twilio::TwilioSettings {
+            service_sid: SERVICE_SID.into(),
+            account_sid: ACCOUNT_SID.into(),
+            auth_token_file: Some(token),
+            base_url: Some(fake.base_url()),
+            ..Default::default()
+        }),
+    )];
+    settings.routes = vec![RouteSettings {
+        providers: vec!["twilio".into()],
+        ..RouteSettings::default()
+    }];
+    let server = TestServer::start(settings).await;
+    let c = server.client();
+    let call = |op: &'static str, inner: String| {
+        let c = c.clone();
+        async move {
+            let r = c
+                .soap11(
+                    Some(&action(op)),
+                    &env11(&format!(r#"<{op} xmlns="{NS}">{inner}</{op}>"#)),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            r.body
+        }
+    };
+    let pf4 = || {
+        call(
+            "PfAuthUser_4",
+            "<username>alice@contoso.com</username><requireUserMatch>true</requireUserMatch>"
+                .into(),
+        )
+    };
+    // alice's number in fixtures/demo.toml: 1 4255550100.
+    let body = pf4().await;
+    assert_eq!(
+        text_of(&body, "PfAuthUser_4Result").as_deref(),
+        Some("false")
+    );
+    assert!(body.contains("<callResult><Code>20</Code>"), "{body}");
+    let id = text_of(&body, "authenticationRequestId").unwrap();
+    let code = fake.code_for("+14255550100").expect("Twilio sent a code");
+    let v = |code: &str, id: &str| {
+        format!("<username>alice@contoso.com</username><code>{code}</code><authenticationRequestId>{id}</authenticationRequestId><fallback>false</fallback>")
+    };
+    let body = call("ValidateOathCode", v(&code, &id)).await;
+    assert_eq!(
+        text_of(&body, "ValidateOathCodeResult").as_deref(),
+        Some("true"),
+        "{body}"
+    );
+    let body = call("ValidateOathCode", v(&code, &id)).await;
+    assert_eq!(
+        text_of(&body, "ValidateOathCodeResult").as_deref(),
+        Some("false"),
+        "once only"
+    );
+    // By user, through ValidatePasscode; a wrong code first spends the attempt.
+    pf4().await;
+    let code = fake.code_for("+14255550100").unwrap();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let p = |c: &str| format!("<username>alice@contoso.com</username><passcode>{c}</passcode>");
+    let body = call("ValidatePasscode", p(wrong)).await;
+    assert_eq!(
+        text_of(&body, "ValidatePasscodeResult").as_deref(),
+        Some("false")
+    );
+    pf4().await;
+    let code = fake.code_for("+14255550100").unwrap();
+    let body = call("ValidatePasscode", p(&code)).await;
+    assert_eq!(
+        text_of(&body, "ValidatePasscodeResult").as_deref(),
+        Some("true"),
+        "{body}"
+    );
+}

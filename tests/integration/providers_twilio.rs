@@ -41,9 +41,9 @@ use tokio::net::TcpListener;
 
 /// Any single step of a test (one start, one check).
 const STEP: Duration = Duration::from_secs(20);
-const SERVICE_SID: &str = "VA0123456789abcdef0123456789abcdef";
-const ACCOUNT_SID: &str = "AC00112233445566778899aabbccddeeff";
-const TOKEN: &str = "f00dfeedf00dfeedf00dfeedf00dfeed";
+pub(crate) const SERVICE_SID: &str = "VA0123456789abcdef0123456789abcdef";
+pub(crate) const ACCOUNT_SID: &str = "AC00112233445566778899aabbccddeeff";
+pub(crate) const TOKEN: &str = "f00dfeedf00dfeedf00dfeedf00dfeed";
 const NUMBER: &str = "+14255550100";
 /// A landline: SMS is refused with 60205, a call goes through.
 const LANDLINE: &str = "+14255550199";
@@ -87,7 +87,7 @@ struct State {
     next: u64,
 }
 
-struct Fake {
+pub(crate) struct Fake {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
     task: tokio::task::JoinHandle<()>,
@@ -100,7 +100,7 @@ impl Drop for Fake {
 }
 
 impl Fake {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State {
@@ -129,12 +129,12 @@ impl Fake {
         Self { addr, state, task }
     }
 
-    fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// The code the fake "sent" to `to` and still holds pending.
-    fn code_for(&self, to: &str) -> Option<String> {
+    pub(crate) fn code_for(&self, to: &str) -> Option<String> {
         self.state
             .lock()
             .unwrap()
