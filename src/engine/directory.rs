@@ -22,6 +22,10 @@ pub enum Outcome {
     HangUp,
     /// The user explicitly denied.
     Deny,
+    /// The line was busy (answered as "not answered": CallResult 11).
+    Busy,
+    /// The user reported fraud (answered as a denial: CallResult 150, with the reason in the log).
+    FraudReported,
     /// The provider could not place the call.
     Fail,
 }
@@ -74,6 +78,11 @@ pub struct User {
     /// Scripted delay before the outcome, in milliseconds (a person taking time to answer).
     #[serde(default)]
     pub delay_ms: u64,
+    /// Outcomes of successive calls (first call, second call, …); the last one repeats. When set,
+    /// it replaces `outcome` — e.g. `["no_answer", "approve"]`: the first call is not answered, the
+    /// retry is approved.
+    #[serde(default)]
+    pub sequence: Vec<Outcome>,
     /// PIN to store (hashed) when the directory is loaded into the store.
     #[serde(default)]
     pub pin: String,

@@ -1,7 +1,8 @@
 //! The scripted provider: outcomes decided by rules instead of a phone network. It is what demo mode
-//! and the test double answer with, so it is a product feature, not a test stub: per user, per phone
-//! number suffix, with an optional delay, and a count of calls so a test can prove how many calls
-//! an operation caused.
+//! and the test double answer with, so it is a product feature, not a test stub: per user (or per
+//! call in a user's `sequence`: first call not answered, retry approved), per phone number suffix,
+//! with an optional delay, and a count of calls so a test can prove how many calls an operation
+//! caused. Outcomes: approve, no answer, busy, hang up, deny, fraud reported, provider error.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,6 +18,9 @@ use crate::engine::directory::{Directory, Outcome};
 #[derive(Debug, Default)]
 pub struct ScriptedProvider {
     by_user: HashMap<String, (Outcome, Duration)>,
+    /// Per-user call sequences, and how many calls each user had so far.
+    sequences: HashMap<String, Vec<Outcome>>,
+    calls_by_user: Mutex<HashMap<String, usize>>,
     directory: Directory,
     calls: AtomicUsize,
     /// One-time passcodes "sent", by E.164 number: the double's outbox, so a test can read the
@@ -36,8 +40,15 @@ impl ScriptedProvider {
                 )
             })
             .collect();
+        let sequences = directory
+            .users()
+            .filter(|u| !u.sequence.is_empty())
+            .map(|u| (u.username.to_lowercase(), u.sequence.clone()))
+            .collect();
         Self {
             by_user,
+            sequences,
+            calls_by_user: Mutex::new(HashMap::new()),
             directory: directory.clone(),
             calls: AtomicUsize::new(0),
             outbox: Mutex::new(HashMap::new()),
@@ -62,7 +73,20 @@ impl ScriptedProvider {
                 .map(|p| p.e164() == attempt.phone.e164())
                 .unwrap_or(false);
             if own {
-                if let Some(rule) = self.by_user.get(&attempt.username.to_lowercase()) {
+                let key = attempt.username.to_lowercase();
+                if let Some(rule) = self.by_user.get(&key) {
+                    if let Some(seq) = self.sequences.get(&key) {
+                        let n = match self.calls_by_user.lock() {
+                            Ok(mut m) => {
+                                let c = m.entry(key.clone()).or_insert(0);
+                                *c += 1;
+                                *c - 1
+                            }
+                            Err(_) => 0,
+                        };
+                        let outcome = seq.get(n).or(seq.last()).copied().unwrap_or(rule.0);
+                        return (outcome, rule.1);
+                    }
                     return *rule;
                 }
             }
@@ -88,6 +112,11 @@ impl Provider for ScriptedProvider {
             Outcome::NoAnswer => Verdict::NotAnswered,
             Outcome::HangUp => Verdict::HungUp,
             Outcome::Deny => Verdict::Denied,
+            Outcome::Busy => Verdict::NotAnswered,
+            Outcome::FraudReported => {
+                tracing::warn!(target: "pfgate::providers", user = %attempt.username, "scripted: fraud reported");
+                Verdict::Denied
+            }
             Outcome::Fail => Verdict::Failed("scripted failure".into()),
         }
     }

@@ -68,6 +68,24 @@ pin = "2580"
 [[users]]
 username = "nophone@contoso.com"
 phone = "12"
+
+[[users]]
+username = "retry@contoso.com"
+country_code = "1"
+phone = "4255550184"
+sequence = ["no_answer", "busy", "approve"]
+
+[[users]]
+username = "fraud@contoso.com"
+country_code = "1"
+phone = "4255550185"
+outcome = "fraud_reported"
+
+[[users]]
+username = "broken@contoso.com"
+country_code = "1"
+phone = "4255550186"
+outcome = "fail"
 "#;
 
 struct Fixture {
@@ -472,7 +490,7 @@ async fn directory_operations_and_their_error_codes() {
             .count()
     };
     let body = call(&c, "FindUsers_4", &find("*@contoso.com", false, 0)).await;
-    assert_eq!(rows(&body), 9);
+    assert_eq!(rows(&body), 12);
     assert_eq!(text_of(&body, "resultsComplete").as_deref(), Some("true"));
     let body = call(&c, "FindUsers_4", &find("*@contoso.com", false, 3)).await;
     assert_eq!(rows(&body), 3);
@@ -828,4 +846,27 @@ async fn every_other_listed_operation() {
         Some("false"),
         "only what pfgate does"
     );
+}
+
+/// The scripted provider's call sequences and outcomes, as the test double's scenarios use them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripted_sequences_and_outcomes() {
+    let f = fixture(Duration::from_secs(5)).await;
+    let c = f.server.client();
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let (r, cc, _, _) = auth4(&call(&c, "PfAuthUser_4", &pf4("retry@contoso.com", true)).await);
+        seen.push((r, cc));
+    }
+    let expected: Vec<(String, i64)> = vec![
+        ("false".into(), 11), // no answer
+        ("false".into(), 11), // busy
+        ("true".into(), 2),   // approved
+        ("true".into(), 2),   // the last outcome repeats
+    ];
+    assert_eq!(seen, expected);
+    let (r, cc, e, _) = auth4(&call(&c, "PfAuthUser_4", &pf4("fraud@contoso.com", true)).await);
+    assert_eq!((r.as_str(), cc, e), ("false", 150, 12));
+    let (r, cc, e, _) = auth4(&call(&c, "PfAuthUser_4", &pf4("broken@contoso.com", true)).await);
+    assert_eq!((r.as_str(), cc, e), ("false", 117, 12));
 }
