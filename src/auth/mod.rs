@@ -4,6 +4,8 @@
 
 pub mod basic;
 pub mod client_cert;
+#[cfg(feature = "kerberos")]
+pub mod kerberos;
 pub mod ntlm;
 pub mod policy;
 pub mod spnego;

@@ -14,6 +14,8 @@ mod endpoint;
 mod engine;
 mod hostile;
 mod interop;
+#[cfg(feature = "kerberos")]
+mod kerberos;
 mod ldap;
 mod ntlm;
 mod providers_duo;
