@@ -626,41 +626,14 @@ fn check_secret(bytes: Zeroizing<Vec<u8>>, origin: &str) -> Result<Secret, Strin
 }
 
 fn load_secret_env(var: &str) -> Result<Secret, String> {
-    if var.is_empty() {
-        return Err("the variable name is empty".into());
-    }
-    match std::env::var_os(var) {
-        None => Err(format!("the environment variable {var} is not set")),
-        Some(v) => check_secret(
-            Zeroizing::new(v.into_encoded_bytes()),
-            &format!("environment variable {var}"),
-        ),
-    }
+    let (bytes, origin) = super::secret_source::from_env(var)?;
+    check_secret(bytes, &origin)
 }
 
 fn load_secret_file(path: &Path) -> Result<Secret, String> {
-    let bytes = std::fs::read(path)
-        .map(Zeroizing::new)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    warn_if_exposed(path);
-    check_secret(bytes, &path.display().to_string())
+    let (bytes, origin) = super::secret_source::from_file(path, "Duo secret key")?;
+    check_secret(bytes, &origin)
 }
-
-#[cfg(unix)]
-fn warn_if_exposed(path: &Path) {
-    use std::os::unix::fs::PermissionsExt as _;
-    if let Ok(meta) = std::fs::metadata(path) {
-        if meta.permissions().mode() & 0o077 != 0 {
-            tracing::warn!(
-                path = %path.display(),
-                "the Duo secret key file is readable by group or others; restrict it to the service user (chmod 600)"
-            );
-        }
-    }
-}
-
-#[cfg(not(unix))]
-fn warn_if_exposed(_path: &Path) {}
 
 // ---------------------------------------------------------------------------------------------
 // Duo's answers

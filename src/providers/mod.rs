@@ -9,6 +9,7 @@
 pub mod duo;
 pub mod router;
 pub mod scripted;
+mod secret_source;
 pub mod twilio;
 pub mod webhook;
 
