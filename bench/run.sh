@@ -245,10 +245,16 @@ measure_once() {
     if [ -z "$rps" ] || [ -z "$p50" ] || [ -z "$p99" ]; then
         die "$key: cannot parse wrk output: $(cat "$out")"
     fi
+    # Server CPU per request (user + system), from its jiffies over the measured run: the figure
+    # that does not depend on how quickly wrk, on the other core, happens to be woken.
+    local requests cpu_us
+    requests="$(awk '/requests in/ {print $1}' "$out")"
+    cpu_us="$(awk -v j=$((srv1 - srv0)) -v n="${requests:-0}" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { if (n > 0) printf "%.1f", j / hz * 1e6 / n; else print "NaN" }')"
     errors="$(grep -E '^ *Socket errors' "$out" || true)"
     [ -z "$errors" ] || note "$key: $errors"
-    note "$(printf '%-22s %10s req/s  p50 %8s ms  p99 %8s ms  other load %3s%%' "$key" "$rps" "$(to_ms "$p50")" "$(to_ms "$p99")" "$other")"
-    LAST_RESULT="$rps $(to_ms "$p50") $(to_ms "$p99") $other"
+    note "$(printf '%-22s %10s req/s  p50 %8s ms  p99 %8s ms  cpu %6s us/req  other load %3s%%' "$key" "$rps" "$(to_ms "$p50")" "$(to_ms "$p99")" "$cpu_us" "$other")"
+    LAST_RESULT="$rps $(to_ms "$p50") $(to_ms "$p99") $other $cpu_us"
     if [ "$other" -gt 5 ]; then
         note "$key: WARNING: disturbed: others used ${other}% of a CPU ($busy compiler/linker processes seen)"
         return 1
@@ -308,8 +314,8 @@ revision() { # what was measured: BENCH_COMMIT if given (e.g. for an exported tr
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 row() { # row KEY LABEL
-    printf '| %s | %.0f | %.3f | %.3f | %s | %s |\n' "$2" "$(median_col "$1" 1)" "$(median_col "$1" 2)" \
-        "$(median_col "$1" 3)" "$(runs_col "$1" 1)" "$(runs_col "$1" 4)"
+    printf '| %s | %.0f | %.3f | %.3f | %.1f | %s | %s |\n' "$2" "$(median_col "$1" 1)" "$(median_col "$1" 2)" \
+        "$(median_col "$1" 3)" "$(median_col "$1" 5)" "$(runs_col "$1" 1)" "$(runs_col "$1" 4)"
 }
 
 base_rps="$(median_col baseline_ts 1)"
@@ -320,8 +326,8 @@ base_rps="$(median_col baseline_ts 1)"
     echo "server on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU; median of $RUNS interleaved runs (each column's median on its own)."
     echo "A run during which other processes used over 5% of a CPU was redone (up to $RETRIES times)."
     echo
-    echo "| scenario | req/s | p50 ms | p99 ms | req/s per run | other load per run (% of a CPU) |"
-    echo "| --- | ---: | ---: | ---: | --- | --- |"
+    echo "| scenario | req/s | p50 ms | p99 ms | server CPU µs/req | req/s per run | other load per run (% of a CPU) |"
+    echo "| --- | ---: | ---: | ---: | ---: | --- | --- |"
     row baseline_ts "(c) baseline, fixed TestSecurity response"
     row pfgate_ts "(a) pfgate TestSecurity"
     row pfgate_auth "(b) pfgate PfAuthUser_5 (demo, approved)"

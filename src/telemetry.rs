@@ -17,6 +17,7 @@ pub enum LogFormat {
 
 /// Installs the global subscriber (once; later calls are ignored).
 pub fn init(format: LogFormat) {
+    crate::server::access_log::set_format(format);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     use std::io::IsTerminal;
     // Colour codes only for a person at a terminal: in files and pipes they are noise (and cost).

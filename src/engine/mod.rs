@@ -237,6 +237,13 @@ impl Engine {
         self.inflight.len()
     }
 
+    /// True when the store answers: what `/readyz` reports. Providers are left out on purpose —
+    /// a provider outage is handled by routing and fail mode, and taking every instance out of a
+    /// load balancer because Duo is down would only turn a degraded service into none.
+    pub async fn ready(&self) -> bool {
+        self.store.health().await.is_ok()
+    }
+
     /// True when the store and the provider answer (`TestMasterConnection`).
     pub async fn healthy(&self) -> bool {
         self.store.health().await.is_ok() && self.provider.healthy().await

@@ -1,6 +1,7 @@
 //! One HTTP request: route by path and method, enforce the body limits, and hand SOAP to the
 //! engine. Everything an ASMX endpoint answers besides SOAP lives here too (WSDL, DISCO, help page).
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use http::{HeaderMap, Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
+use super::access_log;
 use super::caller::{self, ConnAuth};
 use crate::config::{is_trusted, Settings};
 use crate::engine::audit::AuditKind;
@@ -145,23 +147,24 @@ pub async fn handle(
     req: http::Request<Incoming>,
 ) -> Result<HttpResponse, Infallible> {
     let started = Instant::now();
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
     let caller = caller_ip(&state, &conn, req.headers());
+    let method = req.method().clone();
+    // Kept before `route` consumes the request; only for the access log, so only when it is on.
+    let path = access_log::enabled().then(|| req.uri().path().to_owned());
     // Boxed: the engine's future is large (every operation's state lives in it), and hyper moves
     // the service future around; a box keeps those moves to a pointer copy.
     let (response, operation, outcome) = Box::pin(route(&state, &conn, &auth, req, caller)).await;
-    tracing::info!(
-        target: "pfgate::access",
-        method = %method,
-        path = %path,
-        caller = %caller,
-        operation = operation.unwrap_or("-"),
-        status = response.status().as_u16(),
-        outcome = %outcome,
-        latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-        "request"
-    );
+    if let Some(path) = path {
+        access_log::record(&access_log::Entry {
+            method: method.as_str(),
+            path: &path,
+            caller,
+            operation,
+            status: response.status().as_u16(),
+            outcome: &outcome,
+            latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        });
+    }
     Ok(response)
 }
 
@@ -171,8 +174,31 @@ async fn route(
     auth: &ConnAuth,
     req: http::Request<Incoming>,
     caller: IpAddr,
-) -> (HttpResponse, Option<&'static str>, String) {
+) -> (HttpResponse, Option<&'static str>, Cow<'static, str>) {
     let path = req.uri().path().to_string();
+    // Probes for load balancers and orchestrators: no credentials, no body read, nothing but a
+    // status. `/healthz` says the process serves; `/readyz` says it can answer authentications
+    // (the store answers), so a balancer takes an instance whose database is gone out of rotation.
+    if matches!(*req.method(), Method::GET | Method::HEAD) {
+        match path.as_str() {
+            "/healthz" => return (plain(StatusCode::OK, "ok"), None, "healthz".into()),
+            "/readyz" => {
+                return if state.engine.ready().await {
+                    (plain(StatusCode::OK, "ready"), None, "readyz".into())
+                } else {
+                    (
+                        plain(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "not ready: store unavailable",
+                        ),
+                        None,
+                        "not-ready".into(),
+                    )
+                };
+            }
+            _ => {}
+        }
+    }
     if !is_sdk_path(&path) {
         return (
             plain(
@@ -218,7 +244,11 @@ async fn route(
                     r.headers_mut().append(http::header::WWW_AUTHENTICATE, v);
                 }
             }
-            return (r, None, format!("unauthenticated: {}", refusal.reason));
+            return (
+                r,
+                None,
+                format!("unauthenticated: {}", refusal.reason).into(),
+            );
         }
     };
     let principal = identified.principal;
@@ -299,7 +329,7 @@ async fn soap(
     req: http::Request<Incoming>,
     caller: IpAddr,
     principal: &str,
-) -> (HttpResponse, Option<&'static str>, String) {
+) -> (HttpResponse, Option<&'static str>, Cow<'static, str>) {
     let limits = &state.settings.limits;
     let headers = req.headers();
     let head = match read_head(
@@ -399,7 +429,7 @@ async fn drain(body: Incoming, settings: &Settings) {
     let _ = tokio::time::timeout(settings.limits.body_timeout, limited.collect()).await;
 }
 
-fn too_large(max: u64) -> (HttpResponse, Option<&'static str>, String) {
+fn too_large(max: u64) -> (HttpResponse, Option<&'static str>, Cow<'static, str>) {
     (
         closing(plain(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -420,9 +450,12 @@ fn closing(mut r: HttpResponse) -> HttpResponse {
 
 /// A short outcome for the access log: `true`, or `false/error=N/call=M`. Never a secret (only
 /// the result and codes).
-fn outcome_of(response: &crate::pfwssdk::Response) -> String {
+fn outcome_of(response: &crate::pfwssdk::Response) -> Cow<'static, str> {
     use std::fmt::Write as _;
     let (result, error, call) = response.outcome();
+    if result != Some(false) && error.unwrap_or(0) == 0 && call.is_none() {
+        return Cow::Borrowed("true");
+    }
     let mut s = String::with_capacity(32);
     s.push_str(if result == Some(false) {
         "false"
@@ -435,7 +468,7 @@ fn outcome_of(response: &crate::pfwssdk::Response) -> String {
     if let Some(c) = call {
         let _ = write!(s, "/call={c}");
     }
-    s
+    s.into()
 }
 
 #[cfg(test)]

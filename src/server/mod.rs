@@ -5,6 +5,7 @@
 //! `accept`, so excess callers queue in the kernel's backlog instead of costing memory. Every stage
 //! has a deadline: the TLS handshake, the request headers (hyper's header timeout), and the body.
 
+pub mod access_log;
 pub mod caller;
 pub mod http;
 pub mod tls;
@@ -85,6 +86,7 @@ impl RunningServer {
         if drained.is_err() {
             tracing::warn!("shutdown grace period ended with connections still open");
         }
+        access_log::flush();
     }
 }
 

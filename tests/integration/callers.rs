@@ -346,3 +346,26 @@ async fn client_certificates_map_one_to_one() {
     let r = post(&s.client(), "TestSecurity", "", None).await;
     assert_eq!(r.status, 401);
 }
+
+/// The load-balancer probes answer without credentials (a balancer has none), tell nothing but a
+/// status, and do not open anything else: the SDK next to them still refuses the anonymous caller,
+/// and a POST to a probe path is not a probe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_answer_without_credentials_and_open_nothing_else() {
+    let s = TestServer::start(auth_settings()).await;
+    let c = s.client();
+    let r = c.get("/healthz").await;
+    assert_eq!((r.status, r.body.trim()), (200, "ok"));
+    let r = c.get("/readyz").await;
+    assert_eq!((r.status, r.body.trim()), (200, "ready"));
+    assert_eq!(c.get(SDK_PATH).await.status, 401);
+    assert_eq!(c.get("/readyz/../PfWsSdk.asmx").await.status, 401);
+    let r = c
+        .send(
+            http::Request::post("/readyz")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+}

@@ -164,10 +164,15 @@ struct Served {
 
 /// Starts `pfgate` with `args` and reads stdout until the listening lines are printed.
 fn spawn_serve(args: &[&str], wanted: usize) -> Served {
+    spawn_serve_logging(args, wanted, Stdio::null())
+}
+
+/// As [`spawn_serve`], with the log (stderr) going to `stderr`.
+fn spawn_serve_logging(args: &[&str], wanted: usize, stderr: Stdio) -> Served {
     let mut child = bin()
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -233,8 +238,15 @@ async fn test_security_over(addr: &str, fingerprint: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_command_from_the_readme_serves_and_stops_on_sigterm() {
+    let dir = temp_dir("demo-log");
+    let log_path = dir.join("stderr.log");
+    let log = std::fs::File::create(&log_path).unwrap();
     let served = tokio::task::spawn_blocking(|| {
-        spawn_serve(&["serve", "--demo", "--listen", "127.0.0.1:0"], 2)
+        spawn_serve_logging(
+            &["serve", "--demo", "--listen", "127.0.0.1:0"],
+            2,
+            Stdio::from(log),
+        )
     })
     .await
     .unwrap();
@@ -260,6 +272,29 @@ async fn demo_command_from_the_readme_serves_and_stops_on_sigterm() {
         .await
         .unwrap();
     assert!(status.success(), "{status:?}");
+    // The access line is written off the request path; the shutdown flushes whatever is pending.
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let access: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("pfgate::access"))
+        .collect();
+    assert_eq!(access.len(), 1, "{log}");
+    for field in [
+        " request method=POST ",
+        &format!(" path={SDK_PATH} "),
+        " caller=127.0.0.1 ",
+        " operation=TestSecurity ",
+        " status=200 ",
+        " outcome=true ",
+        " latency_us=",
+    ] {
+        assert!(
+            access[0].contains(field),
+            "{field} missing from {}",
+            access[0]
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
