@@ -1,16 +1,25 @@
 //! The store: the user directory and the short-lived state of authentications, behind one trait.
 //!
 //! The engine never touches SQL; it asks for users, blocks, bypasses and transactions through
-//! [`Store`]. The embedded backend is SQLite ([`sqlite`]), in a file or in memory (demo and tests).
+//! [`Store`]. The embedded backend is SQLite ([`sqlite`]), in a file or in memory (demo and tests);
+//! [`postgres`] is the backend for several instances behind a load balancer (`docs/ha.md`).
 //! Every operation that must happen at most once (consuming a bypass, completing a transaction,
-//! accepting a one-time code) is a single atomic statement in the backend, so it stays correct when
-//! several pfgate instances share one database.
+//! accepting a one-time code, claiming a provider call) is a single atomic statement in the
+//! backend, so it stays correct when several pfgate instances share one database: the database is
+//! the only place where instances agree, there is no consensus of pfgate's own.
+//!
+//! One test suite ([`suite`], test builds only) holds the behaviour every backend must have, and
+//! runs against each of them.
 //!
 //! Secrets at rest: PINs are stored only as argon2id hashes; OATH secrets and static tokens are
 //! encrypted with AES-256-GCM under a key from the configuration ([`secrets`]).
 
+pub mod postgres;
+mod row;
 pub mod secrets;
 pub mod sqlite;
+#[cfg(test)]
+pub(crate) mod suite;
 
 use async_trait::async_trait;
 
@@ -188,6 +197,32 @@ pub struct Transaction {
     pub target: Option<String>,
 }
 
+/// What [`Store::claim_call`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallClaim {
+    /// No call for this user and number is in flight anywhere: the caller places it and reports
+    /// its ending with [`Store::finish_call`].
+    Placed,
+    /// A call is in flight (placed by this or another instance) under this request id: the caller
+    /// waits for its ending ([`Store::call_state`]) instead of placing a second one.
+    Joined(String),
+}
+
+/// Where a claimed call stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallState {
+    /// Still in flight.
+    Pending,
+    /// Ended; the outcome as the engine wrote it ([`Store::finish_call`]), or
+    /// [`CALL_EXPIRED`] when its instance never reported.
+    Done(String),
+}
+
+/// The outcome a store writes for a claimed call whose claim expired without an ending (its
+/// instance stopped or lost the database mid-call): callers waiting for it answer as for a call
+/// that timed out.
+pub const CALL_EXPIRED: &str = "deadline";
+
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -269,4 +304,38 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         code: &str,
         expires_at: i64,
     ) -> StoreResult<bool>;
+
+    /// True when other pfgate processes may use the same data (a database file or server), so the
+    /// in-flight rule must be decided here and not only in this process's memory. An in-memory
+    /// store is private to its process and answers false: claiming calls in it would only cost
+    /// time.
+    fn is_shared(&self) -> bool;
+
+    /// Claims the provider call for `username` (any case) and `phone` (E.164) under `request_id`,
+    /// valid until `expires_at` (Unix seconds; a claim whose instance never reports is given up
+    /// then). Of concurrent claimants, in any number of processes, exactly one gets
+    /// [`CallClaim::Placed`]; the others get [`CallClaim::Joined`] with its request id. The user
+    /// need not exist (`PfAuthUser_5` calls numbers of unknown service accounts). Stores keep only a
+    /// keyed digest of the user and number, never the number.
+    async fn claim_call(
+        &self,
+        username: &str,
+        phone: &str,
+        request_id: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> StoreResult<CallClaim>;
+
+    /// Records how the call claimed under `request_id` ended; the outcome stays readable until
+    /// `keep_until` for the instances waiting on it.
+    async fn finish_call(
+        &self,
+        request_id: &str,
+        outcome: &str,
+        keep_until: i64,
+    ) -> StoreResult<()>;
+
+    /// Where the call claimed under `request_id` stands; `None` if no such claim is known (never
+    /// made, or purged after `keep_until`).
+    async fn call_state(&self, request_id: &str) -> StoreResult<Option<CallState>>;
 }

@@ -3,9 +3,15 @@
 //! It owns the contract the trait documents only in prose, including the parts a backend could
 //! get subtly wrong: case-insensitive names, at-most-once bypasses, transactions and codes under
 //! concurrency, expiry at the boundary (valid while `now <= expires_at`), `FindUsers` wildcards
-//! and completeness, and what follows a user through rename and delete. Backends run it from their
-//! own tests ([`run_all`] on a fresh store, plus [`seed_persistent`] / [`check_persistent`] around
-//! a reopen for durable ones, and a scan of their raw storage for [`PLAINTEXT_SECRETS`]).
+//! and completeness, what follows a user through rename and delete, and the claims of provider
+//! calls that carry the in-flight rule across instances.
+//!
+//! Every check runs as its own test against every backend ([`suite_for!`] at the end: SQLite in
+//! memory, SQLite in a file, PostgreSQL in a schema of its own), so a failure names the backend
+//! and the check. PostgreSQL needs `PFGATE_TEST_DATABASE_URL`; without it those tests print a
+//! `SKIP` line and pass (`.ci/run` sets it, so CI always runs them). Durable backends also run
+//! [`seed_persistent`] / [`check_persistent`] around a reopen, and scan their raw storage for
+//! [`PLAINTEXT_SECRETS`], in their own test modules.
 //!
 //! Contract points beyond the trait's doc comments, which the checks pin down:
 //! - blocks, bypasses, transactions and used codes can only be attached to an existing user
@@ -20,9 +26,10 @@
 use std::sync::Arc;
 
 use crate::pfwssdk::{AuthResult, Mode3, PhoneAppMode, PinMode2, SmsDirection, SmsMode};
+use crate::store::secrets::{self, SecretKey};
 use crate::store::{
-    Bypass, Phone, Store, StoreError, TextFilter, Transaction, TransactionKind, UserFilter,
-    UserRecord,
+    Bypass, CallClaim, CallState, Phone, Store, StoreError, TextFilter, Transaction,
+    TransactionKind, UserFilter, UserRecord, CALL_EXPIRED,
 };
 
 /// The OATH secret the suite stores (a backend test asserts it is absent from raw storage).
@@ -100,25 +107,6 @@ fn full_user(name: &str) -> UserRecord {
         phone_app_language: "es".into(),
         oath_token_language: "it".into(),
     }
-}
-
-/// Runs every check on `store`, which must start empty of the suite's users.
-pub async fn run_all(store: Arc<dyn Store>) {
-    let s = store.as_ref();
-    check_health(s).await;
-    check_user_crud(s).await;
-    check_secrets_round_trip(s).await;
-    check_rename(s).await;
-    check_delete_cascades(s).await;
-    check_blocks(s).await;
-    check_bypass(s).await;
-    check_bypass_concurrency(Arc::clone(&store)).await;
-    check_transactions(s).await;
-    check_user_transactions(s).await;
-    check_transaction_concurrency(Arc::clone(&store)).await;
-    check_used_codes(s).await;
-    check_used_code_concurrency(Arc::clone(&store)).await;
-    check_find_users(s).await;
 }
 
 /// `health` answers.
@@ -1190,3 +1178,181 @@ pub async fn check_persistent(store: &dyn Store) {
     assert!(store.consume_bypass(PERSIST_USER, NOW).await.unwrap());
     assert!(!store.consume_bypass(PERSIST_USER, NOW).await.unwrap());
 }
+
+/// Claims of provider calls: one call per user (any case) and number, joiners learn its request
+/// id, an ended call frees the slot, and a claim that expired without an ending is given up.
+pub async fn check_call_claims(store: &dyn Store) {
+    let (user, phone) = ("Suite-Call@contoso.com", "+14255550100");
+    let id = |n: u32| format!("E00000000000000000000000000000{n:02}");
+    let claim = |u: &'static str, p: &'static str, n: u32, now: i64| {
+        let rid = id(n);
+        async move { store.claim_call(u, p, &rid, now, now + 60).await.unwrap() }
+    };
+    assert_eq!(claim(user, phone, 1, NOW).await, CallClaim::Placed);
+    assert_eq!(
+        store.call_state(&id(1)).await.unwrap(),
+        Some(CallState::Pending)
+    );
+    // The same user in another letter case, the same number: joined, not placed.
+    assert_eq!(
+        claim("suite-call@CONTOSO.com", phone, 2, NOW).await,
+        CallClaim::Joined(id(1))
+    );
+    assert_eq!(store.call_state(&id(2)).await.unwrap(), None);
+    // Another number, another user (unknown to the store: PfAuthUser_5 calls those too).
+    assert_eq!(claim(user, "+14255550101", 3, NOW).await, CallClaim::Placed);
+    assert_eq!(
+        claim("suite-call-nobody", phone, 4, NOW).await,
+        CallClaim::Placed
+    );
+
+    // The call ends: waiters read its outcome; the next authentication places a new call.
+    store
+        .finish_call(&id(1), "approved", NOW + 60)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.call_state(&id(1)).await.unwrap(),
+        Some(CallState::Done("approved".into()))
+    );
+    assert_eq!(claim(user, phone, 5, NOW + 1).await, CallClaim::Placed);
+
+    // A claim whose instance never reported is given up once it expires: the next claimant places
+    // the call and the old one's waiters read CALL_EXPIRED.
+    assert_eq!(claim(user, phone, 6, NOW + 62).await, CallClaim::Placed);
+    assert_eq!(
+        store.call_state(&id(5)).await.unwrap(),
+        Some(CallState::Done(CALL_EXPIRED.into()))
+    );
+    // A request id cannot claim a second call.
+    assert!(store
+        .claim_call(user, "+14255550199", &id(6), NOW + 62, NOW + 120)
+        .await
+        .is_err());
+    for n in [3, 4, 6] {
+        store.finish_call(&id(n), "denied", NOW + 60).await.unwrap();
+    }
+}
+
+/// 20 concurrent claimants of one call (several rounds): exactly one places it, the others join
+/// it under its request id.
+pub async fn check_call_claim_concurrency(store: Arc<dyn Store>) {
+    let (user, phone) = ("suite-call-race@contoso.com", "+442079460000");
+    for round in 0..5u32 {
+        let now = NOW + i64::from(round);
+        let tasks: Vec<_> = (0..20u32)
+            .map(|i| {
+                let store = Arc::clone(&store);
+                let rid = format!("F000000000000000000000000000{round:02}{i:02}");
+                tokio::spawn(async move {
+                    let claim = store
+                        .claim_call(user, phone, &rid, now, now + 60)
+                        .await
+                        .unwrap();
+                    (rid, claim)
+                })
+            })
+            .collect();
+        let mut placed = Vec::new();
+        let mut joined = Vec::new();
+        for t in tasks {
+            match t.await.unwrap() {
+                (rid, CallClaim::Placed) => placed.push(rid),
+                (_, CallClaim::Joined(other)) => joined.push(other),
+            }
+        }
+        assert_eq!(placed.len(), 1, "round {round}: {placed:?} placed one call");
+        assert!(
+            joined.iter().all(|j| *j == placed[0]),
+            "round {round}: joiners must join the placed call"
+        );
+        store
+            .finish_call(&placed[0], "approved", now + 60)
+            .await
+            .unwrap();
+    }
+}
+
+/// A store under test, with what keeps its storage alive (a temporary file, a schema) until the
+/// test ends.
+pub struct Subject {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    _guard: Box<dyn std::any::Any + Send>,
+}
+
+/// The secrets key of the suite's stores.
+pub fn key() -> SecretKey {
+    SecretKey::from_bytes([0x42; secrets::KEY_LEN])
+}
+
+/// A fresh in-memory SQLite store.
+pub async fn open_sqlite_memory() -> Option<Subject> {
+    let store = crate::store::sqlite::SqliteStore::in_memory(key())
+        .await
+        .unwrap();
+    Some(Subject {
+        store: Arc::new(store),
+        _guard: Box::new(()),
+    })
+}
+
+/// A fresh SQLite store in a temporary file (removed with the subject).
+pub async fn open_sqlite_file() -> Option<Subject> {
+    let db = crate::store::sqlite::tests::TempDb::new("suite");
+    let store = crate::store::sqlite::SqliteStore::open(&db.0, key())
+        .await
+        .unwrap();
+    Some(Subject {
+        store: Arc::new(store),
+        _guard: Box::new(db),
+    })
+}
+
+/// A fresh PostgreSQL store in a schema of its own (dropped with the subject), or `None` (with a
+/// printed reason) when `PFGATE_TEST_DATABASE_URL` is not set.
+pub async fn open_postgres() -> Option<Subject> {
+    use crate::store::postgres::{testing, PostgresStore};
+    let url = testing::database_url("store suite on PostgreSQL")?;
+    let schema = testing::TestSchema::create(&url).await.unwrap();
+    let store = PostgresStore::connect(&schema.settings(), key())
+        .await
+        .unwrap();
+    Some(Subject {
+        store: Arc::new(store),
+        _guard: Box::new(schema),
+    })
+}
+
+/// One test per check for a backend: `suite_for!(module_name, opener)`.
+macro_rules! suite_for {
+    ($backend:ident, $open:path) => {
+        mod $backend {
+            use super::*;
+            suite_for!(@by_ref $open: check_health, check_user_crud, check_secrets_round_trip,
+                check_rename, check_delete_cascades, check_blocks, check_bypass,
+                check_transactions, check_user_transactions, check_used_codes, check_find_users,
+                check_call_claims);
+            suite_for!(@shared $open: check_bypass_concurrency, check_transaction_concurrency,
+                check_used_code_concurrency, check_call_claim_concurrency);
+        }
+    };
+    (@by_ref $open:path: $($check:ident),*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $check() {
+            let Some(subject) = $open().await else { return };
+            super::$check(subject.store.as_ref()).await;
+        }
+    )*};
+    (@shared $open:path: $($check:ident),*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $check() {
+            let Some(subject) = $open().await else { return };
+            super::$check(Arc::clone(&subject.store)).await;
+        }
+    )*};
+}
+
+suite_for!(sqlite_memory, open_sqlite_memory);
+suite_for!(sqlite_file, open_sqlite_file);
+suite_for!(postgres, open_postgres);

@@ -1,0 +1,576 @@
+//! The rows of the store, independent of the backend: how a [`UserRecord`] becomes the values of a
+//! `users` row and back, the SQL text that is the same in every dialect but for its placeholders,
+//! and the `FindUsers` matching done in Rust after the SQL has applied the enum filters.
+//!
+//! SQLite and PostgreSQL share one schema shape (`migrations/*/0001_init.sql`), so the mapping
+//! lives here once: a second backend that wrote its own would sooner or later disagree on an enum
+//! literal or on which key a sealed secret is bound to, and a secret sealed by one instance would
+//! not open on the other. Each backend only says how it reads a column ([`Columns`]) and writes
+//! a [`Value`].
+
+use super::secrets::{self, SecretKey};
+use super::{Phone, StoreError, StoreResult, TextFilter, TransactionKind, UserFilter, UserRecord};
+use crate::pfwssdk::wire::WireEnum;
+
+/// Field names in the associated data of sealed values.
+pub(super) const FIELD_OATH_SECRET: &str = "oath_secret";
+pub(super) const FIELD_STATIC_TOKEN: &str = "static_token";
+
+/// The `users` columns, in the order of the schema.
+pub(super) const USER_COLUMNS: &[&str] = &[
+    "username_key",
+    "username",
+    "first_name",
+    "last_name",
+    "email",
+    "user_group",
+    "phone_country_code",
+    "phone_number",
+    "phone_extension",
+    "backup_country_code",
+    "backup_number",
+    "backup_extension",
+    "mode",
+    "pin_mode",
+    "sms_direction",
+    "sms_mode",
+    "phone_app_mode",
+    "enabled",
+    "disabled_behavior",
+    "pin_hash",
+    "pin_change_required",
+    "pin_changed_at",
+    "oath_secret",
+    "oath_serial",
+    "oath_time_interval",
+    "static_token",
+    "voice_call_language",
+    "sms_text_language",
+    "phone_app_language",
+    "oath_token_language",
+];
+
+/// `SELECT <all user columns> FROM users`.
+pub(super) fn select_users_sql() -> String {
+    format!("SELECT {} FROM users", USER_COLUMNS.join(", "))
+}
+
+/// Inserts a user unless the key exists; `placeholder(n)` is the dialect's n-th (1-based)
+/// parameter. The values are [`UserRow::insert_values`].
+pub(super) fn insert_user_sql(placeholder: impl Fn(usize) -> String) -> String {
+    let placeholders: Vec<String> = (1..=USER_COLUMNS.len()).map(placeholder).collect();
+    format!(
+        "INSERT INTO users ({}) VALUES ({}) ON CONFLICT (username_key) DO NOTHING",
+        USER_COLUMNS.join(", "),
+        placeholders.join(", ")
+    )
+}
+
+/// Replaces every column but the key and the username as first stored; the values are
+/// [`UserRow::update_values`] (the key first).
+pub(super) fn update_user_sql(placeholder: impl Fn(usize) -> String) -> String {
+    let sets: Vec<String> = updated_columns()
+        .enumerate()
+        .map(|(i, c)| format!("{c} = {}", placeholder(i + 2)))
+        .collect();
+    format!(
+        "UPDATE users SET {} WHERE username_key = {}",
+        sets.join(", "),
+        placeholder(1)
+    )
+}
+
+/// The columns an update writes, in [`USER_COLUMNS`] order.
+fn updated_columns() -> impl Iterator<Item = &'static str> {
+    USER_COLUMNS
+        .iter()
+        .copied()
+        .filter(|c| !matches!(*c, "username_key" | "username"))
+}
+
+/// One value to bind, whatever the backend; each backend converts it to its own parameter type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Value<'a> {
+    /// `TEXT NOT NULL`.
+    Text(&'a str),
+    /// Nullable `TEXT`.
+    OptText(Option<&'a str>),
+    /// An integer column.
+    Int(i64),
+    /// A nullable integer column.
+    OptInt(Option<i64>),
+    /// A flag (`INTEGER` 0/1 in SQLite, `BOOLEAN` in PostgreSQL).
+    Flag(bool),
+}
+
+/// How a backend reads the columns of one row by name.
+pub(super) trait Columns {
+    /// The backend's error for a missing column or a wrong type.
+    type Error;
+    /// A `TEXT NOT NULL` column.
+    fn text(&self, name: &str) -> Result<String, Self::Error>;
+    /// A nullable `TEXT` column.
+    fn opt_text(&self, name: &str) -> Result<Option<String>, Self::Error>;
+    /// An integer column.
+    fn int(&self, name: &str) -> Result<i64, Self::Error>;
+    /// A nullable integer column.
+    fn opt_int(&self, name: &str) -> Result<Option<i64>, Self::Error>;
+    /// A flag column.
+    fn flag(&self, name: &str) -> Result<bool, Self::Error>;
+}
+
+/// Unix seconds now (0 if the clock is before 1970).
+pub(super) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// How long the outcome of a claim that expired without an ending stays readable (seconds).
+pub(super) const EXPIRED_CALL_KEEP_SECS: i64 = 60;
+
+/// The key of a provider call in flight: a keyed digest of the lowercase username and the E.164
+/// number, so the store never holds the number of a call (nor learns it from the key).
+pub(super) fn call_key(key: &SecretKey, username: &str, phone: &str) -> String {
+    secrets::code_digest(
+        key,
+        &format!("inflight-call\n{}\n{phone}", username_key(username)),
+    )
+}
+
+/// The lookup key of a username: lower case.
+pub(super) fn username_key(username: &str) -> String {
+    username.to_lowercase()
+}
+
+/// Adds context to a store error.
+pub(super) fn prefix(what: &str, e: StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(m) => StoreError::Unavailable(format!("{what}: {m}")),
+        StoreError::Corrupt(m) => StoreError::Corrupt(format!("{what}: {m}")),
+        other => other,
+    }
+}
+
+/// Seals a secret field for the row of `username_key` (the key and field are the associated data).
+pub(super) fn seal_field(
+    key: &SecretKey,
+    username_key: &str,
+    field: &str,
+    value: Option<&str>,
+) -> StoreResult<Option<String>> {
+    value
+        .map(|plain| {
+            secrets::seal(key, plain, &secrets::aad(field, username_key)).map_err(|e| {
+                StoreError::Unavailable(format!("storing {field} of user '{username_key}': {e}"))
+            })
+        })
+        .transpose()
+}
+
+/// Opens a sealed field; a value that does not open is [`StoreError::Corrupt`] naming the user.
+pub(super) fn open_field(
+    key: &SecretKey,
+    username: &str,
+    username_key: &str,
+    field: &str,
+    sealed: Option<&str>,
+) -> StoreResult<Option<String>> {
+    sealed
+        .map(|s| {
+            secrets::open(key, s, &secrets::aad(field, username_key)).map_err(|e| {
+                StoreError::Corrupt(format!(
+                    "user '{username}': {field} does not decrypt with the configured secrets key \
+                     ({e})"
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// The values of one `users` row for writing.
+pub(super) struct UserRow<'a> {
+    pub(super) user: &'a UserRecord,
+    pub(super) username_key: String,
+    pub(super) oath_secret: Option<String>,
+    pub(super) static_token: Option<String>,
+    pub(super) mode: &'static str,
+    pub(super) pin_mode: &'static str,
+    pub(super) sms_direction: &'static str,
+    pub(super) sms_mode: &'static str,
+    pub(super) phone_app_mode: &'static str,
+    pub(super) disabled_behavior: &'static str,
+}
+
+impl<'a> UserRow<'a> {
+    /// Seals the secrets of `user` and takes the literals of its enums.
+    pub(super) fn new(user: &'a UserRecord, key: &SecretKey) -> StoreResult<Self> {
+        let username_key = username_key(&user.username);
+        let oath_secret = seal_field(
+            key,
+            &username_key,
+            FIELD_OATH_SECRET,
+            user.oath_secret.as_deref(),
+        )?;
+        let static_token = seal_field(
+            key,
+            &username_key,
+            FIELD_STATIC_TOKEN,
+            user.static_token.as_deref(),
+        )?;
+        Ok(Self {
+            user,
+            username_key,
+            oath_secret,
+            static_token,
+            mode: user.mode.as_str(),
+            pin_mode: user.pin_mode.as_str(),
+            sms_direction: user.sms_direction.as_str(),
+            sms_mode: user.sms_mode.as_str(),
+            phone_app_mode: user.phone_app_mode.as_str(),
+            disabled_behavior: user.disabled_behavior.as_str(),
+        })
+    }
+
+    /// The values for [`insert_user_sql`], in [`USER_COLUMNS`] order.
+    pub(super) fn insert_values(&self) -> Vec<Value<'_>> {
+        self.columns().into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// The values for [`update_user_sql`]: the key, then the updated columns.
+    pub(super) fn update_values(&self) -> Vec<Value<'_>> {
+        self.columns()
+            .into_iter()
+            .filter(|(c, _)| *c != "username")
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    /// Every column with its value, in [`USER_COLUMNS`] order (a unit test holds the two together).
+    fn columns(&self) -> [(&'static str, Value<'_>); 30] {
+        let u = self.user;
+        [
+            ("username_key", Value::Text(&self.username_key)),
+            ("username", Value::Text(&u.username)),
+            ("first_name", Value::Text(&u.first_name)),
+            ("last_name", Value::Text(&u.last_name)),
+            ("email", Value::Text(&u.email)),
+            ("user_group", Value::Text(&u.user_group)),
+            ("phone_country_code", Value::Text(&u.phone.country_code)),
+            ("phone_number", Value::Text(&u.phone.number)),
+            ("phone_extension", Value::Text(&u.phone.extension)),
+            (
+                "backup_country_code",
+                Value::Text(&u.backup_phone.country_code),
+            ),
+            ("backup_number", Value::Text(&u.backup_phone.number)),
+            ("backup_extension", Value::Text(&u.backup_phone.extension)),
+            ("mode", Value::Text(self.mode)),
+            ("pin_mode", Value::Text(self.pin_mode)),
+            ("sms_direction", Value::Text(self.sms_direction)),
+            ("sms_mode", Value::Text(self.sms_mode)),
+            ("phone_app_mode", Value::Text(self.phone_app_mode)),
+            ("enabled", Value::Flag(u.enabled)),
+            ("disabled_behavior", Value::Text(self.disabled_behavior)),
+            ("pin_hash", Value::OptText(u.pin_hash.as_deref())),
+            ("pin_change_required", Value::Flag(u.pin_change_required)),
+            ("pin_changed_at", Value::OptInt(u.pin_changed_at)),
+            ("oath_secret", Value::OptText(self.oath_secret.as_deref())),
+            ("oath_serial", Value::Text(&u.oath_serial)),
+            (
+                "oath_time_interval",
+                Value::Int(i64::from(u.oath_time_interval)),
+            ),
+            ("static_token", Value::OptText(self.static_token.as_deref())),
+            ("voice_call_language", Value::Text(&u.voice_call_language)),
+            ("sms_text_language", Value::Text(&u.sms_text_language)),
+            ("phone_app_language", Value::Text(&u.phone_app_language)),
+            ("oath_token_language", Value::Text(&u.oath_token_language)),
+        ]
+    }
+}
+
+/// One `users` row as read, before enums are parsed and secrets opened.
+pub(super) struct RawUser {
+    pub(super) username_key: String,
+    pub(super) username: String,
+    pub(super) first_name: String,
+    pub(super) last_name: String,
+    pub(super) email: String,
+    pub(super) user_group: String,
+    pub(super) phone: Phone,
+    pub(super) backup_phone: Phone,
+    pub(super) mode: String,
+    pub(super) pin_mode: String,
+    pub(super) sms_direction: String,
+    pub(super) sms_mode: String,
+    pub(super) phone_app_mode: String,
+    pub(super) enabled: bool,
+    pub(super) disabled_behavior: String,
+    pub(super) pin_hash: Option<String>,
+    pub(super) pin_change_required: bool,
+    pub(super) pin_changed_at: Option<i64>,
+    pub(super) oath_secret: Option<String>,
+    pub(super) oath_serial: String,
+    pub(super) oath_time_interval: i64,
+    pub(super) static_token: Option<String>,
+    pub(super) voice_call_language: String,
+    pub(super) sms_text_language: String,
+    pub(super) phone_app_language: String,
+    pub(super) oath_token_language: String,
+}
+
+impl RawUser {
+    /// Reads a row selected with [`select_users_sql`].
+    pub(super) fn read<R: Columns>(r: &R) -> Result<Self, R::Error> {
+        Ok(Self {
+            username_key: r.text("username_key")?,
+            username: r.text("username")?,
+            first_name: r.text("first_name")?,
+            last_name: r.text("last_name")?,
+            email: r.text("email")?,
+            user_group: r.text("user_group")?,
+            phone: Phone {
+                country_code: r.text("phone_country_code")?,
+                number: r.text("phone_number")?,
+                extension: r.text("phone_extension")?,
+            },
+            backup_phone: Phone {
+                country_code: r.text("backup_country_code")?,
+                number: r.text("backup_number")?,
+                extension: r.text("backup_extension")?,
+            },
+            mode: r.text("mode")?,
+            pin_mode: r.text("pin_mode")?,
+            sms_direction: r.text("sms_direction")?,
+            sms_mode: r.text("sms_mode")?,
+            phone_app_mode: r.text("phone_app_mode")?,
+            enabled: r.flag("enabled")?,
+            disabled_behavior: r.text("disabled_behavior")?,
+            pin_hash: r.opt_text("pin_hash")?,
+            pin_change_required: r.flag("pin_change_required")?,
+            pin_changed_at: r.opt_int("pin_changed_at")?,
+            oath_secret: r.opt_text("oath_secret")?,
+            oath_serial: r.text("oath_serial")?,
+            oath_time_interval: r.int("oath_time_interval")?,
+            static_token: r.opt_text("static_token")?,
+            voice_call_language: r.text("voice_call_language")?,
+            sms_text_language: r.text("sms_text_language")?,
+            phone_app_language: r.text("phone_app_language")?,
+            oath_token_language: r.text("oath_token_language")?,
+        })
+    }
+
+    /// True when the row passes the text and phone filters (the enum and enabled filters are in
+    /// the SQL).
+    pub(super) fn matches(&self, f: &UserFilter) -> bool {
+        text_matches(&f.username, &self.username)
+            && text_matches(&f.first_name, &self.first_name)
+            && text_matches(&f.last_name, &self.last_name)
+            && text_matches(&f.email, &self.email)
+            && text_matches(&f.user_group, &self.user_group)
+            && phone_matches(&f.phone, &self.phone, &self.backup_phone)
+    }
+
+    pub(super) fn into_record(self, key: &SecretKey) -> StoreResult<UserRecord> {
+        let user = self.username.as_str();
+        let oath_secret = open_field(
+            key,
+            user,
+            &self.username_key,
+            FIELD_OATH_SECRET,
+            self.oath_secret.as_deref(),
+        )?;
+        let static_token = open_field(
+            key,
+            user,
+            &self.username_key,
+            FIELD_STATIC_TOKEN,
+            self.static_token.as_deref(),
+        )?;
+        let oath_time_interval = i32::try_from(self.oath_time_interval).map_err(|_| {
+            StoreError::Corrupt(format!("user '{user}': oath_time_interval is out of range"))
+        })?;
+        Ok(UserRecord {
+            mode: parse_enum(user, "mode", &self.mode)?,
+            pin_mode: parse_enum(user, "pin_mode", &self.pin_mode)?,
+            sms_direction: parse_enum(user, "sms_direction", &self.sms_direction)?,
+            sms_mode: parse_enum(user, "sms_mode", &self.sms_mode)?,
+            phone_app_mode: parse_enum(user, "phone_app_mode", &self.phone_app_mode)?,
+            disabled_behavior: parse_enum(user, "disabled_behavior", &self.disabled_behavior)?,
+            username: self.username,
+            first_name: self.first_name,
+            last_name: self.last_name,
+            email: self.email,
+            user_group: self.user_group,
+            phone: self.phone,
+            backup_phone: self.backup_phone,
+            enabled: self.enabled,
+            pin_hash: self.pin_hash,
+            pin_change_required: self.pin_change_required,
+            pin_changed_at: self.pin_changed_at,
+            oath_secret,
+            oath_serial: self.oath_serial,
+            oath_time_interval,
+            static_token,
+            voice_call_language: self.voice_call_language,
+            sms_text_language: self.sms_text_language,
+            phone_app_language: self.phone_app_language,
+            oath_token_language: self.oath_token_language,
+        })
+    }
+}
+
+fn parse_enum<E: WireEnum>(user: &str, column: &str, literal: &str) -> StoreResult<E> {
+    E::from_literal(literal).ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "user '{user}': {column} is not a valid {} value",
+            E::NAME
+        ))
+    })
+}
+
+/// `FindUsers` text matching: `*` is any run of characters, everything else (`?`, `%`, `_`)
+/// literal; an empty pattern matches everything.
+pub(super) fn text_matches(filter: &TextFilter, value: &str) -> bool {
+    if filter.pattern.is_empty() {
+        return true;
+    }
+    if filter.case_sensitive {
+        let p: Vec<char> = filter.pattern.chars().collect();
+        let t: Vec<char> = value.chars().collect();
+        wildcard(&p, &t)
+    } else {
+        let p: Vec<char> = filter.pattern.to_lowercase().chars().collect();
+        let t: Vec<char> = value.to_lowercase().chars().collect();
+        wildcard(&p, &t)
+    }
+}
+
+/// Phone matching: the pattern's digits and `*` against the digits of the primary or the backup
+/// national number; an empty pattern matches everything.
+pub(super) fn phone_matches(pattern: &str, phone: &Phone, backup: &Phone) -> bool {
+    if pattern.is_empty() {
+        return true;
+    }
+    let p: Vec<char> = pattern
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == '*')
+        .collect();
+    let digits =
+        |number: &str| -> Vec<char> { number.chars().filter(char::is_ascii_digit).collect() };
+    wildcard(&p, &digits(&phone.number)) || wildcard(&p, &digits(&backup.number))
+}
+
+/// Glob matching with `*` as the only wildcard (linear backtracking to the last `*`).
+fn wildcard(pattern: &[char], text: &[char]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == '*' {
+            star = Some((p, t));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == text[t] {
+            p += 1;
+            t += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|c| *c == '*')
+}
+
+/// The stored literal of a transaction kind.
+pub(super) fn kind_literal(kind: TransactionKind) -> &'static str {
+    match kind {
+        TransactionKind::OathCode => "oath_code",
+        TransactionKind::SmsPasscode => "sms_passcode",
+        TransactionKind::ProviderCode => "provider_code",
+    }
+}
+
+/// The kind a stored literal names.
+pub(super) fn parse_kind(literal: &str) -> Option<TransactionKind> {
+    match literal {
+        "oath_code" => Some(TransactionKind::OathCode),
+        "sms_passcode" => Some(TransactionKind::SmsPasscode),
+        "provider_code" => Some(TransactionKind::ProviderCode),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_values_follow_the_column_list() {
+        let key = SecretKey::from_bytes([0x42; secrets::KEY_LEN]);
+        let user = UserRecord::new("Row@contoso.com");
+        let row = UserRow::new(&user, &key).unwrap();
+        let names: Vec<&str> = row.columns().iter().map(|(c, _)| *c).collect();
+        assert_eq!(names, USER_COLUMNS);
+        assert_eq!(row.insert_values().len(), USER_COLUMNS.len());
+        assert_eq!(row.update_values().len(), updated_columns().count() + 1);
+        assert_eq!(row.update_values()[0], Value::Text("row@contoso.com"));
+        let update = update_user_sql(|n| format!("${n}"));
+        assert!(
+            update.starts_with("UPDATE users SET first_name = $2, "),
+            "{update}"
+        );
+        assert!(
+            update.ends_with("oath_token_language = $29 WHERE username_key = $1"),
+            "{update}"
+        );
+        let insert = insert_user_sql(|n| format!("?{n}"));
+        assert!(insert.contains("VALUES (?1, ?2, "), "{insert}");
+        assert!(insert.contains("?30)"), "{insert}");
+    }
+
+    #[test]
+    fn wildcard_matching() {
+        let m = |p: &str, t: &str, cs: bool| {
+            text_matches(
+                &TextFilter {
+                    pattern: p.into(),
+                    case_sensitive: cs,
+                },
+                t,
+            )
+        };
+        assert!(m("", "anything", true));
+        assert!(m("*", "", true));
+        assert!(m("a*c", "abbbc", true));
+        assert!(m("a*c", "ac", true));
+        assert!(!m("a*c", "acb", true));
+        assert!(m("*b*", "abc", true));
+        assert!(m("**", "x", true));
+        assert!(m("a%_?", "a%_?", true));
+        assert!(!m("a%", "ab", true));
+        assert!(!m("a_", "ab", true));
+        assert!(!m("a?", "ab", true));
+        assert!(m("ÄB*", "äbc", false));
+        assert!(!m("ÄB*", "äbc", true));
+        assert!(m("*issi*", "mississippi", true));
+        assert!(!m("abc", "abcd", true));
+        let phone = |p: &str, n: &str| {
+            phone_matches(
+                p,
+                &Phone {
+                    number: n.into(),
+                    ..Phone::default()
+                },
+                &Phone::default(),
+            )
+        };
+        assert!(phone("425*", "(425) 555-0100"));
+        assert!(phone("425-555-0100", "4255550100"));
+        assert!(!phone("425*", "206 555 0100"));
+        assert!(phone("*", ""));
+        assert!(phone("", "1"));
+    }
+}
