@@ -10,6 +10,7 @@ use crate::engine::directory::{Directory, DirectoryError};
 use crate::engine::Engine;
 use crate::providers::router::Router;
 use crate::providers::scripted::ScriptedProvider;
+use crate::store::postgres::PostgresStore;
 use crate::store::secrets::SecretKey;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Phone, Store, StoreError, UserRecord};
@@ -43,9 +44,10 @@ pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, BuildErro
         KeySource::Env(v) => SecretKey::from_env(v).map_err(|e| BuildError::Key(e.to_string()))?,
         KeySource::Ephemeral => SecretKey::generate(),
     };
-    let store: Arc<dyn Store> = match &settings.store.path {
-        Some(path) => Arc::new(SqliteStore::open(path, key).await?),
-        None => Arc::new(SqliteStore::in_memory(key).await?),
+    let store: Arc<dyn Store> = match (&settings.store.postgres, &settings.store.path) {
+        (Some(pg), _) => Arc::new(PostgresStore::connect(pg, key).await?),
+        (None, Some(path)) => Arc::new(SqliteStore::open(path, key).await?),
+        (None, None) => Arc::new(SqliteStore::in_memory(key).await?),
     };
     Ok(store)
 }
@@ -86,14 +88,18 @@ pub fn record_of(u: &crate::engine::directory::User) -> Result<UserRecord, Store
 }
 
 /// Adds the users of `directory` that the store does not hold yet (and their blocks). Existing
-/// users are left as they are, so restarting never overwrites changes made through the SDK.
+/// users are left as they are, so restarting never overwrites changes made through the SDK. Several
+/// instances sharing a database may seed at once: a user another one added meanwhile is left to it.
 pub async fn seed(store: &dyn Store, directory: &Directory) -> Result<usize, StoreError> {
     let mut added = 0;
     for u in directory.users() {
         if store.get_user(&u.username).await?.is_some() {
             continue;
         }
-        store.add_user(&record_of(u)?).await?;
+        match store.add_user(&record_of(u)?).await {
+            Err(StoreError::Duplicate(_)) => continue,
+            other => other?,
+        }
         if u.blocked {
             store
                 .block_user(&u.username, &u.blocked_reason, "seed")

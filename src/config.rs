@@ -93,8 +93,23 @@ pub struct PrimaryAuthSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSection {
-    /// SQLite database file. Without it the store is in memory and nothing survives a restart.
+    /// SQLite database file. Without it (and without `url`) the store is in memory and nothing
+    /// survives a restart.
     pub path: Option<PathBuf>,
+    /// PostgreSQL instead of SQLite, for several instances sharing one store (`docs/ha.md`):
+    /// `postgres://pfgate@db.contoso.com:5432/pfgate?sslmode=require`. Not with `path`.
+    pub url: Option<String>,
+    /// With `url`: the schema holding pfgate's tables (created if missing).
+    pub schema: Option<String>,
+    /// With `url`: connections in the pool (default 16).
+    pub pool_size: Option<usize>,
+    /// With `url`: file holding the database password (the URL must not hold one).
+    pub password_file: Option<PathBuf>,
+    /// With `url`: environment variable holding the database password.
+    pub password_env: Option<String>,
+    /// With `url`: CA certificates (PEM) that sign the database's certificate, instead of the
+    /// system trust store.
+    pub tls_ca_file: Option<PathBuf>,
     /// File holding the 32-byte key that encrypts OATH secrets and static tokens (raw, hex or base64).
     pub secrets_key_file: Option<PathBuf>,
     /// Environment variable holding that key (hex or base64), instead of a file.
@@ -115,8 +130,10 @@ pub enum KeySource {
 /// Validated store settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreSettings {
-    /// SQLite file, or `None` for memory.
+    /// SQLite file, or `None` for memory (when `postgres` is `None` too).
     pub path: Option<PathBuf>,
+    /// PostgreSQL, instead of SQLite.
+    pub postgres: Option<crate::store::postgres::PostgresSettings>,
     /// Secrets key.
     pub key: KeySource,
 }
@@ -125,6 +142,7 @@ impl Default for StoreSettings {
     fn default() -> Self {
         Self {
             path: None,
+            postgres: None,
             key: KeySource::Ephemeral,
         }
     }
@@ -712,6 +730,7 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
 
     let store = {
         let path = file.store.path.as_deref().map(resolve);
+        let postgres = store_postgres(&file.store, &resolve, &mut problem);
         let key = match (&file.store.secrets_key_file, &file.store.secrets_key_env) {
             (Some(_), Some(_)) => {
                 problem(
@@ -734,19 +753,24 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
                 KeySource::Env(var.clone())
             }
             (None, None) => {
-                if path.is_some() {
+                if path.is_some() || postgres.is_some() {
                     problem(
                         "store.secrets_key_file",
-                        "a store file needs a secrets key (store.secrets_key_file or \
+                        "a store file or database needs a secrets key (store.secrets_key_file or \
                          store.secrets_key_env) so OATH secrets and static tokens stay encrypted \
-                         across restarts; create one with `head -c 32 /dev/urandom > secrets.key`"
+                         across restarts (every instance sharing a database needs the same one); \
+                         create one with `head -c 32 /dev/urandom > secrets.key`"
                             .into(),
                     );
                 }
                 KeySource::Ephemeral
             }
         };
-        StoreSettings { path, key }
+        StoreSettings {
+            path,
+            postgres,
+            key,
+        }
     };
 
     let primary_auth = file.primary_auth.as_ref().map(|p| {
@@ -1002,6 +1026,75 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
     })
 }
 
+/// Why `spn` is not a usable `[auth.kerberos] service_principal`, if it is not. The realm is
+/// required: pfgate needs no `krb5.conf`, so there may be no default realm to complete it with.
+#[cfg(feature = "kerberos")]
+fn service_principal_problem(spn: &str) -> Option<String> {
+    let example = "e.g. HTTP/mfa.contoso.com@CONTOSO.COM";
+    if spn.chars().any(|c| c.is_whitespace() || c == '\0') {
+        return Some(format!("'{spn}' contains whitespace ({example})"));
+    }
+    match spn.rsplit_once('@') {
+        Some((name, realm)) if name.contains('/') && !realm.is_empty() => None,
+        _ => Some(format!("'{spn}' is not SERVICE/host@REALM ({example})")),
+    }
+}
+
+/// The PostgreSQL settings of `[store]`, if `url` is given; problems are reported by key.
+fn store_postgres(
+    section: &StoreSection,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    problem: &mut dyn FnMut(&str, String),
+) -> Option<crate::store::postgres::PostgresSettings> {
+    use crate::store::postgres::{PasswordSource, PostgresSettings, DEFAULT_POOL_SIZE};
+    let Some(url) = &section.url else {
+        for (key, set) in [
+            ("schema", section.schema.is_some()),
+            ("pool_size", section.pool_size.is_some()),
+            ("password_file", section.password_file.is_some()),
+            ("password_env", section.password_env.is_some()),
+            ("tls_ca_file", section.tls_ca_file.is_some()),
+        ] {
+            if set {
+                problem(
+                    &format!("store.{key}"),
+                    "only for a PostgreSQL store: set store.url".into(),
+                );
+            }
+        }
+        return None;
+    };
+    if section.path.is_some() {
+        problem(
+            "store.url",
+            "give either store.path (SQLite) or store.url (PostgreSQL), not both".into(),
+        );
+    }
+    let password = match (&section.password_file, &section.password_env) {
+        (Some(_), Some(_)) => {
+            problem(
+                "store.password_env",
+                "give either store.password_file or store.password_env, not both".into(),
+            );
+            None
+        }
+        (Some(f), None) => Some(PasswordSource::File(resolve(f))),
+        (None, Some(v)) => Some(PasswordSource::Env(v.clone())),
+        (None, None) => None,
+    };
+    let settings = PostgresSettings {
+        url: url.clone(),
+        password,
+        schema: section.schema.clone(),
+        pool_size: section.pool_size.unwrap_or(DEFAULT_POOL_SIZE),
+        tls_ca_file: section.tls_ca_file.as_deref().map(resolve),
+    };
+    for (key, reason) in settings.validate() {
+        problem(&format!("store.{key}"), reason);
+    }
+    Some(settings)
+}
+
 /// True when `ip` is inside one of `nets`.
 pub fn is_trusted(nets: &[IpNet], ip: IpAddr) -> bool {
     nets.iter().any(|n| n.contains(ip))
@@ -1010,6 +1103,68 @@ pub fn is_trusted(nets: &[IpNet], ip: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The keys of the problems a `[store]` section (and a minimal rest) produces.
+    fn store_problems(store: &str) -> Result<Settings, Vec<String>> {
+        let text = format!("[server]\nplain_listen = \"127.0.0.1:0\"\n[auth]\nallow_anonymous = true\n[store]\n{store}");
+        let file: FileConfig = toml::from_str(&text).unwrap();
+        validate(Path::new("/etc/pfgate/pfgate.toml"), file)
+            .map_err(|e| e.0.into_iter().map(|p| p.key).collect())
+    }
+
+    #[test]
+    fn store_url_selects_postgres_and_its_keys_are_checked() {
+        // A key from the environment (hex) so validation can read one.
+        std::env::set_var("PFGATE_CONFIG_TEST_KEY", "42".repeat(32));
+        let key = "secrets_key_env = \"PFGATE_CONFIG_TEST_KEY\"\n";
+        let settings = store_problems(&format!(
+            "url = \"postgres://pfgate@db.contoso.com/pfgate?sslmode=require\"\nschema = \"pfgate\"\n\
+             pool_size = 4\npassword_file = \"db.password\"\n{key}"
+        ))
+        .unwrap_err();
+        // The password file does not exist: that is the one problem, named by its key.
+        assert_eq!(settings, ["store.password_file"]);
+        let ok = store_problems(&format!(
+            "url = \"postgres://pfgate@127.0.0.1/pfgate\"\nschema = \"pfgate\"\npool_size = 4\n{key}"
+        ))
+        .unwrap();
+        let pg = ok.store.postgres.unwrap();
+        assert_eq!((pg.schema.as_deref(), pg.pool_size), (Some("pfgate"), 4));
+        assert_eq!(ok.store.path, None);
+
+        for (store, expected) in [
+            (
+                format!("url = \"postgres://p@127.0.0.1/p\"\npath = \"p.db\"\n{key}"),
+                vec!["store.url"],
+            ),
+            (
+                "url = \"postgres://p@127.0.0.1/p\"\n".to_string(),
+                vec!["store.secrets_key_file"],
+            ),
+            (
+                format!("schema = \"pfgate\"\ntls_ca_file = \"ca.pem\"\n{key}"),
+                vec!["store.schema", "store.tls_ca_file"],
+            ),
+            (
+                format!("url = \"postgres://p:secret@127.0.0.1/p\"\n{key}"),
+                vec!["store.url"],
+            ),
+            (
+                format!("url = \"postgres://p@db.contoso.com/p?sslmode=prefer\"\n{key}"),
+                vec!["store.url"],
+            ),
+            (
+                format!("url = \"postgres://p@127.0.0.1/p\"\nschema = \"Bad-Name\"\npool_size = 0\n{key}"),
+                vec!["store.schema", "store.pool_size"],
+            ),
+            (
+                format!("url = \"postgres://p@127.0.0.1/p\"\npassword_env = \"A\"\npassword_file = \"b\"\n{key}"),
+                vec!["store.password_env"],
+            ),
+        ] {
+            assert_eq!(store_problems(&store).unwrap_err(), expected, "{store}");
+        }
+    }
 
     #[test]
     fn example_file_uses_only_known_keys() {

@@ -9,6 +9,17 @@
 //! call: it waits for the first one's outcome (the retry rule NPS-extension users rely on). The call
 //! runs in its own task, so a caller that goes away does not cancel it for the others.
 //!
+//! The rule holds across instances sharing a store (`docs/ha.md`), in two levels. In the process,
+//! the in-flight table lets the first caller lead and the others wait on a channel, at no cost.
+//! The leader then claims the call in the store ([`Store::claim_call`], one atomic insert): the
+//! instance whose claim wins places the call and writes its ending to the store; a leader whose
+//! claim lost polls the store for that ending instead of calling (short, growing pauses, within the
+//! deadline). Polling rather than `LISTEN`/`NOTIFY` keeps this the same on every backend and needs
+//! no connection held open per wait; such joins are rare (a retry while the phone rings), and a
+//! pause of at most [`MAX_POLL_PAUSE`] is small against a phone call. A store that cannot be
+//! reached while claiming fails the authentication secure (CallResult 152), never places an
+//! unclaimed call.
+//!
 //! Every authentication has a deadline (`auth_timeout`, below the callers' 100 s HTTP timeout); when
 //! it passes the answer is CallResult 11 "Call Timed Out", never a dropped connection.
 //!
@@ -28,8 +39,21 @@ use super::phone::E164;
 use super::{now_unix, CallContext, Engine};
 use crate::pfwssdk::codes::{CallCode, ErrorCode};
 use crate::pfwssdk::{AuthResult, CallResult, Error, Mode3};
-use crate::providers::{AuthAttempt, Verdict};
-use crate::store::{StoreError, Transaction, TransactionKind};
+use crate::providers::{AuthAttempt, Provider, Verdict};
+use crate::store::{
+    CallClaim, CallState, Store, StoreError, Transaction, TransactionKind, CALL_EXPIRED,
+};
+
+/// A claim in the store outlives the deadline by this much (seconds) before another instance may
+/// give it up: the leader's own deadline ends it first.
+const CLAIM_MARGIN_SECS: i64 = 5;
+
+/// How long a call's ending stays in the store for the instances waiting on it (seconds).
+const OUTCOME_KEEP_SECS: i64 = 60;
+
+/// The first and the longest pause between two reads of a call placed by another instance.
+const FIRST_POLL_PAUSE: Duration = Duration::from_millis(10);
+const MAX_POLL_PAUSE: Duration = Duration::from_millis(200);
 
 /// What the caller asked for.
 #[derive(Debug, Clone, Default)]
@@ -88,13 +112,53 @@ impl AuthDecision {
 pub(crate) enum Ending {
     Verdict(Verdict),
     Deadline,
+    /// The store could not be asked who places the call: nobody did.
+    StoreUnavailable,
+}
+
+impl Ending {
+    /// The text the store keeps for instances waiting on this call.
+    fn encode(&self) -> String {
+        match self {
+            Ending::Verdict(Verdict::Approved) => "approved".into(),
+            Ending::Verdict(Verdict::NotAnswered) => "not_answered".into(),
+            Ending::Verdict(Verdict::HungUp) => "hung_up".into(),
+            Ending::Verdict(Verdict::Denied) => "denied".into(),
+            Ending::Verdict(Verdict::Failed(reason)) => format!("failed:{reason}"),
+            Ending::Verdict(Verdict::FailedOpen(reason)) => format!("failed_open:{reason}"),
+            Ending::Deadline => CALL_EXPIRED.into(),
+            Ending::StoreUnavailable => "store_unavailable".into(),
+        }
+    }
+
+    /// The ending another instance wrote ([`Ending::encode`]); anything else is a failure, never
+    /// an approval.
+    fn decode(text: &str) -> Ending {
+        match text {
+            "approved" => Ending::Verdict(Verdict::Approved),
+            "not_answered" => Ending::Verdict(Verdict::NotAnswered),
+            "hung_up" => Ending::Verdict(Verdict::HungUp),
+            "denied" => Ending::Verdict(Verdict::Denied),
+            "store_unavailable" => Ending::StoreUnavailable,
+            t if t == CALL_EXPIRED => Ending::Deadline,
+            t => match (t.strip_prefix("failed:"), t.strip_prefix("failed_open:")) {
+                (Some(reason), _) => Ending::Verdict(Verdict::Failed(reason.into())),
+                (_, Some(reason)) => Ending::Verdict(Verdict::FailedOpen(reason.into())),
+                _ => Ending::Verdict(Verdict::Failed(
+                    "another instance recorded an ending this version does not know".into(),
+                )),
+            },
+        }
+    }
 }
 
 /// Key of the in-flight table: lower-cased username and E.164 number.
 pub(crate) type InflightKey = (String, String);
 
-/// A call in flight: its request id and the channel its ending will be published on.
-type InflightCall = (String, watch::Receiver<Option<Ending>>);
+/// A call in flight: the request id of its local leader and the channel on which the ending will
+/// be published, with the request id of the call that was placed (another instance's when the
+/// leader joined one there).
+type InflightCall = (String, watch::Receiver<Option<(String, Ending)>>);
 
 /// Calls in flight.
 #[derive(Debug, Default)]
@@ -148,7 +212,9 @@ impl Engine {
                 error: decision.error.code,
                 latency: started.elapsed(),
                 request_id: decision.request_id.as_deref(),
-                reason: None,
+                // Say why in words: "152" alone sends an operator to the code table.
+                reason: (decision.error.code == ErrorCode::StoreUnavailable.code())
+                    .then_some("store unavailable: authentication failed secure"),
             },
         );
         decision
@@ -463,6 +529,11 @@ impl Engine {
                 tracing::warn!(target: "pfgate::engine", provider = self.provider.name(), reason = %reason, "provider failed");
                 AuthDecision::denied(CallCode::UnableToPlaceCall, Some(request_id))
             }
+            // Logged where it happened (lead_call / wait_for_remote).
+            Ending::StoreUnavailable => AuthDecision::error(
+                ErrorCode::StoreUnavailable,
+                Some(CallCode::StoreUnavailable),
+            ),
         };
         (decision, masked, provider)
     }
@@ -545,12 +616,13 @@ impl Engine {
         }
     }
 
-    /// Starts the provider call for this user and number, or joins the one in flight. Returns the
-    /// request id of the call and how it ended; never waits past the deadline.
+    /// Starts the provider call for this user and number, or joins the one in flight (in this
+    /// process or, through the store, in another). Returns the request id of the call and how it
+    /// ended; never waits past the deadline.
     async fn shared_call(&self, attempt: AuthAttempt) -> (String, Ending) {
         let key: InflightKey = (attempt.username.to_lowercase(), attempt.phone.e164());
         let deadline = self.settings.auth_timeout;
-        let (request_id, mut rx) = {
+        let (local_id, mut rx) = {
             let mut map = match self.inflight.map.lock() {
                 Ok(m) => m,
                 Err(poisoned) => poisoned.into_inner(),
@@ -561,29 +633,135 @@ impl Engine {
                 let (tx, rx) = watch::channel(None);
                 map.insert(key.clone(), (attempt.request_id.clone(), rx.clone()));
                 let provider = self.provider.clone();
+                let store = self.store.clone();
                 let inflight: Arc<Inflight> = self.inflight.clone();
                 let id = attempt.request_id.clone();
                 tokio::spawn(async move {
-                    let ending =
-                        match tokio::time::timeout(deadline, provider.authenticate(&attempt)).await
-                        {
-                            Ok(v) => Ending::Verdict(v),
-                            Err(_) => Ending::Deadline,
-                        };
+                    let ended =
+                        lead_call(provider.as_ref(), store.as_ref(), attempt, deadline).await;
                     if let Ok(mut m) = inflight.map.lock() {
                         m.remove(&key);
                     }
-                    let _ = tx.send(Some(ending));
+                    let _ = tx.send(Some(ended));
                 });
                 (id, rx)
             }
         };
         // Each caller also keeps its own deadline (plus a little for the call task to report).
         let wait = rx.wait_for(Option::is_some);
-        let ending = match tokio::time::timeout(deadline + Duration::from_millis(250), wait).await {
-            Ok(Ok(v)) => v.clone().unwrap_or(Ending::Deadline),
-            _ => Ending::Deadline,
+        let ended = match tokio::time::timeout(deadline + Duration::from_millis(250), wait).await {
+            Ok(Ok(v)) => v.clone(),
+            _ => None,
         };
-        (request_id, ending)
+        ended.unwrap_or((local_id, Ending::Deadline))
+    }
+}
+
+/// The local leader's part: claim the call in a shared store, then place it (the claim won) or
+/// wait for the instance that placed it (the claim lost). A store private to this process needs
+/// no claim. Returns the request id of the call that was placed and its ending.
+async fn lead_call(
+    provider: &dyn Provider,
+    store: &dyn Store,
+    attempt: AuthAttempt,
+    deadline: Duration,
+) -> (String, Ending) {
+    let id = attempt.request_id.clone();
+    if !store.is_shared() {
+        return (id, place_call(provider, &attempt, deadline).await);
+    }
+    let now = now_unix();
+    let expires_at = now + deadline.as_secs() as i64 + CLAIM_MARGIN_SECS;
+    let claim = store
+        .claim_call(
+            &attempt.username,
+            &attempt.phone.e164(),
+            &id,
+            now,
+            expires_at,
+        )
+        .await;
+    match claim {
+        Ok(CallClaim::Placed) => {
+            let ending = place_call(provider, &attempt, deadline).await;
+            if let Err(e) = store
+                .finish_call(&id, &ending.encode(), now_unix() + OUTCOME_KEEP_SECS)
+                .await
+            {
+                // This caller has its answer; waiters elsewhere reach their deadline (or the
+                // claim's expiry) and answer "timed out".
+                tracing::warn!(target: "pfgate::engine", error = %e, "could not record a call's ending for other instances");
+            }
+            (id, ending)
+        }
+        Ok(CallClaim::Joined(other)) => {
+            let ending = wait_for_remote(store, &other, deadline).await;
+            (other, ending)
+        }
+        Err(e) => {
+            tracing::error!(target: "pfgate::engine", error = %e, "store failure while claiming the provider call: authentication fails secure");
+            (id, Ending::StoreUnavailable)
+        }
+    }
+}
+
+/// Places the provider call, ended by the deadline.
+async fn place_call(provider: &dyn Provider, attempt: &AuthAttempt, deadline: Duration) -> Ending {
+    match tokio::time::timeout(deadline, provider.authenticate(attempt)).await {
+        Ok(v) => Ending::Verdict(v),
+        Err(_) => Ending::Deadline,
+    }
+}
+
+/// Waits, by polling the store, for the ending of a call another instance placed.
+async fn wait_for_remote(store: &dyn Store, request_id: &str, deadline: Duration) -> Ending {
+    let poll = async {
+        let mut pause = FIRST_POLL_PAUSE;
+        loop {
+            match store.call_state(request_id).await {
+                Ok(Some(CallState::Done(outcome))) => return Ending::decode(&outcome),
+                Ok(Some(CallState::Pending)) => {}
+                // The claim is gone (purged long after its expiry): nothing more will come.
+                Ok(None) => return Ending::Deadline,
+                Err(e) => {
+                    tracing::error!(target: "pfgate::engine", error = %e, "store failure while waiting for another instance's call: authentication fails secure");
+                    return Ending::StoreUnavailable;
+                }
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(MAX_POLL_PAUSE);
+        }
+    };
+    tokio::time::timeout(deadline, poll)
+        .await
+        .unwrap_or(Ending::Deadline)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endings_survive_the_store_and_unknown_ones_fail() {
+        for ending in [
+            Ending::Verdict(Verdict::Approved),
+            Ending::Verdict(Verdict::NotAnswered),
+            Ending::Verdict(Verdict::HungUp),
+            Ending::Verdict(Verdict::Denied),
+            Ending::Verdict(Verdict::Failed("carrier: busy".into())),
+            Ending::Verdict(Verdict::FailedOpen("all providers down".into())),
+            Ending::Deadline,
+            Ending::StoreUnavailable,
+        ] {
+            assert_eq!(Ending::decode(&ending.encode()), ending);
+        }
+        assert!(matches!(
+            Ending::decode("approved-by-a-future-version"),
+            Ending::Verdict(Verdict::Failed(_))
+        ));
+        assert!(matches!(
+            Ending::decode(""),
+            Ending::Verdict(Verdict::Failed(_))
+        ));
     }
 }

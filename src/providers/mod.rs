@@ -9,7 +9,8 @@
 pub mod duo;
 pub mod router;
 pub mod scripted;
-mod secret_source;
+// Also read by the PostgreSQL store for its password (`store.password_env` / `password_file`).
+pub(crate) mod secret_source;
 pub mod twilio;
 pub mod webhook;
 

@@ -1,6 +1,7 @@
-//! Reading a provider's secret from where the configuration names it: an environment variable or a
-//! file. Secrets are never inline in the configuration and never logged; the bytes live in
-//! `Zeroizing` buffers so they are wiped when dropped. Each provider checks the format itself.
+//! Reading a provider's (or the database's) secret from where the configuration names it: an
+//! environment variable or a file. Secrets are never inline in the configuration and never logged;
+//! the bytes live in `Zeroizing` buffers so they are wiped when dropped. Each provider checks the
+//! format itself.
 
 use std::path::Path;
 

@@ -175,19 +175,12 @@ impl PostgresSettings {
                 format!("must be between 1 and {MAX_POOL_SIZE}"),
             ));
         }
-        match &self.password {
-            Some(PasswordSource::Env(var)) if std::env::var_os(var).is_none() => {
-                problems.push((
-                    "password_env",
-                    format!("the environment variable {var} is not set"),
-                ));
-            }
-            Some(PasswordSource::File(path)) => {
-                if let Err(e) = std::fs::metadata(path) {
-                    problems.push(("password_file", format!("{}: {e}", path.display())));
-                }
-            }
-            _ => {}
+        if let Err(e) = self.read_password() {
+            let key = match self.password {
+                Some(PasswordSource::Env(_)) => "password_env",
+                _ => "password_file",
+            };
+            problems.push((key, e));
         }
         problems
     }
@@ -279,26 +272,24 @@ impl PostgresSettings {
         Ok(tokio_postgres_rustls::MakeRustlsConnect::new(client))
     }
 
-    /// The password from its source, if any.
-    fn read_password(&self) -> StoreResult<Option<Zeroizing<String>>> {
-        let unavailable = |m: String| StoreError::Unavailable(format!("database password: {m}"));
-        Ok(match &self.password {
-            None => None,
-            Some(PasswordSource::Env(var)) => {
-                Some(Zeroizing::new(std::env::var(var).map_err(|_| {
-                    unavailable(format!("environment variable {var} is not set"))
-                })?))
-            }
+    /// The password from its source, if any, less one trailing line ending (as the providers'
+    /// secrets are read).
+    fn read_password(&self) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
+        use crate::providers::secret_source;
+        let (mut bytes, _) = match &self.password {
+            None => return Ok(None),
+            Some(PasswordSource::Env(var)) => secret_source::from_env(var)?,
             Some(PasswordSource::File(path)) => {
-                let text = Zeroizing::new(
-                    std::fs::read_to_string(path)
-                        .map_err(|e| unavailable(format!("{}: {e}", path.display())))?,
-                );
-                let trimmed = text.strip_suffix('\n').unwrap_or(&text);
-                let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
-                Some(Zeroizing::new(trimmed.to_string()))
+                secret_source::from_file(path, "database password")?
             }
-        })
+        };
+        if bytes.last() == Some(&b'\n') {
+            bytes.pop();
+            if bytes.last() == Some(&b'\r') {
+                bytes.pop();
+            }
+        }
+        Ok(Some(bytes))
     }
 
     /// `host:port/database (schema S)` for logs: never the password.
@@ -524,8 +515,11 @@ impl PostgresStore {
         let refused = |e: SettingsError| StoreError::Unavailable(format!("store settings: {e}"));
         let mut config = settings.client_config().map_err(refused)?;
         let tls = settings.tls(&config).map_err(refused)?;
-        if let Some(password) = settings.read_password()? {
-            config.password(password.as_bytes());
+        if let Some(password) = settings
+            .read_password()
+            .map_err(|e| StoreError::Unavailable(format!("database password: {e}")))?
+        {
+            config.password(&password[..]);
         }
         let target = settings.target(&config);
         if config.get_ssl_mode() == SslMode::Disable && !only_loopback(&config) {
