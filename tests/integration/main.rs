@@ -12,6 +12,7 @@ mod cli;
 mod contract;
 mod endpoint;
 mod engine;
+mod ha;
 mod hostile;
 mod interop;
 #[cfg(feature = "kerberos")]
