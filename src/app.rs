@@ -33,6 +33,32 @@ pub enum BuildError {
     /// LDAP primary authentication could not be set up.
     #[error("primary_auth: {0}")]
     Primary(String),
+    /// The Kerberos acceptor could not be built (keytab unreadable, no key for the service
+    /// principal, `KRB5_KTNAME` naming another keytab).
+    #[error("auth.kerberos: {0}")]
+    Kerberos(String),
+}
+
+/// Builds the Kerberos acceptor of `[auth.kerberos]` (feature `kerberos`), once per process.
+///
+/// Here, at start-up, because building it may set `KRB5_KTNAME` for the whole process (the only
+/// way `libgssapi` 0.11 lets MIT krb5 find the keytab without `unsafe`; `docs/kerberos.md`), and
+/// because a keytab without the configured key must stop the start, not fail every request.
+pub fn wire_kerberos(settings: &Settings) -> Result<(), BuildError> {
+    #[cfg(feature = "kerberos")]
+    if let Some(k) = &settings.auth.kerberos {
+        k.install()
+            .map_err(|e| BuildError::Kerberos(e.to_string()))?;
+        tracing::info!(
+            target: "pfgate::auth",
+            keytab = %k.keytab.display(),
+            service_principal = k.service_principal.as_deref().unwrap_or("(any in the keytab)"),
+            "Kerberos acceptor ready"
+        );
+    }
+    #[cfg(not(feature = "kerberos"))]
+    let _ = settings;
+    Ok(())
 }
 
 /// Opens the configured store.
@@ -146,6 +172,8 @@ pub fn provider(
 
 /// Builds the engine the settings describe.
 pub async fn build_engine(settings: &Settings) -> Result<Engine, BuildError> {
+    // First: it may write the process environment, which is best done before anything else runs.
+    wire_kerberos(settings)?;
     let directory = directory(settings)?;
     let store = open_store(settings).await?;
     let added = seed(store.as_ref(), &directory).await?;

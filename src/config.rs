@@ -234,7 +234,88 @@ pub struct AuthSection {
     pub certificate_map: Vec<crate::auth::client_cert::CertificateMapping>,
     /// Windows Integrated authentication (NTLM, Negotiate wrapping NTLM).
     pub ntlm: Option<NtlmSection>,
+    /// Kerberos through Negotiate. Parsed in every build so that a binary built without the
+    /// `kerberos` feature can refuse the section by name instead of calling it an unknown key.
+    pub kerberos: Option<KerberosSection>,
 }
+
+/// `[auth.kerberos]`: the keytab Kerberos service tickets are decrypted with (feature `kerberos`,
+/// `docs/kerberos.md`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KerberosSection {
+    /// The keytab holding the service principal's keys (`ktpass` or `ktutil`).
+    pub keytab: PathBuf,
+    /// `HTTP/mfa.contoso.com@CONTOSO.COM`: only tickets for this principal are accepted. Without
+    /// it a ticket for any principal in the keytab is.
+    pub service_principal: Option<String>,
+}
+
+/// Validated `[auth.kerberos]`, with the acceptor built from it at start-up.
+///
+/// The acceptor lives here, behind an `Arc` every clone of the settings shares, because it is
+/// process-wide by nature (MIT krb5 reads the keytab from the process environment, see
+/// `docs/kerberos.md`) and must be built once, at start-up, by [`crate::app::build_engine`]: the
+/// request path only reads it.
+#[cfg(feature = "kerberos")]
+#[derive(Debug, Clone)]
+pub struct KerberosAuthSettings {
+    /// The keytab (absolute, or relative to the configuration file's directory when read from a
+    /// file).
+    pub keytab: PathBuf,
+    /// The service principal tickets must be for, if set.
+    pub service_principal: Option<String>,
+    acceptor: std::sync::Arc<
+        std::sync::OnceLock<std::sync::Arc<crate::auth::kerberos::KerberosAcceptor>>,
+    >,
+}
+
+#[cfg(feature = "kerberos")]
+impl KerberosAuthSettings {
+    /// Settings whose acceptor is not built yet.
+    pub fn new(keytab: PathBuf, service_principal: Option<String>) -> Self {
+        Self {
+            keytab,
+            service_principal,
+            acceptor: std::sync::Arc::default(),
+        }
+    }
+
+    /// What [`crate::auth::kerberos::KerberosAcceptor::new`] takes.
+    pub fn acceptor_settings(&self) -> crate::auth::kerberos::KerberosSettings {
+        crate::auth::kerberos::KerberosSettings {
+            keytab: self.keytab.clone(),
+            service_principal: self.service_principal.clone(),
+        }
+    }
+
+    /// The acceptor, once [`KerberosAuthSettings::install`] has run.
+    pub fn acceptor(&self) -> Option<&std::sync::Arc<crate::auth::kerberos::KerberosAcceptor>> {
+        self.acceptor.get()
+    }
+
+    /// Builds the acceptor unless it is built already (settings cloned for a second server share
+    /// it). Sets `KRB5_KTNAME` if unset: call at start-up only.
+    pub fn install(&self) -> Result<(), crate::auth::kerberos::KerberosError> {
+        if self.acceptor.get().is_none() {
+            let built = crate::auth::kerberos::KerberosAcceptor::new(&self.acceptor_settings())?;
+            // Another clone may have won the race; either acceptor is the same keytab and SPN.
+            let _ = self.acceptor.set(std::sync::Arc::new(built));
+        }
+        Ok(())
+    }
+}
+
+/// Settings compare by what was configured; the built acceptor is derived from that.
+#[cfg(feature = "kerberos")]
+impl PartialEq for KerberosAuthSettings {
+    fn eq(&self, other: &Self) -> bool {
+        self.keytab == other.keytab && self.service_principal == other.service_principal
+    }
+}
+
+#[cfg(feature = "kerberos")]
+impl Eq for KerberosAuthSettings {}
 
 /// `[auth.ntlm]`: how pfgate presents itself in NTLM challenges, and the accounts it verifies.
 #[derive(Debug, Default, Deserialize)]
@@ -341,6 +422,9 @@ pub struct AuthSettings {
     pub certificate_map: Vec<crate::auth::client_cert::CertificateMapping>,
     /// NTLM / Negotiate.
     pub ntlm: Option<NtlmSettings>,
+    /// Kerberos through Negotiate.
+    #[cfg(feature = "kerberos")]
+    pub kerberos: Option<KerberosAuthSettings>,
 }
 
 /// Where the TLS certificate comes from.
@@ -877,7 +961,33 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
         let methods = !a.basic.is_empty()
             || a.proxy_identity_header.is_some()
             || !a.certificate_map.is_empty()
-            || a.ntlm.as_ref().is_some_and(|n| !n.accounts.is_empty());
+            || a.ntlm.as_ref().is_some_and(|n| !n.accounts.is_empty())
+            || a.kerberos.is_some();
+        #[cfg(not(feature = "kerberos"))]
+        if a.kerberos.is_some() {
+            problem(
+                "auth.kerberos",
+                "this pfgate was built without Kerberos support: build it with `cargo build \
+                 --release --features kerberos` (docs/kerberos.md), or remove [auth.kerberos]"
+                    .into(),
+            );
+        }
+        #[cfg(feature = "kerberos")]
+        let kerberos = a.kerberos.as_ref().map(|k| {
+            let keytab = resolve(&k.keytab);
+            if let Err(e) = std::fs::File::open(&keytab) {
+                problem(
+                    "auth.kerberos.keytab",
+                    format!("cannot read {}: {e}", keytab.display()),
+                );
+            }
+            if let Some(spn) = &k.service_principal {
+                if let Some(reason) = service_principal_problem(spn) {
+                    problem("auth.kerberos.service_principal", reason);
+                }
+            }
+            KerberosAuthSettings::new(keytab, k.service_principal.clone())
+        });
         let ntlm = a.ntlm.as_ref().map(|n| {
             if n.netbios_domain.trim().is_empty() {
                 problem("auth.ntlm.netbios_domain", "must not be empty".into());
@@ -1001,6 +1111,8 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
             client_cert_required: a.client_cert_required,
             certificate_map: a.certificate_map.clone(),
             ntlm,
+            #[cfg(feature = "kerberos")]
+            kerberos,
         }
     };
 
@@ -1178,6 +1290,89 @@ mod tests {
         assert!(
             !parsed.auth.allow_anonymous,
             "the example must not open the door by default"
+        );
+    }
+
+    /// Problems of an `[auth]` section with `[auth.kerberos]` and an allow-list, as `key: reason`.
+    fn kerberos_problems(section: &str) -> Result<Settings, Vec<String>> {
+        let text = format!(
+            "[server]\nplain_listen = \"127.0.0.1:0\"\n{section}\n\
+             [[auth.principals]]\nname = \"svc-mim@CONTOSO.COM\"\nallow = [\"authentication\"]\n"
+        );
+        let file: FileConfig = toml::from_str(&text).map_err(|e| vec![e.to_string()])?;
+        validate(Path::new("/nonexistent/pfgate.toml"), file).map_err(|e| {
+            e.0.iter()
+                .map(|p| format!("{}: {}", p.key, p.reason))
+                .collect()
+        })
+    }
+
+    #[cfg(not(feature = "kerberos"))]
+    #[test]
+    fn kerberos_section_is_refused_by_name_without_the_feature() {
+        let problems = kerberos_problems(
+            "[auth.kerberos]\nkeytab = \"/etc/pfgate/pfgate.keytab\"\n\
+             service_principal = \"HTTP/mfa.contoso.com@CONTOSO.COM\"",
+        )
+        .err()
+        .unwrap_or_default();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("auth.kerberos: this pfgate was built without Kerberos"),
+            "{problems:?}"
+        );
+        assert!(problems[0].contains("--features kerberos"), "{problems:?}");
+    }
+
+    #[cfg(feature = "kerberos")]
+    #[test]
+    fn kerberos_section_is_checked_with_the_feature() {
+        let keytab =
+            std::env::temp_dir().join(format!("pfgate-config-{}.keytab", std::process::id()));
+        let _ = std::fs::write(&keytab, b"\x05\x02");
+        let ok = kerberos_problems(&format!(
+            "[auth.kerberos]\nkeytab = {:?}\nservice_principal = \"HTTP/mfa.contoso.com@CONTOSO.COM\"",
+            keytab.display().to_string()
+        ));
+        let settings = match ok {
+            Ok(s) => s,
+            Err(p) => panic!("{p:?}"),
+        };
+        let k = settings
+            .auth
+            .kerberos
+            .as_ref()
+            .map(|k| k.acceptor_settings());
+        assert_eq!(
+            k.map(|k| (k.keytab, k.service_principal)),
+            Some((
+                keytab.clone(),
+                Some("HTTP/mfa.contoso.com@CONTOSO.COM".into())
+            ))
+        );
+        // Validation only reads the settings: the acceptor is built at start-up.
+        assert!(settings
+            .auth
+            .kerberos
+            .is_some_and(|k| k.acceptor().is_none()));
+        let _ = std::fs::remove_file(&keytab);
+
+        let problems = kerberos_problems(
+            "[auth.kerberos]\nkeytab = \"missing.keytab\"\nservice_principal = \"HTTP/mfa.contoso.com\"",
+        )
+        .err()
+        .unwrap_or_default();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0]
+                .starts_with("auth.kerberos.keytab: cannot read /nonexistent/missing.keytab"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].starts_with(
+                "auth.kerberos.service_principal: 'HTTP/mfa.contoso.com' is not SERVICE/host@REALM"
+            ),
+            "{problems:?}"
         );
     }
 }

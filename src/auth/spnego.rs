@@ -16,8 +16,11 @@
 //!   ([MS-NLMP] §3.4.4.2) of the `mechTypes` it sent, and pfgate answers with its own. If NTLM was
 //!   not the client's first choice, the MIC is required (`request-mic`), because otherwise an
 //!   attacker could have removed the client's preferred mechanism;
-//! * says [`NegotiateReject::KerberosNotSupported`] when the client offers only Kerberos. The
-//!   caller then answers 401 with `WWW-Authenticate: NTLM`.
+//! * says [`NegotiateReject::KerberosNotSupported`] when the client offers only Kerberos. Without
+//!   a Kerberos acceptor the caller then answers 401 with `WWW-Authenticate: NTLM`;
+//! * tells a server that also accepts Kerberos (feature `kerberos`, [`super::kerberos`]) which
+//!   acceptor a token is for ([`mechanism_of`]): Kerberos tokens go to GSS-API whole, SPNEGO
+//!   framing included, and NTLM ones stay here.
 //!
 //! The DER reader below is small and checks every bound: the structures are fixed and shallow,
 //! and a general ASN.1 crate would be a larger attack surface than these few lines.
@@ -99,7 +102,8 @@ impl Oid {
         &self.0
     }
 
-    /// True for the Kerberos family (which pfgate does not accept).
+    /// True for the Kerberos family (which the NTLM acceptor here does not accept; the `kerberos`
+    /// feature's acceptor takes Kerberos 5).
     pub fn is_kerberos(&self) -> bool {
         [Self::KRB5, Self::MS_KRB5, Self::KRB5_U2U, Self::IAKERB].contains(self)
     }
@@ -285,6 +289,45 @@ pub fn parse_token(token: &[u8]) -> Result<IncomingToken, SpnegoError> {
             "neither NTLMSSP nor a GSS-API/SPNEGO token",
         )),
     }
+}
+
+/// Which acceptor a `Negotiate` token is for, on a server that accepts Kerberos as well as NTLM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    /// Kerberos: a bare Kerberos GSS-API token (as IIS accepts), or a `NegTokenInit` whose first
+    /// mechanism among Kerberos 5 (`1.2.840.113554.1.2.2`, or Microsoft's `1.2.840.48018.1.2.2`)
+    /// and NTLMSSP is Kerberos 5.
+    Kerberos,
+    /// NTLM: a raw NTLMSSP message, or a `NegTokenInit` that offers NTLMSSP before Kerberos 5 (or
+    /// offers no Kerberos 5 at all; the NTLM path then answers as it does without Kerberos).
+    Ntlm,
+    /// A `NegTokenResp`: the next leg of whatever the connection started.
+    Continuation,
+}
+
+/// The mechanism a client's token asks for. [RFC 4178] has the acceptor honour the initiator's
+/// order, and only the first mechanism's optimistic token can be used without another round
+/// trip, so the first supported mechanism in `mechTypes` wins. Mechanisms neither acceptor speaks
+/// (NEGOEX, IAKERB, user-to-user) are skipped: Windows lists NEGOEX between Kerberos and NTLM.
+pub fn mechanism_of(token: &[u8]) -> Result<Mechanism, SpnegoError> {
+    Ok(match parse_token(token)? {
+        IncomingToken::RawKerberos => Mechanism::Kerberos,
+        IncomingToken::RawNtlm(_) => Mechanism::Ntlm,
+        IncomingToken::Resp(_) => Mechanism::Continuation,
+        IncomingToken::Init(init) => init
+            .mech_types
+            .iter()
+            .find_map(|m| {
+                if *m == Oid::KRB5 || *m == Oid::MS_KRB5 {
+                    Some(Mechanism::Kerberos)
+                } else if *m == Oid::NTLMSSP {
+                    Some(Mechanism::Ntlm)
+                } else {
+                    None
+                }
+            })
+            .unwrap_or(Mechanism::Ntlm),
+    })
 }
 
 /// `NegTokenInit ::= SEQUENCE { mechTypes [0], reqFlags [1] OPTIONAL, mechToken [2] OPTIONAL,
@@ -1221,6 +1264,49 @@ mod tests {
             panic!()
         };
         assert!(resp(&token).response_token.is_some());
+    }
+
+    #[test]
+    fn mechanism_follows_the_clients_first_supported_choice() {
+        let t1 = test_client::negotiate(&opts());
+        let cases = [
+            (
+                vec![Oid::MS_KRB5, Oid::KRB5, Oid::NEGOEX, Oid::NTLMSSP],
+                Mechanism::Kerberos,
+            ),
+            (vec![Oid::KRB5], Mechanism::Kerberos),
+            (
+                vec![Oid::NEGOEX, Oid::MS_KRB5, Oid::NTLMSSP],
+                Mechanism::Kerberos,
+            ),
+            (vec![Oid::NTLMSSP, Oid::KRB5], Mechanism::Ntlm),
+            (
+                vec![Oid::NEGOEX, Oid::NTLMSSP, Oid::MS_KRB5],
+                Mechanism::Ntlm,
+            ),
+            (vec![Oid::IAKERB, Oid::KRB5_U2U], Mechanism::Ntlm),
+        ];
+        for (mechs, want) in cases {
+            assert_eq!(
+                mechanism_of(&init_token(&mechs, Some(&t1), None)),
+                Ok(want),
+                "{mechs:?}"
+            );
+        }
+        assert_eq!(mechanism_of(&t1), Ok(Mechanism::Ntlm));
+        assert_eq!(
+            mechanism_of(&resp_token(&t1, None)),
+            Ok(Mechanism::Continuation)
+        );
+        // A bare Kerberos GSS-API token: [APPLICATION 0] { thisMech 1.2.840.113554.1.2.2, ... }.
+        let mut raw = tlv(TAG_OID, Oid::KRB5.as_der_content());
+        raw.extend_from_slice(&[0x01, 0x00, 0x6e, 0x00]);
+        assert_eq!(
+            mechanism_of(&tlv(TAG_APPLICATION_0, &raw)),
+            Ok(Mechanism::Kerberos)
+        );
+        assert!(mechanism_of(b"\x60\x80").is_err());
+        assert!(mechanism_of(b"").is_err());
     }
 
     #[test]

@@ -6,6 +6,12 @@
 //! never SOAP faults, and each writes one audit event. Basic is accepted only over TLS or from a
 //! trusted TLS-terminating proxy. An identity header from anyone but a trusted proxy is ignored and
 //! the attempt logged.
+//!
+//! `Negotiate` carries NTLM or Kerberos. With `[auth.kerberos]` (feature `kerberos`) a token
+//! whose client prefers Kerberos 5 — a SPNEGO `NegTokenInit` listing a Kerberos OID before NTLMSSP,
+//! or a bare Kerberos AP-REQ as IIS also accepts — goes whole to the GSS-API acceptor
+//! ([`crate::auth::kerberos`]); the caller is then the ticket's client, `user@REALM`. Everything
+//! else stays on pfgate's own NTLM verifier. Tokens are never logged.
 
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -18,6 +24,11 @@ use crate::auth::ntlm::{
     NtlmAcceptor, NtlmAccountMap, NtlmServerConfig, NtlmState, NtlmStep, ReplayCache,
 };
 use crate::auth::spnego::{NegotiateReject, NegotiateState, NegotiateStep};
+#[cfg(feature = "kerberos")]
+use crate::auth::{
+    kerberos::{KerberosContext, KerberosOutcome},
+    spnego::{mechanism_of, Mechanism},
+};
 use crate::config::{is_trusted, Settings};
 use crate::engine::audit::{self, AuditEvent, AuditKind};
 
@@ -28,6 +39,10 @@ pub struct ConnAuth {
     principal: Mutex<Option<String>>,
     ntlm: Mutex<NtlmState>,
     negotiate: Mutex<NegotiateState>,
+    /// A Kerberos handshake that needs another leg (a SPNEGO counter-proposal was sent). Almost
+    /// never used: Kerberos clients send a complete AP-REQ in their first token.
+    #[cfg(feature = "kerberos")]
+    kerberos: Mutex<Option<KerberosContext>>,
 }
 
 /// The process-wide NTLM acceptor parts: how pfgate names itself, the accounts, and the cache that
@@ -136,9 +151,28 @@ fn lock<T: Default>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     }
 }
 
-/// One leg of NTLM (`Authorization: NTLM …`) or Negotiate (`Authorization: Negotiate …`).
+fn b64(t: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(t)
+}
+
+/// True when `Negotiate` may carry Kerberos here (`[auth.kerberos]` configured).
+fn kerberos_configured(settings: &Settings) -> bool {
+    #[cfg(feature = "kerberos")]
+    {
+        settings.auth.kerberos.is_some()
+    }
+    #[cfg(not(feature = "kerberos"))]
+    {
+        let _ = settings;
+        false
+    }
+}
+
+/// One leg of NTLM (`Authorization: NTLM …`) or Negotiate (`Authorization: Negotiate …`): Kerberos
+/// tokens to the Kerberos acceptor (when configured), the rest to the NTLM verifier.
 fn windows_auth(
-    runtime: &NtlmRuntime,
+    settings: &Settings,
+    ntlm: Option<&NtlmRuntime>,
     negotiate: bool,
     token: &str,
     conn: &ConnAuth,
@@ -146,8 +180,103 @@ fn windows_auth(
     let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(token.trim()) else {
         return Err(refused("malformed Windows authentication token"));
     };
+    #[cfg(feature = "kerberos")]
+    if negotiate {
+        if let Some(k) = &settings.auth.kerberos {
+            let pending = lock(&conn.kerberos).take();
+            let continuing = match mechanism_of(&bytes) {
+                Ok(Mechanism::Kerberos) => false,
+                Ok(Mechanism::Continuation) if pending.is_some() => true,
+                Ok(Mechanism::Ntlm | Mechanism::Continuation) => {
+                    return ntlm_auth(ntlm, negotiate, bytes, conn);
+                }
+                Err(e) => return Err(refused(format!("Negotiate refused: {e}"))),
+            };
+            let Some(acceptor) = k.acceptor() else {
+                return Err(refused(
+                    "Kerberos is configured but its acceptor was not built at start-up",
+                ));
+            };
+            // A Kerberos token ends whatever NTLM exchange the connection had started.
+            *lock(&conn.negotiate) = NegotiateState::default();
+            let context = match pending {
+                Some(c) if continuing => c,
+                _ => acceptor.context(),
+            };
+            return kerberos_auth(context, bytes, conn);
+        }
+    }
+    let _ = settings;
+    ntlm_auth(ntlm, negotiate, bytes, conn)
+}
+
+/// Runs a blocking GSS-API call (keytab and replay-cache file I/O; the KDC is never contacted)
+/// from the request path.
+///
+/// [`identify`] is synchronous — its caller in `server::http` does not await it — so the call
+/// cannot be handed to `spawn_blocking` and awaited. `block_in_place` is the synchronous
+/// equivalent: it tells the multi-threaded runtime (the one `pfgate serve` runs) that this
+/// worker blocks, and the runtime moves the worker's other tasks elsewhere meanwhile. A
+/// current-thread runtime does not allow that, so there (tests, embedding) the call runs inline.
+#[cfg(feature = "kerberos")]
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// One Kerberos leg on `context`: the caller is the ticket's client, `user@REALM`, and the
+/// acceptor's final token (the AP-REP, for mutual authentication) goes back on the response.
+#[cfg(feature = "kerberos")]
+fn kerberos_auth(
+    mut context: KerberosContext,
+    token: Vec<u8>,
+    conn: &ConnAuth,
+) -> Result<Identified, Unauthenticated> {
+    let (context, result) = blocking(move || {
+        let r = context.step(&token);
+        (context, r)
+    });
+    match result {
+        Ok(KerberosOutcome::Authenticated {
+            principal,
+            response_token,
+        }) => {
+            conn.set_principal(&principal);
+            Ok(Identified {
+                principal,
+                final_token: response_token.map(|t| format!("Negotiate {}", b64(&t))),
+            })
+        }
+        Ok(KerberosOutcome::Continue { token }) => {
+            *lock(&conn.kerberos) = Some(context);
+            Err(Unauthenticated {
+                reason: "Kerberos handshake in progress".into(),
+                challenge: Some(format!("Negotiate {}", b64(&token))),
+                in_progress: true,
+                ..Unauthenticated::default()
+            })
+        }
+        // The error text is GSS-API's (principal names, "Request is a replay"…), never the token.
+        Err(e) => Err(refused(format!("Kerberos refused: {e}"))),
+    }
+}
+
+/// One NTLM leg, raw (`NTLM`) or inside SPNEGO (`Negotiate`).
+fn ntlm_auth(
+    runtime: Option<&NtlmRuntime>,
+    negotiate: bool,
+    bytes: Vec<u8>,
+    conn: &ConnAuth,
+) -> Result<Identified, Unauthenticated> {
+    let Some(runtime) = runtime else {
+        return Err(refused(
+            "the client offered NTLM, which is not enabled (no [auth.ntlm])",
+        ));
+    };
     let acceptor = NtlmAcceptor::new(&runtime.config, &runtime.accounts, &runtime.replay);
-    let b64 = |t: &[u8]| base64::engine::general_purpose::STANDARD.encode(t);
     if negotiate {
         let state = std::mem::take(&mut *lock(&conn.negotiate));
         match state.step(&acceptor, &bytes) {
@@ -231,10 +360,13 @@ fn identify_principal(
             };
         }
         let negotiate = scheme.eq_ignore_ascii_case("negotiate");
-        if negotiate || scheme.eq_ignore_ascii_case("ntlm") {
-            if let Some(runtime) = ntlm {
-                return windows_auth(runtime, negotiate, token, conn);
-            }
+        let enabled = if negotiate {
+            ntlm.is_some() || kerberos_configured(settings)
+        } else {
+            scheme.eq_ignore_ascii_case("ntlm") && ntlm.is_some()
+        };
+        if enabled {
+            return windows_auth(settings, ntlm, negotiate, token, conn);
         }
         return Err(refused(format!(
             "authentication scheme '{}' is not enabled",
@@ -271,8 +403,10 @@ fn identify_principal(
 pub fn challenges(settings: &Settings, tls: bool) -> Vec<String> {
     let mut out = Vec::new();
     // As IIS with Windows Authentication: Negotiate first, then NTLM.
-    if settings.auth.ntlm.is_some() {
+    if settings.auth.ntlm.is_some() || kerberos_configured(settings) {
         out.push("Negotiate".to_string());
+    }
+    if settings.auth.ntlm.is_some() {
         out.push("NTLM".to_string());
     }
     if !settings.auth.basic.is_empty() && tls {

@@ -3,8 +3,13 @@
 //! Each test makes its own realm in a temporary directory: `kdb5_util create -s`, principals and
 //! keytabs with `kadmin.local`, and `krb5kdc -n` as a child on a free loopback port, killed on
 //! drop. The client is real too: `kinit` (password on stdin) into a private credential cache,
-//! then `curl --negotiate` (MIT GSS-API, SPNEGO) against a small HTTP server that calls
-//! [`KerberosAcceptor`].
+//! then `curl --negotiate` (MIT GSS-API, SPNEGO), against two servers:
+//!
+//! * the real `pfgate` binary (`pfgate serve --config`, TLS, `[auth.kerberos]` and `[auth.ntlm]`,
+//!   an allow-list): SOAP `TestSecurity` with a ticket, a principal off the allow-list, the wrong
+//!   service, tampered, replayed, bare (not SPNEGO-wrapped) and Windows-OID tokens, NTLM on the
+//!   same build, and the audit log ([`Pfgate`], the `pfgate_*` tests);
+//! * a small HTTP server around [`KerberosAcceptor`] alone, for the acceptor's own edge cases.
 //!
 //! The acceptor runs in a child process: this test binary re-run with `PFGATE_KRB_CHILD` set
 //! (see [`child_acceptor_server`]). `KerberosAcceptor::new` sets `KRB5_KTNAME` for its process,
@@ -28,6 +33,9 @@ use pfgate::auth::kerberos::{
 const REALM: &str = "PFGATE.TEST";
 const USER: &str = "alice";
 const USER_PASSWORD: &str = "Al1ce-Kerberos!pw";
+/// A second Kerberos user, who is not on pfgate's allow-list.
+const OTHER_USER: &str = "bob";
+const OTHER_PASSWORD: &str = "B0b-Kerberos!pw";
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 fn required() -> bool {
@@ -217,6 +225,7 @@ impl Kdc {
         let both = dir.join("both.keytab");
         for q in [
             format!("addprinc -pw {USER_PASSWORD} {USER}"),
+            format!("addprinc -pw {OTHER_PASSWORD} {OTHER_USER}"),
             "addprinc -randkey HTTP/localhost".into(),
             "addprinc -randkey HTTP/otherhost".into(),
             // -norandkey: the same keys in both keytabs (ktadd would otherwise rekey).
@@ -243,14 +252,19 @@ impl Kdc {
 
     /// `kinit alice` into a new credential cache, the password on stdin.
     fn kinit(&self, name: &str) -> PathBuf {
+        self.kinit_as(USER, USER_PASSWORD, name)
+    }
+
+    /// `kinit user` into a new credential cache named `name`.
+    fn kinit_as(&self, user: &str, password: &str, name: &str) -> PathBuf {
         let cache = self.dir.join(format!("{name}.ccache"));
         run_ok(
             "kinit",
             Command::new(tool("kinit"))
-                .arg(format!("{USER}@{REALM}"))
+                .arg(format!("{user}@{REALM}"))
                 .env("KRB5_CONFIG", self.krb5_conf())
                 .env("KRB5CCNAME", format!("FILE:{}", cache.display())),
-            Some(&format!("{USER_PASSWORD}\n")),
+            Some(&format!("{password}\n")),
         );
         cache
     }
@@ -765,4 +779,574 @@ fn tampered_truncated_garbage_and_replayed_tokens_are_refused() {
     let (code, out) = acceptor.curl(&kdc, &cache, "localhost");
     assert_eq!(code, 200, "{out}");
     assert!(out.starts_with(&format!("AUTH OK: {ALICE}\n")), "{out}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real pfgate binary with [auth.kerberos]
+// ---------------------------------------------------------------------------------------------
+
+/// NTLM account configured beside Kerberos on the same pfgate.
+const NTLM_USER: &str = "CONTOSO\\mimservice";
+const NTLM_PASSWORD: &str = "M1m-Service!pw";
+
+/// `pfgate serve --config` as a child process (the binary built with this test, so with the
+/// `kerberos` feature): TLS with a throwaway certificate for `localhost` and `otherhost`,
+/// `[auth.kerberos]`, `[auth.ntlm]`, and an allow-list naming `alice@PFGATE.TEST` and
+/// `CONTOSO\mimservice` (not `bob@PFGATE.TEST`). Its log (stderr) goes to `pfgate.log`.
+struct Pfgate {
+    dir: PathBuf,
+    child: Child,
+    port: u16,
+    leaf: rustls::pki_types::CertificateDer<'static>,
+}
+
+impl Drop for Pfgate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Pfgate {
+    /// Starts pfgate; `Err` carries its log when it exits instead of listening.
+    fn start(kdc: &Kdc, name: &str, keytab: &str, spn: Option<&str>) -> Result<Pfgate, String> {
+        let dir = kdc.dir.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let c = rcgen::generate_simple_self_signed(vec!["localhost".into(), "otherhost".into()])
+            .unwrap();
+        std::fs::write(dir.join("cert.pem"), c.cert.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), c.signing_key.serialize_pem()).unwrap();
+        std::fs::write(dir.join("mim.password"), format!("{NTLM_PASSWORD}\n")).unwrap();
+        let spn = spn
+            .map(|s| format!("service_principal = \"{s}\"\n"))
+            .unwrap_or_default();
+        let config = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n\n\
+             [auth.kerberos]\nkeytab = {keytab:?}\n{spn}\n\
+             [auth.ntlm]\nnetbios_domain = \"CONTOSO\"\ndns_computer = \"localhost\"\n\
+             [[auth.ntlm.accounts]]\nprincipal = 'CONTOSO\\mimservice'\npassword_file = \"mim.password\"\n\n\
+             [[auth.principals]]\nname = \"{USER}@{REALM}\"\nallow = [\"authentication\"]\n\
+             [[auth.principals]]\nname = 'CONTOSO\\mimservice'\nallow = [\"authentication\"]\n",
+            keytab = kdc.dir.join(keytab).display().to_string(),
+        );
+        std::fs::write(dir.join("pfgate.toml"), config).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pfgate"))
+            .args(["serve", "--config"])
+            .arg(dir.join("pfgate.toml"))
+            .env("KRB5_CONFIG", kdc.krb5_conf())
+            .env("KRB5RCACHEDIR", kdc.dir.join("rcache"))
+            .env("RUST_LOG", "info")
+            .env_remove("KRB5_KTNAME")
+            .env_remove("KRB5CCNAME")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.join("pfgate.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // "pfgate 0.1.0 listening on https://127.0.0.1:PORT/MultiFactorAuthWebServiceSdk/…"
+        let port = loop {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => {
+                    if let Some(rest) = line.split("listening on https://127.0.0.1:").nth(1) {
+                        break rest.split('/').next().unwrap().parse().unwrap();
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(read(&dir.join("pfgate.log")));
+                }
+            }
+        };
+        Ok(Pfgate {
+            dir,
+            child,
+            port,
+            leaf: c.cert.der().clone(),
+        })
+    }
+
+    fn serving(kdc: &Kdc, name: &str, keytab: &str, spn: Option<&str>) -> Pfgate {
+        Self::start(kdc, name, keytab, spn)
+            .unwrap_or_else(|log| panic!("pfgate did not start:\n{log}"))
+    }
+
+    fn log(&self) -> String {
+        read(&self.dir.join("pfgate.log"))
+    }
+
+    /// Audit events of this kind in the log so far.
+    fn audits(&self, event: &str) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("pfgate::audit") && l.contains(event))
+            .count()
+    }
+
+    fn assert_alive(&mut self) {
+        assert!(
+            self.child.try_wait().unwrap().is_none(),
+            "pfgate died:\n{}",
+            self.log()
+        );
+    }
+
+    /// `curl` POSTing SOAP `TestSecurity` to `https://{host}:{port}/…/PfWsSdk.asmx` with
+    /// `auth` (`--negotiate -u :` with the ticket cache, or `--ntlm -u USER:PASSWORD`).
+    fn curl(&self, kdc: &Kdc, host: &str, auth: CurlAuth<'_>) -> CurlResult {
+        let headers = self
+            .dir
+            .join(format!("headers-{}.txt", rand::random::<u64>()));
+        let body = crate::support::env11(&format!(
+            r#"<TestSecurity xmlns="{}" />"#,
+            crate::support::NS
+        ));
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--max-time", "20", "--noproxy", "*", "--cacert"])
+            .arg(self.dir.join("cert.pem"))
+            .args(["--resolve", &format!("{host}:{}:127.0.0.1", self.port)])
+            .args(["-H", "Content-Type: text/xml; charset=utf-8"])
+            .args([
+                "-H",
+                &format!("SOAPAction: \"{}\"", crate::support::action("TestSecurity")),
+            ])
+            .arg("-D")
+            .arg(&headers)
+            .args(["-w", "\n%{http_code}", "--data-binary", &body])
+            .env("KRB5_CONFIG", kdc.krb5_conf())
+            .env_remove("KRB5_KTNAME");
+        match auth {
+            CurlAuth::Negotiate(cache) => {
+                cmd.args(["--negotiate", "-u", ":"])
+                    .env("KRB5CCNAME", format!("FILE:{}", cache.display()));
+            }
+            CurlAuth::Ntlm(user) => {
+                cmd.args(["--ntlm", "-u", user]);
+            }
+        }
+        let out = cmd
+            .arg(format!(
+                "https://{host}:{}{}",
+                self.port,
+                crate::support::SDK_PATH
+            ))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = stdout.trim_end().rsplit_once('\n').unwrap_or(("", &stdout));
+        CurlResult {
+            status: code.trim().parse().unwrap_or(0),
+            body: body.to_string(),
+            headers: read(&headers),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// One SOAP `TestSecurity` on a fresh TLS connection with this `Authorization` value (none
+    /// when empty).
+    fn post(&self, authorization: &str) -> crate::support::Resp {
+        let client = crate::support::Client::new(
+            std::net::SocketAddr::from(([127, 0, 0, 1], self.port)),
+            &self.leaf,
+        );
+        let body = crate::support::env11(&format!(
+            r#"<TestSecurity xmlns="{}" />"#,
+            crate::support::NS
+        ));
+        let mut req = http::Request::post(crate::support::SDK_PATH)
+            .header("host", format!("localhost:{}", self.port))
+            .header("content-type", "text/xml; charset=utf-8")
+            .header(
+                "soapaction",
+                format!("\"{}\"", crate::support::action("TestSecurity")),
+            );
+        if !authorization.is_empty() {
+            req = req.header("authorization", authorization);
+        }
+        let req = req
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .unwrap();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(client.send(req))
+    }
+}
+
+enum CurlAuth<'a> {
+    Negotiate(&'a Path),
+    Ntlm(&'a str),
+}
+
+struct CurlResult {
+    status: u16,
+    body: String,
+    /// Every response's headers (`curl -D`), the 401 legs included.
+    headers: String,
+    stderr: String,
+}
+
+impl CurlResult {
+    /// The token of the last `WWW-Authenticate: Negotiate <token>` curl saw.
+    fn last_negotiate_token(&self) -> Option<Vec<u8>> {
+        self.headers
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                let v = v.trim();
+                (k.eq_ignore_ascii_case("www-authenticate") && v.len() > 10)
+                    .then(|| v.strip_prefix("Negotiate "))
+                    .flatten()
+                    .map(str::to_string)
+            })
+            .next_back()
+            .map(|t| B64.decode(t).unwrap())
+    }
+}
+
+impl std::fmt::Display for CurlResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "HTTP {}\n{}\n[headers]\n{}[curl stderr] {}",
+            self.status, self.body, self.headers, self.stderr
+        )
+    }
+}
+
+/// What `curl --negotiate` sends for `HTTP/{host}`, captured by a bare HTTP server that never
+/// verifies it, so the token is still fresh for pfgate (MIT's replay cache has not seen it).
+fn capture_token(kdc: &Kdc, cache: &Path, host: &str) -> Vec<u8> {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let server = std::thread::spawn(move || -> Option<String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let mut conn = match listener.accept() {
+                Ok((c, _)) => c,
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+            };
+            conn.set_nonblocking(false).ok()?;
+            conn.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+            let mut buf = Vec::new();
+            loop {
+                let head = loop {
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                        buf.drain(..end + 4);
+                        break head;
+                    }
+                    let mut chunk = [0u8; 4096];
+                    match conn.read(&mut chunk) {
+                        Ok(0) | Err(_) => return None,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                let token = head.lines().find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    let v = v.trim();
+                    k.eq_ignore_ascii_case("authorization")
+                        .then(|| v.strip_prefix("Negotiate "))
+                        .flatten()
+                        .map(str::to_string)
+                });
+                if let Some(t) = token {
+                    let _ = conn.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                    return Some(t);
+                }
+                conn.write_all(
+                    b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Negotiate\r\nContent-Length: 0\r\n\r\n",
+                )
+                .ok()?;
+            }
+        }
+        None
+    });
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            "--noproxy",
+            "*",
+            "--negotiate",
+            "-u",
+            ":",
+        ])
+        .args(["--resolve", &format!("{host}:{port}:127.0.0.1")])
+        .arg(format!("http://{host}:{port}/"))
+        .env("KRB5_CONFIG", kdc.krb5_conf())
+        .env("KRB5CCNAME", format!("FILE:{}", cache.display()))
+        .env_remove("KRB5_KTNAME")
+        .output()
+        .unwrap();
+    let token = server.join().unwrap().unwrap_or_else(|| {
+        panic!(
+            "curl sent no Negotiate token: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    B64.decode(token).unwrap()
+}
+
+/// The SPNEGO `NegTokenResp` pfgate sent back on a 200 (mutual authentication).
+fn accept_completed(token: &[u8]) -> pfgate::auth::spnego::NegTokenResp {
+    use pfgate::auth::spnego::{parse_token, IncomingToken, NegState};
+    match parse_token(token) {
+        Ok(IncomingToken::Resp(r)) => {
+            assert_eq!(r.neg_state, Some(NegState::AcceptCompleted), "{r:?}");
+            assert!(r.response_token.is_some(), "no AP-REP in {r:?}");
+            r
+        }
+        other => panic!("not a NegTokenResp: {other:?}"),
+    }
+}
+
+#[test]
+fn pfgate_serves_kerberos_and_ntlm_callers_by_the_allow_list() {
+    use pfgate::auth::spnego::Oid;
+    if !ready("kerberos pfgate_serves") {
+        return;
+    }
+    let started = Instant::now();
+    let kdc = Kdc::start("pfgate");
+    let mut pf = Pfgate::serving(
+        &kdc,
+        "pfgate",
+        "http.keytab",
+        Some("HTTP/localhost@PFGATE.TEST"),
+    );
+
+    // Without credentials: IIS's challenges, Negotiate first.
+    let r = pf.post("");
+    assert_eq!(r.status, 401, "{r:?}");
+    let offered: Vec<&str> = r
+        .headers
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(offered, ["Negotiate", "NTLM"]);
+
+    // alice, on the allow-list: the SOAP answer, and pfgate's mutual-authentication token.
+    let alice = kdc.kinit("alice");
+    let r = pf.curl(&kdc, "localhost", CurlAuth::Negotiate(&alice));
+    assert_eq!(r.status, 200, "{r}");
+    assert!(
+        r.body
+            .contains("<TestSecurityResult>secure</TestSecurityResult>"),
+        "{r}"
+    );
+    let done = accept_completed(&r.last_negotiate_token().expect("a final Negotiate token"));
+    assert_eq!(done.supported_mech, Some(Oid::KRB5), "{done:?}");
+    assert!(pf.log().contains("Kerberos acceptor ready"), "{}", pf.log());
+
+    // bob has a valid ticket but is not on the allow-list: 403, one caller_forbidden event.
+    let bob = kdc.kinit_as(OTHER_USER, OTHER_PASSWORD, "bob");
+    let forbidden = pf.audits("caller_forbidden");
+    let r = pf.curl(&kdc, "localhost", CurlAuth::Negotiate(&bob));
+    assert_eq!(r.status, 403, "{r}");
+    assert_eq!(pf.audits("caller_forbidden"), forbidden + 1, "{}", pf.log());
+    assert!(
+        pf.log().contains(&format!("{OTHER_USER}@{REALM}")),
+        "the refused principal is named in the audit log:\n{}",
+        pf.log()
+    );
+
+    // NTLM on the same build and server.
+    let r = pf.curl(
+        &kdc,
+        "localhost",
+        CurlAuth::Ntlm(&format!("{NTLM_USER}:{NTLM_PASSWORD}")),
+    );
+    assert_eq!(r.status, 200, "{r}");
+    assert!(r.body.contains("secure"), "{r}");
+    let r = pf.curl(
+        &kdc,
+        "localhost",
+        CurlAuth::Ntlm(&format!("{NTLM_USER}:wrong-password")),
+    );
+    assert_eq!(r.status, 401, "{r}");
+    pf.assert_alive();
+    eprintln!(
+        "pfgate_serves_kerberos_and_ntlm_callers_by_the_allow_list: {:.2?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn pfgate_refuses_wrong_service_tampered_and_replayed_kerberos_tokens() {
+    use pfgate::auth::spnego::{parse_token, IncomingToken, Oid};
+    if !ready("kerberos pfgate_refuses") {
+        return;
+    }
+    let started = Instant::now();
+    let kdc = Kdc::start("pfgate-neg");
+    let alice = kdc.kinit("alice");
+
+    // A keytab without HTTP/otherhost: a ticket for it cannot be decrypted.
+    let only = Pfgate::serving(&kdc, "only", "http.keytab", None);
+    let r = only.curl(&kdc, "otherhost", CurlAuth::Negotiate(&alice));
+    assert_eq!(r.status, 401, "{r}");
+    assert!(only.log().contains("Kerberos refused"), "{}", only.log());
+
+    // Both keys, but service_principal = HTTP/localhost: refused by name; HTTP/localhost works.
+    let mut pf = Pfgate::serving(
+        &kdc,
+        "named",
+        "both.keytab",
+        Some("HTTP/localhost@PFGATE.TEST"),
+    );
+    let r = pf.curl(&kdc, "otherhost", CurlAuth::Negotiate(&alice));
+    assert_eq!(r.status, 401, "{r}");
+    let r = pf.curl(&kdc, "localhost", CurlAuth::Negotiate(&alice));
+    assert_eq!(r.status, 200, "{r}");
+
+    let neg = |t: &[u8]| format!("Negotiate {}", B64.encode(t));
+    let refused_once = |pf: &Pfgate, what: &str, authorization: &str| {
+        let before = pf.audits("caller_unauthenticated");
+        let r = pf.post(authorization);
+        assert_eq!(r.status, 401, "{what}: {r:?}");
+        assert_eq!(
+            pf.audits("caller_unauthenticated"),
+            before + 1,
+            "{what}: one audit event per refusal\n{}",
+            pf.log()
+        );
+    };
+
+    // A fresh token, its last byte (inside the encrypted authenticator) flipped: refused. Then
+    // the intact token is accepted (so the refusal was the tampering), and refused when replayed.
+    let token = capture_token(&kdc, &alice, "localhost");
+    let mut tampered = token.clone();
+    if let Some(b) = tampered.last_mut() {
+        *b ^= 0x01;
+    }
+    refused_once(&pf, "tampered", &neg(&tampered));
+    let r = pf.post(&neg(&token));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.body.contains("secure"), "{r:?}");
+    refused_once(&pf, "replayed", &neg(&token));
+
+    // A bare Kerberos AP-REQ (the GSS token inside SPNEGO), as IIS also accepts: 200, and the
+    // mutual-authentication token comes back bare too.
+    let token = capture_token(&kdc, &alice, "localhost");
+    let Ok(IncomingToken::Init(init)) = parse_token(&token) else {
+        panic!("curl's token is not a NegTokenInit")
+    };
+    assert_eq!(init.mech_types, [Oid::KRB5]);
+    let raw = init.mech_token.expect("an optimistic Kerberos token");
+    let r = pf.post(&neg(&raw));
+    assert_eq!(r.status, 200, "bare AP-REQ: {r:?}");
+    let reply = B64
+        .decode(
+            r.header("www-authenticate")
+                .strip_prefix("Negotiate ")
+                .expect("a Negotiate token on the 200"),
+        )
+        .unwrap();
+    assert!(
+        matches!(parse_token(&reply), Ok(IncomingToken::RawKerberos)),
+        "{reply:02x?}"
+    );
+
+    // Windows lists Microsoft's Kerberos OID 1.2.840.48018.1.2.2 first: the same token with its
+    // mechTypes entry rewritten to that OID (same length) still goes to Kerberos and is accepted.
+    let token = capture_token(&kdc, &alice, "localhost");
+    let krb5_list = [
+        0x30, 0x0b, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02,
+    ];
+    let at = token
+        .windows(krb5_list.len())
+        .position(|w| w == krb5_list)
+        .expect("mechTypes [1.2.840.113554.1.2.2]");
+    let mut windows = token.clone();
+    windows[at + 7] = 0x82; // 1.2.840.113554 -> 1.2.840.48018
+    let Ok(IncomingToken::Init(init)) = parse_token(&windows) else {
+        panic!("not a NegTokenInit after the rewrite")
+    };
+    assert_eq!(init.mech_types, [Oid::MS_KRB5]);
+    let r = pf.post(&neg(&windows));
+    assert_eq!(r.status, 200, "Microsoft OID: {r:?}");
+    let done = accept_completed(
+        &B64.decode(
+            r.header("www-authenticate")
+                .trim_start_matches("Negotiate "),
+        )
+        .unwrap(),
+    );
+    assert!(
+        done.supported_mech == Some(Oid::MS_KRB5) || done.supported_mech == Some(Oid::KRB5),
+        "{done:?}"
+    );
+
+    // Truncations and garbage: one refusal each, no panic.
+    let token = capture_token(&kdc, &alice, "localhost");
+    for len in [1, 2, 16, token.len() / 2, token.len() - 1] {
+        refused_once(&pf, &format!("truncated to {len}"), &neg(&token[..len]));
+    }
+    // 12 000 bytes (16 000 in base64): the size of an AD ticket for a user in many groups, so
+    // the header limits let such a token through to the acceptor (a 401, not a 431).
+    for junk in [vec![0u8; 64], vec![0xff; 12_000], vec![0x60, 0x80]] {
+        refused_once(&pf, "garbage", &neg(&junk));
+    }
+    refused_once(&pf, "not base64", "Negotiate !!not-base64!!");
+
+    // No token material in the log: neither whole tokens nor any 24-character piece of one.
+    let log = pf.log();
+    for t in [neg(&tampered), neg(&raw), neg(&windows), neg(&token)] {
+        let b64 = t.trim_start_matches("Negotiate ");
+        for piece in b64.as_bytes().chunks(24).filter(|c| c.len() == 24) {
+            let piece = std::str::from_utf8(piece).unwrap();
+            assert!(!log.contains(piece), "token material in the log: {piece}");
+        }
+    }
+
+    pf.assert_alive();
+    let r = pf.curl(&kdc, "localhost", CurlAuth::Negotiate(&alice));
+    assert_eq!(r.status, 200, "{r}");
+    eprintln!(
+        "pfgate_refuses_wrong_service_tampered_and_replayed_kerberos_tokens: {:.2?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn pfgate_does_not_start_with_a_keytab_lacking_the_service_principal() {
+    if !ready("kerberos pfgate_does_not_start") {
+        return;
+    }
+    let kdc = Kdc::start("pfgate-start");
+    match Pfgate::start(
+        &kdc,
+        "missing",
+        "http.keytab",
+        Some("HTTP/nothere@PFGATE.TEST"),
+    ) {
+        Err(log) => assert!(
+            log.contains("auth.kerberos: no Kerberos acceptor credentials"),
+            "{log}"
+        ),
+        Ok(_) => panic!("pfgate started without a key for its service principal"),
+    }
 }
