@@ -1,6 +1,8 @@
 //! Windows Integrated authentication against real clients: Mono's `SoapHttpClientProtocol` with a
-//! `NetworkCredential` over NTLMv2 (which sends no MIC — the case the `sspi` crate gets wrong) and
-//! curl `--ntlm`. Wrong password, unknown user and unknown domain are refused with 401.
+//! `NetworkCredential` over NTLMv2 (which sends no MIC — the case the `sspi` crate gets wrong),
+//! curl `--ntlm`, and Python's pyspnego / requests-ntlm (`tests/interop/ntlm_client.py`), which
+//! send a MIC, and a SPNEGO mechListMIC under `Negotiate`. Wrong password, unknown user and unknown
+//! domain are refused with 401.
 //! The cryptographic negatives (replay, NTLMv1, tampered MIC, stale time stamps) are covered
 //! message by message in `src/auth/ntlm.rs`.
 
@@ -189,4 +191,141 @@ async fn mono_soap_client_with_network_credential() {
         run("mimservice", "FABRIKAM", PASSWORD).await.unwrap(),
         "ERROR 401"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// pyspnego / requests-ntlm: NTLM with a MIC, Negotiate(NTLM) with a mechListMIC
+// ---------------------------------------------------------------------------------------------
+
+/// Whether python3 with pyspnego and requests-ntlm is here; prints `SKIP` (or panics under
+/// `PFGATE_REQUIRE_INTEROP=1`) when not.
+fn python_ntlm_available(test: &str) -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import spnego, requests_ntlm"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        assert!(
+            !required(),
+            "{test}: PFGATE_REQUIRE_INTEROP=1 but python3 with pyspnego and requests-ntlm is \
+             missing (run .ci/install-deps)"
+        );
+        eprintln!("SKIP {test}: python3 with pyspnego and requests-ntlm missing");
+    }
+    ok
+}
+
+/// Runs `tests/interop/ntlm_client.py MODE URL CA USER` with the password in its environment and
+/// returns its JSON report; any failure shows the client's stdout and stderr.
+async fn pyspnego_client(
+    mode: &'static str,
+    url: String,
+    ca: PathBuf,
+    user: &'static str,
+    password: &'static str,
+) -> serde_json::Value {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/ntlm_client.py");
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .args([mode, &url])
+            .arg(&ca)
+            .arg(user)
+            .env("PFGATE_NTLM_PASSWORD", password)
+            // requests prefers these to its `verify` argument on some paths: trust only the leaf.
+            .env("REQUESTS_CA_BUNDLE", &ca)
+            .env("CURL_CA_BUNDLE", &ca)
+            .env("SSL_CERT_FILE", &ca)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > std::time::Duration::from_secs(90) {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(
+            out.status.success(),
+            "ntlm_client.py {mode} {user} failed ({}):\n{stdout}\n{stderr}",
+            out.status
+        );
+        eprintln!(
+            "  {:.2?}  ntlm_client.py {mode} {user}: {}",
+            started.elapsed(),
+            stdout.trim()
+        );
+        serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!("ntlm_client.py output is not JSON ({e}): {stdout}\n{stderr}")
+        })
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_pyspnego_and_requests_ntlm_send_a_mic() {
+    let test = "python_pyspnego_and_requests_ntlm_send_a_mic";
+    if !python_ntlm_available(test) {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let d = dir("pyspnego");
+    let s = ntlm_server(&d).await;
+    let ca = d.join("leaf.pem");
+    std::fs::write(&ca, s.leaf_pem()).unwrap();
+    let user = "CONTOSO\\mimservice";
+    for mode in ["ntlm", "negotiate", "requests-ntlm"] {
+        let good = pyspnego_client(mode, s.url(), ca.clone(), user, PASSWORD).await;
+        assert_eq!(good["status"], 200, "{mode}: {good}");
+        assert_eq!(good["result"], "secure", "{mode}: {good}");
+        assert_eq!(
+            good["legs"],
+            serde_json::json!([401, 401, 200]),
+            "{mode}: {good}"
+        );
+        // The point of this test: the client signed its AUTHENTICATE message with a MIC and said
+        // so in MsvAvFlags, and pfgate verified it (a wrong MIC is refused: src/auth/ntlm.rs).
+        assert_eq!(good["mic"], true, "{mode}: {good}");
+        assert_eq!(good["mic_flag"], true, "{mode}: {good}");
+        if mode == "negotiate" {
+            assert_eq!(good["mech_list_mic"], true, "{good}");
+            // pyspnego accepted pfgate's accept-completed token and its mechListMIC.
+            assert_eq!(good["server_final"], "verified", "{good}");
+        }
+        if mode != "requests-ntlm" {
+            // The connection stays authenticated, as on IIS.
+            assert_eq!(good["reused"], 200, "{mode}: {good}");
+        }
+
+        let bad = pyspnego_client(mode, s.url(), ca.clone(), user, "wrong-password").await;
+        assert_eq!(bad["status"], 401, "{mode}: {bad}");
+        assert_eq!(bad["result"], serde_json::Value::Null, "{mode}: {bad}");
+        assert_eq!(bad["mic"], true, "{mode}: {bad}");
+    }
+    // One bit of an otherwise genuine MIC flipped: refused, so the MIC above was verified.
+    let bad_mic = pyspnego_client("ntlm-bad-mic", s.url(), ca.clone(), user, PASSWORD).await;
+    assert_eq!(bad_mic["status"], 401, "{bad_mic}");
+    let nobody = pyspnego_client(
+        "negotiate",
+        s.url(),
+        ca.clone(),
+        "CONTOSO\\nobody",
+        PASSWORD,
+    )
+    .await;
+    assert_eq!(nobody["status"], 401, "{nobody}");
+    eprintln!("{test}: {:.2?}", started.elapsed());
 }
