@@ -383,8 +383,12 @@ fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
+        // Some errors repeat their source in their own text (deadpool's): say it once.
+        let part = s.to_string();
+        if !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
         source = s.source();
     }
     text
@@ -576,7 +580,7 @@ impl PostgresStore {
     /// Applies the migrations the schema lacks, each in its own transaction, under an advisory
     /// lock per schema (instances starting together wait for each other); returns how many.
     async fn migrate(&self, schema: Option<&str>) -> StoreResult<usize> {
-        let mut client = self.client("migrate").await?;
+        let mut client = self.client("connecting").await?;
         let lock = format!("pfgate schema migrations: {}", schema.unwrap_or(""));
         let mut applied = 0;
         for (index, sql) in MIGRATIONS.iter().enumerate() {
