@@ -448,7 +448,7 @@ impl Cluster {
     async fn start(test: &str, proxy: Option<&DbProxy>) -> Option<Self> {
         let url = testing::database_url(test)?;
         let schema = TestSchema::create(&url).await.unwrap();
-        let (provider, provider_addr) = FakeProvider::start(Duration::from_millis(1500)).await;
+        let (provider, provider_addr) = FakeProvider::start(Duration::from_secs(3)).await;
         static N: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "pfgate-ha-{}-{}",
