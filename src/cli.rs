@@ -55,6 +55,35 @@ pub enum Command {
     },
     /// Read a password from standard input and print its argon2id hash for `[[auth.basic]]`.
     HashPassword,
+    /// Run the test double: the same server and engine with a scripted provider, an in-memory
+    /// store, scenarios, faults, a journal and an admin API (docs/mock.md).
+    Mock {
+        /// Scenario file (TOML); repeat to merge several. Without one: the demo directory.
+        #[arg(long = "scenario", value_name = "FILE")]
+        scenarios: Vec<PathBuf>,
+        /// Listen address (port 0 picks a free port).
+        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Write the URL, fingerprint and admin URL here as JSON once accepting connections.
+        #[arg(long, value_name = "PATH")]
+        ready_file: Option<PathBuf>,
+        /// Plain HTTP instead of TLS (loopback only: for CI on one machine).
+        #[arg(long)]
+        plain_http: bool,
+        /// Admin API path prefix.
+        #[arg(long, value_name = "PREFIX", default_value = crate::mock::DEFAULT_ADMIN_PREFIX)]
+        admin_prefix: String,
+        /// File holding the admin API bearer token (else the PFGATE_MOCK_ADMIN_TOKEN variable);
+        /// required when listening on a non-loopback address.
+        #[arg(long, value_name = "FILE")]
+        admin_token_file: Option<PathBuf>,
+        /// Answer from exchanges recorded by `pfgate record` in this directory.
+        #[arg(long, value_name = "DIR")]
+        replay: Option<PathBuf>,
+        /// Log format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
     /// Print the WSDL (the committed wsdl/PfWsSdk.wsdl is this output).
     Wsdl {
         /// The service address to write into soap:address.
@@ -141,6 +170,43 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Wsdl { location } => {
             print!("{}", crate::pfwssdk::wsdl::render(&location));
             ExitCode::SUCCESS
+        }
+        Command::Mock {
+            scenarios,
+            listen,
+            ready_file,
+            plain_http,
+            admin_prefix,
+            admin_token_file,
+            replay,
+            log_format,
+        } => {
+            telemetry::init(log_format);
+            let admin_token = match admin_token(admin_token_file.as_deref()) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("pfgate mock: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let options = crate::mock::MockOptions {
+                listen,
+                plain_http,
+                scenario_files: scenarios,
+                admin_prefix,
+                admin_token,
+                replay,
+            };
+            match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r.block_on(mock(options, ready_file)),
+                Err(e) => {
+                    eprintln!("pfgate: cannot start the async runtime: {e}");
+                    ExitCode::from(2)
+                }
+            }
         }
         Command::Serve {
             config,
@@ -333,6 +399,68 @@ async fn serve(settings: Settings) -> ExitCode {
     wait_for_signal().await;
     tracing::info!(grace_secs = grace.as_secs(), "shutting down");
     running.shutdown(grace).await;
+    ExitCode::SUCCESS
+}
+
+/// The admin token: from the file when given, else from `PFGATE_MOCK_ADMIN_TOKEN`, else none.
+fn admin_token(file: Option<&std::path::Path>) -> Result<Option<String>, String> {
+    let token = match file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read the admin token file {}: {e}", p.display()))?,
+        ),
+        None => std::env::var(crate::mock::ADMIN_TOKEN_ENV).ok(),
+    };
+    match token.map(|t| t.trim().to_string()) {
+        Some(t) if t.is_empty() => Err("the admin token is empty".into()),
+        other => Ok(other),
+    }
+}
+
+/// Writes `contents` to `path` through a temporary file and a rename, so a CI script polling for
+/// the file never reads half of it.
+fn write_atomically(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp-pfgate");
+    std::fs::write(&tmp, contents)?;
+    std::fs::rename(&tmp, path)
+}
+
+async fn mock(options: crate::mock::MockOptions, ready_file: Option<PathBuf>) -> ExitCode {
+    let running = match crate::mock::start(options).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pfgate mock: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let plain = if running.server.tls.is_none() {
+        " (plain HTTP)"
+    } else {
+        ""
+    };
+    println!(
+        "pfgate {} mock listening on {}{plain}",
+        env!("CARGO_PKG_VERSION"),
+        running.url()
+    );
+    if let Some(fp) = running.fingerprint() {
+        println!("TLS certificate SHA-256 fingerprint: {fp}");
+    }
+    println!("admin API: {}", running.admin_url());
+    if let Some(path) = ready_file {
+        let json = running.ready_json().to_string();
+        if let Err(e) = write_atomically(&path, &json) {
+            eprintln!("pfgate mock: cannot write {}: {e}", path.display());
+            running.server.shutdown(Duration::from_millis(10)).await;
+            return ExitCode::from(2);
+        }
+    }
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    let grace = running.server_grace();
+    running.server.shutdown(grace).await;
     ExitCode::SUCCESS
 }
 

@@ -21,6 +21,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod mock;
 pub mod net;
 pub mod pfwssdk;
 pub mod primary;

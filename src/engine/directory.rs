@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::pfwssdk::{AuthResult, Mode3};
 
 /// What the scripted provider does when a user or number is called.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Answered and approved.
@@ -201,9 +201,29 @@ impl Directory {
         };
         let file: UsersFile =
             toml::from_str(text).map_err(|e| invalid(e.to_string().trim().to_string()))?;
+        Self::from_parts(
+            origin,
+            file.users,
+            file.phone_rules,
+            file.default_phone_outcome,
+        )
+    }
+
+    /// A directory from parsed parts, validated as a users file is: the test double's scenarios
+    /// (`src/mock/scenario.rs`) carry users and phone rules beside keys a users file does not have.
+    pub fn from_parts(
+        origin: &str,
+        users_in: Vec<User>,
+        phone_rules: Vec<PhoneRule>,
+        default_phone_outcome: Outcome,
+    ) -> Result<Self, DirectoryError> {
+        let invalid = |reason: String| DirectoryError::Invalid {
+            path: origin.to_string(),
+            reason,
+        };
         let mut users = HashMap::new();
         let mut order = Vec::new();
-        for u in file.users {
+        for u in users_in {
             use crate::pfwssdk::wire::WireEnum;
             if Mode3::from_literal(&u.mode).is_none() {
                 return Err(invalid(format!(
@@ -227,8 +247,8 @@ impl Directory {
         Ok(Self {
             users,
             order,
-            phone_rules: file.phone_rules,
-            default_phone_outcome: file.default_phone_outcome,
+            phone_rules,
+            default_phone_outcome,
         })
     }
 

@@ -107,18 +107,7 @@ impl Provider for ScriptedProvider {
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        match outcome {
-            Outcome::Approve => Verdict::Approved,
-            Outcome::NoAnswer => Verdict::NotAnswered,
-            Outcome::HangUp => Verdict::HungUp,
-            Outcome::Deny => Verdict::Denied,
-            Outcome::Busy => Verdict::NotAnswered,
-            Outcome::FraudReported => {
-                tracing::warn!(target: "pfgate::providers", user = %attempt.username, "scripted: fraud reported");
-                Verdict::Denied
-            }
-            Outcome::Fail => Verdict::Failed("scripted failure".into()),
-        }
+        verdict_of(outcome, attempt)
     }
 
     async fn send_code(&self, attempt: &AuthAttempt, code: &str) -> Verdict {
@@ -126,9 +115,38 @@ impl Provider for ScriptedProvider {
         if self.decide(attempt).0 == Outcome::Fail {
             return Verdict::Failed("scripted failure".into());
         }
+        self.deliver(attempt, code);
+        Verdict::Approved
+    }
+}
+
+impl ScriptedProvider {
+    /// Puts a passcode in the outbox, as if it had been texted (the test double's overrides send
+    /// codes through here too).
+    pub fn deliver(&self, attempt: &AuthAttempt, code: &str) {
         if let Ok(mut outbox) = self.outbox.lock() {
             outbox.insert(attempt.phone.e164(), code.to_string());
         }
-        Verdict::Approved
+    }
+
+    /// Every passcode in the outbox, by E.164 number.
+    pub fn outbox(&self) -> HashMap<String, String> {
+        self.outbox.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+}
+
+/// The verdict a scripted outcome stands for (shared with the test double's rules and overrides).
+pub fn verdict_of(outcome: Outcome, attempt: &AuthAttempt) -> Verdict {
+    match outcome {
+        Outcome::Approve => Verdict::Approved,
+        Outcome::NoAnswer => Verdict::NotAnswered,
+        Outcome::HangUp => Verdict::HungUp,
+        Outcome::Deny => Verdict::Denied,
+        Outcome::Busy => Verdict::NotAnswered,
+        Outcome::FraudReported => {
+            tracing::warn!(target: "pfgate::providers", user = %attempt.username, "scripted: fraud reported");
+            Verdict::Denied
+        }
+        Outcome::Fail => Verdict::Failed("scripted failure".into()),
     }
 }

@@ -32,6 +32,10 @@ pub struct AppState {
     pub settings: Settings,
     /// NTLM acceptor parts, when Windows authentication is configured.
     pub ntlm: Option<caller::NtlmRuntime>,
+    /// Hook (issue #6): the test double's state when this server is `pfgate mock`. `None` on the
+    /// gateway, which then never looks at it: the connection picks its service once
+    /// (`server::serve_http`), so the gateway path pays nothing per request.
+    pub mock: Option<Arc<crate::mock::MockState>>,
 }
 
 /// Facts about the connection a request arrived on.
@@ -45,7 +49,7 @@ pub struct ConnInfo {
     pub tls: bool,
 }
 
-type HttpResponse = http::Response<Full<Bytes>>;
+pub(crate) type HttpResponse = http::Response<Full<Bytes>>;
 
 fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> HttpResponse {
     let mut r = http::Response::new(Full::new(body.into()));
@@ -115,7 +119,7 @@ fn public_location(state: &AppState, conn: &ConnInfo, headers: &HeaderMap, path:
 
 /// The caller's address: the peer, or the right-most untrusted `X-Forwarded-For` entry when the peer
 /// is a trusted proxy.
-fn caller_ip(state: &AppState, conn: &ConnInfo, headers: &HeaderMap) -> IpAddr {
+pub(crate) fn caller_ip(state: &AppState, conn: &ConnInfo, headers: &HeaderMap) -> IpAddr {
     let proxies = &state.settings.trusted_proxies;
     let peer = conn.peer.ip();
     if !is_trusted(proxies, peer) {
@@ -168,13 +172,20 @@ pub async fn handle(
     Ok(response)
 }
 
-async fn route(
+/// Hook (issue #6): generic over the body so the test double can route a request whose body it has
+/// already read (to match it against its scenario) through the same path; the gateway instantiates
+/// it with hyper's `Incoming` only.
+pub(crate) async fn route<B>(
     state: &AppState,
     conn: &ConnInfo,
     auth: &ConnAuth,
-    req: http::Request<Incoming>,
+    req: http::Request<B>,
     caller: IpAddr,
-) -> (HttpResponse, Option<&'static str>, Cow<'static, str>) {
+) -> (HttpResponse, Option<&'static str>, Cow<'static, str>)
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let path = req.uri().path().to_string();
     // Probes for load balancers and orchestrators: no credentials, no body read, nothing but a
     // status. `/healthz` says the process serves; `/readyz` says it can answer authentications
@@ -324,12 +335,16 @@ async fn route(
     (response, operation, outcome)
 }
 
-async fn soap(
+async fn soap<B>(
     state: &AppState,
-    req: http::Request<Incoming>,
+    req: http::Request<B>,
     caller: IpAddr,
     principal: &str,
-) -> (HttpResponse, Option<&'static str>, Cow<'static, str>) {
+) -> (HttpResponse, Option<&'static str>, Cow<'static, str>)
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let limits = &state.settings.limits;
     let headers = req.headers();
     let head = match read_head(
@@ -424,7 +439,11 @@ async fn soap(
 
 /// Reads and discards a request body, within the body limit and timeout, so a keep-alive
 /// connection stays usable after an early answer (NTLM needs the same connection for its next leg).
-async fn drain(body: Incoming, settings: &Settings) {
+async fn drain<B>(body: B, settings: &Settings)
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let limited = Limited::new(body, settings.limits.max_body_bytes as usize);
     let _ = tokio::time::timeout(settings.limits.body_timeout, limited.collect()).await;
 }

@@ -101,6 +101,16 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
 
 /// Starts the listeners with an engine built by the caller (tests, embedding).
 pub async fn start_with(settings: Settings, engine: Engine) -> Result<RunningServer, StartError> {
+    start_serving(settings, engine, None).await
+}
+
+/// Starts the listeners; with `mock`, this server is the test double (`pfgate mock`, issue #6),
+/// whose connections get the double's own service.
+pub async fn start_serving(
+    settings: Settings,
+    engine: Engine,
+    mock: Option<Arc<crate::mock::MockState>>,
+) -> Result<RunningServer, StartError> {
     let client = settings
         .auth
         .client_ca_file
@@ -145,6 +155,7 @@ pub async fn start_with(settings: Settings, engine: Engine) -> Result<RunningSer
         engine,
         settings,
         ntlm,
+        mock,
     });
     if let (Some(listener), Some(identity)) = (tls_listener, &tls) {
         let acceptor = TlsAcceptor::from(identity.config.clone());
@@ -272,19 +283,43 @@ async fn serve_http<S>(
     conn: ConnInfo,
     state: Arc<AppState>,
     auth: Arc<caller::ConnAuth>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let limits = state.settings.limits.clone();
-    let service = service_fn(move |req| http::handle(state.clone(), conn, auth.clone(), req));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(64 * 1024)
         .keep_alive(true);
+    // Hook (issue #6): the test double's connections get its own service (its faults stream a body
+    // or drop the connection); decided once per connection, so the gateway path is unchanged.
+    if let Some(mock) = state.mock.clone() {
+        let service = service_fn(move |req| {
+            crate::mock::serve::handle(mock.clone(), state.clone(), conn, auth.clone(), req)
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        return drive(connection, conn, shutdown).await;
+    }
+    let service = service_fn(move |req| http::handle(state.clone(), conn, auth.clone(), req));
     let connection = builder.serve_connection(TokioIo::new(stream), service);
+    drive(connection, conn, shutdown).await
+}
+
+/// Runs one HTTP/1.1 connection until it ends or shutdown asks it to finish its request.
+async fn drive<I, S, B>(
+    connection: hyper::server::conn::http1::Connection<I, S>,
+    conn: ConnInfo,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     tokio::pin!(connection);
     tokio::select! {
         res = connection.as_mut() => {

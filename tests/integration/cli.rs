@@ -15,11 +15,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
 
-fn bin() -> Command {
+pub(crate) fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pfgate"))
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
+pub(crate) fn temp_dir(tag: &str) -> PathBuf {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let d = std::env::temp_dir().join(format!("pfgate-test-{tag}-{}-{n}", std::process::id()));
@@ -197,7 +197,7 @@ fn spawn_serve_logging(args: &[&str], wanted: usize, stderr: Stdio) -> Served {
     Served { child, lines }
 }
 
-fn sigterm_and_wait(mut child: Child) -> std::process::ExitStatus {
+pub(crate) fn sigterm_and_wait(mut child: Child) -> std::process::ExitStatus {
     let pid = child.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     for _ in 0..200 {
@@ -210,7 +210,7 @@ fn sigterm_and_wait(mut child: Child) -> std::process::ExitStatus {
     panic!("pfgate did not exit within 10 s of SIGTERM");
 }
 
-async fn test_security_over(addr: &str, fingerprint: &str) -> String {
+pub(crate) async fn test_security_over(addr: &str, fingerprint: &str) -> String {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -18,6 +18,7 @@ mod interop;
 #[cfg(feature = "kerberos")]
 mod kerberos;
 mod ldap;
+mod mock;
 mod ntlm;
 mod providers_duo;
 mod providers_e2e;

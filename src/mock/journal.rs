@@ -1,0 +1,350 @@
+//! The journal: every request the test double received, as a CI test asserts on it — decoded
+//! operation and inputs, caller, the rule that decided it, the response and the timing.
+//!
+//! Secrets never enter it: PINs, passcodes, OATH codes, passwords, tokens and secret keys are
+//! replaced by `***`, and phone numbers keep only their last two digits, before an entry is stored
+//! (the same rules redact recorded fixtures, `src/mock/replay.rs`). The journal is bounded
+//! ([`CAPACITY`] entries, oldest dropped first) so a long CI run cannot grow the double without end.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::soap::xml::Element;
+
+/// Entries kept; older ones are dropped first.
+pub const CAPACITY: usize = 10_000;
+
+/// What replaces a secret.
+pub const REDACTED: &str = "***";
+
+/// Element names (compared case-insensitively) whose text is a secret wherever they appear.
+const SECRET_NAMES: &[&str] = &[
+    "pin",
+    "userpin",
+    "newpin",
+    "password",
+    "passcode",
+    "activationcode",
+    "confirmationcode",
+    "secretkey",
+    "oathtokensecretkey",
+    "statictoken",
+    "devicetoken",
+    "answer",
+    "cookieid",
+];
+
+/// True when the element at `path` (dotted, from the operation element) holds a secret. `code` is
+/// an OATH code only as a request parameter; nested (`error.Code`, `callResult.Code`) it is a
+/// result code and stays readable.
+pub fn is_secret(path: &str) -> bool {
+    let last = path.rsplit('.').next().unwrap_or(path);
+    let last = last.split('[').next().unwrap_or(last).to_ascii_lowercase();
+    SECRET_NAMES.contains(&last.as_str()) || (last == "code" && !path.contains('.'))
+}
+
+/// True when the element at `path` holds a phone number (`phoneNumber`, `Phone`, `BackupPhone`,
+/// `userPhone`, `phoneFilter` …, not `phoneAppMode`).
+pub fn is_phone(path: &str) -> bool {
+    let last = path.rsplit('.').next().unwrap_or(path);
+    let last = last.split('[').next().unwrap_or(last).to_ascii_lowercase();
+    last.contains("phone") && !last.contains("phoneapp")
+}
+
+/// `value` as it may be stored: secrets replaced, phone numbers masked to their last two digits.
+pub fn redact_value(path: &str, value: &str) -> String {
+    if value.is_empty() {
+        return String::new();
+    }
+    if is_secret(path) {
+        return REDACTED.into();
+    }
+    if is_phone(path) {
+        let digits: Vec<char> = value.chars().filter(char::is_ascii_digit).collect();
+        let keep = digits.len().saturating_sub(2);
+        let tail: String = digits[keep..].iter().collect();
+        return format!("{}{tail}", "*".repeat(keep));
+    }
+    value.to_string()
+}
+
+/// The element's descendants as `path → text`: leaves by local name, nested ones dotted
+/// (`addUserSettings.Phone`), repeated ones numbered (`tagIds.string[2]`). `xsi:nil` leaves are
+/// left out (absent and nil mean the same to the engine). Not redacted: the caller decides.
+pub fn flatten(el: &Element) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack: Vec<(String, &Element)> = el
+        .children
+        .iter()
+        .rev()
+        .map(|c| (c.name.clone(), c))
+        .collect();
+    while let Some((path, e)) = stack.pop() {
+        if e.nil {
+            continue;
+        }
+        if e.children.is_empty() {
+            let mut key = path.clone();
+            let mut n = 1;
+            while out.contains_key(&key) {
+                n += 1;
+                key = format!("{path}[{n}]");
+            }
+            out.insert(key, e.text.clone());
+        } else {
+            for c in e.children.iter().rev() {
+                stack.push((format!("{path}.{}", c.name), c));
+            }
+        }
+    }
+    out
+}
+
+/// A flattened map with every value redacted.
+pub fn redact_map(map: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    map.iter()
+        .map(|(k, v)| (k.clone(), redact_value(k, v)))
+        .collect()
+}
+
+/// Who called.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CallerInfo {
+    /// The caller's address.
+    pub ip: String,
+    /// The authenticated principal (`anonymous`, or `-` when authentication was refused).
+    pub principal: String,
+}
+
+/// What the double answered.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ResponseInfo {
+    /// HTTP status sent (0 when the connection was dropped before the headers).
+    pub status: u16,
+    /// `true`, or `false/error=N/call=M`, as in the access log; `fault` for a SOAP fault.
+    pub outcome: String,
+    /// The response's decoded fields (redacted), e.g. `callResult.Code`, `error.Code`.
+    pub fields: BTreeMap<String, String>,
+}
+
+/// One request.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Entry {
+    /// Sequence number, from 1, never reused (not even after a clear).
+    pub seq: u64,
+    /// When it arrived, milliseconds since the Unix epoch.
+    pub time_unix_ms: u64,
+    /// HTTP method.
+    pub method: String,
+    /// Request path.
+    pub path: String,
+    /// `1.1` or `1.2`, when the request was SOAP.
+    pub soap_version: Option<String>,
+    /// Wire operation, when the request decoded.
+    pub operation: Option<String>,
+    /// The `username` input, when there is one (not a secret: what tests filter on).
+    pub user: Option<String>,
+    /// Decoded inputs, redacted.
+    pub inputs: BTreeMap<String, String>,
+    /// Who called.
+    pub caller: CallerInfo,
+    /// The rule that decided the request; `None` = unmatched (the engine's normal behaviour).
+    pub rule: Option<String>,
+    /// The fault applied (`http_503`, `drop_before_headers` …).
+    pub fault: Option<String>,
+    /// The recorded fixture that answered (`pfgate mock --replay`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replayed_from: Option<String>,
+    /// What was answered.
+    pub response: ResponseInfo,
+    /// Time from the request's arrival to the response headers, in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// A filter for listing or counting (`?operation=…&user=…`): exact operation, case-insensitive user.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Wire operation.
+    pub operation: Option<String>,
+    /// Username.
+    pub user: Option<String>,
+}
+
+impl Filter {
+    /// From a URL query string.
+    pub fn from_query(query: Option<&str>) -> Self {
+        let mut f = Filter::default();
+        for pair in query.unwrap_or("").split('&') {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let v = percent_decode(v);
+            match k {
+                "operation" if !v.is_empty() => f.operation = Some(v),
+                "user" if !v.is_empty() => f.user = Some(v),
+                _ => {}
+            }
+        }
+        f
+    }
+
+    /// True when the entry passes.
+    pub fn accepts(&self, e: &Entry) -> bool {
+        self.operation
+            .as_ref()
+            .is_none_or(|o| e.operation.as_deref() == Some(o.as_str()))
+            && self.user.as_ref().is_none_or(|u| {
+                e.user
+                    .as_deref()
+                    .is_some_and(|eu| eu.eq_ignore_ascii_case(u))
+            })
+    }
+}
+
+/// `%XX` and `+` decoding for query values (user names carry `@`, `\`).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The bounded, shared list of entries.
+#[derive(Debug, Default)]
+pub struct Journal {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    next: u64,
+    entries: VecDeque<Entry>,
+}
+
+impl Journal {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        match self.inner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Stores an entry (its `seq` is assigned here) and returns the number given.
+    pub fn push(&self, mut entry: Entry) -> u64 {
+        let mut g = self.lock();
+        g.next += 1;
+        entry.seq = g.next;
+        if g.entries.len() >= CAPACITY {
+            g.entries.pop_front();
+        }
+        g.entries.push_back(entry);
+        g.next
+    }
+
+    /// The entries the filter accepts, oldest first.
+    pub fn list(&self, filter: &Filter) -> Vec<Entry> {
+        self.lock()
+            .entries
+            .iter()
+            .filter(|e| filter.accepts(e))
+            .cloned()
+            .collect()
+    }
+
+    /// Forgets every entry (sequence numbers go on).
+    pub fn clear(&self) {
+        self.lock().entries.clear();
+    }
+}
+
+/// Counts for the verification endpoint.
+#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Requests counted.
+    pub total: u64,
+    /// By wire operation (`-` for requests that did not decode).
+    pub by_operation: BTreeMap<String, u64>,
+    /// By username (case as first seen).
+    pub by_user: BTreeMap<String, u64>,
+    /// By operation, then user.
+    pub by_operation_and_user: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Requests no rule matched (they got the engine's normal behaviour).
+    pub unmatched: Vec<Entry>,
+}
+
+/// Counts the entries.
+pub fn count(entries: &[Entry]) -> Counts {
+    let mut c = Counts::default();
+    for e in entries {
+        c.total += 1;
+        let op = e.operation.clone().unwrap_or_else(|| "-".into());
+        *c.by_operation.entry(op.clone()).or_default() += 1;
+        if let Some(u) = &e.user {
+            let key = c
+                .by_user
+                .keys()
+                .find(|k| k.eq_ignore_ascii_case(u))
+                .cloned()
+                .unwrap_or_else(|| u.clone());
+            *c.by_user.entry(key.clone()).or_default() += 1;
+            *c.by_operation_and_user
+                .entry(op)
+                .or_default()
+                .entry(key)
+                .or_default() += 1;
+        }
+        if e.rule.is_none() {
+            c.unmatched.push(e.clone());
+        }
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_secrets_and_masks_phones() {
+        assert_eq!(redact_value("pin", "2580"), REDACTED);
+        assert_eq!(redact_value("code", "123456"), REDACTED);
+        assert_eq!(redact_value("error.Code", "12"), "12");
+        assert_eq!(redact_value("addUserSettings.Pin", "2580"), REDACTED);
+        assert_eq!(redact_value("password", "hunter2"), REDACTED);
+        assert_eq!(redact_value("staticToken", "tok"), REDACTED);
+        assert_eq!(redact_value("phoneNumber", "425 555 0100"), "********00");
+        assert_eq!(
+            redact_value("userSettings.BackupPhone", "4255550177"),
+            "********77"
+        );
+        assert_eq!(redact_value("phoneAppMode", "standard"), "standard");
+        assert_eq!(redact_value("username", "alice"), "alice");
+        assert_eq!(redact_value("pin", ""), "");
+    }
+
+    #[test]
+    fn decodes_query_filters() {
+        let f = Filter::from_query(Some("operation=PfAuthUser_4&user=CONTOSO%5Cbob+x"));
+        assert_eq!(f.operation.as_deref(), Some("PfAuthUser_4"));
+        assert_eq!(f.user.as_deref(), Some("CONTOSO\\bob x"));
+        assert_eq!(percent_decode("50%"), "50%");
+        assert_eq!(percent_decode("%4"), "%4");
+    }
+}

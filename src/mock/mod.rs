@@ -1,0 +1,519 @@
+//! The test double (`pfgate mock`): the same server, SOAP layer and engine as the gateway, with a
+//! scripted provider, an in-memory store, and what a CI test needs around them — scenarios of rules
+//! (`scenario`), faults (`faults`), a journal of every request (`journal`), an admin API to read it,
+//! verify counts, override outcomes and reload scenarios (`admin`), and replay of recorded
+//! exchanges (`replay`). `docs/mock.md` is the user's reference.
+//!
+//! Why the real engine and not canned XML: a client tested against the double must meet the same
+//! envelopes, codes, in-flight sharing and deadlines it will meet in production; only who answers
+//! the phone is scripted. The gateway pays nothing for this: its `AppState::mock` is `None` and its
+//! connections never take the double's service (`server::serve_http`).
+
+pub mod admin;
+pub mod faults;
+pub mod journal;
+pub mod replay;
+pub mod scenario;
+pub mod serve;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Settings;
+use crate::engine::directory::Outcome;
+use crate::engine::Engine;
+use crate::providers::scripted::{verdict_of, ScriptedProvider};
+use crate::providers::{AuthAttempt, Provider, Verdict};
+use crate::server::{RunningServer, StartError};
+use journal::Journal;
+use scenario::{Scenario, ScenarioError};
+
+/// The default admin API prefix.
+pub const DEFAULT_ADMIN_PREFIX: &str = "/__pfgate/";
+
+/// The environment variable `pfgate mock` reads the admin token from (never a command-line
+/// argument: those are visible to every user of the machine).
+pub const ADMIN_TOKEN_ENV: &str = "PFGATE_MOCK_ADMIN_TOKEN";
+
+/// Why the double could not start or a scenario could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum MockError {
+    /// A scenario file is invalid.
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    /// The recorded fixtures could not be read.
+    #[error(transparent)]
+    Replay(#[from] replay::ReplayError),
+    /// The in-memory store could not be opened or seeded.
+    #[error("store: {0}")]
+    Store(String),
+    /// The listeners could not start.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The options contradict each other.
+    #[error("{0}")]
+    Options(String),
+}
+
+/// How to run the double.
+#[derive(Debug, Clone)]
+pub struct MockOptions {
+    /// Listen address (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Plain HTTP instead of TLS with a fresh self-signed certificate (loopback only).
+    pub plain_http: bool,
+    /// Scenario files, merged in order; none = the demo directory.
+    pub scenario_files: Vec<PathBuf>,
+    /// Admin API path prefix (normalised to start and end with `/`).
+    pub admin_prefix: String,
+    /// Bearer token the admin API requires; required when the listener is not loopback.
+    pub admin_token: Option<String>,
+    /// Answer from recorded exchanges in this directory (`pfgate record`).
+    pub replay: Option<PathBuf>,
+}
+
+impl MockOptions {
+    /// Defaults: loopback, port 0, TLS, demo directory, `/__pfgate/`, no token.
+    pub fn new() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            plain_http: false,
+            scenario_files: Vec::new(),
+            admin_prefix: DEFAULT_ADMIN_PREFIX.into(),
+            admin_token: None,
+            replay: None,
+        }
+    }
+}
+
+impl Default for MockOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Where the scenario a reset returns to comes from.
+#[derive(Debug, Clone)]
+enum Initial {
+    /// The embedded demo directory.
+    Demo,
+    /// Scenario files as read at start: a reset does not depend on the files staying unchanged.
+    Sources(Vec<(String, String)>),
+    /// Built in code (`pfgate::testing`).
+    Built(crate::engine::directory::Directory, Vec<scenario::RuleSpec>),
+}
+
+impl Initial {
+    fn load(&self) -> Result<Scenario, ScenarioError> {
+        match self {
+            Initial::Demo => Scenario::demo(),
+            Initial::Sources(s) => Scenario::from_sources(s),
+            Initial::Built(d, r) => Scenario::from_rules("pfgate::testing", d.clone(), r.clone()),
+        }
+    }
+}
+
+/// A scenario and the scripted provider over its directory, swapped together.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// Outcomes by user, sequence and phone rule for requests no rule decides.
+    pub scripted: ScriptedProvider,
+}
+
+impl Loaded {
+    fn new(scenario: Scenario) -> Arc<Self> {
+        let scripted = ScriptedProvider::from_directory(&scenario.directory);
+        Arc::new(Self { scenario, scripted })
+    }
+}
+
+/// An outcome imposed on the next calls of a user through the admin API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Override {
+    /// The user (case-insensitive).
+    pub user: String,
+    /// The outcome of the user's next calls.
+    pub outcome: Outcome,
+    /// How many calls; counts down with each provider call.
+    #[serde(default = "one")]
+    pub count: u64,
+    /// Delay before the outcome, in milliseconds (a person taking time to answer).
+    #[serde(default)]
+    pub delay_ms: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// A rule's outcome waiting for the provider call the request causes.
+#[derive(Debug)]
+struct Pending {
+    token: u64,
+    user: String,
+    outcome: Outcome,
+}
+
+/// Everything the double shares between its connections, its provider and its admin API.
+#[derive(Debug)]
+pub struct MockState {
+    admin_prefix: String,
+    /// SHA-256 of the admin token: compared in constant time, and the token itself is not kept.
+    admin_token: Option<[u8; 32]>,
+    scenario_files: Vec<PathBuf>,
+    initial: Mutex<Initial>,
+    current: RwLock<Arc<Loaded>>,
+    /// Every request received.
+    pub journal: Journal,
+    pending: Mutex<Vec<Pending>>,
+    next_token: AtomicU64,
+    overrides: Mutex<BTreeMap<String, Override>>,
+    replay: Option<replay::Fixtures>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// The digest the admin token is kept and compared as.
+fn token_digest(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+impl MockState {
+    fn new(
+        options: &MockOptions,
+        initial: Initial,
+        replay: Option<replay::Fixtures>,
+    ) -> Result<Arc<Self>, MockError> {
+        let loaded = Loaded::new(initial.load()?);
+        let mut prefix = options.admin_prefix.trim().to_string();
+        if !prefix.starts_with('/') {
+            prefix.insert(0, '/');
+        }
+        if !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        if prefix == "/" || crate::server::http::is_sdk_path(prefix.trim_end_matches('/')) {
+            return Err(MockError::Options(format!(
+                "admin prefix '{prefix}' would hide the SDK endpoint"
+            )));
+        }
+        Ok(Arc::new(Self {
+            admin_prefix: prefix,
+            admin_token: options.admin_token.as_deref().map(token_digest),
+            scenario_files: options.scenario_files.clone(),
+            initial: Mutex::new(initial),
+            current: RwLock::new(loaded),
+            journal: Journal::default(),
+            pending: Mutex::new(Vec::new()),
+            next_token: AtomicU64::new(1),
+            overrides: Mutex::new(BTreeMap::new()),
+            replay,
+        }))
+    }
+
+    /// The admin API prefix (`/__pfgate/`).
+    pub fn admin_prefix(&self) -> &str {
+        &self.admin_prefix
+    }
+
+    /// True when the admin API wants a bearer token.
+    pub fn token_required(&self) -> bool {
+        self.admin_token.is_some()
+    }
+
+    /// True when `Authorization: Bearer …` carries the token (or none is required).
+    pub fn token_ok(&self, authorization: Option<&str>) -> bool {
+        use subtle::ConstantTimeEq;
+        let Some(want) = &self.admin_token else {
+            return true;
+        };
+        let Some(given) = authorization.and_then(|a| {
+            let (scheme, rest) = a.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        }) else {
+            return false;
+        };
+        bool::from(token_digest(given).ct_eq(want))
+    }
+
+    /// The scenario in force. A request keeps the `Arc` it took for its whole life, so a reload
+    /// never changes the rule a request in flight is answered by.
+    pub fn loaded(&self) -> Arc<Loaded> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Puts `scenario` in force (it was validated when built) and adds its new users to the store.
+    pub async fn apply(&self, scenario: Scenario, engine: &Engine) -> Result<(), MockError> {
+        crate::app::seed(engine.store().as_ref(), &scenario.directory)
+            .await
+            .map_err(|e| MockError::Store(e.to_string()))?;
+        let loaded = Loaded::new(scenario);
+        match self.current.write() {
+            Ok(mut g) => *g = loaded,
+            Err(p) => *p.into_inner() = loaded,
+        }
+        Ok(())
+    }
+
+    /// Re-reads the scenario files given at start (the demo directory when there were none).
+    pub fn reread(&self) -> Result<Scenario, MockError> {
+        if self.scenario_files.is_empty() {
+            return Ok(lock(&self.initial).load()?);
+        }
+        let mut sources = Vec::new();
+        for p in &self.scenario_files {
+            let text = std::fs::read_to_string(p).map_err(|source| ScenarioError::Io {
+                path: p.display().to_string(),
+                source,
+            })?;
+            sources.push((p.display().to_string(), text));
+        }
+        let scenario = Scenario::from_sources(&sources)?;
+        *lock(&self.initial) = Initial::Sources(sources);
+        Ok(scenario)
+    }
+
+    /// The scenario a reset returns to, fresh (counters at zero).
+    pub fn initial(&self) -> Result<Scenario, MockError> {
+        Ok(lock(&self.initial).load()?)
+    }
+
+    /// Registers a rule's outcome for the provider call this request causes; the token unregisters
+    /// it when the request is answered (an authentication the policy ends before the provider — a
+    /// blocked user, a bypass — never takes it).
+    pub fn expect_call(&self, user: &str, outcome: Outcome) -> u64 {
+        let token = self.next_token.fetch_add(1, Ordering::SeqCst);
+        lock(&self.pending).push(Pending {
+            token,
+            user: user.to_lowercase(),
+            outcome,
+        });
+        token
+    }
+
+    /// Drops a registration made by [`Self::expect_call`] if the provider did not take it.
+    pub fn forget_call(&self, token: u64) {
+        lock(&self.pending).retain(|p| p.token != token);
+    }
+
+    /// The outcome the provider must give `user` now: an override first, then a rule's.
+    fn decide(&self, user: &str) -> Option<(Outcome, Duration)> {
+        let key = user.to_lowercase();
+        {
+            let mut overrides = lock(&self.overrides);
+            if let Some(o) = overrides.get_mut(&key) {
+                let picked = (o.outcome, Duration::from_millis(o.delay_ms));
+                o.count = o.count.saturating_sub(1);
+                if o.count == 0 {
+                    overrides.remove(&key);
+                }
+                return Some(picked);
+            }
+        }
+        let mut pending = lock(&self.pending);
+        let i = pending.iter().position(|p| p.user == key)?;
+        Some((pending.remove(i).outcome, Duration::ZERO))
+    }
+
+    /// Adds (or replaces) an override.
+    pub fn set_override(&self, o: Override) {
+        lock(&self.overrides).insert(o.user.to_lowercase(), o);
+    }
+
+    /// The overrides still in force.
+    pub fn overrides(&self) -> Vec<Override> {
+        lock(&self.overrides).values().cloned().collect()
+    }
+
+    /// Removes every override.
+    pub fn clear_overrides(&self) {
+        lock(&self.overrides).clear();
+    }
+
+    /// The recorded exchanges, in replay mode.
+    pub fn replay(&self) -> Option<&replay::Fixtures> {
+        self.replay.as_ref()
+    }
+}
+
+/// The double's provider: overrides, then the matched rule's outcome, then the scenario's scripted
+/// outcomes (per user, `sequence`, phone rules).
+#[derive(Debug)]
+pub struct MockProvider {
+    state: Arc<MockState>,
+}
+
+#[async_trait]
+impl Provider for MockProvider {
+    fn name(&self) -> &str {
+        "mock"
+    }
+
+    async fn authenticate(&self, attempt: &AuthAttempt) -> Verdict {
+        let loaded = self.state.loaded();
+        match self.state.decide(&attempt.username) {
+            Some((outcome, delay)) => {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                verdict_of(outcome, attempt)
+            }
+            None => loaded.scripted.authenticate(attempt).await,
+        }
+    }
+
+    async fn send_code(&self, attempt: &AuthAttempt, code: &str) -> Verdict {
+        let loaded = self.state.loaded();
+        match self.state.decide(&attempt.username) {
+            Some((Outcome::Fail, _)) => Verdict::Failed("scripted failure".into()),
+            Some(_) => {
+                loaded.scripted.deliver(attempt, code);
+                Verdict::Approved
+            }
+            None => loaded.scripted.send_code(attempt, code).await,
+        }
+    }
+}
+
+/// A running double.
+#[derive(Debug)]
+pub struct RunningMock {
+    /// The server (listeners, TLS identity).
+    pub server: RunningServer,
+    /// The double's state (journal, scenario, overrides).
+    pub state: Arc<MockState>,
+}
+
+impl RunningMock {
+    /// The SDK URL.
+    pub fn url(&self) -> String {
+        self.server
+            .tls_url()
+            .or_else(|| self.server.plain_url())
+            .unwrap_or_default()
+    }
+
+    /// The admin API's base URL (ends with `/`).
+    pub fn admin_url(&self) -> String {
+        let base = match (self.server.tls_addr, self.server.plain_addr) {
+            (Some(a), _) => format!("https://{a}"),
+            (None, Some(a)) => format!("http://{a}"),
+            (None, None) => String::new(),
+        };
+        format!("{base}{}", self.state.admin_prefix)
+    }
+
+    /// The TLS certificate's SHA-256 fingerprint (`None` with plain HTTP).
+    pub fn fingerprint(&self) -> Option<String> {
+        self.server.tls.as_ref().map(|t| t.fingerprint())
+    }
+
+    /// What `--ready-file` holds: one JSON object a CI script can wait for and read.
+    pub fn ready_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "url": self.url(),
+            "admin_url": self.admin_url(),
+            "fingerprint": self.fingerprint(),
+            "tls": self.server.tls.is_some(),
+            "admin_token_required": self.state.token_required(),
+            "pid": std::process::id(),
+        })
+    }
+}
+
+/// Starts the double.
+pub async fn start(options: MockOptions) -> Result<RunningMock, MockError> {
+    let initial = if options.scenario_files.is_empty() {
+        Initial::Demo
+    } else {
+        let mut sources = Vec::new();
+        for p in &options.scenario_files {
+            let text = std::fs::read_to_string(p).map_err(|source| ScenarioError::Io {
+                path: p.display().to_string(),
+                source,
+            })?;
+            sources.push((p.display().to_string(), text));
+        }
+        Initial::Sources(sources)
+    };
+    let replay = match &options.replay {
+        Some(dir) => Some(replay::Fixtures::load(dir)?),
+        None => None,
+    };
+    start_with_initial(options, initial, replay).await
+}
+
+/// Starts the double over a directory and rules built in code (`pfgate::testing`).
+pub async fn start_built(
+    options: MockOptions,
+    directory: crate::engine::directory::Directory,
+    rules: Vec<scenario::RuleSpec>,
+) -> Result<RunningMock, MockError> {
+    start_with_initial(options, Initial::Built(directory, rules), None).await
+}
+
+async fn start_with_initial(
+    options: MockOptions,
+    initial: Initial,
+    replay: Option<replay::Fixtures>,
+) -> Result<RunningMock, MockError> {
+    let loopback = options.listen.ip().is_loopback();
+    if !loopback && options.admin_token.is_none() {
+        return Err(MockError::Options(format!(
+            "{} is not a loopback address: the admin API then needs a token (set {ADMIN_TOKEN_ENV} or --admin-token-file)",
+            options.listen
+        )));
+    }
+    if options.plain_http && !loopback {
+        return Err(MockError::Options(format!(
+            "--plain-http serves only on loopback (for CI on one machine); {} is not",
+            options.listen
+        )));
+    }
+    let state = MockState::new(&options, initial, replay)?;
+    let mut settings = Settings::demo(options.listen);
+    settings.demo = false;
+    if options.plain_http {
+        settings.tls_listen = None;
+        settings.plain_listen = Some(options.listen);
+    }
+    let store = crate::app::open_store(&settings)
+        .await
+        .map_err(|e| MockError::Store(e.to_string()))?;
+    crate::app::seed(store.as_ref(), &state.loaded().scenario.directory)
+        .await
+        .map_err(|e| MockError::Store(e.to_string()))?;
+    let provider = Arc::new(MockProvider {
+        state: state.clone(),
+    });
+    let engine = Engine::new(store, provider, settings.engine.clone());
+    let server = crate::server::start_serving(settings, engine, Some(state.clone())).await?;
+    Ok(RunningMock { server, state })
+}
+
+impl RunningMock {
+    /// How long a shutdown waits for requests in flight: the longest a rule may delay, plus the
+    /// engine's deadline, is more than a CI job wants to wait, so a few seconds.
+    pub fn server_grace(&self) -> Duration {
+        Duration::from_secs(5)
+    }
+}
