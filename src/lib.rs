@@ -30,4 +30,5 @@ pub mod server;
 pub mod soap;
 pub mod store;
 pub mod telemetry;
+pub mod testing;
 pub mod users_csv;

@@ -126,12 +126,12 @@ pub struct Loaded {
     /// The scenario.
     pub scenario: Scenario,
     /// Outcomes by user, sequence and phone rule for requests no rule decides.
-    pub scripted: ScriptedProvider,
+    pub scripted: Arc<ScriptedProvider>,
 }
 
 impl Loaded {
     fn new(scenario: Scenario) -> Arc<Self> {
-        let scripted = ScriptedProvider::from_directory(&scenario.directory);
+        let scripted = Arc::new(ScriptedProvider::from_directory(&scenario.directory));
         Arc::new(Self { scenario, scripted })
     }
 }
@@ -271,6 +271,19 @@ impl MockState {
             Ok(mut g) => *g = loaded,
             Err(p) => *p.into_inner() = loaded,
         }
+        Ok(())
+    }
+
+    /// Appends a rule to the scenario in force, keeping the counters of the others.
+    pub fn add_rule(&self, spec: scenario::RuleSpec) -> Result<(), MockError> {
+        let mut g = match self.current.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        // Same directory: the scripted provider (its sequences and outbox) carries on.
+        let scenario = g.scenario.with_rule("pfgate::testing", spec)?;
+        let scripted = g.scripted.clone();
+        *g = Arc::new(Loaded { scenario, scripted });
         Ok(())
     }
 

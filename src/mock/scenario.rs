@@ -425,6 +425,28 @@ impl Scenario {
         })
     }
 
+    /// This scenario with one more rule at the end; the existing rules keep their counters (what
+    /// `pfgate::testing::MockServer::mock` mounts while requests may already have been counted).
+    pub fn with_rule(&self, origin: &str, spec: RuleSpec) -> Result<Self, ScenarioError> {
+        let mut rules: Vec<Rule> = self
+            .rules
+            .iter()
+            .map(|r| Rule {
+                spec: r.spec.clone(),
+                name: r.name.clone(),
+                seen: AtomicU64::new(r.seen.load(Ordering::SeqCst)),
+                used: AtomicU64::new(r.used()),
+            })
+            .collect();
+        rules.push(Rule::new(origin, rules.len(), spec)?);
+        Ok(Self {
+            sources: self.sources.clone(),
+            names: self.names.clone(),
+            directory: self.directory.clone(),
+            rules,
+        })
+    }
+
     /// The first rule that matches this request, its counters advanced; `None` when none does.
     pub fn find(&self, facts: &RequestFacts<'_>) -> Option<Matched> {
         let phone = self.phone_digits(facts.inputs);

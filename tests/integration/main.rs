@@ -19,6 +19,8 @@ mod interop;
 mod kerberos;
 mod ldap;
 mod mock;
+mod mock_faults;
+mod mock_testing;
 mod ntlm;
 mod providers_duo;
 mod providers_e2e;
