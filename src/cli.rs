@@ -84,6 +84,31 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
     },
+    /// Record: a transparent proxy in front of a real PfWsSdk saving each SOAP exchange as a
+    /// redacted golden fixture for `pfgate mock --replay` (docs/mock.md).
+    Record {
+        /// The real PfWsSdk URL (https; plain http only to loopback).
+        #[arg(long, value_name = "URL")]
+        upstream: url::Url,
+        /// Directory for the fixtures (created if missing; numbering continues).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// PEM certificates to trust for the upstream instead of the system roots.
+        #[arg(long, value_name = "FILE")]
+        upstream_ca: Option<PathBuf>,
+        /// Listen address (port 0 picks a free port).
+        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Plain HTTP instead of TLS (loopback only).
+        #[arg(long)]
+        plain_http: bool,
+        /// Write the URL and certificate here as JSON once accepting connections.
+        #[arg(long, value_name = "PATH")]
+        ready_file: Option<PathBuf>,
+        /// Log format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
     /// Print the WSDL (the committed wsdl/PfWsSdk.wsdl is this output).
     Wsdl {
         /// The service address to write into soap:address.
@@ -197,16 +222,26 @@ pub fn run(cli: Cli) -> ExitCode {
                 admin_token,
                 replay,
             };
-            match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r.block_on(mock(options, ready_file)),
-                Err(e) => {
-                    eprintln!("pfgate: cannot start the async runtime: {e}");
-                    ExitCode::from(2)
-                }
-            }
+            block_on_multi(mock(options, ready_file))
+        }
+        Command::Record {
+            upstream,
+            out,
+            upstream_ca,
+            listen,
+            plain_http,
+            ready_file,
+            log_format,
+        } => {
+            telemetry::init(log_format);
+            let options = crate::mock::record::RecordOptions {
+                listen,
+                plain_http,
+                upstream,
+                upstream_ca,
+                out,
+            };
+            block_on_multi(record(options, ready_file))
         }
         Command::Serve {
             config,
@@ -402,6 +437,20 @@ async fn serve(settings: Settings) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Runs `future` on a multi-threaded runtime; exit 2 when the runtime cannot start.
+fn block_on_multi(future: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r.block_on(future),
+        Err(e) => {
+            eprintln!("pfgate: cannot start the async runtime: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 /// The admin token: from the file when given, else from `PFGATE_MOCK_ADMIN_TOKEN`, else none.
 fn admin_token(file: Option<&std::path::Path>) -> Result<Option<String>, String> {
     let token = match file {
@@ -461,6 +510,42 @@ async fn mock(options: crate::mock::MockOptions, ready_file: Option<PathBuf>) ->
     tracing::info!("shutting down");
     let grace = running.server_grace();
     running.server.shutdown(grace).await;
+    ExitCode::SUCCESS
+}
+
+async fn record(
+    options: crate::mock::record::RecordOptions,
+    ready_file: Option<PathBuf>,
+) -> ExitCode {
+    let upstream = options.upstream.clone();
+    let out = options.out.clone();
+    let running = match crate::mock::record::start(options).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pfgate record: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!(
+        "pfgate {} record listening on {} -> {upstream}, fixtures in {}",
+        env!("CARGO_PKG_VERSION"),
+        running.url(),
+        out.display()
+    );
+    if let Some(tls) = &running.tls {
+        println!("TLS certificate SHA-256 fingerprint: {}", tls.fingerprint());
+    }
+    if let Some(path) = ready_file {
+        if let Err(e) = write_atomically(&path, &running.ready_json().to_string()) {
+            eprintln!("pfgate record: cannot write {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    wait_for_signal().await;
+    eprintln!("pfgate record: {} exchanges recorded", running.recorded());
+    running.stop();
     ExitCode::SUCCESS
 }
 

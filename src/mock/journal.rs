@@ -46,11 +46,12 @@ pub fn is_secret(path: &str) -> bool {
 }
 
 /// True when the element at `path` holds a phone number (`phoneNumber`, `Phone`, `BackupPhone`,
-/// `userPhone`, `phoneFilter` …, not `phoneAppMode`).
+/// `userPhone`, `phoneFilter` …; not `phoneAppMode`, `UserCanChangePhone`).
 pub fn is_phone(path: &str) -> bool {
     let last = path.rsplit('.').next().unwrap_or(path);
     let last = last.split('[').next().unwrap_or(last).to_ascii_lowercase();
-    last.contains("phone") && !last.contains("phoneapp")
+    matches!(last.as_str(), "phonenumber" | "phonefilter")
+        || (last.ends_with("phone") && last != "usercanchangephone")
 }
 
 /// `value` as it may be stored: secrets replaced, phone numbers masked to their last two digits.
@@ -61,7 +62,8 @@ pub fn redact_value(path: &str, value: &str) -> String {
     if is_secret(path) {
         return REDACTED.into();
     }
-    if is_phone(path) {
+    // A number has digits; a flag about phones (`true`) has none and stays readable.
+    if is_phone(path) && value.chars().any(|c| c.is_ascii_digit()) {
         let digits: Vec<char> = value.chars().filter(char::is_ascii_digit).collect();
         let keep = digits.len().saturating_sub(2);
         let tail: String = digits[keep..].iter().collect();
@@ -335,6 +337,9 @@ mod tests {
             "********77"
         );
         assert_eq!(redact_value("phoneAppMode", "standard"), "standard");
+        assert_eq!(redact_value("s.UserCanChangePhone", "true"), "true");
+        assert_eq!(redact_value("s.KeepPhoneSynchronized", "false"), "false");
+        assert_eq!(redact_value("phoneFilter", "*0100"), "**00");
         assert_eq!(redact_value("username", "alice"), "alice");
         assert_eq!(redact_value("pin", ""), "");
     }

@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod faults;
 pub mod journal;
+pub mod record;
 pub mod replay;
 pub mod scenario;
 pub mod serve;
@@ -446,6 +447,7 @@ impl RunningMock {
             "url": self.url(),
             "admin_url": self.admin_url(),
             "fingerprint": self.fingerprint(),
+            "certificate_pem": self.server.tls.as_ref().map(|t| t.leaf_pem()),
             "tls": self.server.tls.is_some(),
             "admin_token_required": self.state.token_required(),
             "pid": std::process::id(),

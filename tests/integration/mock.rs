@@ -155,7 +155,7 @@ fn pair(result: &str, call: &str) -> (String, String) {
 // ---------------------------------------------------------------------------------------------
 
 /// Waits for the ready file and parses it.
-fn wait_ready(path: &Path, child: &mut Child) -> Value {
+pub fn wait_ready(path: &Path, child: &mut Child) -> Value {
     let deadline = Instant::now() + STEP;
     loop {
         if let Ok(text) = std::fs::read_to_string(path) {
@@ -170,8 +170,13 @@ fn wait_ready(path: &Path, child: &mut Child) -> Value {
 }
 
 fn spawn_mock(args: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>) {
+    spawn_pfgate("mock", args)
+}
+
+/// Starts `pfgate COMMAND ARGS…`; stdout lines arrive on the channel.
+pub fn spawn_pfgate(command: &str, args: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>) {
     let mut child = bin()
-        .arg("mock")
+        .arg(command)
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
