@@ -276,11 +276,14 @@ impl Journal {
     }
 }
 
-/// Counts for the verification endpoint.
+/// Counts for the verification endpoint. They cover SOAP requests (`POST` to the SDK); the rest
+/// (WSDL and help page fetches, which every proxy generator and zeep make) only in `other`.
 #[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
 pub struct Counts {
-    /// Requests counted.
+    /// SOAP requests counted.
     pub total: u64,
+    /// Other requests (`GET ?WSDL`, help page, probes).
+    pub other: u64,
     /// By wire operation (`-` for requests that did not decode).
     pub by_operation: BTreeMap<String, u64>,
     /// By username (case as first seen).
@@ -295,6 +298,10 @@ pub struct Counts {
 pub fn count(entries: &[Entry]) -> Counts {
     let mut c = Counts::default();
     for e in entries {
+        if e.method != "POST" {
+            c.other += 1;
+            continue;
+        }
         c.total += 1;
         let op = e.operation.clone().unwrap_or_else(|| "-".into());
         *c.by_operation.entry(op.clone()).or_default() += 1;

@@ -170,7 +170,23 @@ pub fn push(mock: &MockState, mut entry: Entry) {
 
 /// The double's service for one request. An `Err` drops the connection without a response (the
 /// `drop_before_headers` fault).
+///
+/// The work runs in a task of its own: hyper drops a service future whose client has gone (a
+/// client that timed out on a delayed rule), and the journal must still show that request —
+/// "the client gave up after 300 ms" is exactly what a timeout test asserts.
 pub async fn handle(
+    mock: Arc<MockState>,
+    state: Arc<AppState>,
+    conn: ConnInfo,
+    auth: Arc<ConnAuth>,
+    req: http::Request<Incoming>,
+) -> Result<http::Response<MockBody>, Dropped> {
+    tokio::spawn(answer(mock, state, conn, auth, req))
+        .await
+        .unwrap_or(Err(Dropped))
+}
+
+async fn answer(
     mock: Arc<MockState>,
     state: Arc<AppState>,
     conn: ConnInfo,

@@ -32,7 +32,7 @@ use serde_json::{json, Value};
 use crate::support::*;
 
 /// The longest any single tool invocation may take.
-const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The probes that decide whether a tool set is installed get less.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -171,7 +171,7 @@ fn on_path(name: &str) -> bool {
 /// Whether the interop tool set `what` is usable: every name in `executables` is on `PATH` and
 /// every command in `probes` exits 0. If not, prints `SKIP …` and returns false, or panics when
 /// `PFGATE_REQUIRE_INTEROP=1`.
-async fn interop_available(
+pub(crate) async fn interop_available(
     test: &str,
     what: &str,
     executables: &[&str],
@@ -203,20 +203,31 @@ async fn interop_available(
     false
 }
 
+/// Whether Mono's `mono`, `wsdl` and `mcs` are usable (see [`interop_available`]).
+pub(crate) async fn mono_available(test: &str) -> bool {
+    interop_available(
+        test,
+        "Mono (mono, wsdl, mcs)",
+        &["mono", "wsdl", "mcs"],
+        &[&["mono", "--version"], &["mcs", "--version"]],
+    )
+    .await
+}
+
 /// What a finished (or killed) subprocess left behind.
-struct Output {
+pub(crate) struct Output {
     what: String,
     /// Exit code; None when killed by a signal or spawning failed.
     code: Option<i32>,
     timed_out: bool,
     spawn_error: Option<String>,
-    stdout: String,
-    stderr: String,
-    elapsed: Duration,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) elapsed: Duration,
 }
 
 impl Output {
-    fn success(&self) -> bool {
+    pub(crate) fn success(&self) -> bool {
         self.code == Some(0) && !self.timed_out && self.spawn_error.is_none()
     }
 
@@ -234,7 +245,7 @@ impl Output {
     }
 
     /// The whole record, for a panic message.
-    fn report(&self) -> String {
+    pub(crate) fn report(&self) -> String {
         format!(
             "{} -> {} after {:.2?}\n--- stdout ---\n{}\n--- stderr ---\n{}\n--------------",
             self.what,
@@ -246,7 +257,7 @@ impl Output {
     }
 
     /// Panics with the whole record unless the process exited 0.
-    fn expect_success(self) -> Self {
+    pub(crate) fn expect_success(self) -> Self {
         assert!(self.success(), "command failed:\n{}", self.report());
         eprintln!("  {:.2?}  {}", self.elapsed, self.what);
         self
@@ -254,7 +265,7 @@ impl Output {
 }
 
 /// Runs `cmd` to completion on the blocking pool, killing it after `timeout`.
-async fn run(cmd: Command, timeout: Duration) -> Output {
+pub(crate) async fn run(cmd: Command, timeout: Duration) -> Output {
     tokio::task::spawn_blocking(move || run_blocking(cmd, timeout))
         .await
         .expect("subprocess runner thread")
@@ -331,10 +342,10 @@ fn run_blocking(mut cmd: Command, timeout: Duration) -> Output {
 
 /// A fresh directory under the system temp dir; removed on drop unless the test failed, so the
 /// generated proxies and logs of a failure can be inspected.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new(tag: &str) -> Self {
+    pub(crate) fn new(tag: &str) -> Self {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -347,11 +358,11 @@ impl TempDir {
         Self(dir)
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 
-    fn write(&self, name: &str, contents: &str) -> PathBuf {
+    pub(crate) fn write(&self, name: &str, contents: &str) -> PathBuf {
         let p = self.0.join(name);
         std::fs::write(&p, contents).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
         p
@@ -368,13 +379,13 @@ impl Drop for TempDir {
     }
 }
 
-fn interop_source(name: &str) -> PathBuf {
+pub(crate) fn interop_source(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/interop")
         .join(name)
 }
 
-fn in_dir(program: &str, dir: &Path, args: &[&str]) -> Command {
+pub(crate) fn in_dir(program: &str, dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(program);
     cmd.current_dir(dir).args(args);
     cmd
@@ -520,14 +531,7 @@ const OK: (i64, &str) = (0, "");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mono_soap_clients_call_pfgate_over_pinned_tls() {
-    if !interop_available(
-        "mono_soap_clients_call_pfgate_over_pinned_tls",
-        "Mono (mono, wsdl, mcs)",
-        &["mono", "wsdl", "mcs"],
-        &[&["mono", "--version"], &["mcs", "--version"]],
-    )
-    .await
-    {
+    if !mono_available("mono_soap_clients_call_pfgate_over_pinned_tls").await {
         return;
     }
     let started = Instant::now();

@@ -20,6 +20,7 @@ mod kerberos;
 mod ldap;
 mod mock;
 mod mock_faults;
+mod mock_interop;
 mod mock_replay;
 mod mock_testing;
 mod ntlm;

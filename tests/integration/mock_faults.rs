@@ -125,18 +125,20 @@ fn auth_request(user: &str, v12: bool) -> http::Request<Full<Bytes>> {
     b.unwrap()
 }
 
-pub async fn faults_mock() -> (Mock, std::path::PathBuf) {
+/// The double with [`FAULTS_SCENARIO`] (and an admin token, when given).
+pub async fn faults_mock(token: Option<&str>) -> (Mock, std::path::PathBuf) {
     let dir = temp_dir("mock-faults");
     let file = dir.join("faults.toml");
     std::fs::write(&file, FAULTS_SCENARIO).unwrap();
     let mut o = MockOptions::new();
     o.scenario_files = vec![file];
+    o.admin_token = token.map(str::to_string);
     (Mock::start(o).await, dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fault_kind_reaches_a_rust_client() {
-    let (m, dir) = faults_mock().await;
+    let (m, dir) = faults_mock(None).await;
     let c = &m.client;
     let send = |user: &str, v12: bool| try_send(c, auth_request(user, v12));
 
