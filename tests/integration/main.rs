@@ -19,6 +19,7 @@ mod interop;
 mod kerberos;
 mod ldap;
 mod mock;
+mod mock_ci;
 mod mock_faults;
 mod mock_interop;
 mod mock_replay;
