@@ -77,6 +77,9 @@ pub enum Command {
         /// required when listening on a non-loopback address.
         #[arg(long, value_name = "FILE")]
         admin_token_file: Option<PathBuf>,
+        /// Serve the admin API on this address of its own instead of the main listener.
+        #[arg(long, value_name = "ADDR:PORT")]
+        admin_listen: Option<SocketAddr>,
         /// Answer from exchanges recorded by `pfgate record` in this directory.
         #[arg(long, value_name = "DIR")]
         replay: Option<PathBuf>,
@@ -203,6 +206,7 @@ pub fn run(cli: Cli) -> ExitCode {
             plain_http,
             admin_prefix,
             admin_token_file,
+            admin_listen,
             replay,
             log_format,
         } => {
@@ -220,6 +224,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 scenario_files: scenarios,
                 admin_prefix,
                 admin_token,
+                admin_listen,
                 replay,
             };
             block_on_multi(mock(options, ready_file))
@@ -500,7 +505,7 @@ async fn mock(options: crate::mock::MockOptions, ready_file: Option<PathBuf>) ->
         let json = running.ready_json().to_string();
         if let Err(e) = write_atomically(&path, &json) {
             eprintln!("pfgate mock: cannot write {}: {e}", path.display());
-            running.server.shutdown(Duration::from_millis(10)).await;
+            running.shutdown(Duration::from_millis(10)).await;
             return ExitCode::from(2);
         }
     }
@@ -509,7 +514,7 @@ async fn mock(options: crate::mock::MockOptions, ready_file: Option<PathBuf>) ->
     wait_for_signal().await;
     tracing::info!("shutting down");
     let grace = running.server_grace();
-    running.server.shutdown(grace).await;
+    running.shutdown(grace).await;
     ExitCode::SUCCESS
 }
 

@@ -333,7 +333,7 @@ impl Drop for MockServer {
         let result = self.check();
         if let Some(r) = self.running.take() {
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                drop(handle.spawn(r.server.shutdown(Duration::from_millis(10))));
+                drop(handle.spawn(r.shutdown(Duration::from_millis(10))));
             }
         }
         if let Err(msg) = result {

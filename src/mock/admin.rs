@@ -28,7 +28,6 @@ use super::journal::{self, Filter};
 use super::scenario::Scenario;
 use super::serve::respond;
 use super::{MockError, MockState, Override};
-use crate::server::http::AppState;
 
 /// Largest admin request body (a scenario file).
 const MAX_ADMIN_BODY: usize = 1024 * 1024;
@@ -86,13 +85,9 @@ pub fn rule_report(mock: &MockState) -> (Vec<Value>, Vec<Value>) {
     (rules, unmet)
 }
 
-async fn apply(
-    mock: &MockState,
-    state: &AppState,
-    result: Result<Scenario, MockError>,
-) -> http::Response<MockBody> {
+async fn apply(mock: &MockState, result: Result<Scenario, MockError>) -> http::Response<MockBody> {
     match result {
-        Ok(s) => match mock.apply(s, &state.engine).await {
+        Ok(s) => match mock.apply(s).await {
             Ok(()) => json_response(StatusCode::OK, &describe(mock)),
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         },
@@ -100,12 +95,26 @@ async fn apply(
     }
 }
 
-/// Answers one admin request.
-pub async fn handle(
+/// Answers a request on the admin API's own listener: the API under its prefix, nothing else.
+pub async fn handle_own_listener(
     mock: &MockState,
-    state: &AppState,
     req: http::Request<Incoming>,
 ) -> http::Response<MockBody> {
+    if req.uri().path().starts_with(mock.admin_prefix()) {
+        handle(mock, req).await
+    } else {
+        error(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "this listener serves only the admin API, under {}",
+                mock.admin_prefix()
+            ),
+        )
+    }
+}
+
+/// Answers one admin request.
+pub async fn handle(mock: &MockState, req: http::Request<Incoming>) -> http::Response<MockBody> {
     let authorization = req
         .headers()
         .get(AUTHORIZATION)
@@ -156,11 +165,11 @@ pub async fn handle(
             };
             let text = String::from_utf8_lossy(&body).into_owned();
             let parsed = Scenario::from_sources(&[("admin API".to_string(), text)]);
-            apply(mock, state, parsed.map_err(MockError::from)).await
+            apply(mock, parsed.map_err(MockError::from)).await
         }
-        (&Method::POST, "scenario/reload") => apply(mock, state, mock.reread()).await,
+        (&Method::POST, "scenario/reload") => apply(mock, mock.reread()).await,
         (&Method::POST, "reset") => {
-            let r = apply(mock, state, mock.initial()).await;
+            let r = apply(mock, mock.initial()).await;
             if r.status() == StatusCode::OK {
                 mock.journal.clear();
                 mock.clear_overrides();

@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod faults;
 pub mod journal;
+pub mod listener;
 pub mod record;
 pub mod replay;
 pub mod scenario;
@@ -74,8 +75,12 @@ pub struct MockOptions {
     pub scenario_files: Vec<PathBuf>,
     /// Admin API path prefix (normalised to start and end with `/`).
     pub admin_prefix: String,
-    /// Bearer token the admin API requires; required when the listener is not loopback.
+    /// Bearer token the admin API requires; required when the admin API's listener is not
+    /// loopback.
     pub admin_token: Option<String>,
+    /// Serve the admin API on this address of its own (same TLS identity) instead of the main
+    /// listener.
+    pub admin_listen: Option<SocketAddr>,
     /// Answer from recorded exchanges in this directory (`pfgate record`).
     pub replay: Option<PathBuf>,
 }
@@ -89,6 +94,7 @@ impl MockOptions {
             scenario_files: Vec::new(),
             admin_prefix: DEFAULT_ADMIN_PREFIX.into(),
             admin_token: None,
+            admin_listen: None,
             replay: None,
         }
     }
@@ -180,6 +186,10 @@ pub struct MockState {
     next_token: AtomicU64,
     overrides: Mutex<BTreeMap<String, Override>>,
     replay: Option<replay::Fixtures>,
+    /// The engine's store, where a new scenario's users are added.
+    store: std::sync::OnceLock<Arc<dyn crate::store::Store>>,
+    /// False when the admin API has a listener of its own.
+    admin_on_main: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -225,12 +235,19 @@ impl MockState {
             next_token: AtomicU64::new(1),
             overrides: Mutex::new(BTreeMap::new()),
             replay,
+            store: std::sync::OnceLock::new(),
+            admin_on_main: options.admin_listen.is_none(),
         }))
     }
 
     /// The admin API prefix (`/__pfgate/`).
     pub fn admin_prefix(&self) -> &str {
         &self.admin_prefix
+    }
+
+    /// True when the main listener serves the admin API (no `admin_listen`).
+    pub fn admin_on_main(&self) -> bool {
+        self.admin_on_main
     }
 
     /// True when the admin API wants a bearer token.
@@ -263,10 +280,12 @@ impl MockState {
     }
 
     /// Puts `scenario` in force (it was validated when built) and adds its new users to the store.
-    pub async fn apply(&self, scenario: Scenario, engine: &Engine) -> Result<(), MockError> {
-        crate::app::seed(engine.store().as_ref(), &scenario.directory)
-            .await
-            .map_err(|e| MockError::Store(e.to_string()))?;
+    pub async fn apply(&self, scenario: Scenario) -> Result<(), MockError> {
+        if let Some(store) = self.store.get() {
+            crate::app::seed(store.as_ref(), &scenario.directory)
+                .await
+                .map_err(|e| MockError::Store(e.to_string()))?;
+        }
         let loaded = Loaded::new(scenario);
         match self.current.write() {
             Ok(mut g) => *g = loaded,
@@ -415,6 +434,9 @@ pub struct RunningMock {
     pub server: RunningServer,
     /// The double's state (journal, scenario, overrides).
     pub state: Arc<MockState>,
+    /// The admin API's own listener, when it has one.
+    pub admin_addr: Option<SocketAddr>,
+    admin_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningMock {
@@ -428,12 +450,27 @@ impl RunningMock {
 
     /// The admin API's base URL (ends with `/`).
     pub fn admin_url(&self) -> String {
-        let base = match (self.server.tls_addr, self.server.plain_addr) {
-            (Some(a), _) => format!("https://{a}"),
-            (None, Some(a)) => format!("http://{a}"),
-            (None, None) => String::new(),
+        let scheme = if self.server.tls.is_some() {
+            "https"
+        } else {
+            "http"
         };
-        format!("{base}{}", self.state.admin_prefix)
+        let addr = self
+            .admin_addr
+            .or(self.server.tls_addr)
+            .or(self.server.plain_addr);
+        match addr {
+            Some(a) => format!("{scheme}://{a}{}", self.state.admin_prefix),
+            None => String::new(),
+        }
+    }
+
+    /// Stops the admin listener and the server, waiting up to `grace` for requests in flight.
+    pub async fn shutdown(mut self, grace: Duration) {
+        if let Some(t) = self.admin_task.take() {
+            t.abort();
+        }
+        self.server.shutdown(grace).await;
     }
 
     /// The TLS certificate's SHA-256 fingerprint (`None` with plain HTTP).
@@ -492,10 +529,10 @@ async fn start_with_initial(
     replay: Option<replay::Fixtures>,
 ) -> Result<RunningMock, MockError> {
     let loopback = options.listen.ip().is_loopback();
-    if !loopback && options.admin_token.is_none() {
+    let admin_at = options.admin_listen.unwrap_or(options.listen);
+    if !admin_at.ip().is_loopback() && options.admin_token.is_none() {
         return Err(MockError::Options(format!(
-            "{} is not a loopback address: the admin API then needs a token (set {ADMIN_TOKEN_ENV} or --admin-token-file)",
-            options.listen
+            "the admin API on {admin_at} is not loopback-only: it then needs a token (set {ADMIN_TOKEN_ENV} or --admin-token-file)"
         )));
     }
     if options.plain_http && !loopback {
@@ -517,12 +554,40 @@ async fn start_with_initial(
     crate::app::seed(store.as_ref(), &state.loaded().scenario.directory)
         .await
         .map_err(|e| MockError::Store(e.to_string()))?;
+    let _ = state.store.set(store.clone());
     let provider = Arc::new(MockProvider {
         state: state.clone(),
     });
     let engine = Engine::new(store, provider, settings.engine.clone());
     let server = crate::server::start_serving(settings, engine, Some(state.clone())).await?;
-    Ok(RunningMock { server, state })
+    let (admin_addr, admin_task) = match options.admin_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })?;
+            let bound = listener.local_addr().ok();
+            let tls = server
+                .tls
+                .as_ref()
+                .map(|t| tokio_rustls::TlsAcceptor::from(t.config.clone()));
+            let mock = state.clone();
+            let handler: listener::Handler = Arc::new(move |req| {
+                let mock = mock.clone();
+                Box::pin(async move { admin::handle_own_listener(&mock, req).await })
+                    as listener::Answer
+            });
+            let per_connection: listener::PerConnection = Arc::new(move || Some(handler.clone()));
+            let task = listener::spawn(listener, tls, "admin API", per_connection);
+            (bound, Some(task))
+        }
+        None => (None, None),
+    };
+    Ok(RunningMock {
+        server,
+        state,
+        admin_addr,
+        admin_task,
+    })
 }
 
 impl RunningMock {

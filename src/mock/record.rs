@@ -9,24 +9,22 @@
 //! unchanged; only what is written to disk is redacted (secrets `***`, phone numbers masked), so
 //! fixtures can be committed and shared.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::StatusCode;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use super::faults::{self, MockBody};
+use super::listener;
 use super::replay::{redact_xml, Fixture, RecordedResponse};
-use super::serve::decode;
+use super::serve::{decode, respond};
 use crate::server::tls::{self, TlsIdentity};
 use crate::soap::xml::XmlLimits;
 use crate::soap::SoapVersion;
@@ -199,7 +197,22 @@ pub async fn start(options: RecordOptions) -> Result<RunningRecorder, RecordErro
         .local_addr()
         .map_err(io(std::path::Path::new("listener")))?;
     let acceptor = tls.as_ref().map(|t| TlsAcceptor::from(t.config.clone()));
-    let task = tokio::spawn(accept_loop(listener, acceptor, recorder));
+    // One upstream client per downstream connection: connection-bound authentication (NTLM).
+    let per_connection: listener::PerConnection = Arc::new(move || {
+        let client = match recorder.client() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(target: "pfgate::record", error = %e, "no upstream client");
+                return None;
+            }
+        };
+        let recorder = recorder.clone();
+        let handler: listener::Handler = Arc::new(move |req| {
+            Box::pin(proxy(recorder.clone(), client.clone(), req)) as listener::Answer
+        });
+        Some(handler)
+    });
+    let task = listener::spawn(listener, acceptor, "record", per_connection);
     Ok(RunningRecorder {
         addr,
         tls,
@@ -225,53 +238,6 @@ impl Recorder {
     }
 }
 
-async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, recorder: Arc<Recorder>) {
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(error = %e, "record: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let recorder = recorder.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            // One upstream client per downstream connection: connection-bound authentication.
-            let client = match recorder.client() {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(error = %e, "record: no upstream client");
-                    return;
-                }
-            };
-            let service = service_fn(move |req| proxy(recorder.clone(), client.clone(), req));
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30));
-            match tls {
-                Some(acceptor) => {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(s)) => {
-                            let _ = builder.serve_connection(TokioIo::new(s), service).await;
-                        }
-                        _ => tracing::debug!(%peer, "record: TLS handshake failed"),
-                    }
-                }
-                None => {
-                    let _ = builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                }
-            }
-        });
-    }
-}
-
 /// Headers that belong to one hop, never forwarded.
 fn hop_by_hop(name: &http::HeaderName) -> bool {
     matches!(
@@ -289,29 +255,23 @@ fn hop_by_hop(name: &http::HeaderName) -> bool {
     )
 }
 
-fn plain(status: StatusCode, text: String) -> http::Response<Full<Bytes>> {
-    let mut r = http::Response::new(Full::new(Bytes::from(text)));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
+fn plain(status: StatusCode, text: String) -> http::Response<MockBody> {
+    respond(status, "text/plain; charset=utf-8", text)
 }
 
 async fn proxy(
     recorder: Arc<Recorder>,
     client: reqwest::Client,
     req: http::Request<Incoming>,
-) -> Result<http::Response<Full<Bytes>>, Infallible> {
+) -> http::Response<MockBody> {
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(c) => c.to_bytes(),
         Err(_) => {
-            return Ok(plain(
+            return plain(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "pfgate record: the request body could not be read (over 1 MiB?)\n".into(),
-            ))
+            )
         }
     };
     let path = parts
@@ -330,10 +290,10 @@ async fn proxy(
         Ok(a) => a,
         Err(e) => {
             tracing::warn!(target: "pfgate::record", error = %e, "upstream unreachable");
-            return Ok(plain(
+            return plain(
                 StatusCode::BAD_GATEWAY,
                 format!("pfgate record: the upstream did not answer: {e}\n"),
-            ));
+            );
         }
     };
     let status = answer.status();
@@ -341,10 +301,10 @@ async fn proxy(
     let rbody = match answer.bytes().await {
         Ok(b) => b,
         Err(e) => {
-            return Ok(plain(
+            return plain(
                 StatusCode::BAD_GATEWAY,
                 format!("pfgate record: the upstream's body broke off: {e}\n"),
-            ))
+            )
         }
     };
     if parts.method == http::Method::POST {
@@ -352,14 +312,14 @@ async fn proxy(
             tracing::error!(target: "pfgate::record", error = %e, "fixture not written");
         }
     }
-    let mut resp = http::Response::new(Full::new(rbody));
+    let mut resp = http::Response::new(faults::full(rbody));
     *resp.status_mut() = status;
     for (name, value) in &headers {
         if !hop_by_hop(name) {
             resp.headers_mut().append(name, value.clone());
         }
     }
-    Ok(resp)
+    resp
 }
 
 fn save(

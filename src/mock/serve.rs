@@ -193,8 +193,8 @@ async fn answer(
     auth: Arc<ConnAuth>,
     req: http::Request<Incoming>,
 ) -> Result<http::Response<MockBody>, Dropped> {
-    if req.uri().path().starts_with(mock.admin_prefix()) {
-        return Ok(Box::pin(super::admin::handle(&mock, &state, req)).await);
+    if mock.admin_on_main() && req.uri().path().starts_with(mock.admin_prefix()) {
+        return Ok(Box::pin(super::admin::handle(&mock, req)).await);
     }
     let started = Instant::now();
     let caller_ip = gateway::caller_ip(&state, &conn, req.headers());

@@ -103,7 +103,7 @@ impl Mock {
 impl Drop for Mock {
     fn drop(&mut self) {
         if let Some(r) = self.running.take() {
-            drop(tokio::spawn(r.server.shutdown(Duration::from_millis(10))));
+            drop(tokio::spawn(r.shutdown(Duration::from_millis(10))));
         }
     }
 }
@@ -520,6 +520,48 @@ async fn admin_api_refuses_a_missing_or_wrong_token() {
     );
     let (status, _) = m.admin("GET", "nothing-here", "").await;
     assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_on_a_listener_of_its_own() {
+    let mut o = MockOptions::new();
+    o.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+    o.admin_token = Some("own-listener-token".into());
+    let m = Mock::start(o).await;
+    let running = m.running.as_ref().unwrap();
+    let admin_addr = running.admin_addr.expect("admin listener bound");
+    assert_ne!(Some(admin_addr), running.server.tls_addr);
+    assert_eq!(
+        running.admin_url(),
+        format!("https://{admin_addr}/__pfgate/")
+    );
+    assert_eq!(m.soap("TestSecurity", "").await.status, 200);
+    // The main listener no longer serves the admin API.
+    let (status, _) = {
+        let r = m.client.get("/__pfgate/journal").await;
+        (r.status, r.body)
+    };
+    assert_eq!(status, 404);
+    // Its own listener does, with the same certificate and the token.
+    let leaf = running.server.tls.as_ref().unwrap().leaf.clone();
+    let admin = Client::new(admin_addr, &leaf);
+    let get = |path: &str, token: Option<&str>| {
+        let mut b = http::Request::get(path).header("host", "localhost");
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        b.body(Full::new(Bytes::new())).unwrap()
+    };
+    let r = admin.send(get("/__pfgate/journal", None)).await;
+    assert_eq!(r.status, 401);
+    let r = admin
+        .send(get("/__pfgate/journal", Some("own-listener-token")))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["entries"][0]["operation"], json!("TestSecurity"));
+    let r = admin.send(get(SDK_PATH, Some("own-listener-token"))).await;
+    assert_eq!(r.status, 404, "only the admin API there");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
