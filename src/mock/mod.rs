@@ -168,6 +168,8 @@ fn one() -> u64 {
 struct Pending {
     token: u64,
     user: String,
+    /// Digits of the number the request carries (`PfAuthUser_5`), when it carries one.
+    phone: Option<String>,
     outcome: Outcome,
 }
 
@@ -333,11 +335,15 @@ impl MockState {
     /// Registers a rule's outcome for the provider call this request causes; the token unregisters
     /// it when the request is answered (an authentication the policy ends before the provider — a
     /// blocked user, a bypass — never takes it).
-    pub fn expect_call(&self, user: &str, outcome: Outcome) -> u64 {
+    ///
+    /// `phone` (the digits of the number the request carries) tells apart concurrent requests of
+    /// one user to different numbers: MIM authenticates every end user as its one service account.
+    pub fn expect_call(&self, user: &str, phone: Option<&str>, outcome: Outcome) -> u64 {
         let token = self.next_token.fetch_add(1, Ordering::SeqCst);
         lock(&self.pending).push(Pending {
             token,
             user: user.to_lowercase(),
+            phone: phone.map(str::to_string),
             outcome,
         });
         token
@@ -348,8 +354,9 @@ impl MockState {
         lock(&self.pending).retain(|p| p.token != token);
     }
 
-    /// The outcome the provider must give `user` now: an override first, then a rule's.
-    fn decide(&self, user: &str) -> Option<(Outcome, Duration)> {
+    /// The outcome the provider must give `user` calling `e164` now: an override first, then the
+    /// rule's of the request to that number, then the oldest rule's for that user.
+    fn decide(&self, user: &str, e164: &str) -> Option<(Outcome, Duration)> {
         let key = user.to_lowercase();
         {
             let mut overrides = lock(&self.overrides);
@@ -362,8 +369,12 @@ impl MockState {
                 return Some(picked);
             }
         }
+        let digits: String = e164.chars().filter(char::is_ascii_digit).collect();
         let mut pending = lock(&self.pending);
-        let i = pending.iter().position(|p| p.user == key)?;
+        let i = pending
+            .iter()
+            .position(|p| p.user == key && p.phone.as_deref() == Some(digits.as_str()))
+            .or_else(|| pending.iter().position(|p| p.user == key))?;
         Some((pending.remove(i).outcome, Duration::ZERO))
     }
 
@@ -403,7 +414,7 @@ impl Provider for MockProvider {
 
     async fn authenticate(&self, attempt: &AuthAttempt) -> Verdict {
         let loaded = self.state.loaded();
-        match self.state.decide(&attempt.username) {
+        match self.state.decide(&attempt.username, &attempt.phone.e164()) {
             Some((outcome, delay)) => {
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
@@ -416,7 +427,7 @@ impl Provider for MockProvider {
 
     async fn send_code(&self, attempt: &AuthAttempt, code: &str) -> Verdict {
         let loaded = self.state.loaded();
-        match self.state.decide(&attempt.username) {
+        match self.state.decide(&attempt.username, &attempt.phone.e164()) {
             Some((Outcome::Fail, _)) => Verdict::Failed("scripted failure".into()),
             Some(_) => {
                 loaded.scripted.deliver(attempt, code);
@@ -595,5 +606,70 @@ impl RunningMock {
     /// engine's deadline, is more than a CI job wants to wait, so a few seconds.
     pub fn server_grace(&self) -> Duration {
         Duration::from_secs(5)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rule_outcome_goes_to_the_call_to_its_number() {
+        let state = MockState::new(&MockOptions::new(), Initial::Demo, None).unwrap();
+        let user = "MIMService@contoso.com";
+        let a = state.expect_call(user, Some("14255550142"), Outcome::HangUp);
+        state.expect_call(user, Some("14255550143"), Outcome::Deny);
+        // Concurrent requests of one service account: each call gets its own number's outcome.
+        assert_eq!(
+            state.decide("mimservice@contoso.com", "+14255550143"),
+            Some((Outcome::Deny, Duration::ZERO))
+        );
+        state.expect_call(user, None, Outcome::Approve);
+        // A number no request named: the oldest registration of the user.
+        assert_eq!(
+            state.decide(user, "+4420794600"),
+            Some((Outcome::HangUp, Duration::ZERO))
+        );
+        state.forget_call(a);
+        assert_eq!(
+            state.decide(user, "+14255550142"),
+            Some((Outcome::Approve, Duration::ZERO))
+        );
+        assert_eq!(state.decide(user, "+14255550142"), None);
+        // Overrides come first and count down.
+        state.set_override(Override {
+            user: user.into(),
+            outcome: Outcome::Fail,
+            count: 1,
+            delay_ms: 5,
+        });
+        state.expect_call(user, None, Outcome::Approve);
+        assert_eq!(
+            state.decide(user, "+1"),
+            Some((Outcome::Fail, Duration::from_millis(5)))
+        );
+        assert!(state.overrides().is_empty());
+        assert_eq!(
+            state.decide(user, "+1"),
+            Some((Outcome::Approve, Duration::ZERO))
+        );
+    }
+
+    #[test]
+    fn admin_token_is_checked_as_a_bearer_token() {
+        let mut o = MockOptions::new();
+        o.admin_token = Some("t0ken".into());
+        let state = MockState::new(&o, Initial::Demo, None).unwrap();
+        assert!(state.token_ok(Some("Bearer t0ken")));
+        assert!(state.token_ok(Some("bearer  t0ken ")));
+        assert!(!state.token_ok(Some("Bearer t0ke")));
+        assert!(!state.token_ok(Some("Basic t0ken")));
+        assert!(!state.token_ok(Some("t0ken")));
+        assert!(!state.token_ok(None));
+        let open = MockState::new(&MockOptions::new(), Initial::Demo, None).unwrap();
+        assert!(open.token_ok(None));
+        let mut bad = MockOptions::new();
+        bad.admin_prefix = "/".into();
+        assert!(MockState::new(&bad, Initial::Demo, None).is_err());
     }
 }

@@ -325,8 +325,22 @@ async fn answer(
     }
     // The engine answers; a rule's outcome waits for the provider call it causes.
     let user = facts_user(&seen);
+    let phone = seen.decoded.as_ref().and_then(|d| {
+        let n = d.inputs.get("phoneNumber").filter(|n| !n.is_empty())?;
+        let cc = d
+            .inputs
+            .get("countryCode")
+            .map(String::as_str)
+            .unwrap_or("");
+        Some(
+            format!("{cc}{n}")
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect::<String>(),
+        )
+    });
     let token = match (matched.as_ref().and_then(|m| m.outcome), user) {
-        (Some(outcome), Some(user)) => Some(mock.expect_call(&user, outcome)),
+        (Some(outcome), Some(user)) => Some(mock.expect_call(&user, phone.as_deref(), outcome)),
         _ => None,
     };
     let req = http::Request::from_parts(parts, Full::new(bytes));
