@@ -651,3 +651,64 @@ async fn scenario_reload_does_not_drop_requests_in_flight() {
     assert!(m.journal("").await.is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_sspr_and_adfs_scenarios_do_what_their_comments_say() {
+    let op = "PfAuthUser_5";
+    let m = Mock::with_scenarios(&[fixture("mock-sspr-phone-gate.toml")]).await;
+    // SMS gate (mode smsText) to a UK number: approved, CallResult 19 (SMS).
+    let r = m.soap(op, &auth5("44", "2079460222", "smsText")).await;
+    assert_eq!(verdict(op, &r), pair("true", "19"));
+    // Phone gate to the UK number that never answers.
+    let r = m.soap(op, &auth5("44", "2079460111", "voiceCall")).await;
+    assert_eq!(verdict(op, &r), pair("false", "11"));
+    // The flaky host: a SOAP fault, then a dropped connection, then a normal answer.
+    let r = m.soap(op, &auth5("1", "4255550160", "voiceCall")).await;
+    assert_eq!(r.status, 500);
+    assert_eq!(
+        text_of(&r.body, "faultcode").as_deref(),
+        Some("soap:Server")
+    );
+    let stream = m.client.tls().await;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let body = env11(&format!(
+        r#"<{op} xmlns="{NS}">{}</{op}>"#,
+        auth5("1", "4255550160", "voiceCall")
+    ));
+    let dropped = sender
+        .send_request(
+            http::Request::post(SDK_PATH)
+                .header("host", "localhost")
+                .header("content-type", "text/xml; charset=utf-8")
+                .header("soapaction", action(op))
+                .body(Full::new(Bytes::from(body)))
+                .unwrap(),
+        )
+        .await;
+    assert!(dropped.is_err(), "the second call is dropped");
+    let r = m.soap(op, &auth5("1", "4255550160", "voiceCall")).await;
+    assert_eq!(verdict(op, &r), pair("true", "2"));
+    let (_, v) = m.admin("GET", "verify", "").await;
+    assert_eq!(v["unmatched"].as_array().unwrap().len(), 1, "{v:#}");
+
+    let m = Mock::with_scenarios(&[fixture("mock-adfs-adapter.toml")]).await;
+    let op = "PfAuthUser_4";
+    let started = Instant::now();
+    let r = m.soap(op, &auth4("frank@contoso.com")).await;
+    assert_eq!(verdict(op, &r), pair("true", "2"));
+    // 32 bytes every 250 ms: the answer's ~500 bytes take seconds.
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "trickled: {:?}",
+        started.elapsed()
+    );
+    let r = m.soap(op, &auth4("zoe@fabrikam.com")).await;
+    assert_eq!(r.status, 200);
+    assert!(roxmltree::Document::parse(&r.body).is_err(), "{}", r.body);
+    let r = m.soap(op, &auth4("carol@contoso.com")).await;
+    assert_eq!(verdict(op, &r), pair("false", "14"));
+}
