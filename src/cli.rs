@@ -74,7 +74,7 @@ pub enum Command {
         #[arg(long, value_name = "PREFIX", default_value = crate::mock::DEFAULT_ADMIN_PREFIX)]
         admin_prefix: String,
         /// File holding the admin API bearer token (else the PFGATE_MOCK_ADMIN_TOKEN variable);
-        /// required when listening on a non-loopback address.
+        /// required when the admin API listens on a non-loopback address.
         #[arg(long, value_name = "FILE")]
         admin_token_file: Option<PathBuf>,
         /// Serve the admin API on this address of its own instead of the main listener.
