@@ -207,6 +207,31 @@ fn configure(conn: &Connection, file: bool) -> StoreResult<()> {
     Ok(())
 }
 
+/// Runs `f` with `PRAGMA synchronous = OFF`, for the rows of provider calls in flight: they
+/// matter only while the processes that wrote them run, so their commits need not wait for the
+/// disk. Waiting twice per authentication (claim and ending) cut a file store's throughput about
+/// fivefold (BENCHMARKS.md); a claim lost in a power cut loses nothing, since every waiter's own
+/// deadline ends its wait. Other processes see the rows at once all the same (through the WAL
+/// index, not the disk). The setting belongs to the connection and is put back before anything else
+/// uses it (the connection is behind the store's mutex), so every other write keeps its durability.
+fn unsynced<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&mut Connection) -> StoreResult<T>,
+) -> StoreResult<T> {
+    let before: i64 = conn
+        .pragma_query_value(None, "synchronous", |r| r.get(0))
+        .ctx("reading the synchronous setting")?;
+    if before == 0 {
+        return f(conn);
+    }
+    conn.pragma_update(None, "synchronous", 0)
+        .ctx("relaxing the synchronous setting")?;
+    let result = f(conn);
+    conn.pragma_update(None, "synchronous", before)
+        .ctx("restoring the synchronous setting")?;
+    result
+}
+
 /// Applies the migrations the database lacks, each in its own transaction; returns how many.
 fn migrate(conn: &mut Connection) -> StoreResult<usize> {
     conn.execute_batch(
@@ -751,60 +776,62 @@ impl Store for SqliteStore {
         self.run("claim_call", move |conn, secrets_key| {
             let what = "claiming a provider call";
             let call = row::call_key(secrets_key, &name, &phone);
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .ctx(what)?;
-            // A claim whose instance never reported is given up: its waiters read a timeout.
-            tx.prepare_cached(
-                "UPDATE inflight_calls SET outcome = ?3, expires_at = ?4 \
+            unsynced(conn, |conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .ctx(what)?;
+                // A claim whose instance never reported is given up: its waiters read a timeout.
+                tx.prepare_cached(
+                    "UPDATE inflight_calls SET outcome = ?3, expires_at = ?4 \
                  WHERE call_key = ?1 AND outcome IS NULL AND expires_at < ?2",
-            )
-            .ctx(what)?
-            .execute(params![
-                call,
-                now,
-                CALL_EXPIRED,
-                now + row::EXPIRED_CALL_KEEP_SECS
-            ])
-            .ctx(what)?;
-            tx.prepare_cached(
-                "DELETE FROM inflight_calls WHERE outcome IS NOT NULL AND expires_at < ?1",
-            )
-            .ctx("purging ended calls")?
-            .execute([now])
-            .ctx("purging ended calls")?;
-            // The partial unique index decides: one pending row per user and number.
-            let inserted = tx
-                .prepare_cached(
-                    "INSERT INTO inflight_calls (request_id, call_key, outcome, expires_at) \
-                     VALUES (?1, ?2, NULL, ?3) ON CONFLICT DO NOTHING",
                 )
                 .ctx(what)?
-                .execute(params![id, call, expires_at])
+                .execute(params![
+                    call,
+                    now,
+                    CALL_EXPIRED,
+                    now + row::EXPIRED_CALL_KEEP_SECS
+                ])
                 .ctx(what)?;
-            let claim = if inserted > 0 {
-                CallClaim::Placed
-            } else {
-                let pending: Option<String> = tx
+                tx.prepare_cached(
+                    "DELETE FROM inflight_calls WHERE outcome IS NOT NULL AND expires_at < ?1",
+                )
+                .ctx("purging ended calls")?
+                .execute([now])
+                .ctx("purging ended calls")?;
+                // The partial unique index decides: one pending row per user and number.
+                let inserted = tx
                     .prepare_cached(
-                        "SELECT request_id FROM inflight_calls \
-                         WHERE call_key = ?1 AND outcome IS NULL",
+                        "INSERT INTO inflight_calls (request_id, call_key, outcome, expires_at) \
+                     VALUES (?1, ?2, NULL, ?3) ON CONFLICT DO NOTHING",
                     )
                     .ctx(what)?
-                    .query_row([&call], |r| r.get(0))
-                    .optional()
+                    .execute(params![id, call, expires_at])
                     .ctx(what)?;
-                match pending {
-                    Some(other) => CallClaim::Joined(other),
-                    None => {
-                        return Err(StoreError::Unavailable(format!(
-                            "{what}: request id {id} was used before"
-                        )))
+                let claim = if inserted > 0 {
+                    CallClaim::Placed
+                } else {
+                    let pending: Option<String> = tx
+                        .prepare_cached(
+                            "SELECT request_id FROM inflight_calls \
+                         WHERE call_key = ?1 AND outcome IS NULL",
+                        )
+                        .ctx(what)?
+                        .query_row([&call], |r| r.get(0))
+                        .optional()
+                        .ctx(what)?;
+                    match pending {
+                        Some(other) => CallClaim::Joined(other),
+                        None => {
+                            return Err(StoreError::Unavailable(format!(
+                                "{what}: request id {id} was used before"
+                            )))
+                        }
                     }
-                }
-            };
-            tx.commit().ctx(what)?;
-            Ok(claim)
+                };
+                tx.commit().ctx(what)?;
+                Ok(claim)
+            })
         })
         .await
     }
@@ -817,13 +844,15 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         let (id, outcome) = (request_id.to_owned(), outcome.to_owned());
         self.run("finish_call", move |conn, _| {
-            conn.prepare_cached(
-                "UPDATE inflight_calls SET outcome = ?2, expires_at = ?3 WHERE request_id = ?1",
-            )
-            .ctx("recording a call's ending")?
-            .execute(params![id, outcome, keep_until])
-            .ctx("recording a call's ending")?;
-            Ok(())
+            unsynced(conn, |conn| {
+                conn.prepare_cached(
+                    "UPDATE inflight_calls SET outcome = ?2, expires_at = ?3 WHERE request_id = ?1",
+                )
+                .ctx("recording a call's ending")?
+                .execute(params![id, outcome, keep_until])
+                .ctx("recording a call's ending")?;
+                Ok(())
+            })
         })
         .await
     }
@@ -968,6 +997,34 @@ pub(crate) mod tests {
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
             .unwrap();
         assert_eq!(journal.to_lowercase(), "wal");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn call_claims_leave_the_synchronous_setting_as_it_was() {
+        let db = TempDb::new("sync");
+        let store = SqliteStore::open(&db.0, key()).await.unwrap();
+        let synchronous = |store: &SqliteStore| -> i64 {
+            let conn = store.conn.lock().unwrap();
+            conn.pragma_query_value(None, "synchronous", |r| r.get(0))
+                .unwrap()
+        };
+        let before = synchronous(&store);
+        assert_ne!(before, 0, "a file store must sync its other writes");
+        let id = "A1000000000000000000000000000001";
+        let claim = store
+            .claim_call("sync@contoso.com", "+14255550100", id, 100, 160)
+            .await
+            .unwrap();
+        assert_eq!(claim, CallClaim::Placed);
+        assert_eq!(synchronous(&store), before);
+        store.finish_call(id, "approved", 160).await.unwrap();
+        assert_eq!(synchronous(&store), before);
+        // A failing claim (a request id used twice) restores it too.
+        assert!(store
+            .claim_call("sync@contoso.com", "+14255550199", id, 100, 160)
+            .await
+            .is_err());
+        assert_eq!(synchronous(&store), before);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
