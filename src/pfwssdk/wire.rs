@@ -44,7 +44,10 @@ impl DecodeError {
 
 /// Finds the single child `name` in the contract namespace. A repeated element is refused rather
 /// than resolved silently: two different values for one parameter is never an honest request.
-pub fn child<'a>(parent: &'a Element, name: &'a str) -> Result<Option<&'a Element>, DecodeError> {
+pub fn child<'a, 'x>(
+    parent: &'a Element<'x>,
+    name: &'a str,
+) -> Result<Option<&'a Element<'x>>, DecodeError> {
     let mut it = parent.children_named(NAMESPACE, name);
     let first = it.next();
     if it.next().is_some() {
@@ -78,7 +81,7 @@ pub fn write_text_element(out: &mut String, name: &str, text: &str) {
     out.push('>');
 }
 
-fn present(element: Option<&Element>) -> Option<&Element> {
+fn present<'a, 'x>(element: Option<&'a Element<'x>>) -> Option<&'a Element<'x>> {
     element.filter(|e| !e.nil)
 }
 
@@ -87,7 +90,7 @@ impl Wire for Option<String> {
         "string".into()
     }
     fn decode(element: Option<&Element>) -> Result<Self, DecodeError> {
-        Ok(present(element).map(|e| e.text.clone()))
+        Ok(present(element).map(|e| e.text.clone().into_owned()))
     }
     fn encode(&self, name: &str, out: &mut String) {
         if let Some(s) = self {
@@ -289,7 +292,7 @@ pub trait ArrayItem: Sized {
 impl ArrayItem for String {
     const ITEM: &'static str = "string";
     fn decode_item(element: &Element) -> Result<Self, DecodeError> {
-        Ok(element.text.clone())
+        Ok(element.text.clone().into_owned())
     }
     fn encode_item(&self, out: &mut String) {
         write_text_element(out, Self::ITEM, self);

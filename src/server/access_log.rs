@@ -195,6 +195,10 @@ fn write_line(buf: &mut Vec<u8>, format: LogFormat, now: SystemTime, e: &Entry<'
 /// another field (control characters, spaces) is escaped. A URI path cannot hold them today; this
 /// keeps it true if a caller of this module ever passes something else.
 fn push_text(buf: &mut Vec<u8>, s: &str) {
+    if !s.bytes().any(|b| b <= b' ' || b == 0x7f || b >= 0x80) {
+        buf.extend_from_slice(s.as_bytes());
+        return;
+    }
     for c in s.chars() {
         if c.is_control() || c == ' ' {
             let _ = write!(buf, "\\u{{{:x}}}", c as u32);
@@ -207,6 +211,10 @@ fn push_text(buf: &mut Vec<u8>, s: &str) {
 
 /// A JSON string body (without the quotes).
 fn push_json(buf: &mut Vec<u8>, s: &str) {
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        buf.extend_from_slice(s.as_bytes());
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => buf.extend_from_slice(b"\\\""),
@@ -223,19 +231,27 @@ fn push_json(buf: &mut Vec<u8>, s: &str) {
 }
 
 /// RFC 3339 UTC with microseconds (`2026-11-25T17:20:00.123456Z`), as `tracing-subscriber` writes.
+/// Digits are written by hand: `write!` with padded integers cost more than the rest of the line.
 fn write_timestamp(buf: &mut Vec<u8>, now: SystemTime) {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let (year, month, day) = civil_from_days((secs / 86_400) as i64);
     let rem = secs % 86_400;
-    let _ = write!(
-        buf,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
-        since.subsec_micros()
-    );
+    let mut out = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |at: usize, width: usize, mut v: u64| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year.clamp(0, 9999) as u64);
+    put(5, 2, u64::from(month));
+    put(8, 2, u64::from(day));
+    put(11, 2, rem / 3600);
+    put(14, 2, (rem % 3600) / 60);
+    put(17, 2, rem % 60);
+    put(20, 6, u64::from(since.subsec_micros()));
+    buf.extend_from_slice(&out);
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar

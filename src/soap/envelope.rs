@@ -215,19 +215,29 @@ fn dispatch(action: Option<&str>, op_el: &Element) -> Result<Operation, Fault> {
 /// Wraps a body fragment in the envelope ASMX writes.
 pub fn wrap_body(version: SoapVersion, body: &str) -> String {
     let mut out = String::with_capacity(300 + body.len());
-    out.push_str(r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap=""#);
-    out.push_str(version.namespace());
-    out.push_str(r#"" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema"><soap:Body>"#);
+    open_envelope(&mut out, version);
     out.push_str(body);
-    out.push_str("</soap:Body></soap:Envelope>");
+    close_envelope(&mut out);
     out
 }
 
-/// Encodes a response envelope.
+fn open_envelope(out: &mut String, version: SoapVersion) {
+    out.push_str(r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap=""#);
+    out.push_str(version.namespace());
+    out.push_str(r#"" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema"><soap:Body>"#);
+}
+
+fn close_envelope(out: &mut String) {
+    out.push_str("</soap:Body></soap:Envelope>");
+}
+
+/// Encodes a response envelope, in one buffer (no second copy of the body).
 pub fn encode_response(version: SoapVersion, response: &Response) -> String {
-    let mut body = String::with_capacity(1024);
-    response.encode(&mut body);
-    wrap_body(version, &body)
+    let mut out = String::with_capacity(1024);
+    open_envelope(&mut out, version);
+    response.encode(&mut out);
+    close_envelope(&mut out);
+    out
 }
 
 #[cfg(test)]

@@ -9,9 +9,11 @@
 //! caps nesting depth and the number of elements, and never recurses on input (the parse is a loop with
 //! an explicit stack), so hostile documents end in a typed error, not a crash or an allocation storm.
 
+use std::borrow::Cow;
+
 use quick_xml::events::Event;
-use quick_xml::name::ResolveResult;
-use quick_xml::{NsReader, XmlVersion};
+use quick_xml::name::{PrefixDeclaration, QName};
+use quick_xml::{Reader, XmlVersion};
 
 /// XML Schema instance namespace (`xsi:nil`).
 pub const XSI_NS: &str = "http://www.w3.org/2001/XMLSchema-instance";
@@ -35,21 +37,24 @@ impl Default for XmlLimits {
 }
 
 /// One element: its namespace URI, local name, the flags SOAP cares about, text and children.
+///
+/// Names and text borrow from the request body wherever they appear in it verbatim (nearly always:
+/// only text with an entity reference, CDATA next to text, or a line break to normalise needs a
+/// copy). A tree of owned strings cost two allocations per element, a fifth of decoding a request.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Element {
-    /// Resolved namespace URI (`None` for no namespace). Shared: a document names few namespaces
-    /// but many elements, so each URI is allocated once per document.
-    pub namespace: Option<std::sync::Arc<str>>,
+pub struct Element<'a> {
+    /// Resolved namespace URI (`None` for no namespace), borrowed from the declaring attribute.
+    pub namespace: Option<Cow<'a, str>>,
     /// Local name, without prefix.
-    pub name: String,
+    pub name: Cow<'a, str>,
     /// `xsi:nil="true"` was present.
     pub nil: bool,
     /// A SOAP `mustUnderstand` attribute was `1` or `true` (any namespace).
     pub must_understand: bool,
     /// Concatenated character data directly inside this element (text and CDATA).
-    pub text: String,
+    pub text: Cow<'a, str>,
     /// Child elements in document order.
-    pub children: Vec<Element>,
+    pub children: Vec<Element<'a>>,
 }
 
 /// Why a document was refused.
@@ -83,13 +88,13 @@ pub enum XmlError {
     },
 }
 
-impl Element {
+impl<'a> Element<'a> {
     /// The children with this namespace and local name.
-    pub fn children_named<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> impl Iterator<Item = &'a Element> + 'a {
+    pub fn children_named<'s>(
+        &'s self,
+        namespace: &'s str,
+        name: &'s str,
+    ) -> impl Iterator<Item = &'s Element<'a>> + 's {
         self.children
             .iter()
             .filter(move |c| c.name == name && c.namespace.as_deref() == Some(namespace))
@@ -101,24 +106,71 @@ impl Element {
     }
 }
 
+/// The namespace of the `xml` prefix, bound in every document.
+const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
+
+/// One in-scope namespace declaration: `prefix` ("" for the default namespace) bound to `uri`
+/// (`None` for `xmlns=""`, which takes the default namespace away) by the element at `depth`.
+struct Binding<'a> {
+    prefix: &'a str,
+    uri: Option<Cow<'a, str>>,
+    depth: usize,
+}
+
+/// Declarations in scope, innermost last. Why not quick-xml's `NsReader`: it parses every start
+/// tag's attributes a second time to find declarations, and resolving through it was most of the
+/// cost of decoding a request (BENCHMARKS.md); SOAP envelopes declare a handful of namespaces, so
+/// a short list searched from the end is all this needs, and URIs borrow from the input.
+struct Scopes<'a> {
+    bindings: Vec<Binding<'a>>,
+}
+
+impl<'a> Scopes<'a> {
+    /// The namespace of `prefix` (`None` = the default namespace). `Err` for an undeclared prefix.
+    fn resolve(&self, prefix: Option<&str>) -> Result<Option<Cow<'a, str>>, ()> {
+        let wanted = prefix.unwrap_or("");
+        if let Some(b) = self.bindings.iter().rev().find(|b| b.prefix == wanted) {
+            return match (&b.uri, prefix) {
+                (Some(uri), _) => Ok(Some(uri.clone())),
+                (None, None) => Ok(None),
+                (None, Some(_)) => Err(()),
+            };
+        }
+        match prefix {
+            None => Ok(None),
+            Some("xml") => Ok(Some(Cow::Borrowed(XML_NS))),
+            Some(_) => Err(()),
+        }
+    }
+
+    /// Ends the scope of the element at `depth`.
+    fn close(&mut self, depth: usize) {
+        while self.bindings.last().is_some_and(|b| b.depth >= depth) {
+            self.bindings.pop();
+        }
+    }
+}
+
 /// Parses `bytes` into a tree, enforcing `limits`. The whole input must be one document.
-pub fn parse(bytes: &[u8], limits: XmlLimits) -> Result<Element, XmlError> {
+pub fn parse(bytes: &[u8], limits: XmlLimits) -> Result<Element<'_>, XmlError> {
     let text = std::str::from_utf8(bytes).map_err(|e| XmlError::InvalidUtf8(e.valid_up_to()))?;
-    let mut reader = NsReader::from_str(text);
+    let mut reader = Reader::from_str(text);
     reader.config_mut().expand_empty_elements = false;
     reader.config_mut().trim_text(false);
 
-    let mut stack: Vec<Element> = Vec::new();
-    let mut namespaces: Vec<std::sync::Arc<str>> = Vec::new();
+    let mut stack: Vec<Element> = Vec::with_capacity(8);
+    let mut scopes = Scopes {
+        bindings: Vec::with_capacity(8),
+    };
     let mut root: Option<Element> = None;
     let mut count = 0usize;
 
     loop {
-        let syntax = |e: quick_xml::Error, r: &NsReader<&[u8]>| XmlError::Syntax {
+        let syntax = |e: quick_xml::Error, r: &Reader<&[u8]>| XmlError::Syntax {
             position: r.buffer_position(),
             message: e.to_string(),
         };
-        let (resolved, event) = match reader.read_resolved_event() {
+        let event = match reader.read_event() {
             Ok(v) => v,
             Err(e) => return Err(syntax(e, &reader)),
         };
@@ -135,59 +187,106 @@ pub fn parse(bytes: &[u8], limits: XmlLimits) -> Result<Element, XmlError> {
                 if count > limits.max_elements {
                     return Err(XmlError::TooManyElements(limits.max_elements));
                 }
-                if stack.len() + 1 > limits.max_depth {
+                let depth = stack.len() + 1;
+                if depth > limits.max_depth {
                     return Err(XmlError::TooDeep(limits.max_depth));
                 }
-                let local = start.local_name().as_ref().to_string();
-                let namespace = match resolved {
-                    ResolveResult::Bound(ns) => {
-                        let uri = ns.as_ref();
-                        Some(match namespaces.iter().find(|n| &***n == uri) {
-                            Some(n) => n.clone(),
-                            None => {
-                                let n: std::sync::Arc<str> = uri.into();
-                                namespaces.push(n.clone());
-                                n
-                            }
-                        })
-                    }
-                    ResolveResult::Unbound => None,
-                    ResolveResult::Unknown(_) => return Err(XmlError::UnknownPrefix(local)),
-                };
-                let mut element = Element {
-                    namespace,
-                    name: local,
-                    ..Element::default()
-                };
+                // One pass over the attributes (duplicates refused by quick-xml): declarations
+                // come into scope, and the two flags SOAP reads are kept to resolve afterwards,
+                // since a declaration may follow the attribute that uses it.
+                let mut flags: [Option<(QName<'_>, bool)>; 2] = [None, None];
+                let mut prefixed = false;
                 for attr in start.attributes() {
                     let attr = attr.map_err(|e| XmlError::Syntax {
                         position: reader.buffer_position(),
                         message: e.to_string(),
                     })?;
-                    let (attr_ns, attr_local) = reader.resolver().resolve_attribute(attr.key);
-                    // Only two attributes mean anything to SOAP; the value of any other (namespace
-                    // declarations above all) is never needed, so it is not normalised.
-                    let flag = match (&attr_ns, attr_local.as_ref()) {
-                        (ResolveResult::Unknown(p), _) => {
-                            return Err(XmlError::UnknownPrefix(p.clone()))
-                        }
-                        (ResolveResult::Bound(ns), "nil") if ns.as_ref() == XSI_NS => Some(true),
-                        (_, "mustUnderstand") => Some(false),
-                        _ => None,
-                    };
-                    if let Some(is_nil) = flag {
-                        let value = attr
-                            .normalized_value(XmlVersion::Implicit1_0)
-                            .map_err(|e| syntax(e, &reader))?;
-                        let truthy = matches!(value.trim(), "true" | "1");
-                        if is_nil {
-                            element.nil = truthy;
+                    if let Some(decl) = attr.key.as_namespace_binding() {
+                        // The value as written is the URI unless it holds a reference or a character
+                        // that attribute-value normalisation would change.
+                        let value = if attr.value.contains(['&', '\t', '\n', '\r']) {
+                            Cow::Owned(
+                                attr.normalized_value(XmlVersion::Implicit1_0)
+                                    .map_err(|e| syntax(e, &reader))?
+                                    .into_owned(),
+                            )
                         } else {
-                            element.must_understand = truthy;
+                            borrowed(text, &attr.value)
+                        };
+                        let prefix = match decl {
+                            PrefixDeclaration::Default => "",
+                            PrefixDeclaration::Named(p) => borrowed_str(text, p)
+                                .ok_or_else(|| XmlError::UnknownPrefix(p.to_owned()))?,
+                        };
+                        if !prefix.is_empty() && value.is_empty() {
+                            return Err(XmlError::Syntax {
+                                position: reader.buffer_position(),
+                                message: format!(
+                                    "the prefix '{prefix}' is bound to an empty namespace"
+                                ),
+                            });
+                        }
+                        let uri = (!value.is_empty()).then_some(value);
+                        scopes.bindings.push(Binding { prefix, uri, depth });
+                        continue;
+                    }
+                    prefixed |= attr.key.prefix().is_some();
+                    // Only two attributes mean anything to SOAP; the value of any other is never
+                    // needed, so it is not normalised.
+                    let local = attr.key.local_name().into_inner();
+                    let slot = match local {
+                        "nil" => 0,
+                        "mustUnderstand" => 1,
+                        _ => continue,
+                    };
+                    let value = attr
+                        .normalized_value(XmlVersion::Implicit1_0)
+                        .map_err(|e| syntax(e, &reader))?;
+                    flags[slot] = Some((attr.key, matches!(value.trim(), "true" | "1")));
+                }
+                if prefixed {
+                    // Every attribute prefix must be declared, as for elements (rare: xsi:nil,
+                    // soap:mustUnderstand), so the attributes are walked again only then.
+                    for attr in start.attributes().with_checks(false).flatten() {
+                        if let (None, Some(p)) =
+                            (attr.key.as_namespace_binding(), attr.key.prefix())
+                        {
+                            scopes
+                                .resolve(Some(p.into_inner()))
+                                .map_err(|()| XmlError::UnknownPrefix(p.into_inner().to_owned()))?;
                         }
                     }
                 }
+                let qname = start.name();
+                let local = borrowed(text, qname.local_name().into_inner());
+                let namespace = scopes
+                    .resolve(qname.prefix().map(|p| p.into_inner()))
+                    .map_err(|()| XmlError::UnknownPrefix(local.to_string()))?;
+                let mut element = Element {
+                    namespace,
+                    name: local,
+                    ..Element::default()
+                };
+                if let Some((key, truthy)) = flags[0] {
+                    // Attributes have no default namespace: an unprefixed `nil` is not xsi:nil.
+                    let ns = match key.prefix() {
+                        Some(p) => scopes
+                            .resolve(Some(p.into_inner()))
+                            .map_err(|()| XmlError::UnknownPrefix(p.into_inner().to_owned()))?,
+                        None => None,
+                    };
+                    element.nil = truthy && ns.as_deref() == Some(XSI_NS);
+                }
+                if let Some((key, truthy)) = flags[1] {
+                    if let Some(p) = key.prefix() {
+                        scopes
+                            .resolve(Some(p.into_inner()))
+                            .map_err(|()| XmlError::UnknownPrefix(p.into_inner().to_owned()))?;
+                    }
+                    element.must_understand = truthy;
+                }
                 if matches!(event, Event::Empty(_)) {
+                    scopes.close(depth);
                     attach(&mut stack, &mut root, element);
                 } else {
                     stack.push(element);
@@ -195,14 +294,19 @@ pub fn parse(bytes: &[u8], limits: XmlLimits) -> Result<Element, XmlError> {
             }
             Event::End(_) => {
                 // quick-xml checks that end tags match their start tags.
+                let depth = stack.len();
                 let Some(element) = stack.pop() else {
                     return Err(XmlError::Truncated("unexpected end tag"));
                 };
+                scopes.close(depth);
                 attach(&mut stack, &mut root, element);
             }
             Event::Text(t) => {
                 if let Some(top) = stack.last_mut() {
-                    top.text.push_str(&t.xml10_content());
+                    match t.xml10_content() {
+                        Cow::Borrowed(piece) => append(&mut top.text, borrowed(text, piece)),
+                        Cow::Owned(piece) => top.text.to_mut().push_str(&piece),
+                    }
                 } else if !t.chars().all(char::is_whitespace) {
                     return Err(XmlError::Syntax {
                         position: reader.buffer_position(),
@@ -217,7 +321,7 @@ pub fn parse(bytes: &[u8], limits: XmlLimits) -> Result<Element, XmlError> {
                     ));
                 };
                 if let Some(ch) = r.resolve_char_ref().map_err(|e| syntax(e, &reader))? {
-                    top.text.push(ch);
+                    top.text.to_mut().push(ch);
                 } else {
                     let ch = match &*r {
                         "lt" => '<',
@@ -232,12 +336,12 @@ pub fn parse(bytes: &[u8], limits: XmlLimits) -> Result<Element, XmlError> {
                             })
                         }
                     };
-                    top.text.push(ch);
+                    top.text.to_mut().push(ch);
                 }
             }
             Event::CData(c) => {
                 if let Some(top) = stack.last_mut() {
-                    top.text.push_str(&c);
+                    append(&mut top.text, borrowed(text, &c));
                 }
             }
             Event::Eof => {
@@ -251,7 +355,35 @@ pub fn parse(bytes: &[u8], limits: XmlLimits) -> Result<Element, XmlError> {
     }
 }
 
-fn attach(stack: &mut [Element], root: &mut Option<Element>, element: Element) {
+/// `piece` as a slice of `input` when it lies inside it (the reader hands out sub-slices of the
+/// input for names and unmodified text), else a copy. Pointer arithmetic only locates the piece;
+/// the slice itself is taken with checked indexing, so a piece from elsewhere is just copied.
+fn borrowed<'a>(input: &'a str, piece: &str) -> Cow<'a, str> {
+    match borrowed_str(input, piece) {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(piece.to_owned()),
+    }
+}
+
+/// `piece` as a slice of `input`, if it is one.
+fn borrowed_str<'a>(input: &'a str, piece: &str) -> Option<&'a str> {
+    let start = (piece.as_ptr() as usize).wrapping_sub(input.as_ptr() as usize);
+    start
+        .checked_add(piece.len())
+        .and_then(|end| input.get(start..end))
+        .filter(|s| s.as_ptr() == piece.as_ptr())
+}
+
+/// Appends a piece of text: the first piece is kept as it is (borrowed), later ones concatenate.
+fn append<'a>(text: &mut Cow<'a, str>, piece: Cow<'a, str>) {
+    if text.is_empty() {
+        *text = piece;
+    } else {
+        text.to_mut().push_str(&piece);
+    }
+}
+
+fn attach<'a>(stack: &mut [Element<'a>], root: &mut Option<Element<'a>>, element: Element<'a>) {
     match stack.last_mut() {
         Some(parent) => parent.children.push(element),
         None => *root = Some(element),
@@ -286,7 +418,7 @@ pub fn escape(text: &str) -> String {
 mod tests {
     use super::*;
 
-    fn p(s: &str) -> Result<Element, XmlError> {
+    fn p(s: &str) -> Result<Element<'_>, XmlError> {
         parse(s.as_bytes(), XmlLimits::default())
     }
 
