@@ -81,7 +81,7 @@ pub fn flatten(el: &Element) -> BTreeMap<String, String> {
         .children
         .iter()
         .rev()
-        .map(|c| (c.name.clone(), c))
+        .map(|c| (c.name.to_string(), c))
         .collect();
     while let Some((path, e)) = stack.pop() {
         if e.nil {
@@ -94,7 +94,7 @@ pub fn flatten(el: &Element) -> BTreeMap<String, String> {
                 n += 1;
                 key = format!("{path}[{n}]");
             }
-            out.insert(key, e.text.clone());
+            out.insert(key, e.text.to_string());
         } else {
             for c in e.children.iter().rev() {
                 stack.push((format!("{path}.{}", c.name), c));

@@ -38,7 +38,7 @@ pub struct Decoded {
 }
 
 /// The operation element of a SOAP envelope (the first child of the first `Body`, any version).
-pub fn operation_element(root: &Element) -> Option<&Element> {
+pub fn operation_element<'r, 'x>(root: &'r Element<'x>) -> Option<&'r Element<'x>> {
     if root.name != "Envelope" {
         return None;
     }

@@ -65,28 +65,29 @@ pub fn read_head(
 ) -> Result<RequestHead, HeadError> {
     let ct = content_type.unwrap_or("");
     let mut parts = ct.split(';');
-    let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    let media = parts.next().unwrap_or("").trim();
     let mut action = None;
     for param in parts {
         let Some((k, v)) = param.split_once('=') else {
             continue;
         };
-        let key = k.trim().to_ascii_lowercase();
+        let key = k.trim();
         let value = unquote(v.trim());
-        match key.as_str() {
-            "charset"
-                if !value.eq_ignore_ascii_case("utf-8") && !value.eq_ignore_ascii_case("utf8") =>
-            {
+        if key.eq_ignore_ascii_case("charset") {
+            if !value.eq_ignore_ascii_case("utf-8") && !value.eq_ignore_ascii_case("utf8") {
                 return Err(HeadError::UnsupportedCharset(clip(value).into_owned()));
             }
-            "action" => action = Some(value.to_string()),
-            _ => {}
+        } else if key.eq_ignore_ascii_case("action") {
+            action = Some(value.to_string());
         }
     }
-    let version = match media.as_str() {
-        "text/xml" => SoapVersion::V11,
-        "application/soap+xml" => SoapVersion::V12,
-        _ => return Err(HeadError::UnsupportedMediaType(clip(ct).into_owned())),
+    // Compared without case and without allocating a lowercase copy (this runs on every request).
+    let version = if media.eq_ignore_ascii_case("text/xml") {
+        SoapVersion::V11
+    } else if media.eq_ignore_ascii_case("application/soap+xml") {
+        SoapVersion::V12
+    } else {
+        return Err(HeadError::UnsupportedMediaType(clip(ct).into_owned()));
     };
     let action = match version {
         SoapVersion::V11 => soap_action.map(|a| unquote(a.trim()).to_string()),
