@@ -207,24 +207,31 @@ fn configure(conn: &Connection, file: bool) -> StoreResult<()> {
     Ok(())
 }
 
-/// Runs `f` with `PRAGMA synchronous = OFF`, for the rows of provider calls in flight: they
+/// Runs `f` with `PRAGMA synchronous = NORMAL`, for the rows of provider calls in flight: they
 /// matter only while the processes that wrote them run, so their commits need not wait for the
 /// disk. Waiting twice per authentication (claim and ending) cut a file store's throughput about
 /// fivefold (BENCHMARKS.md); a claim lost in a power cut loses nothing, since every waiter's own
 /// deadline ends its wait. Other processes see the rows at once all the same (through the WAL
 /// index, not the disk). The setting belongs to the connection and is put back before anything else
 /// uses it (the connection is behind the store's mutex), so every other write keeps its durability.
+///
+/// Why NORMAL and not OFF: in WAL mode NORMAL already skips the `fsync` on commit, but still syncs
+/// at checkpoints. An automatic checkpoint can run inside one of these commits; under OFF it would
+/// reset the WAL without syncing the database file, and a power cut then could corrupt the whole
+/// store, user directory included. Under NORMAL the database stays consistent (SQLite's own
+/// guarantee for WAL); only the latest claim rows may be lost.
 fn unsynced<T>(
     conn: &mut Connection,
     f: impl FnOnce(&mut Connection) -> StoreResult<T>,
 ) -> StoreResult<T> {
+    const NORMAL: i64 = 1;
     let before: i64 = conn
         .pragma_query_value(None, "synchronous", |r| r.get(0))
         .ctx("reading the synchronous setting")?;
-    if before == 0 {
+    if before <= NORMAL {
         return f(conn);
     }
-    conn.pragma_update(None, "synchronous", 0)
+    conn.pragma_update(None, "synchronous", NORMAL)
         .ctx("relaxing the synchronous setting")?;
     let result = f(conn);
     conn.pragma_update(None, "synchronous", before)
