@@ -1095,12 +1095,25 @@ async fn https_with_a_private_ca_and_a_client_certificate() {
     .build("webhook-tls")
     .unwrap();
     match run(&no_client_cert, &attempt("approve")).await {
-        // "received fatal alert: CertificateRequired"
+        // Under TLS 1.3 the client finishes its side of the handshake before the server's
+        // refusal arrives, so what the client reports depends on timing: usually "received fatal
+        // alert: CertificateRequired", sometimes only that the connection closed before the
+        // request went out ("connection was not ready"). Either way the call fails, and the
+        // service sees no request (checked below).
         Verdict::Failed(reason) => {
-            assert!(reason.to_lowercase().contains("certificate"), "{reason}")
+            let reason = reason.to_lowercase();
+            assert!(
+                reason.contains("certificate") || reason.contains("connection"),
+                "{reason}"
+            )
         }
         other => panic!("{other:?}"),
     }
+    assert_eq!(
+        fake.seen().len(),
+        answered,
+        "no request got through without a client certificate"
+    );
     // Without the private CA the service's certificate is not trusted.
     let no_ca = WebhookSettings {
         client_cert: Some(cert.0.clone()),
