@@ -55,6 +55,12 @@ pub enum Command {
     },
     /// Read a password from standard input and print its argon2id hash for `[[auth.basic]]`.
     HashPassword,
+    /// The hash-chained audit trail (`[audit] file`).
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Run the test double: the same server and engine with a scripted provider, an in-memory
     /// store, scenarios, faults, a journal and an admin API (docs/mock.md).
     Mock {
@@ -120,6 +126,19 @@ pub enum Command {
     },
 }
 
+/// `pfgate audit …`
+#[derive(Debug, Subcommand)]
+pub enum AuditAction {
+    /// Check the chain: exit 0 and print the record count and newest hash, or exit 1 naming the
+    /// first broken line. One FILE: the current trail file, its rotated files (FILE.<20 digits>)
+    /// are found and checked first. Several FILEs: checked in the order given.
+    Verify {
+        /// Trail file(s).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
 /// `pfgate users …`
 #[derive(Debug, Subcommand)]
 pub enum UsersAction {
@@ -172,6 +191,29 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
             };
             runtime.block_on(users(action))
+        }
+        Command::Audit {
+            action: AuditAction::Verify { files },
+        } => {
+            let files = match files.as_slice() {
+                [one] => crate::audit_trail::chain_files(one),
+                _ => files,
+            };
+            match crate::audit_trail::verify(&files) {
+                Ok(summary) => {
+                    println!(
+                        "chain intact: {} records in {} file(s); newest hash {}",
+                        summary.records,
+                        files.len(),
+                        summary.last_hash
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(brk) => {
+                    eprintln!("chain broken at {brk}");
+                    ExitCode::from(1)
+                }
+            }
         }
         Command::HashPassword => {
             let mut line = String::new();
@@ -407,6 +449,19 @@ async fn serve(settings: Settings) -> ExitCode {
     let demo = settings.demo;
     let anonymous = settings.allow_anonymous;
     let grace = settings.engine.auth_timeout + Duration::from_secs(5);
+    if let Some(audit) = &settings.audit {
+        // Opened before the listeners: a trail that cannot be continued stops the start, rather
+        // than serving authentications nobody can account for.
+        match crate::audit_trail::AuditTrail::open(audit) {
+            Ok(trail) => {
+                crate::audit_trail::install(trail);
+            }
+            Err(e) => {
+                eprintln!("pfgate: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let running = match server::start(settings).await {
         Ok(r) => r,
         Err(e) => {

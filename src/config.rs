@@ -46,6 +46,18 @@ pub struct FileConfig {
     /// `[breaker]`: circuit breaker per provider.
     #[serde(default)]
     pub breaker: BreakerSection,
+    /// `[audit]`: the hash-chained audit trail file.
+    pub audit: Option<AuditSection>,
+}
+
+/// `[audit]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// The trail file (JSON lines, hash-chained); relative paths: to the configuration file.
+    pub file: PathBuf,
+    /// Rotate when the file would grow past this many bytes (default 64 MiB; 0 = never).
+    pub max_bytes: Option<u64>,
 }
 
 /// `[breaker]`
@@ -536,6 +548,8 @@ pub struct Settings {
     pub routes: Vec<crate::providers::router::RouteSettings>,
     /// Circuit breaker settings.
     pub breaker: crate::providers::router::BreakerSettings,
+    /// The hash-chained audit trail, if configured.
+    pub audit: Option<crate::audit_trail::AuditTrailSettings>,
 }
 
 /// The demo listener when `--listen` is not given.
@@ -565,6 +579,7 @@ impl Settings {
             providers: Vec::new(),
             routes: Vec::new(),
             breaker: crate::providers::router::BreakerSettings::default(),
+            audit: None,
         }
     }
 }
@@ -940,6 +955,13 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
             "routes name providers, but no [providers.NAME] is configured".into(),
         );
     }
+    let audit = file
+        .audit
+        .as_ref()
+        .map(|a| crate::audit_trail::AuditTrailSettings {
+            file: resolve(&a.file),
+            max_bytes: a.max_bytes.unwrap_or(crate::audit_trail::DEFAULT_MAX_BYTES),
+        });
     let breaker = {
         let d = crate::providers::router::BreakerSettings::default();
         crate::providers::router::BreakerSettings {
@@ -1135,6 +1157,7 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
         providers,
         routes: file.routes,
         breaker,
+        audit,
     })
 }
 

@@ -85,4 +85,32 @@ pub fn emit(kind: AuditKind, e: &AuditEvent<'_>) {
         reason = e.reason.unwrap_or("-"),
         "audit"
     );
+    if crate::audit_trail::installed() {
+        crate::audit_trail::record(&trail_fields(kind, e));
+    }
+}
+
+/// The event's fields as the inside of a JSON object, for the hash-chained audit trail
+/// (`src/audit_trail.rs`). Absent values are `null`, not `"-"`, so a reader can tell them apart.
+fn trail_fields(kind: AuditKind, e: &AuditEvent<'_>) -> String {
+    let opt = |v: Option<&str>| v.map_or(serde_json::Value::Null, |s| s.into());
+    let fields = serde_json::json!({
+        "event": kind.as_str(),
+        "operation": e.operation,
+        "caller": e.caller,
+        "username": e.username,
+        "phone": opt(e.phone.as_deref()),
+        "provider": opt(e.provider),
+        "call_result": e.call_result,
+        "error": e.error,
+        "latency_ms": (e.latency.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+        "request_id": opt(e.request_id),
+        "reason": opt(e.reason),
+    });
+    let text = fields.to_string();
+    // `{…}` → `…`: the trail adds seq, time, prev and hash around these.
+    text.strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .unwrap_or("")
+        .to_string()
 }

@@ -230,6 +230,11 @@ fn push_json(buf: &mut Vec<u8>, s: &str) {
     }
 }
 
+/// RFC 3339 UTC with microseconds, for other hand-written lines (the audit trail).
+pub fn write_rfc3339(buf: &mut Vec<u8>, now: SystemTime) {
+    write_timestamp(buf, now);
+}
+
 /// RFC 3339 UTC with microseconds (`2026-11-25T17:20:00.123456Z`), as `tracing-subscriber` writes.
 /// Digits are written by hand: `write!` with padded integers cost more than the rest of the line.
 fn write_timestamp(buf: &mut Vec<u8>, now: SystemTime) {

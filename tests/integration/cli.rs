@@ -502,3 +502,133 @@ async fn users_import_is_idempotent_export_has_no_secrets_and_serve_uses_the_sto
         .unwrap();
     assert!(status.success());
 }
+
+/// One PfAuthUser_4 for zed over plain HTTP on `addr`; returns the response text.
+async fn pfauthuser4_plain(addr: &str) -> String {
+    let body = env11(&format!(
+        r#"<PfAuthUser_4 xmlns="{NS}"><username>zed@contoso.com</username><requireUserMatch>true</requireUserMatch></PfAuthUser_4>"#
+    ));
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "POST {SDK_PATH} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml\r\nSOAPAction: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        action("PfAuthUser_4"),
+        body.len()
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(STEP, tcp.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn plain_addr(served: &Served) -> String {
+    served
+        .lines
+        .iter()
+        .find(|l| l.ends_with("(plain HTTP)"))
+        .unwrap()
+        .split(' ')
+        .nth(4)
+        .unwrap()
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// The audit trail through the real binary: every decision lands in the hash-chained file, the
+/// chain continues across a restart, `pfgate audit verify` accepts it, and an edited or removed
+/// line is reported with its line number and exit status 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_trail_is_chained_across_restarts_and_verify_finds_edits() {
+    let dir = temp_dir("audit");
+    write_cert(&dir);
+    std::fs::write(
+        dir.join("users.toml"),
+        "[[users]]\nusername = \"zed@contoso.com\"\nphone = \"5550100\"\noutcome = \"hang_up\"\n",
+    )
+    .unwrap();
+    let config = dir.join("pfgate.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n\
+         plain_listen = \"127.0.0.1:0\"\n[directory]\nusers_file = \"users.toml\"\n\
+         [auth]\nallow_anonymous = true\n[audit]\nfile = \"audit/trail.jsonl\"\n",
+    )
+    .unwrap();
+    let trail = dir.join("audit/trail.jsonl");
+    for round in 0..2 {
+        let cfg = config.display().to_string();
+        let served =
+            tokio::task::spawn_blocking(move || spawn_serve(&["serve", "--config", &cfg], 3))
+                .await
+                .unwrap();
+        let addr = plain_addr(&served);
+        for _ in 0..2 {
+            let text = pfauthuser4_plain(&addr).await;
+            assert!(
+                text.contains("<PfAuthUser_4Result>false</PfAuthUser_4Result>"),
+                "{text}"
+            );
+        }
+        let status = tokio::task::spawn_blocking(move || sigterm_and_wait(served.child))
+            .await
+            .unwrap();
+        assert!(status.success(), "round {round}: {status:?}");
+    }
+    let text = std::fs::read_to_string(&trail).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    for (i, line) in lines.iter().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["seq"], i as u64, "{line}");
+        assert_eq!(v["event"], "second_factor_failed", "{line}");
+        assert_eq!(v["username"], "zed@contoso.com");
+        // The phone is masked, as in the log.
+        assert!(!line.contains("5550100"), "{line}");
+    }
+    let verify =
+        |path: &std::path::Path| bin().args(["audit", "verify"]).arg(path).output().unwrap();
+    let ok = verify(&trail);
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("chain intact: 4 records"));
+
+    // An edited decision: caught on its own line.
+    std::fs::write(
+        &trail,
+        text.replacen("second_factor_failed", "second_factor_completed", 2),
+    )
+    .unwrap();
+    let bad = verify(&trail);
+    assert_eq!(bad.status.code(), Some(1), "{bad:?}");
+    let err = String::from_utf8_lossy(&bad.stderr).into_owned();
+    assert!(
+        err.contains("trail.jsonl:1:") && err.contains("edited"),
+        "{err}"
+    );
+
+    // A removed record: caught at the next one.
+    std::fs::write(
+        &trail,
+        format!("{}\n{}\n{}\n", lines[0], lines[2], lines[3]),
+    )
+    .unwrap();
+    let bad = verify(&trail);
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr).into_owned();
+    assert!(
+        err.contains("trail.jsonl:2:") && err.contains("prev"),
+        "{err}"
+    );
+
+    // A trail that cannot be continued stops the start instead of serving unaccounted.
+    std::fs::write(&trail, &text[..text.len() - 3]).unwrap();
+    let out = bin()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("audit trail"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
