@@ -55,6 +55,12 @@ pub enum Command {
     },
     /// Read a password from standard input and print its argon2id hash for `[[auth.basic]]`.
     HashPassword,
+    /// Microsoft Identity Manager: check MfaSettings.xml and point it at pfgate.
+    Mim {
+        /// What to do.
+        #[command(subcommand)]
+        action: MimAction,
+    },
     /// The hash-chained audit trail (`[audit] file`).
     Audit {
         /// What to do.
@@ -126,6 +132,24 @@ pub enum Command {
     },
 }
 
+/// `pfgate mim …`
+#[derive(Debug, Subcommand)]
+pub enum MimAction {
+    /// Read MfaSettings.xml, explain what it holds (cloud SDK keys, LOCMFA, LOCMFASRV,
+    /// CustomPhoneProvider, DefaultCountryCode) and print the change that points MIM at pfgate.
+    /// Nothing is written without --write (then a backup FILE.pfgate-backup-<time> is kept).
+    Check {
+        /// MIM's MfaSettings.xml.
+        file: PathBuf,
+        /// pfgate's PfWsSdk URL as MIM will reach it.
+        #[arg(long, value_name = "URL")]
+        url: String,
+        /// Write the change (after a backup).
+        #[arg(long)]
+        write: bool,
+    },
+}
+
 /// `pfgate audit …`
 #[derive(Debug, Subcommand)]
 pub enum AuditAction {
@@ -191,6 +215,34 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
             };
             runtime.block_on(users(action))
+        }
+        Command::Mim {
+            action: MimAction::Check { file, url, write },
+        } => {
+            let report = match crate::mim::check(&file, &url) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("pfgate: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            print!("{}", crate::mim::render(&report, &file));
+            if !write && !report.changes.is_empty() {
+                println!("Nothing was written (use --write; the original is kept as a backup).");
+            }
+            if write && !report.changes.is_empty() {
+                match crate::mim::write(&report, &file) {
+                    Ok(backup) => println!(
+                        "Written. The original is kept as {}. Restart the MIM Service.",
+                        backup.display()
+                    ),
+                    Err(e) => {
+                        eprintln!("pfgate: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            ExitCode::SUCCESS
         }
         Command::Audit {
             action: AuditAction::Verify { files },

@@ -22,6 +22,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod mim;
 pub mod mock;
 pub mod net;
 pub mod pfwssdk;

@@ -632,3 +632,80 @@ async fn audit_trail_is_chained_across_restarts_and_verify_finds_edits() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("audit trail"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `pfgate mim check` on the two shapes of MfaSettings.xml found in the field (cloud SDK keys; an
+/// on-premises MFA Server through LOCMFA): it explains, writes nothing without `--write`, and with
+/// it keeps a byte-identical backup and leaves a file that needs no further change.
+#[test]
+fn mim_check_explains_and_writes_only_when_asked() {
+    const URL: &str = "https://pfgate.contoso.com/MultiFactorAuthWebServiceSdk/PfWsSdk.asmx";
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/mim");
+    for (sample, expected) in [
+        ("MfaSettings.cloud.xml", "LOCMFA is absent"),
+        (
+            "MfaSettings.locmfa.xml",
+            "LOCMFASRV is https://CORPSERVICE.contoso.com:9999",
+        ),
+    ] {
+        let dir = temp_dir("mim");
+        let file = dir.join("MfaSettings.xml");
+        std::fs::copy(root.join(sample), &file).unwrap();
+        let original = std::fs::read(&file).unwrap();
+        let out = bin()
+            .args(["mim", "check"])
+            .arg(&file)
+            .args(["--url", URL])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{sample}: {out:?}");
+        assert!(text.contains(expected), "{sample}: {text}");
+        assert!(text.contains("LOCMFASRV: "), "{sample}: {text}");
+        assert!(text.contains("Nothing was written"), "{sample}: {text}");
+        assert!(
+            !text.contains("NotARealPassword"),
+            "a password is never printed"
+        );
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            original,
+            "{sample}: written without --write"
+        );
+
+        let out = bin()
+            .args(["mim", "check"])
+            .arg(&file)
+            .args(["--url", URL, "--write"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{sample}: {out:?}");
+        let backups: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains(".pfgate-backup-"))
+            .collect();
+        assert_eq!(backups.len(), 1, "{sample}");
+        assert_eq!(std::fs::read(backups[0].path()).unwrap(), original);
+        let updated = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            updated.contains(&format!("<LOCMFASRV>{URL}</LOCMFASRV>")),
+            "{updated}"
+        );
+        assert!(updated.contains("<LOCMFA>true</LOCMFA>"), "{updated}");
+        assert!(
+            updated.contains("<CERT_PASSWORD></CERT_PASSWORD>"),
+            "{updated}"
+        );
+        // Everything else stays as it was (comments, line endings).
+        assert!(updated.contains("<!-- MIM 2016 MfaSettings.xml"));
+        assert!(updated.matches("\r\n").count() >= 8);
+        let again = bin()
+            .args(["mim", "check"])
+            .arg(&file)
+            .args(["--url", URL])
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&again.stdout).contains("No change needed"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

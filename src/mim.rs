@@ -1,0 +1,330 @@
+//! `pfgate mim check`: reads MIM's `MfaSettings.xml`, says what it finds, and shows (or, with
+//! `--write`, makes) the one change that points MIM at pfgate.
+//!
+//! The file lives in `C:\Program Files\Microsoft Forefront Identity Manager\2010\Service` and is
+//! hand-edited by administrators, so the edit is made on the text itself — only the elements named
+//! below change, every other byte (comments, order, indentation, line endings) stays as it was —
+//! and a backup is written first. The XML is still parsed (quick-xml, DTDs refused) to read it and
+//! to make sure the result is well-formed before anything is written.
+//!
+//! What MIM does with it (PROTOCOL.md §6): with `<LOCMFA>true</LOCMFA>` MIM calls the on-premises
+//! Web Service SDK at `<LOCMFASRV>` as `<Username>`; the cloud SDK keys (`LICENSE_KEY`,
+//! `GROUP_KEY`, `CERT_PASSWORD`, `CertFilePath`) must then be empty; `<CustomPhoneProvider>`
+//! (a DLL) takes precedence over both and has to go for the SDK to be used; `<DefaultCountryCode>`
+//! completes numbers stored without a country code.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Elements the check reads.
+const CLOUD_KEYS: [&str; 4] = ["LICENSE_KEY", "GROUP_KEY", "CERT_PASSWORD", "CertFilePath"];
+
+/// Why the file cannot be checked or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum MimError {
+    /// Reading or writing failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Not a well-formed XML document (or one with a DTD).
+    #[error("{path}: not a usable MfaSettings.xml: {reason}")]
+    Xml {
+        /// File.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// What the check found and the edits it proposes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Human-readable findings, one per line.
+    pub findings: Vec<String>,
+    /// (element, old value or None when absent, new value).
+    pub changes: Vec<(String, Option<String>, String)>,
+    /// The file's text with the changes applied.
+    pub updated: String,
+}
+
+/// The text content of the first `<name>` element (empty for `<name/>`), with its byte range in
+/// `text` (the content, or the whole self-closing tag).
+fn element(text: &str, name: &str) -> Option<(String, std::ops::Range<usize>, bool)> {
+    let open = format!("<{name}>");
+    if let Some(start) = text.find(&open) {
+        let content_start = start + open.len();
+        let close = format!("</{name}>");
+        let end = content_start + text[content_start..].find(&close)?;
+        return Some((
+            text[content_start..end].trim().to_string(),
+            content_start..end,
+            false,
+        ));
+    }
+    for empty in [format!("<{name}/>"), format!("<{name} />")] {
+        if let Some(start) = text.find(&empty) {
+            return Some((String::new(), start..start + empty.len(), true));
+        }
+    }
+    None
+}
+
+/// Escapes element text.
+fn escape(s: &str) -> String {
+    crate::soap::xml::escape(s)
+}
+
+/// Checks that `text` is well-formed XML without a DTD.
+fn well_formed(text: &str, path: &Path) -> Result<(), MimError> {
+    let limits = crate::soap::xml::XmlLimits::default();
+    crate::soap::xml::parse(text.as_bytes(), limits)
+        .map(|_| ())
+        .map_err(|e| MimError::Xml {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+}
+
+/// Reads `path` and works out the change to `url` (pfgate's PfWsSdk URL).
+pub fn check(path: &Path, url: &str) -> Result<Report, MimError> {
+    let raw = std::fs::read(path).map_err(|source| MimError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    // Windows editors may write a UTF-8 byte-order mark; it is kept as it was.
+    let text = String::from_utf8(raw).map_err(|_| MimError::Xml {
+        path: path.to_path_buf(),
+        reason: "not UTF-8".into(),
+    })?;
+    let body = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    well_formed(body, path)?;
+
+    let mut findings = Vec::new();
+    let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
+    let mut changes = Vec::new();
+    let offset = text.len() - body.len();
+    let get = |name: &str| element(body, name);
+
+    let locmfa = get("LOCMFA").map(|e| e.0);
+    match locmfa.as_deref() {
+        Some(v) if v.eq_ignore_ascii_case("true") => findings.push(
+            "LOCMFA is true: MIM calls an on-premises Web Service SDK (MFA Server or pfgate)."
+                .into(),
+        ),
+        Some(v) => findings.push(format!(
+            "LOCMFA is '{v}': MIM uses the retired cloud SDK (pf_auth), which no longer answers."
+        )),
+        None => findings.push(
+            "LOCMFA is absent: MIM uses the retired cloud SDK (pf_auth), which no longer answers."
+                .into(),
+        ),
+    }
+    let server = get("LOCMFASRV").map(|e| e.0);
+    match server.as_deref() {
+        Some(s) if s == url => findings.push(format!("LOCMFASRV already points at {url}.")),
+        Some(s) if !s.is_empty() => findings.push(format!(
+            "LOCMFASRV is {s}: MIM calls that server (the old MFA Server stopped serving MFA on 30 September 2024)."
+        )),
+        _ => findings.push("LOCMFASRV is not set.".into()),
+    }
+    match get("Username").map(|e| e.0).filter(|u| !u.is_empty()) {
+        Some(u) => findings.push(format!(
+            "Username is {u}: MIM authenticates as this account; it must exist and be enabled in pfgate's directory (the numbers come from MIM)."
+        )),
+        None => findings.push(
+            "Username is not set: MIM needs the service account's UPN here (e.g. mimservice@contoso.com)."
+                .into(),
+        ),
+    }
+    match get("DefaultCountryCode").map(|e| e.0).filter(|c| !c.is_empty()) {
+        Some(c) => findings.push(format!(
+            "DefaultCountryCode is {c}: numbers stored without a country code are completed with it by MIM."
+        )),
+        None => findings.push("DefaultCountryCode is not set: numbers without a country code are sent as stored.".into()),
+    }
+    let custom = get("CustomPhoneProvider");
+    if let Some((dll, range, _)) = custom.as_ref().filter(|c| !c.0.is_empty()) {
+        findings.push(format!(
+            "CustomPhoneProvider is {dll}: a custom phone provider DLL takes precedence over the SDK; it is cleared so MIM calls pfgate."
+        ));
+        edits.push((range.clone(), String::new()));
+        changes.push((
+            "CustomPhoneProvider".into(),
+            Some(dll.clone()),
+            String::new(),
+        ));
+    }
+    for key in CLOUD_KEYS {
+        if let Some((value, range, _)) = get(key).filter(|e| !e.0.is_empty()) {
+            findings.push(format!(
+                "{key} holds a cloud SDK setting; with LOCMFA it must be empty and is cleared."
+            ));
+            // The value itself may be a secret (CERT_PASSWORD): never echoed.
+            let shown = if key == "CERT_PASSWORD" {
+                "(a value, not shown)".to_string()
+            } else {
+                value
+            };
+            edits.push((range, String::new()));
+            changes.push((key.into(), Some(shown), String::new()));
+        }
+    }
+    for (name, want) in [("LOCMFA", "true"), ("LOCMFASRV", url)] {
+        let current = if name == "LOCMFA" {
+            locmfa.clone()
+        } else {
+            server.clone()
+        };
+        if current.as_deref() == Some(want) {
+            continue;
+        }
+        match get(name) {
+            Some((_, range, true)) => {
+                edits.push((range, format!("<{name}>{}</{name}>", escape(want))));
+            }
+            Some((_, range, false)) => edits.push((range, escape(want))),
+            None => {
+                // Added before the root element's end tag.
+                let Some(at) = body.rfind("</") else {
+                    return Err(MimError::Xml {
+                        path: path.to_path_buf(),
+                        reason: "no root end tag to add elements before".into(),
+                    });
+                };
+                edits.push((at..at, format!("<{name}>{}</{name}>\r\n", escape(want))));
+            }
+        }
+        changes.push((name.into(), current, want.to_string()));
+    }
+
+    // Apply from the end so earlier ranges stay valid.
+    edits.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
+    let mut updated = body.to_string();
+    for (range, replacement) in edits {
+        updated.replace_range(range, &replacement);
+    }
+    well_formed(&updated, path)?;
+    let updated = format!("{}{updated}", &text[..offset]);
+    Ok(Report {
+        findings,
+        changes,
+        updated,
+    })
+}
+
+/// The report as printed by `pfgate mim check`.
+pub fn render(report: &Report, path: &Path) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}:", path.display());
+    for f in &report.findings {
+        let _ = writeln!(out, "  - {f}");
+    }
+    if report.changes.is_empty() {
+        let _ = writeln!(out, "No change needed: MIM already calls pfgate.");
+        return out;
+    }
+    let _ = writeln!(out, "The change that points MIM at pfgate:");
+    for (name, old, new) in &report.changes {
+        let old = old.as_deref().map_or("(absent)".to_string(), |o| {
+            if o.is_empty() {
+                "(empty)".into()
+            } else {
+                o.to_string()
+            }
+        });
+        let new = if new.is_empty() { "(empty)" } else { new };
+        let _ = writeln!(out, "  {name}: {old} -> {new}");
+    }
+    let _ = writeln!(out, "Then restart the MIM Service.");
+    out
+}
+
+/// Writes the updated file after copying the original to `PATH.pfgate-backup-<unix seconds>`;
+/// returns the backup's path.
+pub fn write(report: &Report, path: &Path) -> Result<PathBuf, MimError> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut backup = path.as_os_str().to_owned();
+    backup.push(format!(".pfgate-backup-{secs}"));
+    let backup = PathBuf::from(backup);
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| MimError::Io { path: p, source }
+    };
+    std::fs::copy(path, &backup).map_err(io(&backup))?;
+    std::fs::write(path, report.updated.as_bytes()).map_err(io(path))?;
+    Ok(backup)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const URL: &str = "https://mfa.contoso.com/MultiFactorAuthWebServiceSdk/PfWsSdk.asmx";
+
+    fn file(tag: &str, text: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("pfgate-mim-{tag}-{}.xml", std::process::id()));
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn cloud_sdk_file_gets_locmfa_and_loses_its_keys() {
+        let original = "\u{feff}<?xml version=\"1.0\" encoding=\"utf-8\"?>\r\n<MfaSettings>\r\n  <!-- keep me -->\r\n  <LICENSE_KEY>ABC</LICENSE_KEY>\r\n  <GROUP_KEY>123</GROUP_KEY>\r\n  <CERT_PASSWORD>s3cret</CERT_PASSWORD>\r\n  <CertFilePath>C:\\cert_key.p12</CertFilePath>\r\n  <Username>mimservice@contoso.com</Username>\r\n  <DefaultCountryCode>1</DefaultCountryCode>\r\n</MfaSettings>\r\n";
+        let p = file("cloud", original);
+        let r = check(&p, URL).unwrap();
+        let text = render(&r, &p);
+        assert!(text.contains("retired cloud SDK"), "{text}");
+        assert!(
+            !text.contains("s3cret"),
+            "a password is never printed: {text}"
+        );
+        assert!(r.updated.starts_with('\u{feff}'));
+        assert!(r.updated.contains("<!-- keep me -->"));
+        assert!(r.updated.contains("<LICENSE_KEY></LICENSE_KEY>"));
+        assert!(r.updated.contains("<CERT_PASSWORD></CERT_PASSWORD>"));
+        assert!(r.updated.contains(&format!("<LOCMFASRV>{URL}</LOCMFASRV>")));
+        assert!(r.updated.contains("<LOCMFA>true</LOCMFA>"));
+        assert!(r
+            .updated
+            .contains("<Username>mimservice@contoso.com</Username>"));
+        // Checking again the updated text: nothing left to change.
+        let p2 = file("cloud-after", &r.updated);
+        assert!(check(&p2, URL).unwrap().changes.is_empty());
+        let backup = write(&r, &p).unwrap();
+        assert_eq!(std::fs::read_to_string(&backup).unwrap(), original);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), r.updated);
+    }
+
+    #[test]
+    fn locmfa_file_is_repointed_and_a_custom_provider_cleared() {
+        let p = file(
+            "locmfa",
+            "<MfaSettings><LOCMFA>true</LOCMFA><LOCMFASRV>https://old.contoso.com:9999/MultiFactorAuthWebServiceSdk/PfWsSdk.asmx</LOCMFASRV><Username>mim@contoso.com</Username><CustomPhoneProvider>C:\\x.dll</CustomPhoneProvider><LICENSE_KEY/></MfaSettings>",
+        );
+        let r = check(&p, URL).unwrap();
+        assert_eq!(
+            r.changes.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(),
+            ["CustomPhoneProvider", "LOCMFASRV"]
+        );
+        assert!(r
+            .updated
+            .contains("<CustomPhoneProvider></CustomPhoneProvider>"));
+        assert!(r.updated.contains("<LICENSE_KEY/>"));
+        assert!(render(&r, &p).contains("old.contoso.com:9999"));
+    }
+
+    #[test]
+    fn hostile_or_broken_files_are_refused() {
+        let p = file("dtd", "<!DOCTYPE x [<!ENTITY a \"b\">]><MfaSettings/>");
+        assert!(matches!(check(&p, URL), Err(MimError::Xml { .. })));
+        let p = file("broken", "<MfaSettings><LOCMFA>true</MfaSettings>");
+        assert!(matches!(check(&p, URL), Err(MimError::Xml { .. })));
+    }
+}
