@@ -55,6 +55,12 @@ pub enum Command {
     },
     /// Read a password from standard input and print its argon2id hash for `[[auth.basic]]`.
     HashPassword,
+    /// Certificates for development.
+    Cert {
+        /// What to make.
+        #[command(subcommand)]
+        action: CertAction,
+    },
     /// Microsoft Identity Manager: check MfaSettings.xml and point it at pfgate.
     Mim {
         /// What to do.
@@ -129,6 +135,26 @@ pub enum Command {
         /// The service address to write into soap:address.
         #[arg(long, default_value = crate::pfwssdk::wsdl::PLACEHOLDER_LOCATION)]
         location: String,
+    },
+}
+
+/// `pfgate cert …`
+#[derive(Debug, Subcommand)]
+pub enum CertAction {
+    /// A development CA and a server certificate it signs (dev-ca.pem, dev-server.pem and their
+    /// keys, owner-readable only) for `server.tls_cert`/`tls_key`; give clients dev-ca.pem.
+    /// Development only: 30-day server certificate; `*.pem` is ignored by git.
+    Dev {
+        /// Directory to write to.
+        #[arg(long, value_name = "DIR", default_value = "certs")]
+        dir: PathBuf,
+        /// Extra host names or IP addresses for the server certificate (localhost and 127.0.0.1
+        /// are always in it).
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -216,6 +242,27 @@ pub fn run(cli: Cli) -> ExitCode {
             };
             runtime.block_on(users(action))
         }
+        Command::Cert {
+            action: CertAction::Dev { dir, hosts, force },
+        } => match crate::devcert::make(&dir, &hosts, force) {
+            Ok(files) => {
+                println!(
+                    "CA certificate (give it to clients): {}",
+                    files.ca_cert.display()
+                );
+                println!(
+                    "CA key:                              {}",
+                    files.ca_key.display()
+                );
+                println!("server.tls_cert = \"{}\"", files.server_cert.display());
+                println!("server.tls_key = \"{}\"", files.server_key.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("pfgate: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Mim {
             action: MimAction::Check { file, url, write },
         } => {

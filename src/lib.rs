@@ -21,6 +21,7 @@ pub mod audit_trail;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod devcert;
 pub mod engine;
 pub mod mim;
 pub mod mock;

@@ -709,3 +709,101 @@ fn mim_check_explains_and_writes_only_when_asked() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// `pfgate cert dev` makes a CA and a server certificate that a verifying client accepts from a
+/// running pfgate (trusting only the CA, by host name — no pinning); keys are owner-only, and
+/// existing files are not replaced without --force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cert_dev_makes_a_ca_whose_server_certificate_verifies() {
+    use rustls::pki_types::pem::PemObject;
+    let dir = temp_dir("certdev");
+    let certs = dir.join("certs");
+    let out = bin()
+        .args(["cert", "dev", "--dir"])
+        .arg(&certs)
+        .args(["--host", "mfa.contoso.test"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    #[cfg(unix)]
+    for key in ["dev-ca-key.pem", "dev-server-key.pem"] {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(certs.join(key))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{key} is readable by others: {mode:o}");
+    }
+    let again = bin()
+        .args(["cert", "dev", "--dir"])
+        .arg(&certs)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+
+    let config = dir.join("pfgate.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"certs/dev-server.pem\"\n\
+         tls_key = \"certs/dev-server-key.pem\"\n[auth]\nallow_anonymous = true\n",
+    )
+    .unwrap();
+    let cfg = config.display().to_string();
+    let served = tokio::task::spawn_blocking(move || spawn_serve(&["serve", "--config", &cfg], 2))
+        .await
+        .unwrap();
+    let addr = served.lines[0]
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .trim_start_matches("https://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let ca = std::fs::read(certs.join("dev-ca.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(&ca).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    for (name, ok) in [
+        ("localhost", true),
+        ("mfa.contoso.test", true),
+        ("other.contoso.test", false),
+    ] {
+        let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let connected = connector
+            .connect(ServerName::try_from(name.to_string()).unwrap(), tcp)
+            .await;
+        assert_eq!(connected.is_ok(), ok, "{name}");
+        if let Ok(mut tls) = connected {
+            let body = env11(&format!(r#"<TestSecurity xmlns="{NS}" />"#));
+            let req = format!(
+                "POST {SDK_PATH} HTTP/1.1\r\nHost: {name}\r\nContent-Type: text/xml\r\nSOAPAction: \"{}\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                action("TestSecurity"),
+                body.len()
+            );
+            tls.write_all(req.as_bytes()).await.unwrap();
+            let mut out = Vec::new();
+            let _ = tokio::time::timeout(STEP, tls.read_to_end(&mut out)).await;
+            let text = String::from_utf8_lossy(&out);
+            assert!(
+                text.contains("<TestSecurityResult>secure</TestSecurityResult>"),
+                "{text}"
+            );
+        }
+    }
+    let status = tokio::task::spawn_blocking(move || sigterm_and_wait(served.child))
+        .await
+        .unwrap();
+    assert!(status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
