@@ -807,3 +807,42 @@ async fn cert_dev_makes_a_ca_whose_server_certificate_verifies() {
     assert!(status.success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The shipped systemd unit passes `systemd-analyze verify` with no complaint (its ExecStart
+/// pointed at the binary under test), and the check can fail: a misspelt directive is reported.
+#[test]
+fn systemd_unit_verifies() {
+    let Ok(probe) = Command::new("systemd-analyze").arg("--version").output() else {
+        if std::env::var("PFGATE_REQUIRE_INTEROP").as_deref() == Ok("1") {
+            panic!("systemd-analyze is required (PFGATE_REQUIRE_INTEROP=1)");
+        }
+        eprintln!("SKIP systemd_unit_verifies: systemd-analyze not found");
+        return;
+    };
+    assert!(probe.status.success());
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/pfgate.service"),
+    )
+    .unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/pfgate serve --config"));
+    let unit = unit.replace("/usr/local/bin/pfgate", env!("CARGO_BIN_EXE_pfgate"));
+    let verify = |text: &str| {
+        let dir = temp_dir("systemd");
+        let path = dir.join("pfgate.service");
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, complaints) = verify(&unit);
+    assert!(ok && complaints.trim().is_empty(), "{complaints}");
+    let (_, complaints) = verify(&unit.replace("ProtectHome=yes", "ProtectHomme=yes"));
+    assert!(complaints.contains("ProtectHomme"), "{complaints}");
+}
