@@ -318,35 +318,8 @@ async fn serve_from_a_config_file_with_tls_and_plain_listeners() {
     let served = tokio::task::spawn_blocking(move || spawn_serve(&["serve", "--config", &cfg], 3))
         .await
         .unwrap();
-    let plain = served
-        .lines
-        .iter()
-        .find(|l| l.ends_with("(plain HTTP)"))
-        .unwrap()
-        .split(' ')
-        .nth(4)
-        .unwrap()
-        .to_string();
-    let addr = plain
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
     // Plain HTTP: a user from the configured users file.
-    let body = env11(&format!(
-        r#"<PfAuthUser_4 xmlns="{NS}"><username>zed@contoso.com</username><requireUserMatch>true</requireUserMatch></PfAuthUser_4>"#
-    ));
-    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let req = format!(
-        "POST {SDK_PATH} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml\r\nSOAPAction: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        action("PfAuthUser_4"),
-        body.len()
-    );
-    tcp.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(STEP, tcp.read_to_end(&mut out)).await;
-    let text = String::from_utf8_lossy(&out);
+    let text = pfauthuser4_plain(&plain_addr(&served)).await;
     assert!(
         text.contains("<PfAuthUser_4Result>false</PfAuthUser_4Result>"),
         "{text}"
@@ -356,20 +329,7 @@ async fn serve_from_a_config_file_with_tls_and_plain_listeners() {
     let fp = served.lines[1]
         .strip_prefix("TLS certificate SHA-256 fingerprint: ")
         .map(str::to_string);
-    let tls_line = served
-        .lines
-        .iter()
-        .find(|l| l.contains("https://"))
-        .unwrap();
-    let tls_addr = tls_line
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .trim_start_matches("https://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let tls_addr = listen_addr(&served, "https://");
     let pem = std::fs::read(&cert).unwrap();
     let der = CertificateDer::from_pem_slice(&pem).unwrap();
     let expected_fp = pfgate::server::tls::fingerprint(&der);
@@ -469,15 +429,7 @@ async fn users_import_is_idempotent_export_has_no_secrets_and_serve_uses_the_sto
     let served = tokio::task::spawn_blocking(move || spawn_serve(&["serve", "--config", &cfg], 1))
         .await
         .unwrap();
-    let addr = served.lines[0]
-        .split(' ')
-        .nth(4)
-        .unwrap()
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let addr = plain_addr(&served);
     for (user, expect) in [
         ("gina@contoso.com", "<callResult><Code>2</Code>"),
         ("hal, the admin", "<callResult><Code>14</Code>"),
@@ -520,20 +472,25 @@ async fn pfauthuser4_plain(addr: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn plain_addr(served: &Served) -> String {
-    served
+/// `host:port` of the listener whose "listening on SCHEME…" line pfgate printed.
+fn listen_addr(served: &Served, scheme: &str) -> String {
+    let line = served
         .lines
         .iter()
-        .find(|l| l.ends_with("(plain HTTP)"))
+        .find(|l| l.contains(&format!("listening on {scheme}")))
+        .unwrap();
+    line.split(' ')
+        .find(|w| w.starts_with(scheme))
         .unwrap()
-        .split(' ')
-        .nth(4)
-        .unwrap()
-        .trim_start_matches("http://")
+        .trim_start_matches(scheme)
         .split('/')
         .next()
         .unwrap()
         .to_string()
+}
+
+fn plain_addr(served: &Served) -> String {
+    listen_addr(served, "http://")
 }
 
 /// The audit trail through the real binary: every decision lands in the hash-chained file, the
@@ -753,15 +710,7 @@ async fn cert_dev_makes_a_ca_whose_server_certificate_verifies() {
     let served = tokio::task::spawn_blocking(move || spawn_serve(&["serve", "--config", &cfg], 2))
         .await
         .unwrap();
-    let addr = served.lines[0]
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .trim_start_matches("https://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let addr = listen_addr(&served, "https://");
     let ca = std::fs::read(certs.join("dev-ca.pem")).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots
