@@ -190,3 +190,37 @@ pub async fn build_engine(settings: &Settings) -> Result<Engine, BuildError> {
     };
     Ok(Engine::new(store, provider, settings.engine.clone()).with_primary(primary))
 }
+
+/// The engine a reload swaps in (the store and the calls in flight carried over from `engine`):
+/// the users file is read again and its new users added to the store (existing ones are left as
+/// they are, as at start-up); the providers are rebuilt only when `[providers]`, `[[routes]]`,
+/// `[breaker]` or, for the scripted provider, the users file changed, so circuit breakers keep
+/// their state across a reload that did not touch them.
+pub async fn rebuild_engine(
+    settings: &Settings,
+    old: &Settings,
+    engine: &Engine,
+) -> Result<Engine, BuildError> {
+    let directory = directory(settings)?;
+    let unchanged_providers = !settings.providers.is_empty()
+        && settings.providers == old.providers
+        && settings.routes == old.routes
+        && settings.breaker == old.breaker;
+    let provider = if unchanged_providers {
+        engine.provider().clone()
+    } else {
+        provider(settings, &directory)?
+    };
+    let primary = match &settings.primary_auth {
+        Some(ldap) => Some(Arc::new(
+            crate::primary::PrimaryAuth::new(ldap.clone())
+                .map_err(|e| BuildError::Primary(e.to_string()))?,
+        )),
+        None => None,
+    };
+    let added = seed(engine.store().as_ref(), &directory).await?;
+    if added > 0 {
+        tracing::info!(users = added, "reload: added new users from the users file");
+    }
+    Ok(engine.reconfigured(provider, settings.engine.clone(), primary))
+}

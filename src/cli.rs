@@ -396,16 +396,10 @@ pub fn run(cli: Cli) -> ExitCode {
             log_format,
         } => {
             telemetry::init(log_format);
-            let settings = match (config, demo) {
+            let settings = match (config.clone(), demo) {
                 (Some(path), _) => match config::load(&path) {
                     Ok(mut s) => {
-                        if let Some(addr) = listen {
-                            if s.tls_listen.is_some() {
-                                s.tls_listen = Some(addr);
-                            } else {
-                                s.plain_listen = Some(addr);
-                            }
-                        }
+                        apply_listen(&mut s, listen);
                         s
                     }
                     Err(errors) => {
@@ -440,7 +434,12 @@ pub fn run(cli: Cli) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            runtime.block_on(serve(settings))
+            let reload = config.map(|path| {
+                let adjust: crate::reload::Adjust =
+                    Box::new(move |s: &mut Settings| apply_listen(s, listen));
+                (path, adjust)
+            });
+            runtime.block_on(serve(settings, reload))
         }
     }
 }
@@ -544,10 +543,22 @@ async fn users(action: UsersAction) -> ExitCode {
     }
 }
 
-async fn serve(settings: Settings) -> ExitCode {
+/// `--listen` replaces the configured TLS listener, or the plain one when there is no TLS one.
+fn apply_listen(s: &mut Settings, listen: Option<SocketAddr>) {
+    if let Some(addr) = listen {
+        if s.tls_listen.is_some() {
+            s.tls_listen = Some(addr);
+        } else {
+            s.plain_listen = Some(addr);
+        }
+    }
+}
+
+/// Serves until `SIGTERM`/Ctrl-C; with `reload` (the configuration file and how the command line
+/// adjusted it), also reloads on `SIGHUP` and when the file changes.
+async fn serve(settings: Settings, reload: Option<(PathBuf, crate::reload::Adjust)>) -> ExitCode {
     let demo = settings.demo;
     let anonymous = settings.allow_anonymous;
-    let grace = settings.engine.auth_timeout + Duration::from_secs(5);
     if let Some(audit) = &settings.audit {
         // Opened before the listeners: a trail that cannot be continued stops the start, rather
         // than serving authentications nobody can account for.
@@ -590,9 +601,17 @@ async fn serve(settings: Settings) -> ExitCode {
     }
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
+    let watcher = reload
+        .map(|(path, adjust)| tokio::spawn(crate::reload::watch(running.live(), path, adjust)));
     wait_for_signal().await;
+    if let Some(w) = watcher {
+        w.abort();
+    }
+    // The grace period in force now (a reload may have changed it).
+    let grace = running.state().settings.limits.shutdown_grace;
     tracing::info!(grace_secs = grace.as_secs(), "shutting down");
     running.shutdown(grace).await;
+    tracing::info!("stopped");
     ExitCode::SUCCESS
 }
 

@@ -198,6 +198,9 @@ pub struct LimitsSection {
     pub tls_handshake_timeout_secs: Option<u64>,
     /// Most concurrent connections (default 10 000); further ones wait in the listen backlog.
     pub max_connections: Option<usize>,
+    /// Seconds `SIGTERM` waits for authentications in flight before answering the rest with
+    /// CallResult 11 "Call Timed Out" (default 30; 0 answers them at once).
+    pub shutdown_grace_secs: Option<u64>,
 }
 
 /// `[engine]`: authentication behaviour.
@@ -470,6 +473,8 @@ pub struct Limits {
     pub tls_handshake_timeout: Duration,
     /// Most concurrent connections.
     pub max_connections: usize,
+    /// How long a stop waits for authentications in flight before answering them "timed out".
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Limits {
@@ -482,6 +487,7 @@ impl Default for Limits {
             body_timeout: Duration::from_secs(30),
             tls_handshake_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
@@ -782,6 +788,17 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
             }
             Some(v) => v,
             None => d.max_connections,
+        },
+        shutdown_grace: match l.shutdown_grace_secs {
+            Some(v) if v > 3600 => {
+                problem(
+                    "limits.shutdown_grace_secs",
+                    format!("{v} is out of range: it must be 0..=3600"),
+                );
+                d.shutdown_grace
+            }
+            Some(v) => Duration::from_secs(v),
+            None => d.shutdown_grace,
         },
     };
 

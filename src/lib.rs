@@ -29,6 +29,7 @@ pub mod net;
 pub mod pfwssdk;
 pub mod primary;
 pub mod providers;
+pub mod reload;
 pub mod server;
 pub mod soap;
 pub mod store;

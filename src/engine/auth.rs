@@ -161,15 +161,33 @@ pub(crate) type InflightKey = (String, String);
 type InflightCall = (String, watch::Receiver<Option<(String, Ending)>>);
 
 /// Calls in flight.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Inflight {
     map: Mutex<HashMap<InflightKey, InflightCall>>,
+    /// Set when a stop's grace period has ended: every caller still waiting is answered "timed
+    /// out" at once instead of having its connection cut (issue #8). Lives here, beside the calls,
+    /// because a reload builds a new engine that shares this registry.
+    abandon: watch::Sender<bool>,
+}
+
+impl Default for Inflight {
+    fn default() -> Self {
+        Self {
+            map: Mutex::default(),
+            abandon: watch::Sender::new(false),
+        }
+    }
 }
 
 impl Inflight {
     /// Number of calls in flight now.
     pub fn len(&self) -> usize {
         self.map.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Ends every wait, now and later, as "timed out".
+    pub fn abandon(&self) {
+        self.abandon.send_replace(true);
     }
 }
 
@@ -647,11 +665,19 @@ impl Engine {
                 (id, rx)
             }
         };
-        // Each caller also keeps its own deadline (plus a little for the call task to report).
+        // Each caller also keeps its own deadline (plus a little for the call task to report), and
+        // gives up at once when a stop's grace period has ended.
+        let mut abandon = self.inflight.abandon.subscribe();
         let wait = rx.wait_for(Option::is_some);
-        let ended = match tokio::time::timeout(deadline + Duration::from_millis(250), wait).await {
-            Ok(Ok(v)) => v.clone(),
-            _ => None,
+        let ended = tokio::select! {
+            waited = tokio::time::timeout(deadline + Duration::from_millis(250), wait) => match waited {
+                Ok(Ok(v)) => v.clone(),
+                _ => None,
+            },
+            _ = abandon.wait_for(|stop| *stop) => {
+                tracing::warn!(target: "pfgate::engine", "shutting down: an authentication still waiting is answered as timed out");
+                None
+            }
         };
         ended.unwrap_or((local_id, Ending::Deadline))
     }

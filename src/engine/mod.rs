@@ -216,6 +216,36 @@ impl Engine {
         }
     }
 
+    /// A new engine over the same store and the same calls in flight, with a new provider and
+    /// settings: what a configuration reload swaps in. Callers already waiting keep waiting for
+    /// their call (placed through the old provider); new authentications use the new one.
+    pub fn reconfigured(
+        &self,
+        provider: Arc<dyn Provider>,
+        settings: EngineSettings,
+        primary: Option<Arc<crate::primary::PrimaryAuth>>,
+    ) -> Self {
+        Self {
+            store: self.store.clone(),
+            provider,
+            settings,
+            inflight: self.inflight.clone(),
+            primary,
+        }
+    }
+
+    /// The provider (kept across a reload when its configuration did not change, so circuit
+    /// breakers keep their state).
+    pub fn provider(&self) -> &Arc<dyn Provider> {
+        &self.provider
+    }
+
+    /// Ends every authentication still waiting, now and later, with CallResult 11 "Call Timed
+    /// Out": the last step of a stop whose grace period has run out.
+    pub fn abandon_waits(&self) {
+        self.inflight.abandon();
+    }
+
     /// Enables primary authentication (`CombinedAuthUser*`, `PrimaryAuthUser`) by LDAP bind.
     pub fn with_primary(mut self, primary: Option<Arc<crate::primary::PrimaryAuth>>) -> Self {
         self.primary = primary;

@@ -104,6 +104,13 @@ impl Provider for ScriptedProvider {
     async fn authenticate(&self, attempt: &AuthAttempt) -> Verdict {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let (outcome, delay) = self.decide(attempt);
+        // What a test (or a demo user) watches for to know a call is under way.
+        tracing::debug!(
+            target: "pfgate::provider::scripted",
+            username = %attempt.username,
+            delay_ms = delay.as_millis() as u64,
+            "scripted call placed"
+        );
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }

@@ -61,6 +61,143 @@ pub struct RunningServer {
     connections: Arc<Semaphore>,
     max_connections: usize,
     tasks: Vec<JoinHandle<()>>,
+    live: Arc<Live>,
+}
+
+/// What every new connection and every request reads: the state in force and the TLS acceptor.
+/// A reload replaces both whole ([`RunningServer::reload`]); a request that already holds the old
+/// state finishes with it, and an established TLS connection keeps the session it has.
+pub struct Live {
+    state: std::sync::RwLock<Arc<AppState>>,
+    acceptor: std::sync::RwLock<Option<TlsAcceptor>>,
+    /// One reload at a time (a `SIGHUP` arriving with a file change builds once after the other).
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live").finish_non_exhaustive()
+    }
+}
+
+impl Live {
+    fn new(state: Arc<AppState>, acceptor: Option<TlsAcceptor>) -> Self {
+        Self {
+            state: std::sync::RwLock::new(state),
+            acceptor: std::sync::RwLock::new(acceptor),
+            reloading: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The state in force now.
+    pub fn state(&self) -> Arc<AppState> {
+        match self.state.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn acceptor(&self) -> Option<TlsAcceptor> {
+        match self.acceptor.read() {
+            Ok(a) => a.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Swaps in `settings`, already validated: builds everything new first (TLS identity, NTLM
+    /// accounts, users, providers) and only then replaces the state in one step, so a reload that
+    /// fails at any point leaves the running configuration untouched. Returns the new TLS identity,
+    /// if any. Established connections keep working; their next request sees the new state.
+    pub async fn reload(&self, settings: Settings) -> Result<Option<TlsIdentity>, ReloadError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let old = self.state();
+        let changed = restart_only_changes(&old.settings, &settings);
+        if !changed.is_empty() {
+            return Err(ReloadError::RestartRequired(changed.join(", ")));
+        }
+        let tls = match &settings.tls_listen {
+            None => None,
+            Some(_) => Some(tls_identity(&settings)?),
+        };
+        let ntlm = match &settings.auth.ntlm {
+            Some(n) => Some(caller::NtlmRuntime::new(n).map_err(ReloadError::Ntlm)?),
+            None => None,
+        };
+        let engine = crate::app::rebuild_engine(&settings, &old.settings, &old.engine).await?;
+        let acceptor = tls.as_ref().map(|t| TlsAcceptor::from(t.config.clone()));
+        let state = Arc::new(AppState {
+            engine,
+            settings,
+            ntlm,
+            mock: old.mock.clone(),
+        });
+        self.swap(state, acceptor);
+        Ok(tls)
+    }
+
+    fn swap(&self, state: Arc<AppState>, acceptor: Option<TlsAcceptor>) {
+        // The acceptor first: a connection accepted between the two writes then meets the new
+        // certificate and, on its first request, the new state.
+        match self.acceptor.write() {
+            Ok(mut a) => *a = acceptor,
+            Err(poisoned) => *poisoned.into_inner() = acceptor,
+        }
+        match self.state.write() {
+            Ok(mut s) => *s = state,
+            Err(poisoned) => *poisoned.into_inner() = state,
+        }
+    }
+}
+
+/// Why a reload was refused (the configuration in force stays).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// Keys that only take effect at start-up changed.
+    #[error("{0}: changing this needs a restart")]
+    RestartRequired(String),
+    /// The new TLS certificate, key or client CA could not be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// An NTLM account's secret could not be read.
+    #[error("auth.ntlm: {0}")]
+    Ntlm(String),
+    /// The users file, a provider or primary authentication could not be built.
+    #[error(transparent)]
+    Engine(#[from] crate::app::BuildError),
+}
+
+/// The keys a running server cannot change: listeners, the store, the audit trail, the connection
+/// cap (a semaphore sized at start), the Kerberos acceptor (process-wide) and demo mode.
+fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if old.tls_listen != new.tls_listen {
+        changed.push("server.listen");
+    }
+    if old.plain_listen != new.plain_listen {
+        changed.push("server.plain_listen");
+    }
+    if old.tls_listen.is_some()
+        && (old.tls == TlsSource::SelfSigned) != (new.tls == TlsSource::SelfSigned)
+    {
+        changed.push("server.tls_cert");
+    }
+    if old.store != new.store {
+        changed.push("store");
+    }
+    if old.audit != new.audit {
+        changed.push("audit");
+    }
+    if old.limits.max_connections != new.limits.max_connections {
+        changed.push("limits.max_connections");
+    }
+    #[cfg(feature = "kerberos")]
+    if old.auth.kerberos != new.auth.kerberos {
+        changed.push("auth.kerberos");
+    }
+    if old.demo != new.demo {
+        changed.push("demo");
+    }
+    changed
 }
 
 impl RunningServer {
@@ -76,6 +213,11 @@ impl RunningServer {
 
     /// Stops accepting, asks every connection to finish its in-flight request, and waits up to
     /// `grace` for them.
+    ///
+    /// Authentications still waiting when `grace` ends are answered with CallResult 11 "Call Timed
+    /// Out" (the answer a caller gets at its deadline, so MIM shows its usual "try again"), and
+    /// their connections are given [`ANSWER_WINDOW`] more to carry that answer out. A caller is
+    /// never left with a connection cut in the middle of a request unless it does not read.
     pub async fn shutdown(self, grace: Duration) {
         let _ = self.shutdown.send(true);
         for t in &self.tasks {
@@ -84,9 +226,50 @@ impl RunningServer {
         let max = u32::try_from(self.max_connections).unwrap_or(u32::MAX);
         let drained = tokio::time::timeout(grace, self.connections.acquire_many(max)).await;
         if drained.is_err() {
-            tracing::warn!("shutdown grace period ended with connections still open");
+            let open = self.max_connections - self.connections.available_permits();
+            tracing::warn!(
+                connections = open,
+                grace_secs = grace.as_secs(),
+                "shutdown grace period ended: answering the authentications still waiting as timed out"
+            );
+            self.live.state().engine.abandon_waits();
+            let answered =
+                tokio::time::timeout(ANSWER_WINDOW, self.connections.acquire_many(max)).await;
+            if answered.is_err() {
+                tracing::warn!("connections still open after the answer window; closing them");
+            }
         }
         access_log::flush();
+    }
+
+    /// The state in force (settings, engine).
+    pub fn state(&self) -> Arc<AppState> {
+        self.live.state()
+    }
+
+    /// The handle a reload goes through ([`Live::reload`]).
+    pub fn live(&self) -> Arc<Live> {
+        self.live.clone()
+    }
+}
+
+/// How long connections get to carry out the "timed out" answers given when a stop's grace period
+/// has ended.
+pub const ANSWER_WINDOW: Duration = Duration::from_secs(3);
+
+/// The TLS identity the settings describe (with the client-certificate verifier when configured).
+fn tls_identity(settings: &Settings) -> Result<TlsIdentity, TlsError> {
+    let client = settings
+        .auth
+        .client_ca_file
+        .as_ref()
+        .map(|ca| tls::ClientAuth {
+            ca_file: ca.clone(),
+            required: settings.auth.client_cert_required,
+        });
+    match &settings.tls {
+        TlsSource::SelfSigned => tls::self_signed(client.as_ref()),
+        TlsSource::Files { cert, key } => tls::from_files(cert, key, client.as_ref()),
     }
 }
 
@@ -111,20 +294,9 @@ pub async fn start_serving(
     engine: Engine,
     mock: Option<Arc<crate::mock::MockState>>,
 ) -> Result<RunningServer, StartError> {
-    let client = settings
-        .auth
-        .client_ca_file
-        .as_ref()
-        .map(|ca| tls::ClientAuth {
-            ca_file: ca.clone(),
-            required: settings.auth.client_cert_required,
-        });
-    let tls = match (&settings.tls_listen, &settings.tls) {
-        (None, _) => None,
-        (Some(_), TlsSource::SelfSigned) => Some(tls::self_signed(client.as_ref())?),
-        (Some(_), TlsSource::Files { cert, key }) => {
-            Some(tls::from_files(cert, key, client.as_ref())?)
-        }
+    let tls = match &settings.tls_listen {
+        None => None,
+        Some(_) => Some(tls_identity(&settings)?),
     };
     let max_connections = settings.limits.max_connections;
     let connections = Arc::new(Semaphore::new(max_connections));
@@ -157,12 +329,13 @@ pub async fn start_serving(
         ntlm,
         mock,
     });
-    if let (Some(listener), Some(identity)) = (tls_listener, &tls) {
-        let acceptor = TlsAcceptor::from(identity.config.clone());
+    let acceptor = tls.as_ref().map(|t| TlsAcceptor::from(t.config.clone()));
+    let live = Arc::new(Live::new(state, acceptor));
+    if let Some(listener) = tls_listener {
         tasks.push(tokio::spawn(accept_loop(
             listener,
-            Some(acceptor),
-            state.clone(),
+            true,
+            live.clone(),
             connections.clone(),
             shutdown_rx.clone(),
         )));
@@ -170,8 +343,8 @@ pub async fn start_serving(
     if let Some(listener) = plain_listener {
         tasks.push(tokio::spawn(accept_loop(
             listener,
-            None,
-            state.clone(),
+            false,
+            live.clone(),
             connections.clone(),
             shutdown_rx.clone(),
         )));
@@ -184,13 +357,14 @@ pub async fn start_serving(
         connections,
         max_connections,
         tasks,
+        live,
     })
 }
 
 async fn accept_loop(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    state: Arc<AppState>,
+    is_tls: bool,
+    live: Arc<Live>,
     connections: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -212,8 +386,15 @@ async fn accept_loop(
             Err(_) => continue,
         };
         let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        let tls = tls.clone();
+        let live = live.clone();
+        let tls = if is_tls {
+            match live.acceptor() {
+                Some(a) => Some(a),
+                None => continue,
+            }
+        } else {
+            None
+        };
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let conn = ConnInfo {
@@ -221,7 +402,7 @@ async fn accept_loop(
                 local,
                 tls: tls.is_some(),
             };
-            serve_connection(stream, tls, conn, state, shutdown).await;
+            serve_connection(stream, tls, conn, live, shutdown).await;
             drop(permit);
         });
     }
@@ -231,9 +412,10 @@ async fn serve_connection(
     stream: TcpStream,
     tls: Option<TlsAcceptor>,
     conn: ConnInfo,
-    state: Arc<AppState>,
+    live: Arc<Live>,
     shutdown: watch::Receiver<bool>,
 ) {
+    let state = live.state();
     let limits = state.settings.limits.clone();
     match tls {
         Some(acceptor) => {
@@ -261,7 +443,8 @@ async fn serve_connection(
                             ),
                         }
                     }
-                    serve_http(tls_stream, conn, state, auth, shutdown).await
+                    drop(state);
+                    serve_http(tls_stream, conn, live, auth, shutdown).await
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(target: "pfgate::tls", peer = %conn.peer, error = %e, "TLS handshake failed")
@@ -272,8 +455,9 @@ async fn serve_connection(
             }
         }
         None => {
+            drop(state);
             let auth = Arc::new(caller::ConnAuth::default());
-            serve_http(stream, conn, state, auth, shutdown).await
+            serve_http(stream, conn, live, auth, shutdown).await
         }
     }
 }
@@ -281,12 +465,13 @@ async fn serve_connection(
 async fn serve_http<S>(
     stream: S,
     conn: ConnInfo,
-    state: Arc<AppState>,
+    live: Arc<Live>,
     auth: Arc<caller::ConnAuth>,
     shutdown: watch::Receiver<bool>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let state = live.state();
     let limits = state.settings.limits.clone();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -303,7 +488,10 @@ async fn serve_http<S>(
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         return drive(connection, conn, shutdown).await;
     }
-    let service = service_fn(move |req| http::handle(state.clone(), conn, auth.clone(), req));
+    drop(state);
+    // The state is read per request, so a keep-alive connection (MIM keeps one open for hours)
+    // follows a reload from its next request on.
+    let service = service_fn(move |req| http::handle(live.state(), conn, auth.clone(), req));
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     drive(connection, conn, shutdown).await
 }

@@ -39,7 +39,7 @@ fn prints_version() {
 }
 
 /// Writes a throwaway certificate and key for localhost into `dir`.
-fn write_cert(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+pub(crate) fn write_cert(dir: &std::path::Path) -> (PathBuf, PathBuf) {
     let c = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert, c.cert.pem()).unwrap();
@@ -157,9 +157,9 @@ impl ServerCertVerifier for Pinned {
     }
 }
 
-struct Served {
-    child: Child,
-    lines: Vec<String>,
+pub(crate) struct Served {
+    pub(crate) child: Child,
+    pub(crate) lines: Vec<String>,
 }
 
 /// Starts `pfgate` with `args` and reads stdout until the listening lines are printed.
@@ -168,9 +168,20 @@ fn spawn_serve(args: &[&str], wanted: usize) -> Served {
 }
 
 /// As [`spawn_serve`], with the log (stderr) going to `stderr`.
-fn spawn_serve_logging(args: &[&str], wanted: usize, stderr: Stdio) -> Served {
+pub(crate) fn spawn_serve_logging(args: &[&str], wanted: usize, stderr: Stdio) -> Served {
+    spawn_serve_env(args, wanted, stderr, &[])
+}
+
+/// As [`spawn_serve_logging`], with extra environment variables.
+pub(crate) fn spawn_serve_env(
+    args: &[&str],
+    wanted: usize,
+    stderr: Stdio,
+    env: &[(&str, &str)],
+) -> Served {
     let mut child = bin()
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(stderr)
         .spawn()
@@ -473,7 +484,7 @@ async fn pfauthuser4_plain(addr: &str) -> String {
 }
 
 /// `host:port` of the listener whose "listening on SCHEME…" line pfgate printed.
-fn listen_addr(served: &Served, scheme: &str) -> String {
+pub(crate) fn listen_addr(served: &Served, scheme: &str) -> String {
     let line = served
         .lines
         .iter()
@@ -489,7 +500,7 @@ fn listen_addr(served: &Served, scheme: &str) -> String {
         .to_string()
 }
 
-fn plain_addr(served: &Served) -> String {
+pub(crate) fn plain_addr(served: &Served) -> String {
     listen_addr(served, "http://")
 }
 

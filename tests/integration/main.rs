@@ -29,4 +29,5 @@ mod providers_duo;
 mod providers_e2e;
 mod providers_twilio;
 mod providers_webhook;
+mod reload;
 mod support;

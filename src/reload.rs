@@ -1,0 +1,183 @@
+//! Configuration reload while serving: on `SIGHUP`, and when the configuration file or a TLS file
+//! it names (certificate, key, client CA) changes.
+//!
+//! Files are watched by polling their contents once a second rather than through inotify: the
+//! files are small, polling behaves the same on every platform and file system (NFS, bind mounts
+//! into containers, Windows), and it also catches the rename-into-place that certificate renewal
+//! tools and configuration management do. A change is acted on once the file has stayed the same
+//! for one more poll, so an editor's half-written file is not read.
+//!
+//! The new file is validated completely first; an invalid one is refused with one log line per
+//! problem naming the file, the key and the reason, and the configuration in force stays. Keys that
+//! only take effect at start-up (listeners, store, audit trail, connection cap, Kerberos) refuse the
+//! reload as a whole rather than half-applying it. See [`crate::server::Live::reload`].
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{self, Settings, TlsSource};
+use crate::server::Live;
+
+/// How often the watched files are read.
+pub const POLL: Duration = Duration::from_secs(1);
+
+/// Adjusts freshly loaded settings the way the command line adjusted the first ones (`--listen`),
+/// so that a reload compares like with like.
+pub type Adjust = Box<dyn Fn(&mut Settings) + Send + Sync>;
+
+/// What triggered a reload (for the log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// `SIGHUP`.
+    Signal,
+    /// A watched file changed.
+    FileChanged,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Signal => "SIGHUP",
+            Trigger::FileChanged => "file changed",
+        }
+    }
+}
+
+/// The outcome of one reload attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The new configuration is in force.
+    Applied,
+    /// The configuration was refused; the problems, as logged (`file:key: reason`).
+    Refused(Vec<String>),
+}
+
+/// Loads `path`, validates it and swaps it in, logging the result.
+pub async fn reload_once(live: &Live, path: &Path, adjust: &Adjust, trigger: Trigger) -> Outcome {
+    let mut settings = match config::load(path) {
+        Ok(s) => s,
+        Err(errors) => {
+            let problems: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+            for p in &problems {
+                tracing::error!(
+                    target: "pfgate::reload",
+                    file = %path.display(),
+                    trigger = trigger.as_str(),
+                    problem = %p,
+                    "configuration refused; the one in force stays"
+                );
+            }
+            return Outcome::Refused(problems);
+        }
+    };
+    adjust(&mut settings);
+    match live.reload(settings).await {
+        Ok(tls) => {
+            match tls {
+                Some(t) => tracing::info!(
+                    target: "pfgate::reload",
+                    file = %path.display(),
+                    trigger = trigger.as_str(),
+                    tls_sha256 = %t.fingerprint(),
+                    "configuration reloaded"
+                ),
+                None => tracing::info!(
+                    target: "pfgate::reload",
+                    file = %path.display(),
+                    trigger = trigger.as_str(),
+                    "configuration reloaded"
+                ),
+            }
+            Outcome::Applied
+        }
+        Err(e) => {
+            let problem = format!("{}: {e}", path.display());
+            tracing::error!(
+                target: "pfgate::reload",
+                file = %path.display(),
+                trigger = trigger.as_str(),
+                problem = %problem,
+                "configuration refused; the one in force stays"
+            );
+            Outcome::Refused(vec![problem])
+        }
+    }
+}
+
+/// The files whose change triggers a reload: the configuration and the TLS files in force.
+fn watched_files(path: &Path, settings: &Settings) -> Vec<PathBuf> {
+    let mut files = vec![path.to_path_buf()];
+    if settings.tls_listen.is_some() {
+        if let TlsSource::Files { cert, key } = &settings.tls {
+            files.push(cert.clone());
+            files.push(key.clone());
+        }
+    }
+    if let Some(ca) = &settings.auth.client_ca_file {
+        files.push(ca.clone());
+    }
+    files
+}
+
+/// A digest of the files' contents (a missing or unreadable file counts as its own state). Not a
+/// security boundary — only "did anything change".
+fn fingerprint(files: &[PathBuf]) -> u64 {
+    let mut h = DefaultHasher::new();
+    for f in files {
+        f.hash(&mut h);
+        match std::fs::read(f) {
+            Ok(bytes) => bytes.hash(&mut h),
+            Err(e) => e.kind().hash(&mut h),
+        }
+    }
+    h.finish()
+}
+
+/// Watches for `SIGHUP` and file changes until the task is dropped, reloading `path` each time.
+pub async fn watch(live: Arc<Live>, path: PathBuf, adjust: Adjust) {
+    #[cfg(unix)]
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(target: "pfgate::reload", error = %e, "cannot listen for SIGHUP; file changes still reload");
+            None
+        }
+    };
+    let mut files = watched_files(&path, &live.state().settings);
+    let mut seen = fingerprint(&files);
+    loop {
+        #[cfg(unix)]
+        let trigger = tokio::select! {
+            _ = async {
+                match hangup.as_mut() {
+                    Some(s) => { s.recv().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => Trigger::Signal,
+            _ = tokio::time::sleep(POLL) => Trigger::FileChanged,
+        };
+        #[cfg(not(unix))]
+        let trigger = {
+            tokio::time::sleep(POLL).await;
+            Trigger::FileChanged
+        };
+        if trigger == Trigger::FileChanged {
+            let now = fingerprint(&files);
+            if now == seen {
+                continue;
+            }
+            // Settled: unchanged over one more poll.
+            tokio::time::sleep(POLL).await;
+            let settled = fingerprint(&files);
+            if settled != now {
+                continue;
+            }
+        }
+        reload_once(&live, &path, &adjust, trigger).await;
+        files = watched_files(&path, &live.state().settings);
+        seen = fingerprint(&files);
+    }
+}
