@@ -105,9 +105,33 @@ fn check_config_accepts_a_good_file_and_lists_every_problem_of_a_bad_one() {
     assert_eq!(out.status.code(), Some(1));
 }
 
-/// Accepts exactly the certificate whose SHA-256 fingerprint the server printed.
-#[derive(Debug)]
-struct Pinned(String);
+/// Accepts exactly the certificate whose SHA-256 fingerprint the server printed, or with no pin
+/// any certificate; records the SHA-256 of every leaf it saw (computed here, not by pfgate), so a
+/// test can tell which certificate a handshake met.
+#[derive(Debug, Default)]
+pub(crate) struct Pinned {
+    pin: Option<String>,
+    pub(crate) seen: std::sync::Mutex<Vec<String>>,
+}
+
+impl Pinned {
+    pub(crate) fn to(fingerprint: &str) -> Self {
+        Self {
+            pin: Some(fingerprint.to_string()),
+            seen: Default::default(),
+        }
+    }
+}
+
+/// `AB:CD:…` upper-case SHA-256 of a certificate.
+pub(crate) fn sha256_colons(der: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
 
 impl ServerCertVerifier for Pinned {
     fn verify_server_cert(
@@ -118,10 +142,13 @@ impl ServerCertVerifier for Pinned {
         _: &[u8],
         _: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if pfgate::server::tls::fingerprint(end_entity) == self.0 {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General("fingerprint mismatch".into()))
+        let seen = sha256_colons(end_entity);
+        self.seen.lock().unwrap().push(seen.clone());
+        match &self.pin {
+            Some(pin) if !pin.eq_ignore_ascii_case(&seen) => {
+                Err(rustls::Error::General("fingerprint mismatch".into()))
+            }
+            _ => Ok(ServerCertVerified::assertion()),
         }
     }
     fn verify_tls12_signature(
@@ -227,7 +254,7 @@ pub(crate) async fn test_security_over(addr: &str, fingerprint: &str) -> String 
         .with_safe_default_protocol_versions()
         .unwrap()
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Pinned(fingerprint.to_string())))
+        .with_custom_certificate_verifier(Arc::new(Pinned::to(fingerprint)))
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -7,80 +7,19 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::Bytes;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::cli::{
-    listen_addr, plain_addr, sigterm_and_wait, spawn_serve_env, temp_dir, write_cert, Served,
+    listen_addr, plain_addr, sha256_colons, sigterm_and_wait, spawn_serve_env, temp_dir,
+    write_cert, Pinned, Served,
 };
 use crate::support::*;
-
-/// Accepts any certificate and remembers the SHA-256 of the leaf each handshake saw, so a test can
-/// tell which certificate the server presented.
-#[derive(Debug, Default)]
-struct Recording(Mutex<Vec<String>>);
-
-impl ServerCertVerifier for Recording {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.0.lock().unwrap().push(sha256_colons(end_entity));
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            m,
-            c,
-            d,
-            &rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            m,
-            c,
-            d,
-            &rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        rustls::crypto::aws_lc_rs::default_provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// `AB:CD:…` upper-case SHA-256 of a certificate, computed here (not by pfgate).
-fn sha256_colons(der: &[u8]) -> String {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(der)
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
 
 fn pem_sha256(cert_pem: &Path) -> String {
     use rustls::pki_types::pem::PemObject;
@@ -94,7 +33,7 @@ struct KeepAlive {
 }
 
 impl KeepAlive {
-    async fn open(addr: &str, seen: Arc<Recording>) -> Self {
+    async fn open(addr: &str, seen: Arc<Pinned>) -> Self {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -182,7 +121,7 @@ async fn a_changed_file_is_reloaded_a_bad_one_refused_and_a_renewed_certificate_
     std::fs::write(&config, config_text("\"directory_read\"", "")).unwrap();
     let (served, log) = serve_logged(&dir, &["serve", "--config", config.to_str().unwrap()], 2);
     let addr = listen_addr(&served, "https://");
-    let seen = Arc::new(Recording::default());
+    let seen = Arc::new(Pinned::default());
     let mut kept = KeepAlive::open(&addr, seen.clone()).await;
     // anonymous may read the directory but not authenticate: TestSecurity is refused.
     assert_eq!(kept.test_security().await, 403);
@@ -244,7 +183,7 @@ async fn a_changed_file_is_reloaded_a_bad_one_refused_and_a_renewed_certificate_
     let mut fresh = KeepAlive::open(&addr, seen.clone()).await;
     assert_eq!(fresh.test_security().await, 200);
     assert_eq!(
-        seen.0.lock().unwrap().clone(),
+        seen.seen.lock().unwrap().clone(),
         vec![first_cert, second_cert],
         "the first connection saw the first certificate, the new one the renewed certificate"
     );
