@@ -130,12 +130,103 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
     },
+    /// Call one PfWsSdk operation on any endpoint (an old MFA Server or pfgate) and print the
+    /// decoded answer (docs/call.md). Exit 0 success, 1 false/Error, 2 usage, 3 no answer
+    /// (connection, TLS, HTTP), 4 credentials refused, 5 SOAP fault.
+    Call {
+        /// The PfWsSdk.asmx URL.
+        url: String,
+        /// The wire operation name (case-sensitive: `GetUserSettings_3`).
+        operation: String,
+        /// A parameter NAME=VALUE; complex fields as `addUserSettings.Mode=smsText`, string
+        /// arrays by repeating `tagIds=a`, complex array items as `eventParameters[0].Name=x`.
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connect: SdkConnectArgs,
+    },
     /// Print the WSDL (the committed wsdl/PfWsSdk.wsdl is this output).
     Wsdl {
         /// The service address to write into soap:address.
         #[arg(long, default_value = crate::pfwssdk::wsdl::PLACEHOLDER_LOCATION)]
         location: String,
     },
+}
+
+/// How `pfgate call` and `users import --from-sdk` reach and authenticate to a PfWsSdk server.
+#[derive(Debug, clap::Args)]
+pub struct SdkConnectArgs {
+    /// HTTP authentication: none, basic (TLS only), ntlm, or cert (a client certificate only).
+    #[arg(long, value_enum, default_value_t = SdkAuth::None)]
+    pub auth: SdkAuth,
+    /// User for basic/ntlm (`CONTOSO\svc-mfa` or a UPN).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Environment variable holding the password (never an argument: `ps` would show it).
+    #[arg(long, value_name = "VAR", default_value = crate::sdk_client::command::DEFAULT_PASSWORD_ENV)]
+    pub password_env: String,
+    /// File holding the password on its first line (`-` reads standard input).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Trust only CA certificates in this PEM file (instead of the system trust store).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Trust only a server certificate with this SHA-256 fingerprint (as pfgate prints it).
+    #[arg(long, value_name = "HEX")]
+    pub pin_sha256: Option<String>,
+    /// Client certificate (PEM) for servers that map certificates to callers.
+    #[arg(long, value_name = "FILE")]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub client_key: Option<PathBuf>,
+    /// Seconds one call may take (the .NET proxies' default is 100).
+    #[arg(long, value_name = "SECS", default_value_t = 100)]
+    pub timeout: u64,
+    /// Allow Basic credentials over plain http (loopback or lab only).
+    #[arg(long)]
+    pub insecure_plain: bool,
+}
+
+/// `--auth` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SdkAuth {
+    /// No HTTP authentication.
+    None,
+    /// Basic.
+    Basic,
+    /// NTLMv2.
+    Ntlm,
+    /// A client certificate only.
+    Cert,
+}
+
+impl SdkConnectArgs {
+    /// The settings for `url`.
+    pub fn settings(&self, url: String) -> crate::sdk_client::command::ConnectSettings {
+        use crate::sdk_client::command::AuthKind;
+        crate::sdk_client::command::ConnectSettings {
+            url,
+            auth: match self.auth {
+                SdkAuth::None => AuthKind::None,
+                SdkAuth::Basic => AuthKind::Basic,
+                SdkAuth::Ntlm => AuthKind::Ntlm,
+                SdkAuth::Cert => AuthKind::Cert,
+            },
+            user: self.user.clone(),
+            password_env: self.password_env.clone(),
+            password_file: self.password_file.clone(),
+            ca: self.ca.clone(),
+            pin_sha256: self.pin_sha256.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+            timeout: Duration::from_secs(self.timeout.max(1)),
+            insecure_plain: self.insecure_plain,
+        }
+    }
 }
 
 /// `pfgate cert …`
@@ -229,6 +320,30 @@ pub fn run(cli: Cli) -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Call {
+            url,
+            operation,
+            params,
+            json,
+            connect,
+        } => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("pfgate: cannot start the async runtime: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            runtime.block_on(crate::sdk_client::command::run_call(
+                connect.settings(url),
+                &operation,
+                &params,
+                json,
+            ))
+        }
         Command::Users { action } => {
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()

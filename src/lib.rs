@@ -28,6 +28,7 @@ pub mod mock;
 pub mod net;
 pub mod pfwssdk;
 pub mod primary;
+pub mod sdk_client;
 pub mod providers;
 pub mod reload;
 pub mod server;
