@@ -69,7 +69,10 @@ fn read_password(s: &ConnectSettings) -> Result<Zeroizing<String>, ClientError> 
             line
         }
         Some(p) => Zeroizing::new(std::fs::read_to_string(p).map_err(|e| {
-            ClientError::Usage(format!("cannot read the password file {}: {e}", p.display()))
+            ClientError::Usage(format!(
+                "cannot read the password file {}: {e}",
+                p.display()
+            ))
         })?),
         None => match std::env::var(&s.password_env) {
             Ok(v) => Zeroizing::new(v),
@@ -112,9 +115,9 @@ pub fn client(s: &ConnectSettings) -> Result<SdkClient, ClientError> {
         }
     };
     let user = || {
-        s.user.clone().ok_or_else(|| {
-            ClientError::Usage("--auth basic and --auth ntlm need --user".into())
-        })
+        s.user
+            .clone()
+            .ok_or_else(|| ClientError::Usage("--auth basic and --auth ntlm need --user".into()))
     };
     let auth = match s.auth {
         AuthKind::None => HttpAuth::None,
@@ -190,7 +193,16 @@ pub async fn run_call(
         let near: Vec<&str> = Operation::ALL
             .iter()
             .map(|o| o.name())
-            .filter(|n| n.eq_ignore_ascii_case(operation) || n.to_ascii_lowercase().starts_with(&operation.to_ascii_lowercase().chars().take(6).collect::<String>()))
+            .filter(|n| {
+                n.eq_ignore_ascii_case(operation)
+                    || n.to_ascii_lowercase().starts_with(
+                        &operation
+                            .to_ascii_lowercase()
+                            .chars()
+                            .take(6)
+                            .collect::<String>(),
+                    )
+            })
             .take(8)
             .collect();
         eprintln!(

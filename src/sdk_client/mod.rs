@@ -194,7 +194,10 @@ impl SdkClient {
     async fn connect(&mut self) -> Result<SendRequest<Full<Bytes>>, ClientError> {
         let target = self.target();
         let host = self.opts.url.host_str().unwrap_or("").to_string();
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         let port = self.opts.url.port_or_known_default().unwrap_or(443);
         let tcp = TcpStream::connect((host.as_str(), port))
             .await
@@ -235,7 +238,11 @@ impl SdkClient {
 
     /// Sends one SOAP 1.1 request for `op` with this operation element (see
     /// [`request::operation_element`]) and returns the decoded answer.
-    pub async fn call(&mut self, op: Operation, operation_element: &str) -> Result<Answer, ClientError> {
+    pub async fn call(
+        &mut self,
+        op: Operation,
+        operation_element: &str,
+    ) -> Result<Answer, ClientError> {
         let body = Bytes::from(request::envelope(operation_element));
         let timeout = self.opts.timeout;
         let reply = tokio::time::timeout(timeout, self.exchange(op, body))
@@ -282,10 +289,16 @@ impl SdkClient {
                 other => return other,
             }
         }
-        Err(ClientError::Protocol("the connection was lost twice".into()))
+        Err(ClientError::Protocol(
+            "the connection was lost twice".into(),
+        ))
     }
 
-    async fn authenticated_send(&mut self, op: Operation, body: Bytes) -> Result<Reply, ClientError> {
+    async fn authenticated_send(
+        &mut self,
+        op: Operation,
+        body: Bytes,
+    ) -> Result<Reply, ClientError> {
         match &self.opts.auth {
             HttpAuth::None => self.send(op, body, None).await,
             HttpAuth::Basic { user, password } => {
@@ -313,7 +326,9 @@ impl SdkClient {
         let b64 = base64::engine::general_purpose::STANDARD;
         let negotiate = ntlm::negotiate();
         let first = format!("NTLM {}", b64.encode(&negotiate));
-        let reply = self.send_with_headers(op, body.clone(), Some(&first)).await?;
+        let reply = self
+            .send_with_headers(op, body.clone(), Some(&first))
+            .await?;
         if reply.status != 401 {
             // Authentication not required after all (or a fault before it).
             return Ok(reply.into_reply());
@@ -323,7 +338,9 @@ impl SdkClient {
             .iter()
             .find_map(|v| {
                 let (scheme, token) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("NTLM").then(|| token.trim().to_string())
+                scheme
+                    .eq_ignore_ascii_case("NTLM")
+                    .then(|| token.trim().to_string())
             })
             .ok_or_else(|| {
                 ClientError::Refused(format!(
@@ -344,7 +361,9 @@ impl SdkClient {
             .decode(challenge)
             .map_err(|_| ClientError::Protocol("the NTLM challenge is not base64".into()))?;
         let HttpAuth::Ntlm(creds) = &self.opts.auth else {
-            return Err(ClientError::Usage("NTLM handshake without NTLM credentials".into()));
+            return Err(ClientError::Usage(
+                "NTLM handshake without NTLM credentials".into(),
+            ));
         };
         let auth = ntlm::authenticate(creds, &negotiate, &challenge)
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
@@ -354,7 +373,12 @@ impl SdkClient {
         Ok(reply)
     }
 
-    async fn send(&mut self, op: Operation, body: Bytes, authorization: Option<&str>) -> Result<Reply, ClientError> {
+    async fn send(
+        &mut self,
+        op: Operation,
+        body: Bytes,
+        authorization: Option<&str>,
+    ) -> Result<Reply, ClientError> {
         self.send_with_headers(op, body, authorization)
             .await
             .map(FullReply::into_reply)
@@ -380,10 +404,14 @@ impl SdkClient {
             .header(http::header::HOST, host)
             .header(http::header::CONTENT_TYPE, "text/xml; charset=utf-8")
             .header("SOAPAction", format!("\"{}\"", op.soap_action()))
-            .header(http::header::USER_AGENT, concat!("pfgate-call/", env!("CARGO_PKG_VERSION")));
+            .header(
+                http::header::USER_AGENT,
+                concat!("pfgate-call/", env!("CARGO_PKG_VERSION")),
+            );
         if let Some(a) = authorization {
-            let mut value = http::HeaderValue::from_str(a)
-                .map_err(|_| ClientError::Usage("the user name cannot be sent in a header".into()))?;
+            let mut value = http::HeaderValue::from_str(a).map_err(|_| {
+                ClientError::Usage("the user name cannot be sent in a header".into())
+            })?;
             value.set_sensitive(true);
             req = req.header(http::header::AUTHORIZATION, value);
         }
@@ -440,7 +468,10 @@ impl FullReply {
 /// The start of a non-SOAP body, printable.
 fn text_snippet(body: &[u8]) -> String {
     let s = String::from_utf8_lossy(&body[..body.len().min(300)]);
-    let s: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let s: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     if s.trim().is_empty() {
         "(empty body)".into()
     } else {

@@ -165,7 +165,9 @@ fn u32_at(m: &[u8], at: usize) -> Option<u32> {
 
 fn parse_challenge(m: &[u8]) -> Result<Challenge<'_>, NtlmClientError> {
     if m.get(..8) != Some(SIGNATURE.as_slice()) || u32_at(m, 8) != Some(2) {
-        return Err(NtlmClientError::BadChallenge("not an NTLM CHALLENGE message"));
+        return Err(NtlmClientError::BadChallenge(
+            "not an NTLM CHALLENGE message",
+        ));
     }
     let flags = u32_at(m, 20).ok_or(NtlmClientError::BadChallenge("truncated"))?;
     let server_challenge: [u8; 8] = m
@@ -174,10 +176,9 @@ fn parse_challenge(m: &[u8]) -> Result<Challenge<'_>, NtlmClientError> {
         .ok_or(NtlmClientError::BadChallenge("truncated"))?;
     let len = usize::from(u16_at(m, 40).ok_or(NtlmClientError::BadChallenge("truncated"))?);
     let off = u32_at(m, 44).ok_or(NtlmClientError::BadChallenge("truncated"))? as usize;
-    let target_info = off
-        .checked_add(len)
-        .and_then(|end| m.get(off..end))
-        .ok_or(NtlmClientError::BadChallenge("target info outside the message"))?;
+    let target_info = off.checked_add(len).and_then(|end| m.get(off..end)).ok_or(
+        NtlmClientError::BadChallenge("target info outside the message"),
+    )?;
     if flags & flags::TARGET_INFO == 0 || target_info.is_empty() {
         // Without target info there is no NTLMv2 to speak; NTLMv1 is never offered.
         return Err(NtlmClientError::BadChallenge(
@@ -262,7 +263,8 @@ pub fn authenticate(
     let lm_response: Vec<u8> = if server_time.is_some() {
         vec![0; 24]
     } else {
-        let mut lm = hmac_md5(ntowf.as_slice(), &[&ch.server_challenge, &client_challenge]).to_vec();
+        let mut lm =
+            hmac_md5(ntowf.as_slice(), &[&ch.server_challenge, &client_challenge]).to_vec();
         lm.extend_from_slice(&client_challenge);
         lm
     };

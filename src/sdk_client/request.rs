@@ -209,7 +209,10 @@ pub fn split_param(text: &str) -> Result<(String, String), ClientError> {
 
 /// The operation element `<Op xmlns="…">…</Op>` for these parameters, checked by the contract
 /// decoder.
-pub fn operation_element(op: Operation, params: &[(String, String)]) -> Result<String, ClientError> {
+pub fn operation_element(
+    op: Operation,
+    params: &[(String, String)],
+) -> Result<String, ClientError> {
     let spec = op.spec();
     let mut slots: Vec<Option<Node>> = spec.inputs.iter().map(|_| None).collect();
     for (path, value) in params {
@@ -313,17 +316,15 @@ mod tests {
         assert!(e.to_string().contains("username (string)"), "{e}");
         let e = operation_element(Operation::PfAuthUser_5, &p(&["mode=fax"])).unwrap_err();
         assert!(e.to_string().contains("Mode3"), "{e}");
-        let e =
-            operation_element(Operation::FindUsers_4, &p(&["resultLimit=-1"])).unwrap_err();
+        let e = operation_element(Operation::FindUsers_4, &p(&["resultLimit=-1"])).unwrap_err();
         assert!(e.to_string().contains("unsignedInt"), "{e}");
-        let e =
-            operation_element(Operation::AddUser_3, &p(&["addUserSettings=x"])).unwrap_err();
+        let e = operation_element(Operation::AddUser_3, &p(&["addUserSettings=x"])).unwrap_err();
         assert!(e.to_string().contains("FIELD"), "{e}");
-        let e = operation_element(Operation::AddUser_3, &p(&["addUserSettings.Nope=x"]))
-            .unwrap_err();
-        assert!(e.to_string().contains("no field 'Nope'"), "{e}");
         let e =
-            operation_element(Operation::UserExists, &p(&["username=a", "username=b"])).unwrap_err();
+            operation_element(Operation::AddUser_3, &p(&["addUserSettings.Nope=x"])).unwrap_err();
+        assert!(e.to_string().contains("no field 'Nope'"), "{e}");
+        let e = operation_element(Operation::UserExists, &p(&["username=a", "username=b"]))
+            .unwrap_err();
         assert!(e.to_string().contains("twice"), "{e}");
         assert!(split_param("novalue").is_err());
     }

@@ -99,9 +99,7 @@ fn fault_of(el: &Element) -> Option<SoapFault> {
         .unwrap_or_default();
     let message = find("faultstring")
         .map(|c| c.text.to_string())
-        .or_else(|| {
-            find("Reason").and_then(|r| r.children.first().map(|t| t.text.to_string()))
-        })
+        .or_else(|| find("Reason").and_then(|r| r.children.first().map(|t| t.text.to_string())))
         .unwrap_or_default();
     Some(SoapFault { code, message })
 }
@@ -284,7 +282,10 @@ impl Value {
             Value::Bool(b) => b.to_string(),
             Value::Number(n) => n.clone(),
             Value::Text(t) if t.is_empty() => "\"\"".into(),
-            Value::Text(t) => t.chars().map(|c| if c.is_control() { ' ' } else { c }).collect(),
+            Value::Text(t) => t
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect(),
             Value::Object(_) => "{}".into(),
             Value::Array(_) => "[]".into(),
         }
@@ -303,7 +304,8 @@ mod tests {
              </UserRow></userRows><resultsComplete>false</resultsComplete><error><Code>0</Code>\
              <Description /></error><extra>x</extra></FindUsers_4Response></soap:Body></soap:Envelope>"
         );
-        let Answer::Response(fields) = decode(Operation::FindUsers_4, doc.as_bytes()).unwrap() else {
+        let Answer::Response(fields) = decode(Operation::FindUsers_4, doc.as_bytes()).unwrap()
+        else {
             panic!("not a response")
         };
         let json = Value::Object(fields).to_json();

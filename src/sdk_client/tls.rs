@@ -66,7 +66,9 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, ClientError> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| ClientError::Usage(format!("{}: not PEM certificates: {e}", path.display())))?;
+        .map_err(|e| {
+            ClientError::Usage(format!("{}: not PEM certificates: {e}", path.display()))
+        })?;
     if certs.is_empty() {
         return Err(ClientError::Usage(format!(
             "{}: holds no certificate",
