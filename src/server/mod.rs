@@ -115,6 +115,14 @@ impl Live {
         if !changed.is_empty() {
             return Err(ReloadError::RestartRequired(changed.join(", ")));
         }
+        // The Kerberos acceptor is built once per process (start-up); the new settings, equal by
+        // configuration, take over the slot that holds it.
+        #[cfg(feature = "kerberos")]
+        let settings = {
+            let mut settings = settings;
+            settings.auth.kerberos = old.settings.auth.kerberos.clone();
+            settings
+        };
         let tls = match &settings.tls_listen {
             None => None,
             Some(_) => Some(tls_identity(&settings)?),

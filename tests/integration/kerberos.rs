@@ -1187,6 +1187,25 @@ fn pfgate_serves_kerberos_and_ntlm_callers_by_the_allow_list() {
         CurlAuth::Ntlm(&format!("{NTLM_USER}:wrong-password")),
     );
     assert_eq!(r.status, 401, "{r}");
+
+    // A configuration reload (SIGHUP) keeps the acceptor built at start-up: Kerberos still works.
+    let pid = pf.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut reloaded = false;
+    for _ in 0..300 {
+        if pf.log().contains("configuration reloaded") {
+            reloaded = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(reloaded, "{}", pf.log());
+    let r = pf.curl(&kdc, "localhost", CurlAuth::Negotiate(&alice));
+    assert_eq!(r.status, 200, "Kerberos after a reload: {r}");
     pf.assert_alive();
     eprintln!(
         "pfgate_serves_kerberos_and_ntlm_callers_by_the_allow_list: {:.2?}",
