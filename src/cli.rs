@@ -282,17 +282,45 @@ pub enum AuditAction {
 
 /// `pfgate users …`
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process: the size does not matter
 pub enum UsersAction {
-    /// Import users from a CSV file (columns: see the README); existing users are skipped.
+    /// Import users from a CSV file (columns: see the README), or with --from-sdk URL straight
+    /// from an old MFA Server's Web Service SDK (docs/migration.md); existing users are skipped.
     Import {
-        /// The CSV file.
-        file: PathBuf,
+        /// The CSV file (not with --from-sdk).
+        #[arg(required_unless_present = "from_sdk", conflicts_with = "from_sdk")]
+        file: Option<PathBuf>,
         /// Configuration naming the store (`[store] path`).
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
         /// Replace users that already exist instead of skipping them.
         #[arg(long)]
         update: bool,
+        /// Read the users from this PfWsSdk.asmx URL (an old MFA Server) instead of a CSV file.
+        #[arg(long, value_name = "URL")]
+        from_sdk: Option<String>,
+        /// With --from-sdk: write nothing, print what would change.
+        #[arg(long, requires = "from_sdk")]
+        dry_run: bool,
+        /// With --from-sdk: record progress here and continue after the last user it names.
+        #[arg(long, value_name = "FILE", requires = "from_sdk")]
+        since_checkpoint: Option<PathBuf>,
+        /// With --from-sdk: rows asked for per FindUsers call (slices are split until complete).
+        #[arg(long, value_name = "N", default_value_t = 500, requires = "from_sdk")]
+        page_size: u32,
+        /// With --from-sdk: stop after N users (continue later with --since-checkpoint).
+        #[arg(long, value_name = "N", requires = "from_sdk")]
+        max_users: Option<usize>,
+        /// With --from-sdk: the CSV of problems (users not imported, PINs and OATH secrets not
+        /// migrated, differences).
+        #[arg(
+            long,
+            value_name = "FILE",
+            default_value = "pfgate-import-problems.csv"
+        )]
+        problems: PathBuf,
+        #[command(flatten)]
+        connect: SdkConnectArgs,
     },
     /// Export users as CSV (without PINs, OATH secrets or static tokens).
     Export {
@@ -587,10 +615,41 @@ async fn store_for(
 async fn users(action: UsersAction) -> ExitCode {
     match action {
         UsersAction::Import {
+            from_sdk: Some(url),
+            config,
+            update,
+            dry_run,
+            since_checkpoint,
+            page_size,
+            max_users,
+            problems,
+            connect,
+            ..
+        } => {
+            let store = match store_for(&config).await {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let opts = crate::users_import::ImportOptions {
+                page_size,
+                dry_run,
+                update,
+                checkpoint: since_checkpoint,
+                problems,
+                max_users,
+            };
+            crate::users_import::command(connect.settings(url), store.as_ref(), &opts).await
+        }
+        UsersAction::Import {
             file,
             config,
             update,
+            ..
         } => {
+            let Some(file) = file else {
+                eprintln!("pfgate: users import needs a CSV file or --from-sdk URL");
+                return ExitCode::from(2);
+            };
             let store = match store_for(&config).await {
                 Ok(s) => s,
                 Err(code) => return code,

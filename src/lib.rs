@@ -37,3 +37,4 @@ pub mod store;
 pub mod telemetry;
 pub mod testing;
 pub mod users_csv;
+pub mod users_import;

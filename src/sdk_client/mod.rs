@@ -243,20 +243,35 @@ impl SdkClient {
         op: Operation,
         operation_element: &str,
     ) -> Result<Answer, ClientError> {
+        let body = self.call_raw(op, operation_element).await?;
+        response::decode(op, &body)
+    }
+
+    /// Like [`SdkClient::call`], but returns the SOAP document (status 200, or 500 which carries
+    /// faults) for the caller to decode with its own types.
+    pub async fn call_raw(
+        &mut self,
+        op: Operation,
+        operation_element: &str,
+    ) -> Result<Bytes, ClientError> {
         let body = Bytes::from(request::envelope(operation_element));
         let timeout = self.opts.timeout;
-        let reply = tokio::time::timeout(timeout, self.exchange(op, body))
-            .await
-            .map_err(|_| {
+        let reply = match tokio::time::timeout(timeout, self.exchange(op, body)).await {
+            Ok(r) => r?,
+            Err(_) => {
                 self.conn = None;
-                ClientError::Timeout(timeout)
-            })??;
+                return Err(ClientError::Timeout(timeout));
+            }
+        };
         match reply.status {
-            200 | 500 => response::decode(op, &reply.body),
+            200 | 500 => Ok(reply.body),
             401 => Err(ClientError::Refused(format!(
                 "HTTP 401: the server refused the credentials{}",
                 match &self.opts.auth {
-                    HttpAuth::None => " (none were sent: use --auth basic|ntlm or a client certificate)".to_string(),
+                    HttpAuth::None => {
+                        " (none were sent: use --auth basic|ntlm or a client certificate)"
+                            .to_string()
+                    }
                     HttpAuth::Basic { user, .. } => format!(" of {user} (Basic)"),
                     HttpAuth::Ntlm(c) => format!(" of {} (NTLM)", c.user),
                 }

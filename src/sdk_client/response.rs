@@ -80,7 +80,8 @@ pub fn body_element<'e, 'x>(doc: &'e Element<'x>) -> Result<&'e Element<'x>, Cli
         .ok_or_else(|| ClientError::Protocol("the SOAP Body is empty".into()))
 }
 
-fn fault_of(el: &Element) -> Option<SoapFault> {
+/// The fault, when `el` (a Body's child) is one.
+pub fn fault_of(el: &Element) -> Option<SoapFault> {
     if el.name != "Fault" {
         return None;
     }

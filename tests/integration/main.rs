@@ -32,3 +32,4 @@ mod providers_twilio;
 mod providers_webhook;
 mod reload;
 mod support;
+mod users_import;

@@ -1,0 +1,573 @@
+//! `pfgate users import --from-sdk`, the real binary, against a pfgate seeded with a few hundred
+//! users playing the old MFA Server (it speaks the same SDK) over TLS with NTLM: backup phones,
+//! extensions, blocked and disabled users, names that need escaping, PIN and OATH users. The
+//! result is checked with `pfgate users export` of both stores (the CSV export, not the import's
+//! mapping). Then: a second run changes nothing, a dry run writes nothing, an interrupted run
+//! resumes from its checkpoint, and an old server that answers faults for the newest operations
+//! is read through the older ones.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use pfgate::testing::{Fault, FaultSide, MockServer, Rule};
+
+use crate::call::{pfgate, text};
+use crate::cli::temp_dir;
+use crate::support::*;
+
+const MIGRATOR_PW: &str = "Migr8-the-Directory!";
+const PIN_USERS: usize = 70; // i % 4 == 3 below
+const BLOCK_REASON: &str = "blocked on the old MFA Server";
+
+fn seed_csv() -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "username",
+        "first_name",
+        "last_name",
+        "email",
+        "user_group",
+        "country_code",
+        "phone",
+        "extension",
+        "backup_country_code",
+        "backup_phone",
+        "backup_extension",
+        "mode",
+        "pin_mode",
+        "sms_direction",
+        "sms_mode",
+        "enabled",
+        "disabled_behavior",
+        "pin",
+        "oath_secret",
+        "blocked",
+        "block_reason",
+    ])
+    .unwrap();
+    for i in 0..280usize {
+        let mode = ["voiceCall", "smsText", "phoneApp", "voiceCall"][i % 4];
+        let row: Vec<String> = vec![
+            format!("user{i:03}@contoso.com"),
+            format!("First{i}"),
+            format!("Last{i}"),
+            format!("user{i:03}@contoso.com"),
+            ["Finance", "Engineering", "Sales"][i % 3].into(),
+            "1".into(),
+            format!("42555{i:05}"),
+            if i % 7 == 0 {
+                format!("{}", 100 + i)
+            } else {
+                String::new()
+            },
+            if i % 5 == 0 {
+                "44".into()
+            } else {
+                String::new()
+            },
+            if i % 5 == 0 {
+                format!("20795{i:05}")
+            } else {
+                String::new()
+            },
+            if i % 10 == 0 {
+                format!("9{i}")
+            } else {
+                String::new()
+            },
+            mode.into(),
+            if i % 4 == 3 { "pin" } else { "standard" }.into(),
+            if i % 6 == 1 { "oneWay" } else { "twoWay" }.into(),
+            if i % 6 == 1 { "otpPlusPin" } else { "otp" }.into(),
+            if i % 9 == 0 { "false" } else { "true" }.into(),
+            if i % 18 == 0 { "succeed" } else { "fail" }.into(),
+            if i % 4 == 3 {
+                "8264".into()
+            } else {
+                String::new()
+            },
+            String::new(),
+            if i % 11 == 0 { "true" } else { "false" }.into(),
+            if i % 11 == 0 {
+                "lost phone".into()
+            } else {
+                String::new()
+            },
+        ];
+        w.write_record(&row).unwrap();
+    }
+    let specials: &[(&str, &str, &str)] = &[
+        (
+            "o'brien&co<x>@contoso.com",
+            "Seán \"Jack\"",
+            "<O'Brien & Co>",
+        ),
+        ("CONTOSO\\jdoe", "John", "Doe"),
+        ("zoë.åberg@contoso.com", "Zoë", "Åberg"),
+        ("_svc-mfa@contoso.com", "Service", "Account"),
+        ("~tilde@contoso.com", "Tilde", "]]>"),
+        ("Mixed.Case@Contoso.com", "Mixed", "Case"),
+        ("name with space@contoso.com", "Name", "Space"),
+        ("comma, user", "Comma", "User"),
+    ];
+    for (u, f, l) in specials {
+        let mut row = vec![
+            u.to_string(),
+            f.to_string(),
+            l.to_string(),
+            String::new(),
+            "Special&Group".into(),
+            "1".into(),
+            "4255550999".into(),
+            "12".into(),
+        ];
+        row.extend(vec![String::new(); 3]);
+        row.extend(
+            [
+                "voiceCall",
+                "standard",
+                "twoWay",
+                "otp",
+                "true",
+                "fail",
+                "",
+                "",
+                "false",
+                "",
+            ]
+            .map(String::from),
+        );
+        w.write_record(&row).unwrap();
+    }
+    let mut oath = vec![
+        "oath.user@contoso.com".to_string(),
+        "Oath".into(),
+        "User".into(),
+    ];
+    oath.extend(vec![String::new(); 8]);
+    oath.extend(
+        [
+            "oathToken",
+            "standard",
+            "twoWay",
+            "otp",
+            "true",
+            "fail",
+            "",
+            "JBSWY3DPEHPK3PXP",
+            "false",
+            "",
+        ]
+        .map(String::from),
+    );
+    w.write_record(&oath).unwrap();
+    String::from_utf8(w.into_inner().unwrap()).unwrap()
+}
+
+const SEEDED: usize = 280 + 8 + 1;
+
+fn write_tls(dir: &Path) {
+    let c = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(dir.join("cert.pem"), c.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), c.signing_key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("secrets.key"), [7u8; 32]).unwrap();
+}
+
+/// A configuration with a store file `db` (and NTLM for the migration account when `ntlm`).
+fn config(dir: &Path, name: &str, db: &str, ntlm: bool) -> PathBuf {
+    let mut t = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n\
+         [store]\npath = \"{db}\"\nsecrets_key_file = \"secrets.key\"\n"
+    );
+    if !ntlm {
+        // The destination is never served; the file only names its store.
+        t.push_str("[auth]\nallow_anonymous = true\n");
+    } else {
+        std::fs::write(dir.join("migrator.pw"), format!("{MIGRATOR_PW}\n")).unwrap();
+        t.push_str(
+            "[auth.ntlm]\nnetbios_domain = \"CONTOSO\"\ndns_domain = \"contoso.com\"\n\
+             dns_computer = \"localhost\"\n[[auth.ntlm.accounts]]\nprincipal = \"CONTOSO\\\\migrator\"\n\
+             password_file = \"migrator.pw\"\n[[auth.principals]]\nname = \"CONTOSO\\\\migrator\"\n\
+             allow = [\"directory_read\"]\n",
+        );
+    }
+    let p = dir.join(name);
+    std::fs::write(&p, t).unwrap();
+    p
+}
+
+fn s(p: &Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
+/// The old server: a pfgate on a store seeded from the CSV (by the CSV import, a different path).
+async fn old_server(dir: &Path) -> (TestServer, PathBuf) {
+    write_tls(dir);
+    let cfg = config(dir, "old.toml", "old.db", true);
+    let seed = dir.join("seed.csv");
+    std::fs::write(&seed, seed_csv()).unwrap();
+    let out = pfgate(
+        vec![
+            "users".into(),
+            "import".into(),
+            s(&seed),
+            "--config".into(),
+            s(&cfg),
+        ],
+        vec![],
+    )
+    .await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    let settings = pfgate::config::load(&cfg).unwrap();
+    (TestServer::start(settings).await, cfg)
+}
+
+/// `users export` of a store: username (lower case) → columns.
+async fn export(cfg: &Path) -> BTreeMap<String, BTreeMap<String, String>> {
+    let out = pfgate(
+        vec!["users".into(), "export".into(), "--config".into(), s(cfg)],
+        vec![],
+    )
+    .await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    let mut r = csv::Reader::from_reader(out.stdout.as_slice());
+    let headers = r.headers().unwrap().clone();
+    r.records()
+        .map(|rec| {
+            let rec = rec.unwrap();
+            let row: BTreeMap<String, String> = headers
+                .iter()
+                .zip(rec.iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect();
+            (row["username"].to_lowercase(), row)
+        })
+        .collect()
+}
+
+fn import_args(url: &str, fp: &str, cfg: &Path, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "users",
+        "import",
+        "--from-sdk",
+        url,
+        "--config",
+        cfg.to_str().unwrap(),
+        "--auth",
+        "ntlm",
+        "--user",
+        "CONTOSO\\migrator",
+        "--pin-sha256",
+        fp,
+        "--page-size",
+        "40",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+fn pw() -> Vec<(String, String)> {
+    vec![("PFGATE_PASSWORD".into(), MIGRATOR_PW.into())]
+}
+
+/// The summary line `name  value`.
+fn summary_value(stdout: &str, name: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(name)
+                .filter(|rest| rest.starts_with("  "))
+                .map(|rest| rest.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no '{name}' in:\n{stdout}"))
+}
+
+fn assert_same_directory(
+    old: &BTreeMap<String, BTreeMap<String, String>>,
+    new: &BTreeMap<String, BTreeMap<String, String>>,
+) {
+    assert_eq!(old.len(), SEEDED);
+    assert_eq!(
+        old.keys().collect::<Vec<_>>(),
+        new.keys().collect::<Vec<_>>()
+    );
+    for (k, o) in old {
+        let n = &new[k];
+        for (col, v) in o {
+            if col == "block_reason" {
+                let expect = if o["blocked"] == "true" {
+                    BLOCK_REASON
+                } else {
+                    ""
+                };
+                assert_eq!(n[col], expect, "{k}: {col}");
+            } else {
+                assert_eq!(&n[col], v, "{k}: {col}");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_a_seeded_directory_and_a_second_run_changes_nothing() {
+    let dir = temp_dir("import-full");
+    let (old, old_cfg) = old_server(&dir).await;
+    let url = old.url();
+    let fp = old.fingerprint();
+    let new_cfg = config(&dir, "new.toml", "new.db", false);
+    let problems = dir.join("problems.csv");
+
+    // Dry run first: nothing written, every user listed as an addition.
+    let out = pfgate(
+        import_args(
+            &url,
+            &fp,
+            &new_cfg,
+            &["--dry-run", "--problems", &s(&problems)],
+        ),
+        pw(),
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("would add "))
+            .count(),
+        SEEDED
+    );
+    assert!(
+        stdout.contains("would add o'brien&co<x>@contoso.com"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("dry run: nothing was written"));
+    assert!(export(&new_cfg).await.is_empty());
+
+    let out = pfgate(
+        import_args(&url, &fp, &new_cfg, &["--problems", &s(&problems)]),
+        pw(),
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert_eq!(summary_value(&stdout, "users listed"), SEEDED.to_string());
+    assert_eq!(summary_value(&stdout, "imported"), SEEDED.to_string());
+    assert_eq!(summary_value(&stdout, "failed"), "0");
+    assert_eq!(
+        summary_value(&stdout, "PINs not migrated"),
+        PIN_USERS.to_string()
+    );
+    assert_eq!(summary_value(&stdout, "OATH secrets not migrated"), "1");
+    assert!(
+        summary_value(&stdout, "listed with").starts_with("FindUsers_4"),
+        "{stdout}"
+    );
+    // Page size 40 for 289 users: the listing had to be sliced.
+    assert!(!summary_value(&stdout, "listed with").contains(" 0 slices split"));
+    assert!(stderr.contains("progress: "), "{stderr}");
+    // No phone number in anything printed or written.
+    let problems_text = std::fs::read_to_string(&problems).unwrap();
+    for t in [&stdout, &stderr, &problems_text] {
+        assert!(!t.contains("42555") && !t.contains("20795"), "{t}");
+    }
+    let mut r = csv::Reader::from_reader(problems_text.as_bytes());
+    let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+    let pins = rows
+        .iter()
+        .filter(|r| &r[1] == "not_migrated" && &r[2] == "pin")
+        .count();
+    assert_eq!(pins, PIN_USERS);
+    assert!(rows
+        .iter()
+        .any(|r| &r[0] == "oath.user@contoso.com" && &r[2] == "oath_secret"));
+
+    let old_dir = export(&old_cfg).await;
+    let first = export(&new_cfg).await;
+    assert_same_directory(&old_dir, &first);
+
+    // Run again: nothing changes.
+    let out = pfgate(
+        import_args(&url, &fp, &new_cfg, &["--problems", &s(&problems)]),
+        pw(),
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert_eq!(summary_value(&stdout, "imported"), "0");
+    assert_eq!(summary_value(&stdout, "updated"), "0");
+    assert_eq!(
+        summary_value(&stdout, "skipped (present)"),
+        SEEDED.to_string()
+    );
+    let problems_text = std::fs::read_to_string(&problems).unwrap();
+    assert!(!problems_text.contains("differs"), "{problems_text}");
+    assert_eq!(export(&new_cfg).await, first);
+
+    // A wrong password: refused, exit 4, nothing written.
+    let other = config(&dir, "other.toml", "other.db", false);
+    let out = pfgate(
+        import_args(&url, &fp, &other, &[]),
+        vec![("PFGATE_PASSWORD".into(), "wrong".into())],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(4), "{:?}", text(&out));
+    assert!(export(&other).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_run_resumes_from_its_checkpoint() {
+    let dir = temp_dir("import-resume");
+    let (old, old_cfg) = old_server(&dir).await;
+    let url = old.url();
+    let fp = old.fingerprint();
+    let new_cfg = config(&dir, "new.toml", "new.db", false);
+    let cp = dir.join("checkpoint.json");
+    let problems = dir.join("problems.csv");
+    let extra = |more: &[&str]| {
+        let mut v = vec!["--since-checkpoint", cp.to_str().unwrap()];
+        v.extend(["--problems", problems.to_str().unwrap()]);
+        v.extend(more);
+        v.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let e1 = extra(&["--max-users", "100"]);
+    let out = pfgate(
+        import_args(
+            &url,
+            &fp,
+            &new_cfg,
+            &e1.iter().map(String::as_str).collect::<Vec<_>>(),
+        ),
+        pw(),
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("stopped after --max-users"), "{stdout}");
+    assert_eq!(summary_value(&stdout, "imported"), "100");
+    assert_eq!(export(&new_cfg).await.len(), 100);
+    assert!(cp.exists());
+
+    let e2 = extra(&[]);
+    let out = pfgate(
+        import_args(
+            &url,
+            &fp,
+            &new_cfg,
+            &e2.iter().map(String::as_str).collect::<Vec<_>>(),
+        ),
+        pw(),
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert_eq!(summary_value(&stdout, "done before (checkpoint)"), "100");
+    assert_eq!(summary_value(&stdout, "read"), (SEEDED - 100).to_string());
+    assert_eq!(
+        summary_value(&stdout, "imported"),
+        (SEEDED - 100).to_string()
+    );
+    assert_same_directory(&export(&old_cfg).await, &export(&new_cfg).await);
+
+    // The checkpoint names its source: another server's is refused.
+    let other_url = url.replace("localhost", "127.0.0.1");
+    let out = pfgate(
+        import_args(
+            &other_url,
+            &fp,
+            &new_cfg,
+            &e2.iter().map(String::as_str).collect::<Vec<_>>(),
+        ),
+        pw(),
+    )
+    .await;
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("belongs to an import from"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_server_without_the_newest_operations_is_read_through_the_older_ones() {
+    let fault = |op: &str| {
+        Rule::new().operation(op).fault(Fault::SoapFault {
+            code: FaultSide::Client,
+            message: format!(
+                "Server did not recognize the value of HTTP Header SOAPAction: \
+                 http://www.phonefactor.com/PfWsSdk/{op}."
+            ),
+        })
+    };
+    let mock = MockServer::builder()
+        .scenario_toml(
+            r#"
+[[users]]
+username = "alice@contoso.com"
+first_name = "Alice"
+country_code = "1"
+phone = "4255550100"
+extension = "77"
+mode = "smsText"
+
+[[users]]
+username = "bob@contoso.com"
+country_code = "1"
+phone = "4255550101"
+enabled = false
+blocked = true
+blocked_reason = "stolen"
+"#,
+        )
+        .rule(fault("FindUsers_4"))
+        .rule(fault("FindUsers_3"))
+        .rule(fault("GetUserSettings_3"))
+        .start()
+        .await;
+    let dir = temp_dir("import-fallback");
+    write_tls(&dir);
+    let new_cfg = config(&dir, "new.toml", "new.db", false);
+    let problems = dir.join("problems.csv");
+    let out = pfgate(
+        vec![
+            "users".into(),
+            "import".into(),
+            "--from-sdk".into(),
+            mock.url(),
+            "--config".into(),
+            s(&new_cfg),
+            "--pin-sha256".into(),
+            mock.fingerprint().unwrap(),
+            "--problems".into(),
+            s(&problems),
+        ],
+        vec![],
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        summary_value(&stdout, "listed with").starts_with("FindUsers3 "),
+        "{stdout}"
+    );
+    assert!(
+        summary_value(&stdout, "read with").starts_with("GetUserSettings_2,"),
+        "{stdout}"
+    );
+    // Each unknown operation was asked once, not once per user.
+    assert_eq!(mock.received("FindUsers_4"), 1);
+    assert_eq!(mock.received("GetUserSettings_3"), 1);
+    let users = export(&new_cfg).await;
+    assert_eq!(
+        users.keys().collect::<Vec<_>>(),
+        vec!["alice@contoso.com", "bob@contoso.com"]
+    );
+    let alice = &users["alice@contoso.com"];
+    assert_eq!(alice["phone"], "4255550100");
+    assert_eq!(alice["extension"], "77");
+    assert_eq!(alice["mode"], "smsText");
+    let bob = &users["bob@contoso.com"];
+    assert_eq!(bob["enabled"], "false");
+    assert_eq!(bob["blocked"], "true");
+}
