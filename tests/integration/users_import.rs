@@ -571,3 +571,165 @@ blocked_reason = "stolen"
     assert_eq!(bob["enabled"], "false");
     assert_eq!(bob["blocked"], "true");
 }
+
+/// An old server of an earlier generation, as a plain local HTTP server: `false` with an Error for
+/// `FindUsers_4` and `GetUserSettings_3`, answers for the older operations. Counts requests per
+/// operation.
+async fn false_answering_old_server() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<BTreeMap<String, usize>>>,
+) {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::TokioIo;
+    let counts = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::<String, usize>::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = counts.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: http::Request<hyper::body::Incoming>| {
+                        let seen = seen.clone();
+                        async move {
+                            let op = req
+                                .headers()
+                                .get("soapaction")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("")
+                                .trim_matches('"')
+                                .rsplit('/')
+                                .next()
+                                .unwrap_or("")
+                                .to_string();
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let body = String::from_utf8_lossy(&body).to_string();
+                            *seen.lock().unwrap().entry(op.clone()).or_default() += 1;
+                            let carol = body.contains("<username>carol@contoso.com</username>");
+                            let ok = "<error><Code>0</Code><Description /></error>";
+                            let inner = match op.as_str() {
+                            "FindUsers_4" | "GetUserSettings_3" => format!(
+                                "<{op}Result>false</{op}Result><error><Code>1</Code>\
+                                 <Description>Not supported in this version</Description></error>"
+                            ),
+                            "FindUsers_3" => format!(
+                                "<{op}Result>true</{op}Result><userRows>\
+                                 <UserRow><Username>carol@contoso.com</Username></UserRow>\
+                                 <UserRow><Username>dave@contoso.com</Username></UserRow>\
+                                 </userRows><resultsComplete>true</resultsComplete>{ok}"
+                            ),
+                            "GetUserSettings_2" => format!(
+                                "<{op}Result>true</{op}Result><userSettings>\
+                                 <FirstName>{}</FirstName><UserGroup>Ops</UserGroup>\
+                                 <CountryCode>1</CountryCode><Phone>0000000000</Phone>\
+                                 <Mode>phoneApp</Mode><PinMode>standard</PinMode>\
+                                 <SmsDirection>oneWay</SmsDirection><SmsMode>otp</SmsMode>\
+                                 <PhoneAppMode>pin</PhoneAppMode><Enabled>{}</Enabled>\
+                                 <DisabledBehavior>succeed</DisabledBehavior>\
+                                 </userSettings>{ok}",
+                                if carol { "Carol" } else { "Dave" },
+                                if carol { "true" } else { "false" }
+                            ),
+                            "GetPhone" => format!(
+                                "<{op}Result>true</{op}Result><userPhone><CountryCode>+1</CountryCode>\
+                                 <Phone>4255550142</Phone><Extension>5</Extension>\
+                                 <BackupCountryCode>49</BackupCountryCode><BackupPhone>301234567</BackupPhone>\
+                                 <BackupExtension /></userPhone>{ok}"
+                            ),
+                            "UserIsBlocked" if carol => format!("<{op}Result>true</{op}Result>{ok}"),
+                            "UserIsBlocked" => format!(
+                                "<{op}Result>false</{op}Result><error><Code>133</Code>\
+                                 <Description>USER_NOT_CURRENTLY_BLOCKED</Description></error>"
+                            ),
+                            _ => String::new(),
+                        };
+                            let envelope = format!(
+                            "<?xml version=\"1.0\" encoding=\"utf-8\"?><soap:Envelope \
+                             xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body>\
+                             <{op}Response xmlns=\"{NS}\">{inner}</{op}Response></soap:Body></soap:Envelope>"
+                        );
+                            Ok::<_, std::convert::Infallible>(
+                                http::Response::builder()
+                                    .header("content-type", "text/xml; charset=utf-8")
+                                    .body(Full::new(bytes::Bytes::from(envelope)))
+                                    .unwrap(),
+                            )
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    (addr, counts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_server_answering_false_for_the_newest_operations_is_read_through_the_older_ones() {
+    let (addr, counts) = false_answering_old_server().await;
+    let dir = temp_dir("import-false");
+    write_tls(&dir);
+    let new_cfg = config(&dir, "new.toml", "new.db", false);
+    let problems = dir.join("problems.csv");
+    let out = pfgate(
+        vec![
+            "users".into(),
+            "import".into(),
+            "--from-sdk".into(),
+            format!("http://{addr}{SDK_PATH}"),
+            "--config".into(),
+            s(&new_cfg),
+            "--problems".into(),
+            s(&problems),
+        ],
+        vec![],
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        summary_value(&stdout, "listed with").starts_with("FindUsers_3 "),
+        "{stdout}"
+    );
+    assert!(
+        summary_value(&stdout, "read with").starts_with("GetUserSettings_2,"),
+        "{stdout}"
+    );
+    let counts = counts.lock().unwrap().clone();
+    // A listing generation that fails is not asked again; a settings generation that answers
+    // false is retried for each user (the error could have been about that user).
+    assert_eq!(counts.get("FindUsers_4"), Some(&1), "{counts:?}");
+    assert_eq!(counts.get("GetUserSettings_3"), Some(&2), "{counts:?}");
+    assert_eq!(counts.get("GetUserSettings_2"), Some(&2), "{counts:?}");
+    let users = export(&new_cfg).await;
+    assert_eq!(
+        users.keys().collect::<Vec<_>>(),
+        vec!["carol@contoso.com", "dave@contoso.com"]
+    );
+    let carol = &users["carol@contoso.com"];
+    // GetPhone's numbers win over the settings' copy; the `+` of a country code is dropped.
+    for (col, want) in [
+        ("first_name", "Carol"),
+        ("user_group", "Ops"),
+        ("country_code", "1"),
+        ("phone", "4255550142"),
+        ("extension", "5"),
+        ("backup_country_code", "49"),
+        ("backup_phone", "301234567"),
+        ("mode", "phoneApp"),
+        ("phone_app_mode", "pin"),
+        ("sms_direction", "oneWay"),
+        ("disabled_behavior", "succeed"),
+        ("enabled", "true"),
+        ("blocked", "true"),
+        ("block_reason", BLOCK_REASON),
+    ] {
+        assert_eq!(carol[col], want, "carol {col}");
+    }
+    let dave = &users["dave@contoso.com"];
+    assert_eq!(dave["enabled"], "false");
+    assert_eq!(dave["blocked"], "false");
+}
