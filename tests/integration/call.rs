@@ -9,14 +9,15 @@ use std::process::Output;
 
 use pfgate::auth::basic::BasicAccount;
 use pfgate::auth::policy::{OperationGroup, Policy, PrincipalRule};
-use pfgate::config::{AuthSettings, NtlmAccountSection, NtlmSettings, Settings};
+use pfgate::config::{AuthSettings, Settings};
 use pfgate::testing::{Fault, FaultSide, MockServer, Rule};
 
+use crate::callers::Pki;
 use crate::cli::temp_dir;
+use crate::ntlm::{ntlm_server, PASSWORD};
 use crate::support::*;
 
 const BASIC_PW: &str = "Adfs&Pa55 w0rd";
-const NTLM_PW: &str = "M1m-Service!pw";
 
 /// Runs the binary off the runtime's worker threads (the server under test runs on them).
 pub(crate) async fn pfgate(args: Vec<String>, env: Vec<(String, String)>) -> Output {
@@ -165,35 +166,6 @@ async fn basic_over_tls_prints_the_decoded_answer_and_refusals_exit_4() {
     assert!(stderr.contains("refusing Basic"), "{stderr}");
 }
 
-async fn ntlm_server(d: &Path) -> TestServer {
-    let pwf = d.join("mim.password");
-    std::fs::write(&pwf, format!("{NTLM_PW}\n")).unwrap();
-    let mut s = Settings::demo("127.0.0.1:0".parse().unwrap());
-    s.allow_anonymous = false;
-    s.auth = AuthSettings {
-        ntlm: Some(NtlmSettings {
-            netbios_domain: "CONTOSO".into(),
-            netbios_computer: "PFGATE".into(),
-            dns_domain: "contoso.com".into(),
-            dns_computer: "localhost".into(),
-            accounts: vec![NtlmAccountSection {
-                principal: "CONTOSO\\mimservice".into(),
-                password_file: Some(pwf),
-                ..NtlmAccountSection::default()
-            }],
-        }),
-        policy: Policy::new(vec![PrincipalRule {
-            name: "CONTOSO\\mimservice".into(),
-            allow: vec![
-                OperationGroup::Authentication,
-                OperationGroup::DirectoryRead,
-            ],
-        }]),
-        ..AuthSettings::default()
-    };
-    TestServer::start(s).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ntlm_v2_against_pfgates_acceptor_and_a_wrong_password() {
     let d = temp_dir("call-ntlm");
@@ -203,9 +175,9 @@ async fn ntlm_v2_against_pfgates_acceptor_and_a_wrong_password() {
         args(&[
             "call",
             &s.url(),
-            "GetPhone",
+            "CanonicalizeUser",
             "--param",
-            "username=bob@contoso.com",
+            "username=BOB@contoso.com",
             "--auth",
             "ntlm",
             "--user",
@@ -215,16 +187,15 @@ async fn ntlm_v2_against_pfgates_acceptor_and_a_wrong_password() {
             "--json",
         ])
     };
-    let out = pfgate(call("CONTOSO\\mimservice"), pw(NTLM_PW)).await;
+    let out = pfgate(call("CONTOSO\\mimservice"), pw(PASSWORD)).await;
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    assert_eq!(v["GetPhoneResult"], true);
-    assert_eq!(v["userPhone"]["Phone"], "4255550101");
-    assert_eq!(v["userPhone"]["CountryCode"], "1");
+    assert_eq!(v["CanonicalizeUserResult"], true);
+    assert_eq!(v["canonicalUsername"], "bob@contoso.com");
 
     // The user name is case-insensitive for NTLM (NTOWFv2 upper-cases it).
-    let out = pfgate(call("contoso\\MIMService"), pw(NTLM_PW)).await;
+    let out = pfgate(call("contoso\\MIMService"), pw(PASSWORD)).await;
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
 
     let out = pfgate(call("CONTOSO\\mimservice"), pw("M1m-Service!pW")).await;
@@ -236,7 +207,7 @@ async fn ntlm_v2_against_pfgates_acceptor_and_a_wrong_password() {
     );
     assert!(!stderr.contains("M1m-Service"));
 
-    let out = pfgate(call("CONTOSO\\nobody"), pw(NTLM_PW)).await;
+    let out = pfgate(call("CONTOSO\\nobody"), pw(PASSWORD)).await;
     assert_eq!(out.status.code(), Some(4), "{:?}", text(&out));
 
     // No credentials at all: the server's 401 is reported, exit 4.
@@ -250,38 +221,13 @@ async fn ntlm_v2_against_pfgates_acceptor_and_a_wrong_password() {
     assert!(stderr.contains("none were sent"), "{stderr}");
 }
 
-struct Pki {
-    ca_pem: String,
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-}
-
-impl Pki {
-    fn new(name: &str) -> Self {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        Self {
-            ca_pem: cert.pem(),
-            issuer: rcgen::Issuer::new(params, key),
-        }
-    }
-
-    fn client(&self, cn: &str, dir: &Path) -> (Vec<u8>, PathBuf, PathBuf) {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, cn);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let (c, k) = (dir.join(format!("{cn}.pem")), dir.join(format!("{cn}.key")));
-        std::fs::write(&c, cert.pem()).unwrap();
-        std::fs::write(&k, key.serialize_pem()).unwrap();
-        (cert.der().to_vec(), c, k)
-    }
+/// A client certificate of `pki` written to `dir` as PEM files: (DER, certificate, key).
+fn client_cert(pki: &Pki, cn: &str, dir: &Path) -> (Vec<u8>, PathBuf, PathBuf) {
+    let (der, pem, key) = pki.client(cn, false);
+    let (c, k) = (dir.join(format!("{cn}.pem")), dir.join(format!("{cn}.key")));
+    std::fs::write(&c, pem).unwrap();
+    std::fs::write(&k, key).unwrap();
+    (der, c, k)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,8 +236,8 @@ async fn client_certificate_maps_to_a_principal_and_an_unmapped_one_is_refused()
     let pki = Pki::new("Contoso Issuing CA");
     let ca_file = d.join("ca.pem");
     std::fs::write(&ca_file, &pki.ca_pem).unwrap();
-    let (der, cert, key) = pki.client("adfs01.contoso.com", &d);
-    let (_, other_cert, other_key) = pki.client("someone-else", &d);
+    let (der, cert, key) = client_cert(&pki, "adfs01.contoso.com", &d);
+    let (_, other_cert, other_key) = client_cert(&pki, "someone-else", &d);
     let mut settings = basic_server_settings();
     settings.auth.client_ca_file = Some(ca_file);
     settings.auth.certificate_map = vec![pfgate::auth::client_cert::CertificateMapping {

@@ -220,13 +220,13 @@ async fn identity_header_only_from_trusted_proxies() {
 }
 
 /// A CA and certificates it signs, made at run time (nothing of value is committed).
-struct Pki {
-    ca_pem: String,
+pub(crate) struct Pki {
+    pub(crate) ca_pem: String,
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
 }
 
 impl Pki {
-    fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         params
@@ -241,7 +241,7 @@ impl Pki {
     }
 
     /// A client certificate; `expired` dates it in the past.
-    fn client(&self, cn: &str, expired: bool) -> (Vec<u8>, String, String) {
+    pub(crate) fn client(&self, cn: &str, expired: bool) -> (Vec<u8>, String, String) {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params
             .distinguished_name

@@ -13,7 +13,7 @@ use pfgate::config::{AuthSettings, NtlmAccountSection, NtlmSettings, Settings};
 
 use crate::support::*;
 
-const PASSWORD: &str = "M1m-Service!pw";
+pub(crate) const PASSWORD: &str = "M1m-Service!pw";
 
 fn required() -> bool {
     std::env::var("PFGATE_REQUIRE_INTEROP").as_deref() == Ok("1")
@@ -30,7 +30,7 @@ fn dir(tag: &str) -> PathBuf {
     d
 }
 
-async fn ntlm_server(d: &std::path::Path) -> TestServer {
+pub(crate) async fn ntlm_server(d: &std::path::Path) -> TestServer {
     let pw = d.join("mim.password");
     std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
     let mut s = Settings::demo("127.0.0.1:0".parse().unwrap());

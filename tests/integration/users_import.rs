@@ -269,6 +269,27 @@ fn import_args(url: &str, fp: &str, cfg: &Path, extra: &[&str]) -> Vec<String> {
     a
 }
 
+/// An import without HTTP authentication (the old servers of the fallback tests admit anyone).
+async fn import_anonymous(
+    url: &str,
+    cfg: &Path,
+    problems: &Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut a: Vec<String> = vec![
+        "users".into(),
+        "import".into(),
+        "--from-sdk".into(),
+        url.into(),
+        "--config".into(),
+        s(cfg),
+        "--problems".into(),
+        s(problems),
+    ];
+    a.extend(extra.iter().map(|e| e.to_string()));
+    pfgate(a, vec![]).await
+}
+
 fn pw() -> Vec<(String, String)> {
     vec![("PFGATE_PASSWORD".into(), MIGRATOR_PW.into())]
 }
@@ -529,20 +550,11 @@ blocked_reason = "stolen"
     write_tls(&dir);
     let new_cfg = config(&dir, "new.toml", "new.db", false);
     let problems = dir.join("problems.csv");
-    let out = pfgate(
-        vec![
-            "users".into(),
-            "import".into(),
-            "--from-sdk".into(),
-            mock.url(),
-            "--config".into(),
-            s(&new_cfg),
-            "--pin-sha256".into(),
-            mock.fingerprint().unwrap(),
-            "--problems".into(),
-            s(&problems),
-        ],
-        vec![],
+    let out = import_anonymous(
+        &mock.url(),
+        &new_cfg,
+        &problems,
+        &["--pin-sha256", &mock.fingerprint().unwrap()],
     )
     .await;
     let (stdout, stderr) = text(&out);
@@ -674,18 +686,11 @@ async fn an_old_server_answering_false_for_the_newest_operations_is_read_through
     write_tls(&dir);
     let new_cfg = config(&dir, "new.toml", "new.db", false);
     let problems = dir.join("problems.csv");
-    let out = pfgate(
-        vec![
-            "users".into(),
-            "import".into(),
-            "--from-sdk".into(),
-            format!("http://{addr}{SDK_PATH}"),
-            "--config".into(),
-            s(&new_cfg),
-            "--problems".into(),
-            s(&problems),
-        ],
-        vec![],
+    let out = import_anonymous(
+        &format!("http://{addr}{SDK_PATH}"),
+        &new_cfg,
+        &problems,
+        &[],
     )
     .await;
     let (stdout, stderr) = text(&out);
