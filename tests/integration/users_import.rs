@@ -428,6 +428,67 @@ async fn copies_a_seeded_directory_and_a_second_run_changes_nothing() {
     assert!(!problems_text.contains("differs"), "{problems_text}");
     assert_eq!(export(&new_cfg).await, first);
 
+    // Changed in pfgate meanwhile (by the CSV import): kept and reported without --update,
+    // replaced by the old server's values with it.
+    let changed = dir.join("changed.csv");
+    std::fs::write(
+        &changed,
+        "username,country_code,phone,mode,enabled\nuser001@contoso.com,1,4255559999,voiceCall,false\n",
+    )
+    .unwrap();
+    let out = pfgate(
+        vec![
+            "users".into(),
+            "import".into(),
+            s(&changed),
+            "--config".into(),
+            s(&new_cfg),
+            "--update".into(),
+        ],
+        vec![],
+    )
+    .await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    let out = pfgate(
+        import_args(&url, &fp, &new_cfg, &["--problems", &s(&problems)]),
+        pw(),
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert_eq!(summary_value(&stdout, "updated"), "0");
+    let problems_text = std::fs::read_to_string(&problems).unwrap();
+    let differs: Vec<&str> = problems_text
+        .lines()
+        .filter(|l| l.contains(",differs,"))
+        .collect();
+    assert_eq!(differs.len(), 1, "{problems_text}");
+    assert!(
+        differs[0].starts_with("user001@contoso.com,"),
+        "{differs:?}"
+    );
+    for f in ["first_name", "phone", "mode", "enabled"] {
+        assert!(differs[0].contains(f), "{differs:?}");
+    }
+    assert_eq!(
+        export(&new_cfg).await["user001@contoso.com"]["phone"],
+        "4255559999"
+    );
+    let out = pfgate(
+        import_args(
+            &url,
+            &fp,
+            &new_cfg,
+            &["--update", "--problems", &s(&problems)],
+        ),
+        pw(),
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert_eq!(summary_value(&stdout, "updated"), "1");
+    assert_eq!(export(&new_cfg).await, first);
+
     // A wrong password: refused, exit 4, nothing written.
     let other = config(&dir, "other.toml", "other.db", false);
     let out = pfgate(
