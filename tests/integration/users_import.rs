@@ -269,6 +269,14 @@ fn import_args(url: &str, fp: &str, cfg: &Path, extra: &[&str]) -> Vec<String> {
     a
 }
 
+/// Runs an NTLM import that must succeed; its standard output and error.
+async fn import_ok(args: Vec<String>) -> (String, String) {
+    let out = pfgate(args, pw()).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    (stdout, stderr)
+}
+
 /// An import without HTTP authentication (the old servers of the fallback tests admit anyone).
 async fn import_anonymous(
     url: &str,
@@ -342,18 +350,13 @@ async fn copies_a_seeded_directory_and_a_second_run_changes_nothing() {
     let problems = dir.join("problems.csv");
 
     // Dry run first: nothing written, every user listed as an addition.
-    let out = pfgate(
-        import_args(
-            &url,
-            &fp,
-            &new_cfg,
-            &["--dry-run", "--problems", &s(&problems)],
-        ),
-        pw(),
-    )
+    let (stdout, _) = import_ok(import_args(
+        &url,
+        &fp,
+        &new_cfg,
+        &["--dry-run", "--problems", &s(&problems)],
+    ))
     .await;
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     assert_eq!(
         stdout
             .lines()
@@ -368,13 +371,13 @@ async fn copies_a_seeded_directory_and_a_second_run_changes_nothing() {
     assert!(stdout.contains("dry run: nothing was written"));
     assert!(export(&new_cfg).await.is_empty());
 
-    let out = pfgate(
-        import_args(&url, &fp, &new_cfg, &["--problems", &s(&problems)]),
-        pw(),
-    )
+    let (stdout, stderr) = import_ok(import_args(
+        &url,
+        &fp,
+        &new_cfg,
+        &["--problems", &s(&problems)],
+    ))
     .await;
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     assert_eq!(summary_value(&stdout, "users listed"), SEEDED.to_string());
     assert_eq!(summary_value(&stdout, "imported"), SEEDED.to_string());
     assert_eq!(summary_value(&stdout, "failed"), "0");
@@ -411,13 +414,13 @@ async fn copies_a_seeded_directory_and_a_second_run_changes_nothing() {
     assert_same_directory(&old_dir, &first);
 
     // Run again: nothing changes.
-    let out = pfgate(
-        import_args(&url, &fp, &new_cfg, &["--problems", &s(&problems)]),
-        pw(),
-    )
+    let (stdout, _) = import_ok(import_args(
+        &url,
+        &fp,
+        &new_cfg,
+        &["--problems", &s(&problems)],
+    ))
     .await;
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     assert_eq!(summary_value(&stdout, "imported"), "0");
     assert_eq!(summary_value(&stdout, "updated"), "0");
     assert_eq!(
@@ -449,13 +452,13 @@ async fn copies_a_seeded_directory_and_a_second_run_changes_nothing() {
     )
     .await;
     assert!(out.status.success(), "{:?}", text(&out));
-    let out = pfgate(
-        import_args(&url, &fp, &new_cfg, &["--problems", &s(&problems)]),
-        pw(),
-    )
+    let (stdout, _) = import_ok(import_args(
+        &url,
+        &fp,
+        &new_cfg,
+        &["--problems", &s(&problems)],
+    ))
     .await;
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     assert_eq!(summary_value(&stdout, "updated"), "0");
     let problems_text = std::fs::read_to_string(&problems).unwrap();
     let differs: Vec<&str> = problems_text
@@ -474,18 +477,13 @@ async fn copies_a_seeded_directory_and_a_second_run_changes_nothing() {
         export(&new_cfg).await["user001@contoso.com"]["phone"],
         "4255559999"
     );
-    let out = pfgate(
-        import_args(
-            &url,
-            &fp,
-            &new_cfg,
-            &["--update", "--problems", &s(&problems)],
-        ),
-        pw(),
-    )
+    let (stdout, _) = import_ok(import_args(
+        &url,
+        &fp,
+        &new_cfg,
+        &["--update", "--problems", &s(&problems)],
+    ))
     .await;
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     assert_eq!(summary_value(&stdout, "updated"), "1");
     assert_eq!(export(&new_cfg).await, first);
 
@@ -516,36 +514,26 @@ async fn an_interrupted_run_resumes_from_its_checkpoint() {
         v.iter().map(|s| s.to_string()).collect::<Vec<_>>()
     };
     let e1 = extra(&["--max-users", "100"]);
-    let out = pfgate(
-        import_args(
-            &url,
-            &fp,
-            &new_cfg,
-            &e1.iter().map(String::as_str).collect::<Vec<_>>(),
-        ),
-        pw(),
-    )
+    let (stdout, _) = import_ok(import_args(
+        &url,
+        &fp,
+        &new_cfg,
+        &e1.iter().map(String::as_str).collect::<Vec<_>>(),
+    ))
     .await;
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("stopped after --max-users"), "{stdout}");
     assert_eq!(summary_value(&stdout, "imported"), "100");
     assert_eq!(export(&new_cfg).await.len(), 100);
     assert!(cp.exists());
 
     let e2 = extra(&[]);
-    let out = pfgate(
-        import_args(
-            &url,
-            &fp,
-            &new_cfg,
-            &e2.iter().map(String::as_str).collect::<Vec<_>>(),
-        ),
-        pw(),
-    )
+    let (stdout, _) = import_ok(import_args(
+        &url,
+        &fp,
+        &new_cfg,
+        &e2.iter().map(String::as_str).collect::<Vec<_>>(),
+    ))
     .await;
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     assert_eq!(summary_value(&stdout, "done before (checkpoint)"), "100");
     assert_eq!(summary_value(&stdout, "read"), (SEEDED - 100).to_string());
     assert_eq!(
