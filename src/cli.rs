@@ -558,7 +558,10 @@ pub fn run(cli: Cli) -> ExitCode {
                             .parse()
                             .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8443)))
                     });
-                    Settings::demo(addr)
+                    let mut s = Settings::demo(addr);
+                    // Demo mode has the admin listener too, on loopback: metrics are part of trying pfgate out.
+                    s.admin = config::AdminSettings::default_on();
+                    s
                 }
                 (None, false) => {
                     eprintln!(
@@ -764,6 +767,9 @@ async fn serve(settings: Settings, reload: Option<(PathBuf, crate::reload::Adjus
     }
     if let Some(tls) = &running.tls {
         println!("TLS certificate SHA-256 fingerprint: {}", tls.fingerprint());
+    }
+    if let Some(addr) = running.admin_addr {
+        println!("pfgate admin listener on http://{addr} (/healthz, /readyz, /metrics)");
     }
     if demo {
         tracing::warn!(

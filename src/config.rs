@@ -48,6 +48,60 @@ pub struct FileConfig {
     pub breaker: BreakerSection,
     /// `[audit]`: the hash-chained audit trail file.
     pub audit: Option<AuditSection>,
+    /// `[admin]`: the admin listener (`/healthz`, `/readyz`, `/metrics`).
+    #[serde(default)]
+    pub admin: AdminSection,
+}
+
+/// `[admin]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// `false` switches the admin listener off (default `true`).
+    pub enabled: Option<bool>,
+    /// Address (default `127.0.0.1:9473`).
+    pub listen: Option<String>,
+    /// A file holding a bearer token every admin request except `/healthz` must send; required
+    /// when `listen` is not a loopback address.
+    pub token_file: Option<PathBuf>,
+}
+
+/// The admin listener's address when `[admin] listen` is not given.
+pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
+    SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9473);
+
+/// The admin listener as configured.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct AdminSettings {
+    /// Where to listen; `None`: no admin listener.
+    pub listen: Option<SocketAddr>,
+    /// True when the address was configured: then a bind failure stops the start. The default
+    /// address only warns, so a second instance on one host (or a port already taken) still serves
+    /// authentications.
+    pub required: bool,
+    /// The bearer token, if configured.
+    pub token: Option<String>,
+}
+
+impl AdminSettings {
+    /// On at the default address, not required (`pfgate serve` without `[admin]`, demo mode).
+    pub fn default_on() -> Self {
+        Self {
+            listen: Some(DEFAULT_ADMIN_LISTEN),
+            required: false,
+            token: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for AdminSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSettings")
+            .field("listen", &self.listen)
+            .field("required", &self.required)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// `[audit]`
@@ -556,6 +610,8 @@ pub struct Settings {
     pub breaker: crate::providers::router::BreakerSettings,
     /// The hash-chained audit trail, if configured.
     pub audit: Option<crate::audit_trail::AuditTrailSettings>,
+    /// The admin listener (off in [`Settings::demo`]; `pfgate serve` turns it on).
+    pub admin: AdminSettings,
 }
 
 /// The demo listener when `--listen` is not given.
@@ -586,6 +642,7 @@ impl Settings {
             routes: Vec::new(),
             breaker: crate::providers::router::BreakerSettings::default(),
             audit: None,
+            admin: AdminSettings::default(),
         }
     }
 }
@@ -1155,6 +1212,8 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
         }
     };
 
+    let admin = admin_settings(&file.admin, &resolve, &mut problem);
+
     if !problems.is_empty() {
         return Err(ConfigErrors(problems));
     }
@@ -1175,7 +1234,68 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
         routes: file.routes,
         breaker,
         audit,
+        admin,
     })
+}
+
+/// `[admin]`: on by default on loopback; off the loopback only with a bearer token, because
+/// metrics and readiness name providers, routes and traffic (no user data, but a map of the
+/// service for anyone who can reach it).
+fn admin_settings(
+    a: &AdminSection,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    problem: &mut dyn FnMut(&str, String),
+) -> AdminSettings {
+    if a.enabled == Some(false) {
+        return AdminSettings::default();
+    }
+    let listen = match &a.listen {
+        None => DEFAULT_ADMIN_LISTEN,
+        Some(s) => match s.parse::<SocketAddr>() {
+            Ok(addr) => addr,
+            Err(_) => {
+                problem(
+                    "admin.listen",
+                    format!("'{s}' is not an address:port such as 127.0.0.1:9473"),
+                );
+                return AdminSettings::default();
+            }
+        },
+    };
+    let token = match &a.token_file {
+        None => None,
+        Some(p) => match std::fs::read_to_string(resolve(p)) {
+            Ok(t) if t.trim().len() >= 16 => Some(t.trim().to_string()),
+            Ok(_) => {
+                problem(
+                    "admin.token_file",
+                    "the token must be at least 16 characters (e.g. `openssl rand -hex 32`)".into(),
+                );
+                None
+            }
+            Err(e) => {
+                problem(
+                    "admin.token_file",
+                    format!("cannot read {}: {e}", resolve(p).display()),
+                );
+                None
+            }
+        },
+    };
+    if !listen.ip().is_loopback() && token.is_none() && a.token_file.is_none() {
+        problem(
+            "admin.listen",
+            format!(
+                "{listen} is not a loopback address: set admin.token_file (a bearer token every \
+                 request must send) or listen on 127.0.0.1"
+            ),
+        );
+    }
+    AdminSettings {
+        listen: Some(listen),
+        required: a.listen.is_some(),
+        token,
+    }
 }
 
 /// Why `spn` is not a usable `[auth.kerberos] service_principal`, if it is not. The realm is

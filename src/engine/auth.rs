@@ -208,6 +208,9 @@ impl Engine {
         input: AuthInput<'_>,
     ) -> AuthDecision {
         let started = Instant::now();
+        // Counted for the whole decision, provider wait included; the guard also ends the count
+        // when the caller goes away and the future is dropped.
+        let _inflight = crate::metrics::global().auth_started();
         let (decision, phone, provider) = self.decide(ctx, &input).await;
         let kind = if decision.success {
             AuditKind::SecondFactorCompleted

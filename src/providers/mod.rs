@@ -106,4 +106,9 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     async fn healthy(&self) -> bool {
         true
     }
+    /// Per-route health for the admin listener's `/readyz`; only the router has routes, so every
+    /// other provider keeps this default and is reported as the one provider of one route.
+    async fn route_health(&self) -> Option<Vec<router::RouteHealth>> {
+        None
+    }
 }

@@ -20,6 +20,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::{AuthAttempt, Provider, Verdict};
+use crate::metrics::{BreakerKind, ProviderMetrics, VerdictLabel};
 use crate::pfwssdk::wire::WireEnum;
 use crate::pfwssdk::Mode3;
 
@@ -177,17 +178,39 @@ pub enum BreakerState {
     HalfOpen,
 }
 
+impl BreakerState {
+    /// The state without its details, as metrics and readiness report it.
+    pub fn kind(&self) -> BreakerKind {
+        match self {
+            BreakerState::Closed { .. } => BreakerKind::Closed,
+            BreakerState::Open { .. } => BreakerKind::Open,
+            BreakerState::HalfOpen => BreakerKind::HalfOpen,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Breaker {
     state: Mutex<BreakerState>,
     settings: BreakerSettings,
+    /// The provider's counters (calls, verdicts, breaker state and transitions).
+    metrics: Arc<ProviderMetrics>,
 }
 
 impl Breaker {
-    fn new(settings: BreakerSettings) -> Self {
+    fn new(settings: BreakerSettings, metrics: Arc<ProviderMetrics>) -> Self {
+        metrics.reset_state(BreakerKind::Closed);
         Self {
             state: Mutex::new(BreakerState::Closed { failures: 0 }),
             settings,
+            metrics,
+        }
+    }
+
+    /// Records a change of state kind (not a failure counted while closed).
+    fn moved(&self, from: BreakerState, to: BreakerState) {
+        if from.kind() != to.kind() {
+            self.metrics.transition(to.kind());
         }
     }
 
@@ -204,6 +227,7 @@ impl Breaker {
         match *s {
             BreakerState::Closed { .. } => true,
             BreakerState::Open { until } if now >= until => {
+                self.moved(*s, BreakerState::HalfOpen);
                 *s = BreakerState::HalfOpen;
                 true
             }
@@ -211,9 +235,21 @@ impl Breaker {
         }
     }
 
+    /// True if a call may go out now, without taking the half-open probe slot. For asking a
+    /// provider whether it runs code flows at all (`start_verification`): most answer "no"
+    /// without any call, and such a question must not leave the breaker half-open with no probe
+    /// in flight — that would refuse every later call for good.
+    fn would_admit(&self, now: Instant) -> bool {
+        match *self.lock() {
+            BreakerState::Closed { .. } => true,
+            BreakerState::Open { until } => now >= until,
+            BreakerState::HalfOpen => false,
+        }
+    }
+
     fn record(&self, ok: bool, now: Instant) {
         let mut s = self.lock();
-        *s = match (*s, ok) {
+        let next = match (*s, ok) {
             (_, true) => BreakerState::Closed { failures: 0 },
             (BreakerState::Closed { failures }, false)
                 if failures + 1 < self.settings.failure_threshold =>
@@ -226,6 +262,14 @@ impl Breaker {
                 until: now + self.settings.cooldown,
             },
         };
+        self.moved(*s, next);
+        *s = next;
+    }
+
+    /// Counts a call's verdict and feeds it to the breaker.
+    fn finish(&self, verdict: &Verdict) {
+        self.metrics.call(VerdictLabel::of(verdict));
+        self.record(!matches!(verdict, Verdict::Failed(_)), Instant::now());
     }
 }
 
@@ -277,7 +321,10 @@ impl Router {
         }
         let breakers = providers
             .keys()
-            .map(|k| (k.clone(), Breaker::new(breaker)))
+            .map(|k| {
+                let metrics = crate::metrics::global().provider(k);
+                (k.clone(), Breaker::new(breaker, metrics))
+            })
             .collect();
         Ok(Self {
             routes: built,
@@ -318,15 +365,15 @@ impl Provider for Router {
         let mut reasons = Vec::new();
         for (name, provider) in &route.providers {
             let breaker = self.breakers.get(name);
-            if breaker.is_some_and(|b| !b.admit(Instant::now())) {
+            if let Some(b) = breaker.filter(|b| !b.would_admit(Instant::now())) {
+                b.metrics.skipped();
                 reasons.push(format!("{name}: circuit open"));
                 continue;
             }
             // The route's first available provider decides whether this is a code flow.
             let (_, verdict) = provider.start_verification(attempt).await?;
-            let failed = matches!(verdict, Verdict::Failed(_));
             if let Some(b) = breaker {
-                b.record(!failed, Instant::now());
+                b.finish(&verdict);
             }
             match verdict {
                 Verdict::Failed(reason) => reasons.push(format!("{name}: {reason}")),
@@ -354,6 +401,32 @@ impl Provider for Router {
         Verdict::Failed(format!("no provider named {provider}"))
     }
 
+    async fn route_health(&self) -> Option<Vec<RouteHealth>> {
+        let mut checked: HashMap<&str, ProviderHealth> = HashMap::new();
+        let mut out = Vec::with_capacity(self.routes.len());
+        for (index, r) in self.routes.iter().enumerate() {
+            let mut providers = Vec::with_capacity(r.providers.len());
+            for (name, p) in &r.providers {
+                let health = match checked.get(name.as_str()) {
+                    Some(h) => h.clone(),
+                    None => {
+                        let h = self.provider_health(name, p.as_ref()).await;
+                        checked.insert(name, h.clone());
+                        h
+                    }
+                };
+                providers.push(health);
+            }
+            out.push(RouteHealth {
+                index,
+                description: r.settings.describe(),
+                healthy: providers.iter().any(|p| p.healthy),
+                providers,
+            });
+        }
+        Some(out)
+    }
+
     async fn healthy(&self) -> bool {
         // Ready when every route has at least one provider that answers and is not open.
         for r in &self.routes {
@@ -373,6 +446,83 @@ impl Provider for Router {
     }
 }
 
+/// How long one provider's own health check may take in a readiness report: a provider that
+/// does not answer its health check within it is reported unreachable.
+pub const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One provider in a readiness report (`/readyz` on the admin listener).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProviderHealth {
+    /// The provider's name (`[providers.NAME]`).
+    pub name: String,
+    /// `closed`, `open` or `half_open`; `none` for a provider without a breaker.
+    pub breaker: &'static str,
+    /// The provider's own health check (`null` when it was not asked: its breaker refuses calls).
+    pub reachable: Option<bool>,
+    /// Usable now: the breaker does not refuse calls and the health check passed.
+    pub healthy: bool,
+}
+
+/// One route in a readiness report.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RouteHealth {
+    /// Position in `[[routes]]`, from 0.
+    pub index: usize,
+    /// What the route matches, in words.
+    pub description: String,
+    /// True when at least one of its providers is healthy.
+    pub healthy: bool,
+    /// Its providers, in order.
+    pub providers: Vec<ProviderHealth>,
+}
+
+impl RouteSettings {
+    /// What the route matches, as `match_x=value` pairs, or `every authentication`.
+    pub fn describe(&self) -> String {
+        let parts: Vec<String> = [
+            ("match_username", &self.match_username),
+            ("match_group", &self.match_group),
+            ("match_country_code", &self.match_country_code),
+            ("match_mode", &self.match_mode),
+            ("match_caller", &self.match_caller),
+        ]
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+        .collect();
+        if parts.is_empty() {
+            "every authentication".into()
+        } else {
+            parts.join(" ")
+        }
+    }
+}
+
+impl Router {
+    /// One provider's health: a breaker refusing calls (open, cooldown not over) makes it
+    /// unhealthy without asking it; otherwise its own health check decides. A breaker whose
+    /// cooldown is over counts as usable: the next call is its probe.
+    async fn provider_health(&self, name: &str, provider: &dyn Provider) -> ProviderHealth {
+        let state = self.breaker_state(name);
+        let refusing =
+            matches!(state, Some(BreakerState::Open { until }) if until > Instant::now());
+        let reachable = if refusing {
+            None
+        } else {
+            Some(
+                tokio::time::timeout(HEALTH_CHECK_TIMEOUT, provider.healthy())
+                    .await
+                    .unwrap_or(false),
+            )
+        };
+        ProviderHealth {
+            name: name.to_string(),
+            breaker: state.map_or("none", |s| s.kind().label()),
+            reachable,
+            healthy: !refusing && reachable == Some(true),
+        }
+    }
+}
+
 type Call<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Verdict> + Send + 'a>>;
 
 impl Router {
@@ -388,14 +538,14 @@ impl Router {
             let breaker = self.breakers.get(name);
             if let Some(b) = breaker {
                 if !b.admit(Instant::now()) {
+                    b.metrics.skipped();
                     reasons.push(format!("{name}: circuit open"));
                     continue;
                 }
             }
             let verdict = call(provider, attempt).await;
-            let failed = matches!(verdict, Verdict::Failed(_));
             if let Some(b) = breaker {
-                b.record(!failed, Instant::now());
+                b.finish(&verdict);
             }
             match verdict {
                 Verdict::Failed(reason) => {
@@ -601,6 +751,34 @@ mod tests {
         // Half-open probe succeeds: closed again.
         assert_eq!(r.authenticate(&attempt("u", "")).await, Verdict::Approved);
         assert_eq!(a.calls.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            r.breaker_state("a"),
+            Some(BreakerState::Closed { failures: 0 })
+        );
+    }
+
+    /// A provider without code flows answers `start_verification` with `None`: that question, asked
+    /// while the cooldown is over, must not leave the breaker half-open for good (it did: every
+    /// later call was refused as "circuit open" after the provider's first outage).
+    #[tokio::test]
+    async fn asking_for_a_code_flow_does_not_take_the_probe_slot() {
+        let a = Fixed::new(vec![Verdict::Failed("down".into()), Verdict::Approved]);
+        let r = router(
+            vec![route(&["a"], FailMode::Secure)],
+            vec![("a", a.clone())],
+            BreakerSettings {
+                failure_threshold: 1,
+                cooldown: Duration::from_millis(50),
+            },
+        );
+        assert!(matches!(
+            r.authenticate(&attempt("u", "")).await,
+            Verdict::Failed(_)
+        ));
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert_eq!(r.start_verification(&attempt("u", "")).await, None);
+        assert_eq!(r.authenticate(&attempt("u", "")).await, Verdict::Approved);
+        assert_eq!(a.calls.load(Ordering::SeqCst), 2);
         assert_eq!(
             r.breaker_state("a"),
             Some(BreakerState::Closed { failures: 0 })

@@ -415,6 +415,26 @@ pub fn challenges(settings: &Settings, tls: bool) -> Vec<String> {
     out
 }
 
+/// The metrics label of a refusal, from its reason (the texts written in this module).
+pub fn refusal_reason(reason: &str) -> crate::metrics::RefusalReason {
+    use crate::metrics::RefusalReason as R;
+    match reason {
+        "no credentials" => R::NoCredentials,
+        "wrong user name or password" => R::WrongPassword,
+        "Basic credentials over plain HTTP are refused" => R::BasicOverPlainHttp,
+        "Kerberos is not supported; NTLM is offered" => R::KerberosNotSupported,
+        r if r.starts_with("malformed ") => R::MalformedCredentials,
+        r if r.starts_with("authentication scheme ")
+            || r.starts_with("the client offered NTLM") =>
+        {
+            R::SchemeNotEnabled
+        }
+        r if r.starts_with("NTLM refused") || r.starts_with("Negotiate refused") => R::NtlmRefused,
+        r if r.starts_with("Kerberos") => R::KerberosRefused,
+        _ => R::Other,
+    }
+}
+
 /// Writes the audit event of a refused caller.
 pub fn audit_refusal(kind: AuditKind, caller: &str, operation: &str, reason: &str) {
     audit::emit(
@@ -426,4 +446,45 @@ pub fn audit_refusal(kind: AuditKind, caller: &str, operation: &str, reason: &st
             ..AuditEvent::default()
         },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::RefusalReason as R;
+
+    #[test]
+    fn every_refusal_text_has_its_metrics_label() {
+        for (text, label) in [
+            ("no credentials", R::NoCredentials),
+            ("wrong user name or password", R::WrongPassword),
+            (
+                "Basic credentials over plain HTTP are refused",
+                R::BasicOverPlainHttp,
+            ),
+            ("malformed Basic credentials", R::MalformedCredentials),
+            (
+                "malformed Windows authentication token",
+                R::MalformedCredentials,
+            ),
+            (
+                "authentication scheme 'Bearer' is not enabled",
+                R::SchemeNotEnabled,
+            ),
+            (
+                "the client offered NTLM, which is not enabled (no [auth.ntlm])",
+                R::SchemeNotEnabled,
+            ),
+            ("NTLM refused: WrongPassword", R::NtlmRefused),
+            ("Negotiate refused: Replay", R::NtlmRefused),
+            ("Kerberos refused: Request is a replay", R::KerberosRefused),
+            (
+                "Kerberos is not supported; NTLM is offered",
+                R::KerberosNotSupported,
+            ),
+            ("something new", R::Other),
+        ] {
+            assert_eq!(refusal_reason(text), label, "{text}");
+        }
+    }
 }

@@ -158,13 +158,19 @@ pub async fn handle(
     // Boxed: the engine's future is large (every operation's state lives in it), and hyper moves
     // the service future around; a box keeps those moves to a pointer copy.
     let (response, operation, outcome) = Box::pin(route(&state, &conn, &auth, req, caller)).await;
+    let status = response.status().as_u16();
+    crate::metrics::global().request(
+        crate::metrics::operation_label(operation, &outcome),
+        crate::metrics::Outcome::of(status, &outcome),
+        started.elapsed(),
+    );
     if let Some(path) = path {
         access_log::record(&access_log::Entry {
             method: method.as_str(),
             path: &path,
             caller,
             operation,
-            status: response.status().as_u16(),
+            status,
             outcome: &outcome,
             latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         });
@@ -233,6 +239,7 @@ where
         Ok(p) => p,
         Err(refusal) => {
             if !refusal.in_progress {
+                crate::metrics::global().refusal(caller::refusal_reason(&refusal.reason));
                 caller::audit_refusal(
                     AuditKind::CallerUnauthenticated,
                     refusal.claimed.as_deref().unwrap_or("-"),
@@ -265,6 +272,7 @@ where
     let principal = identified.principal;
     let final_token = identified.final_token;
     if !state.settings.auth.policy.knows(&principal) {
+        crate::metrics::global().refusal(crate::metrics::RefusalReason::NotAllowed);
         caller::audit_refusal(
             AuditKind::CallerForbidden,
             &principal,
@@ -415,6 +423,7 @@ where
         .policy
         .check(principal, call.request.operation())
     {
+        crate::metrics::global().refusal(crate::metrics::RefusalReason::OperationNotAllowed);
         let reason = format!("{refusal:?}");
         caller::audit_refusal(AuditKind::CallerForbidden, principal, operation, &reason);
         return (

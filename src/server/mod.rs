@@ -6,6 +6,7 @@
 //! has a deadline: the TLS handshake, the request headers (hyper's header timeout), and the body.
 
 pub mod access_log;
+pub mod admin;
 pub mod caller;
 pub mod http;
 pub mod tls;
@@ -57,6 +58,8 @@ pub struct RunningServer {
     pub plain_addr: Option<SocketAddr>,
     /// The TLS identity in use.
     pub tls: Option<TlsIdentity>,
+    /// Bound admin address (`/healthz`, `/readyz`, `/metrics`), if the admin listener runs.
+    pub admin_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     connections: Arc<Semaphore>,
     max_connections: usize,
@@ -324,8 +327,10 @@ pub async fn start_serving(
         Some(a) => Some(bind(a).await?),
         None => None,
     };
+    let admin_listener = admin::bind(&settings.admin).await?;
     let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
     let (tls_addr, plain_addr) = (local(&tls_listener), local(&plain_listener));
+    let admin_addr = local(&admin_listener);
 
     let ntlm = match &settings.auth.ntlm {
         Some(n) => Some(caller::NtlmRuntime::new(n).map_err(StartError::Ntlm)?),
@@ -357,10 +362,14 @@ pub async fn start_serving(
             shutdown_rx.clone(),
         )));
     }
+    if let Some(listener) = admin_listener {
+        tasks.push(tokio::spawn(admin::serve(listener, state.clone())));
+    }
     Ok(RunningServer {
         tls_addr,
         plain_addr,
         tls,
+        admin_addr,
         shutdown,
         connections,
         max_connections,
@@ -455,9 +464,11 @@ async fn serve_connection(
                     serve_http(tls_stream, conn, live, auth, shutdown).await
                 }
                 Ok(Err(e)) => {
+                    crate::metrics::global().tls_failure(crate::metrics::TlsFailure::Error);
                     tracing::debug!(target: "pfgate::tls", peer = %conn.peer, error = %e, "TLS handshake failed")
                 }
                 Err(_) => {
+                    crate::metrics::global().tls_failure(crate::metrics::TlsFailure::Timeout);
                     tracing::debug!(target: "pfgate::tls", peer = %conn.peer, "TLS handshake timed out")
                 }
             }

@@ -40,14 +40,14 @@ fn auth_settings() -> Settings {
     s
 }
 
-fn basic(user: &str, pw: &str) -> String {
+pub(crate) fn basic(user: &str, pw: &str) -> String {
     format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"))
     )
 }
 
-async fn post(c: &Client, op: &str, inner: &str, authz: Option<&str>) -> Resp {
+pub(crate) async fn post(c: &Client, op: &str, inner: &str, authz: Option<&str>) -> Resp {
     let mut b = http::Request::post(SDK_PATH)
         .header("host", "localhost")
         .header("content-type", "text/xml; charset=utf-8")

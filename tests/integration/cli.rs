@@ -190,7 +190,7 @@ pub(crate) struct Served {
 }
 
 /// Starts `pfgate` with `args` and reads stdout until the listening lines are printed.
-fn spawn_serve(args: &[&str], wanted: usize) -> Served {
+pub(crate) fn spawn_serve(args: &[&str], wanted: usize) -> Served {
     spawn_serve_logging(args, wanted, Stdio::null())
 }
 

@@ -40,14 +40,14 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::support::{action, env11, text_of, NS, SDK_PATH, STEP};
 
-const WEBHOOK_SECRET: &str = "ha-test-webhook-secret-3e9d1c0b7a";
+pub(crate) const WEBHOOK_SECRET: &str = "ha-test-webhook-secret-3e9d1c0b7a";
 /// The fake provider's base path.
-const PREFIX: &str = "/hook";
+pub(crate) const PREFIX: &str = "/hook";
 /// The OATH secret of `oath@contoso.com` (base32 of `12345678901234567890`).
 const OATH_SECRET: &[u8] = b"12345678901234567890";
 
 /// The users both instances seed (concurrently: that race is part of the test).
-const USERS: &str = r#"
+pub(crate) const USERS: &str = r#"
 [[users]]
 username = "race@contoso.com"
 country_code = "1"
@@ -82,13 +82,13 @@ phone = "4255550105"
 
 /// A webhook service that approves every attempt, after `delay` for `race@contoso.com` (so that
 /// authentications arriving together overlap), at once for everyone else; it records every start.
-struct FakeProvider {
+pub(crate) struct FakeProvider {
     starts: Mutex<Vec<StartRequest>>,
     delay: Duration,
 }
 
 impl FakeProvider {
-    async fn start(delay: Duration) -> (Arc<Self>, SocketAddr) {
+    pub(crate) async fn start(delay: Duration) -> (Arc<Self>, SocketAddr) {
         let fake = Arc::new(Self {
             starts: Mutex::new(Vec::new()),
             delay,
@@ -117,7 +117,7 @@ impl FakeProvider {
     }
 
     /// Starts (POSTs) received for this E.164 number.
-    fn calls_to(&self, phone: &str) -> usize {
+    pub(crate) fn calls_to(&self, phone: &str) -> usize {
         self.starts
             .lock()
             .unwrap()
@@ -209,14 +209,14 @@ fn sign(status: u16, method: &str, path: &str, body: Vec<u8>) -> Response<Full<B
 
 /// Forwards 127.0.0.1:`port` to the database. `cut` closes every forwarded connection and makes
 /// new ones close at once (the database is unreachable); `restore` forwards again.
-struct DbProxy {
-    port: u16,
+pub(crate) struct DbProxy {
+    pub(crate) port: u16,
     up: Arc<AtomicBool>,
     generation: tokio::sync::watch::Sender<u64>,
 }
 
 impl DbProxy {
-    async fn start(upstream: String) -> Self {
+    pub(crate) async fn start(upstream: String) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let up = Arc::new(AtomicBool::new(true));
@@ -252,12 +252,12 @@ impl DbProxy {
         }
     }
 
-    fn cut(&self) {
+    pub(crate) fn cut(&self) {
         self.up.store(false, Ordering::SeqCst);
         self.generation.send_modify(|g| *g += 1);
     }
 
-    fn restore(&self) {
+    pub(crate) fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
     }
 }
@@ -332,25 +332,7 @@ impl Instance {
 
     /// One HTTP/1.1 request on a fresh connection: (status, body).
     async fn http(&self, request: String) -> (u16, String) {
-        let exchange = async {
-            let mut tcp = TcpStream::connect(self.addr).await?;
-            tcp.write_all(request.as_bytes()).await?;
-            let mut out = Vec::new();
-            tcp.read_to_end(&mut out).await?;
-            Ok::<_, std::io::Error>(out)
-        };
-        let out = tokio::time::timeout(STEP, exchange)
-            .await
-            .expect("answer in time")
-            .expect("HTTP exchange");
-        let text = String::from_utf8(out).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no status line in {head:?}"));
-        (status, body.to_string())
+        http_exchange(self.addr, &request).await
     }
 
     async fn get(&self, path: &str) -> u16 {
@@ -401,6 +383,29 @@ impl Instance {
             .await;
         answer(&body, "PfAuthUser_5Result")
     }
+}
+
+/// One HTTP/1.1 request on a fresh connection to `addr`: (status, body).
+pub(crate) async fn http_exchange(addr: SocketAddr, request: &str) -> (u16, String) {
+    let exchange = async {
+        let mut tcp = TcpStream::connect(addr).await?;
+        tcp.write_all(request.as_bytes()).await?;
+        let mut out = Vec::new();
+        tcp.read_to_end(&mut out).await?;
+        Ok::<_, std::io::Error>(out)
+    };
+    let out = tokio::time::timeout(STEP, exchange)
+        .await
+        .expect("answer in time")
+        .expect("HTTP exchange");
+    let text = String::from_utf8(out).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {head:?}"));
+    (status, body.to_string())
 }
 
 /// (result, callResult code, error code, request id) of an authentication response.
@@ -494,7 +499,7 @@ impl Cluster {
 }
 
 /// `url` with its port replaced (the proxy's), host 127.0.0.1.
-fn with_port(url: &str, port: u16) -> String {
+pub(crate) fn with_port(url: &str, port: u16) -> String {
     let mut u = url::Url::parse(url).unwrap();
     u.set_host(Some("127.0.0.1")).unwrap();
     u.set_port(Some(port)).unwrap();
@@ -502,7 +507,7 @@ fn with_port(url: &str, port: u16) -> String {
 }
 
 /// `host:port` of the test database.
-fn upstream(url: &str) -> String {
+pub(crate) fn upstream(url: &str) -> String {
     let u = url::Url::parse(url).unwrap();
     format!(
         "{}:{}",

@@ -7,6 +7,7 @@
 // Tests assert by unwrapping: a panic with the value is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin;
 mod call;
 mod callers;
 mod cli;

@@ -1,0 +1,263 @@
+//! The admin listener: `/healthz`, `/readyz` and `/metrics` on an address of their own.
+//!
+//! Separate from the SDK listeners so that monitoring never needs SDK credentials, never shows up
+//! in the access log as SDK traffic, and can stay on the loopback interface while the SDK faces the
+//! network. Plain HTTP: on loopback nothing crosses a wire. Bound elsewhere, the configuration
+//! insists on a bearer token (`[admin] token_file`), because the readiness report names providers
+//! and routes and the metrics show traffic — no user data, but a map of the service.
+//!
+//! - `/healthz`: 200 while the process serves (never needs the token: it says nothing).
+//! - `/readyz`: 200 or 503 with a JSON report — the store, and each route with its providers; not
+//!   ready when the store does not answer or a route has no healthy provider. Stricter than the
+//!   SDK listener's `/readyz` (store only), which is the one for load-balancer rotation: taking
+//!   every instance out because a shared provider is down would turn a degraded service into none.
+//! - `/metrics`: [`crate::metrics`] in the Prometheus text format 0.0.4.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{Method, StatusCode};
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use super::http::{AppState, HttpResponse};
+use super::StartError;
+use crate::config::AdminSettings;
+use crate::engine::Engine;
+use crate::providers::router::{ProviderHealth, RouteHealth, HEALTH_CHECK_TIMEOUT};
+
+/// Connections the admin listener serves at once: scrapers and probes, not traffic.
+const MAX_CONNECTIONS: usize = 16;
+/// Request headers must arrive within this.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Binds the admin listener. A configured address that cannot be bound stops the start; the
+/// default one only warns (another instance on the host may hold it) and runs without.
+pub async fn bind(settings: &AdminSettings) -> Result<Option<TcpListener>, StartError> {
+    let Some(addr) = settings.listen else {
+        return Ok(None);
+    };
+    match TcpListener::bind(addr).await {
+        Ok(l) => Ok(Some(l)),
+        Err(source) if settings.required => Err(StartError::Bind { addr, source }),
+        Err(e) => {
+            tracing::warn!(
+                target: "pfgate::admin",
+                addr = %addr,
+                error = %e,
+                "admin listener (default address) not started; set [admin] listen to choose another"
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Accepts admin connections until the task is aborted.
+pub async fn serve(listener: TcpListener, state: Arc<AppState>) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, _) = match listener.accept().await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(target: "pfgate::admin", error = %e, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(&state, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            drop(permit);
+        });
+    }
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> HttpResponse {
+    let mut r = http::Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn text(status: StatusCode, body: &'static str) -> HttpResponse {
+    respond(status, "text/plain; charset=utf-8", body)
+}
+
+/// True when the request carries the configured bearer token (or none is configured).
+/// Compared in constant time.
+fn authorized<B>(token: Option<&str>, req: &http::Request<B>) -> bool {
+    use subtle::ConstantTimeEq;
+    let Some(token) = token else {
+        return true;
+    };
+    let Some(sent) = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(rest.trim())
+        })
+    else {
+        return false;
+    };
+    bool::from(sent.as_bytes().ct_eq(token.as_bytes()))
+}
+
+async fn handle<B>(state: &AppState, req: http::Request<B>) -> HttpResponse {
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "Use GET.\n");
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let path = req.uri().path();
+    if path == "/healthz" {
+        return text(StatusCode::OK, "ok\n");
+    }
+    if !matches!(path, "/readyz" | "/metrics") {
+        return text(
+            StatusCode::NOT_FOUND,
+            "Not found. The admin listener serves /healthz, /readyz and /metrics.\n",
+        );
+    }
+    if !authorized(state.settings.admin.token.as_deref(), &req) {
+        let mut r = text(StatusCode::UNAUTHORIZED, "A bearer token is required.\n");
+        r.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"pfgate-admin\""),
+        );
+        return r;
+    }
+    if path == "/metrics" {
+        return respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            crate::metrics::global().render(),
+        );
+    }
+    let report = readiness(&state.engine).await;
+    let status = if report.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    match serde_json::to_vec_pretty(&report) {
+        Ok(body) => respond(status, "application/json", body),
+        Err(_) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "report not serialisable\n",
+        ),
+    }
+}
+
+/// The store part of a readiness report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoreHealth {
+    /// The store answered its health check.
+    pub healthy: bool,
+    /// Why not (the store's own error text; never a credential), when not.
+    pub error: Option<String>,
+}
+
+/// What `/readyz` on the admin listener answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Readiness {
+    /// The store answers and every route has a healthy provider.
+    pub ready: bool,
+    /// The store.
+    pub store: StoreHealth,
+    /// Every route with its providers (one route, `every authentication`, when no providers are
+    /// configured and the users file's scripted outcomes answer).
+    pub routes: Vec<RouteHealth>,
+    /// One line per reason the service is not ready; empty when ready.
+    pub not_ready: Vec<String>,
+}
+
+/// Checks the store and every route's providers (each provider's own check at most once, each
+/// within [`HEALTH_CHECK_TIMEOUT`]).
+pub async fn readiness(engine: &Engine) -> Readiness {
+    let store = match tokio::time::timeout(HEALTH_CHECK_TIMEOUT, engine.store().health()).await {
+        Ok(Ok(())) => StoreHealth {
+            healthy: true,
+            error: None,
+        },
+        Ok(Err(e)) => StoreHealth {
+            healthy: false,
+            error: Some(e.to_string()),
+        },
+        Err(_) => StoreHealth {
+            healthy: false,
+            error: Some(format!(
+                "no answer within {} s",
+                HEALTH_CHECK_TIMEOUT.as_secs()
+            )),
+        },
+    };
+    let provider = engine.provider();
+    let routes = match provider.route_health().await {
+        Some(routes) => routes,
+        None => {
+            let reachable = tokio::time::timeout(HEALTH_CHECK_TIMEOUT, provider.healthy())
+                .await
+                .unwrap_or(false);
+            vec![RouteHealth {
+                index: 0,
+                description: "every authentication".into(),
+                healthy: reachable,
+                providers: vec![ProviderHealth {
+                    name: provider.name().to_string(),
+                    breaker: "none",
+                    reachable: Some(reachable),
+                    healthy: reachable,
+                }],
+            }]
+        }
+    };
+    let mut not_ready = Vec::new();
+    if let Some(e) = &store.error {
+        not_ready.push(format!("store: {e}"));
+    }
+    for r in routes.iter().filter(|r| !r.healthy) {
+        let why: Vec<String> = r
+            .providers
+            .iter()
+            .map(|p| match (p.breaker, p.reachable) {
+                ("open", None) => format!("{}: breaker open", p.name),
+                (_, Some(false)) => format!("{}: health check failed", p.name),
+                _ => format!("{}: unhealthy", p.name),
+            })
+            .collect();
+        not_ready.push(format!(
+            "route {} ({}): no healthy provider ({})",
+            r.index,
+            r.description,
+            why.join("; ")
+        ));
+    }
+    Readiness {
+        ready: not_ready.is_empty(),
+        store,
+        routes,
+        not_ready,
+    }
+}
