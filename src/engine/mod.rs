@@ -262,11 +262,6 @@ impl Engine {
         &self.store
     }
 
-    /// The provider (the router when providers are configured): for the readiness report.
-    pub fn provider(&self) -> &Arc<dyn Provider> {
-        &self.provider
-    }
-
     /// Authentications in flight now (for metrics and tests).
     pub fn inflight(&self) -> usize {
         self.inflight.len()

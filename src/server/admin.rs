@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::http::{AppState, HttpResponse};
-use super::StartError;
+use super::{Live, StartError};
 use crate::config::AdminSettings;
 use crate::engine::Engine;
 use crate::providers::router::{ProviderHealth, RouteHealth, HEALTH_CHECK_TIMEOUT};
@@ -59,8 +59,9 @@ pub async fn bind(settings: &AdminSettings) -> Result<Option<TcpListener>, Start
     }
 }
 
-/// Accepts admin connections until the task is aborted.
-pub async fn serve(listener: TcpListener, state: Arc<AppState>) {
+/// Accepts admin connections until the task is aborted. Each request reads the state in force
+/// (a reload swaps it: the new token, engine and routes answer from the next request on).
+pub async fn serve(listener: TcpListener, live: Arc<Live>) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -74,10 +75,10 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) {
                 continue;
             }
         };
-        let state = state.clone();
+        let live = live.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let state = state.clone();
+                let state = live.state();
                 async move { Ok::<_, Infallible>(handle(&state, req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()

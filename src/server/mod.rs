@@ -208,6 +208,10 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
     if old.demo != new.demo {
         changed.push("demo");
     }
+    // The admin listener is bound once; its token is read per request, so it reloads.
+    if old.admin.listen != new.admin.listen {
+        changed.push("admin.listen");
+    }
     changed
 }
 
@@ -363,7 +367,7 @@ pub async fn start_serving(
         )));
     }
     if let Some(listener) = admin_listener {
-        tasks.push(tokio::spawn(admin::serve(listener, state.clone())));
+        tasks.push(tokio::spawn(admin::serve(listener, live.clone())));
     }
     Ok(RunningServer {
         tls_addr,

@@ -713,6 +713,39 @@ async fn admin_paths_stay_on_the_admin_listener_and_the_token_is_enforced() {
     assert_eq!(http_get(plain, "/healthz", "").await.0, 200);
     assert_eq!(http_get(plain, "/readyz", "").await.0, 200);
 
+    // A reload (SIGHUP) takes a new token and keeps every counter.
+    let (_, body) = http_get(gate.admin, "/metrics", bearer).await;
+    assert_eq!(
+        Exposition::parse(&body).get(&requests("probe", "true")),
+        2.0
+    );
+    std::fs::write(
+        dir.join("admin.token"),
+        "fedcba9876543210fedcba9876543210\n",
+    )
+    .unwrap();
+    let pid = gate.served.as_ref().unwrap().child.id().to_string();
+    assert!(bin_kill("-HUP", &pid));
+    let renewed = "Authorization: Bearer fedcba9876543210fedcba9876543210\r\n";
+    let deadline = Instant::now() + STEP;
+    let body = loop {
+        let (status, body) = http_get(gate.admin, "/metrics", renewed).await;
+        if status == 200 {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new token was never accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        Exposition::parse(&body).get(&requests("probe", "true")),
+        2.0,
+        "counters survive a reload"
+    );
+    assert_eq!(http_get(gate.admin, "/metrics", bearer).await.0, 401);
+
     // Off the loopback without a token: check-config refuses; with one it accepts; off is off.
     let check = |body: &str, name: &str| {
         let p = dir.join(name);
@@ -756,4 +789,12 @@ async fn admin_paths_stay_on_the_admin_listener_and_the_token_is_enforced() {
     let s = pfgate::config::load(&default).unwrap();
     assert_eq!(s.admin.listen, Some(pfgate::config::DEFAULT_ADMIN_LISTEN));
     assert!(!s.admin.required);
+}
+
+fn bin_kill(signal: &str, pid: &str) -> bool {
+    std::process::Command::new("kill")
+        .args([signal, pid])
+        .status()
+        .unwrap()
+        .success()
 }
