@@ -115,7 +115,7 @@ kill -USR1 "$PROVIDER_PID"
 sleep 0.5
 max_rss="$(awk '$2 > m { m = $2 } END { print m }' "$WORK/samples")"
 max_fds="$(awk '$3 > m { m = $3 } END { print m }' "$WORK/samples")"
-access_lines="$(grep -c 'PfAuthUser_5' "$WORK/pfgate.out" || true)"
+access_lines="$(cat "$WORK/pfgate.out" "$WORK/pfgate.err" | grep -c 'operation=PfAuthUser_5' || true)"
 mkdir -p "$(dirname "$OUT")"
 python3 - "$WORK/client.json" "$WORK/provider.json" "$OUT" <<PY
 import json, sys

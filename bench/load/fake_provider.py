@@ -93,6 +93,8 @@ async def handle(reader, writer, args, secret):
                 await writer.drain()
                 continue
             if args.hang:
+                key = "hung_health" if path.endswith("/health") else f"hung_{method.lower()}"
+                stats[key] = stats.get(key, 0) + 1
                 await asyncio.Event().wait()  # never answers; pfgate's request timeout ends it
             if not verified(secret, headers, method, path, body):
                 stats["bad_signature"] += 1
