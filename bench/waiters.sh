@@ -20,14 +20,14 @@
 # `limits.max_connections` (default 10 000: connections beyond it wait in the listen backlog,
 # so the TestSecurity probe would wait behind the callers).
 #
-# Knobs: CONNECTIONS (10000), DELAY (30), PROBE (15 s), PORT (18600), PROVIDER_PORT (18601),
+# Knobs: CONNECTIONS (10000), DELAY (30), PROBE (8 s), PORT (18600), PROVIDER_PORT (18601),
 # SKIP_BUILD (0), OUT (bench/results/waiters.json).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 CONNECTIONS="${CONNECTIONS:-10000}"
 DELAY="${DELAY:-30}"
-PROBE="${PROBE:-15}"
+PROBE="${PROBE:-8}"
 PORT="${PORT:-18600}"
 PROVIDER_PORT="${PROVIDER_PORT:-18601}"
 SKIP_BUILD="${SKIP_BUILD:-0}"

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """PfAuthUser_5 as a team would fake it with spyne: a SOAP 1.1 service in the PfWsSdk namespace
-whose one operation always answers result true, CallResult 2, a fixed request id, Error 0 — the
+whose one operation always answers result true, CallResult 2 "No PIN Entered", a fixed request
+id, Error 0 — the
 same values pfgate's mock answers. Served by wsgiref, as spyne's own examples do (one thread).
 Used by bench/side_by_side.sh only.
 
@@ -10,7 +11,7 @@ import logging
 import sys
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from spyne import Application, Boolean, Integer, ServiceBase, Unicode, rpc
+from spyne import Application, Boolean, ComplexModel, Integer, ServiceBase, Unicode, rpc
 from spyne.protocol.soap import Soap11
 from spyne.server.wsgi import WsgiApplication
 
@@ -18,15 +19,26 @@ NS = "http://www.phonefactor.com/PfWsSdk"
 REQUEST_ID = sys.argv[2] if len(sys.argv) > 2 else "00000000000000000000000000000000"
 
 
+class CallResult(ComplexModel):
+    __namespace__ = NS
+    _type_info = [("Code", Integer), ("Description", Unicode)]
+
+
+class Error(ComplexModel):
+    __namespace__ = NS
+    _type_info = [("Code", Integer), ("Description", Unicode)]
+
+
 class PfWsSdk(ServiceBase):
     @rpc(Unicode, Unicode, Unicode, Unicode, Boolean, Unicode, Unicode, Unicode, Unicode,
          _in_arg_names={"username": "username"},
-         _returns=(Boolean, Integer, Unicode, Integer),
+         _returns=(Boolean, CallResult, Unicode, Error),
          _out_variable_names=("PfAuthUser_5Result", "callResult", "authenticationRequestId",
                               "error"))
     def PfAuthUser_5(ctx, username, initiatingAuthenticationType, initiatingIpAddress,
                      applicationName, requireUserMatch, mode, countryCode, phoneNumber, extension):
-        return True, 2, REQUEST_ID, 0
+        return (True, CallResult(Code=2, Description="No PIN Entered"), REQUEST_ID,
+                Error(Code=0, Description=""))
 
 
 class Quiet(WSGIRequestHandler):

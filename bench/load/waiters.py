@@ -48,8 +48,9 @@ async def read_response(reader):
     return status, await reader.readexactly(length)
 
 
-OK = re.compile(rb"<PfAuthUser_5Result>true</PfAuthUser_5Result>.*<callResult>2</callResult>"
-                rb".*<error>0</error>", re.S)
+# CallResult and Error travel as structures: <callResult><Code>2</Code><Description>…
+OK = re.compile(rb"<PfAuthUser_5Result>true</PfAuthUser_5Result><callResult><Code>2</Code>"
+                rb".*<error><Code>0</Code>", re.S)
 
 
 async def one_call(i, host, port, template, results, sent, timings):
@@ -71,6 +72,7 @@ async def one_call(i, host, port, template, results, sent, timings):
         timings.append(time.monotonic() - t0)
         if status == 200 and OK.search(resp):
             results["ok"] = results.get("ok", 0) + 1
+            results.setdefault("sample_answer", resp.decode("utf-8", "replace"))
         else:
             results["wrong"] = results.get("wrong", 0) + 1
             if len(results.setdefault("examples", [])) < 5:
@@ -112,9 +114,9 @@ async def main():
     a.add_argument("--host", default="127.0.0.1")
     a.add_argument("--port", type=int, required=True)
     a.add_argument("--connections", type=int, default=10000)
-    a.add_argument("--batch", type=int, default=500, help="connections opened at a time")
+    a.add_argument("--batch", type=int, default=100, help="connections opened every 50 ms")
     a.add_argument("--probe", type=float, default=15, help="seconds of TestSecurity probes")
-    a.add_argument("--probe-after", type=float, default=2, help="seconds after the last send")
+    a.add_argument("--probe-after", type=float, default=0.5, help="seconds after the last send")
     a.add_argument("--out", default="")
     args = a.parse_args()
     template = (ROOT / "soap" / "PfAuthUser_5.xml").read_bytes().strip()
@@ -143,6 +145,7 @@ async def main():
         "error": results.get("error", 0),
         "connect_error": results.get("connect_error", 0),
         "examples": results.get("examples", []),
+        "sample_answer": results.get("sample_answer"),
         "all_sent_s": round(all_sent, 2),
         "in_flight_when_probe_started": in_flight_at_probe,
         "in_flight_when_probe_ended": in_flight_after_probe,
