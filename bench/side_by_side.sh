@@ -169,7 +169,8 @@ for round in $(seq 1 "$RUNS"); do
             stop_server
             ;;
         mountebank)
-            start "$ALT_DIR/node_modules/.bin/mb" --port "$MB_ADMIN" --loglevel warn --localOnly
+            start "$ALT_DIR/node_modules/.bin/mb" --port "$MB_ADMIN" --loglevel warn --localOnly \
+                --logfile "$WORK/mb.log" --pidfile "$WORK/mb.pid"
             wait_port "$MB_ADMIN"
             for proto in http https; do
                 curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' \
