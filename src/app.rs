@@ -162,6 +162,10 @@ pub fn provider(
                 t.build(name)
                     .map_err(|e| BuildError::Provider(name.clone(), e.to_string()))?,
             ),
+            ProviderSettings::Oidc(o) => Arc::new(
+                o.build(name, settings.engine.auth_timeout)
+                    .map_err(|e| BuildError::Provider(name.clone(), e))?,
+            ),
         };
         named.insert(name.clone(), built);
     }

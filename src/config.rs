@@ -135,6 +135,8 @@ pub enum ProviderSettings {
     Duo(crate::providers::duo::DuoSettings),
     /// Twilio Verify v2 (provider-checked SMS and voice codes).
     Twilio(crate::providers::twilio::TwilioSettings),
+    /// OpenID Connect step-up (Entra ID, any OIDC IdP).
+    Oidc(Box<crate::providers::oidc::OidcSettings>),
 }
 
 /// `[primary_auth]`: the LDAP bind `CombinedAuthUser*` and `PrimaryAuthUser` use.
@@ -988,12 +990,20 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
                     ProviderSettings::Twilio(t)
                 })
                 .map_err(|e| e.to_string()),
+            Some("oidc") => toml::Value::Table(table)
+                .try_into::<crate::providers::oidc::OidcSettings>()
+                .map(|mut o| {
+                    o.resolve_relative_to(base);
+                    ProviderSettings::Oidc(Box::new(o))
+                })
+                .map_err(|e| e.to_string()),
             Some(other) => Err(format!(
-                "kind '{other}' is not one of webhook, duo, twilio-verify, scripted"
+                "kind '{other}' is not one of webhook, duo, twilio-verify, oidc, scripted"
             )),
-            None => {
-                Err("needs kind = \"webhook\", \"duo\", \"twilio-verify\" or \"scripted\"".into())
-            }
+            None => Err(
+                "needs kind = \"webhook\", \"duo\", \"twilio-verify\", \"oidc\" or \"scripted\""
+                    .into(),
+            ),
         };
         match parsed {
             Ok(p) => {
@@ -1002,6 +1012,7 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
                     ProviderSettings::Webhook(w) => w.validate(),
                     ProviderSettings::Duo(d) => d.validate(),
                     ProviderSettings::Twilio(t) => t.validate(),
+                    ProviderSettings::Oidc(o) => o.validate(),
                 };
                 for (k, reason) in issues {
                     problem(&format!("{key}.{k}"), reason);

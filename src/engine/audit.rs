@@ -26,6 +26,8 @@ pub enum AuditKind {
     CallerUnauthenticated,
     /// A known caller was refused an operation outside its allow-list (403).
     CallerForbidden,
+    /// The person reported a request as not theirs (the OIDC step-up's "This wasn't me").
+    FraudReported,
 }
 
 impl AuditKind {
@@ -39,6 +41,7 @@ impl AuditKind {
             AuditKind::FailOpen => "fail_open",
             AuditKind::CallerUnauthenticated => "caller_unauthenticated",
             AuditKind::CallerForbidden => "caller_forbidden",
+            AuditKind::FraudReported => "fraud_reported",
         }
     }
 }

@@ -124,6 +124,8 @@ impl Ending {
             Ending::Verdict(Verdict::NotAnswered) => "not_answered".into(),
             Ending::Verdict(Verdict::HungUp) => "hung_up".into(),
             Ending::Verdict(Verdict::Denied) => "denied".into(),
+            Ending::Verdict(Verdict::AppApproved) => "app_approved".into(),
+            Ending::Verdict(Verdict::FraudReported) => "fraud_reported".into(),
             Ending::Verdict(Verdict::Failed(reason)) => format!("failed:{reason}"),
             Ending::Verdict(Verdict::FailedOpen(reason)) => format!("failed_open:{reason}"),
             Ending::Deadline => CALL_EXPIRED.into(),
@@ -139,6 +141,8 @@ impl Ending {
             "not_answered" => Ending::Verdict(Verdict::NotAnswered),
             "hung_up" => Ending::Verdict(Verdict::HungUp),
             "denied" => Ending::Verdict(Verdict::Denied),
+            "app_approved" => Ending::Verdict(Verdict::AppApproved),
+            "fraud_reported" => Ending::Verdict(Verdict::FraudReported),
             "store_unavailable" => Ending::StoreUnavailable,
             t if t == CALL_EXPIRED => Ending::Deadline,
             t => match (t.strip_prefix("failed:"), t.strip_prefix("failed_open:")) {
@@ -525,6 +529,12 @@ impl Engine {
             Ending::Verdict(Verdict::HungUp) => {
                 AuthDecision::denied(CallCode::UserHungUp, Some(request_id))
             }
+            Ending::Verdict(Verdict::AppApproved) => {
+                AuthDecision::approved(CallCode::MobileAppAuthenticated, request_id)
+            }
+            Ending::Verdict(Verdict::FraudReported) => {
+                AuthDecision::denied(CallCode::FraudCodeEntered, Some(request_id))
+            }
             Ending::Verdict(Verdict::Denied) => {
                 AuthDecision::denied(CallCode::Denied, Some(request_id))
             }
@@ -596,6 +606,13 @@ impl Engine {
             Verdict::NotAnswered => AuthDecision::denied(CallCode::CallTimedOut, Some(request_id)),
             Verdict::HungUp => AuthDecision::denied(CallCode::UserHungUp, Some(request_id)),
             Verdict::Denied => AuthDecision::denied(CallCode::Denied, Some(request_id)),
+            Verdict::FraudReported => {
+                AuthDecision::denied(CallCode::FraudCodeEntered, Some(request_id))
+            }
+            // Not a code-sending answer: an approval here would skip the code, so it fails.
+            Verdict::AppApproved => {
+                AuthDecision::denied(CallCode::UnableToPlaceCall, Some(request_id))
+            }
             Verdict::Failed(reason) | Verdict::FailedOpen(reason) => {
                 tracing::warn!(target: "pfgate::engine", reason = %reason, "one-time code not sent");
                 AuthDecision::denied(CallCode::UnableToPlaceCall, Some(request_id))

@@ -39,6 +39,9 @@ pub enum CallCode {
     InvalidPhoneNumberFormat,
     /// 108 — User hung up the phone.
     UserHungUp,
+    /// 112 — Fraud code entered: the person reported the request as not theirs (the OIDC
+    /// step-up's "This wasn't me").
+    FraudCodeEntered,
     /// 117 — Unable to place call (provider failure).
     UnableToPlaceCall,
     /// 150 — *pfgate-chosen*: the person explicitly denied (app "Deny"). MFA Server's number for
@@ -78,6 +81,7 @@ impl CallCode {
             CallCode::InvalidPhoneNumber => (100, "Invalid Phone Number"),
             CallCode::InvalidPhoneNumberFormat => (107, "Invalid Phone Number Format"),
             CallCode::UserHungUp => (108, "User Hung Up the Phone"),
+            CallCode::FraudCodeEntered => (112, "Fraud Code Entered"),
             CallCode::UnableToPlaceCall => (117, "Unable to Place Call"),
             CallCode::Denied => (150, "Authentication Denied"),
             CallCode::UserDisabled => (151, "User is Disabled"),

@@ -7,6 +7,7 @@
 //! passes, so a provider never has to.
 
 pub mod duo;
+pub mod oidc;
 pub mod router;
 pub mod scripted;
 // Also read by the PostgreSQL store for its password (`store.password_env` / `password_file`).
@@ -60,6 +61,12 @@ pub enum Verdict {
     /// Every provider failed and the route's `fail_mode = "safe"` lets the request through. Only the
     /// router produces this; the engine answers success and writes a `fail_open` audit event.
     FailedOpen(String),
+    /// The person approved in an app or a browser rather than on a call or with a code (the OIDC
+    /// step-up's verified sign-in): CallResult 21 "Mobile App Authenticated" whatever the mode.
+    AppApproved,
+    /// The person reported the request as not theirs ("This wasn't me"): CallResult 112 "Fraud
+    /// Code Entered", the code MFA Server answers when a fraud alert is raised on a call.
+    FraudReported,
 }
 
 /// A provider of second-factor verification.

@@ -27,6 +27,7 @@ mod mock_interop;
 mod mock_replay;
 mod mock_testing;
 mod ntlm;
+mod oidc;
 mod providers_duo;
 mod providers_e2e;
 mod providers_twilio;

@@ -97,18 +97,11 @@ fn mono_calls(dir: &std::path::Path, url: &str, fp: &str, calls: &[&str]) -> Vec
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webhook_then_duo_failover_through_a_mono_proxy() {
-    if !tools_present() {
-        return;
-    }
-    let dir = std::env::temp_dir().join(format!("pfgate-e2e-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-
-    // The Mono proxy, generated from the WSDL pfgate publishes.
+/// Generates the Mono proxy from `wsdl/PfWsSdk.wsdl` and compiles `tests/interop/MonoAuth.cs`
+/// with it into `dir/auth.exe` (shared with the OIDC step-up test).
+pub(crate) async fn build_auth_exe(dir: &std::path::Path) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let d = dir.clone();
+    let d = dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let gen = Command::new("wsdl")
             .current_dir(&d)
@@ -136,6 +129,19 @@ async fn webhook_then_duo_failover_through_a_mono_proxy() {
     })
     .await
     .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_then_duo_failover_through_a_mono_proxy() {
+    if !tools_present() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("pfgate-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // The Mono proxy, generated from the WSDL pfgate publishes.
+    build_auth_exe(&dir).await;
 
     let (webhook, webhook_url) = start_webhook(&dir);
     let duo = DuoFake::start().await;

@@ -1,0 +1,704 @@
+//! The OpenID Connect step-up provider (issue #10): the second factor is a fresh multi-factor
+//! sign-in at the organisation's identity provider (Microsoft Entra ID, Okta, Ping, Keycloak —
+//! any OpenID Connect provider).
+//!
+//! There is no public API that asks Entra to "call this user now", but every OpenID Connect
+//! provider tells a relying party how a sign-in was made (`amr` contains `mfa`; `acr`, Entra's
+//! `acrs` for an authentication context). So the provider:
+//!
+//! 1. creates a one-time, unguessable link (256 random bits) bound to the request id, the user and
+//!    an expiry within the authentication deadline ([`Registry`]);
+//! 2. delivers it through the configured channel ([`delivery`]);
+//! 3. shows a page with the application's name and the requesting IP; "Continue" starts an
+//!    authorization-code flow with PKCE, `prompt=login` and (by default) `max_age=0`, plus
+//!    `acr_values` / an Entra `acrs` claims request when configured ([`web`]);
+//! 4. validates the ID token on the callback ([`jwt`], [`idp`]) and checks the signed-in identity
+//!    is the user being authenticated;
+//! 5. resolves the waiting `PfAuthUser*` call through a oneshot channel.
+//!
+//! **Why opening the link does not start the sign-in.** Chat services and mail scanners fetch links
+//! to preview them. A `GET` of the link only shows a page and changes nothing; the person's click
+//! (a `POST` carrying a per-link CSRF token) consumes the link. So a preview neither burns the
+//! link nor, worse, starts a flow someone else could finish.
+//!
+//! **State lives in this process's memory**, keyed by SHA-256 of the random tokens (a lookup by
+//! hash never compares a secret byte by byte, and the map holds no usable token). With several
+//! instances behind a load balancer, the link and the callback must reach the instance that issued
+//! the link: the step-up listener's address is per instance (`public_url`), or the balancer keeps
+//! `/stepup/` sticky. A restart forgets pending step-ups; their SOAP calls end with the process
+//! anyway. (`docs/oidc.md`.)
+//!
+//! **Outcomes.** Success answers CallResult 21 "Mobile App Authenticated" — MFA Server has no code
+//! for "signed in at an identity provider", and 21 is the one for an approval made by the person
+//! in an app rather than by a phone call or a code ([`Verdict::AppApproved`]). A wrong identity,
+//! missing MFA, an invalid token or the person's "Deny" answer CallResult 150 (denied; the reason
+//! is logged); "This wasn't me" answers 112 "Fraud Code Entered" and writes a `fraud_reported`
+//! audit event; an unopened link that expires answers 11 "Call Timed Out"; an identity provider
+//! that cannot be reached is a provider failure (117, and the router may fail over).
+
+pub mod delivery;
+pub mod idp;
+pub mod jwt;
+mod pages;
+mod web;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_lc_rs::digest;
+use base64::Engine as _;
+use serde::Deserialize;
+use subtle::ConstantTimeEq as _;
+use tokio::sync::oneshot;
+use url::Url;
+use zeroize::Zeroizing;
+
+use super::{AuthAttempt, Provider, Verdict};
+use crate::engine::audit::{self, AuditEvent, AuditKind};
+
+/// Default `username_claim`.
+pub const DEFAULT_USERNAME_CLAIM: &str = "preferred_username";
+/// Default `scopes`.
+pub const DEFAULT_SCOPES: &str = "openid profile email";
+/// Default `clock_skew_secs`.
+pub const DEFAULT_SKEW: Duration = Duration::from_secs(60);
+/// Default `request_timeout_secs` (discovery, JWKS, token endpoint, delivery).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most step-ups waiting at once per provider; more are refused (provider failure), so a
+/// flood of authentications cannot grow memory without bound.
+pub const MAX_PENDING: usize = 10_000;
+/// Default delivery text. `{link}` is required in a configured text; `{application}`, `{user}`
+/// and `{minutes}` are optional.
+pub const DEFAULT_MESSAGE: &str = "{application}: confirm your sign-in as {user} within {minutes} min: {link} — if you did not ask for this, open the link and choose \"This wasn't me\".";
+
+/// `[providers.<name>]` with `kind = "oidc"`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSettings {
+    /// The issuer, exactly as the IdP's discovery document gives it (Entra:
+    /// `https://login.microsoftonline.com/<tenant id>/v2.0`). `https`, or `http` to loopback.
+    pub issuer: String,
+    /// The application (client) id registered at the IdP.
+    pub client_id: String,
+    /// Environment variable holding the client secret (a confidential client; recommended).
+    pub client_secret_env: Option<String>,
+    /// File holding the client secret. Without either, pfgate is a public client (PKCE only).
+    pub client_secret_file: Option<PathBuf>,
+    /// Where people reach the step-up pages, as registered (the redirect URI is
+    /// `{public_url}/stepup/callback`). `https`, or `http` to loopback.
+    pub public_url: String,
+    /// The step-up listener (separate from the SOAP listener): e.g. `0.0.0.0:8443`.
+    pub listen: Option<SocketAddr>,
+    /// PEM certificate (chain) for the step-up listener; with `tls_key`. Without them the
+    /// listener is plain HTTP, allowed only on a loopback address (behind a TLS reverse proxy).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Scopes requested (default `openid profile email`).
+    pub scopes: Option<String>,
+    /// The ID token claim naming the user: `preferred_username` (default), `upn`, `email`, …,
+    /// compared with the pfgate username without regard to ASCII case.
+    pub username_claim: Option<String>,
+    /// `amr` values of which the token must contain one (default `["mfa"]`; `[]` turns the `amr`
+    /// check off, for IdPs that prove MFA through `acr`/`acrs` only).
+    pub mfa_amr_values: Option<Vec<String>>,
+    /// Sent as `acr_values`; the token's `acr` must then be one of them.
+    pub acr_values: Option<Vec<String>>,
+    /// An Entra authentication context id (`c1`…`c99`): requested through the `claims` parameter
+    /// and required in the token's `acrs` claim.
+    pub acrs: Option<String>,
+    /// Sends `max_age=0` (default true): the IdP must authenticate now, not reuse a session.
+    pub max_age_zero: Option<bool>,
+    /// How long a link can be opened, in seconds; never longer than the engine's `auth_timeout`
+    /// (the default).
+    pub link_ttl_secs: Option<u64>,
+    /// Clock difference tolerated in `exp`/`iat`/`auth_time`, 0–300 s (default 60).
+    pub clock_skew_secs: Option<u64>,
+    /// Timeout of each request to the IdP or a delivery channel, 1–60 s (default 10).
+    pub request_timeout_secs: Option<u64>,
+    /// The delivery text; must contain `{link}`.
+    pub message: Option<String>,
+    /// Delivery through an HTTPS webhook (Teams/Slack-style).
+    pub webhook: Option<delivery::WebhookChannel>,
+    /// Delivery by SMS through Twilio's Messages API.
+    pub sms: Option<delivery::SmsChannel>,
+}
+
+impl OidcSettings {
+    /// Makes relative paths relative to the configuration file's directory.
+    pub fn resolve_relative_to(&mut self, base: &Path) {
+        for p in [
+            &mut self.client_secret_file,
+            &mut self.tls_cert,
+            &mut self.tls_key,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if let Some(w) = &mut self.webhook {
+            w.resolve_relative_to(base);
+        }
+        if let Some(s) = &mut self.sms {
+            s.resolve_relative_to(base);
+        }
+    }
+
+    /// Every problem, as `(key, reason)`.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        match self.check() {
+            Ok(_) => Vec::new(),
+            Err(p) => p,
+        }
+    }
+
+    fn check(&self) -> Result<Checked, Vec<(String, String)>> {
+        let mut problems = Vec::new();
+        let mut problem = |k: &str, r: String| problems.push((k.to_string(), r));
+        let issuer = match Url::parse(&self.issuer) {
+            Ok(u) if idp::acceptable_url(&u, true) && u.query().is_none() => Some(u),
+            Ok(_) => {
+                problem(
+                    "issuer",
+                    "must be https:// (http:// only to a loopback address), without a query".into(),
+                );
+                None
+            }
+            Err(e) => {
+                problem("issuer", format!("'{}' is not a URL: {e}", self.issuer));
+                None
+            }
+        };
+        if self.client_id.trim().is_empty() {
+            problem(
+                "client_id",
+                "the application (client) id is required".into(),
+            );
+        }
+        let secret = match (&self.client_secret_env, &self.client_secret_file) {
+            (Some(_), Some(_)) => {
+                problem(
+                    "client_secret_env",
+                    "give either client_secret_env or client_secret_file, not both".into(),
+                );
+                None
+            }
+            (Some(var), None) => match super::secret_source::from_env(var) {
+                Ok((b, _)) => secret_text(&b).map(Some).unwrap_or_else(|r| {
+                    problem("client_secret_env", r);
+                    None
+                }),
+                Err(r) => {
+                    problem("client_secret_env", r);
+                    None
+                }
+            },
+            (None, Some(f)) => match super::secret_source::from_file(f, "OIDC client secret") {
+                Ok((b, _)) => secret_text(&b).map(Some).unwrap_or_else(|r| {
+                    problem("client_secret_file", r);
+                    None
+                }),
+                Err(r) => {
+                    problem("client_secret_file", r);
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        let public = match Url::parse(&self.public_url) {
+            Ok(u)
+                if idp::acceptable_url(&u, true)
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+                    && u.username().is_empty() =>
+            {
+                Some(u)
+            }
+            Ok(_) => {
+                problem(
+                    "public_url",
+                    "must be https:// (http:// only to a loopback address), without a query".into(),
+                );
+                None
+            }
+            Err(e) => {
+                problem(
+                    "public_url",
+                    format!("'{}' is not a URL: {e}", self.public_url),
+                );
+                None
+            }
+        };
+        match (self.listen, &self.tls_cert, &self.tls_key) {
+            (None, _, _) => problem(
+                "listen",
+                "the step-up listener's address is required (e.g. \"0.0.0.0:8443\")".into(),
+            ),
+            (Some(a), None, None) if !a.ip().is_loopback() => problem(
+                "listen",
+                "plain HTTP only on a loopback address; give tls_cert and tls_key".into(),
+            ),
+            (Some(_), Some(_), None) | (Some(_), None, Some(_)) => {
+                problem("tls_cert", "tls_cert and tls_key go together".into())
+            }
+            _ => {}
+        }
+        let skew = self.clock_skew_secs.unwrap_or(DEFAULT_SKEW.as_secs());
+        if skew > 300 {
+            problem("clock_skew_secs", "at most 300".into());
+        }
+        let timeout = self
+            .request_timeout_secs
+            .unwrap_or(DEFAULT_REQUEST_TIMEOUT.as_secs());
+        if !(1..=60).contains(&timeout) {
+            problem("request_timeout_secs", "between 1 and 60".into());
+        }
+        if self.link_ttl_secs == Some(0) {
+            problem("link_ttl_secs", "at least 1".into());
+        }
+        if let Some(m) = &self.message {
+            if !m.contains("{link}") {
+                problem("message", "must contain {link}".into());
+            }
+        }
+        if let Some(a) = &self.acrs {
+            if a.is_empty() || a.len() > 10 || !a.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                problem("acrs", "an authentication context id such as c1".into());
+            }
+        }
+        let claim = self
+            .username_claim
+            .clone()
+            .unwrap_or_else(|| DEFAULT_USERNAME_CLAIM.into());
+        if claim.is_empty() {
+            problem("username_claim", "must name a claim".into());
+        }
+        let channel = match (&self.webhook, &self.sms) {
+            (None, None) => {
+                problem(
+                    "webhook",
+                    "a delivery channel is required: [providers.NAME.webhook] or [providers.NAME.sms]"
+                        .into(),
+                );
+                None
+            }
+            (Some(_), Some(_)) => {
+                problem(
+                    "webhook",
+                    "configure one delivery channel, not several".into(),
+                );
+                None
+            }
+            (Some(w), None) => match w.build(Duration::from_secs(timeout)) {
+                Ok(c) => Some(c),
+                Err(list) => {
+                    for (k, r) in list {
+                        problem(&format!("webhook.{k}"), r);
+                    }
+                    None
+                }
+            },
+            (None, Some(s)) => match s.build(Duration::from_secs(timeout)) {
+                Ok(c) => Some(c),
+                Err(list) => {
+                    for (k, r) in list {
+                        problem(&format!("sms.{k}"), r);
+                    }
+                    None
+                }
+            },
+        };
+        match (issuer, public, channel, problems.is_empty()) {
+            (Some(issuer), Some(public), Some(channel), true) => Ok(Checked {
+                issuer,
+                secret,
+                public,
+                skew: Duration::from_secs(skew),
+                timeout: Duration::from_secs(timeout),
+                claim,
+                channel,
+            }),
+            _ => Err(problems),
+        }
+    }
+
+    /// Builds the provider and starts its step-up listener (on the current Tokio runtime).
+    /// `auth_timeout` is the engine's deadline: links never outlive it.
+    pub fn build(&self, name: &str, auth_timeout: Duration) -> Result<OidcProvider, String> {
+        let c = self.check().map_err(|p| {
+            p.iter()
+                .map(|(k, r)| format!("{k}: {r}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+        // The issuer as configured, not as `Url` normalises it: a trailing slash matters to the
+        // `iss` comparison (Entra's v2.0 issuer has none, Okta's org issuer neither).
+        let _ = &c.issuer;
+        let idp = idp::Idp::new(
+            self.issuer.clone(),
+            self.client_id.clone(),
+            c.secret,
+            c.timeout,
+        )
+        .map_err(|e| format!("issuer: {e}"))?;
+        let base = self.public_url.trim_end_matches('/').to_string();
+        let prefix = c.public.path().trim_end_matches('/').to_string();
+        let link_ttl = self
+            .link_ttl_secs
+            .map(Duration::from_secs)
+            .unwrap_or(auth_timeout)
+            .min(auth_timeout);
+        let inner = Arc::new(Inner {
+            name: name.to_string(),
+            idp,
+            redirect_uri: format!("{base}/stepup/callback"),
+            link_base: format!("{base}/stepup/l/"),
+            prefix,
+            secure_cookie: c.public.scheme() == "https",
+            scopes: self.scopes.clone().unwrap_or_else(|| DEFAULT_SCOPES.into()),
+            username_claim: c.claim,
+            amr_any: self
+                .mfa_amr_values
+                .clone()
+                .unwrap_or_else(|| vec!["mfa".into()]),
+            acr_any: self.acr_values.clone().unwrap_or_default(),
+            acrs: self.acrs.clone(),
+            max_age_zero: self.max_age_zero.unwrap_or(true),
+            skew: c.skew,
+            link_ttl,
+            auth_timeout,
+            message: self
+                .message
+                .clone()
+                .unwrap_or_else(|| DEFAULT_MESSAGE.into()),
+            channel: c.channel,
+            registry: Registry::default(),
+        });
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                crate::server::tls::from_files(cert, key, None)
+                    .map_err(|e| format!("tls_cert: {e}"))?,
+            ),
+            _ => None,
+        };
+        let listen = self.listen.ok_or("listen: required")?;
+        let bound = web::start(inner.clone(), listen, tls)
+            .map_err(|e| format!("listen: cannot listen on {listen}: {e}"))?;
+        Ok(OidcProvider {
+            name: name.to_string(),
+            inner,
+            listen_addr: bound,
+        })
+    }
+}
+
+struct Checked {
+    issuer: Url,
+    secret: Option<Zeroizing<String>>,
+    public: Url,
+    skew: Duration,
+    timeout: Duration,
+    claim: String,
+    channel: delivery::Channel,
+}
+
+fn secret_text(bytes: &[u8]) -> Result<Zeroizing<String>, String> {
+    let s = std::str::from_utf8(bytes).map_err(|_| "the client secret is not UTF-8".to_string())?;
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("the client secret is empty".into());
+    }
+    Ok(Zeroizing::new(s.to_string()))
+}
+
+/// How a step-up ended, as the browser side decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// A valid multi-factor sign-in of the right person.
+    Approved,
+    /// Refused; the reason is for the log (never a token).
+    Denied(String),
+    /// "This wasn't me".
+    Fraud,
+    /// The link was opened after it expired.
+    Expired,
+    /// The IdP could not be asked (a provider failure).
+    Failed(String),
+}
+
+/// What the person's pages show about the request.
+#[derive(Debug, Clone)]
+pub(crate) struct Request {
+    pub request_id: String,
+    pub username: String,
+    pub application: String,
+    /// The IP address the SOAP call reported (the person's), or the calling system's.
+    pub ip: String,
+    /// When the link was issued (Unix seconds): the sign-in must be later.
+    pub issued_unix: i64,
+}
+
+/// An issued link, not yet used.
+#[derive(Debug)]
+pub(crate) struct Link {
+    pub request: Request,
+    pub expires: Instant,
+    pub csrf: Zeroizing<String>,
+    pub tx: oneshot::Sender<Outcome>,
+}
+
+/// A started sign-in, awaiting the callback.
+#[derive(Debug)]
+pub(crate) struct Flow {
+    pub request: Request,
+    pub deadline: Instant,
+    pub nonce: Zeroizing<String>,
+    pub verifier: Zeroizing<String>,
+    /// SHA-256 of the browser-binding cookie set when the flow started.
+    pub binding: [u8; 32],
+    pub tx: oneshot::Sender<Outcome>,
+}
+
+/// Pending links and flows, keyed by SHA-256 of their random tokens.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    links: Mutex<HashMap<[u8; 32], Link>>,
+    flows: Mutex<HashMap<[u8; 32], Flow>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Registry {
+    fn insert_link(&self, key: [u8; 32], link: Link) -> bool {
+        let now = Instant::now();
+        let mut links = lock(&self.links);
+        // Entries whose SOAP call has gone are dead weight; so are expired ones.
+        links.retain(|_, l| !l.tx.is_closed() && l.expires > now);
+        if links.len() >= MAX_PENDING {
+            return false;
+        }
+        links.insert(key, link);
+        true
+    }
+    pub(crate) fn take_link(&self, key: &[u8; 32]) -> Option<Link> {
+        lock(&self.links).remove(key)
+    }
+    pub(crate) fn peek_link<R>(&self, key: &[u8; 32], f: impl FnOnce(&Link) -> R) -> Option<R> {
+        lock(&self.links).get(key).map(f)
+    }
+    pub(crate) fn insert_flow(&self, key: [u8; 32], flow: Flow) -> bool {
+        let now = Instant::now();
+        let mut flows = lock(&self.flows);
+        flows.retain(|_, f| !f.tx.is_closed() && f.deadline > now);
+        if flows.len() >= MAX_PENDING {
+            return false;
+        }
+        flows.insert(key, flow);
+        true
+    }
+    pub(crate) fn take_flow(&self, key: &[u8; 32]) -> Option<Flow> {
+        lock(&self.flows).remove(key)
+    }
+}
+
+/// What the provider and its listener share.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub name: String,
+    pub idp: idp::Idp,
+    pub redirect_uri: String,
+    link_base: String,
+    /// The path of `public_url` (empty or `/prefix`), before `/stepup/…`.
+    pub prefix: String,
+    pub secure_cookie: bool,
+    pub scopes: String,
+    pub username_claim: String,
+    pub amr_any: Vec<String>,
+    pub acr_any: Vec<String>,
+    pub acrs: Option<String>,
+    pub max_age_zero: bool,
+    pub skew: Duration,
+    link_ttl: Duration,
+    pub auth_timeout: Duration,
+    message: String,
+    channel: delivery::Channel,
+    pub registry: Registry,
+}
+
+/// The OIDC step-up provider.
+#[derive(Debug)]
+pub struct OidcProvider {
+    name: String,
+    inner: Arc<Inner>,
+    listen_addr: SocketAddr,
+}
+
+impl OidcProvider {
+    /// The step-up listener's bound address (useful with port 0).
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen_addr
+    }
+}
+
+/// 256 random bits, base64url (43 characters).
+pub(crate) fn random_token() -> Zeroizing<String> {
+    let mut b = Zeroizing::new([0u8; 32]);
+    // aws-lc-rs's system RNG; it does not fail on supported platforms, and a failure must not
+    // yield a predictable token, so the caller gets an empty token, which nothing accepts.
+    if aws_lc_rs::rand::fill(&mut b[..]).is_err() {
+        return Zeroizing::new(String::new());
+    }
+    Zeroizing::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&b[..]))
+}
+
+/// SHA-256, the registry's key for a token.
+pub(crate) fn key_of(token: &str) -> [u8; 32] {
+    let d = digest::digest(&digest::SHA256, token.as_bytes());
+    let mut k = [0u8; 32];
+    k.copy_from_slice(d.as_ref());
+    k
+}
+
+/// Constant-time equality of two secrets.
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+pub(crate) fn now_unix() -> i64 {
+    crate::engine::now_unix()
+}
+
+/// Writes the `fraud_reported` audit event ("This wasn't me").
+pub(crate) fn audit_fraud(provider: &str, r: &Request) {
+    audit::emit(
+        AuditKind::FraudReported,
+        &AuditEvent {
+            operation: "oidc-stepup",
+            caller: &r.ip,
+            username: &r.username,
+            provider: Some(provider),
+            call_result: Some(112),
+            request_id: Some(&r.request_id),
+            reason: Some("the person reported the request as not theirs"),
+            ..AuditEvent::default()
+        },
+    );
+}
+
+/// Removes the link when the SOAP call's future ends (answered, or dropped at the deadline).
+struct Cleanup<'a> {
+    registry: &'a Registry,
+    key: [u8; 32],
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        self.registry.take_link(&self.key);
+    }
+}
+
+#[async_trait]
+impl Provider for OidcProvider {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn authenticate(&self, attempt: &AuthAttempt) -> Verdict {
+        let inner = &self.inner;
+        let token = random_token();
+        if token.is_empty() {
+            return Verdict::Failed("no randomness for the step-up link".into());
+        }
+        let key = key_of(&token);
+        let (tx, mut rx) = oneshot::channel();
+        let expires = Instant::now() + inner.link_ttl;
+        let request = Request {
+            request_id: attempt.request_id.clone(),
+            username: attempt.username.clone(),
+            application: attempt.application_name.clone(),
+            ip: if attempt.initiating_ip.trim().is_empty() {
+                attempt.caller_ip.to_string()
+            } else {
+                attempt.initiating_ip.trim().to_string()
+            },
+            issued_unix: now_unix(),
+        };
+        let link = Link {
+            request,
+            expires,
+            csrf: random_token(),
+            tx,
+        };
+        if !inner.registry.insert_link(key, link) {
+            return Verdict::Failed("too many step-ups pending".into());
+        }
+        let _cleanup = Cleanup {
+            registry: &inner.registry,
+            key,
+        };
+        let url = Zeroizing::new(format!("{}{}", inner.link_base, token.as_str()));
+        let minutes = inner.link_ttl.as_secs().div_ceil(60).max(1);
+        let text = Zeroizing::new(
+            inner
+                .message
+                .replace("{application}", or_dash(&attempt.application_name))
+                .replace("{user}", &attempt.username)
+                .replace("{minutes}", &minutes.to_string())
+                .replace("{link}", &url),
+        );
+        let expires_unix = now_unix() + i64::try_from(inner.link_ttl.as_secs()).unwrap_or(0);
+        if let Err(reason) = inner
+            .channel
+            .deliver(attempt, &url, &text, expires_unix)
+            .await
+        {
+            return Verdict::Failed(format!("step-up link not delivered: {reason}"));
+        }
+        tracing::info!(target: "pfgate::oidc", provider = %self.name, request_id = %attempt.request_id, channel = inner.channel.kind(), "step-up link delivered");
+        let outcome = tokio::select! {
+            r = &mut rx => r.ok(),
+            () = tokio::time::sleep_until(expires.into()) => {
+                // Unopened by now: the link is void. Opened: the sign-in goes on until the deadline.
+                if inner.registry.take_link(&key).is_some() {
+                    Some(Outcome::Expired)
+                } else {
+                    rx.await.ok()
+                }
+            }
+        };
+        match outcome {
+            Some(Outcome::Approved) => Verdict::AppApproved,
+            Some(Outcome::Fraud) => Verdict::FraudReported,
+            Some(Outcome::Denied(reason)) => {
+                tracing::warn!(target: "pfgate::oidc", provider = %self.name, request_id = %attempt.request_id, reason = %reason, "step-up refused");
+                Verdict::Denied
+            }
+            Some(Outcome::Failed(reason)) => Verdict::Failed(reason),
+            Some(Outcome::Expired) | None => {
+                tracing::info!(target: "pfgate::oidc", provider = %self.name, request_id = %attempt.request_id, "step-up link expired unused");
+                Verdict::NotAnswered
+            }
+        }
+    }
+
+    async fn healthy(&self) -> bool {
+        self.inner.idp.endpoints().await.is_ok()
+    }
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.trim().is_empty() {
+        "Sign-in"
+    } else {
+        s
+    }
+}

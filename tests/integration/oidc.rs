@@ -1,0 +1,509 @@
+//! The OpenID Connect step-up provider end to end (issue #10), against a real, certified OpenID
+//! Connect provider (panva's `oidc-provider`, `tests/oidc/op.mjs`, run with the machine's Node.js)
+//! and a real browser (Debian's Chromium, driven by `tests/oidc/drive.mjs` through playwright-core).
+//!
+//! pfgate delivers the link through its webhook channel to a receiver in this test (a real local
+//! HTTP server); the browser opens it, signs in at the OP, and the SOAP call that was waiting all
+//! along answers. Each test starts its own OP, pfgate and receiver.
+//!
+//! The OP's login form decides whether a sign-in is multi-factor (a one-time code "123456" puts
+//! `mfa` in `amr`; none leaves `amr` ["pwd"]); with `--rogue-jwks` its JWKS publishes a key other
+//! than the one it signs with.
+//!
+//! A missing tool (node, the npm packages, chromium, Mono) skips with a `SKIP` line, unless
+//! `PFGATE_REQUIRE_INTEROP=1` (`.ci/run`), which makes it a failure.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use pfgate::config::{ProviderSettings, Settings};
+use pfgate::providers::oidc::delivery::WebhookChannel;
+use pfgate::providers::oidc::OidcSettings;
+use pfgate::providers::router::RouteSettings;
+use serde_json::Value;
+use tokio::sync::{mpsc, Mutex};
+
+use crate::support::*;
+
+const CLIENT_ID: &str = "pfgate-stepup";
+const CLIENT_SECRET: &str = "test-client-secret-0123456789abcdef";
+/// The OP's one-time code that makes a sign-in multi-factor.
+const OTP: &str = "123456";
+/// How long any single step may take before the test fails (not a timing assertion: a bound).
+const STEP: Duration = Duration::from_secs(60);
+
+fn oidc_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oidc")
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// node, the npm packages (`npm ci` in tests/oidc) and chromium; Mono too when `mono` is asked.
+fn tools_present(test: &str, mono: bool) -> bool {
+    let mut missing = Vec::new();
+    for t in ["node", "chromium"] {
+        if !have(t) {
+            missing.push(t.to_string());
+        }
+    }
+    if !oidc_dir().join("node_modules/oidc-provider").is_dir()
+        || !oidc_dir().join("node_modules/playwright-core").is_dir()
+    {
+        missing.push("tests/oidc/node_modules (npm ci)".into());
+    }
+    if mono {
+        for t in ["mono", "mcs", "wsdl"] {
+            if !have(t) {
+                missing.push(t.to_string());
+            }
+        }
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var("PFGATE_REQUIRE_INTEROP").as_deref() != Ok("1"),
+        "{test}: missing {missing:?} (PFGATE_REQUIRE_INTEROP=1)"
+    );
+    eprintln!("SKIP {test}: missing {missing:?}");
+    false
+}
+
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A port that was free a moment ago (the OP must know pfgate's redirect URI before pfgate starts).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the OP; returns it and its issuer.
+fn start_op(redirect_uri: &str, rogue_jwks: bool) -> (Child, String) {
+    let mut cmd = Command::new("node");
+    cmd.current_dir(oidc_dir())
+        .arg("op.mjs")
+        .args(["--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET])
+        .args(["--redirect-uri", redirect_uri]);
+    if rogue_jwks {
+        cmd.arg("--rogue-jwks");
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut issuer = None;
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap() > 0 {
+        if let Some(i) = line.trim().strip_prefix("listening on ") {
+            issuer = Some(i.to_string());
+            break;
+        }
+        line.clear();
+    }
+    std::thread::spawn(move || for _ in reader.lines().map_while(Result::ok) {});
+    (Child(child), issuer.expect("the OP printed its issuer"))
+}
+
+/// The webhook channel's receiver: every JSON body POSTed to it.
+struct Receiver {
+    url: String,
+    rx: Mutex<mpsc::UnboundedReceiver<Value>>,
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hooks/stepup", listener.local_addr().unwrap());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let tx = Arc::new(tx);
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let tx = tx.clone();
+                        async move {
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let _ = tx.send(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                                Bytes::from_static(b"{\"ok\":true}"),
+                            )))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            url,
+            rx: Mutex::new(rx),
+        }
+    }
+
+    /// The next delivered message.
+    async fn next(&self) -> Value {
+        tokio::time::timeout(STEP, self.rx.lock().await.recv())
+            .await
+            .expect("a step-up link was delivered")
+            .unwrap()
+    }
+}
+
+struct Env {
+    _op: Child,
+    server: TestServer,
+    hook: Receiver,
+    stepup_url: String,
+}
+
+async fn env(link_ttl: Option<u64>, rogue_jwks: bool) -> Env {
+    let port = free_port();
+    let stepup_url = format!("http://127.0.0.1:{port}");
+    let (op, issuer) = start_op(&format!("{stepup_url}/stepup/callback"), rogue_jwks);
+    let hook = Receiver::start().await;
+    let dir = std::env::temp_dir().join(format!("pfgate-oidc-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("client.secret");
+    std::fs::write(&secret, format!("{CLIENT_SECRET}\n")).unwrap();
+    let mut settings = Settings::demo("127.0.0.1:0".parse().unwrap());
+    settings.providers = vec![(
+        "entra".into(),
+        ProviderSettings::Oidc(Box::new(OidcSettings {
+            issuer,
+            client_id: CLIENT_ID.into(),
+            client_secret_file: Some(secret),
+            public_url: stepup_url.clone(),
+            listen: Some(format!("127.0.0.1:{port}").parse().unwrap()),
+            link_ttl_secs: link_ttl,
+            webhook: Some(WebhookChannel {
+                url: hook.url.clone(),
+                ..WebhookChannel::default()
+            }),
+            ..OidcSettings::default()
+        })),
+    )];
+    settings.routes = vec![RouteSettings {
+        providers: vec!["entra".into()],
+        ..RouteSettings::default()
+    }];
+    let server = TestServer::start(settings).await;
+    Env {
+        _op: op,
+        server,
+        hook,
+        stepup_url,
+    }
+}
+
+/// `PfAuthUser_5` for `user` (MIM's call: application "MIM", the person at 10.0.0.5), answered
+/// as (result, CallResult code).
+async fn pf5(c: &Client, user: &str) -> (String, String) {
+    let inner = format!(
+        "<PfAuthUser_5 xmlns=\"{NS}\"><username>{user}</username><initiatingAuthenticationType>pfsdk</initiatingAuthenticationType><initiatingIpAddress>10.0.0.5</initiatingIpAddress><applicationName>MIM</applicationName><requireUserMatch>false</requireUserMatch><mode>voiceCall</mode><countryCode>1</countryCode><phoneNumber>4255550100</phoneNumber><extension></extension></PfAuthUser_5>"
+    );
+    let r = c
+        .soap11(Some(&action("PfAuthUser_5")), &env11(&inner))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let doc = parse_xml(&r.body);
+    let result = doc
+        .descendants()
+        .find(|n| n.has_tag_name("PfAuthUser_5Result"))
+        .and_then(|n| n.text())
+        .unwrap_or("")
+        .to_string();
+    let code = doc
+        .descendants()
+        .find(|n| n.has_tag_name("callResult"))
+        .and_then(|n| n.children().find(|c| c.has_tag_name("Code")))
+        .and_then(|n| n.text())
+        .unwrap_or("")
+        .to_string();
+    (result, code)
+}
+
+/// Runs the browser on `link`; its JSON report.
+async fn drive(link: &str, action: &str, extra: &[&str]) -> Value {
+    let mut cmd = Command::new("node");
+    cmd.current_dir(oidc_dir())
+        .arg("drive.mjs")
+        .args([link, action])
+        .args(extra);
+    let out = crate::interop::run(cmd, STEP).await;
+    assert!(out.success(), "{}", out.report());
+    let line = out.stdout.lines().last().unwrap_or("").to_string();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {}", out.report()))
+}
+
+/// Starts a `PfAuthUser_5`, takes the delivered link, runs the browser with `action`; the SOAP
+/// answer, the browser's report and the delivered message.
+async fn step_up(
+    e: &Env,
+    user: &str,
+    action: &str,
+    extra: &[&str],
+) -> ((String, String), Value, Value) {
+    let c = e.server.client();
+    let u = user.to_string();
+    let call = tokio::spawn(async move { pf5(&c, &u).await });
+    let msg = e.hook.next().await;
+    let link = msg["link"].as_str().unwrap().to_string();
+    let report = drive(&link, action, extra).await;
+    let answer = tokio::time::timeout(STEP, call).await.unwrap().unwrap();
+    (answer, report, msg)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_mfa_sign_in_approves_pending_call_and_link_is_single_use() {
+    if !tools_present("oidc_mfa_sign_in", false) {
+        return;
+    }
+    let e = env(None, false).await;
+    let (answer, report, msg) = step_up(
+        &e,
+        "alice@contoso.com",
+        "continue",
+        &["--otp", OTP, "--replay"],
+    )
+    .await;
+    // The delivered message: the link on pfgate's step-up listener, and nothing else secret.
+    let link = msg["link"].as_str().unwrap();
+    assert!(
+        link.starts_with(&format!("{}/stepup/l/", e.stepup_url)),
+        "{msg}"
+    );
+    assert_eq!(
+        link.len() - link.rfind('/').unwrap() - 1,
+        43,
+        "256-bit token"
+    );
+    assert!(msg["text"].as_str().unwrap().contains(link), "{msg}");
+    assert_eq!(msg["username"], "alice@contoso.com");
+    // The page showed what the SOAP call said, with the headers the pages promise.
+    assert_eq!(report["application"], "MIM", "{report}");
+    assert_eq!(report["ip"], "10.0.0.5", "{report}");
+    assert_eq!(report["user"], "alice@contoso.com", "{report}");
+    assert_eq!(report["cache_control"], "no-store");
+    assert_eq!(report["referrer_policy"], "no-referrer");
+    assert!(
+        report["csp"]
+            .as_str()
+            .unwrap()
+            .starts_with("default-src 'none'"),
+        "{report}"
+    );
+    assert_eq!(report["outcome"], "approved", "{report}");
+    assert_eq!(answer, ("true".into(), "21".into()));
+    // The callback URL replayed: refused.
+    assert_eq!(report["replay_status"], 400, "{report}");
+    assert_eq!(report["replay_outcome"], "expired", "{report}");
+    // The link opened again after use: gone.
+    let again = drive(link, "open", &[]).await;
+    assert_eq!(again["start_status"], 410, "{again}");
+    assert_eq!(again["outcome"], "expired", "{again}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_refusals_no_mfa_wrong_user_deny_and_fraud() {
+    if !tools_present("oidc_refusals", false) {
+        return;
+    }
+    let e = env(None, false).await;
+    // A sign-in without MFA (amr ["pwd"]): denied, 150.
+    let (answer, report, _) = step_up(&e, "alice@contoso.com", "continue", &[]).await;
+    assert_eq!(report["outcome"], "denied", "{report}");
+    assert!(
+        report["reason"].as_str().unwrap().contains("multi-factor"),
+        "{report}"
+    );
+    assert_eq!(answer, ("false".into(), "150".into()));
+    // Signed in (with MFA) as someone else: denied.
+    let (answer, report, _) = step_up(
+        &e,
+        "alice@contoso.com",
+        "continue",
+        &["--user", "bob@contoso.com", "--otp", OTP],
+    )
+    .await;
+    assert_eq!(report["outcome"], "denied", "{report}");
+    assert!(
+        report["reason"]
+            .as_str()
+            .unwrap()
+            .contains("different user"),
+        "{report}"
+    );
+    assert_eq!(answer, ("false".into(), "150".into()));
+    // "Deny" on the page.
+    let (answer, report, _) = step_up(&e, "alice@contoso.com", "deny", &[]).await;
+    assert_eq!(report["outcome"], "denied", "{report}");
+    assert!(
+        report["reason"].as_str().unwrap().contains("You denied"),
+        "{report}"
+    );
+    assert_eq!(answer, ("false".into(), "150".into()));
+    // "This wasn't me": fraud, 112.
+    let (answer, report, _) = step_up(&e, "alice@contoso.com", "fraud", &[]).await;
+    assert_eq!(report["outcome"], "fraud", "{report}");
+    assert_eq!(answer, ("false".into(), "112".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_token_signed_with_unknown_key_is_refused() {
+    if !tools_present("oidc_unknown_key", false) {
+        return;
+    }
+    let e = env(None, true).await;
+    let (answer, report, _) = step_up(&e, "alice@contoso.com", "continue", &["--otp", OTP]).await;
+    assert_eq!(report["outcome"], "denied", "{report}");
+    assert_eq!(
+        report["reason"], "The sign-in could not be verified.",
+        "{report}"
+    );
+    assert_eq!(answer, ("false".into(), "150".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_expired_link_times_out_the_call() {
+    if !tools_present("oidc_expired_link", false) {
+        return;
+    }
+    let e = env(Some(1), false).await;
+    let c = e.server.client();
+    let call = tokio::spawn(async move { pf5(&c, "alice@contoso.com").await });
+    let msg = e.hook.next().await;
+    // The link expires unopened: the call ends as not answered.
+    let answer = tokio::time::timeout(STEP, call).await.unwrap().unwrap();
+    assert_eq!(answer, ("false".into(), "11".into()));
+    let report = drive(msg["link"].as_str().unwrap(), "open", &[]).await;
+    assert_eq!(report["start_status"], 410, "{report}");
+    assert_eq!(report["outcome"], "expired", "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_tampered_state_and_forged_forms_are_refused() {
+    if !tools_present("oidc_tampered", false) {
+        return;
+    }
+    let e = env(None, false).await;
+    let http = reqwest_like();
+    // A callback with a state pfgate never issued.
+    let (status, body) = get(
+        &http,
+        &format!("{}/stepup/callback?code=x&state=forged", e.stepup_url),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(body.contains("data-outcome=\"expired\""), "{body}");
+    // A callback without state.
+    let (status, _) = get(&http, &format!("{}/stepup/callback?code=x", e.stepup_url)).await;
+    assert_eq!(status, 400);
+    // A guessed link.
+    let (status, _) = get(
+        &http,
+        &format!("{}/stepup/l/{}", e.stepup_url, "A".repeat(43)),
+    )
+    .await;
+    assert_eq!(status, 410);
+    // A real link, posted without its CSRF token: refused, and the link survives for the person.
+    let c = e.server.client();
+    let call = tokio::spawn(async move { pf5(&c, "alice@contoso.com").await });
+    let msg = e.hook.next().await;
+    let link = msg["link"].as_str().unwrap().to_string();
+    let (status, _) = post_form(&http, &link, "action=continue&csrf=forged").await;
+    assert_eq!(status, 403);
+    let report = drive(&link, "continue", &["--otp", OTP]).await;
+    assert_eq!(report["outcome"], "approved", "{report}");
+    let answer = tokio::time::timeout(STEP, call).await.unwrap().unwrap();
+    assert_eq!(answer, ("true".into(), "21".into()));
+}
+
+/// A plain HTTP client for the hostile requests (no browser: no cookies, no redirects).
+fn reqwest_like() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+async fn get(c: &reqwest::Client, url: &str) -> (u16, String) {
+    let resp = c.get(url).send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+async fn post_form(c: &reqwest::Client, url: &str, form: &str) -> (u16, String) {
+    let resp = c
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.to_string())
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// The issue's end-to-end test: MIM's proxy (a wsdl-generated Mono `SoapHttpClientProtocol`)
+/// calls `PfAuthUser_5`, the person signs in with MFA in the browser, and the proxy's pending
+/// call returns true with CallResult 21.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_mono_proxy_pending_pfauthuser5_returns_true() {
+    if !tools_present("oidc_mono_proxy", true) {
+        return;
+    }
+    let e = env(None, false).await;
+    let dir = std::env::temp_dir().join(format!("pfgate-oidc-mono-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    crate::providers_e2e::build_auth_exe(&dir).await;
+    let (url, fp) = (e.server.url(), e.server.fingerprint());
+    let d = dir.clone();
+    let mono = tokio::task::spawn_blocking(move || {
+        Command::new("mono")
+            .current_dir(&d)
+            .args(["auth.exe", &url, &fp, "5:alice@contoso.com:1:4255550100"])
+            .output()
+            .unwrap()
+    });
+    let msg = e.hook.next().await;
+    let report = drive(msg["link"].as_str().unwrap(), "continue", &["--otp", OTP]).await;
+    assert_eq!(report["outcome"], "approved", "{report}");
+    let out = tokio::time::timeout(STEP, mono).await.unwrap().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "true 21");
+}
