@@ -24,7 +24,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use pfgate::config::{ProviderSettings, Settings};
-use pfgate::providers::oidc::delivery::WebhookChannel;
+use pfgate::providers::oidc::delivery::{SmsChannel, WebhookChannel};
+use pfgate::providers::oidc::smtp::EmailChannel;
 use pfgate::providers::oidc::OidcSettings;
 use pfgate::providers::router::RouteSettings;
 use serde_json::Value;
@@ -138,7 +139,7 @@ struct Receiver {
 impl Receiver {
     async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hooks/stepup", listener.local_addr().unwrap());
+        let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = mpsc::unbounded_channel();
         let tx = Arc::new(tx);
         tokio::spawn(async move {
@@ -151,11 +152,35 @@ impl Receiver {
                     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let tx = tx.clone();
                         async move {
+                            let path = req.uri().path().to_string();
+                            let header = |n: &str| {
+                                req.headers()
+                                    .get(n)
+                                    .and_then(|v| v.to_str().ok())
+                                    .unwrap_or("")
+                                    .to_string()
+                            };
+                            let (ctype, auth) = (header("content-type"), header("authorization"));
                             let body = req.into_body().collect().await.unwrap().to_bytes();
-                            let _ = tx.send(serde_json::from_slice(&body).unwrap_or(Value::Null));
-                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
-                                Bytes::from_static(b"{\"ok\":true}"),
-                            )))
+                            // JSON (the webhook channel) as sent; a form (Twilio's Messages API)
+                            // as an object of its fields, with the path and Authorization header.
+                            let msg = if ctype.starts_with("application/x-www-form-urlencoded") {
+                                let mut m: serde_json::Map<String, Value> =
+                                    url::form_urlencoded::parse(&body)
+                                        .map(|(k, v)| (k.into_owned(), Value::from(v.into_owned())))
+                                        .collect();
+                                m.insert("_path".into(), path.into());
+                                m.insert("_authorization".into(), auth.into());
+                                Value::Object(m)
+                            } else {
+                                serde_json::from_slice(&body).unwrap_or(Value::Null)
+                            };
+                            let _ = tx.send(msg);
+                            let mut resp = http::Response::new(Full::new(Bytes::from_static(
+                                b"{\"sid\":\"SM00000000000000000000000000000000\",\"status\":\"queued\"}",
+                            )));
+                            *resp.status_mut() = http::StatusCode::CREATED;
+                            Ok::<_, std::convert::Infallible>(resp)
                         }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -187,6 +212,24 @@ struct Env {
 }
 
 async fn env(link_ttl: Option<u64>, rogue_jwks: bool) -> Env {
+    env_with(link_ttl, rogue_jwks, Via::Webhook).await
+}
+
+/// The delivery channel a test configures.
+enum Via {
+    Webhook,
+    /// Twilio's Messages API, played by the receiver.
+    Sms,
+    /// SMTP with STARTTLS: the fake server's port and CA file.
+    Email(u16, PathBuf),
+}
+
+const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+const AUTH_TOKEN: &str = "twilio-auth-token-for-the-oidc-test";
+
+/// With `sms`, the link goes through Twilio's Messages API (the receiver plays Twilio) instead of
+/// the webhook channel.
+async fn env_with(link_ttl: Option<u64>, rogue_jwks: bool, via: Via) -> Env {
     let port = free_port();
     let stepup_url = format!("http://127.0.0.1:{port}");
     let (op, issuer) = start_op(&format!("{stepup_url}/stepup/callback"), rogue_jwks);
@@ -205,10 +248,37 @@ async fn env(link_ttl: Option<u64>, rogue_jwks: bool) -> Env {
             public_url: stepup_url.clone(),
             listen: Some(format!("127.0.0.1:{port}").parse().unwrap()),
             link_ttl_secs: link_ttl,
-            webhook: Some(WebhookChannel {
-                url: hook.url.clone(),
+            webhook: matches!(via, Via::Webhook).then(|| WebhookChannel {
+                url: format!("{}/hooks/stepup", hook.url),
                 ..WebhookChannel::default()
             }),
+            sms: matches!(via, Via::Sms).then(|| {
+                let token = dir.join("twilio.token");
+                std::fs::write(&token, AUTH_TOKEN).unwrap();
+                SmsChannel {
+                    account_sid: ACCOUNT_SID.into(),
+                    auth_token_file: Some(token),
+                    from: Some("+15005550006".into()),
+                    base_url: Some(hook.url.clone()),
+                    ..SmsChannel::default()
+                }
+            }),
+            email: match &via {
+                Via::Email(port, ca) => {
+                    let pw = dir.join("smtp.password");
+                    std::fs::write(&pw, format!("{SMTP_PASSWORD}\n")).unwrap();
+                    Some(EmailChannel {
+                        host: "localhost".into(),
+                        port: Some(*port),
+                        from: "mfa@contoso.com".into(),
+                        ca_file: Some(ca.clone()),
+                        username: Some(SMTP_USER.into()),
+                        password_file: Some(pw),
+                        ..EmailChannel::default()
+                    })
+                }
+                _ => None,
+            },
             ..OidcSettings::default()
         })),
     )];
@@ -506,4 +576,207 @@ async fn oidc_mono_proxy_pending_pfauthuser5_returns_true() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "true 21");
+}
+
+/// The SMS channel: Twilio's Messages API (played by the receiver) gets the link for the user's
+/// number, authenticated as Twilio's documented HTTP Basic; the texted link works like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_link_by_sms_through_twilio_messages() {
+    if !tools_present("oidc_sms", false) {
+        return;
+    }
+    let e = env_with(None, false, Via::Sms).await;
+    let c = e.server.client();
+    let call = tokio::spawn(async move { pf5(&c, "alice@contoso.com").await });
+    let msg = e.hook.next().await;
+    assert_eq!(
+        msg["_path"],
+        format!("/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json")
+    );
+    use base64::Engine as _;
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{ACCOUNT_SID}:{AUTH_TOKEN}"));
+    assert_eq!(msg["_authorization"], format!("Basic {basic}"));
+    assert_eq!(msg["To"], "+14255550100");
+    assert_eq!(msg["From"], "+15005550006");
+    let body = msg["Body"].as_str().unwrap();
+    let link = body
+        .split_whitespace()
+        .find(|w| w.starts_with(&format!("{}/stepup/l/", e.stepup_url)))
+        .unwrap_or_else(|| panic!("no link in {body:?}"));
+    let report = drive(link, "continue", &["--otp", OTP]).await;
+    assert_eq!(report["outcome"], "approved", "{report}");
+    let answer = tokio::time::timeout(STEP, call).await.unwrap().unwrap();
+    assert_eq!(answer, ("true".into(), "21".into()));
+}
+
+const SMTP_USER: &str = "pfgate-relay";
+const SMTP_PASSWORD: &str = "smtp-password-for-the-oidc-test";
+
+/// A submission server speaking SMTP (RFC 5321) with STARTTLS (RFC 3207): it refuses mail before
+/// TLS, offers `AUTH PLAIN` only after it, checks the credentials, and hands each accepted
+/// message (envelope and data) to the test.
+struct SmtpFake {
+    port: u16,
+    ca: PathBuf,
+    rx: Mutex<mpsc::UnboundedReceiver<(String, String, String)>>,
+}
+
+impl SmtpFake {
+    async fn start(dir: &std::path::Path) -> Self {
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let ca = dir.join("smtp-ca.pem");
+        std::fs::write(&ca, ck.cert.pem()).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from(ck.cert.der().to_vec())],
+                PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into()),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let _ = smtp_session(stream, acceptor, tx).await;
+                });
+            }
+        });
+        Self {
+            port,
+            ca,
+            rx: Mutex::new(rx),
+        }
+    }
+
+    async fn next(&self) -> (String, String, String) {
+        tokio::time::timeout(STEP, self.rx.lock().await.recv())
+            .await
+            .expect("a message was submitted")
+            .unwrap()
+    }
+}
+
+async fn smtp_session(
+    stream: tokio::net::TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+    tx: mpsc::UnboundedSender<(String, String, String)>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mut plain = BufReader::new(stream);
+    plain
+        .get_mut()
+        .write_all(b"220 fake.test ESMTP\r\n")
+        .await?;
+    let mut line = String::new();
+    // Before TLS: EHLO and STARTTLS only.
+    loop {
+        line.clear();
+        if plain.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let cmd = line.trim_end().to_ascii_uppercase();
+        let answer: &[u8] = if cmd.starts_with("EHLO") {
+            b"250-fake.test\r\n250-8BITMIME\r\n250 STARTTLS\r\n"
+        } else if cmd == "STARTTLS" {
+            plain.get_mut().write_all(b"220 go ahead\r\n").await?;
+            break;
+        } else {
+            b"530 5.7.0 Must issue a STARTTLS command first\r\n"
+        };
+        plain.get_mut().write_all(answer).await?;
+    }
+    let tls = acceptor.accept(plain.into_inner()).await?;
+    let mut s = BufReader::new(tls);
+    let (mut authed, mut from, mut to) = (false, String::new(), String::new());
+    loop {
+        line.clear();
+        if s.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let raw = line.trim_end().to_string();
+        let cmd = raw.to_ascii_uppercase();
+        let answer: String = if cmd.starts_with("EHLO") {
+            "250-fake.test\r\n250 AUTH PLAIN\r\n".into()
+        } else if let Some(b64) = raw.strip_prefix("AUTH PLAIN ") {
+            use base64::Engine as _;
+            let want = format!("\0{SMTP_USER}\0{SMTP_PASSWORD}");
+            let got = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap_or_default();
+            authed = got == want.as_bytes();
+            if authed {
+                "235 ok\r\n"
+            } else {
+                "535 bad credentials\r\n"
+            }
+            .into()
+        } else if !authed {
+            "530 authentication required\r\n".into()
+        } else if let Some(a) = cmd.strip_prefix("MAIL FROM:") {
+            from = a.trim_matches(['<', '>']).to_ascii_lowercase();
+            "250 ok\r\n".into()
+        } else if let Some(a) = cmd.strip_prefix("RCPT TO:") {
+            to = a.trim_matches(['<', '>']).to_ascii_lowercase();
+            "250 ok\r\n".into()
+        } else if cmd == "DATA" {
+            s.get_mut().write_all(b"354 go on\r\n").await?;
+            let mut data = String::new();
+            loop {
+                line.clear();
+                if s.read_line(&mut line).await? == 0 {
+                    return Ok(());
+                }
+                if line == ".\r\n" {
+                    break;
+                }
+                data.push_str(line.strip_prefix('.').unwrap_or(&line));
+            }
+            let _ = tx.send((from.clone(), to.clone(), data));
+            "250 queued\r\n".into()
+        } else if cmd == "QUIT" {
+            s.get_mut().write_all(b"221 bye\r\n").await?;
+            return Ok(());
+        } else {
+            "502 not implemented\r\n".into()
+        };
+        s.get_mut().write_all(answer.as_bytes()).await?;
+    }
+}
+
+/// The e-mail channel: the link is submitted over SMTP only after STARTTLS, to the verified
+/// server, authenticated; the mailed link works like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_link_by_email_over_smtp_starttls() {
+    if !tools_present("oidc_email", false) {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("pfgate-oidc-smtp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let smtp = SmtpFake::start(&dir).await;
+    let e = env_with(None, false, Via::Email(smtp.port, smtp.ca.clone())).await;
+    let c = e.server.client();
+    let call = tokio::spawn(async move { pf5(&c, "alice@contoso.com").await });
+    let (from, to, data) = smtp.next().await;
+    assert_eq!(from, "mfa@contoso.com");
+    assert_eq!(to, "alice@contoso.com");
+    assert!(data.contains("To: <alice@contoso.com>\r\n"), "{data}");
+    assert!(data.contains("Subject: Confirm your sign-in\r\n"), "{data}");
+    let link = data
+        .split_whitespace()
+        .find(|w| w.starts_with(&format!("{}/stepup/l/", e.stepup_url)))
+        .unwrap_or_else(|| panic!("no link in {data:?}"))
+        .to_string();
+    let report = drive(&link, "continue", &["--otp", OTP]).await;
+    assert_eq!(report["outcome"], "approved", "{report}");
+    let answer = tokio::time::timeout(STEP, call).await.unwrap().unwrap();
+    assert_eq!(answer, ("true".into(), "21".into()));
 }

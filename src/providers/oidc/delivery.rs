@@ -2,8 +2,7 @@
 //! webhooks, or an organisation's own relay) or SMS through Twilio's Messages API. The text is
 //! configurable; the link is the only secret it carries, and it is never logged.
 //!
-//! E-mail (SMTP with STARTTLS) is not implemented yet; a site that wants mail can point the
-//! webhook channel at a relay that sends it.
+//! E-mail goes through [`super::smtp`] (SMTP submission, STARTTLS required).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -264,6 +263,7 @@ pub(crate) enum Channel {
         /// (`From` | `MessagingServiceSid`, value)
         sender: (&'static str, String),
     },
+    Email(super::smtp::Mailer),
 }
 
 impl std::fmt::Debug for Channel {
@@ -271,6 +271,7 @@ impl std::fmt::Debug for Channel {
         match self {
             Channel::Webhook { url, .. } => write!(f, "Webhook({url})"),
             Channel::Sms { url, .. } => write!(f, "Sms({url})"),
+            Channel::Email(m) => write!(f, "Email({m:?})"),
         }
     }
 }
@@ -280,6 +281,7 @@ impl Channel {
         match self {
             Channel::Webhook { .. } => "webhook",
             Channel::Sms { .. } => "sms",
+            Channel::Email(_) => "email",
         }
     }
 
@@ -292,6 +294,7 @@ impl Channel {
         expires_unix: i64,
     ) -> Result<(), String> {
         let resp = match self {
+            Channel::Email(mailer) => return mailer.send(&attempt.username, text).await,
             Channel::Webhook { http, url, secret } => {
                 let body = Zeroizing::new(
                     serde_json::json!({

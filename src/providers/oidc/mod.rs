@@ -40,6 +40,7 @@ pub mod delivery;
 pub mod idp;
 pub mod jwt;
 mod pages;
+pub mod smtp;
 mod web;
 
 use std::collections::HashMap;
@@ -126,6 +127,8 @@ pub struct OidcSettings {
     pub webhook: Option<delivery::WebhookChannel>,
     /// Delivery by SMS through Twilio's Messages API.
     pub sms: Option<delivery::SmsChannel>,
+    /// Delivery by e-mail (SMTP submission with STARTTLS).
+    pub email: Option<smtp::EmailChannel>,
 }
 
 impl OidcSettings {
@@ -148,6 +151,9 @@ impl OidcSettings {
         }
         if let Some(s) = &mut self.sms {
             s.resolve_relative_to(base);
+        }
+        if let Some(e) = &mut self.email {
+            e.resolve_relative_to(base);
         }
     }
 
@@ -280,40 +286,48 @@ impl OidcSettings {
         if claim.is_empty() {
             problem("username_claim", "must name a claim".into());
         }
-        let channel = match (&self.webhook, &self.sms) {
-            (None, None) => {
+        let configured = [
+            self.webhook.is_some(),
+            self.sms.is_some(),
+            self.email.is_some(),
+        ];
+        let channel = match configured.iter().filter(|c| **c).count() {
+            0 => {
                 problem(
                     "webhook",
-                    "a delivery channel is required: [providers.NAME.webhook] or [providers.NAME.sms]"
+                    "a delivery channel is required: [providers.NAME.webhook], .sms or .email"
                         .into(),
                 );
                 None
             }
-            (Some(_), Some(_)) => {
+            1 => {
+                let t = Duration::from_secs(timeout);
+                let (key, built) = if let Some(w) = &self.webhook {
+                    ("webhook", w.build(t))
+                } else if let Some(s) = &self.sms {
+                    ("sms", s.build(t))
+                } else if let Some(e) = &self.email {
+                    ("email", e.build(t).map(delivery::Channel::Email))
+                } else {
+                    ("webhook", Err(Vec::new()))
+                };
+                match built {
+                    Ok(c) => Some(c),
+                    Err(list) => {
+                        for (k, r) in list {
+                            problem(&format!("{key}.{k}"), r);
+                        }
+                        None
+                    }
+                }
+            }
+            _ => {
                 problem(
                     "webhook",
                     "configure one delivery channel, not several".into(),
                 );
                 None
             }
-            (Some(w), None) => match w.build(Duration::from_secs(timeout)) {
-                Ok(c) => Some(c),
-                Err(list) => {
-                    for (k, r) in list {
-                        problem(&format!("webhook.{k}"), r);
-                    }
-                    None
-                }
-            },
-            (None, Some(s)) => match s.build(Duration::from_secs(timeout)) {
-                Ok(c) => Some(c),
-                Err(list) => {
-                    for (k, r) in list {
-                        problem(&format!("sms.{k}"), r);
-                    }
-                    None
-                }
-            },
         };
         match (issuer, public, channel, problems.is_empty()) {
             (Some(issuer), Some(public), Some(channel), true) => Ok(Checked {
