@@ -216,10 +216,11 @@ impl VerdictLabel {
     pub fn of(v: &crate::providers::Verdict) -> Self {
         use crate::providers::Verdict;
         match v {
-            Verdict::Approved => VerdictLabel::Approved,
+            Verdict::Approved | Verdict::AppApproved => VerdictLabel::Approved,
             Verdict::NotAnswered => VerdictLabel::NotAnswered,
             Verdict::HungUp => VerdictLabel::HungUp,
-            Verdict::Denied => VerdictLabel::Denied,
+            // "This wasn't me" is a refusal by the person, as a denial is.
+            Verdict::Denied | Verdict::FraudReported => VerdictLabel::Denied,
             Verdict::Failed(_) | Verdict::FailedOpen(_) => VerdictLabel::Failed,
         }
     }
