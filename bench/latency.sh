@@ -36,6 +36,8 @@ trap '[ -z "$PID" ] || kill "$PID" 2>/dev/null; rm -rf "$WORK"' EXIT
 cat >"$WORK/pfgate.toml" <<TOML
 [server]
 plain_listen = "127.0.0.1:$PORT"
+[admin]
+enabled = false
 [auth]
 allow_anonymous = true
 [directory]

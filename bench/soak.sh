@@ -13,7 +13,7 @@
 #     finds the maximum: run `RATE=0 SECONDS=20` and halve its achieved_rps);
 #   every minute: pfgate's RSS, open descriptors and CPU time from /proc;
 #   at the end: the client's counts (sent = answered = ok?), pfgate's access-log lines per
-#   operation, what each fake saw, and /metrics if this pfgate serves it.
+#   operation, what each fake saw, and /metrics from the admin listener (127.0.0.1:18634).
 #
 # Knobs: RATE (required), SECONDS (1800), PORT (18630), SKIP_BUILD (0), OUT_DIR (bench/results/soak).
 set -euo pipefail
@@ -22,7 +22,7 @@ cd "$ROOT"
 RATE="${RATE:?set RATE (requests/s; 0 = flat out)}"
 SECONDS_TOTAL="${SECONDS:-1800}"
 PORT="${PORT:-18630}"
-P_FLAKY=18631 P_HANG=18632 P_BACKUP=18633
+P_FLAKY=18631 P_HANG=18632 P_BACKUP=18633 P_ADMIN=18634
 SKIP_BUILD="${SKIP_BUILD:-0}"
 OUT_DIR="${OUT_DIR:-$ROOT/bench/results/soak}"
 note() { echo "bench/soak.sh: $*" >&2; }
@@ -61,6 +61,8 @@ fake backup "$P_BACKUP"
 cat >"$WORK/pfgate.toml" <<TOML
 [server]
 plain_listen = "127.0.0.1:$PORT"
+[admin]
+listen = "127.0.0.1:$P_ADMIN"
 [auth]
 allow_anonymous = true
 [directory]
@@ -114,7 +116,7 @@ python3 "$ROOT/bench/load/soak.py" --port "$PORT" --rate "$RATE" --seconds "$SEC
     --out "$OUT_DIR/client.json" >&2
 sleep 2
 sample >>"$OUT_DIR/samples.txt"
-curl -s -o "$OUT_DIR/metrics.txt" -w '%{http_code}\n' "http://127.0.0.1:$PORT/metrics" >"$WORK/metrics.code" || true
+curl -s -o "$OUT_DIR/metrics.txt" -w '%{http_code}\n' "http://127.0.0.1:$P_ADMIN/metrics" >"$WORK/metrics.code" || true
 [ "$(cat "$WORK/metrics.code")" = "200" ] || { note "no /metrics on this pfgate ($(cat "$WORK/metrics.code"))"; rm -f "$OUT_DIR/metrics.txt"; }
 for name in flaky hang backup; do kill -USR1 "${FAKE_PID[$name]}"; done
 sleep 1

@@ -72,6 +72,8 @@ plain_listen = "127.0.0.1:$PORT"
 max_connections = $((CONNECTIONS + 100))
 [engine]
 auth_timeout_secs = $((DELAY + 30))
+[admin]
+enabled = false
 [auth]
 allow_anonymous = true
 [directory]
