@@ -749,6 +749,8 @@ async fn serve(settings: Settings, reload: Option<(PathBuf, crate::reload::Adjus
             }
         }
     }
+    // Before the listening lines: a SIGHUP sent as soon as they appear must find its handler.
+    let reload = reload.map(|(path, adjust)| (path, adjust, crate::reload::Hangup::listen()));
     let running = match server::start(settings).await {
         Ok(r) => r,
         Err(e) => {
@@ -781,8 +783,9 @@ async fn serve(settings: Settings, reload: Option<(PathBuf, crate::reload::Adjus
     }
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
-    let watcher = reload
-        .map(|(path, adjust)| tokio::spawn(crate::reload::watch(running.live(), path, adjust)));
+    let watcher = reload.map(|(path, adjust, hangup)| {
+        tokio::spawn(crate::reload::watch(running.live(), path, adjust, hangup))
+    });
     wait_for_signal().await;
     if let Some(w) = watcher {
         w.abort();

@@ -136,33 +136,51 @@ fn fingerprint(files: &[PathBuf]) -> u64 {
     h.finish()
 }
 
-/// Watches for `SIGHUP` and file changes until the task is dropped, reloading `path` each time.
-pub async fn watch(live: Arc<Live>, path: PathBuf, adjust: Adjust) {
+/// The `SIGHUP` listener. Made before the server says it is listening: a `SIGHUP` that arrives
+/// before a handler is installed would end the process (the signal's default action).
+pub struct Hangup {
     #[cfg(unix)]
-    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(target: "pfgate::reload", error = %e, "cannot listen for SIGHUP; file changes still reload");
-            None
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangup {
+    /// Installs the handler (inside the runtime).
+    pub fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            let signal = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(target: "pfgate::reload", error = %e, "cannot listen for SIGHUP; file changes still reload");
+                    None
+                }
+            };
+            Self { signal }
         }
-    };
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// Resolves at each `SIGHUP`; never where there is none.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(s) = self.signal.as_mut() {
+            s.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await
+    }
+}
+
+/// Watches for `SIGHUP` and file changes until the task is dropped, reloading `path` each time.
+pub async fn watch(live: Arc<Live>, path: PathBuf, adjust: Adjust, mut hangup: Hangup) {
     let mut files = watched_files(&path, &live.state().settings);
     let mut seen = fingerprint(&files);
     loop {
-        #[cfg(unix)]
         let trigger = tokio::select! {
-            _ = async {
-                match hangup.as_mut() {
-                    Some(s) => { s.recv().await; }
-                    None => std::future::pending::<()>().await,
-                }
-            } => Trigger::Signal,
+            _ = hangup.recv() => Trigger::Signal,
             _ = tokio::time::sleep(POLL) => Trigger::FileChanged,
-        };
-        #[cfg(not(unix))]
-        let trigger = {
-            tokio::time::sleep(POLL).await;
-            Trigger::FileChanged
         };
         if trigger == Trigger::FileChanged {
             let now = fingerprint(&files);
