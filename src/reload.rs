@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{self, Settings, TlsSource};
+use crate::engine::audit::{self, AuditEvent, AuditKind};
 use crate::server::Live;
 
 /// How often the watched files are read.
@@ -55,6 +56,21 @@ pub enum Outcome {
     Refused(Vec<String>),
 }
 
+/// A configuration change is a security event: it goes to the audit log (and the hash-chained
+/// trail) as well as the service log. `reason` names the file, or the problem (never a secret:
+/// configuration errors name keys, not values of secrets).
+fn audit_reload(kind: AuditKind, trigger: Trigger, reason: &str) {
+    audit::emit(
+        kind,
+        &AuditEvent {
+            operation: "reload",
+            caller: trigger.as_str(),
+            reason: Some(reason),
+            ..AuditEvent::default()
+        },
+    );
+}
+
 /// Loads `path`, validates it and swaps it in, logging the result.
 pub async fn reload_once(live: &Live, path: &Path, adjust: &Adjust, trigger: Trigger) -> Outcome {
     let mut settings = match config::load(path) {
@@ -62,6 +78,7 @@ pub async fn reload_once(live: &Live, path: &Path, adjust: &Adjust, trigger: Tri
         Err(errors) => {
             let problems: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
             for p in &problems {
+                audit_reload(AuditKind::ConfigRefused, trigger, p);
                 tracing::error!(
                     target: "pfgate::reload",
                     file = %path.display(),
@@ -76,6 +93,11 @@ pub async fn reload_once(live: &Live, path: &Path, adjust: &Adjust, trigger: Tri
     adjust(&mut settings);
     match live.reload(settings).await {
         Ok(tls) => {
+            audit_reload(
+                AuditKind::ConfigReloaded,
+                trigger,
+                &path.display().to_string(),
+            );
             match tls {
                 Some(t) => tracing::info!(
                     target: "pfgate::reload",
@@ -95,6 +117,7 @@ pub async fn reload_once(live: &Live, path: &Path, adjust: &Adjust, trigger: Tri
         }
         Err(e) => {
             let problem = format!("{}: {e}", path.display());
+            audit_reload(AuditKind::ConfigRefused, trigger, &problem);
             tracing::error!(
                 target: "pfgate::reload",
                 file = %path.display(),

@@ -28,6 +28,10 @@ pub enum AuditKind {
     CallerForbidden,
     /// The person reported a request as not theirs (the OIDC step-up's "This wasn't me").
     FraudReported,
+    /// A new configuration was put in force while serving (`SIGHUP` or a changed file).
+    ConfigReloaded,
+    /// A new configuration was refused; the one in force stayed.
+    ConfigRefused,
 }
 
 impl AuditKind {
@@ -42,6 +46,8 @@ impl AuditKind {
             AuditKind::CallerUnauthenticated => "caller_unauthenticated",
             AuditKind::CallerForbidden => "caller_forbidden",
             AuditKind::FraudReported => "fraud_reported",
+            AuditKind::ConfigReloaded => "config_reloaded",
+            AuditKind::ConfigRefused => "config_refused",
         }
     }
 }

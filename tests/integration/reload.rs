@@ -145,6 +145,21 @@ async fn a_changed_file_is_reloaded_a_bad_one_refused_and_a_renewed_certificate_
         200,
         "the old configuration stays"
     );
+    // Both are audit events too (a configuration change is a security event).
+    wait_for_log(
+        &log,
+        &["pfgate::audit", "config_reloaded", "file changed"],
+        1,
+    );
+    wait_for_log(
+        &log,
+        &[
+            "pfgate::audit",
+            "config_refused",
+            "engine.auth_timeout_secs",
+        ],
+        1,
+    );
 
     // A key that only takes effect at start-up refuses the whole reload (no half-applied file).
     replace(
