@@ -13,7 +13,8 @@
 #     finds the maximum: run `RATE=0 SECONDS=20` and halve its achieved_rps);
 #   every minute: pfgate's RSS, open descriptors and CPU time from /proc;
 #   at the end: the client's counts (sent = answered = ok?), pfgate's access-log lines per
-#   operation, what each fake saw, and /metrics from the admin listener (127.0.0.1:18634).
+#   operation, what each fake saw, and /metrics from the admin listener (127.0.0.1:18634),
+#   compared with the fakes' counts by bench/load/soak_compare.py (compare.txt; exit 1 on a mismatch).
 #
 # Knobs: RATE (required), SECONDS (1800), PORT (18630), SKIP_BUILD (0), OUT_DIR (bench/results/soak).
 set -euo pipefail
@@ -127,3 +128,7 @@ cat "$WORK/pfgate.out" "$WORK/pfgate.err" | grep -c 'pfgate::access' >"$OUT_DIR/
 grep -iE 'breaker|circuit|fail(ed)? ?over' "$WORK/pfgate.out" "$WORK/pfgate.err" | tail -50 >"$OUT_DIR/breaker-log.txt" || true
 note "results in $OUT_DIR"
 cat "$OUT_DIR/samples.txt" >&2
+if [ -f "$OUT_DIR/metrics.txt" ]; then
+    # /metrics against the fakes' and the client's counts; the exit status says whether they match.
+    python3 "$ROOT/bench/load/soak_compare.py" "$OUT_DIR" | tee "$OUT_DIR/compare.txt" >&2
+fi

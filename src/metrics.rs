@@ -308,6 +308,12 @@ impl ProviderMetrics {
         self.skipped.fetch_add(1, Relaxed);
     }
 
+    /// Calls skipped so far (tests read it; `/metrics` renders the same counter).
+    #[cfg(test)]
+    pub fn skipped_count(&self) -> u64 {
+        self.skipped.load(Relaxed)
+    }
+
     /// The breaker moved to `to` (counted as a transition).
     pub fn transition(&self, to: BreakerKind) {
         self.breaker.store(to as u8, Relaxed);

@@ -3,8 +3,9 @@
 connections, every answer checked, every request counted.
 
 Mix (weights): PfAuthUser_5 for mimservice@contoso.com to its own random number 50 (route to the
-flaky provider, failing over to the backup), PfAuthUser_5 for alice@contoso.com to her number 5
-(route to the hanging provider, failing over to the backup), TestSecurity 20, GetUserSettings_3
+flaky provider, failing over to the backup), PfAuthUser_5 for alice@contoso.com to a random number 5
+(route to the hanging provider, failing over to the backup; a random number, so no call joins one
+already in flight for the same user and number and every call is one provider call to count), TestSecurity 20, GetUserSettings_3
 for alice 15, UserExists for an unknown user 10. Every PfAuthUser_5 must be approved (the backup
 takes over every failure), every other answer must carry its result element.
 
@@ -38,7 +39,7 @@ def pf5(user, number):
 OPS = [  # name, weight, body maker, expected bytes in the answer
     ("PfAuthUser_5/flaky", 50, lambda: pf5("mimservice@contoso.com", f"425{random.randrange(10**6):06d}0"),
      b"<PfAuthUser_5Result>true</PfAuthUser_5Result>"),
-    ("PfAuthUser_5/hang", 5, lambda: pf5("alice@contoso.com", "4255550100"),
+    ("PfAuthUser_5/hang", 5, lambda: pf5("alice@contoso.com", f"206{random.randrange(10**6):06d}0"),
      b"<PfAuthUser_5Result>true</PfAuthUser_5Result>"),
     ("TestSecurity", 20, lambda: ENV.format(f"<TestSecurity {NS} />"), b"<TestSecurityResult>"),
     ("GetUserSettings_3", 15,

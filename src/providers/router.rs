@@ -363,10 +363,15 @@ impl Provider for Router {
     async fn start_verification(&self, attempt: &AuthAttempt) -> Option<(String, Verdict)> {
         let route = self.routes.iter().find(|r| r.settings.matches(attempt))?;
         let mut reasons = Vec::new();
+        // Skips are counted only once this question has become the call: when it answers `None`
+        // the engine goes on to `authenticate`, whose `route` skips (and counts) the same
+        // providers again — counting here too would count one skipped call twice.
+        let mut skipped = Vec::new();
+        let counted = |skipped: &[&Breaker]| skipped.iter().for_each(|b| b.metrics.skipped());
         for (name, provider) in &route.providers {
             let breaker = self.breakers.get(name);
             if let Some(b) = breaker.filter(|b| !b.would_admit(Instant::now())) {
-                b.metrics.skipped();
+                skipped.push(b);
                 reasons.push(format!("{name}: circuit open"));
                 continue;
             }
@@ -377,9 +382,13 @@ impl Provider for Router {
             }
             match verdict {
                 Verdict::Failed(reason) => reasons.push(format!("{name}: {reason}")),
-                other => return Some((name.clone(), other)),
+                other => {
+                    counted(&skipped);
+                    return Some((name.clone(), other));
+                }
             }
         }
+        counted(&skipped);
         // Codes never fail open: the person must still prove something.
         Some((
             String::new(),
@@ -755,6 +764,37 @@ mod tests {
             r.breaker_state("a"),
             Some(BreakerState::Closed { failures: 0 })
         );
+    }
+
+    /// The engine asks `start_verification` and then, for a provider without code flows,
+    /// `authenticate`: a provider skipped because its circuit is open is one skipped call in
+    /// `/metrics`, not two (the soak compares these counts with what the provider fakes saw).
+    #[tokio::test]
+    async fn a_skip_is_counted_once_per_authentication() {
+        let a = Fixed::new(vec![Verdict::Failed("down".into())]);
+        let b = Fixed::new(vec![Verdict::Approved]);
+        let r = router(
+            vec![route(&["skip-once-a", "skip-once-b"], FailMode::Secure)],
+            vec![("skip-once-a", a.clone()), ("skip-once-b", b.clone())],
+            BreakerSettings {
+                failure_threshold: 1,
+                cooldown: Duration::from_secs(60),
+            },
+        );
+        // The first authentication fails over and opens a's circuit.
+        assert_eq!(r.authenticate(&attempt("u", "")).await, Verdict::Approved);
+        let skipped = || {
+            crate::metrics::global()
+                .provider("skip-once-a")
+                .skipped_count()
+        };
+        let before = skipped();
+        for _ in 0..3 {
+            assert_eq!(r.start_verification(&attempt("u", "")).await, None);
+            assert_eq!(r.authenticate(&attempt("u", "")).await, Verdict::Approved);
+        }
+        assert_eq!(skipped() - before, 3);
+        assert_eq!(a.calls.load(Ordering::SeqCst), 1);
     }
 
     /// A provider without code flows answers `start_verification` with `None`: that question, asked
