@@ -338,6 +338,12 @@ impl Engine {
         match e {
             StoreError::Duplicate(_) => ErrorCode::DuplicateUsername.error(),
             StoreError::NotFound(_) => ErrorCode::UserNotFound.error(),
+            // The SDK has no external id field and its updates keep the stored one, so this
+            // cannot come from a request; should it, the request is refused with the reason.
+            StoreError::ExternalIdTaken { .. } => {
+                tracing::warn!(target: "pfgate::engine", error = %e, "directory change refused");
+                ErrorCode::InvalidInput.with("The external id is held by another user.")
+            }
             StoreError::Unavailable(_) | StoreError::Corrupt(_) => {
                 tracing::error!(target: "pfgate::engine", error = %e, "store failure");
                 ErrorCode::StoreUnavailable.error()

@@ -89,6 +89,16 @@ pub struct UserRecord {
     pub phone_app_language: String,
     /// OATH token language.
     pub oath_token_language: String,
+    /// The identity the organisation's identity provider gives this person — Entra ID's `oid`
+    /// (object id, a GUID), or an OpenID Connect `sub` — for the OIDC step-up provider's
+    /// `match = "external_id"`. Why it is stored: an `oid` never equals a username, and unlike
+    /// `preferred_username` it cannot be changed by the user or an administrator, so the link
+    /// between the pfgate user and the IdP account has to live here. Kept normalised (trimmed,
+    /// lower case: GUIDs arrive in either case) by [`normalize_external_id`], unique among users
+    /// ([`StoreError::ExternalIdTaken`]): two users mapped to one IdP identity would let one
+    /// person's sign-in approve the other's requests. The SDK has no field for it, so SDK updates
+    /// keep the stored value; the users file and `pfgate users import` set it.
+    pub external_id: Option<String>,
 }
 
 impl UserRecord {
@@ -120,8 +130,35 @@ impl UserRecord {
             sms_text_language: "en".into(),
             phone_app_language: "en".into(),
             oath_token_language: "en".into(),
+            external_id: None,
         }
     }
+}
+
+/// The longest external id accepted (Entra's `oid` is 36 characters; an OpenID Connect `sub` is at
+/// most 255 ASCII characters by the specification).
+pub const MAX_EXTERNAL_ID_LEN: usize = 255;
+
+/// The stored form of an external id: trimmed and lower case; `None` when empty. Applied on every
+/// write and to the claim before comparing, so a GUID matches whatever case either side used.
+pub fn normalize_external_id(raw: &str) -> Option<String> {
+    let t = raw.trim();
+    (!t.is_empty()).then(|| t.to_lowercase())
+}
+
+/// Why `raw` cannot be an external id (too long, control characters), or `None` when it can. The
+/// inputs that set it (users file, CSV import) refuse such values with this reason.
+pub fn external_id_problem(raw: &str) -> Option<String> {
+    let t = raw.trim();
+    if t.chars().count() > MAX_EXTERNAL_ID_LEN {
+        return Some(format!(
+            "external_id is longer than {MAX_EXTERNAL_ID_LEN} characters"
+        ));
+    }
+    if t.chars().any(char::is_control) {
+        return Some("external_id contains control characters".into());
+    }
+    None
 }
 
 /// A text filter of `FindUsers*`: `*` matches any run of characters, `?` is literal.
@@ -235,6 +272,16 @@ pub enum StoreError {
     /// The backend is unreachable or failed; authentication must fail secure.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// Another user already holds this external id (compared after normalisation): one IdP
+    /// identity must never map to two users, or one person's sign-in would approve another's
+    /// authentication.
+    #[error("the external id '{external_id}' is already held by user '{holder}'")]
+    ExternalIdTaken {
+        /// The external id, normalised.
+        external_id: String,
+        /// The user who holds it (or "another user" when it could not be read back).
+        holder: String,
+    },
     /// Stored data could not be read back (corrupt row, wrong secrets key).
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),

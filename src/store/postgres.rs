@@ -66,6 +66,7 @@ use crate::pfwssdk::wire::WireEnum;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0001_init.sql"),
     include_str!("migrations/postgres/0002_inflight_calls.sql"),
+    include_str!("migrations/postgres/0003_external_id.sql"),
 ];
 
 /// The longest any store operation may take, pool wait and connecting included. Well below the
@@ -418,6 +419,38 @@ fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::UNIQUE_VIOLATION)
 }
 
+/// The error of writing a user row: [`StoreError::ExternalIdTaken`], naming the holder, when the
+/// unique index on `external_id` refused it (also when another instance took the id a moment
+/// before); otherwise as [`db_err`].
+async fn user_write_err(
+    client: &Object,
+    op: &str,
+    row: &UserRow<'_>,
+    e: &tokio_postgres::Error,
+) -> StoreError {
+    let on_external_id = is_unique_violation(e)
+        && e.as_db_error().and_then(|d| d.constraint()) == Some("users_external_id");
+    match (&row.external_id, on_external_id) {
+        (Some(external_id), true) => {
+            let holder = client
+                .query_opt(
+                    "SELECT username FROM users WHERE external_id = $1",
+                    &[external_id],
+                )
+                .await
+                .ok()
+                .flatten()
+                .and_then(|r| r.try_get::<_, String>(0).ok())
+                .unwrap_or_else(|| "another user".into());
+            StoreError::ExternalIdTaken {
+                external_id: external_id.clone(),
+                holder,
+            }
+        }
+        _ => db_err(op, e),
+    }
+}
+
 /// `.ctx("what was being done")` on tokio-postgres results.
 trait Context<T> {
     fn ctx(self, op: &str) -> StoreResult<T>;
@@ -757,7 +790,10 @@ impl Store for PostgresStore {
             let values = row.insert_values();
             let client = self.client(what).await?;
             let stmt = client.prepare_cached(&INSERT_USER).await.ctx(what)?;
-            let added = client.execute(&stmt, &as_params(&values)).await.ctx(what)?;
+            let added = match client.execute(&stmt, &as_params(&values)).await {
+                Ok(n) => n,
+                Err(e) => return Err(user_write_err(&client, what, &row, &e).await),
+            };
             if added == 0 {
                 return Err(StoreError::Duplicate(user.username.clone()));
             }
@@ -773,7 +809,10 @@ impl Store for PostgresStore {
             let values = row.update_values();
             let client = self.client(what).await?;
             let stmt = client.prepare_cached(&UPDATE_USER).await.ctx(what)?;
-            let updated = client.execute(&stmt, &as_params(&values)).await.ctx(what)?;
+            let updated = match client.execute(&stmt, &as_params(&values)).await {
+                Ok(n) => n,
+                Err(e) => return Err(user_write_err(&client, what, &row, &e).await),
+            };
             if updated == 0 {
                 return Err(StoreError::NotFound(user.username.clone()));
             }

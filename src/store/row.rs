@@ -48,6 +48,7 @@ pub(super) const USER_COLUMNS: &[&str] = &[
     "sms_text_language",
     "phone_app_language",
     "oath_token_language",
+    "external_id",
 ];
 
 /// `SELECT <all user columns> FROM users`.
@@ -194,6 +195,8 @@ pub(super) struct UserRow<'a> {
     pub(super) username_key: String,
     pub(super) oath_secret: Option<String>,
     pub(super) static_token: Option<String>,
+    /// [`UserRecord::external_id`] normalised (the unique index compares stored bytes).
+    pub(super) external_id: Option<String>,
     pub(super) mode: &'static str,
     pub(super) pin_mode: &'static str,
     pub(super) sms_direction: &'static str,
@@ -223,6 +226,10 @@ impl<'a> UserRow<'a> {
             username_key,
             oath_secret,
             static_token,
+            external_id: user
+                .external_id
+                .as_deref()
+                .and_then(super::normalize_external_id),
             mode: user.mode.as_str(),
             pin_mode: user.pin_mode.as_str(),
             sms_direction: user.sms_direction.as_str(),
@@ -247,7 +254,7 @@ impl<'a> UserRow<'a> {
     }
 
     /// Every column with its value, in [`USER_COLUMNS`] order (a unit test holds the two together).
-    fn columns(&self) -> [(&'static str, Value<'_>); 30] {
+    fn columns(&self) -> [(&'static str, Value<'_>); 31] {
         let u = self.user;
         [
             ("username_key", Value::Text(&self.username_key)),
@@ -286,6 +293,7 @@ impl<'a> UserRow<'a> {
             ("sms_text_language", Value::Text(&u.sms_text_language)),
             ("phone_app_language", Value::Text(&u.phone_app_language)),
             ("oath_token_language", Value::Text(&u.oath_token_language)),
+            ("external_id", Value::OptText(self.external_id.as_deref())),
         ]
     }
 }
@@ -318,6 +326,7 @@ pub(super) struct RawUser {
     pub(super) sms_text_language: String,
     pub(super) phone_app_language: String,
     pub(super) oath_token_language: String,
+    pub(super) external_id: Option<String>,
 }
 
 impl RawUser {
@@ -358,6 +367,7 @@ impl RawUser {
             sms_text_language: r.text("sms_text_language")?,
             phone_app_language: r.text("phone_app_language")?,
             oath_token_language: r.text("oath_token_language")?,
+            external_id: r.opt_text("external_id")?,
         })
     }
 
@@ -417,6 +427,7 @@ impl RawUser {
             sms_text_language: self.sms_text_language,
             phone_app_language: self.phone_app_language,
             oath_token_language: self.oath_token_language,
+            external_id: self.external_id,
         })
     }
 }
@@ -523,12 +534,12 @@ mod tests {
             "{update}"
         );
         assert!(
-            update.ends_with("oath_token_language = $29 WHERE username_key = $1"),
+            update.ends_with("external_id = $30 WHERE username_key = $1"),
             "{update}"
         );
         let insert = insert_user_sql(|n| format!("?{n}"));
         assert!(insert.contains("VALUES (?1, ?2, "), "{insert}");
-        assert!(insert.contains("?30)"), "{insert}");
+        assert!(insert.contains("?31)"), "{insert}");
     }
 
     #[test]

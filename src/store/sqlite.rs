@@ -44,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0001_init.sql"),
     include_str!("migrations/sqlite/0002_transaction_target.sql"),
     include_str!("migrations/sqlite/0003_inflight_calls.sql"),
+    include_str!("migrations/sqlite/0004_external_id.sql"),
 ];
 
 /// How long a statement waits for another process's lock before failing as busy.
@@ -310,6 +311,35 @@ impl<T> Context<T> for rusqlite::Result<T> {
     }
 }
 
+/// The error of writing a user row: [`StoreError::ExternalIdTaken`], naming the holder, when the
+/// unique index on `external_id` refused it; otherwise as [`db_err`].
+fn user_write_err(
+    conn: &Connection,
+    op: &str,
+    row: &UserRow<'_>,
+    e: rusqlite::Error,
+) -> StoreError {
+    let on_external_id = e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation)
+        && e.to_string().contains("users.external_id");
+    match (&row.external_id, on_external_id) {
+        (Some(external_id), true) => {
+            let holder = conn
+                .query_row(
+                    "SELECT username FROM users WHERE external_id = ?1",
+                    [external_id],
+                    |r| r.get::<_, String>(0),
+                )
+                .ok()
+                .unwrap_or_else(|| "another user".into());
+            StoreError::ExternalIdTaken {
+                external_id: external_id.clone(),
+                holder,
+            }
+        }
+        _ => db_err(op, e),
+    }
+}
+
 fn user_exists(conn: &Connection, key: &str) -> StoreResult<bool> {
     conn.query_row("SELECT 1 FROM users WHERE username_key = ?1", [key], |_| {
         Ok(())
@@ -411,7 +441,7 @@ impl Store for SqliteStore {
             let row = UserRow::new(&user, key)?;
             let added = conn
                 .execute(&INSERT_USER, params_from_iter(row.insert_values()))
-                .ctx("adding a user")?;
+                .map_err(|e| user_write_err(conn, "adding a user", &row, e))?;
             if added == 0 {
                 return Err(StoreError::Duplicate(user.username.clone()));
             }
@@ -426,7 +456,7 @@ impl Store for SqliteStore {
             let row = UserRow::new(&user, key)?;
             let updated = conn
                 .execute(&UPDATE_USER, params_from_iter(row.update_values()))
-                .ctx("updating a user")?;
+                .map_err(|e| user_write_err(conn, "updating a user", &row, e))?;
             if updated == 0 {
                 return Err(StoreError::NotFound(user.username.clone()));
             }

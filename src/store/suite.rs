@@ -106,6 +106,8 @@ fn full_user(name: &str) -> UserRecord {
         sms_text_language: "fr".into(),
         phone_app_language: "es".into(),
         oath_token_language: "it".into(),
+        // Already in stored form (lower case, trimmed), so a read compares equal.
+        external_id: Some(format!("ext-{}", name.to_lowercase())),
     }
 }
 
@@ -191,6 +193,141 @@ pub async fn check_user_crud(store: &dyn Store) {
     assert!(!store.delete_user("suite-crud@contoso.com").await.unwrap());
     assert!(!store.delete_user("suite-crud-missing").await.unwrap());
     assert!(store.delete_user("suite-crud-defaults").await.unwrap());
+}
+
+/// The external id (the IdP's `oid`/`sub` for the OIDC step-up provider): stored trimmed and lower
+/// case, read back, unique among users whatever its case (refused with
+/// [`StoreError::ExternalIdTaken`] naming the holder, on add and on update, leaving the refused
+/// row as it was), kept by an update that carries it, cleared, and free again once cleared.
+pub async fn check_external_id(store: &dyn Store) {
+    const OID: &str = "6F9619FF-8B86-D011-B42D-00C04FC964FF";
+    const STORED: &str = "6f9619ff-8b86-d011-b42d-00c04fc964ff";
+    let mut a = UserRecord::new("Suite-Ext-A@contoso.com");
+    a.external_id = Some(format!("  {OID}\t"));
+    store.add_user(&a).await.unwrap();
+    let got = store
+        .get_user("suite-ext-a@contoso.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.external_id.as_deref(), Some(STORED));
+
+    // Another user with the same id, in another case: refused, naming the holder; not added.
+    let mut b = UserRecord::new("Suite-Ext-B@contoso.com");
+    b.external_id = Some(STORED.to_ascii_uppercase());
+    let err = store.add_user(&b).await.unwrap_err();
+    match &err {
+        StoreError::ExternalIdTaken {
+            external_id,
+            holder,
+        } => {
+            assert_eq!(external_id, STORED);
+            assert_eq!(holder, "Suite-Ext-A@contoso.com");
+        }
+        other => panic!("add with a taken external id: {other}"),
+    }
+    assert!(err.to_string().contains("Suite-Ext-A@contoso.com"), "{err}");
+    assert_eq!(
+        store.get_user("suite-ext-b@contoso.com").await.unwrap(),
+        None
+    );
+
+    // Without one: added (any number of users have none).
+    b.external_id = None;
+    store.add_user(&b).await.unwrap();
+    let mut c = UserRecord::new("Suite-Ext-C@contoso.com");
+    c.external_id = Some("   ".into());
+    store.add_user(&c).await.unwrap();
+    assert_eq!(
+        store
+            .get_user("suite-ext-c@contoso.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .external_id,
+        None,
+        "blank is none"
+    );
+
+    // An update to a taken id: refused, and the row keeps what it had.
+    let mut b_taking = b.clone();
+    b_taking.external_id = Some(OID.into());
+    b_taking.first_name = "Mallory".into();
+    let err = store.update_user(&b_taking).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::ExternalIdTaken { holder, .. } if holder == "Suite-Ext-A@contoso.com"),
+        "{err}"
+    );
+    assert_eq!(
+        store.get_user("suite-ext-b@contoso.com").await.unwrap(),
+        Some(b.clone())
+    );
+
+    // An update of the holder that carries its own id is no conflict; a different id is stored.
+    let mut a2 = got.clone();
+    a2.first_name = "Alice".into();
+    store.update_user(&a2).await.unwrap();
+    assert_eq!(
+        store.get_user("suite-ext-a@contoso.com").await.unwrap(),
+        Some(a2.clone())
+    );
+    b.external_id = Some("00000000-0000-0000-0000-00000000000B".into());
+    store.update_user(&b).await.unwrap();
+    assert_eq!(
+        store
+            .get_user("suite-ext-b@contoso.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .external_id
+            .as_deref(),
+        Some("00000000-0000-0000-0000-00000000000b")
+    );
+
+    // The id follows a rename.
+    store
+        .rename_user("suite-ext-a@contoso.com", "Suite-Ext-A2@contoso.com")
+        .await
+        .unwrap();
+    let renamed = store
+        .get_user("suite-ext-a2@contoso.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(renamed.external_id.as_deref(), Some(STORED));
+
+    // Cleared: gone, and free for another user.
+    let mut cleared = renamed.clone();
+    cleared.external_id = None;
+    store.update_user(&cleared).await.unwrap();
+    assert_eq!(
+        store
+            .get_user("suite-ext-a2@contoso.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .external_id,
+        None
+    );
+    c.external_id = Some(OID.into());
+    store.update_user(&c).await.unwrap();
+    assert_eq!(
+        store
+            .get_user("suite-ext-c@contoso.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .external_id
+            .as_deref(),
+        Some(STORED)
+    );
+    for name in [
+        "suite-ext-a2@contoso.com",
+        "suite-ext-b@contoso.com",
+        "suite-ext-c@contoso.com",
+    ] {
+        assert!(store.delete_user(name).await.unwrap());
+    }
 }
 
 /// OATH secret and static token come back as stored, through set, clear and set again.
@@ -1329,7 +1466,8 @@ macro_rules! suite_for {
     ($backend:ident, $open:path) => {
         mod $backend {
             use super::*;
-            suite_for!(@by_ref $open: check_health, check_user_crud, check_secrets_round_trip,
+            suite_for!(@by_ref $open: check_health, check_user_crud, check_external_id,
+                check_secrets_round_trip,
                 check_rename, check_delete_cascades, check_blocks, check_bypass,
                 check_transactions, check_user_transactions, check_used_codes, check_find_users,
                 check_call_claims);
