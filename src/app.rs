@@ -110,6 +110,7 @@ pub fn record_of(u: &crate::engine::directory::User) -> Result<UserRecord, Store
     }
     r.oath_secret = (!u.oath_secret.is_empty()).then(|| u.oath_secret.clone());
     r.static_token = (!u.static_token.is_empty()).then(|| u.static_token.clone());
+    r.external_id = crate::store::normalize_external_id(&u.external_id);
     Ok(r)
 }
 

@@ -678,7 +678,11 @@ async fn users(action: UsersAction) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            for e in &row_errors {
+            // Rows the file got wrong, then rows the store refused (an external id another user
+            // holds), in line order.
+            let mut refused: Vec<_> = row_errors.iter().chain(&report.errors).collect();
+            refused.sort_by_key(|e| e.line);
+            for e in &refused {
                 eprintln!("{}:{}: {}", file.display(), e.line, e.reason);
             }
             println!(
@@ -686,9 +690,9 @@ async fn users(action: UsersAction) -> ExitCode {
                 report.added,
                 report.updated,
                 report.skipped,
-                row_errors.len()
+                refused.len()
             );
-            if row_errors.is_empty() {
+            if refused.is_empty() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

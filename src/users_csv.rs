@@ -19,11 +19,16 @@
 //! | `oath_secret`, `oath_time_interval` | OATH token secret (base32) and step (default 30) |
 //! | `static_token` | static token |
 //! | `blocked`, `block_reason` | block the user on import |
+//! | `external_id` | the IdP's identity of the person (Entra ID `oid`, OIDC `sub`) for the OIDC step-up provider; stored lower case, unique among users |
 //!
 //! Import adds users the store does not hold and skips those it does (`--update` replaces them), so
 //! running it twice changes nothing the second time. A bad row is reported with its line number and
 //! the rest are imported. Export writes the same columns except the secrets (`pin`, `oath_secret`,
-//! `static_token`), which pfgate never hands out.
+//! `static_token`), which pfgate never hands out, and always writes `external_id` (empty when
+//! unset). `external_id` is optional on import so CSVs written before it existed still load: a file
+//! without the column leaves the stored external ids alone, even with `--update`; a file with it
+//! sets each row's (an empty cell clears it). A row whose external id another user holds is
+//! reported like any bad row.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -56,6 +61,7 @@ pub const EXPORT_COLUMNS: &[&str] = &[
     "oath_time_interval",
     "blocked",
     "block_reason",
+    "external_id",
 ];
 
 const SECRET_COLUMNS: &[&str] = &["pin", "oath_secret", "static_token"];
@@ -71,6 +77,9 @@ pub struct ImportRow {
     pub pin: Option<String>,
     /// Block reason, if the row blocks the user.
     pub block: Option<String>,
+    /// True when the file has no `external_id` column: an update keeps the stored external id
+    /// instead of clearing it (files written before the column existed).
+    pub keep_external_id: bool,
 }
 
 /// A row that could not be read.
@@ -250,6 +259,11 @@ fn row(f: &Fields<'_>, line: u64) -> Result<ImportRow, String> {
     if !token.is_empty() {
         u.static_token = Some(token.to_string());
     }
+    let external_id = get("external_id");
+    if let Some(reason) = crate::store::external_id_problem(external_id) {
+        return Err(format!("column {reason}"));
+    }
+    u.external_id = crate::store::normalize_external_id(external_id);
     let blocked = parse_bool(get("blocked")).unwrap_or(false);
     let block = blocked.then(|| get("block_reason").trim().to_string());
     Ok(ImportRow {
@@ -257,6 +271,7 @@ fn row(f: &Fields<'_>, line: u64) -> Result<ImportRow, String> {
         user: u,
         pin,
         block,
+        keep_external_id: !f.index.contains_key("external_id"),
     })
 }
 
@@ -289,20 +304,31 @@ pub async fn import(
             );
             user.pin_changed_at = Some(crate::engine::now_unix());
         }
-        match store.get_user(&user.username).await? {
+        let written = match store.get_user(&user.username).await? {
             Some(existing) if update => {
                 user.username = existing.username;
-                store.update_user(&user).await?;
-                report.updated += 1;
+                if r.keep_external_id {
+                    user.external_id = existing.external_id;
+                }
+                store.update_user(&user).await.map(|()| &mut report.updated)
             }
             Some(_) => {
                 report.skipped += 1;
                 continue;
             }
-            None => {
-                store.add_user(&user).await?;
-                report.added += 1;
+            None => store.add_user(&user).await.map(|()| &mut report.added),
+        };
+        match written {
+            Ok(count) => *count += 1,
+            // One IdP identity, one user: this row is refused, the others go on.
+            Err(e @ StoreError::ExternalIdTaken { .. }) => {
+                report.errors.push(RowError {
+                    line: r.line,
+                    reason: format!("column {e}"),
+                });
+                continue;
             }
+            Err(e) => return Err(e),
         }
         if let Some(reason) = r.block {
             store.block_user(&user.username, &reason, "import").await?;
@@ -347,6 +373,7 @@ pub async fn export(store: &dyn Store, out: impl Write) -> Result<usize, String>
             &interval,
             if block.is_some() { "true" } else { "false" },
             block.as_deref().unwrap_or(""),
+            u.external_id.as_deref().unwrap_or(""),
         ];
         w.write_record(&fields).map_err(|e| e.to_string())?;
     }
@@ -380,6 +407,70 @@ mod tests {
         assert!(errors[0].reason.contains("fax"));
         assert!(errors[1].reason.contains("PIN_TOO_WEAK"));
         assert!(!errors[1].reason.contains("1234"), "never echo a PIN");
+    }
+
+    #[test]
+    fn external_id_column_is_optional_normalised_and_checked() {
+        let (rows, errors) = read(
+            "username,external_id\n\
+             a,  6F9619FF-8B86-D011-B42D-00C04FC964FF \n\
+             b,\n\
+             \"c\",\"x\u{7}y\"\n"
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            rows[0].user.external_id.as_deref(),
+            Some("6f9619ff-8b86-d011-b42d-00c04fc964ff")
+        );
+        assert_eq!(rows[1].user.external_id, None);
+        assert!(rows.iter().all(|r| !r.keep_external_id));
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].line, 4);
+        assert!(
+            errors[0].reason.contains("control characters"),
+            "{errors:?}"
+        );
+        // A file written before the column existed: read, and marked to keep stored ids.
+        let (rows, errors) = read("username,phone\na,1\n".as_bytes()).unwrap();
+        assert!(errors.is_empty());
+        assert_eq!(rows[0].user.external_id, None);
+        assert!(rows[0].keep_external_id);
+    }
+
+    #[tokio::test]
+    async fn import_keeps_or_sets_external_ids_and_refuses_a_taken_one_as_a_row() {
+        let store = crate::store::sqlite::SqliteStore::in_memory(
+            crate::store::secrets::SecretKey::from_bytes([9; crate::store::secrets::KEY_LEN]),
+        )
+        .await
+        .unwrap();
+        let (rows, _) = read("username,external_id\na,OID-1\nb,oid-1\n".as_bytes()).unwrap();
+        let report = import(&store, rows, false).await.unwrap();
+        assert_eq!(report.added, 1);
+        assert_eq!(report.errors.len(), 1);
+        assert_eq!(report.errors[0].line, 3);
+        assert!(
+            report.errors[0].reason.contains("held by user 'a'"),
+            "{:?}",
+            report.errors
+        );
+        let (rows, _) = read("username,first_name\na,Ann\n".as_bytes()).unwrap();
+        let report = import(&store, rows, true).await.unwrap();
+        assert_eq!(report.updated, 1);
+        let a = store.get_user("a").await.unwrap().unwrap();
+        assert_eq!(
+            (a.first_name.as_str(), a.external_id.as_deref()),
+            ("Ann", Some("oid-1"))
+        );
+        let mut out = Vec::new();
+        export(&store, &mut out).await.unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.lines().next().unwrap().ends_with(",external_id"),
+            "{text}"
+        );
+        assert!(text.lines().nth(1).unwrap().ends_with(",oid-1"), "{text}");
     }
 
     #[test]

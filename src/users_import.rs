@@ -902,6 +902,8 @@ async fn apply(
             if user.static_token.is_none() {
                 user.static_token = current.static_token.clone();
             }
+            // The SDK has no external id (the IdP's oid): the one pfgate holds stays.
+            user.external_id = current.external_id.clone();
             store.update_user(&user).await?;
             if blocked && !block_now {
                 store

@@ -92,6 +92,11 @@ pub struct User {
     /// Static token to store (encrypted).
     #[serde(default)]
     pub static_token: String,
+    /// The identity the organisation's IdP gives this person (Entra ID's `oid`, an OpenID Connect
+    /// `sub`), for the OIDC step-up provider's `match = "external_id"`; compared without regard
+    /// to case, unique in the file. Stored like every field here only when the user is added.
+    #[serde(default)]
+    pub external_id: String,
 }
 
 fn default_mode() -> String {
@@ -223,6 +228,8 @@ impl Directory {
         };
         let mut users = HashMap::new();
         let mut order = Vec::new();
+        // Normalised external id → the user who has it: one IdP identity, one user.
+        let mut external_ids: HashMap<String, String> = HashMap::new();
         for u in users_in {
             use crate::pfwssdk::wire::WireEnum;
             if Mode3::from_literal(&u.mode).is_none() {
@@ -236,6 +243,18 @@ impl Directory {
                     "user {}: disabled_behavior must be fail or succeed",
                     u.username
                 )));
+            }
+            if let Some(reason) = crate::store::external_id_problem(&u.external_id) {
+                return Err(invalid(format!("user {}: {reason}", u.username)));
+            }
+            if let Some(id) = crate::store::normalize_external_id(&u.external_id) {
+                if let Some(first) = external_ids.insert(id, u.username.clone()) {
+                    return Err(invalid(format!(
+                        "user {}: external_id is also user {first}'s (one identity maps to one \
+                         user)",
+                        u.username
+                    )));
+                }
             }
             let key = u.username.to_lowercase();
             if users.contains_key(&key) {
@@ -303,5 +322,35 @@ mod tests {
             Directory::from_toml("t", "[[users]]\nusername='a'\n[[users]]\nusername='A'").is_err()
         );
         assert!(Directory::from_toml("t", "[[users]]\nname='a'").is_err());
+    }
+
+    #[test]
+    fn external_ids_are_read_and_unique_whatever_their_case() {
+        let d = Directory::from_toml(
+            "t",
+            "[[users]]\nusername='a'\nexternal_id='6F9619FF-8B86-D011-B42D-00C04FC964FF'\n\
+             [[users]]\nusername='b'",
+        )
+        .unwrap();
+        assert_eq!(
+            d.get("a").unwrap().external_id,
+            "6F9619FF-8B86-D011-B42D-00C04FC964FF"
+        );
+        assert_eq!(d.get("b").unwrap().external_id, "");
+        let err = Directory::from_toml(
+            "t",
+            "[[users]]\nusername='a'\nexternal_id='6F9619FF-8B86-D011-B42D-00C04FC964FF'\n\
+             [[users]]\nusername='b'\nexternal_id=' 6f9619ff-8b86-d011-b42d-00c04fc964ff'",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("user b: external_id is also user a's"),
+            "{err}"
+        );
+        let err = Directory::from_toml("t", "[[users]]\nusername='a'\nexternal_id=\"x\\u0007y\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("control characters"), "{err}");
     }
 }

@@ -493,6 +493,127 @@ async fn users_import_is_idempotent_export_has_no_secrets_and_serve_uses_the_sto
     assert!(status.success());
 }
 
+/// The `external_id` column (the IdP's `oid` for the OIDC step-up provider) through the real
+/// binary: imported lower case, a second user with the same id refused as a row, exported in the
+/// last column, the export imported again unchanged; a CSV without the column (written before it
+/// existed) loads and keeps the stored ids even with `--update`; an empty cell clears one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_csv_external_id_round_trip_with_and_without_the_column() {
+    const OID: &str = "6F9619FF-8B86-D011-B42D-00C04FC964FF";
+    let dir = temp_dir("users-extid");
+    std::fs::write(dir.join("secrets.key"), [7u8; 32]).unwrap();
+    let config = dir.join("pfgate.toml");
+    std::fs::write(
+        &config,
+        "[server]\nplain_listen = \"127.0.0.1:0\"\n[store]\npath = \"pfgate.db\"\nsecrets_key_file = \"secrets.key\"\n[auth]\nallow_anonymous = true\n",
+    )
+    .unwrap();
+    let run = |args: &[&str], csv: Option<&std::path::Path>| {
+        let mut cmd = bin();
+        cmd.args(["users"]).args(args);
+        if let Some(f) = csv {
+            cmd.arg(f);
+        }
+        let out = cmd.arg("--config").arg(&config).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let export = || {
+        let (code, out, err) = run(&["export"], None);
+        assert_eq!(code, Some(0), "{err}");
+        out
+    };
+    let line_of = |text: &str, user: &str| -> String {
+        text.lines()
+            .find(|l| l.starts_with(user))
+            .unwrap_or_else(|| panic!("{user} in {text}"))
+            .to_string()
+    };
+
+    let with = dir.join("with.csv");
+    std::fs::write(
+        &with,
+        format!(
+            "username,first_name,external_id\n\
+             gina@contoso.com,Gina,  {OID} \n\
+             hal@contoso.com,Hal,\n\
+             ivan@contoso.com,Ivan,{}\n",
+            OID.to_lowercase()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run(&["import"], Some(&with));
+    assert_eq!(code, Some(1), "a refused row: {out} {err}");
+    assert!(
+        out.contains("2 added, 0 updated, 0 already present, 1 rows refused"),
+        "{out}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{}:4: column the external id '{}' is already held by user 'gina@contoso.com'",
+            with.display(),
+            OID.to_lowercase()
+        )),
+        "{err}"
+    );
+
+    let first = export();
+    let header = first.lines().next().unwrap();
+    assert!(header.ends_with(",block_reason,external_id"), "{header}");
+    assert!(
+        line_of(&first, "gina@contoso.com").ends_with(&format!(",{}", OID.to_lowercase())),
+        "{first}"
+    );
+    assert!(line_of(&first, "hal@contoso.com").ends_with(','), "{first}");
+    assert!(!first.contains("ivan@"), "{first}");
+
+    // The export is an import file: importing it again (even with --update) changes nothing.
+    let exported = dir.join("exported.csv");
+    std::fs::write(&exported, &first).unwrap();
+    let (code, out, err) = run(&["import", "--update"], Some(&exported));
+    assert_eq!(code, Some(0), "{out} {err}");
+    assert!(out.contains("0 added, 2 updated"), "{out}");
+    assert_eq!(export(), first);
+
+    // A CSV from before the column: loads, and --update keeps the stored external id.
+    let old = dir.join("old.csv");
+    std::fs::write(
+        &old,
+        "username,first_name,phone\ngina@contoso.com,Gina B.,4255550160\njo@contoso.com,Jo,1\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&["import", "--update"], Some(&old));
+    assert_eq!(code, Some(0), "{out} {err}");
+    assert!(out.contains("1 added, 1 updated"), "{out}");
+    let after = export();
+    let gina = line_of(&after, "gina@contoso.com");
+    assert!(gina.contains("Gina B."), "{gina}");
+    assert!(
+        gina.ends_with(&format!(",{}", OID.to_lowercase())),
+        "{gina}"
+    );
+    assert!(line_of(&after, "jo@contoso.com").ends_with(','), "{after}");
+
+    // With the column, an empty cell clears it; the id is then free for another user.
+    let clear = dir.join("clear.csv");
+    std::fs::write(
+        &clear,
+        format!("username,external_id\ngina@contoso.com,\nivan@contoso.com,{OID}\n"),
+    )
+    .unwrap();
+    let (code, out, err) = run(&["import", "--update"], Some(&clear));
+    assert_eq!(code, Some(0), "{out} {err}");
+    let last = export();
+    assert!(line_of(&last, "gina@contoso.com").ends_with(','), "{last}");
+    assert!(
+        line_of(&last, "ivan@contoso.com").ends_with(&format!(",{}", OID.to_lowercase())),
+        "{last}"
+    );
+}
+
 /// One PfAuthUser_4 for zed over plain HTTP on `addr`; returns the response text.
 async fn pfauthuser4_plain(addr: &str) -> String {
     let body = env11(&format!(

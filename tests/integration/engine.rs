@@ -870,3 +870,58 @@ async fn scripted_sequences_and_outcomes() {
     let (r, cc, e, _) = auth4(&call(&c, "PfAuthUser_4", &pf4("broken@contoso.com", true)).await);
     assert_eq!((r.as_str(), cc, e), ("false", 117, 12));
 }
+
+/// The SDK has no field for the external id (the IdP's `oid` the OIDC step-up provider matches):
+/// every SDK change to a user, a rename included, keeps the stored one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_changes_keep_the_stored_external_id() {
+    const OID: &str = "6f9619ff-8b86-d011-b42d-00c04fc964ff";
+    let settings = Settings::demo("127.0.0.1:0".parse().unwrap());
+    let directory = Directory::from_toml(
+        "external id test",
+        "[[users]]\nusername = \"kim@contoso.com\"\ncountry_code = \"1\"\nphone = \"4255550190\"\nexternal_id = \"6F9619FF-8B86-D011-B42D-00C04FC964FF\"\n",
+    )
+    .unwrap();
+    let store = pfgate::app::open_store(&settings).await.unwrap();
+    pfgate::app::seed(store.as_ref(), &directory).await.unwrap();
+    let stored = |name: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .get_user(name)
+                .await
+                .unwrap()
+                .and_then(|u| u.external_id)
+        }
+    };
+    assert_eq!(stored("kim@contoso.com").await.as_deref(), Some(OID));
+    let provider = Arc::new(ScriptedProvider::from_directory(&directory));
+    let engine = Engine::new(store.clone(), provider, settings.engine.clone());
+    let running = pfgate::server::start_with(settings, engine).await.unwrap();
+    let server = TestServer::from_running(running);
+    let c = server.client();
+    let u = "<username>kim@contoso.com</username>";
+    let err = |b: &str| code_in(b, "error");
+    for (op, inner) in [
+        ("ChangeUserInformation", format!("{u}<userInformation><FirstName>Kim</FirstName><LastName>Lee</LastName><EmailAddress>kim@contoso.com</EmailAddress><UserGroup>Ops</UserGroup></userInformation>")),
+        ("ChangePhone", format!("{u}<userPhone><CountryCode>1</CountryCode><Phone>4255550191</Phone></userPhone>")),
+        ("ChangeMode", format!("{u}<mode>smsText</mode>")),
+        ("ChangeLanguage", format!("{u}<userLanguage><VoiceCallLanguage>de</VoiceCallLanguage><SmsTextLanguage>de</SmsTextLanguage><PhoneAppLanguage>de</PhoneAppLanguage><OathTokenLanguage>de</OathTokenLanguage></userLanguage>")),
+        ("ChangeStaticToken", format!("{u}<staticToken>tok-kim</staticToken>")),
+    ] {
+        assert_eq!(err(&call(&c, op, &inner).await), 0, "{op}");
+        assert_eq!(stored("kim@contoso.com").await.as_deref(), Some(OID), "after {op}");
+    }
+    let body = call(&c, "GetUserSettings_3", u).await;
+    assert_eq!(text_of(&body, "FirstName").as_deref(), Some("Kim"));
+    assert_eq!(
+        err(&call(
+            &c,
+            "ChangeUsername",
+            "<oldUsername>kim@contoso.com</oldUsername><newUsername>kim.lee@contoso.com</newUsername>"
+        )
+        .await),
+        0
+    );
+    assert_eq!(stored("kim.lee@contoso.com").await.as_deref(), Some(OID));
+}
