@@ -1449,6 +1449,70 @@ mod tests {
         }
     }
 
+    /// `match` of an oidc provider: its default follows the claim, a bad value or `oid` matched
+    /// against usernames is a problem line naming `providers.NAME.match` and saying what to do.
+    #[test]
+    fn oidc_match_is_validated_and_defaults_by_claim() {
+        use crate::providers::oidc::IdentityMatch;
+        let load = |extra: &str| {
+            let text = format!(
+                "[server]\nplain_listen = \"127.0.0.1:0\"\n[auth]\nallow_anonymous = true\n\
+                 [providers.entra]\nkind = \"oidc\"\nissuer = \"http://127.0.0.1:9/op\"\n\
+                 client_id = \"c\"\npublic_url = \"http://127.0.0.1:8444\"\n\
+                 listen = \"127.0.0.1:8444\"\n{extra}\n\
+                 [providers.entra.webhook]\nurl = \"http://127.0.0.1:9/hook\"\n\
+                 [[routes]]\nproviders = [\"entra\"]\n"
+            );
+            let file: FileConfig = toml::from_str(&text).unwrap();
+            validate(Path::new("/etc/pfgate/pfgate.toml"), file).map_err(|e| {
+                e.0.into_iter()
+                    .map(|p| format!("{}: {}", p.key, p.reason))
+                    .collect::<Vec<_>>()
+            })
+        };
+        let matching = |extra: &str| {
+            let settings = load(extra).unwrap();
+            let ProviderSettings::Oidc(o) = &settings.providers[0].1 else {
+                panic!("an oidc provider")
+            };
+            o.identity_match().unwrap()
+        };
+        assert_eq!(matching(""), IdentityMatch::Username);
+        assert_eq!(
+            matching("username_claim = \"upn\""),
+            IdentityMatch::Username
+        );
+        assert_eq!(
+            matching("username_claim = \"oid\""),
+            IdentityMatch::ExternalId
+        );
+        assert_eq!(
+            matching("username_claim = \"sub\""),
+            IdentityMatch::ExternalId
+        );
+        assert_eq!(
+            matching("username_claim = \"email\"\nmatch = \"external_id\""),
+            IdentityMatch::ExternalId
+        );
+        assert_eq!(
+            matching("username_claim = \"sub\"\nmatch = \"username\""),
+            IdentityMatch::Username
+        );
+        let problems = load("match = \"upn\"").unwrap_err();
+        assert_eq!(
+            problems,
+            ["providers.entra.match: 'upn' is not \"username\" or \"external_id\""]
+        );
+        let problems = load("username_claim = \"oid\"\nmatch = \"username\"").unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0]
+                .starts_with("providers.entra.match: username_claim = \"oid\" is an object id")
+                && problems[0].contains("match = \"external_id\""),
+            "{problems:?}"
+        );
+    }
+
     #[test]
     fn example_file_uses_only_known_keys() {
         let text = include_str!("../pfgate.example.toml");

@@ -281,7 +281,7 @@ impl Engine {
                 .call(
                     ctx,
                     input,
-                    (username, ""),
+                    (username, "", None),
                     None,
                     Mode3::VoiceCall,
                     request_id,
@@ -346,7 +346,11 @@ impl Engine {
         self.call(
             ctx,
             input,
-            (&user.username, &user.user_group),
+            (
+                &user.username,
+                &user.user_group,
+                user.external_id.as_deref(),
+            ),
             Some(stored),
             mode,
             request_id,
@@ -439,6 +443,7 @@ impl Engine {
             application_name: input.application_name.unwrap_or("").to_string(),
             initiating_ip: input.initiating_ip.unwrap_or("").to_string(),
             caller_ip: ctx.caller_ip,
+            external_id: user.external_id.clone(),
         };
         let sent = tokio::time::timeout(
             self.settings.auth_timeout,
@@ -465,12 +470,13 @@ impl Engine {
         (decision, Some(phone.masked()), Some(self.provider.name()))
     }
 
-    /// Places (or joins) the provider call.
+    /// Places (or joins) the provider call. `external_id` is the stored user's, for providers
+    /// that match the IdP's identity with it.
     async fn call(
         &self,
         ctx: &CallContext,
         input: &AuthInput<'_>,
-        (username, user_group): (&str, &str),
+        (username, user_group, external_id): (&str, &str, Option<&str>),
         stored: Option<(&str, &str, &str)>,
         mode: Mode3,
         request_id: String,
@@ -503,6 +509,7 @@ impl Engine {
             application_name: input.application_name.unwrap_or("").to_string(),
             initiating_ip: input.initiating_ip.unwrap_or("").to_string(),
             caller_ip: ctx.caller_ip,
+            external_id: external_id.map(str::to_string),
         };
         // Providers that generate and check codes themselves (Twilio Verify) answer here; the
         // person completes with ValidatePasscode / ValidateOathCode.
@@ -638,6 +645,7 @@ impl Engine {
             application_name: String::new(),
             initiating_ip: String::new(),
             caller_ip: std::net::IpAddr::from([0, 0, 0, 0]),
+            external_id: None,
         };
         let checked = tokio::time::timeout(
             self.settings.auth_timeout,

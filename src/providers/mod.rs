@@ -43,6 +43,11 @@ pub struct AuthAttempt {
     pub initiating_ip: String,
     /// The caller (the system that called pfgate).
     pub caller_ip: IpAddr,
+    /// The user's stored external id (the identity provider's `oid`/`sub`, normalised), `None`
+    /// for a user without one or unknown to the store: the OIDC step-up provider with
+    /// `match = "external_id"` compares the signed-in identity with it, since an `oid` never
+    /// equals a username.
+    pub external_id: Option<String>,
 }
 
 /// How an attempt ended.

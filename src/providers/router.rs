@@ -620,6 +620,7 @@ mod tests {
             application_name: String::new(),
             initiating_ip: String::new(),
             caller_ip: "127.0.0.1".parse().unwrap(),
+            external_id: None,
         }
     }
 

@@ -558,6 +558,7 @@ fn attempt(username: &str) -> AuthAttempt {
         application_name: "MIM".to_string(),
         initiating_ip: "192.0.2.10".to_string(),
         caller_ip: "198.51.100.7".parse().unwrap(),
+        external_id: None,
     }
 }
 

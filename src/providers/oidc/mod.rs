@@ -13,7 +13,8 @@
 //!    authorization-code flow with PKCE, `prompt=login` and (by default) `max_age=0`, plus
 //!    `acr_values` / an Entra `acrs` claims request when configured ([`web`]);
 //! 4. validates the ID token on the callback ([`jwt`], [`idp`]) and checks the signed-in identity
-//!    is the user being authenticated;
+//!    is the user being authenticated ([`IdentityMatch`]: the claim equals the username, or the
+//!    claim — Entra's `oid` — equals the external id the store holds for the user);
 //! 5. resolves the waiting `PfAuthUser*` call through a oneshot channel.
 //!
 //! **Why opening the link does not start the sign-in.** Chat services and mail scanners fetch links
@@ -63,6 +64,40 @@ use crate::engine::audit::{self, AuditEvent, AuditKind};
 
 /// Default `username_claim`.
 pub const DEFAULT_USERNAME_CLAIM: &str = "preferred_username";
+
+/// How the signed-in identity is matched with the user being authenticated (`match`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityMatch {
+    /// `match = "username"`: the claim equals the pfgate username, ignoring ASCII case. For
+    /// `preferred_username`, `upn`, `email` — values a user or an administrator can change, so
+    /// whoever can rename an IdP account can pass as another pfgate user.
+    Username,
+    /// `match = "external_id"`: the claim equals the external id stored for the user (users file,
+    /// `pfgate users import`), ignoring case, whole value only. For Entra's `oid` (an immutable
+    /// GUID that never equals a username) or `sub`. A user with no stored external id is refused,
+    /// never matched by username instead.
+    ExternalId,
+}
+
+impl IdentityMatch {
+    /// The configured literal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Username => "username",
+            Self::ExternalId => "external_id",
+        }
+    }
+
+    /// The default for a claim: `external_id` for `oid` and `sub` (identifiers, not names),
+    /// `username` otherwise.
+    pub fn default_for(claim: &str) -> Self {
+        if matches!(claim, "oid" | "sub") {
+            Self::ExternalId
+        } else {
+            Self::Username
+        }
+    }
+}
 /// Default `scopes`.
 pub const DEFAULT_SCOPES: &str = "openid profile email";
 /// Default `clock_skew_secs`.
@@ -101,9 +136,14 @@ pub struct OidcSettings {
     pub tls_key: Option<PathBuf>,
     /// Scopes requested (default `openid profile email`).
     pub scopes: Option<String>,
-    /// The ID token claim naming the user: `preferred_username` (default), `upn`, `email`, …,
-    /// compared with the pfgate username without regard to ASCII case.
+    /// The ID token claim naming the user: `preferred_username` (default), `upn`, `email`, `oid`,
+    /// `sub`, …; compared as `match` says.
     pub username_claim: Option<String>,
+    /// How the claim is matched: `"username"` (equal to the pfgate username, ignoring ASCII case)
+    /// or `"external_id"` (equal to the user's stored external id, ignoring case). Default
+    /// `external_id` when the claim is `oid` or `sub`, `username` otherwise. See [`IdentityMatch`].
+    #[serde(rename = "match")]
+    pub identity_match: Option<String>,
     /// `amr` values of which the token must contain one (default `["mfa"]`; `[]` turns the `amr`
     /// check off, for IdPs that prove MFA through `acr`/`acrs` only).
     pub mfa_amr_values: Option<Vec<String>>,
@@ -154,6 +194,21 @@ impl OidcSettings {
         }
         if let Some(e) = &mut self.email {
             e.resolve_relative_to(base);
+        }
+    }
+
+    /// How the signed-in identity is matched: `match` as configured, else the default for
+    /// `username_claim`; `Err` when `match` names neither way.
+    pub fn identity_match(&self) -> Result<IdentityMatch, String> {
+        match self.identity_match.as_deref() {
+            None => Ok(IdentityMatch::default_for(
+                self.username_claim
+                    .as_deref()
+                    .unwrap_or(DEFAULT_USERNAME_CLAIM),
+            )),
+            Some("username") => Ok(IdentityMatch::Username),
+            Some("external_id") => Ok(IdentityMatch::ExternalId),
+            Some(other) => Err(format!("'{other}' is not \"username\" or \"external_id\"")),
         }
     }
 
@@ -286,6 +341,16 @@ impl OidcSettings {
         if claim.is_empty() {
             problem("username_claim", "must name a claim".into());
         }
+        let matching = self.identity_match().map_err(|r| problem("match", r)).ok();
+        if claim == "oid" && matching == Some(IdentityMatch::Username) {
+            problem(
+                "match",
+                "username_claim = \"oid\" is an object id (a GUID) that never equals a username: \
+                 use match = \"external_id\" and store each user's oid (users file or CSV \
+                 external_id)"
+                    .into(),
+            );
+        }
         let configured = [
             self.webhook.is_some(),
             self.sms.is_some(),
@@ -329,14 +394,15 @@ impl OidcSettings {
                 None
             }
         };
-        match (issuer, public, channel, problems.is_empty()) {
-            (Some(issuer), Some(public), Some(channel), true) => Ok(Checked {
+        match (issuer, public, channel, matching, problems.is_empty()) {
+            (Some(issuer), Some(public), Some(channel), Some(matching), true) => Ok(Checked {
                 issuer,
                 secret,
                 public,
                 skew: Duration::from_secs(skew),
                 timeout: Duration::from_secs(timeout),
                 claim,
+                matching,
                 channel,
             }),
             _ => Err(problems),
@@ -378,6 +444,7 @@ impl OidcSettings {
             secure_cookie: c.public.scheme() == "https",
             scopes: self.scopes.clone().unwrap_or_else(|| DEFAULT_SCOPES.into()),
             username_claim: c.claim,
+            matching: c.matching,
             amr_any: self
                 .mfa_amr_values
                 .clone()
@@ -420,6 +487,7 @@ struct Checked {
     skew: Duration,
     timeout: Duration,
     claim: String,
+    matching: IdentityMatch,
     channel: delivery::Channel,
 }
 
@@ -457,6 +525,9 @@ pub(crate) struct Request {
     pub ip: String,
     /// When the link was issued (Unix seconds): the sign-in must be later.
     pub issued_unix: i64,
+    /// The user's stored external id when the link was issued (normalised), for
+    /// [`IdentityMatch::ExternalId`].
+    pub external_id: Option<String>,
 }
 
 /// An issued link, not yet used.
@@ -536,6 +607,7 @@ pub(crate) struct Inner {
     pub secure_cookie: bool,
     pub scopes: String,
     pub username_claim: String,
+    pub matching: IdentityMatch,
     pub amr_any: Vec<String>,
     pub acr_any: Vec<String>,
     pub acrs: Option<String>,
@@ -628,6 +700,13 @@ impl Provider for OidcProvider {
 
     async fn authenticate(&self, attempt: &AuthAttempt) -> Verdict {
         let inner = &self.inner;
+        if inner.matching == IdentityMatch::ExternalId && attempt.external_id.is_none() {
+            // No sign-in could ever match: refuse now rather than send the person a link that
+            // cannot succeed. Never fall back to the username: that is the weaker match this
+            // setting was chosen to avoid.
+            tracing::warn!(target: "pfgate::oidc", provider = %self.name, request_id = %attempt.request_id, user = %attempt.username, reason = "no external id stored for user", "step-up refused");
+            return Verdict::Denied;
+        }
         let token = random_token();
         if token.is_empty() {
             return Verdict::Failed("no randomness for the step-up link".into());
@@ -645,6 +724,7 @@ impl Provider for OidcProvider {
                 attempt.initiating_ip.trim().to_string()
             },
             issued_unix: now_unix(),
+            external_id: attempt.external_id.clone(),
         };
         let link = Link {
             request,

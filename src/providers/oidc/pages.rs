@@ -141,6 +141,7 @@ mod tests {
             application: "<script>alert(1)</script>".into(),
             ip: "10.0.0.1".into(),
             issued_unix: 0,
+            external_id: None,
         };
         let html = start(&r, "/stepup/l/x", "c\"sr<f");
         assert!(!html.contains("<script>"));

@@ -30,7 +30,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
-use super::{audit_fraud, ct_eq, jwt, key_of, now_unix, pages, random_token, Flow, Inner, Outcome};
+use super::{
+    audit_fraud, ct_eq, jwt, key_of, now_unix, pages, random_token, Flow, IdentityMatch, Inner,
+    Outcome, Request,
+};
 use crate::server::tls::TlsIdentity;
 
 /// Connections served at once; more wait in the kernel's backlog.
@@ -524,16 +527,17 @@ async fn callback(inner: &Inner, req: &http::Request<Incoming>) -> Resp {
         .get(inner.username_claim.as_str())
         .and_then(|v| v.as_str())
         .unwrap_or("");
-    if signed_in.is_empty() || !signed_in.eq_ignore_ascii_case(&flow.request.username) {
-        let who: String = signed_in.chars().take(100).collect();
+    if let Err(reason) = identity_matches(
+        inner.matching,
+        &inner.username_claim,
+        &flow.request,
+        signed_in,
+    ) {
         return refuse(
             flow,
             StatusCode::OK,
             "You signed in as a different user than the one being verified.",
-            format!(
-                "signed in as {who:?} ({} claim), not the user being authenticated",
-                inner.username_claim
-            ),
+            reason,
         );
     }
     let page = pages::done(&flow.request);
@@ -542,6 +546,45 @@ async fn callback(inner: &Inner, req: &http::Request<Incoming>) -> Resp {
     }
     tracing::info!(target: "pfgate::oidc", provider = %inner.name, request_id = %flow.request.request_id, "step-up sign-in verified");
     respond(StatusCode::OK, page, None)
+}
+
+/// Whether the signed-in identity (the value of the configured claim) is the user being
+/// authenticated, as `match` says; `Err` is the reason for the log. Whole values only: no prefix,
+/// substring or partial match, and with `external_id` never a fall back to the username. The
+/// claim's value is an identifier, not a secret, so the reason may name it (shortened).
+fn identity_matches(
+    matching: IdentityMatch,
+    claim: &str,
+    request: &Request,
+    signed_in: &str,
+) -> Result<(), String> {
+    let who: String = signed_in.chars().take(100).collect();
+    match matching {
+        IdentityMatch::Username => {
+            if signed_in.is_empty() || !signed_in.eq_ignore_ascii_case(&request.username) {
+                return Err(format!(
+                    "signed in as {who:?} ({claim} claim), not the user being authenticated"
+                ));
+            }
+        }
+        IdentityMatch::ExternalId => {
+            let Some(expected) = request.external_id.as_deref() else {
+                return Err(format!(
+                    "no external id stored for user {:?}",
+                    request.username
+                ));
+            };
+            let got = crate::store::normalize_external_id(signed_in);
+            if got.as_deref() != Some(expected) {
+                return Err(format!(
+                    "signed in as {who:?} ({claim} claim), not the external id stored for user \
+                     {:?}",
+                    request.username
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Ends the flow as denied: the page says `shown`, the log says `reason`.
@@ -561,4 +604,71 @@ fn fail(flow: Flow, reason: String) -> Resp {
     );
     let _ = flow.tx.send(Outcome::Failed(reason));
     respond(StatusCode::BAD_GATEWAY, page, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(external_id: Option<&str>) -> Request {
+        Request {
+            request_id: "1".into(),
+            username: "alice@contoso.com".into(),
+            application: "MIM".into(),
+            ip: "10.0.0.5".into(),
+            issued_unix: 0,
+            external_id: external_id.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn external_id_matching_is_whole_value_case_insensitive_and_never_by_username() {
+        const OID: &str = "6f9619ff-8b86-d011-b42d-00c04fc964ff";
+        let m = |stored: Option<&str>, claim: &str| {
+            identity_matches(IdentityMatch::ExternalId, "oid", &request(stored), claim)
+        };
+        assert_eq!(m(Some(OID), OID), Ok(()));
+        assert_eq!(m(Some(OID), &OID.to_ascii_uppercase()), Ok(()));
+        assert_eq!(m(Some(OID), &format!(" {OID} ")), Ok(()));
+        for wrong in [
+            "",
+            "6f9619ff",
+            "6f9619ff-8b86-d011-b42d-00c04fc964f",
+            "6f9619ff-8b86-d011-b42d-00c04fc964ff0",
+            "x6f9619ff-8b86-d011-b42d-00c04fc964ff",
+            "00000000-0000-0000-0000-000000000000",
+        ] {
+            let e = m(Some(OID), wrong).unwrap_err();
+            assert!(e.contains("not the external id stored"), "{wrong}: {e}");
+        }
+        // No stored id: refused even when the claim is the username itself.
+        let e = m(None, "alice@contoso.com").unwrap_err();
+        assert!(
+            e.contains("no external id stored for user \"alice@contoso.com\""),
+            "{e}"
+        );
+        let e = m(None, OID).unwrap_err();
+        assert!(e.contains("no external id stored"), "{e}");
+    }
+
+    #[test]
+    fn username_matching_ignores_ascii_case_only() {
+        let m = |claim: &str| {
+            identity_matches(
+                IdentityMatch::Username,
+                "preferred_username",
+                &request(Some("6f9619ff-8b86-d011-b42d-00c04fc964ff")),
+                claim,
+            )
+        };
+        assert_eq!(m("ALICE@contoso.com"), Ok(()));
+        for wrong in [
+            "",
+            "alice",
+            "alice@contoso.com.evil",
+            "6f9619ff-8b86-d011-b42d-00c04fc964ff",
+        ] {
+            assert!(m(wrong).is_err(), "{wrong}");
+        }
+    }
 }
