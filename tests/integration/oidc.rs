@@ -230,6 +230,17 @@ const AUTH_TOKEN: &str = "twilio-auth-token-for-the-oidc-test";
 /// With `sms`, the link goes through Twilio's Messages API (the receiver plays Twilio) instead of
 /// the webhook channel.
 async fn env_with(link_ttl: Option<u64>, rogue_jwks: bool, via: Via) -> Env {
+    env_custom(link_ttl, rogue_jwks, via, |_, _| {}).await
+}
+
+/// As [`env_with`], with `customize` given the settings (the oidc provider's among them) and the
+/// test's directory before pfgate starts.
+async fn env_custom(
+    link_ttl: Option<u64>,
+    rogue_jwks: bool,
+    via: Via,
+    customize: impl FnOnce(&mut Settings, &std::path::Path),
+) -> Env {
     let port = free_port();
     let stepup_url = format!("http://127.0.0.1:{port}");
     let (op, issuer) = start_op(&format!("{stepup_url}/stepup/callback"), rogue_jwks);
@@ -286,6 +297,7 @@ async fn env_with(link_ttl: Option<u64>, rogue_jwks: bool, via: Via) -> Env {
         providers: vec!["entra".into()],
         ..RouteSettings::default()
     }];
+    customize(&mut settings, &dir);
     let server = TestServer::start(settings).await;
     Env {
         _op: op,
@@ -779,4 +791,121 @@ async fn oidc_link_by_email_over_smtp_starttls() {
     assert_eq!(report["outcome"], "approved", "{report}");
     let answer = tokio::time::timeout(STEP, call).await.unwrap().unwrap();
     assert_eq!(answer, ("true".into(), "21".into()));
+}
+
+/// The OP's `oid` of alice (tests/oidc/op.mjs), as Entra sends object ids: lower case.
+const ALICE_OID: &str = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";
+
+/// pfgate with `username_claim = "oid"` (so `match` defaults to `external_id`) and a users file
+/// holding: alice with the OP's oid of alice in upper case, bob with an oid that is not the OP's
+/// bob's, carol with none.
+async fn env_oid() -> Env {
+    env_custom(None, false, Via::Webhook, |settings, dir| {
+        let users = dir.join("users.toml");
+        std::fs::write(
+            &users,
+            format!(
+                "[[users]]\nusername = \"alice@contoso.com\"\ncountry_code = \"1\"\nphone = \"4255550100\"\n\
+                 external_id = \"{}\"\n\
+                 [[users]]\nusername = \"bob@contoso.com\"\ncountry_code = \"1\"\nphone = \"4255550100\"\n\
+                 external_id = \"00000000-0000-0000-0000-0000000000b0\"\n\
+                 [[users]]\nusername = \"carol@contoso.com\"\ncountry_code = \"1\"\nphone = \"4255550100\"\n",
+                ALICE_OID.to_ascii_uppercase()
+            ),
+        )
+        .unwrap();
+        settings.directory = pfgate::config::DirectorySource::File(users);
+        for (_, p) in &mut settings.providers {
+            if let ProviderSettings::Oidc(o) = p {
+                o.username_claim = Some("oid".into());
+            }
+        }
+    })
+    .await
+}
+
+/// `oid` mapped through the store, with MIM's Mono proxy: alice's stored external id is the OP's
+/// `oid` of alice in another letter case; her MFA sign-in approves the pending `PfAuthUser_5`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_oid_mapped_through_the_store_mono_proxy_returns_true() {
+    if !tools_present("oidc_oid_mono_proxy", true) {
+        return;
+    }
+    let e = env_oid().await;
+    let dir = std::env::temp_dir().join(format!("pfgate-oidc-oid-mono-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    crate::providers_e2e::build_auth_exe(&dir).await;
+    let (url, fp) = (e.server.url(), e.server.fingerprint());
+    let d = dir.clone();
+    let mono = tokio::task::spawn_blocking(move || {
+        Command::new("mono")
+            .current_dir(&d)
+            .args(["auth.exe", &url, &fp, "5:alice@contoso.com:1:4255550100"])
+            .output()
+            .unwrap()
+    });
+    let msg = e.hook.next().await;
+    let report = drive(msg["link"].as_str().unwrap(), "continue", &["--otp", OTP]).await;
+    assert_eq!(report["outcome"], "approved", "{report}");
+    let out = tokio::time::timeout(STEP, mono).await.unwrap().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "true 21");
+}
+
+/// `oid` mapped through the store, over SOAP: the right person approves (21); a person whose
+/// `oid` is not the one stored for the user is refused (150) even though their
+/// `preferred_username` is the username; the account of another person is refused; a user with
+/// no stored external id is refused at once (150) and no link is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_oid_mismatch_and_missing_external_id_are_refused() {
+    if !tools_present("oidc_oid_refusals", false) {
+        return;
+    }
+    let e = env_oid().await;
+    let (answer, report, _) = step_up(&e, "alice@contoso.com", "continue", &["--otp", OTP]).await;
+    assert_eq!(report["outcome"], "approved", "{report}");
+    assert_eq!(answer, ("true".into(), "21".into()));
+    // bob signs in as bob, with MFA: his preferred_username is his pfgate username, but his oid
+    // is not the external id stored for him.
+    let (answer, report, _) = step_up(
+        &e,
+        "bob@contoso.com",
+        "continue",
+        &["--user", "bob@contoso.com", "--otp", OTP],
+    )
+    .await;
+    assert_eq!(report["outcome"], "denied", "{report}");
+    assert!(
+        report["reason"]
+            .as_str()
+            .unwrap()
+            .contains("different user"),
+        "{report}"
+    );
+    assert_eq!(answer, ("false".into(), "150".into()));
+    // alice's link, signed in (with MFA) as bob: refused.
+    let (answer, report, _) = step_up(
+        &e,
+        "alice@contoso.com",
+        "continue",
+        &["--user", "bob@contoso.com", "--otp", OTP],
+    )
+    .await;
+    assert_eq!(report["outcome"], "denied", "{report}");
+    assert_eq!(answer, ("false".into(), "150".into()));
+    // carol has no external id: refused without a link (none could ever match).
+    let answer = tokio::time::timeout(STEP, pf5(&e.server.client(), "carol@contoso.com"))
+        .await
+        .unwrap();
+    assert_eq!(answer, ("false".into(), "150".into()));
+    assert!(
+        e.hook.rx.lock().await.try_recv().is_err(),
+        "no link was delivered for a user without an external id"
+    );
 }

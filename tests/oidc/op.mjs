@@ -3,7 +3,9 @@
 // Usage: node op.mjs --client-id ID --client-secret SECRET --redirect-uri URI [--rogue-jwks]
 // Prints "listening on http://127.0.0.1:PORT" (the issuer) once it accepts connections.
 //
-// Its one user signs in with any known username and the password "correct horse". Whether the
+// Its users sign in with any known username and the password "correct horse". Each account also
+// has an `oid` claim, a fixed GUID in lower case as Entra's object id (OIDS below), for pfgate's
+// `match = "external_id"` tests. Whether the
 // sign-in counts as multi-factor is the person's choice on the login form: a one-time code of
 // "123456" makes `amr` ["pwd", "otp", "mfa"]; an empty code leaves `amr` ["pwd"] — the IdP's view
 // of a sign-in that skipped MFA. Consent is granted by the OP's own policy (a first-party client),
@@ -31,6 +33,12 @@ if (!clientId || !clientSecret || !redirectUri) {
 }
 
 const USERS = new Set(['alice@contoso.com', 'bob@contoso.com', 'carol@contoso.com']);
+// Entra-style object ids (tests/integration/oidc.rs knows them).
+const OIDS = {
+  'alice@contoso.com': '3f2504e0-4f89-41d3-9a0c-0305e82c3301',
+  'bob@contoso.com': '7c9e6679-7425-40de-944b-e07fc1f90ae7',
+  'carol@contoso.com': 'a8098c1a-f86e-11da-bd1a-00112444be1e',
+};
 const PASSWORD = 'correct horse';
 const OTP = '123456';
 
@@ -63,13 +71,16 @@ const provider = new Provider(issuer, {
   claims: {
     acr: null, amr: null, auth_time: null, sid: null, iss: null,
     // amr and acr in every ID token, as Entra puts them there unasked.
-    openid: ['sub', 'amr', 'acr'], profile: ['preferred_username', 'name'], email: ['email'],
+    // oid too, as Entra puts its object id in every ID token.
+    openid: ['sub', 'amr', 'acr', 'oid'], profile: ['preferred_username', 'name'], email: ['email'],
   },
   // Put the scope's claims in the ID token (pfgate reads the identity from it, as from Entra's).
   conformIdTokenClaims: false,
   findAccount: async (ctx, id) => (USERS.has(id) ? {
     accountId: id,
-    claims: async () => ({ sub: id, preferred_username: id, email: id, name: id }),
+    claims: async () => ({
+      sub: id, preferred_username: id, email: id, name: id, oid: OIDS[id],
+    }),
   } : undefined),
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
   cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
