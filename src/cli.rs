@@ -293,7 +293,9 @@ pub enum UsersAction {
         /// Configuration naming the store (`[store] path`).
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
-        /// Replace users that already exist instead of skipping them.
+        /// Update users that already exist instead of skipping them: the columns the file has
+        /// are written, the others keep their stored values (with --from-sdk: the fields that
+        /// differ from the old server's).
         #[arg(long)]
         update: bool,
         /// Read the users from this PfWsSdk.asmx URL (an old MFA Server) instead of a CSV file.

@@ -21,17 +21,21 @@
 //! | `blocked`, `block_reason` | block the user on import |
 //! | `external_id` | the IdP's identity of the person (Entra ID `oid`, OIDC `sub`) for the OIDC step-up provider; stored lower case, unique among users |
 //!
-//! Import adds users the store does not hold and skips those it does (`--update` replaces them), so
-//! running it twice changes nothing the second time. A bad row is reported with its line number and
+//! Import adds users the store does not hold and skips those it does, so running it twice changes
+//! nothing the second time. `--update` updates existing users with **the columns the file has**;
+//! the others keep their stored values. Why not replace the whole record: a file of
+//! `username,external_id` (Entra's object ids, docs/oidc.md) would then reset every phone number,
+//! and an export imported back would clear the PINs and OATH secrets it never contains. A bad row is reported with its line number and
 //! the rest are imported. Export writes the same columns except the secrets (`pin`, `oath_secret`,
 //! `static_token`), which pfgate never hands out, and always writes `external_id` (empty when
 //! unset). `external_id` is optional on import so CSVs written before it existed still load: a file
-//! without the column leaves the stored external ids alone, even with `--update`; a file with it
+//! without the column leaves the stored external ids alone, like any absent column; a file with it
 //! sets each row's (an empty cell clears it). A row whose external id another user holds is
 //! reported like any bad row.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
+use std::sync::Arc;
 
 use crate::engine::admin::check_pin;
 use crate::pfwssdk::wire::WireEnum;
@@ -77,9 +81,8 @@ pub struct ImportRow {
     pub pin: Option<String>,
     /// Block reason, if the row blocks the user.
     pub block: Option<String>,
-    /// True when the file has no `external_id` column: an update keeps the stored external id
-    /// instead of clearing it (files written before the column existed).
-    pub keep_external_id: bool,
+    /// The columns of the file (lower case): an update writes these and keeps the others.
+    pub columns: Arc<HashSet<String>>,
 }
 
 /// A row that could not be read.
@@ -142,6 +145,7 @@ pub fn read(input: impl Read) -> Result<(Vec<ImportRow>, Vec<RowError>), String>
     if !index.contains_key("username") {
         return Err("the header row has no 'username' column".into());
     }
+    let columns: Arc<HashSet<String>> = Arc::new(index.keys().cloned().collect());
     let mut rows = Vec::new();
     let mut errors = Vec::new();
     for record in reader.records() {
@@ -163,6 +167,7 @@ pub fn read(input: impl Read) -> Result<(Vec<ImportRow>, Vec<RowError>), String>
                 index: &index,
             },
             line,
+            &columns,
         ) {
             Ok(r) => rows.push(r),
             Err(reason) => errors.push(RowError { line, reason }),
@@ -186,7 +191,7 @@ impl<'a> Fields<'a> {
     }
 }
 
-fn row(f: &Fields<'_>, line: u64) -> Result<ImportRow, String> {
+fn row(f: &Fields<'_>, line: u64, columns: &Arc<HashSet<String>>) -> Result<ImportRow, String> {
     let get = |c: &str| f.get(c);
     let username = get("username").trim();
     if username.is_empty() {
@@ -271,8 +276,50 @@ fn row(f: &Fields<'_>, line: u64) -> Result<ImportRow, String> {
         user: u,
         pin,
         block,
-        keep_external_id: !f.index.contains_key("external_id"),
+        columns: Arc::clone(columns),
     })
+}
+
+/// The stored user with the row's columns applied: what the file says is written, what it does
+/// not have is kept (see the module documentation for why). A present column with an empty cell
+/// writes the empty value or the default, as for a new user; for `pin`, `oath_secret`,
+/// `static_token` and `external_id` that clears them.
+fn merged(existing: UserRecord, n: &UserRecord, columns: &HashSet<String>) -> UserRecord {
+    let has = |c: &str| columns.contains(c);
+    let mut u = existing;
+    macro_rules! take {
+        ($($column:literal => $($field:ident).+),* $(,)?) => {$(
+            if has($column) {
+                u.$($field).+ = n.$($field).+.clone();
+            }
+        )*};
+    }
+    take!(
+        "first_name" => first_name,
+        "last_name" => last_name,
+        "email" => email,
+        "user_group" => user_group,
+        "country_code" => phone.country_code,
+        "phone" => phone.number,
+        "extension" => phone.extension,
+        "backup_country_code" => backup_phone.country_code,
+        "backup_phone" => backup_phone.number,
+        "backup_extension" => backup_phone.extension,
+        "mode" => mode,
+        "pin_mode" => pin_mode,
+        "sms_direction" => sms_direction,
+        "sms_mode" => sms_mode,
+        "phone_app_mode" => phone_app_mode,
+        "enabled" => enabled,
+        "disabled_behavior" => disabled_behavior,
+        "pin" => pin_hash,
+        "pin" => pin_changed_at,
+        "oath_secret" => oath_secret,
+        "oath_time_interval" => oath_time_interval,
+        "static_token" => static_token,
+        "external_id" => external_id,
+    );
+    u
 }
 
 /// What an import did.
@@ -306,10 +353,7 @@ pub async fn import(
         }
         let written = match store.get_user(&user.username).await? {
             Some(existing) if update => {
-                user.username = existing.username;
-                if r.keep_external_id {
-                    user.external_id = existing.external_id;
-                }
+                user = merged(existing, &user, &r.columns);
                 store.update_user(&user).await.map(|()| &mut report.updated)
             }
             Some(_) => {
@@ -424,7 +468,7 @@ mod tests {
             Some("6f9619ff-8b86-d011-b42d-00c04fc964ff")
         );
         assert_eq!(rows[1].user.external_id, None);
-        assert!(rows.iter().all(|r| !r.keep_external_id));
+        assert!(rows.iter().all(|r| r.columns.contains("external_id")));
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].line, 4);
         assert!(
@@ -435,7 +479,7 @@ mod tests {
         let (rows, errors) = read("username,phone\na,1\n".as_bytes()).unwrap();
         assert!(errors.is_empty());
         assert_eq!(rows[0].user.external_id, None);
-        assert!(rows[0].keep_external_id);
+        assert!(!rows[0].columns.contains("external_id"));
     }
 
     #[tokio::test]
@@ -471,6 +515,60 @@ mod tests {
             "{text}"
         );
         assert!(text.lines().nth(1).unwrap().ends_with(",oid-1"), "{text}");
+    }
+
+    /// `--update` writes the file's columns only: Entra's `username,external_id` list leaves
+    /// phones, PIN and OATH secret alone, and so does an export imported back.
+    #[tokio::test]
+    async fn update_writes_only_the_columns_the_file_has() {
+        let store = crate::store::sqlite::SqliteStore::in_memory(
+            crate::store::secrets::SecretKey::from_bytes([9; crate::store::secrets::KEY_LEN]),
+        )
+        .await
+        .unwrap();
+        let (rows, errors) = read(
+            "username,first_name,country_code,phone,mode,pin,oath_secret\n\
+             dana@contoso.com,Dana,1,4255550170,oathToken,2580,JBSWY3DPEHPK3PXP\n"
+                .as_bytes(),
+        )
+        .unwrap();
+        assert!(errors.is_empty(), "{errors:?}");
+        import(&store, rows, false).await.unwrap();
+        let before = store.get_user("dana@contoso.com").await.unwrap().unwrap();
+        assert!(before.pin_hash.is_some());
+
+        let (rows, _) = read(
+            "username,external_id\nDANA@contoso.com,3F2504E0-4F89-41D3-9A0C-0305E82C3301\n"
+                .as_bytes(),
+        )
+        .unwrap();
+        let report = import(&store, rows, true).await.unwrap();
+        assert_eq!(report.updated, 1);
+        let after = store.get_user("dana@contoso.com").await.unwrap().unwrap();
+        let mut expected = before.clone();
+        expected.external_id = Some("3f2504e0-4f89-41d3-9a0c-0305e82c3301".into());
+        assert_eq!(after, expected, "only the external id changed");
+
+        // An export (no secrets in it) imported back with --update keeps the secrets.
+        let mut out = Vec::new();
+        export(&store, &mut out).await.unwrap();
+        let (rows, errors) = read(out.as_slice()).unwrap();
+        assert!(errors.is_empty(), "{errors:?}");
+        import(&store, rows, true).await.unwrap();
+        assert_eq!(
+            store.get_user("dana@contoso.com").await.unwrap().unwrap(),
+            expected
+        );
+
+        // A present column is written, an empty cell included.
+        let (rows, _) =
+            read("username,phone,external_id\ndana@contoso.com,4255550171,\n".as_bytes()).unwrap();
+        import(&store, rows, true).await.unwrap();
+        let last = store.get_user("dana@contoso.com").await.unwrap().unwrap();
+        assert_eq!(last.phone.number, "4255550171");
+        assert_eq!(last.external_id, None);
+        assert_eq!(last.pin_hash, before.pin_hash);
+        assert_eq!(last.oath_secret.as_deref(), Some("JBSWY3DPEHPK3PXP"));
     }
 
     #[test]

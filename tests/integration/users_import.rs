@@ -436,7 +436,7 @@ async fn copies_a_seeded_directory_and_a_second_run_changes_nothing() {
     let changed = dir.join("changed.csv");
     std::fs::write(
         &changed,
-        "username,country_code,phone,mode,enabled\nuser001@contoso.com,1,4255559999,voiceCall,false\n",
+        "username,first_name,country_code,phone,mode,enabled\nuser001@contoso.com,Changed,1,4255559999,voiceCall,false\n",
     )
     .unwrap();
     let out = pfgate(
