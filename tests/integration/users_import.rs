@@ -436,7 +436,7 @@ async fn copies_a_seeded_directory_and_a_second_run_changes_nothing() {
     let changed = dir.join("changed.csv");
     std::fs::write(
         &changed,
-        "username,first_name,country_code,phone,mode,enabled\nuser001@contoso.com,Changed,1,4255559999,voiceCall,false\n",
+        "username,first_name,country_code,phone,mode,enabled,external_id\nuser001@contoso.com,Changed,1,4255559999,voiceCall,false,3F2504E0-4F89-41D3-9A0C-0305E82C3301\n",
     )
     .unwrap();
     let out = pfgate(
@@ -485,7 +485,16 @@ async fn copies_a_seeded_directory_and_a_second_run_changes_nothing() {
     ))
     .await;
     assert_eq!(summary_value(&stdout, "updated"), "1");
-    assert_eq!(export(&new_cfg).await, first);
+    // The old server's values, except the external id (the IdP's oid), which MFA Server never
+    // had: the one pfgate holds stays.
+    let mut expected = first.clone();
+    if let Some(u) = expected.get_mut("user001@contoso.com") {
+        u.insert(
+            "external_id".into(),
+            "3f2504e0-4f89-41d3-9a0c-0305e82c3301".into(),
+        );
+    }
+    assert_eq!(export(&new_cfg).await, expected);
 
     // A wrong password: refused, exit 4, nothing written.
     let other = config(&dir, "other.toml", "other.db", false);
