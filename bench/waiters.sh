@@ -21,7 +21,7 @@
 # so the TestSecurity probe would wait behind the callers).
 #
 # Knobs: CONNECTIONS (10000), DELAY (30), PROBE (8 s), PORT (18600), PROVIDER_PORT (18601),
-# SKIP_BUILD (0), OUT (bench/results/waiters.json).
+# SKIP_BUILD (0), OUT (bench/results/waiters.json), WRAP (none).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -85,7 +85,9 @@ secret_file = "$WORK/secret"
 [[routes]]
 providers = ["hook"]
 TOML
-env -u RUST_LOG "$PFGATE_BIN" serve --config "$WORK/pfgate.toml" >"$WORK/pfgate.out" 2>"$WORK/pfgate.err" &
+# WRAP: a command to run pfgate under, for a heap profile (WRAP="heaptrack -o /tmp/waiters");
+# the RSS figures are then the wrapper's, not pfgate's.
+env -u RUST_LOG ${WRAP:-} "$PFGATE_BIN" serve --config "$WORK/pfgate.toml" >"$WORK/pfgate.out" 2>"$WORK/pfgate.err" &
 PFGATE_PID=$!
 PIDS+=("$PFGATE_PID")
 for _ in $(seq 1 100); do

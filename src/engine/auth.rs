@@ -206,11 +206,21 @@ fn success_code(mode: Mode3) -> CallCode {
 
 impl Engine {
     /// The whole second-factor decision for one request, with its audit event.
-    pub(crate) async fn authenticate(
-        &self,
-        ctx: &CallContext,
-        input: AuthInput<'_>,
-    ) -> AuthDecision {
+    ///
+    /// Boxed, because this future is what every waiting caller holds for up to a minute: awaited
+    /// inline, its state would be laid out inside `Engine::handle`'s (with room for the largest
+    /// operation, and the compiler keeps a second copy of an awaited future's state in the
+    /// caller's), which doubled the memory of each waiting call. Measured with 10,000 callers
+    /// waiting: BENCHMARKS.md, "Thousands of people on the phone at once".
+    pub(crate) fn authenticate<'a>(
+        &'a self,
+        ctx: &'a CallContext,
+        input: AuthInput<'a>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = AuthDecision> + Send + 'a>> {
+        Box::pin(self.authenticate_inline(ctx, input))
+    }
+
+    async fn authenticate_inline(&self, ctx: &CallContext, input: AuthInput<'_>) -> AuthDecision {
         let started = Instant::now();
         // Counted for the whole decision, provider wait included; the guard also ends the count
         // when the caller goes away and the future is dropped.
@@ -817,5 +827,61 @@ mod tests {
             Ending::decode(""),
             Ending::Verdict(Verdict::Failed(_))
         ));
+    }
+}
+
+/// Every waiting caller holds these futures for as long as its authentication waits, so their
+/// size is memory per caller (BENCHMARKS.md, "Thousands of people on the phone at once"). The
+/// bounds are about twice today's sizes: they fail when a large future is awaited inline again
+/// (an inline LDAP bind made `Engine::handle` 6.6 KB instead of 1.7 KB), not on a compiler's
+/// small layout changes. Sizes are those of the test build, close to release ones.
+#[cfg(test)]
+mod future_sizes {
+    use super::*;
+    use crate::engine::{CallContext, Engine};
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn a_waiting_authentication_stays_small() {
+        let key = crate::store::secrets::SecretKey::generate();
+        let store: Arc<dyn Store> = Arc::new(
+            crate::store::sqlite::SqliteStore::in_memory(key)
+                .await
+                .expect("in-memory store"),
+        );
+        let directory =
+            crate::engine::directory::Directory::from_toml("sizes", "").expect("empty directory");
+        let provider =
+            Arc::new(crate::providers::scripted::ScriptedProvider::from_directory(&directory));
+        let settings = crate::config::Settings::demo(([127, 0, 0, 1], 0).into());
+        let engine = Engine::new(store, provider, settings.engine.clone());
+        let ctx = CallContext {
+            caller_ip: [127, 0, 0, 1].into(),
+            caller: "sizes".into(),
+        };
+        let handle = engine.handle(
+            &ctx,
+            crate::pfwssdk::Request::TestSecurity(Default::default()),
+        );
+        let handle_size = size_of_val(&handle);
+        drop(handle);
+        let auth = engine.authenticate_inline(
+            &ctx,
+            AuthInput {
+                operation: "PfAuthUser_5",
+                username: Some("u"),
+                ..AuthInput::default()
+            },
+        );
+        let auth_size = size_of_val(&auth);
+        drop(auth);
+        assert!(
+            handle_size <= 4096,
+            "Engine::handle future: {handle_size} bytes"
+        );
+        assert!(
+            auth_size <= 8192,
+            "authentication future: {auth_size} bytes"
+        );
     }
 }

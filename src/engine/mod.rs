@@ -182,7 +182,22 @@ macro_rules! combined {
 impl Engine {
     /// Primary authentication: `(succeeded, error)`. Without an LDAP bind configured it answers
     /// Error 502; a directory that cannot be reached fails secure with Error 505.
-    async fn primary_auth(&self, username: Option<&str>, password: Option<&str>) -> (bool, Error) {
+    ///
+    /// Boxed (like `authenticate`): an LDAP bind's state is large, and inline it would size every
+    /// request's future, the waiting authentications' included.
+    fn primary_auth<'a>(
+        &'a self,
+        username: Option<&'a str>,
+        password: Option<&'a str>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = (bool, Error)> + Send + 'a>> {
+        Box::pin(self.primary_auth_inline(username, password))
+    }
+
+    async fn primary_auth_inline(
+        &self,
+        username: Option<&str>,
+        password: Option<&str>,
+    ) -> (bool, Error) {
         let Some(primary) = &self.primary else {
             return (false, ErrorCode::PrimaryAuthNotConfigured.error());
         };
@@ -400,7 +415,10 @@ impl Engine {
                     with_id
                 )
             }
-            other => match self.admin(ctx, other).await {
+            // Boxed: the administrative operations' future is the largest of all (about twice an
+            // authentication's), and without the box every waiting authentication would carry
+            // that size for its whole wait (BENCHMARKS.md, "Thousands of people on the phone").
+            other => match Box::pin(self.admin(ctx, other)).await {
                 Ok(response) => response,
                 Err(op) => Response::failure(op, ErrorCode::not_supported(op.name())),
             },

@@ -416,6 +416,10 @@ where
             return (fault_response(head.version, &fault), None, "fault".into());
         }
     };
+    // The body's bytes are a view of hyper's read buffer: released here, hyper can reuse that
+    // buffer while this call waits (an authentication waits up to a minute) instead of allocating
+    // a second one for its end-of-stream check — 8 KB less per waiting caller (BENCHMARKS.md).
+    drop(body);
     let operation = call.request.operation().name();
     if let Err(refusal) = state
         .settings

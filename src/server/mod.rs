@@ -417,72 +417,81 @@ async fn accept_loop(
             None
         };
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let conn = ConnInfo {
-                peer,
-                local,
-                tls: tls.is_some(),
-            };
-            serve_connection(stream, tls, conn, live, shutdown).await;
-            drop(permit);
-        });
+        let conn = ConnInfo {
+            peer,
+            local,
+            tls: tls.is_some(),
+        };
+        // One task type per kind of connection: a task's memory is the size of its future, fixed
+        // at compile time, and a plain connection's would otherwise be sized for the TLS one's
+        // state. With thousands of callers waiting, each byte here is a byte per caller.
+        match tls {
+            Some(acceptor) => tokio::spawn(async move {
+                serve_tls(stream, acceptor, conn, live, shutdown).await;
+                drop(permit);
+            }),
+            None => tokio::spawn(async move {
+                serve_plain(stream, conn, live, shutdown).await;
+                drop(permit);
+            }),
+        };
     }
 }
 
-async fn serve_connection(
+async fn serve_tls(
     stream: TcpStream,
-    tls: Option<TlsAcceptor>,
+    acceptor: TlsAcceptor,
     conn: ConnInfo,
     live: Arc<Live>,
     shutdown: watch::Receiver<bool>,
 ) {
     let state = live.state();
     let limits = state.settings.limits.clone();
-    match tls {
-        Some(acceptor) => {
-            match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream)).await
+    // Boxed: the handshake's state is only needed until it completes, so it should not stay in
+    // the connection's task for the connection's whole life.
+    let handshake = Box::pin(acceptor.accept(stream));
+    match tokio::time::timeout(limits.tls_handshake_timeout, handshake).await {
+        Ok(Ok(tls_stream)) => {
+            let auth = Arc::new(caller::ConnAuth::default());
+            // A verified client certificate signs the connection in as its mapped principal.
+            if let Some(leaf) = tls_stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
             {
-                Ok(Ok(tls_stream)) => {
-                    let auth = Arc::new(caller::ConnAuth::default());
-                    // A verified client certificate signs the connection in as its mapped principal.
-                    if let Some(leaf) = tls_stream
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|c| c.first())
-                    {
-                        match crate::auth::client_cert::map(
-                            &state.settings.auth.certificate_map,
-                            leaf,
-                        ) {
-                            Some(p) => auth.set_principal(&p),
-                            None => tracing::warn!(
-                                target: "pfgate::auth",
-                                peer = %conn.peer,
-                                sha256 = %tls::fingerprint(leaf),
-                                "client certificate verified but mapped to no principal"
-                            ),
-                        }
-                    }
-                    drop(state);
-                    serve_http(tls_stream, conn, live, auth, shutdown).await
-                }
-                Ok(Err(e)) => {
-                    crate::metrics::global().tls_failure(crate::metrics::TlsFailure::Error);
-                    tracing::debug!(target: "pfgate::tls", peer = %conn.peer, error = %e, "TLS handshake failed")
-                }
-                Err(_) => {
-                    crate::metrics::global().tls_failure(crate::metrics::TlsFailure::Timeout);
-                    tracing::debug!(target: "pfgate::tls", peer = %conn.peer, "TLS handshake timed out")
+                match crate::auth::client_cert::map(&state.settings.auth.certificate_map, leaf) {
+                    Some(p) => auth.set_principal(&p),
+                    None => tracing::warn!(
+                        target: "pfgate::auth",
+                        peer = %conn.peer,
+                        sha256 = %tls::fingerprint(leaf),
+                        "client certificate verified but mapped to no principal"
+                    ),
                 }
             }
-        }
-        None => {
             drop(state);
-            let auth = Arc::new(caller::ConnAuth::default());
-            serve_http(stream, conn, live, auth, shutdown).await
+            serve_http(tls_stream, conn, live, auth, shutdown).await
+        }
+        Ok(Err(e)) => {
+            crate::metrics::global().tls_failure(crate::metrics::TlsFailure::Error);
+            tracing::debug!(target: "pfgate::tls", peer = %conn.peer, error = %e, "TLS handshake failed")
+        }
+        Err(_) => {
+            crate::metrics::global().tls_failure(crate::metrics::TlsFailure::Timeout);
+            tracing::debug!(target: "pfgate::tls", peer = %conn.peer, "TLS handshake timed out")
         }
     }
+}
+
+async fn serve_plain(
+    stream: TcpStream,
+    conn: ConnInfo,
+    live: Arc<Live>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let auth = Arc::new(caller::ConnAuth::default());
+    serve_http(stream, conn, live, auth, shutdown).await
 }
 
 async fn serve_http<S>(
@@ -509,7 +518,8 @@ async fn serve_http<S>(
             crate::mock::serve::handle(mock.clone(), state.clone(), conn, auth.clone(), req)
         });
         let connection = builder.serve_connection(TokioIo::new(stream), service);
-        return drive(connection, conn, shutdown).await;
+        // Boxed so that the gateway's connections are not sized for the test double's service.
+        return Box::pin(drive(connection, conn, shutdown)).await;
     }
     drop(state);
     // The state is read per request, so a keep-alive connection (MIM keeps one open for hours)
