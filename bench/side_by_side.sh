@@ -40,7 +40,7 @@ bash "$ROOT/bench/install.sh"
 mkdir -p "$ALT_DIR"
 if [ ! -x "$ALT_DIR/node_modules/.bin/wiremock" ] || [ ! -x "$ALT_DIR/node_modules/.bin/mb" ]; then
     note "installing wiremock and mountebank (npm) into $ALT_DIR"
-    (cd "$ALT_DIR" && { [ -f package.json ] || npm init -y >/dev/null; } &&
+    (cd "$ALT_DIR" && { [ -f package.json ] || echo '{"name": "pfgate-bench-alt", "private": true}' >package.json; } &&
         npm install --no-audit --no-fund wiremock@3.13.2 mountebank@2.9.1 >&2)
 fi
 if [ ! -x "$ALT_DIR/venv/bin/python" ] || ! "$ALT_DIR/venv/bin/python" -c 'import spyne, lxml' 2>/dev/null; then
