@@ -489,7 +489,12 @@ mod tests {
         )
         .await
         .unwrap();
-        let (rows, _) = read("username,external_id\na,OID-1\nb,oid-1\n".as_bytes()).unwrap();
+        let (rows, _) = read(
+            "username,external_id\na,0000000A-0000-0000-0000-00000000000A\n\
+             b,0000000a-0000-0000-0000-00000000000a\n"
+                .as_bytes(),
+        )
+        .unwrap();
         let report = import(&store, rows, false).await.unwrap();
         assert_eq!(report.added, 1);
         assert_eq!(report.errors.len(), 1);
@@ -505,7 +510,7 @@ mod tests {
         let a = store.get_user("a").await.unwrap().unwrap();
         assert_eq!(
             (a.first_name.as_str(), a.external_id.as_deref()),
-            ("Ann", Some("oid-1"))
+            ("Ann", Some("0000000a-0000-0000-0000-00000000000a"))
         );
         let mut out = Vec::new();
         export(&store, &mut out).await.unwrap();
@@ -514,7 +519,13 @@ mod tests {
             text.lines().next().unwrap().ends_with(",external_id"),
             "{text}"
         );
-        assert!(text.lines().nth(1).unwrap().ends_with(",oid-1"), "{text}");
+        assert!(
+            text.lines()
+                .nth(1)
+                .unwrap()
+                .ends_with(",0000000a-0000-0000-0000-00000000000a"),
+            "{text}"
+        );
     }
 
     /// `--update` writes the file's columns only: Entra's `username,external_id` list leaves

@@ -139,11 +139,56 @@ impl UserRecord {
 /// most 255 ASCII characters by the specification).
 pub const MAX_EXTERNAL_ID_LEN: usize = 255;
 
-/// The stored form of an external id: trimmed and lower case; `None` when empty. Applied on every
-/// write and to the claim before comparing, so a GUID matches whatever case either side used.
+/// The stored form of an external id: trimmed, and a GUID (Entra's `oid`: 8-4-4-4-12 hex digits)
+/// in lower case; `None` when empty. Applied on every write and to the claim before comparing, so
+/// a GUID matches whatever case either side used. Anything else keeps its case and must match
+/// exactly: an OpenID Connect `sub` is case-sensitive (Core 1.0, §2), and folding its case could
+/// let two distinct subjects (Entra's pairwise `sub` is base64url) stand for one user.
 pub fn normalize_external_id(raw: &str) -> Option<String> {
     let t = raw.trim();
-    (!t.is_empty()).then(|| t.to_lowercase())
+    if t.is_empty() {
+        return None;
+    }
+    Some(if is_guid(t) {
+        t.to_ascii_lowercase()
+    } else {
+        t.to_string()
+    })
+}
+
+/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, hex digits in either case.
+fn is_guid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+#[cfg(test)]
+mod external_id_tests {
+    use super::normalize_external_id as n;
+
+    #[test]
+    fn guids_fold_case_and_other_ids_keep_it() {
+        assert_eq!(
+            n(" 6F9619FF-8B86-D011-B42D-00C04FC964FF\t").as_deref(),
+            Some("6f9619ff-8b86-d011-b42d-00c04fc964ff")
+        );
+        // A pairwise `sub`: case-sensitive, two values differing only in case stay two.
+        assert_eq!(
+            n("AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bbtaQ").as_deref(),
+            Some("AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bbtaQ")
+        );
+        assert_ne!(n("AbC"), n("abc"));
+        // Not quite a GUID: kept as given.
+        assert_eq!(
+            n("6F9619FF-8B86-D011-B42D-00C04FC964F").as_deref(),
+            Some("6F9619FF-8B86-D011-B42D-00C04FC964F")
+        );
+        assert_eq!(n("   "), None);
+    }
 }
 
 /// Why `raw` cannot be an external id (too long, control characters), or `None` when it can. The
