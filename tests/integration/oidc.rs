@@ -909,3 +909,98 @@ async fn oidc_oid_mismatch_and_missing_external_id_are_refused() {
         "no link was delivered for a user without an external id"
     );
 }
+
+/// The step-up listener over TLS (`tls_cert`/`tls_key`), as it runs anywhere but on loopback:
+/// the delivered link is `https://`, a client that trusts the certificate gets the page (with the
+/// application and the caller's IP), one that does not trust it gets no page, plain HTTP on the
+/// TLS port gets no page, and the person's "Deny" posted over TLS ends the waiting call (150).
+/// No browser: the sign-in itself is the same code as over plain HTTP (tested above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_step_up_listener_over_tls() {
+    if !tools_present("oidc_step_up_listener_over_tls", false) {
+        return;
+    }
+    let mut cert_pem = String::new();
+    let e = env_custom(None, false, Via::Webhook, |s, dir| {
+        let c = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        cert_pem = c.cert.pem();
+        let (cert, key) = (dir.join("stepup-cert.pem"), dir.join("stepup-key.pem"));
+        std::fs::write(&cert, c.cert.pem()).unwrap();
+        std::fs::write(&key, c.signing_key.serialize_pem()).unwrap();
+        let ProviderSettings::Oidc(o) = &mut s.providers[0].1 else {
+            panic!("the oidc provider")
+        };
+        let port = o.listen.unwrap().port();
+        o.public_url = format!("https://localhost:{port}");
+        o.tls_cert = Some(cert);
+        o.tls_key = Some(key);
+    })
+    .await;
+    let port: u16 = e.stepup_url.rsplit(':').next().unwrap().parse().unwrap();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let trusting = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .resolve("localhost", addr)
+        .tls_certs_only([reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    let untrusting = reqwest::Client::builder()
+        .no_proxy()
+        .resolve("localhost", addr)
+        .tls_certs_only([reqwest::Certificate::from_pem(
+            rcgen::generate_simple_self_signed(vec!["localhost".into()])
+                .unwrap()
+                .cert
+                .pem()
+                .as_bytes(),
+        )
+        .unwrap()])
+        .build()
+        .unwrap();
+
+    let c = e.server.client();
+    let call = tokio::spawn(async move { pf5(&c, "alice@contoso.com").await });
+    let msg = e.hook.next().await;
+    let link = msg["link"].as_str().unwrap().to_string();
+    assert!(
+        link.starts_with(&format!("https://localhost:{port}/stepup/l/")),
+        "{link}"
+    );
+
+    // Plain HTTP on the TLS port, and a client that does not trust the certificate: no page.
+    let plain = reqwest_like()
+        .get(format!("http://127.0.0.1:{port}/stepup/l/x"))
+        .send()
+        .await;
+    assert!(
+        plain.as_ref().map(|r| r.status() != 200).unwrap_or(true),
+        "plain HTTP on the TLS port answered 200"
+    );
+    assert!(
+        untrusting.get(&link).send().await.is_err(),
+        "a client that does not trust the step-up certificate got an answer"
+    );
+
+    // The person's page over TLS, then "Deny" with the page's CSRF token.
+    let resp = trusting.get(&link).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("MIM") && page.contains("10.0.0.5"), "{page}");
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page's CSRF token")
+        .to_string();
+    let resp = trusting
+        .post(&link)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("action=deny&csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let answer = tokio::time::timeout(STEP, call).await.unwrap().unwrap();
+    assert_eq!(answer, ("false".into(), "150".into()));
+}
