@@ -73,9 +73,26 @@ fn audit_reload(kind: AuditKind, trigger: Trigger, reason: &str) {
 
 /// Loads `path`, validates it and swaps it in, logging the result.
 pub async fn reload_once(live: &Live, path: &Path, adjust: &Adjust, trigger: Trigger) -> Outcome {
-    let mut settings = match config::load(path) {
-        Ok(s) => s,
-        Err(errors) => {
+    // Read off the runtime's worker threads: on a slow (network) file system a read could hold a
+    // worker that authentications need.
+    let owned = path.to_path_buf();
+    let loaded = tokio::task::spawn_blocking(move || config::load(&owned))
+        .await
+        .map_err(|e| format!("{}: reading the configuration failed: {e}", path.display()));
+    let mut settings = match loaded {
+        Ok(Ok(s)) => s,
+        Err(problem) => {
+            audit_reload(AuditKind::ConfigRefused, trigger, &problem);
+            tracing::error!(
+                target: "pfgate::reload",
+                file = %path.display(),
+                trigger = trigger.as_str(),
+                problem = %problem,
+                "configuration refused; the one in force stays"
+            );
+            return Outcome::Refused(vec![problem]);
+        }
+        Ok(Err(errors)) => {
             let problems: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
             for p in &problems {
                 audit_reload(AuditKind::ConfigRefused, trigger, p);
@@ -145,6 +162,15 @@ fn watched_files(path: &Path, settings: &Settings) -> Vec<PathBuf> {
     files
 }
 
+/// [`fingerprint`] on the blocking pool, so a slow file system never holds a runtime worker (the
+/// watcher reads these files once a second). A failed read task counts as a state of its own.
+async fn fingerprint_off_runtime(files: &[PathBuf]) -> u64 {
+    let files = files.to_vec();
+    tokio::task::spawn_blocking(move || fingerprint(&files))
+        .await
+        .unwrap_or(u64::MAX)
+}
+
 /// A digest of the files' contents (a missing or unreadable file counts as its own state). Not a
 /// security boundary — only "did anything change".
 fn fingerprint(files: &[PathBuf]) -> u64 {
@@ -199,26 +225,26 @@ impl Hangup {
 /// Watches for `SIGHUP` and file changes until the task is dropped, reloading `path` each time.
 pub async fn watch(live: Arc<Live>, path: PathBuf, adjust: Adjust, mut hangup: Hangup) {
     let mut files = watched_files(&path, &live.state().settings);
-    let mut seen = fingerprint(&files);
+    let mut seen = fingerprint_off_runtime(&files).await;
     loop {
         let trigger = tokio::select! {
             _ = hangup.recv() => Trigger::Signal,
             _ = tokio::time::sleep(POLL) => Trigger::FileChanged,
         };
         if trigger == Trigger::FileChanged {
-            let now = fingerprint(&files);
+            let now = fingerprint_off_runtime(&files).await;
             if now == seen {
                 continue;
             }
             // Settled: unchanged over one more poll.
             tokio::time::sleep(POLL).await;
-            let settled = fingerprint(&files);
+            let settled = fingerprint_off_runtime(&files).await;
             if settled != now {
                 continue;
             }
         }
         reload_once(&live, &path, &adjust, trigger).await;
         files = watched_files(&path, &live.state().settings);
-        seen = fingerprint(&files);
+        seen = fingerprint_off_runtime(&files).await;
     }
 }
