@@ -81,30 +81,13 @@ pub async fn reload_once(live: &Live, path: &Path, adjust: &Adjust, trigger: Tri
         .map_err(|e| format!("{}: reading the configuration failed: {e}", path.display()));
     let mut settings = match loaded {
         Ok(Ok(s)) => s,
-        Err(problem) => {
-            audit_reload(AuditKind::ConfigRefused, trigger, &problem);
-            tracing::error!(
-                target: "pfgate::reload",
-                file = %path.display(),
-                trigger = trigger.as_str(),
-                problem = %problem,
-                "configuration refused; the one in force stays"
-            );
-            return Outcome::Refused(vec![problem]);
-        }
+        Err(problem) => return refused(path, trigger, vec![problem]),
         Ok(Err(errors)) => {
-            let problems: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
-            for p in &problems {
-                audit_reload(AuditKind::ConfigRefused, trigger, p);
-                tracing::error!(
-                    target: "pfgate::reload",
-                    file = %path.display(),
-                    trigger = trigger.as_str(),
-                    problem = %p,
-                    "configuration refused; the one in force stays"
-                );
-            }
-            return Outcome::Refused(problems);
+            return refused(
+                path,
+                trigger,
+                errors.0.iter().map(ToString::to_string).collect(),
+            )
         }
     };
     adjust(&mut settings);
@@ -132,19 +115,23 @@ pub async fn reload_once(live: &Live, path: &Path, adjust: &Adjust, trigger: Tri
             }
             Outcome::Applied
         }
-        Err(e) => {
-            let problem = format!("{}: {e}", path.display());
-            audit_reload(AuditKind::ConfigRefused, trigger, &problem);
-            tracing::error!(
-                target: "pfgate::reload",
-                file = %path.display(),
-                trigger = trigger.as_str(),
-                problem = %problem,
-                "configuration refused; the one in force stays"
-            );
-            Outcome::Refused(vec![problem])
-        }
+        Err(e) => refused(path, trigger, vec![format!("{}: {e}", path.display())]),
     }
+}
+
+/// A refused reload: one audit event and one `error` line per problem; the old configuration stays.
+fn refused(path: &Path, trigger: Trigger, problems: Vec<String>) -> Outcome {
+    for p in &problems {
+        audit_reload(AuditKind::ConfigRefused, trigger, p);
+        tracing::error!(
+            target: "pfgate::reload",
+            file = %path.display(),
+            trigger = trigger.as_str(),
+            problem = %p,
+            "configuration refused; the one in force stays"
+        );
+    }
+    Outcome::Refused(problems)
 }
 
 /// The files whose change triggers a reload: the configuration and the TLS files in force.
