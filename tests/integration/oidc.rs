@@ -563,8 +563,13 @@ async fn oidc_mono_proxy_pending_pfauthuser5_returns_true() {
     if !tools_present("oidc_mono_proxy", true) {
         return;
     }
-    let e = env(None, false).await;
-    let dir = std::env::temp_dir().join(format!("pfgate-oidc-mono-{}", std::process::id()));
+    mono_proxy_approves_alice(&env(None, false).await, "mono").await;
+}
+
+/// MIM's proxy (Mono, `auth.exe`) calls `PfAuthUser_5` for alice; the delivered link is signed in
+/// with MFA in the browser; the proxy's pending call must return `true 21`.
+async fn mono_proxy_approves_alice(e: &Env, tag: &str) {
+    let dir = std::env::temp_dir().join(format!("pfgate-oidc-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     crate::providers_e2e::build_auth_exe(&dir).await;
@@ -831,31 +836,7 @@ async fn oidc_oid_mapped_through_the_store_mono_proxy_returns_true() {
     if !tools_present("oidc_oid_mono_proxy", true) {
         return;
     }
-    let e = env_oid().await;
-    let dir = std::env::temp_dir().join(format!("pfgate-oidc-oid-mono-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    crate::providers_e2e::build_auth_exe(&dir).await;
-    let (url, fp) = (e.server.url(), e.server.fingerprint());
-    let d = dir.clone();
-    let mono = tokio::task::spawn_blocking(move || {
-        Command::new("mono")
-            .current_dir(&d)
-            .args(["auth.exe", &url, &fp, "5:alice@contoso.com:1:4255550100"])
-            .output()
-            .unwrap()
-    });
-    let msg = e.hook.next().await;
-    let report = drive(msg["link"].as_str().unwrap(), "continue", &["--otp", OTP]).await;
-    assert_eq!(report["outcome"], "approved", "{report}");
-    let out = tokio::time::timeout(STEP, mono).await.unwrap().unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "true 21");
+    mono_proxy_approves_alice(&env_oid().await, "oid-mono").await;
 }
 
 /// `oid` mapped through the store, over SOAP: the right person approves (21); a person whose
