@@ -143,11 +143,24 @@ pub fn provider(
     settings: &Settings,
     directory: &Directory,
 ) -> Result<Arc<dyn crate::providers::Provider>, BuildError> {
+    provider_keeping(settings, directory, HashMap::new())
+}
+
+/// As [`provider`], with `kept` providers used as they are instead of being built again.
+fn provider_keeping(
+    settings: &Settings,
+    directory: &Directory,
+    mut kept: HashMap<String, Arc<dyn crate::providers::Provider>>,
+) -> Result<Arc<dyn crate::providers::Provider>, BuildError> {
     if settings.providers.is_empty() {
         return Ok(Arc::new(ScriptedProvider::from_directory(directory)));
     }
     let mut named: HashMap<String, Arc<dyn crate::providers::Provider>> = HashMap::new();
     for (name, p) in &settings.providers {
+        if let Some(running) = kept.remove(name) {
+            named.insert(name.clone(), running);
+            continue;
+        }
         let built: Arc<dyn crate::providers::Provider> = match p {
             ProviderSettings::Scripted => Arc::new(ScriptedProvider::from_directory(directory)),
             ProviderSettings::Webhook(w) => Arc::new(
@@ -214,7 +227,19 @@ pub async fn rebuild_engine(
     let provider = if unchanged_providers {
         engine.provider().clone()
     } else {
-        provider(settings, &directory)?
+        // An OIDC step-up provider whose own settings did not change is kept as it runs: built
+        // again it could not bind its listener a second time (the reload would be refused), and
+        // its pending step-ups (links already delivered) would be lost.
+        let kept = settings
+            .providers
+            .iter()
+            .filter(|(name, p)| {
+                matches!(p, ProviderSettings::Oidc(_))
+                    && old.providers.iter().any(|(n, o)| n == name && o == p)
+            })
+            .filter_map(|(name, _)| Some((name.clone(), engine.provider().member(name)?)))
+            .collect();
+        provider_keeping(settings, &directory, kept)?
     };
     let primary = match &settings.primary_auth {
         Some(ldap) => Some(Arc::new(

@@ -79,6 +79,13 @@ pub enum Verdict {
 pub trait Provider: Send + Sync + std::fmt::Debug {
     /// Short name for logs and audit (`scripted`, `duo`, …).
     fn name(&self) -> &str;
+    /// The configured provider called `name` inside this one (the router's members); `None` for a
+    /// single provider. A reload uses it to keep a provider that must not be built twice (the
+    /// OIDC step-up provider owns a listening port and its pending step-ups).
+    fn member(&self, name: &str) -> Option<std::sync::Arc<dyn Provider>> {
+        let _ = name;
+        None
+    }
     /// Performs the attempt. The engine drops the future at the deadline.
     async fn authenticate(&self, attempt: &AuthAttempt) -> Verdict;
     /// Delivers a one-time passcode by one-way text message (MFA Server's SMS "one-way OTP" mode);

@@ -285,6 +285,8 @@ struct Route {
 pub struct Router {
     routes: Vec<Route>,
     breakers: HashMap<String, Breaker>,
+    /// Every configured provider by name, routed or not ([`Provider::member`]).
+    members: HashMap<String, Arc<dyn Provider>>,
 }
 
 /// Why a router could not be built.
@@ -329,6 +331,7 @@ impl Router {
         Ok(Self {
             routes: built,
             breakers,
+            members: providers.clone(),
         })
     }
 
@@ -342,6 +345,10 @@ impl Router {
 impl Provider for Router {
     fn name(&self) -> &str {
         "router"
+    }
+
+    fn member(&self, name: &str) -> Option<Arc<dyn Provider>> {
+        self.members.get(name).cloned()
     }
 
     async fn authenticate(&self, attempt: &AuthAttempt) -> Verdict {

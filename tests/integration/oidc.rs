@@ -985,3 +985,59 @@ async fn oidc_step_up_listener_over_tls() {
     let answer = tokio::time::timeout(STEP, call).await.unwrap().unwrap();
     assert_eq!(answer, ("false".into(), "150".into()));
 }
+
+/// A reload that rebuilds the providers (here: `[breaker]` changed) keeps a running OIDC provider
+/// whose own settings did not change: the reload is applied (it was refused before: the new
+/// provider could not bind the step-up port again), and a link delivered before it still works
+/// after it. A reload that changes the OIDC provider itself is still refused, the running one
+/// staying in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_provider_survives_a_reload_that_rebuilds_the_providers() {
+    if !tools_present("oidc_reload", false) {
+        return;
+    }
+    let e = env(None, false).await;
+    let live = e.server.running.as_ref().unwrap().live();
+
+    let c = e.server.client();
+    let call = tokio::spawn(async move { pf5(&c, "alice@contoso.com").await });
+    let msg = e.hook.next().await;
+    let link = msg["link"].as_str().unwrap().to_string();
+
+    let mut settings = live.state().settings.clone();
+    settings.breaker.failure_threshold += 1;
+    live.reload(settings.clone())
+        .await
+        .expect("a reload that only changes [breaker] is applied");
+    assert_eq!(
+        live.state().settings.breaker.failure_threshold,
+        settings.breaker.failure_threshold
+    );
+
+    let mut changed = settings.clone();
+    let ProviderSettings::Oidc(o) = &mut changed.providers[0].1 else {
+        panic!("the oidc provider")
+    };
+    o.link_ttl_secs = Some(30);
+    let refused = live.reload(changed).await;
+    assert!(
+        refused.is_err(),
+        "changing the oidc provider itself needs a restart"
+    );
+    assert_eq!(live.state().settings.providers, settings.providers);
+
+    // The link delivered before both reloads: the person's page, then "Deny" — the waiting call ends.
+    let http = reqwest_like();
+    let (status, page) = get(&http, &link).await;
+    assert_eq!(status, 200, "{page}");
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page's CSRF token")
+        .to_string();
+    let (status, _) = post_form(&http, &link, &format!("action=deny&csrf={csrf}")).await;
+    assert_eq!(status, 200);
+    let answer = tokio::time::timeout(STEP, call).await.unwrap().unwrap();
+    assert_eq!(answer, ("false".into(), "150".into()));
+}
