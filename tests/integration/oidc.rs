@@ -365,6 +365,17 @@ async fn step_up(
     (answer, report, msg)
 }
 
+/// A refused step-up: the browser was shown "denied" for a reason containing `reason`, and the
+/// waiting SOAP call answered false with CallResult 150.
+fn assert_refused(answer: &(String, String), report: &Value, reason: &str) {
+    assert_eq!(report["outcome"], "denied", "{report}");
+    assert!(
+        report["reason"].as_str().unwrap_or("").contains(reason),
+        "{report}"
+    );
+    assert_eq!(*answer, ("false".to_string(), "150".to_string()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oidc_mfa_sign_in_approves_pending_call_and_link_is_single_use() {
     if !tools_present("oidc_mfa_sign_in", false) {
@@ -423,12 +434,7 @@ async fn oidc_refusals_no_mfa_wrong_user_deny_and_fraud() {
     let e = env(None, false).await;
     // A sign-in without MFA (amr ["pwd"]): denied, 150.
     let (answer, report, _) = step_up(&e, "alice@contoso.com", "continue", &[]).await;
-    assert_eq!(report["outcome"], "denied", "{report}");
-    assert!(
-        report["reason"].as_str().unwrap().contains("multi-factor"),
-        "{report}"
-    );
-    assert_eq!(answer, ("false".into(), "150".into()));
+    assert_refused(&answer, &report, "multi-factor");
     // Signed in (with MFA) as someone else: denied.
     let (answer, report, _) = step_up(
         &e,
@@ -437,23 +443,10 @@ async fn oidc_refusals_no_mfa_wrong_user_deny_and_fraud() {
         &["--user", "bob@contoso.com", "--otp", OTP],
     )
     .await;
-    assert_eq!(report["outcome"], "denied", "{report}");
-    assert!(
-        report["reason"]
-            .as_str()
-            .unwrap()
-            .contains("different user"),
-        "{report}"
-    );
-    assert_eq!(answer, ("false".into(), "150".into()));
+    assert_refused(&answer, &report, "different user");
     // "Deny" on the page.
     let (answer, report, _) = step_up(&e, "alice@contoso.com", "deny", &[]).await;
-    assert_eq!(report["outcome"], "denied", "{report}");
-    assert!(
-        report["reason"].as_str().unwrap().contains("You denied"),
-        "{report}"
-    );
-    assert_eq!(answer, ("false".into(), "150".into()));
+    assert_refused(&answer, &report, "You denied");
     // "This wasn't me": fraud, 112.
     let (answer, report, _) = step_up(&e, "alice@contoso.com", "fraud", &[]).await;
     assert_eq!(report["outcome"], "fraud", "{report}");
@@ -861,15 +854,7 @@ async fn oidc_oid_mismatch_and_missing_external_id_are_refused() {
         &["--user", "bob@contoso.com", "--otp", OTP],
     )
     .await;
-    assert_eq!(report["outcome"], "denied", "{report}");
-    assert!(
-        report["reason"]
-            .as_str()
-            .unwrap()
-            .contains("different user"),
-        "{report}"
-    );
-    assert_eq!(answer, ("false".into(), "150".into()));
+    assert_refused(&answer, &report, "different user");
     // alice's link, signed in (with MFA) as bob: refused.
     let (answer, report, _) = step_up(
         &e,
@@ -964,26 +949,26 @@ async fn oidc_step_up_listener_over_tls() {
     );
 
     // The person's page over TLS, then "Deny" with the page's CSRF token.
-    let resp = trusting.get(&link).send().await.unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    let page = resp.text().await.unwrap();
+    let page = deny_without_browser(&trusting, &link).await;
     assert!(page.contains("MIM") && page.contains("10.0.0.5"), "{page}");
+    let answer = tokio::time::timeout(STEP, call).await.unwrap().unwrap();
+    assert_eq!(answer, ("false".into(), "150".into()));
+}
+
+/// What the person's "Deny" does, without a browser: opens the link (200), posts the form with
+/// the page's CSRF token (200). Returns the page the link showed.
+async fn deny_without_browser(http: &reqwest::Client, link: &str) -> String {
+    let (status, page) = get(http, link).await;
+    assert_eq!(status, 200, "{page}");
     let csrf = page
         .split("name=\"csrf\" value=\"")
         .nth(1)
         .and_then(|rest| rest.split('"').next())
         .expect("the page's CSRF token")
         .to_string();
-    let resp = trusting
-        .post(&link)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("action=deny&csrf={csrf}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    let answer = tokio::time::timeout(STEP, call).await.unwrap().unwrap();
-    assert_eq!(answer, ("false".into(), "150".into()));
+    let (status, _) = post_form(http, link, &format!("action=deny&csrf={csrf}")).await;
+    assert_eq!(status, 200);
+    page
 }
 
 /// A reload that rebuilds the providers (here: `[breaker]` changed) keeps a running OIDC provider
@@ -1027,17 +1012,7 @@ async fn oidc_provider_survives_a_reload_that_rebuilds_the_providers() {
     assert_eq!(live.state().settings.providers, settings.providers);
 
     // The link delivered before both reloads: the person's page, then "Deny" — the waiting call ends.
-    let http = reqwest_like();
-    let (status, page) = get(&http, &link).await;
-    assert_eq!(status, 200, "{page}");
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("the page's CSRF token")
-        .to_string();
-    let (status, _) = post_form(&http, &link, &format!("action=deny&csrf={csrf}")).await;
-    assert_eq!(status, 200);
+    deny_without_browser(&reqwest_like(), &link).await;
     let answer = tokio::time::timeout(STEP, call).await.unwrap().unwrap();
     assert_eq!(answer, ("false".into(), "150".into()));
 }
