@@ -195,6 +195,16 @@ pub async fn check_user_crud(store: &dyn Store) {
     assert!(store.delete_user("suite-crud-defaults").await.unwrap());
 }
 
+/// The external id stored for `username` (which must exist).
+async fn stored_external_id(store: &dyn Store, username: &str) -> Option<String> {
+    store
+        .get_user(username)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{username} is in the store"))
+        .external_id
+}
+
 /// The external id (the IdP's `oid`/`sub` for the OIDC step-up provider): stored trimmed and lower
 /// case, read back, unique among users whatever its case (refused with
 /// [`StoreError::ExternalIdTaken`] naming the holder, on add and on update, leaving the refused
@@ -239,12 +249,7 @@ pub async fn check_external_id(store: &dyn Store) {
     c.external_id = Some("   ".into());
     store.add_user(&c).await.unwrap();
     assert_eq!(
-        store
-            .get_user("suite-ext-c@contoso.com")
-            .await
-            .unwrap()
-            .unwrap()
-            .external_id,
+        stored_external_id(store, "suite-ext-c@contoso.com").await,
         None,
         "blank is none"
     );
@@ -274,12 +279,8 @@ pub async fn check_external_id(store: &dyn Store) {
     b.external_id = Some("00000000-0000-0000-0000-00000000000B".into());
     store.update_user(&b).await.unwrap();
     assert_eq!(
-        store
-            .get_user("suite-ext-b@contoso.com")
+        stored_external_id(store, "suite-ext-b@contoso.com")
             .await
-            .unwrap()
-            .unwrap()
-            .external_id
             .as_deref(),
         Some("00000000-0000-0000-0000-00000000000b")
     );
@@ -301,23 +302,14 @@ pub async fn check_external_id(store: &dyn Store) {
     cleared.external_id = None;
     store.update_user(&cleared).await.unwrap();
     assert_eq!(
-        store
-            .get_user("suite-ext-a2@contoso.com")
-            .await
-            .unwrap()
-            .unwrap()
-            .external_id,
+        stored_external_id(store, "suite-ext-a2@contoso.com").await,
         None
     );
     c.external_id = Some(OID.into());
     store.update_user(&c).await.unwrap();
     assert_eq!(
-        store
-            .get_user("suite-ext-c@contoso.com")
+        stored_external_id(store, "suite-ext-c@contoso.com")
             .await
-            .unwrap()
-            .unwrap()
-            .external_id
             .as_deref(),
         Some(STORED)
     );
