@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use std::collections::HashMap;
 
-use crate::config::{DirectorySource, KeySource, ProviderSettings, Settings};
+use crate::config::{DirectorySource, KeySource, ProviderSettings, Settings, StoreSettings};
 use crate::engine::directory::{Directory, DirectoryError};
 use crate::engine::Engine;
 use crate::providers::router::Router;
@@ -63,19 +63,24 @@ pub fn wire_kerberos(settings: &Settings) -> Result<(), BuildError> {
 
 /// Opens the configured store.
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, BuildError> {
-    let key = match &settings.store.key {
+    open_store_with(&settings.store).await
+}
+
+/// Opens the store `[store]` names (what `pfgate users` needs, without the rest of a server).
+pub async fn open_store_with(store: &StoreSettings) -> Result<Arc<dyn Store>, BuildError> {
+    let key = match &store.key {
         KeySource::File(p) => {
             SecretKey::from_file(p).map_err(|e| BuildError::Key(e.to_string()))?
         }
         KeySource::Env(v) => SecretKey::from_env(v).map_err(|e| BuildError::Key(e.to_string()))?,
         KeySource::Ephemeral => SecretKey::generate(),
     };
-    let store: Arc<dyn Store> = match (&settings.store.postgres, &settings.store.path) {
+    let opened: Arc<dyn Store> = match (&store.postgres, &store.path) {
         (Some(pg), _) => Arc::new(PostgresStore::connect(pg, key).await?),
         (None, Some(path)) => Arc::new(SqliteStore::open(path, key).await?),
         (None, None) => Arc::new(SqliteStore::in_memory(key).await?),
     };
-    Ok(store)
+    Ok(opened)
 }
 
 /// The users file the settings name (the embedded demo one in demo mode).

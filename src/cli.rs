@@ -35,8 +35,9 @@ pub enum Command {
         /// scripted outcomes, callers NOT authenticated.
         #[arg(long)]
         demo: bool,
-        /// Listen address (overrides the configuration's TLS listener; port 0 picks a free port).
-        #[arg(long, value_name = "ADDR:PORT")]
+        /// Listen address (overrides the configuration's TLS listener; port 0 picks a free port);
+        /// a host name such as localhost:8443 listens on its first address (IPv4 first).
+        #[arg(long, value_name = "ADDR:PORT", value_parser = parse_listen)]
         listen: Option<SocketAddr>,
         /// Log format.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -80,7 +81,7 @@ pub enum Command {
         #[arg(long = "scenario", value_name = "FILE")]
         scenarios: Vec<PathBuf>,
         /// Listen address (port 0 picks a free port).
-        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:0")]
+        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:0", value_parser = parse_listen)]
         listen: SocketAddr,
         /// Write the URL, fingerprint and admin URL here as JSON once accepting connections.
         #[arg(long, value_name = "PATH")]
@@ -118,7 +119,7 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         upstream_ca: Option<PathBuf>,
         /// Listen address (port 0 picks a free port).
-        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:0")]
+        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:0", value_parser = parse_listen)]
         listen: SocketAddr,
         /// Plain HTTP instead of TLS (loopback only).
         #[arg(long)]
@@ -154,6 +155,25 @@ pub enum Command {
         #[arg(long, default_value = crate::pfwssdk::wsdl::PLACEHOLDER_LOCATION)]
         location: String,
     },
+}
+
+/// A `--listen` value: `ADDR:PORT`, or `HOST:PORT` resolved to the host's first IPv4 address
+/// (else its first address), so `localhost:8443` works as it does in a browser's address bar.
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs as _;
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let addrs: Vec<SocketAddr> = s
+        .to_socket_addrs()
+        .map_err(|e| format!("'{s}' is not ADDR:PORT or HOST:PORT ({e})"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("'{s}' resolves to no address"))
 }
 
 /// How `pfgate call` and `users import --from-sdk` reach and authenticate to a PfWsSdk server.
@@ -252,15 +272,21 @@ pub enum CertAction {
 /// `pfgate mim …`
 #[derive(Debug, Subcommand)]
 pub enum MimAction {
-    /// Read MfaSettings.xml, explain what it holds (cloud SDK keys, LOCMFA, LOCMFASRV,
+    /// Read MfaSettings.xml, explain what it holds (cloud SDK keys, LOCMFA, LOCMFASRV, Username,
     /// CustomPhoneProvider, DefaultCountryCode) and print the change that points MIM at pfgate.
     /// Nothing is written without --write (then a backup FILE.pfgate-backup-<time> is kept).
+    /// Exit 0, or 1 when something the check cannot fill in is still missing (Username without
+    /// --username), or 2 on an error (unreadable file, a URL pfgate would not serve).
     Check {
         /// MIM's MfaSettings.xml.
         file: PathBuf,
-        /// pfgate's PfWsSdk URL as MIM will reach it.
+        /// pfgate's PfWsSdk URL as MIM will reach it: https, ending in /PfWsSdk.asmx.
         #[arg(long, value_name = "URL")]
         url: String,
+        /// The MIM Service account's UPN to put in <Username> (the account MIM calls as; it must
+        /// be a user in pfgate's directory).
+        #[arg(long, value_name = "UPN")]
+        username: Option<String>,
         /// Write the change (after a backup).
         #[arg(long)]
         write: bool,
@@ -301,8 +327,8 @@ pub enum UsersAction {
         /// Read the users from this PfWsSdk.asmx URL (an old MFA Server) instead of a CSV file.
         #[arg(long, value_name = "URL")]
         from_sdk: Option<String>,
-        /// With --from-sdk: write nothing, print what would change.
-        #[arg(long, requires = "from_sdk")]
+        /// Write nothing, print what would change (each user and the totals).
+        #[arg(long)]
         dry_run: bool,
         /// With --from-sdk: record progress here and continue after the last user it names.
         #[arg(long, value_name = "FILE", requires = "from_sdk")]
@@ -391,16 +417,25 @@ pub fn run(cli: Cli) -> ExitCode {
             action: CertAction::Dev { dir, hosts, force },
         } => match crate::devcert::make(&dir, &hosts, force) {
             Ok(files) => {
+                // Absolute: the configuration resolves relative paths against its own directory,
+                // not against the directory this command ran in.
+                let shown = |p: &std::path::Path| {
+                    std::path::absolute(p)
+                        .unwrap_or_else(|_| p.to_path_buf())
+                        .display()
+                        .to_string()
+                };
                 println!(
                     "CA certificate (give it to clients): {}",
-                    files.ca_cert.display()
+                    shown(&files.ca_cert)
                 );
                 println!(
                     "CA key:                              {}",
-                    files.ca_key.display()
+                    shown(&files.ca_key)
                 );
-                println!("server.tls_cert = \"{}\"", files.server_cert.display());
-                println!("server.tls_key = \"{}\"", files.server_key.display());
+                println!("[server]");
+                println!("tls_cert = {:?}", shown(&files.server_cert));
+                println!("tls_key = {:?}", shown(&files.server_key));
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -409,33 +444,14 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         },
         Command::Mim {
-            action: MimAction::Check { file, url, write },
-        } => {
-            let report = match crate::mim::check(&file, &url) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("pfgate: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            print!("{}", crate::mim::render(&report, &file));
-            if !write && !report.changes.is_empty() {
-                println!("Nothing was written (use --write; the original is kept as a backup).");
-            }
-            if write && !report.changes.is_empty() {
-                match crate::mim::write(&report, &file) {
-                    Ok(backup) => println!(
-                        "Written. The original is kept as {}. Restart the MIM Service.",
-                        backup.display()
-                    ),
-                    Err(e) => {
-                        eprintln!("pfgate: {e}");
-                        return ExitCode::from(2);
-                    }
-                }
-            }
-            ExitCode::SUCCESS
-        }
+            action:
+                MimAction::Check {
+                    file,
+                    url,
+                    username,
+                    write,
+                },
+        } => mim_check(&file, &url, username.as_deref(), write),
         Command::Audit {
             action: AuditAction::Verify { files },
         } => {
@@ -592,10 +608,12 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// Opens the store `config` names. Only `[store]` is validated: these commands serve nothing,
+/// so a file holding only `[store]` is enough (docs/migration.md, step 1).
 async fn store_for(
     config: &std::path::Path,
 ) -> Result<std::sync::Arc<dyn crate::store::Store>, ExitCode> {
-    let settings = match config::load(config) {
+    let settings = match config::load_store(config) {
         Ok(s) => s,
         Err(errors) => {
             for p in &errors.0 {
@@ -604,14 +622,15 @@ async fn store_for(
             return Err(ExitCode::from(1));
         }
     };
-    if settings.store.path.is_none() {
+    if settings.path.is_none() && settings.postgres.is_none() {
         eprintln!(
-            "{}:store.path: the configuration has no store file; users imported into memory would be lost",
+            "{}:store.path: the configuration has no store file or database; users imported into \
+             memory would be lost",
             config.display()
         );
         return Err(ExitCode::from(1));
     }
-    crate::app::open_store(&settings).await.map_err(|e| {
+    crate::app::open_store_with(&settings).await.map_err(|e| {
         eprintln!("pfgate: {e}");
         ExitCode::from(2)
     })
@@ -649,6 +668,7 @@ async fn users(action: UsersAction) -> ExitCode {
             file,
             config,
             update,
+            dry_run,
             ..
         } => {
             let Some(file) = file else {
@@ -673,6 +693,9 @@ async fn users(action: UsersAction) -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
+            if dry_run {
+                return csv_dry_run(store.as_ref(), &file, &rows, &row_errors, update).await;
+            }
             let report = match crate::users_csv::import(store.as_ref(), rows, update).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -723,6 +746,81 @@ async fn users(action: UsersAction) -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// `users import FILE --dry-run`: prints what the import would do and writes nothing (exit 1 when
+/// rows would be refused, as the import itself).
+async fn csv_dry_run(
+    store: &dyn crate::store::Store,
+    file: &std::path::Path,
+    rows: &[crate::users_csv::ImportRow],
+    row_errors: &[crate::users_csv::RowError],
+    update: bool,
+) -> ExitCode {
+    use crate::users_csv::RowAction;
+    let plan = match crate::users_csv::preview(store, rows, update).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("pfgate: dry run stopped: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for e in row_errors {
+        eprintln!("{}:{}: {}", file.display(), e.line, e.reason);
+    }
+    let (mut added, mut updated, mut skipped) = (0, 0, 0);
+    for (line, user, action) in &plan {
+        let (verb, count) = match action {
+            RowAction::Add => ("would add", &mut added),
+            RowAction::Update => ("would update", &mut updated),
+            RowAction::Skip => ("already present", &mut skipped),
+        };
+        *count += 1;
+        println!("{}:{line}: {verb} {user}", file.display());
+    }
+    println!(
+        "dry run, nothing written: {added} would be added, {updated} updated, {skipped} already \
+         present, {} rows refused",
+        row_errors.len()
+    );
+    if row_errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// `pfgate mim check`: see [`MimAction::Check`] for the exit codes.
+fn mim_check(file: &std::path::Path, url: &str, username: Option<&str>, write: bool) -> ExitCode {
+    let report = match crate::mim::check(file, url, username) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pfgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{}", crate::mim::render(&report, file));
+    if !report.changes.is_empty() {
+        if !write {
+            println!("Nothing was written (use --write; the original is kept as a backup).");
+        } else {
+            match crate::mim::write(&report, file) {
+                Ok(backup) => println!(
+                    "Written. The original is kept as {}. Restart the MIM Service.",
+                    backup.display()
+                ),
+                Err(e) => {
+                    eprintln!("pfgate: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    }
+    if report.missing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

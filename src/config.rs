@@ -677,6 +677,35 @@ pub struct ConfigErrors(pub Vec<ConfigProblem>);
 
 /// Reads and validates a configuration file.
 pub fn load(path: &Path) -> Result<Settings, ConfigErrors> {
+    let file = parse_file(path)?;
+    validate(path, file)
+}
+
+/// Reads a configuration file and validates only its `[store]`: for the commands that touch only
+/// the store (`users import`, `users export`), which must work from a file holding nothing else
+/// (docs/migration.md, step 1). The other sections must still parse (unknown keys are errors).
+pub fn load_store(path: &Path) -> Result<StoreSettings, ConfigErrors> {
+    let file = parse_file(path)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let resolve = |p: &Path| resolve_against(base, p);
+    let mut problems = Vec::new();
+    let mut problem = |key: &str, reason: String| {
+        problems.push(ConfigProblem {
+            file: path.to_path_buf(),
+            key: key.to_string(),
+            reason,
+        })
+    };
+    let store = store_settings(&file.store, &resolve, &mut problem);
+    if problems.is_empty() {
+        Ok(store)
+    } else {
+        Err(ConfigErrors(problems))
+    }
+}
+
+/// Reads and parses (without validating) a configuration file.
+fn parse_file(path: &Path) -> Result<FileConfig, ConfigErrors> {
     let problem = |key: &str, reason: String| ConfigProblem {
         file: path.to_path_buf(),
         key: key.to_string(),
@@ -684,13 +713,21 @@ pub fn load(path: &Path) -> Result<Settings, ConfigErrors> {
     };
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigErrors(vec![problem("", format!("cannot read the file: {e}"))]))?;
-    let file: FileConfig = toml::from_str(&text).map_err(|e| {
+    toml::from_str(&text).map_err(|e| {
         ConfigErrors(vec![problem(
             "",
             format!("not valid configuration TOML: {}", e.to_string().trim()),
         )])
-    })?;
-    validate(path, file)
+    })
+}
+
+/// `p` as given when absolute, else relative to `base` (the configuration file's directory).
+fn resolve_against(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
 }
 
 /// Validates a parsed file.
@@ -704,13 +741,7 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
             reason,
         })
     };
-    let resolve = |p: &Path| {
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            base.join(p)
-        }
-    };
+    let resolve = |p: &Path| resolve_against(base, p);
 
     let parse_addr = |key: &str, v: &Option<String>, problem: &mut dyn FnMut(&str, String)| {
         v.as_ref().and_then(|s| match s.parse::<SocketAddr>() {
@@ -903,50 +934,7 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
         None => DirectorySource::Empty,
     };
 
-    let store = {
-        let path = file.store.path.as_deref().map(resolve);
-        let postgres = store_postgres(&file.store, &resolve, &mut problem);
-        let key = match (&file.store.secrets_key_file, &file.store.secrets_key_env) {
-            (Some(_), Some(_)) => {
-                problem(
-                    "store.secrets_key_env",
-                    "give either store.secrets_key_file or store.secrets_key_env, not both".into(),
-                );
-                KeySource::Ephemeral
-            }
-            (Some(f), None) => {
-                let f = resolve(f);
-                if let Err(e) = crate::store::secrets::SecretKey::from_file(&f) {
-                    problem("store.secrets_key_file", e.to_string());
-                }
-                KeySource::File(f)
-            }
-            (None, Some(var)) => {
-                if let Err(e) = crate::store::secrets::SecretKey::from_env(var) {
-                    problem("store.secrets_key_env", e.to_string());
-                }
-                KeySource::Env(var.clone())
-            }
-            (None, None) => {
-                if path.is_some() || postgres.is_some() {
-                    problem(
-                        "store.secrets_key_file",
-                        "a store file or database needs a secrets key (store.secrets_key_file or \
-                         store.secrets_key_env) so OATH secrets and static tokens stay encrypted \
-                         across restarts (every instance sharing a database needs the same one); \
-                         create one with `head -c 32 /dev/urandom > secrets.key`"
-                            .into(),
-                    );
-                }
-                KeySource::Ephemeral
-            }
-        };
-        StoreSettings {
-            path,
-            postgres,
-            key,
-        }
-    };
+    let store = store_settings(&file.store, &resolve, &mut problem);
 
     let primary_auth = file.primary_auth.as_ref().map(|p| {
         let settings = crate::primary::LdapSettings {
@@ -1158,10 +1146,12 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
         if !a.allow_anonymous && !methods {
             problem(
                 "auth",
-                "no caller authentication is configured: add [[auth.basic]] accounts or \
-                 auth.proxy_identity_header (with server.trusted_proxies), or set \
-                 auth.allow_anonymous = true to accept unauthenticated callers (only behind a \
-                 proxy that authenticates them)"
+                "no caller authentication is configured: add [auth.ntlm] with \
+                 [[auth.ntlm.accounts]] (Windows authentication, what MIM's service account \
+                 uses), client certificates ([[auth.certificate_map]] with auth.client_ca_file), \
+                 [[auth.basic]] accounts, or auth.proxy_identity_header (with \
+                 server.trusted_proxies); or set auth.allow_anonymous = true to accept \
+                 unauthenticated callers (only behind a proxy that authenticates them)"
                     .into(),
             );
         }
@@ -1320,6 +1310,58 @@ fn service_principal_problem(spn: &str) -> Option<String> {
     match spn.rsplit_once('@') {
         Some((name, realm)) if name.contains('/') && !realm.is_empty() => None,
         _ => Some(format!("'{spn}' is not SERVICE/host@REALM ({example})")),
+    }
+}
+
+/// Validated `[store]`: the SQLite file or PostgreSQL database and the secrets key. Shared by
+/// `serve` and the commands that touch only the store ([`load_store`]).
+fn store_settings(
+    section: &StoreSection,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    problem: &mut dyn FnMut(&str, String),
+) -> StoreSettings {
+    let path = section.path.as_deref().map(resolve);
+    let postgres = store_postgres(section, &resolve, problem);
+    let key = match (&section.secrets_key_file, &section.secrets_key_env) {
+        (Some(_), Some(_)) => {
+            problem(
+                "store.secrets_key_env",
+                "give either store.secrets_key_file or store.secrets_key_env, not both".into(),
+            );
+            KeySource::Ephemeral
+        }
+        (Some(f), None) => {
+            let f = resolve(f);
+            if let Err(e) = crate::store::secrets::SecretKey::from_file_quiet(&f) {
+                problem("store.secrets_key_file", e.to_string());
+            }
+            KeySource::File(f)
+        }
+        (None, Some(var)) => {
+            if let Err(e) = crate::store::secrets::SecretKey::from_env(var) {
+                problem("store.secrets_key_env", e.to_string());
+            }
+            KeySource::Env(var.clone())
+        }
+        (None, None) => {
+            if path.is_some() || postgres.is_some() {
+                problem(
+                    "store.secrets_key_file",
+                    "a store file or database needs a secrets key (store.secrets_key_file or \
+                     store.secrets_key_env) so OATH secrets and static tokens stay encrypted \
+                     across restarts (every instance sharing a database needs the same one); \
+                     create one readable only by its owner with \
+                     `(umask 077; head -c 32 /dev/urandom > secrets.key)`"
+                        .into(),
+                );
+            }
+            KeySource::Ephemeral
+        }
+    };
+    StoreSettings {
+        path,
+        postgres,
+        key,
     }
 }
 

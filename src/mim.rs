@@ -30,6 +30,14 @@ pub enum MimError {
         /// Cause.
         source: std::io::Error,
     },
+    /// `--url` is not an address pfgate would serve: `--write` would point MIM at nothing.
+    #[error("--url {url}: {problem}")]
+    Url {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        problem: UrlProblem,
+    },
     /// Not a well-formed XML document (or one with a DTD).
     #[error("{path}: not a usable MfaSettings.xml: {reason}")]
     Xml {
@@ -38,6 +46,60 @@ pub enum MimError {
         /// What is wrong.
         reason: String,
     },
+}
+
+/// Why a URL cannot be pfgate's PfWsSdk address in MIM's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UrlProblem {
+    /// Not an absolute URL.
+    #[error("not an absolute URL (e.g. {EXAMPLE_URL})")]
+    NotAUrl,
+    /// Not `https`: MIM would send its service account's credentials and the users' phone numbers
+    /// in clear, and pfgate's listener for callers is TLS.
+    #[error("the scheme must be https (MIM's credentials and users' numbers cross it), e.g. {EXAMPLE_URL}")]
+    NotHttps,
+    /// No host name.
+    #[error("no host (e.g. {EXAMPLE_URL})")]
+    NoHost,
+    /// The path does not end in `/PfWsSdk.asmx`, the only path pfgate answers on.
+    #[error("the path must end in /PfWsSdk.asmx (any case), e.g. {EXAMPLE_URL}")]
+    WrongPath,
+    /// A user name or password in the URL: MIM authenticates with `<Username>` and Windows
+    /// authentication, and a password would sit in clear in MfaSettings.xml.
+    #[error("the URL must not hold a user name or password")]
+    Credentials,
+    /// A query or fragment: MIM appends nothing, and the SDK is served without one.
+    #[error("the URL must not have a query (?...) or fragment (#...)")]
+    QueryOrFragment,
+}
+
+/// The shape of a PfWsSdk URL, in messages.
+const EXAMPLE_URL: &str = "https://mfa.contoso.com/MultiFactorAuthWebServiceSdk/PfWsSdk.asmx";
+
+/// Checks that `url` is one pfgate would serve: https, a host, no credentials or query, a path
+/// ending in `/PfWsSdk.asmx` (matched case-insensitively, as the server does).
+pub fn check_url(url: &str) -> Result<(), UrlProblem> {
+    let parsed = url::Url::parse(url.trim()).map_err(|_| UrlProblem::NotAUrl)?;
+    if parsed.scheme() != "https" {
+        return Err(UrlProblem::NotHttps);
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(UrlProblem::NoHost);
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(UrlProblem::Credentials);
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(UrlProblem::QueryOrFragment);
+    }
+    if !parsed
+        .path()
+        .to_ascii_lowercase()
+        .ends_with("/pfwssdk.asmx")
+    {
+        return Err(UrlProblem::WrongPath);
+    }
+    Ok(())
 }
 
 /// What the check found and the edits it proposes.
@@ -49,6 +111,9 @@ pub struct Report {
     pub changes: Vec<(String, Option<String>, String)>,
     /// The file's text with the changes applied.
     pub updated: String,
+    /// What is still missing that the check cannot fill in by itself (the element and what to
+    /// give): the file does not work for MIM until these are done.
+    pub missing: Vec<(String, String)>,
 }
 
 /// The text content of the first `<name>` element (empty for `<name/>`), with its byte range in
@@ -89,8 +154,13 @@ fn well_formed(text: &str, path: &Path) -> Result<(), MimError> {
         })
 }
 
-/// Reads `path` and works out the change to `url` (pfgate's PfWsSdk URL).
-pub fn check(path: &Path, url: &str) -> Result<Report, MimError> {
+/// Reads `path` and works out the change to `url` (pfgate's PfWsSdk URL) and, when given, to
+/// `username` (the MIM Service account MIM calls as).
+pub fn check(path: &Path, url: &str, username: Option<&str>) -> Result<Report, MimError> {
+    check_url(url).map_err(|problem| MimError::Url {
+        url: url.to_string(),
+        problem,
+    })?;
     let raw = std::fs::read(path).map_err(|source| MimError::Io {
         path: path.to_path_buf(),
         source,
@@ -131,14 +201,37 @@ pub fn check(path: &Path, url: &str) -> Result<Report, MimError> {
         )),
         _ => findings.push("LOCMFASRV is not set.".into()),
     }
-    match get("Username").map(|e| e.0).filter(|u| !u.is_empty()) {
-        Some(u) => findings.push(format!(
+    let mut missing = Vec::new();
+    let user = get("Username").map(|e| e.0);
+    match (user.as_deref().filter(|u| !u.is_empty()), username) {
+        (Some(u), None) => findings.push(format!(
             "Username is {u}: MIM authenticates as this account; it must exist and be enabled in pfgate's directory (the numbers come from MIM)."
         )),
-        None => findings.push(
-            "Username is not set: MIM needs the service account's UPN here (e.g. mimservice@contoso.com)."
+        (Some(u), Some(want)) if u == want => findings.push(format!(
+            "Username is {u}: MIM authenticates as this account; it must exist and be enabled in pfgate's directory."
+        )),
+        (Some(u), Some(want)) => findings.push(format!(
+            "Username is {u}: it becomes {want} (--username)."
+        )),
+        (None, Some(want)) => findings.push(format!(
+            "Username is not set: it becomes {want} (--username)."
+        )),
+        (None, None) => {
+            findings.push(
+                "Username is not set: MIM (LOCMFA) calls as the account named there; give it with --username (the MIM Service account's UPN, e.g. mimservice@contoso.com)."
+                    .into(),
+            );
+            missing.push((
+                "Username".to_string(),
+                "--username <the MIM Service account's UPN>".to_string(),
+            ));
+        }
+    }
+    if get("username").is_some_and(|e| !e.0.is_empty()) {
+        findings.push(
+            "username (lower case) is the retired cloud SDK's setting (any value); LOCMFA reads Username."
                 .into(),
-        ),
+        );
     }
     match get("DefaultCountryCode").map(|e| e.0).filter(|c| !c.is_empty()) {
         Some(c) => findings.push(format!(
@@ -173,12 +266,11 @@ pub fn check(path: &Path, url: &str) -> Result<Report, MimError> {
             changes.push((key.into(), Some(shown), String::new()));
         }
     }
-    for (name, want) in [("LOCMFA", "true"), ("LOCMFASRV", url)] {
-        let current = if name == "LOCMFA" {
-            locmfa.clone()
-        } else {
-            server.clone()
-        };
+    let mut wanted = vec![("LOCMFA", locmfa, "true"), ("LOCMFASRV", server, url)];
+    if let Some(want) = username {
+        wanted.push(("Username", user, want));
+    }
+    for (name, current, want) in wanted {
         if current.as_deref() == Some(want) {
             continue;
         }
@@ -213,6 +305,7 @@ pub fn check(path: &Path, url: &str) -> Result<Report, MimError> {
         findings,
         changes,
         updated,
+        missing,
     })
 }
 
@@ -223,8 +316,14 @@ pub fn render(report: &Report, path: &Path) -> String {
     for f in &report.findings {
         let _ = writeln!(out, "  - {f}");
     }
-    if report.changes.is_empty() {
+    if report.changes.is_empty() && report.missing.is_empty() {
         let _ = writeln!(out, "No change needed: MIM already calls pfgate.");
+        return out;
+    }
+    for (name, give) in &report.missing {
+        let _ = writeln!(out, "Still to do: {name} is not set (give {give}).");
+    }
+    if report.changes.is_empty() {
         return out;
     }
     let _ = writeln!(out, "The change that points MIM at pfgate:");
@@ -278,7 +377,7 @@ mod tests {
     fn cloud_sdk_file_gets_locmfa_and_loses_its_keys() {
         let original = "\u{feff}<?xml version=\"1.0\" encoding=\"utf-8\"?>\r\n<MfaSettings>\r\n  <!-- keep me -->\r\n  <LICENSE_KEY>ABC</LICENSE_KEY>\r\n  <GROUP_KEY>123</GROUP_KEY>\r\n  <CERT_PASSWORD>s3cret</CERT_PASSWORD>\r\n  <CertFilePath>C:\\cert_key.p12</CertFilePath>\r\n  <Username>mimservice@contoso.com</Username>\r\n  <DefaultCountryCode>1</DefaultCountryCode>\r\n</MfaSettings>\r\n";
         let p = file("cloud", original);
-        let r = check(&p, URL).unwrap();
+        let r = check(&p, URL, None).unwrap();
         let text = render(&r, &p);
         assert!(text.contains("retired cloud SDK"), "{text}");
         assert!(
@@ -296,7 +395,7 @@ mod tests {
             .contains("<Username>mimservice@contoso.com</Username>"));
         // Checking again the updated text: nothing left to change.
         let p2 = file("cloud-after", &r.updated);
-        assert!(check(&p2, URL).unwrap().changes.is_empty());
+        assert!(check(&p2, URL, None).unwrap().changes.is_empty());
         let backup = write(&r, &p).unwrap();
         assert_eq!(std::fs::read_to_string(&backup).unwrap(), original);
         assert_eq!(std::fs::read_to_string(&p).unwrap(), r.updated);
@@ -308,7 +407,7 @@ mod tests {
             "locmfa",
             "<MfaSettings><LOCMFA>true</LOCMFA><LOCMFASRV>https://old.contoso.com:9999/MultiFactorAuthWebServiceSdk/PfWsSdk.asmx</LOCMFASRV><Username>mim@contoso.com</Username><CustomPhoneProvider>C:\\x.dll</CustomPhoneProvider><LICENSE_KEY/></MfaSettings>",
         );
-        let r = check(&p, URL).unwrap();
+        let r = check(&p, URL, None).unwrap();
         assert_eq!(
             r.changes.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(),
             ["CustomPhoneProvider", "LOCMFASRV"]
@@ -323,8 +422,8 @@ mod tests {
     #[test]
     fn hostile_or_broken_files_are_refused() {
         let p = file("dtd", "<!DOCTYPE x [<!ENTITY a \"b\">]><MfaSettings/>");
-        assert!(matches!(check(&p, URL), Err(MimError::Xml { .. })));
+        assert!(matches!(check(&p, URL, None), Err(MimError::Xml { .. })));
         let p = file("broken", "<MfaSettings><LOCMFA>true</MfaSettings>");
-        assert!(matches!(check(&p, URL), Err(MimError::Xml { .. })));
+        assert!(matches!(check(&p, URL, None), Err(MimError::Xml { .. })));
     }
 }

@@ -335,6 +335,41 @@ pub struct ImportReport {
     pub errors: Vec<RowError>,
 }
 
+/// What importing one row would do to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowAction {
+    /// The user is not in the store: added.
+    Add,
+    /// The user exists and `--update` was given: the file's columns are written.
+    Update,
+    /// The user exists: left alone.
+    Skip,
+}
+
+/// `users import --dry-run`: what [`import`] would do with `rows`, reading the store only. Each
+/// row's line, user name and action, in file order; a user named twice in the file counts as
+/// present the second time, as it would be. Refusals only the store makes (an external id another
+/// user holds) show on the real run.
+pub async fn preview(
+    store: &dyn Store,
+    rows: &[ImportRow],
+    update: bool,
+) -> Result<Vec<(u64, String, RowAction)>, StoreError> {
+    let mut seen = HashSet::new();
+    let mut plan = Vec::with_capacity(rows.len());
+    for r in rows {
+        let name = &r.user.username;
+        let present = !seen.insert(name.to_lowercase()) || store.get_user(name).await?.is_some();
+        let action = match (present, update) {
+            (false, _) => RowAction::Add,
+            (true, true) => RowAction::Update,
+            (true, false) => RowAction::Skip,
+        };
+        plan.push((r.line, name.clone(), action));
+    }
+    Ok(plan)
+}
+
 /// Imports rows into the store.
 pub async fn import(
     store: &dyn Store,

@@ -490,8 +490,14 @@ impl Rule {
             for op in ops.items() {
                 let pattern = op.contains(['*', '?']);
                 if !pattern && Operation::from_name(op).is_none() {
+                    let near = Operation::similar(op);
+                    let hint = if near.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; did you mean: {}", near.join(", "))
+                    };
                     return Err(bad(format!(
-                        "operation '{op}' is not a PfWsSdk operation (names are case-sensitive, e.g. PfAuthUser_4)"
+                        "operation '{op}' is not a PfWsSdk operation (names are case-sensitive, e.g. PfAuthUser_4){hint}"
                     )));
                 }
             }

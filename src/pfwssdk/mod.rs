@@ -47,6 +47,20 @@ impl Operation {
     pub fn soap_action(self) -> String {
         format!("{SOAP_ACTION_PREFIX}{}", self.name())
     }
+
+    /// Up to eight operation names close to `name`, for a "did you mean" after an unknown name
+    /// (names are case-sensitive and come in near-identical generations: `PfAuthUser_4`,
+    /// `PfAuthUser4`): the same name but for letter case first, then names sharing its first six
+    /// letters.
+    pub fn similar(name: &str) -> Vec<&'static str> {
+        let prefix: String = name.to_ascii_lowercase().chars().take(6).collect();
+        let names = || Operation::ALL.iter().map(|o| o.name());
+        let same = names().filter(|n| n.eq_ignore_ascii_case(name));
+        let near = names().filter(|n| {
+            !n.eq_ignore_ascii_case(name) && n.to_ascii_lowercase().starts_with(&prefix)
+        });
+        same.chain(near).take(8).collect()
+    }
 }
 
 /// Every contract enum: (name, literals in order).

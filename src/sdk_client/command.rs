@@ -190,21 +190,7 @@ pub async fn run_call(
     json: bool,
 ) -> ExitCode {
     let Some(op) = Operation::from_name(operation) else {
-        let near: Vec<&str> = Operation::ALL
-            .iter()
-            .map(|o| o.name())
-            .filter(|n| {
-                n.eq_ignore_ascii_case(operation)
-                    || n.to_ascii_lowercase().starts_with(
-                        &operation
-                            .to_ascii_lowercase()
-                            .chars()
-                            .take(6)
-                            .collect::<String>(),
-                    )
-            })
-            .take(8)
-            .collect();
+        let near = Operation::similar(operation);
         eprintln!(
             "pfgate call: '{}' is not a PfWsSdk operation (names are case-sensitive){}",
             crate::pfwssdk::wire::clip(operation),

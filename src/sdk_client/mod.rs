@@ -49,8 +49,14 @@ pub enum ClientError {
         /// Why.
         reason: String,
     },
-    /// The TLS handshake failed (most often: the server's certificate is not trusted).
-    #[error("TLS handshake with {target} failed: {reason}")]
+    /// The TLS handshake failed (most often: the server's certificate is not trusted). The
+    /// message names the two ways to trust a server outside the system store, because that is
+    /// what an administrator trying a new pfgate (a development or internal CA) hits first.
+    #[error(
+        "TLS handshake with {target} failed: {reason} (a server whose certificate is not from a \
+         CA this system trusts: give its CA with --ca CA.pem, or pin its certificate with \
+         --pin-sha256 FINGERPRINT as pfgate prints it at start)"
+    )]
     Tls {
         /// host:port.
         target: String,

@@ -133,12 +133,19 @@ impl SecretKey {
     ///
     /// On Unix, a key file readable by group or others is accepted but logged as a warning.
     pub fn from_file(path: &Path) -> Result<Self, SecretsError> {
+        let key = Self::from_file_quiet(path)?;
+        warn_if_exposed(path);
+        Ok(key)
+    }
+
+    /// As [`SecretKey::from_file`] without the permissions warning: configuration validation
+    /// reads the key only to check it, and the store that opens it warns (once per start).
+    pub fn from_file_quiet(path: &Path) -> Result<Self, SecretsError> {
         let content =
             Zeroizing::new(std::fs::read(path).map_err(|source| SecretsError::KeyFile {
                 path: path.to_path_buf(),
                 source,
             })?);
-        warn_if_exposed(path);
         let key = if content.len() == KEY_LEN {
             let mut bytes = [0u8; KEY_LEN];
             bytes.copy_from_slice(&content);
@@ -237,7 +244,7 @@ fn warn_if_exposed(path: &Path) {
         if meta.permissions().mode() & 0o077 != 0 {
             tracing::warn!(
                 path = %path.display(),
-                "the secrets key file is readable by group or others; restrict it to the service user (chmod 600)"
+                "the secrets key file is readable by group or others; restrict it to the service user (chmod 600 FILE; create keys with `(umask 077; head -c 32 /dev/urandom > FILE)`)"
             );
         }
     }

@@ -767,10 +767,11 @@ fn mim_check_explains_and_writes_only_when_asked() {
         let file = dir.join("MfaSettings.xml");
         std::fs::copy(root.join(sample), &file).unwrap();
         let original = std::fs::read(&file).unwrap();
+        // The cloud file has only the cloud SDK's `<username>`: LOCMFA needs `<Username>`.
         let out = bin()
             .args(["mim", "check"])
             .arg(&file)
-            .args(["--url", URL])
+            .args(["--url", URL, "--username", "mimservice@contoso.com"])
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -792,6 +793,7 @@ fn mim_check_explains_and_writes_only_when_asked() {
             .args(["mim", "check"])
             .arg(&file)
             .args(["--url", URL, "--write"])
+            .args(["--username", "mimservice@contoso.com"])
             .output()
             .unwrap();
         assert!(out.status.success(), "{sample}: {out:?}");

@@ -28,6 +28,7 @@ mod mock_replay;
 mod mock_testing;
 mod ntlm;
 mod oidc;
+mod prodpath;
 mod providers_duo;
 mod providers_e2e;
 mod providers_twilio;
