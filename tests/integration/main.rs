@@ -14,6 +14,7 @@ mod cli;
 mod contract;
 mod endpoint;
 mod engine;
+mod example_config;
 mod ha;
 mod hostile;
 mod interop;
