@@ -43,6 +43,21 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
     },
+    /// Write a complete, secure starting site into a new directory for one provider: pfgate.toml
+    /// with every section, a development certificate, a secrets key and secret files readable by
+    /// their owner only, a users file with MIM's service account; then print the placeholders
+    /// to fill and the steps left (docs/deploy.md). Never overwrites.
+    Init {
+        /// The directory (created; must not exist or be empty).
+        dir: PathBuf,
+        /// Who performs the second factor.
+        #[arg(long, value_enum)]
+        provider: crate::init::InitProvider,
+        /// Extra host names or IP addresses for the development certificate (localhost and
+        /// 127.0.0.1 are always in it): the name in MIM's URL.
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+    },
     /// Validate a configuration file: exit 0, or 1 with one `file:key: reason` line per problem.
     CheckConfig {
         /// The file.
@@ -364,6 +379,20 @@ pub enum UsersAction {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
+        Command::Init {
+            dir,
+            provider,
+            hosts,
+        } => match crate::init::init(&dir, provider, &hosts) {
+            Ok(written) => {
+                print!("{}", crate::init::next_steps(&dir, provider, &written));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("pfgate init: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::CheckConfig { file } => match config::load(&file) {
             Ok(_) => {
                 println!("{}: OK", file.display());
@@ -853,8 +882,10 @@ async fn serve(settings: Settings, reload: Option<(PathBuf, crate::reload::Adjus
             }
         }
     }
-    // Before the listening lines: a SIGHUP sent as soon as they appear must find its handler.
+    // Before the listening lines: a SIGHUP or SIGTERM sent as soon as they appear must find its
+    // handler.
     let reload = reload.map(|(path, adjust)| (path, adjust, crate::reload::Hangup::listen()));
+    let stop = StopSignal::install();
     let running = match server::start(settings).await {
         Ok(r) => r,
         Err(e) => {
@@ -890,7 +921,7 @@ async fn serve(settings: Settings, reload: Option<(PathBuf, crate::reload::Adjus
     let watcher = reload.map(|(path, adjust, hangup)| {
         tokio::spawn(crate::reload::watch(running.live(), path, adjust, hangup))
     });
-    wait_for_signal().await;
+    stop.wait().await;
     if let Some(w) = watcher {
         w.abort();
     }
@@ -940,6 +971,7 @@ fn write_atomically(path: &std::path::Path, contents: &str) -> std::io::Result<(
 }
 
 async fn mock(options: crate::mock::MockOptions, ready_file: Option<PathBuf>) -> ExitCode {
+    let stop = StopSignal::install();
     let running = match crate::mock::start(options).await {
         Ok(r) => r,
         Err(e) => {
@@ -971,7 +1003,7 @@ async fn mock(options: crate::mock::MockOptions, ready_file: Option<PathBuf>) ->
     }
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
-    wait_for_signal().await;
+    stop.wait().await;
     tracing::info!("shutting down");
     let grace = running.server_grace();
     running.shutdown(grace).await;
@@ -982,6 +1014,7 @@ async fn record(
     options: crate::mock::record::RecordOptions,
     ready_file: Option<PathBuf>,
 ) -> ExitCode {
+    let stop = StopSignal::install();
     let upstream = options.upstream.clone();
     let out = options.out.clone();
     let running = match crate::mock::record::start(options).await {
@@ -1008,30 +1041,45 @@ async fn record(
     }
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
-    wait_for_signal().await;
+    stop.wait().await;
     eprintln!("pfgate record: {} exchanges recorded", running.recorded());
     running.stop();
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
+/// SIGTERM and Ctrl-C (SIGINT), listened for from creation: made before the listening lines are
+/// printed, so a supervisor (or a test) that stops pfgate as soon as it says it listens gets the
+/// graceful stop, not the default action of a signal nobody handles yet.
+struct StopSignal {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl StopSignal {
+    /// Installs the handlers (inside a runtime).
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let signals = signal(SignalKind::terminate())
+                .and_then(|t| signal(SignalKind::interrupt()).map(|i| (t, i)))
+                .ok();
+            Self { signals }
         }
+        #[cfg(not(unix))]
+        Self {}
     }
-    #[cfg(not(unix))]
-    {
+
+    /// Until one of the signals arrives.
+    async fn wait(self) {
+        #[cfg(unix)]
+        if let Some((mut term, mut int)) = self.signals {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            return;
+        }
         let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -678,6 +678,12 @@ pub struct ConfigErrors(pub Vec<ConfigProblem>);
 /// Reads and validates a configuration file.
 pub fn load(path: &Path) -> Result<Settings, ConfigErrors> {
     let file = parse_file(path)?;
+    // A site `pfgate init` wrote is not usable until its placeholders are filled: list exactly
+    // those (the other problems they cause would only hide them).
+    let unfilled = crate::init::placeholders(path);
+    if !unfilled.is_empty() {
+        return Err(ConfigErrors(unfilled));
+    }
     validate(path, file)
 }
 

@@ -17,6 +17,7 @@ mod engine;
 mod example_config;
 mod ha;
 mod hostile;
+mod init;
 mod interop;
 #[cfg(feature = "kerberos")]
 mod kerberos;
