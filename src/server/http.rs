@@ -71,7 +71,7 @@ fn fault_response(version: SoapVersion, fault: &Fault) -> HttpResponse {
     )
 }
 
-/// True for any path ending in `/PfWsSdk.asmx`, case-insensitively (PROTOCOL.md §1).
+/// True for any path ending in `/PfWsSdk.asmx`, case-insensitively (docs/protocol.md §1).
 pub fn is_sdk_path(path: &str) -> bool {
     const SUFFIX: &str = "/pfwssdk.asmx";
     path.len() >= SUFFIX.len()

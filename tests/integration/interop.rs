@@ -37,7 +37,7 @@ pub(crate) const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 /// The probes that decide whether a tool set is installed get less.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
-// What the demo directory and the engine rules say each call answers (PROTOCOL.md §4 codes).
+// What the demo directory and the engine rules say each call answers (docs/protocol.md §6 codes).
 /// `TestSecurity` answers this fixed string.
 const SECURE: &str = "secure";
 /// alice (`outcome = "approve"`, voice call) and numbers ending in 0: CallResult 2.
