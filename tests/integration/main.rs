@@ -15,6 +15,7 @@ mod contract;
 mod endpoint;
 mod engine;
 mod ha;
+mod help_pages;
 mod hostile;
 mod interop;
 #[cfg(feature = "kerberos")]

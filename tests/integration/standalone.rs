@@ -50,7 +50,11 @@ fn tracked_files() -> Vec<PathBuf> {
 fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         let path = entry.path();
-        let rel = path.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+        let rel = path
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
         if path.is_dir() {
             if !NOT_SOURCES.contains(&rel.as_str()) {
                 walk(root, &path, out);
