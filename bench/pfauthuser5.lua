@@ -1,6 +1,6 @@
 -- wrk script: the SOAP 1.1 PfAuthUser_5 call (country code 1, number 4255550100, which the demo's
 -- scripted provider approves at once) exactly as a .NET SoapHttpClientProtocol proxy sends it
--- (../shared/protocol/captures/dotnet-proxy-requests.txt). Run from the repository root: the body is
+-- (fixtures/captures/dotnet-proxy-requests.txt). Run from the repository root: the body is
 -- read from bench/soap/PfAuthUser_5.xml. wrk adds Host (from the URL) and Content-Length itself.
 local path = "bench/soap/PfAuthUser_5.xml"
 local file = assert(io.open(path, "rb"), "cannot open " .. path .. " (run wrk from the repository root)")

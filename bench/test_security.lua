@@ -1,5 +1,5 @@
 -- wrk script: the SOAP 1.1 TestSecurity call exactly as a .NET SoapHttpClientProtocol proxy sends it
--- (../shared/protocol/captures/dotnet-proxy-requests.txt). Run from the repository root: the body is
+-- (fixtures/captures/dotnet-proxy-requests.txt). Run from the repository root: the body is
 -- read from bench/soap/TestSecurity.xml. wrk adds Host (from the URL) and Content-Length itself.
 -- Left out on purpose: `Expect: 100-continue`, which .NET sends on the first request of a connection
 -- only; wrk cannot wait for the interim `100 Continue` and would count it as a response.

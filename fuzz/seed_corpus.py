@@ -5,8 +5,8 @@ Sources, all in the repository: the captured .NET request bodies (bench/soap/*.x
 per operation built from wsdl/pfwssdk-contract.json (every input filled, SOAP 1.1 and 1.2), the
 example and fixture configurations (*.toml), and NTLM / SPNEGO messages from pyspnego (a real
 client and server exchange; skipped with a note if pyspnego is not installed — .ci/install-deps
-installs it). Optional: PFGATE_CAPTURES=path of the protocol captures file adds every captured
-request. Seeds are small; the generated corpus is never committed (fuzz/.gitignore).
+installs it), and every request of the captured .NET proxy requests
+(fixtures/captures/dotnet-proxy-requests.txt; PFGATE_CAPTURES=PATH reads another capture file). Seeds are small; the generated corpus is never committed (fuzz/.gitignore).
 """
 import hashlib
 import json
@@ -16,6 +16,7 @@ import re
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+CAPTURES = ROOT / "fixtures" / "captures" / "dotnet-proxy-requests.txt"
 OUT = ROOT / "fuzz" / "corpus"
 NS = "http://www.phonefactor.com/PfWsSdk"
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -89,8 +90,8 @@ def main():
             put("soap_envelope", soap_seed(12, name, envelope(12, op_el)))
     for xml in sorted((ROOT / "bench" / "soap").glob("*.xml")):
         put("soap_envelope", soap_seed(11, xml.stem, xml.read_text().strip()))
-    captures = os.environ.get("PFGATE_CAPTURES")
-    if captures and pathlib.Path(captures).is_file():
+    captures = os.environ.get("PFGATE_CAPTURES") or str(CAPTURES)
+    if pathlib.Path(captures).is_file():
         for block in pathlib.Path(captures).read_text().split("=== ")[1:]:
             head, _, body = block.partition("\n\n")
             ct = re.search(r"^Content-Type: (.*)$", head, re.M)

@@ -37,6 +37,18 @@ pub mod server;
 pub mod soap;
 pub mod store;
 pub mod telemetry;
+#[doc(hidden)]
+pub mod test_skips;
 pub mod testing;
 pub mod users_csv;
 pub mod users_import;
+
+/// Runs last among the library's unit tests (libtest starts tests in name order) and prints what
+/// skipped and why, past the output capture (see `test_skips`).
+#[cfg(test)]
+mod zz_skip_summary {
+    #[test]
+    fn zz_skip_summary() {
+        crate::test_skips::print_summary(std::time::Duration::from_millis(200));
+    }
+}

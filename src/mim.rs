@@ -7,7 +7,7 @@
 //! and a backup is written first. The XML is still parsed (quick-xml, DTDs refused) to read it and
 //! to make sure the result is well-formed before anything is written.
 //!
-//! What MIM does with it (PROTOCOL.md §6): with `<LOCMFA>true</LOCMFA>` MIM calls the on-premises
+//! What MIM does with it (docs/protocol.md §7.1): with `<LOCMFA>true</LOCMFA>` MIM calls the on-premises
 //! Web Service SDK at `<LOCMFASRV>` as `<Username>`; the cloud SDK keys (`LICENSE_KEY`,
 //! `GROUP_KEY`, `CERT_PASSWORD`, `CertFilePath`) must then be empty; `<CustomPhoneProvider>`
 //! (a DLL) takes precedence over both and has to go for the SDK to be used; `<DefaultCountryCode>`

@@ -1,6 +1,6 @@
 //! Directory operations: what administrators, portals and scripts do to users through the SDK.
 //!
-//! Each follows MFA Server's `Error` codes (PROTOCOL.md §4.2): 10 not found, 101 duplicate username,
+//! Each follows MFA Server's `Error` codes (docs/protocol.md §6.2): 10 not found, 101 duplicate username,
 //! 109/110 PIN rules, 125 wrong PIN, 133/136 not blocked. Every change writes a `directory_change`
 //! audit event naming the actor (`modifyUsername`, else the caller).
 //!

@@ -309,7 +309,7 @@ impl Engine {
                 };
                 Response::status(Operation::TestMasterConnection, ok, error)
             }
-            // The meaning of this string is not public (PROTOCOL.md Q11); pfgate answers "true" or
+            // The meaning of this string is not public (docs/protocol.md Q11); pfgate answers "true" or
             // "false" for the same health check as TestMasterConnection.
             Request::TestMasterConnection_2(_) => {
                 let ok = self.healthy().await;

@@ -2,7 +2,7 @@
 //! as a golden fixture (`replay.rs` reads them back for `pfgate mock --replay`).
 //!
 //! This is also how an operator learns what their MIM, AD FS adapter or scripts really send before
-//! cutting over (PROTOCOL.md §6.2 recommends exactly that). The caller's credentials pass through
+//! cutting over (docs/protocol.md §7.2 recommends exactly that). The caller's credentials pass through
 //! untouched (`Authorization` both ways, `WWW-Authenticate` back), and each downstream connection
 //! gets its own upstream client, so the legs of a connection-bound handshake (NTLM) stay on one
 //! upstream connection as far as the pool allows. The caller receives the upstream's bytes

@@ -1,12 +1,12 @@
 //! Every `CallResult` and `Error` code pfgate sends, with its description, in one table.
 //!
-//! Codes and texts come from PROTOCOL.md §4 (published MFA Server/Azure MFA result codes). Where no
+//! Codes and texts come from docs/protocol.md §6 (published MFA Server/Azure MFA result codes). Where no
 //! public code exists pfgate had to choose one; those are marked *pfgate-chosen* and sit outside the
 //! number ranges MFA Server is known to use, so a caller can tell them apart.
 
 use super::{CallResult, Error};
 
-/// `CallResult` codes (PROTOCOL.md §4.1).
+/// `CallResult` codes (docs/protocol.md §6.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallCode {
     /// 1 — PIN entered (PIN mode success).
@@ -95,7 +95,7 @@ impl CallCode {
     }
 }
 
-/// `Error` codes (PROTOCOL.md §4.2).
+/// `Error` codes (docs/protocol.md §6.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     /// 10 — USER_NOT_FOUND.

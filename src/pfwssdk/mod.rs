@@ -9,6 +9,7 @@
 #[macro_use]
 mod macros;
 pub mod codes;
+pub mod help;
 pub mod wire;
 pub mod wsdl;
 

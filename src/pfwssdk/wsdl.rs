@@ -1,5 +1,5 @@
-//! The documents an ASMX service publishes besides SOAP: the WSDL (`?WSDL`), the DISCO document
-//! (`?disco`) and the HTML service help page (plain `GET`).
+//! The documents an ASMX service publishes besides SOAP: the WSDL (`?WSDL`) and the DISCO document
+//! (`?disco`). The HTML help pages (plain `GET`, `?op=`) are in [`super::help`].
 //!
 //! The WSDL is written from the Rust operation table in the shape ASP.NET's generator uses, so that
 //! `wsdl.exe`, PowerShell `New-WebServiceProxy` and zeep produce the same proxy they produced from the
@@ -22,14 +22,16 @@ use crate::soap::xml::escape;
 pub const PLACEHOLDER_LOCATION: &str =
     "https://localhost/MultiFactorAuthWebServiceSdk/PfWsSdk.asmx";
 
-enum Kind<'a> {
+/// What a contract type string names (shared with the help pages' samples).
+pub(super) enum Kind<'a> {
     Primitive(&'a str),
     Enum(&'a str),
     Complex(&'a str),
     Array { name: String, item: &'a str },
 }
 
-fn classify(contract_type: &str) -> Kind<'_> {
+/// Classifies a contract type string (`string`, `Mode3`, `UserRow`, `ArrayOfUserRow (items <UserRow>)`).
+pub(super) fn classify(contract_type: &str) -> Kind<'_> {
     if let Some(rest) = contract_type.strip_prefix("ArrayOf") {
         let name_end = rest.find(' ').unwrap_or(rest.len());
         let item = contract_type
@@ -256,31 +258,4 @@ pub fn disco_for(location: &str) -> String {
 </discovery>
 "#
     )
-}
-
-/// The HTML service help page: Microsoft's own troubleshooting says "if the page loads, the SDK
-/// works", so it must answer 200 and list the operations.
-pub fn help_page(location: &str) -> String {
-    let loc = escape(location);
-    let mut o = String::with_capacity(16 * 1024);
-    let _ = write!(
-        o,
-        r#"<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>PfWsSdk Web Service</title>
-<style>body{{font-family:Verdana,sans-serif;margin:2em}} h1{{background:#003366;color:#fff;padding:.3em}} li{{margin:.2em 0}}</style>
-</head><body>
-<h1>PfWsSdk</h1>
-<p>The following operations are supported. For a formal definition, please review the <a href="{loc}?WSDL">Service Description</a>.</p>
-<p>Served by pfgate {version}, a drop-in replacement for the Azure Multi-Factor Authentication Server Web Service SDK.</p>
-<ul>
-"#,
-        version = env!("CARGO_PKG_VERSION")
-    );
-    let mut names: Vec<&str> = Operation::ALL.iter().map(|o| o.name()).collect();
-    names.sort_unstable();
-    for n in names {
-        let _ = writeln!(o, r#"<li><a href="{loc}?op={n}">{n}</a></li>"#);
-    }
-    o.push_str("</ul>\n</body></html>\n");
-    o
 }

@@ -2,7 +2,7 @@
 //! now, before this deadline" — and gets a [`Verdict`]. Providers know nothing of SOAP.
 //!
 //! The contract is modelled on MIM's own custom phone provider (`InitiateCall` → Pending / Success /
-//! Failed, `GetFailureMessage`; PROTOCOL.md §7): one call per attempt, a terminal verdict, and a
+//! Failed, `GetFailureMessage`; docs/protocol.md §7.3): one call per attempt, a terminal verdict, and a
 //! failure reason for the audit log. The engine owns the deadline and cancels the future when it
 //! passes, so a provider never has to.
 

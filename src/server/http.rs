@@ -18,7 +18,7 @@ use super::caller::{self, ConnAuth};
 use crate::config::{is_trusted, Settings};
 use crate::engine::audit::AuditKind;
 use crate::engine::{CallContext, Engine};
-use crate::pfwssdk::wsdl;
+use crate::pfwssdk::{help, wsdl};
 use crate::soap::envelope::{read_head, SoapVersion};
 use crate::soap::xml::XmlLimits;
 use crate::soap::{decode_request, encode_response, Fault};
@@ -71,7 +71,14 @@ fn fault_response(version: SoapVersion, fault: &Fault) -> HttpResponse {
     )
 }
 
-/// True for any path ending in `/PfWsSdk.asmx`, case-insensitively (PROTOCOL.md §1).
+/// The `op` value of a help-page query (`?op=PfAuthUser_5`), percent-decoded; the first one wins.
+fn help_operation(query: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "op")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// True for any path ending in `/PfWsSdk.asmx`, case-insensitively (docs/protocol.md §1).
 pub fn is_sdk_path(path: &str) -> bool {
     const SUFFIX: &str = "/pfwssdk.asmx";
     path.len() >= SUFFIX.len()
@@ -316,7 +323,7 @@ where
                     respond(
                         StatusCode::OK,
                         "text/html; charset=utf-8",
-                        wsdl::help_page(&location),
+                        help::page(&location, help_operation(query).as_deref()),
                     ),
                     "help-page",
                 ),

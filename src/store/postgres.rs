@@ -1297,9 +1297,10 @@ pub mod testing {
         match std::env::var(DATABASE_URL_VAR) {
             Ok(url) if !url.trim().is_empty() => Some(url.trim().to_string()),
             _ => {
-                eprintln!(
-                    "SKIP {test}: {DATABASE_URL_VAR} is not set \
-                     (e.g. postgres://postgres@127.0.0.1:5432/test)"
+                crate::test_skips::skip(
+                    crate::test_skips::Needs::PostgreSql,
+                    test,
+                    "PFGATE_TEST_DATABASE_URL is not set",
                 );
                 None
             }
@@ -1640,11 +1641,19 @@ mod tests {
         };
         let ca = PathBuf::from("/etc/ssl/certs/ssl-cert-snakeoil.pem");
         let Some(rest) = url.strip_prefix("postgres://postgres@127.0.0.1:5432/") else {
-            eprintln!("SKIP tls test: the test database is not the local server at 127.0.0.1:5432");
+            crate::test_skips::skip(
+                crate::test_skips::Needs::Tools("the local PostgreSQL at 127.0.0.1:5432"),
+                "postgres tls_verifies_the_server_certificate",
+                "the test database is another server",
+            );
             return;
         };
         if !ca.exists() {
-            eprintln!("SKIP tls test: {} is missing", ca.display());
+            crate::test_skips::skip(
+                crate::test_skips::Needs::Tools("ssl-cert (the snakeoil certificate)"),
+                "postgres tls_verifies_the_server_certificate",
+                &format!("{} is missing", ca.display()),
+            );
             return;
         }
         let schema = TestSchema::create(&url).await.unwrap();

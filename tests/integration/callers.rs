@@ -148,7 +148,11 @@ async fn curl_with_basic_credentials() {
         if std::env::var("PFGATE_REQUIRE_INTEROP").as_deref() == Ok("1") {
             panic!("curl is required (PFGATE_REQUIRE_INTEROP=1)");
         }
-        eprintln!("SKIP curl_with_basic_credentials: curl not installed");
+        pfgate::test_skips::skip(
+            pfgate::test_skips::Needs::Tools("curl"),
+            "curl_with_basic_credentials",
+            "not installed",
+        );
         return;
     }
     let s = TestServer::start(auth_settings()).await;

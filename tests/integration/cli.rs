@@ -926,7 +926,11 @@ fn systemd_unit_verifies() {
         if std::env::var("PFGATE_REQUIRE_INTEROP").as_deref() == Ok("1") {
             panic!("systemd-analyze is required (PFGATE_REQUIRE_INTEROP=1)");
         }
-        eprintln!("SKIP systemd_unit_verifies: systemd-analyze not found");
+        pfgate::test_skips::skip(
+            pfgate::test_skips::Needs::Tools("systemd-analyze"),
+            "systemd_unit_verifies",
+            "not found",
+        );
         return;
     };
     assert!(probe.status.success());

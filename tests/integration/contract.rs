@@ -14,7 +14,7 @@ const WSDL: &str = "http://schemas.xmlsoap.org/wsdl/";
 const SOAP: &str = "http://schemas.xmlsoap.org/wsdl/soap/";
 const SOAP12: &str = "http://schemas.xmlsoap.org/wsdl/soap12/";
 
-fn contract() -> Value {
+pub(crate) fn contract() -> Value {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(root.join("wsdl/pfwssdk-contract.json")).unwrap();
     serde_json::from_str(&text).unwrap()
@@ -25,7 +25,8 @@ fn committed_wsdl() -> String {
     std::fs::read_to_string(root.join("wsdl/PfWsSdk.wsdl")).unwrap()
 }
 
-fn params(list: &Value) -> Vec<(String, String)> {
+/// (element, contract type) of each parameter of a contract operation, in order.
+pub(crate) fn params(list: &Value) -> Vec<(String, String)> {
     list.as_array()
         .unwrap()
         .iter()

@@ -37,7 +37,7 @@ pub(crate) const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 /// The probes that decide whether a tool set is installed get less.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
-// What the demo directory and the engine rules say each call answers (PROTOCOL.md §4 codes).
+// What the demo directory and the engine rules say each call answers (docs/protocol.md §6 codes).
 /// `TestSecurity` answers this fixed string.
 const SECURE: &str = "secure";
 /// alice (`outcome = "approve"`, voice call) and numbers ending in 0: CallResult 2.
@@ -168,12 +168,12 @@ fn on_path(name: &str) -> bool {
     })
 }
 
-/// Whether the interop tool set `what` is usable: every name in `executables` is on `PATH` and
+/// Whether the interop tool set `needs` is usable: every name in `executables` is on `PATH` and
 /// every command in `probes` exits 0. If not, prints `SKIP …` and returns false, or panics when
 /// `PFGATE_REQUIRE_INTEROP=1`.
 pub(crate) async fn interop_available(
     test: &str,
-    what: &str,
+    needs: pfgate::test_skips::Needs,
     executables: &[&str],
     probes: &[&[&str]],
 ) -> bool {
@@ -195,11 +195,13 @@ pub(crate) async fn interop_available(
     if missing.is_empty() {
         return true;
     }
-    let msg = format!("{test}: {what} unavailable: {}", missing.join("; "));
+    let detail = missing.join("; ");
     if std::env::var("PFGATE_REQUIRE_INTEROP").as_deref() == Ok("1") {
-        panic!("{msg}\nPFGATE_REQUIRE_INTEROP=1 requires it; run .ci/install-deps");
+        panic!(
+            "{test}: {needs} unavailable: {detail}\nPFGATE_REQUIRE_INTEROP=1 requires it; run .ci/install-deps"
+        );
     }
-    eprintln!("SKIP {msg} (set PFGATE_REQUIRE_INTEROP=1 to fail instead)");
+    pfgate::test_skips::skip(needs, test, &detail);
     false
 }
 
@@ -207,7 +209,7 @@ pub(crate) async fn interop_available(
 pub(crate) async fn mono_available(test: &str) -> bool {
     interop_available(
         test,
-        "Mono (mono, wsdl, mcs)",
+        pfgate::test_skips::Needs::Mono,
         &["mono", "wsdl", "mcs"],
         &[&["mono", "--version"], &["mcs", "--version"]],
     )
@@ -916,7 +918,7 @@ fn take(value: &mut Value, key: &str) -> Value {
 async fn zeep_calls_pfgate_over_both_bindings() {
     if !interop_available(
         "zeep_calls_pfgate_over_both_bindings",
-        "Python zeep",
+        pfgate::test_skips::Needs::Zeep,
         &["python3"],
         &[&["python3", "-c", "import zeep"]],
     )

@@ -66,7 +66,11 @@ fn ready(test: &str) -> bool {
             "{test}: PFGATE_REQUIRE_INTEROP=1 but missing {m} (Debian: krb5-kdc krb5-admin-server \
              krb5-user curl; run .ci/install-deps)"
         );
-        eprintln!("SKIP {test}: missing {m}");
+        pfgate::test_skips::skip(
+            pfgate::test_skips::Needs::Kerberos,
+            test,
+            &format!("missing {m}"),
+        );
         return false;
     }
     true

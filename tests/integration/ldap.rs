@@ -76,7 +76,7 @@ fn ldap_tools(test: &str) -> Option<Tools> {
             if std::env::var("PFGATE_REQUIRE_INTEROP").as_deref() == Ok("1") {
                 panic!("{test}: {why}, and PFGATE_REQUIRE_INTEROP=1 makes this a failure");
             }
-            eprintln!("SKIP ldap: {test}: {why}");
+            pfgate::test_skips::skip(pfgate::test_skips::Needs::Ldap, test, why);
             None
         }
     }

@@ -16,6 +16,7 @@ mod endpoint;
 mod engine;
 mod example_config;
 mod ha;
+mod help_pages;
 mod hostile;
 mod init;
 mod interop;
@@ -36,5 +37,13 @@ mod providers_e2e;
 mod providers_twilio;
 mod providers_webhook;
 mod reload;
+mod standalone;
 mod support;
 mod users_import;
+
+/// Runs last (libtest starts tests in name order) and prints, past libtest's output capture, how
+/// many tests skipped for want of a tool or database and how to provide it (`pfgate::test_skips`).
+#[test]
+fn zz_skip_summary() {
+    pfgate::test_skips::print_summary(std::time::Duration::from_millis(500));
+}

@@ -75,7 +75,11 @@ async fn challenges_like_iis() {
 async fn curl_ntlm() {
     if !have("curl") {
         assert!(!required(), "curl is required");
-        eprintln!("SKIP curl_ntlm: curl missing");
+        pfgate::test_skips::skip(
+            pfgate::test_skips::Needs::Tools("curl"),
+            "curl_ntlm",
+            "not installed",
+        );
         return;
     }
     let d = dir("curl");
@@ -122,7 +126,11 @@ async fn mono_soap_client_with_network_credential() {
             .unwrap_or(false)
     }) {
         assert!(!required(), "mono, mcs and wsdl are required");
-        eprintln!("SKIP mono ntlm: Mono missing");
+        pfgate::test_skips::skip(
+            pfgate::test_skips::Needs::Mono,
+            "mono_soap_client_with_network_credential",
+            "mono, mcs or wsdl not on PATH",
+        );
         return;
     }
     let d = dir("mono");
@@ -211,7 +219,11 @@ fn python_ntlm_available(test: &str) -> bool {
             "{test}: PFGATE_REQUIRE_INTEROP=1 but python3 with pyspnego and requests-ntlm is \
              missing (run .ci/install-deps)"
         );
-        eprintln!("SKIP {test}: python3 with pyspnego and requests-ntlm missing");
+        pfgate::test_skips::skip(
+            pfgate::test_skips::Needs::Pyspnego,
+            test,
+            "import spnego, requests_ntlm failed",
+        );
     }
     ok
 }

@@ -79,7 +79,11 @@ fn tools_present(test: &str, mono: bool) -> bool {
         std::env::var("PFGATE_REQUIRE_INTEROP").as_deref() != Ok("1"),
         "{test}: missing {missing:?} (PFGATE_REQUIRE_INTEROP=1)"
     );
-    eprintln!("SKIP {test}: missing {missing:?}");
+    pfgate::test_skips::skip(
+        pfgate::test_skips::Needs::Oidc,
+        test,
+        &format!("missing {missing:?}"),
+    );
     false
 }
 

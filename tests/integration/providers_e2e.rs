@@ -30,7 +30,11 @@ fn tools_present() -> bool {
             std::env::var("PFGATE_REQUIRE_INTEROP").as_deref() != Ok("1"),
             "python3 and Mono are required (PFGATE_REQUIRE_INTEROP=1)"
         );
-        eprintln!("SKIP providers_e2e: python3 or Mono missing");
+        pfgate::test_skips::skip(
+            pfgate::test_skips::Needs::Tools("python3 and Mono"),
+            "providers_e2e",
+            "python3 or Mono missing",
+        );
     }
     ok
 }

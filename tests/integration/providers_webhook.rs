@@ -1299,11 +1299,15 @@ fn python3_available() -> bool {
     if found {
         return true;
     }
-    let msg = "providers_webhook::the_example_service_agrees_with_pfgate: python3 unavailable";
+    let test = "providers_webhook::the_example_service_agrees_with_pfgate";
     if std::env::var("PFGATE_REQUIRE_INTEROP").as_deref() == Ok("1") {
-        panic!("{msg}\nPFGATE_REQUIRE_INTEROP=1 requires it; run .ci/install-deps");
+        panic!("{test}: python3 unavailable\nPFGATE_REQUIRE_INTEROP=1 requires it; run .ci/install-deps");
     }
-    eprintln!("SKIP {msg} (set PFGATE_REQUIRE_INTEROP=1 to fail instead)");
+    pfgate::test_skips::skip(
+        pfgate::test_skips::Needs::Tools("python3"),
+        test,
+        "not on PATH",
+    );
     false
 }
 
