@@ -339,8 +339,11 @@ pub enum UsersAction {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::CheckConfig { file } => match config::load(&file) {
-            Ok(_) => {
+            Ok(settings) => {
                 println!("{}: OK", file.display());
+                for w in settings.warnings() {
+                    eprintln!("{}: warning: {w}", file.display());
+                }
                 ExitCode::SUCCESS
             }
             Err(errors) => {

@@ -37,5 +37,6 @@ pub mod soap;
 pub mod store;
 pub mod telemetry;
 pub mod testing;
+pub mod username;
 pub mod users_csv;
 pub mod users_import;
