@@ -339,6 +339,12 @@ pub enum UsersAction {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::CheckConfig { file } => match config::load(&file) {
+            Ok(settings) if !settings.serve_problems().is_empty() => {
+                for (key, reason) in settings.serve_problems() {
+                    eprintln!("{}:{key}: {reason}", file.display());
+                }
+                ExitCode::from(1)
+            }
             Ok(settings) => {
                 println!("{}: OK", file.display());
                 for w in settings.warnings() {

@@ -722,6 +722,19 @@ impl Settings {
 }
 
 impl Settings {
+    /// What stops this configuration from serving, beyond what [`validate`] checks: a configuration
+    /// without providers (outside demo mode) is refused by `serve`, a reload and `check-config`
+    /// ([`NO_PROVIDER`]), while the commands that only use the store (`users import`, `users
+    /// export`) still accept it, so users can be loaded before a provider is chosen. As `(key,
+    /// reason)`.
+    pub fn serve_problems(&self) -> Vec<(&'static str, &'static str)> {
+        if self.providers.is_empty() && !self.demo {
+            vec![("providers", NO_PROVIDER)]
+        } else {
+            Vec::new()
+        }
+    }
+
     /// What is allowed but loosens a secure default, said at start, at every reload and by
     /// `pfgate check-config` (on standard error, after "OK"). Demo mode says nothing: it is a double.
     pub fn warnings(&self) -> Vec<String> {
@@ -1159,9 +1172,6 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
             "routes",
             "providers are configured but no [[routes]] entry sends authentications to them".into(),
         );
-    }
-    if providers.is_empty() && file.routes.is_empty() {
-        problem("providers", NO_PROVIDER.into());
     }
     if providers.is_empty() && !file.routes.is_empty() {
         problem(
@@ -1693,16 +1703,19 @@ mod tests {
             .map_err(|e| e.0.iter().map(|p| format!("{}: {}", p.key, p.reason)).collect())
     }
 
-    /// Without a provider the configuration is refused, saying what to configure (issue #17,
-    /// item 4); a provider named explicitly, even the scripted one, is accepted.
+    /// Without a provider the configuration cannot serve, saying what to configure (issue #17,
+    /// item 4); a provider named explicitly, even the scripted one, can; demo mode has its own.
     #[test]
-    fn a_configuration_without_providers_is_refused() {
+    fn a_configuration_without_providers_cannot_serve() {
         let base = "[server]\nplain_listen = \"127.0.0.1:0\"\n[auth]\nallow_anonymous = true\n";
-        let problems = engine_problems(base).unwrap_err();
+        let problems = engine_problems(base).unwrap().serve_problems();
         assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].starts_with("providers: no provider is configured"), "{problems:?}");
-        assert!(problems[0].contains("[[routes]]"), "{problems:?}");
-        assert!(engine_problems(&format!("{base}{SCRIPTED}")).is_ok());
+        assert_eq!(problems[0].0, "providers");
+        assert!(problems[0].1.starts_with("no provider is configured"), "{problems:?}");
+        assert!(problems[0].1.contains("[[routes]]"), "{problems:?}");
+        let named = engine_problems(&format!("{base}{SCRIPTED}")).unwrap();
+        assert!(named.serve_problems().is_empty());
+        assert!(Settings::demo(([127, 0, 0, 1], 0).into()).serve_problems().is_empty());
     }
 
     /// The engine's new settings: secure defaults, the documented literals, ranges checked.
