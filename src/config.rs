@@ -623,8 +623,9 @@ pub struct Lockout {
 }
 
 impl Default for Lockout {
-    /// 5 failures within 15 minutes lock for 15 minutes: a six-digit code then survives a year of
-    /// guessing with odds of about 1 in 5,700 (5 guesses per 15 minutes, 3 codes valid per guess).
+    /// 5 failures within 15 minutes lock for 15 minutes: at most 20 guesses an hour per user, so a
+    /// six-digit TOTP code (3 valid at a time) is found with a chance of about 6 in 100,000 an hour,
+    /// and every lock is audited; a real user who mistypes is not stopped for long.
     fn default() -> Self {
         Self {
             threshold: 5,
@@ -672,7 +673,8 @@ pub struct Settings {
     pub store: StoreSettings,
     /// LDAP primary authentication, if configured.
     pub primary_auth: Option<crate::primary::LdapSettings>,
-    /// Named providers; empty means the scripted provider of the users file.
+    /// Named providers; empty only in demo mode (the scripted provider of the users file), refused
+    /// otherwise ([`Settings::serve_problems`]).
     pub providers: Vec<(String, ProviderSettings)>,
     /// Routes over the named providers.
     pub routes: Vec<crate::providers::router::RouteSettings>,

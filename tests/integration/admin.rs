@@ -645,11 +645,8 @@ async fn readiness_flips_when_the_store_goes_away_and_comes_back() {
     let (status, json) = gate.readyz().await;
     assert_eq!(status, 200, "{json}");
     assert_eq!(json["store"]["healthy"], true);
-    // No providers configured: the users file's scripted outcomes are the one "provider".
-    assert_eq!(
-        json["routes"][0]["providers"][0]["name"], "scripted",
-        "{json}"
-    );
+    // The scripted provider, named in the configuration, is the one provider.
+    assert_eq!(json["routes"][0]["providers"][0]["name"], "demo", "{json}");
 
     proxy.cut();
     let (status, json) = gate.readyz().await;
