@@ -33,6 +33,9 @@ pub enum BuildError {
     /// LDAP primary authentication could not be set up.
     #[error("primary_auth: {0}")]
     Primary(String),
+    /// No provider is configured outside demo mode ([`crate::config::NO_PROVIDER`]).
+    #[error("providers: {}", crate::config::NO_PROVIDER)]
+    NoProvider,
     /// The Kerberos acceptor could not be built (keytab unreadable, no key for the service
     /// principal, `KRB5_KTNAME` naming another keytab).
     #[error("auth.kerberos: {0}")]
@@ -142,8 +145,10 @@ pub async fn seed(store: &dyn Store, directory: &Directory) -> Result<usize, Sto
     Ok(added)
 }
 
-/// The provider the settings describe: the scripted one of the users file when no provider is
-/// configured, otherwise a [`Router`] over the named providers.
+/// The provider the settings describe: a [`Router`] over the named providers; in demo mode without
+/// providers, the scripted one of the users file. Outside demo mode a configuration without
+/// providers is refused ([`BuildError::NoProvider`]): the scripted provider is never a silent
+/// default.
 pub fn provider(
     settings: &Settings,
     directory: &Directory,
@@ -158,6 +163,9 @@ fn provider_keeping(
     mut kept: HashMap<String, Arc<dyn crate::providers::Provider>>,
 ) -> Result<Arc<dyn crate::providers::Provider>, BuildError> {
     if settings.providers.is_empty() {
+        if !settings.demo {
+            return Err(BuildError::NoProvider);
+        }
         return Ok(Arc::new(ScriptedProvider::from_directory(directory)));
     }
     let mut named: HashMap<String, Arc<dyn crate::providers::Provider>> = HashMap::new();
@@ -193,10 +201,18 @@ fn provider_keeping(
     Ok(Arc::new(router))
 }
 
+/// Logs [`Settings::warnings`] (a loosened secure default) at start and at every reload.
+fn warn_loosened(settings: &Settings) {
+    for w in settings.warnings() {
+        tracing::warn!(target: "pfgate::engine", "{w}");
+    }
+}
+
 /// Builds the engine the settings describe.
 pub async fn build_engine(settings: &Settings) -> Result<Engine, BuildError> {
     // First: it may write the process environment, which is best done before anything else runs.
     wire_kerberos(settings)?;
+    warn_loosened(settings);
     let directory = directory(settings)?;
     let store = open_store(settings).await?;
     let added = seed(store.as_ref(), &directory).await?;
@@ -224,6 +240,7 @@ pub async fn rebuild_engine(
     old: &Settings,
     engine: &Engine,
 ) -> Result<Engine, BuildError> {
+    warn_loosened(settings);
     let directory = directory(settings)?;
     let unchanged_providers = !settings.providers.is_empty()
         && settings.providers == old.providers

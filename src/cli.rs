@@ -394,8 +394,17 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         },
         Command::CheckConfig { file } => match config::load(&file) {
-            Ok(_) => {
+            Ok(settings) if !settings.serve_problems().is_empty() => {
+                for (key, reason) in settings.serve_problems() {
+                    eprintln!("{}:{key}: {reason}", file.display());
+                }
+                ExitCode::from(1)
+            }
+            Ok(settings) => {
                 println!("{}: OK", file.display());
+                for w in settings.warnings() {
+                    eprintln!("{}: warning: {w}", file.display());
+                }
                 ExitCode::SUCCESS
             }
             Err(errors) => {

@@ -267,6 +267,19 @@ pub struct EngineSection {
     pub auth_timeout_secs: Option<u64>,
     /// Country code for phone numbers sent without one (MIM's `DefaultCountryCode`), default `1`.
     pub default_country_code: Option<String>,
+    /// `"deny"` (default) or `"caller"`: what an authentication for a user the store does not hold
+    /// gets (`docs/engine.md`, "Unknown users").
+    pub unknown_users: Option<String>,
+    /// Failed attempts (wrong PIN, OATH code, passcode or static token) that lock a user (default 5).
+    pub lockout_threshold: Option<u32>,
+    /// Seconds within which failures are counted towards the threshold (default 900).
+    pub lockout_window_secs: Option<u64>,
+    /// Seconds a locked user stays locked, unless `UnblockUser` clears it first (default 900).
+    pub lockout_secs: Option<u64>,
+    /// `true`: call a known user only at a number the store holds for that user (primary or backup),
+    /// refusing any other number a caller gives in `PfAuthUser_5`/`PfAuthUserMaster_4` (default
+    /// `false`; `docs/security.md`, "Decisions").
+    pub call_only_stored_numbers: Option<bool>,
 }
 
 /// `[directory]`: where users come from.
@@ -555,6 +568,12 @@ pub struct EngineSettings {
     pub auth_timeout: Duration,
     /// Default country code (digits only).
     pub default_country_code: String,
+    /// What an authentication for a user the store does not hold gets.
+    pub unknown_users: UnknownUsers,
+    /// When repeated failures lock a user.
+    pub lockout: Lockout,
+    /// Call a known user only at a number the store holds for that user.
+    pub call_only_stored_numbers: bool,
 }
 
 impl Default for EngineSettings {
@@ -562,6 +581,56 @@ impl Default for EngineSettings {
         Self {
             auth_timeout: Duration::from_secs(60),
             default_country_code: "1".into(),
+            unknown_users: UnknownUsers::Deny,
+            lockout: Lockout::default(),
+            call_only_stored_numbers: false,
+        }
+    }
+}
+
+/// `[engine] unknown_users`: the answer for a user the store does not hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownUsers {
+    /// Refused with `USER_NOT_FOUND`, whatever the caller sends: a gateway must not pass people it
+    /// does not know (the default).
+    Deny,
+    /// MFA Server's "user match" option, decided by the caller: `requireUserMatch=true` refuses,
+    /// `false` passes without a call (CallResult 7), and `PfAuthUser_5` calls the number given.
+    /// Demo mode and the test double answer this way, as MFA Server did; a site sets it only when
+    /// its callers rely on unknown users passing and it accepts that any caller can decide so.
+    Caller,
+}
+
+impl UnknownUsers {
+    /// The configuration literal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnknownUsers::Deny => "deny",
+            UnknownUsers::Caller => "caller",
+        }
+    }
+}
+
+/// `[engine] lockout_*`: failures within `window` that lock a user for `duration`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lockout {
+    /// Failures that lock.
+    pub threshold: u32,
+    /// How long failures count.
+    pub window: Duration,
+    /// How long the lock lasts.
+    pub duration: Duration,
+}
+
+impl Default for Lockout {
+    /// 5 failures within 15 minutes lock for 15 minutes: at most 20 guesses an hour per user, so a
+    /// six-digit TOTP code (3 valid at a time) is found with a chance of about 6 in 100,000 an hour,
+    /// and every lock is audited; a real user who mistypes is not stopped for long.
+    fn default() -> Self {
+        Self {
+            threshold: 5,
+            window: Duration::from_secs(900),
+            duration: Duration::from_secs(900),
         }
     }
 }
@@ -604,7 +673,8 @@ pub struct Settings {
     pub store: StoreSettings,
     /// LDAP primary authentication, if configured.
     pub primary_auth: Option<crate::primary::LdapSettings>,
-    /// Named providers; empty means the scripted provider of the users file.
+    /// Named providers; empty only in demo mode (the scripted provider of the users file), refused
+    /// otherwise ([`Settings::serve_problems`]).
     pub providers: Vec<(String, ProviderSettings)>,
     /// Routes over the named providers.
     pub routes: Vec<crate::providers::router::RouteSettings>,
@@ -629,7 +699,11 @@ impl Settings {
             plain_listen: None,
             trusted_proxies: Vec::new(),
             limits: Limits::default(),
-            engine: EngineSettings::default(),
+            // A double of MFA Server answers unknown users as MFA Server did.
+            engine: EngineSettings {
+                unknown_users: UnknownUsers::Caller,
+                ..EngineSettings::default()
+            },
             directory: DirectorySource::EmbeddedDemo,
             allow_anonymous: true,
             auth: AuthSettings {
@@ -646,6 +720,36 @@ impl Settings {
             audit: None,
             admin: AdminSettings::default(),
         }
+    }
+}
+
+impl Settings {
+    /// What stops this configuration from serving, beyond what [`validate`] checks: a configuration
+    /// without providers (outside demo mode) is refused by `serve`, a reload and `check-config`
+    /// ([`NO_PROVIDER`]), while the commands that only use the store (`users import`, `users
+    /// export`) still accept it, so users can be loaded before a provider is chosen. As `(key,
+    /// reason)`.
+    pub fn serve_problems(&self) -> Vec<(&'static str, &'static str)> {
+        if self.providers.is_empty() && !self.demo {
+            vec![("providers", NO_PROVIDER)]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// What is allowed but loosens a secure default, said at start, at every reload and by
+    /// `pfgate check-config` (on standard error, after "OK"). Demo mode says nothing: it is a double.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.demo && self.engine.unknown_users == UnknownUsers::Caller {
+            out.push(
+                "engine.unknown_users = \"caller\": a user the store does not hold passes without \
+                 a second factor whenever the caller sends requireUserMatch=false (MFA Server's \
+                 behaviour); any caller in the authentication group decides this"
+                    .to_string(),
+            );
+        }
+        out
     }
 }
 
@@ -922,6 +1026,43 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
             Some(c) => c.clone(),
             None => de.default_country_code,
         },
+        unknown_users: match file.engine.unknown_users.as_deref() {
+            None | Some("deny") => UnknownUsers::Deny,
+            Some("caller") => UnknownUsers::Caller,
+            Some(other) => {
+                problem(
+                    "engine.unknown_users",
+                    format!("'{other}' is not \"deny\" or \"caller\""),
+                );
+                de.unknown_users
+            }
+        },
+        lockout: Lockout {
+            threshold: match file.engine.lockout_threshold {
+                Some(t) if !(1..=100).contains(&t) => {
+                    problem(
+                        "engine.lockout_threshold",
+                        format!("{t} is out of range: it must be 1..=100"),
+                    );
+                    de.lockout.threshold
+                }
+                Some(t) => t,
+                None => de.lockout.threshold,
+            },
+            window: lockout_secs(
+                file.engine.lockout_window_secs,
+                de.lockout.window,
+                "engine.lockout_window_secs",
+                &mut problem,
+            ),
+            duration: lockout_secs(
+                file.engine.lockout_secs,
+                de.lockout.duration,
+                "engine.lockout_secs",
+                &mut problem,
+            ),
+        },
+        call_only_stored_numbers: file.engine.call_only_stored_numbers.unwrap_or(false),
     };
 
     let directory = match &file.directory.users_file {
@@ -1245,6 +1386,33 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
     })
 }
 
+/// Why a configuration without providers is refused (by `check-config` and at start), and what to
+/// configure. The scripted provider approves from a users file's outcomes; as a silent default it
+/// approved every known user of a real deployment, so it runs only in demo mode, in the test double,
+/// or where a route names it.
+pub const NO_PROVIDER: &str = "no provider is configured, so nobody can be reached for a second \
+     factor: add a [providers.NAME] section (kind = \"webhook\", \"duo\", \"twilio-verify\" or \
+     \"oidc\") and a [[routes]] entry with providers = [\"NAME\"] (docs/providers.md). \
+     `pfgate serve --demo` and `pfgate mock` run with the scripted demo provider; a test setup that \
+     wants it names it explicitly: [providers.demo] kind = \"scripted\" and a route to \"demo\"";
+
+/// A lockout duration: 1 second to 1 day.
+fn lockout_secs(
+    v: Option<u64>,
+    default: Duration,
+    key: &str,
+    problem: &mut dyn FnMut(&str, String),
+) -> Duration {
+    match v {
+        Some(s) if !(1..=86_400).contains(&s) => {
+            problem(key, format!("{s} is out of range: it must be 1..=86400 seconds"));
+            default
+        }
+        Some(s) => Duration::from_secs(s),
+        None => default,
+    }
+}
+
 /// `[admin]`: on by default on loopback; off the loopback only with a bearer token, because
 /// metrics and readiness name providers, routes and traffic (no user data, but a map of the
 /// service for anyone who can reach it).
@@ -1436,8 +1604,11 @@ mod tests {
     use super::*;
 
     /// The keys of the problems a `[store]` section (and a minimal rest) produces.
+    /// A provider named explicitly, so a configuration under test has one.
+    const SCRIPTED: &str = "[providers.demo]\nkind = \"scripted\"\n[[routes]]\nproviders = [\"demo\"]\n";
+
     fn store_problems(store: &str) -> Result<Settings, Vec<String>> {
-        let text = format!("[server]\nplain_listen = \"127.0.0.1:0\"\n[auth]\nallow_anonymous = true\n[store]\n{store}");
+        let text = format!("[server]\nplain_listen = \"127.0.0.1:0\"\n[auth]\nallow_anonymous = true\n{SCRIPTED}[store]\n{store}");
         let file: FileConfig = toml::from_str(&text).unwrap();
         validate(Path::new("/etc/pfgate/pfgate.toml"), file)
             .map_err(|e| e.0.into_iter().map(|p| p.key).collect())
@@ -1576,10 +1747,70 @@ mod tests {
         );
     }
 
+    fn engine_problems(text: &str) -> Result<Settings, Vec<String>> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| vec![e.to_string()])?;
+        validate(Path::new("/nonexistent/pfgate.toml"), file)
+            .map_err(|e| e.0.iter().map(|p| format!("{}: {}", p.key, p.reason)).collect())
+    }
+
+    /// Without a provider the configuration cannot serve, saying what to configure (issue #17,
+    /// item 4); a provider named explicitly, even the scripted one, can; demo mode has its own.
+    #[test]
+    fn a_configuration_without_providers_cannot_serve() {
+        let base = "[server]\nplain_listen = \"127.0.0.1:0\"\n[auth]\nallow_anonymous = true\n";
+        let problems = engine_problems(base).unwrap().serve_problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].0, "providers");
+        assert!(problems[0].1.starts_with("no provider is configured"), "{problems:?}");
+        assert!(problems[0].1.contains("[[routes]]"), "{problems:?}");
+        let named = engine_problems(&format!("{base}{SCRIPTED}")).unwrap();
+        assert!(named.serve_problems().is_empty());
+        assert!(Settings::demo(([127, 0, 0, 1], 0).into()).serve_problems().is_empty());
+    }
+
+    /// The engine's new settings: secure defaults, the documented literals, ranges checked.
+    #[test]
+    fn engine_policy_settings_default_secure_and_are_checked() {
+        let base = format!("[server]\nplain_listen = \"127.0.0.1:0\"\n[auth]\nallow_anonymous = true\n{SCRIPTED}");
+        let d = engine_problems(&base).unwrap().engine;
+        assert_eq!(d.unknown_users, UnknownUsers::Deny);
+        assert_eq!(
+            (d.lockout.threshold, d.lockout.window.as_secs(), d.lockout.duration.as_secs()),
+            (5, 900, 900)
+        );
+        assert!(!d.call_only_stored_numbers);
+        let set = engine_problems(&format!(
+            "{base}[engine]\nunknown_users = \"caller\"\nlockout_threshold = 3\n\
+             lockout_window_secs = 60\nlockout_secs = 120\ncall_only_stored_numbers = true\n"
+        ))
+        .unwrap()
+        .engine;
+        assert_eq!(set.unknown_users, UnknownUsers::Caller);
+        assert_eq!(
+            (set.lockout.threshold, set.lockout.window.as_secs(), set.lockout.duration.as_secs()),
+            (3, 60, 120)
+        );
+        assert!(set.call_only_stored_numbers);
+        let bad = engine_problems(&format!(
+            "{base}[engine]\nunknown_users = \"allow\"\nlockout_threshold = 0\nlockout_secs = 0\n"
+        ))
+        .unwrap_err();
+        let keys: Vec<&str> = bad.iter().map(|p| p.split(':').next().unwrap_or("")).collect();
+        assert_eq!(
+            keys,
+            ["engine.unknown_users", "engine.lockout_threshold", "engine.lockout_secs"]
+        );
+        // Demo mode is a double of MFA Server: unknown users as the caller says.
+        assert_eq!(
+            Settings::demo(([127, 0, 0, 1], 0).into()).engine.unknown_users,
+            UnknownUsers::Caller
+        );
+    }
+
     /// Problems of an `[auth]` section with `[auth.kerberos]` and an allow-list, as `key: reason`.
     fn kerberos_problems(section: &str) -> Result<Settings, Vec<String>> {
         let text = format!(
-            "[server]\nplain_listen = \"127.0.0.1:0\"\n{section}\n\
+            "[server]\nplain_listen = \"127.0.0.1:0\"\n{SCRIPTED}{section}\n\
              [[auth.principals]]\nname = \"svc-mim@CONTOSO.COM\"\nallow = [\"authentication\"]\n"
         );
         let file: FileConfig = toml::from_str(&text).map_err(|e| vec![e.to_string()])?;

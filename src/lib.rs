@@ -40,6 +40,7 @@ pub mod telemetry;
 #[doc(hidden)]
 pub mod test_skips;
 pub mod testing;
+pub mod username;
 pub mod users_csv;
 pub mod users_import;
 

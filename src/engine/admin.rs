@@ -13,14 +13,16 @@ use subtle::ConstantTimeEq;
 
 use super::audit::{self, AuditEvent, AuditKind};
 use super::{now_unix, CallContext, Engine};
-use crate::pfwssdk::codes::ErrorCode;
+use crate::pfwssdk::codes::{CallCode, ErrorCode};
 use crate::pfwssdk::{
     response as rs, AddUserSettings, AddUserSettings2, AddUserSettings3, AuthResult,
     CustomerDefaults, CustomerDefaults2, CustomerDefaults3, Error, Features, Mode, Mode2, Mode3,
     Operation, PinMode2, Request, Response, UserPhone, UserRow, UserSettings, UserSettings2,
     UserSettings3,
 };
-use crate::store::{Bypass, Phone, StoreError, TextFilter, UserFilter, UserRecord};
+use crate::store::{
+    Bypass, Phone, StoreError, TextFilter, TransactionKind, UserFilter, UserRecord,
+};
 
 /// Seconds a one-time bypass lasts when the caller gives none (MFA Server's default was 300).
 pub const DEFAULT_BYPASS_SECONDS: u32 = 300;
@@ -326,6 +328,13 @@ impl From<AddUserSettings> for NewUser {
     }
 }
 
+/// The canonical form of a username from a request ([`crate::username`]), or `Error` 504 naming
+/// the character that makes it no name.
+fn canonical_name(username: &Option<String>) -> Result<String, Error> {
+    crate::username::canonical(username.as_deref().unwrap_or(""))
+        .map_err(|e| ErrorCode::InvalidInput.with(e.to_string()))
+}
+
 fn text(pattern: &Option<String>, case_sensitive: bool) -> TextFilter {
     TextFilter {
         pattern: s(pattern),
@@ -380,8 +389,8 @@ impl Engine {
     }
 
     async fn load(&self, username: &Option<String>) -> Result<UserRecord, Error> {
-        let name = s(username);
-        let name = name.trim();
+        let name = canonical_name(username)?;
+        let name = name.as_str();
         if name.is_empty() {
             return Err(ErrorCode::UserNotFound.error());
         }
@@ -426,7 +435,7 @@ impl Engine {
     ) -> Error {
         let started = Instant::now();
         let result = async {
-            let name = s(username).trim().to_string();
+            let name = canonical_name(username)?;
             if name.is_empty() {
                 return Err(ErrorCode::InvalidInput.with("A username is required."));
             }
@@ -608,10 +617,13 @@ impl Engine {
             ),
             Request::DeleteUser(r) => {
                 let started = Instant::now();
-                let error = match self.store.delete_user(s(&r.username).trim()).await {
-                    Ok(true) => Error::ok(),
-                    Ok(false) => ErrorCode::UserNotFound.error(),
-                    Err(e) => self.store_error(&e),
+                let error = match canonical_name(&r.username) {
+                    Err(e) => e,
+                    Ok(name) => match self.store.delete_user(&name).await {
+                        Ok(true) => Error::ok(),
+                        Ok(false) => ErrorCode::UserNotFound.error(),
+                        Err(e) => self.store_error(&e),
+                    },
                 };
                 self.audit_change(
                     ctx,
@@ -754,9 +766,16 @@ impl Engine {
                 )
             }
             Request::ChangePin(r) => {
-                let p = r.user_pin.unwrap_or_default();
+                let user_pin = r.user_pin;
                 status(
                     self.modify(ctx, op, &r.username, &r.modify_username, |u| {
+                        // A missing userPin (or Pin inside it) is an error that changes nothing:
+                        // it used to remove the PIN (issue #17, item 13). An explicit empty Pin
+                        // still removes it.
+                        let Some(p) = user_pin.filter(|p| p.pin.is_some()) else {
+                            return Err(ErrorCode::InvalidInput
+                                .with("ChangePin needs userPin with its Pin (empty to remove the PIN)."));
+                        };
                         let pin = s(&p.pin);
                         if pin.is_empty() {
                             u.pin_hash = None;
@@ -835,14 +854,18 @@ impl Engine {
             }
             Request::ChangeUsername(r) => {
                 let started = Instant::now();
-                let (old, new) = (s(&r.old_username), s(&r.new_username));
-                let error = if new.trim().is_empty() {
-                    ErrorCode::InvalidInput.with("A new username is required.")
-                } else {
-                    match self.store.rename_user(old.trim(), new.trim()).await {
+                let old = s(&r.old_username);
+                let names = canonical_name(&r.old_username)
+                    .and_then(|o| Ok((o, canonical_name(&r.new_username)?)));
+                let error = match names {
+                    Err(e) => e,
+                    Ok((_, new)) if new.is_empty() => {
+                        ErrorCode::InvalidInput.with("A new username is required.")
+                    }
+                    Ok((old, new)) => match self.store.rename_user(&old, &new).await {
                         Ok(()) => Error::ok(),
                         Err(e) => self.store_error(&e),
-                    }
+                    },
                 };
                 self.audit_change(ctx, op, &old, r.modify_username.as_deref(), started, &error);
                 status(error)
@@ -933,11 +956,7 @@ impl Engine {
             Request::UnblockUser(r) => {
                 let started = Instant::now();
                 let error = match self.load(&r.username).await {
-                    Ok(u) => match self.store.unblock_user(&u.username).await {
-                        Ok(true) => Error::ok(),
-                        Ok(false) => ErrorCode::UserNotBlocked.error(),
-                        Err(e) => self.store_error(&e),
-                    },
+                    Ok(u) => self.unblock(&u.username).await,
                     Err(e) => e,
                 };
                 self.audit_change(
@@ -951,11 +970,7 @@ impl Engine {
                 status(error)
             }
             Request::UserIsBlocked(r) => match self.load(&r.username).await {
-                Ok(u) => match self.store.block_reason(&u.username).await {
-                    Ok(Some(_)) => status(Error::ok()),
-                    Ok(None) => status(ErrorCode::UserNotCurrentlyBlocked.error()),
-                    Err(e) => status(self.store_error(&e)),
-                },
+                Ok(u) => status(self.is_blocked(&u.username).await),
                 Err(e) => status(e),
             },
             Request::OneTimeBypass(r) => status(
@@ -985,38 +1000,37 @@ impl Engine {
                 .await,
             ),
             Request::ValidatePin(r) => {
-                let error = match self.load(&r.username).await {
-                    Ok(u) => {
+                let pin = s(&r.pin);
+                status(
+                    self.verified(ctx, op, &r.username, None, Some(CallCode::PinEntered), |u| async move {
                         let ok = u
                             .pin_hash
                             .as_deref()
-                            .is_some_and(|h| crate::store::secrets::verify_pin(&s(&r.pin), h));
+                            .is_some_and(|h| crate::store::secrets::verify_pin(&pin, h));
                         if ok {
-                            Error::ok()
+                            Ok(())
                         } else {
-                            ErrorCode::IncorrectPin.error()
+                            Err(ErrorCode::IncorrectPin.error())
                         }
-                    }
-                    Err(e) => e,
-                };
-                status(error)
+                    })
+                    .await,
+                )
             }
             Request::ValidateStaticToken(r) => {
-                let error = match self.load(&r.username).await {
-                    Ok(u) => {
-                        let given = s(&r.static_token);
+                let given = s(&r.static_token);
+                status(
+                    self.verified(ctx, op, &r.username, None, None, |u| async move {
                         let ok = u.static_token.as_deref().is_some_and(|t| {
                             !given.is_empty() && bool::from(t.as_bytes().ct_eq(given.as_bytes()))
                         });
                         if ok {
-                            Error::ok()
+                            Ok(())
                         } else {
-                            ErrorCode::Denied.error()
+                            Err(ErrorCode::Denied.error())
                         }
-                    }
-                    Err(e) => e,
-                };
-                status(error)
+                    })
+                    .await,
+                )
             }
             Request::ValidatePasscode(r) => status(
                 self.validate_passcode(ctx, op, &r.username, &r.passcode)
@@ -1158,6 +1172,96 @@ impl Engine {
         error
     }
 
+    /// Lifts a block and a lockout (`UnblockUser`): `USER_NOT_BLOCKED` when there was neither.
+    async fn unblock(&self, username: &str) -> Error {
+        let unblocked = match self.store.unblock_user(username).await {
+            Ok(b) => b,
+            Err(e) => return self.store_error(&e),
+        };
+        match self.store.clear_failures(username, now_unix()).await {
+            Ok(unlocked) if unblocked || unlocked => Error::ok(),
+            Ok(_) => ErrorCode::UserNotBlocked.error(),
+            Err(e) => self.store_error(&e),
+        }
+    }
+
+    /// `UserIsBlocked`: true for a block and for a lockout (both refuse every authentication, and
+    /// `UnblockUser` lifts both).
+    async fn is_blocked(&self, username: &str) -> Error {
+        let blocked = match self.store.block_reason(username).await {
+            Ok(reason) => reason.is_some(),
+            Err(e) => return self.store_error(&e),
+        };
+        let locked = match self.store.locked_until(username, now_unix()).await {
+            Ok(until) => until.is_some(),
+            Err(e) => return self.store_error(&e),
+        };
+        if blocked || locked {
+            Error::ok()
+        } else {
+            ErrorCode::UserNotCurrentlyBlocked.error()
+        }
+    }
+
+    /// One attempt at a secret (`Validate*`): the policy first ([`Engine::standing_for_check`]:
+    /// unknown, blocked, locked out and disabled users are refused before any secret is looked
+    /// at), then `check` on the user; a refusal of the secret counts towards the lockout, a success
+    /// clears the count. Every attempt writes an audit event (never the secret).
+    async fn verified<F, Fut>(
+        &self,
+        ctx: &CallContext,
+        op: Operation,
+        username: &Option<String>,
+        request_id: Option<&str>,
+        success: Option<CallCode>,
+        check: F,
+    ) -> Error
+    where
+        F: FnOnce(UserRecord) -> Fut,
+        Fut: std::future::Future<Output = Result<(), Error>>,
+    {
+        let started = Instant::now();
+        let result = match self.standing_for_check(username.as_deref()).await {
+            Err(e) => Err(e),
+            Ok(user) => {
+                let name = user.username.clone();
+                let checked = check(user).await;
+                match &checked {
+                    Ok(()) => self.forget_failures(&name).await,
+                    Err(e) if e.code != ErrorCode::StoreUnavailable.code() => {
+                        self.count_failure(ctx, op.name(), &name).await
+                    }
+                    Err(_) => {}
+                }
+                checked
+            }
+        };
+        let error = result.err().unwrap_or_else(Error::ok);
+        let kind = if error.code == 0 {
+            AuditKind::SecondFactorCompleted
+        } else {
+            AuditKind::SecondFactorFailed
+        };
+        audit::emit(
+            kind,
+            &AuditEvent {
+                operation: op.name(),
+                caller: &ctx.caller,
+                username: &s(username),
+                call_result: if error.code == 0 {
+                    success.map(CallCode::code)
+                } else {
+                    Some(0)
+                },
+                error: error.code,
+                latency: started.elapsed(),
+                request_id,
+                ..AuditEvent::default()
+            },
+        );
+        error
+    }
+
     async fn validate_passcode(
         &self,
         ctx: &CallContext,
@@ -1165,31 +1269,22 @@ impl Engine {
         username: &Option<String>,
         passcode: &Option<String>,
     ) -> Error {
-        let started = Instant::now();
-        let result: Result<(), Error> = async {
-            let user = self.load(username).await?;
-            let given = s(passcode);
+        let given = s(passcode);
+        let success = Some(CallCode::TextMessageAuthenticated);
+        self.verified(ctx, op, username, None, success, |user| async move {
             let now = now_unix();
-            let sms = self
-                .store
-                .take_user_transaction(
-                    &user.username,
-                    crate::store::TransactionKind::SmsPasscode,
-                    now,
-                )
+            let take = |kind| {
+                self.store
+                    .take_user_transaction(&user.username, kind, &ctx.caller, now)
+            };
+            let sms = take(TransactionKind::SmsPasscode)
                 .await
                 .map_err(|e| self.store_error(&e))?;
             let tx = match sms {
                 Some(tx) => tx,
                 None => {
                     // A code the provider sent and checks itself (Twilio Verify).
-                    let provider = self
-                        .store
-                        .take_user_transaction(
-                            &user.username,
-                            crate::store::TransactionKind::ProviderCode,
-                            now,
-                        )
+                    let provider = take(TransactionKind::ProviderCode)
                         .await
                         .map_err(|e| self.store_error(&e))?
                         .ok_or_else(|| {
@@ -1213,26 +1308,8 @@ impl Engine {
             } else {
                 Err(ErrorCode::Denied.error())
             }
-        }
-        .await;
-        let error = result.err().unwrap_or_else(Error::ok);
-        audit::emit(
-            if error.code == 0 {
-                AuditKind::SecondFactorCompleted
-            } else {
-                AuditKind::SecondFactorFailed
-            },
-            &AuditEvent {
-                operation: op.name(),
-                caller: &ctx.caller,
-                username: &s(username),
-                call_result: Some(if error.code == 0 { 19 } else { 0 }),
-                error: error.code,
-                latency: started.elapsed(),
-                ..AuditEvent::default()
-            },
-        );
-        error
+        })
+        .await
     }
 
     async fn validate_oath(
@@ -1243,23 +1320,28 @@ impl Engine {
         code: &Option<String>,
         request_id: &Option<String>,
     ) -> Error {
-        let started = Instant::now();
-        let result: Result<(), Error> = async {
-            let user = self.load(username).await?;
+        let code = s(code);
+        let id = request_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|i| !i.is_empty());
+        let success = Some(CallCode::OathCodeVerified);
+        self.verified(ctx, op, username, request_id.as_deref(), success, |user| async move {
             let now = now_unix();
-            if let Some(id) = request_id.as_deref().map(str::trim).filter(|i| !i.is_empty()) {
+            if let Some(id) = id {
+                // Only the user's own transaction, started by this caller, is taken: anyone
+                // else's is left for its owner (issue #23, item 7).
                 let tx = self
                     .store
-                    .take_transaction(id, now)
+                    .take_transaction(id, &user.username, &ctx.caller, now)
                     .await
                     .map_err(|e| self.store_error(&e))?;
-                let Some(tx) = tx.filter(|t| t.username.eq_ignore_ascii_case(&user.username)) else {
+                let Some(tx) = tx else {
                     return Err(ErrorCode::Denied.with(
                         "Multi-Factor Authentication denied: unknown or expired authenticationRequestId.",
                     ));
                 };
-                if tx.kind == crate::store::TransactionKind::ProviderCode {
-                    let code = s(code);
+                if tx.kind == TransactionKind::ProviderCode {
                     return if !code.trim().is_empty() && self.check_provider_code(&tx, code.trim()).await {
                         Ok(())
                     } else {
@@ -1273,7 +1355,6 @@ impl Engine {
                 .and_then(super::totp::base32_decode)
                 .ok_or_else(|| ErrorCode::Denied.with("Multi-Factor Authentication denied: no OATH token."))?;
             let step = i64::from(user.oath_time_interval.max(1));
-            let code = s(code);
             let Some(t) = super::totp::verify(&secret, &code, now, step) else {
                 return Err(ErrorCode::Denied.error());
             };
@@ -1287,28 +1368,8 @@ impl Engine {
                 return Err(ErrorCode::Denied.with("Multi-Factor Authentication denied: the OATH code was already used."));
             }
             Ok(())
-        }
-        .await;
-        let error = result.err().unwrap_or_else(Error::ok);
-        let kind = if error.code == 0 {
-            AuditKind::SecondFactorCompleted
-        } else {
-            AuditKind::SecondFactorFailed
-        };
-        audit::emit(
-            kind,
-            &AuditEvent {
-                operation: op.name(),
-                caller: &ctx.caller,
-                username: &s(username),
-                call_result: Some(if error.code == 0 { 23 } else { 0 }),
-                error: error.code,
-                latency: started.elapsed(),
-                request_id: request_id.as_deref(),
-                ..AuditEvent::default()
-            },
-        );
-        error
+        })
+        .await
     }
 }
 

@@ -28,6 +28,8 @@ pub enum AuditKind {
     CallerForbidden,
     /// The person reported a request as not theirs (the OIDC step-up's "This wasn't me").
     FraudReported,
+    /// Repeated failed attempts locked a user (`[engine] lockout_*`).
+    UserLockedOut,
     /// A new configuration was put in force while serving (`SIGHUP` or a changed file).
     ConfigReloaded,
     /// A new configuration was refused; the one in force stayed.
@@ -46,6 +48,7 @@ impl AuditKind {
             AuditKind::CallerUnauthenticated => "caller_unauthenticated",
             AuditKind::CallerForbidden => "caller_forbidden",
             AuditKind::FraudReported => "fraud_reported",
+            AuditKind::UserLockedOut => "user_locked_out",
             AuditKind::ConfigReloaded => "config_reloaded",
             AuditKind::ConfigRefused => "config_refused",
         }

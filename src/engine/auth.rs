@@ -1,9 +1,10 @@
 //! The second-factor decision: policy, the in-flight table and the deadline.
 //!
-//! Policy, in MFA Server's order: unknown user (with `requireUserMatch` an error, without it a pass
-//! — except when the caller named the number to call, see below), disabled user (its disabled
-//! behaviour), blocked user (CallResult 14), a valid one-time bypass (consumed; CallResult 7), an
-//! OATH-mode user (a pending transaction for `ValidateOathCode`), otherwise one provider call.
+//! Who may authenticate at all is decided first, in one place for every operation
+//! ([`super::policy`]: invalid name, unknown, blocked, locked out, disabled). Then, for a user who
+//! may: a valid one-time bypass (consumed; CallResult 7), an OATH-mode user (a pending transaction
+//! for `ValidateOathCode`), a one-way SMS user (a passcode for `ValidatePasscode`), otherwise one
+//! provider call.
 //!
 //! A second authentication for the same user and number while one is in flight places no second
 //! call: it waits for the first one's outcome (the retry rule NPS-extension users rely on). The call
@@ -23,10 +24,11 @@
 //! Every authentication has a deadline (`auth_timeout`, below the callers' 100 s HTTP timeout); when
 //! it passes the answer is CallResult 11 "Call Timed Out", never a dropped connection.
 //!
-//! `PfAuthUser_5`/`PfAuthUserMaster_4` carry the number to call. For them an unknown user with
-//! `requireUserMatch=false` still gets the call placed to that number: MIM names its own service
-//! account there and the number is what must be verified, so passing without a call would let any
-//! caller skip MFA. (pfgate's choice; MFA Server's behaviour here is not public.)
+//! `PfAuthUser_5`/`PfAuthUserMaster_4` carry the number to call. For them an unknown user (only
+//! under `unknown_users = "caller"`) with `requireUserMatch=false` still gets the call placed to that
+//! number: MIM names its own service account there and the number is what must be verified, so
+//! passing without a call would let any caller skip MFA. With `call_only_stored_numbers` a number
+//! other than the user's own is refused (`docs/security.md`, "Decisions").
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,12 +38,14 @@ use tokio::sync::watch;
 
 use super::audit::{self, AuditEvent, AuditKind};
 use super::phone::E164;
+use super::policy::{Refusal, Standing};
 use super::{now_unix, CallContext, Engine};
 use crate::pfwssdk::codes::{CallCode, ErrorCode};
-use crate::pfwssdk::{AuthResult, CallResult, Error, Mode3};
+use crate::pfwssdk::{CallResult, Error, Mode3};
 use crate::providers::{AuthAttempt, Provider, Verdict};
 use crate::store::{
-    CallClaim, CallState, Store, StoreError, Transaction, TransactionKind, CALL_EXPIRED,
+    CallClaim, CallState, Store, StoreError, Transaction, TransactionKind, UserRecord,
+    CALL_EXPIRED,
 };
 
 /// A claim in the store outlives the deadline by this much (seconds) before another instance may
@@ -204,6 +208,41 @@ fn success_code(mode: Mode3) -> CallCode {
     }
 }
 
+/// The number the caller gave (`PfAuthUser_5`/`PfAuthUserMaster_4`), unless its phone number is
+/// empty: then the user's own number is used, as for the other operations.
+fn caller_number<'a>(input: &AuthInput<'a>) -> Option<(&'a str, &'a str, &'a str)> {
+    input.phone.filter(|(_, number, _)| !number.trim().is_empty())
+}
+
+/// The mode of this authentication. `own` is the user's mode (voice for an unknown user).
+///
+/// A mode the caller gives is used when it is one a call can carry (voice, SMS, app). Otherwise —
+/// and an omitted `mode` decodes as `oathToken`, the enumeration's first value, as .NET does — a
+/// number the caller gave is called by voice, and without one the user's own mode applies. So the
+/// CallResult always names what was done (issue #17, item 15: an omitted mode with a number
+/// reported 23 "OATH Code Verified" for a voice call).
+fn effective_mode(input: &AuthInput<'_>, own: Mode3) -> Mode3 {
+    let call_mode = |m: Mode3| matches!(m, Mode3::VoiceCall | Mode3::SmsText | Mode3::PhoneApp);
+    match (caller_number(input), input.mode) {
+        (_, Some(m)) if call_mode(m) => m,
+        (Some(_), _) => Mode3::VoiceCall,
+        (None, _) => own,
+    }
+}
+
+/// The answer when `call_only_stored_numbers` refuses the number the caller gave.
+fn number_refused() -> AuthDecision {
+    AuthDecision {
+        success: false,
+        call_result: CallCode::InvalidPhoneNumber.call_result(),
+        error: ErrorCode::Denied.with(
+            "Multi-Factor Authentication denied: the number given is not one pfgate holds for \
+             this user (engine.call_only_stored_numbers).",
+        ),
+        request_id: None,
+    }
+}
+
 impl Engine {
     /// The whole second-factor decision for one request, with its audit event.
     ///
@@ -260,69 +299,19 @@ impl Engine {
         ctx: &CallContext,
         input: &AuthInput<'_>,
     ) -> (AuthDecision, Option<String>, Option<&str>) {
-        let username = input.username.map(str::trim).unwrap_or("");
-        let user = if username.is_empty() {
-            Ok(None)
-        } else {
-            self.store.get_user(username).await
-        };
-        let user = match user {
-            Ok(u) => u,
-            Err(e) => return (self.store_failure(&e), None, None),
-        };
         let request_id = super::new_request_id();
-        let Some(user) = user else {
-            if input.require_user_match || username.is_empty() && input.phone.is_none() {
-                return (
-                    AuthDecision::error(ErrorCode::UserNotFound, None),
-                    None,
-                    None,
-                );
-            }
-            if input.phone.is_none() {
-                // MFA Server's "user match" option off: users it does not know pass without a call.
+        let user = match self.standing(input.username).await {
+            Standing::Active(user) => user,
+            Standing::Unknown(name) => return self.unknown_user(ctx, input, &name, request_id).await,
+            Standing::DisabledPass => {
                 return (
                     AuthDecision::approved(CallCode::BypassedAuth, request_id),
                     None,
                     None,
-                );
-            }
-            return self
-                .call(
-                    ctx,
-                    input,
-                    (username, "", None),
-                    None,
-                    Mode3::VoiceCall,
-                    request_id,
                 )
-                .await;
+            }
+            Standing::Refused(refusal) => return (self.refused(&refusal), None, None),
         };
-        if !user.enabled {
-            return match user.disabled_behavior {
-                AuthResult::Succeed => (
-                    AuthDecision::approved(CallCode::BypassedAuth, request_id),
-                    None,
-                    None,
-                ),
-                AuthResult::Fail => (
-                    AuthDecision::denied(CallCode::UserDisabled, None),
-                    None,
-                    None,
-                ),
-            };
-        }
-        match self.store.block_reason(&user.username).await {
-            Ok(Some(_)) => {
-                return (
-                    AuthDecision::denied(CallCode::UserBlocked, None),
-                    None,
-                    None,
-                )
-            }
-            Ok(None) => {}
-            Err(e) => return (self.store_failure(&e), None, None),
-        }
         match self.store.consume_bypass(&user.username, now_unix()).await {
             Ok(true) => {
                 return (
@@ -334,17 +323,21 @@ impl Engine {
             Ok(false) => {}
             Err(e) => return (self.store_failure(&e), None, None),
         }
-        let mode = input.mode.unwrap_or(user.mode);
-        if mode == Mode3::OathToken && input.phone.is_none() {
+        let given = caller_number(input);
+        if given.is_some() && !self.may_call_number(input, Some(&user)) {
+            return (number_refused(), None, None);
+        }
+        let mode = effective_mode(input, user.mode);
+        if mode == Mode3::OathToken && given.is_none() {
             return (
-                self.pending_oath(&user.username, request_id).await,
+                self.pending_oath(ctx, &user.username, request_id).await,
                 None,
                 None,
             );
         }
         if mode == Mode3::SmsText
             && user.sms_direction == crate::pfwssdk::SmsDirection::OneWay
-            && input.phone.is_none()
+            && given.is_none()
         {
             return self.one_way_sms(ctx, input, &user, request_id).await;
         }
@@ -368,6 +361,79 @@ impl Engine {
         .await
     }
 
+    /// A user the store does not hold, under `unknown_users = "caller"`: MFA Server's "user match"
+    /// option. `requireUserMatch` (or no name and no number) refuses; without a number the user
+    /// passes without a call; with one (`PfAuthUser_5`) the number is called.
+    async fn unknown_user(
+        &self,
+        ctx: &CallContext,
+        input: &AuthInput<'_>,
+        name: &str,
+        request_id: String,
+    ) -> (AuthDecision, Option<String>, Option<&str>) {
+        if input.require_user_match || name.is_empty() && input.phone.is_none() {
+            return (
+                AuthDecision::error(ErrorCode::UserNotFound, None),
+                None,
+                None,
+            );
+        }
+        if input.phone.is_none() {
+            // MFA Server's "user match" option off: users it does not know pass without a call.
+            return (
+                AuthDecision::approved(CallCode::BypassedAuth, request_id),
+                None,
+                None,
+            );
+        }
+        if !self.may_call_number(input, None) {
+            return (number_refused(), None, None);
+        }
+        let mode = effective_mode(input, Mode3::VoiceCall);
+        self.call(ctx, input, (name, "", None), None, mode, request_id)
+            .await
+    }
+
+    /// The answer to a refused [`Standing`](super::policy::Standing).
+    fn refused(&self, refusal: &Refusal) -> AuthDecision {
+        if let Refusal::Store(e) = refusal {
+            return self.store_failure(e);
+        }
+        let error = refusal.error();
+        AuthDecision {
+            success: false,
+            call_result: refusal
+                .call_code()
+                .map(CallCode::call_result)
+                .unwrap_or_else(|| CallResult::new(0, "")),
+            error,
+            request_id: None,
+        }
+    }
+
+    /// With `call_only_stored_numbers`, a number the caller gives must be one the store holds for
+    /// the user (primary or backup, compared as E.164); an unknown user has none, so any is refused.
+    /// Without it every number may be called (the SDK's contract, which MIM relies on).
+    fn may_call_number(&self, input: &AuthInput<'_>, user: Option<&UserRecord>) -> bool {
+        if !self.settings.call_only_stored_numbers {
+            return true;
+        }
+        let Some((cc, number, ext)) = caller_number(input) else {
+            return true;
+        };
+        let Some(user) = user else { return false };
+        let dcc = &self.settings.default_country_code;
+        let given = match E164::parse(cc, number, ext, dcc) {
+            Ok(p) => p,
+            Err(_) => return false,
+        };
+        [&user.phone, &user.backup_phone].iter().any(|p| {
+            !p.number.trim().is_empty()
+                && E164::parse(&p.country_code, &p.number, &p.extension, dcc)
+                    .is_ok_and(|stored| stored.e164() == given.e164())
+        })
+    }
+
     fn store_failure(&self, e: &StoreError) -> AuthDecision {
         tracing::error!(target: "pfgate::engine", error = %e, "store failure: authentication fails secure");
         AuthDecision::error(
@@ -376,7 +442,12 @@ impl Engine {
         )
     }
 
-    async fn pending_oath(&self, username: &str, request_id: String) -> AuthDecision {
+    async fn pending_oath(
+        &self,
+        ctx: &CallContext,
+        username: &str,
+        request_id: String,
+    ) -> AuthDecision {
         let tx = Transaction {
             id: request_id.clone(),
             username: username.to_string(),
@@ -384,6 +455,7 @@ impl Engine {
             code_hash: None,
             expires_at: now_unix() + self.settings.auth_timeout.as_secs() as i64,
             target: None,
+            started_by: ctx.caller.clone(),
         };
         match self.store.put_transaction(&tx).await {
             Ok(()) => AuthDecision {
@@ -402,7 +474,7 @@ impl Engine {
         &self,
         ctx: &CallContext,
         input: &AuthInput<'_>,
-        user: &crate::store::UserRecord,
+        user: &UserRecord,
         request_id: String,
     ) -> (AuthDecision, Option<String>, Option<&str>) {
         let phone = match E164::parse(
@@ -439,6 +511,7 @@ impl Engine {
             code_hash: Some(code_hash),
             expires_at: now_unix() + self.settings.auth_timeout.as_secs() as i64,
             target: None,
+            started_by: ctx.caller.clone(),
         };
         if let Err(e) = self.store.put_transaction(&tx).await {
             return (self.store_failure(&e), None, None);
@@ -469,11 +542,17 @@ impl Engine {
             },
             Ok(other) => {
                 tracing::warn!(target: "pfgate::engine", provider = self.provider.name(), verdict = ?other, "passcode not sent");
-                let _ = self.store.take_transaction(&request_id, now_unix()).await;
+                let _ = self
+                    .store
+                    .take_transaction(&request_id, &user.username, &ctx.caller, now_unix())
+                    .await;
                 AuthDecision::denied(CallCode::UnableToPlaceCall, Some(request_id))
             }
             Err(_) => {
-                let _ = self.store.take_transaction(&request_id, now_unix()).await;
+                let _ = self
+                    .store
+                    .take_transaction(&request_id, &user.username, &ctx.caller, now_unix())
+                    .await;
                 AuthDecision::denied(CallCode::CallTimedOut, Some(request_id))
             }
         };
@@ -491,7 +570,7 @@ impl Engine {
         mode: Mode3,
         request_id: String,
     ) -> (AuthDecision, Option<String>, Option<&str>) {
-        let (cc, number, ext) = input.phone.or(stored).unwrap_or_default();
+        let (cc, number, ext) = caller_number(input).or(stored).unwrap_or_default();
         let fallback_cc = stored.map(|s| s.0).filter(|c| !c.is_empty());
         let cc = if cc.is_empty() {
             fallback_cc.unwrap_or("")
@@ -605,6 +684,7 @@ impl Engine {
                     code_hash: None,
                     expires_at: now_unix() + self.settings.auth_timeout.as_secs() as i64,
                     target: Some(format!("{provider} {}", attempt.phone.e164())),
+                    started_by: attempt.caller.clone(),
                 };
                 match self.store.put_transaction(&tx).await {
                     Ok(()) => AuthDecision {

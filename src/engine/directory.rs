@@ -230,8 +230,12 @@ impl Directory {
         let mut order = Vec::new();
         // Normalised external id → the user who has it: one IdP identity, one user.
         let mut external_ids: HashMap<String, String> = HashMap::new();
-        for u in users_in {
+        for mut u in users_in {
             use crate::pfwssdk::wire::WireEnum;
+            // The one canonical form (src/username.rs), so the file cannot hold a name the SDK
+            // would refuse or spell one user two ways.
+            u.username = crate::username::canonical(&u.username)
+                .map_err(|e| invalid(format!("user {:?}: {e}", u.username)))?;
             if Mode3::from_literal(&u.mode).is_none() {
                 return Err(invalid(format!(
                     "user {}: unknown mode '{}'",

@@ -6,7 +6,9 @@
 //! end in "not authenticated" with a code naming the cause. An operation pfgate does not implement
 //! answers `false` with `Error` 501 naming it (never a fault, so callers take their error path).
 //!
-//! - [`auth`]: the second-factor decision (policy, in-flight sharing, deadline);
+//! - [`policy`]: "may this user authenticate now?", the one decision every operation that can
+//!   answer an authentication success asks first (unknown, blocked, locked out, disabled);
+//! - [`auth`]: the second-factor decision (in-flight sharing, deadline);
 //! - [`admin`]: directory operations (add, change, find, block, bypass …);
 //! - [`phone`]: phone-number normalisation; [`totp`]: OATH codes; [`audit`]: the audit events;
 //! - [`directory`]: users files (`fixtures/demo.toml`), the seed of demo mode and the test double.
@@ -16,6 +18,7 @@ pub mod audit;
 pub mod auth;
 pub mod directory;
 pub mod phone;
+pub mod policy;
 pub mod totp;
 
 use std::net::IpAddr;

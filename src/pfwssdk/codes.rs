@@ -35,6 +35,9 @@ pub enum CallCode {
     OathCodeVerified,
     /// 100 — Invalid phone number.
     InvalidPhoneNumber,
+    /// 105 — Account locked: too many failed attempts (PIN, OATH code, passcode, static token)
+    /// within the lockout window; refused until the lock ends or `UnblockUser` clears it.
+    AccountLocked,
     /// 107 — Invalid phone number format.
     InvalidPhoneNumberFormat,
     /// 108 — User hung up the phone.
@@ -79,6 +82,7 @@ impl CallCode {
             CallCode::OathCodePending => (22, "OATH Code Pending"),
             CallCode::OathCodeVerified => (23, "OATH Code Verified"),
             CallCode::InvalidPhoneNumber => (100, "Invalid Phone Number"),
+            CallCode::AccountLocked => (105, "Account Locked"),
             CallCode::InvalidPhoneNumberFormat => (107, "Invalid Phone Number Format"),
             CallCode::UserHungUp => (108, "User Hung Up the Phone"),
             CallCode::FraudCodeEntered => (112, "Fraud Code Entered"),

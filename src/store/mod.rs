@@ -277,6 +277,29 @@ pub struct Transaction {
     pub expires_at: i64,
     /// For provider-checked codes: the E.164 number the code went to.
     pub target: Option<String>,
+    /// The caller principal that started it: only the same principal may complete it (issue #23,
+    /// item 7), so one application cannot spend or complete another's pending authentication.
+    pub started_by: String,
+}
+
+/// When failed attempts lock a user (`[engine] lockout_*`), in the store's units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureRule {
+    /// Failures within the window that lock.
+    pub threshold: u32,
+    /// Seconds during which failures count.
+    pub window_secs: i64,
+    /// Seconds a lock lasts.
+    pub lock_secs: i64,
+}
+
+/// A user's failures after [`Store::record_failure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureCount {
+    /// Failures counted in the current window.
+    pub failures: u32,
+    /// The end of the lock (Unix seconds), when this or an earlier failure locked the user.
+    pub locked_until: Option<i64>,
 }
 
 /// What [`Store::claim_call`] decided.
@@ -375,18 +398,46 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Records a pending transaction.
     async fn put_transaction(&self, tx: &Transaction) -> StoreResult<()>;
-    /// Removes and returns the transaction if it exists and has not expired at `now`: at most one
-    /// caller gets it.
-    async fn take_transaction(&self, id: &str, now: i64) -> StoreResult<Option<Transaction>>;
+    /// Removes and returns the transaction if it exists, belongs to `username` (any case), was
+    /// started by `started_by`, and has not expired at `now`: at most one caller gets it. A
+    /// transaction of another user or principal is left untouched (its owner can still complete
+    /// it).
+    async fn take_transaction(
+        &self,
+        id: &str,
+        username: &str,
+        started_by: &str,
+        now: i64,
+    ) -> StoreResult<Option<Transaction>>;
 
-    /// Removes and returns the user's newest unexpired transaction of `kind` (for operations that
-    /// name the user but not the request, such as `ValidatePasscode`): at most one caller gets it.
+    /// Removes and returns the user's newest unexpired transaction of `kind` started by
+    /// `started_by` (for operations that name the user but not the request, such as
+    /// `ValidatePasscode`): at most one caller gets it.
     async fn take_user_transaction(
         &self,
         username: &str,
         kind: TransactionKind,
+        started_by: &str,
         now: i64,
     ) -> StoreResult<Option<Transaction>>;
+
+    /// Counts one failed attempt of `username` at `now` under `rule`, in one atomic statement so
+    /// that every instance sharing the store counts into the same number: the count restarts when
+    /// the window has passed or an earlier lock has ended, and reaching the threshold locks the user
+    /// until `now + rule.lock_secs`. [`StoreError::NotFound`] for a user the store does not hold.
+    async fn record_failure(
+        &self,
+        username: &str,
+        now: i64,
+        rule: FailureRule,
+    ) -> StoreResult<FailureCount>;
+
+    /// The end of the user's lock (Unix seconds) if the user is locked at `now`.
+    async fn locked_until(&self, username: &str, now: i64) -> StoreResult<Option<i64>>;
+
+    /// Forgets the user's failures (after a success, or an administrator's `UnblockUser`); true if
+    /// the user was locked at `now`.
+    async fn clear_failures(&self, username: &str, now: i64) -> StoreResult<bool>;
 
     /// Remembers that `code` was accepted for `username` until `expires_at`; false if it was already
     /// accepted (a replayed one-time code).

@@ -56,8 +56,8 @@ use super::row::{
 };
 use super::secrets::{self, SecretKey};
 use super::{
-    Bypass, CallClaim, CallState, Store, StoreError, StoreResult, Transaction, TransactionKind,
-    UserFilter, UserRecord, CALL_EXPIRED,
+    Bypass, CallClaim, CallState, FailureCount, FailureRule, Store, StoreError, StoreResult,
+    Transaction, TransactionKind, UserFilter, UserRecord, CALL_EXPIRED,
 };
 use crate::pfwssdk::wire::WireEnum;
 
@@ -67,6 +67,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0001_init.sql"),
     include_str!("migrations/postgres/0002_inflight_calls.sql"),
     include_str!("migrations/postgres/0003_external_id.sql"),
+    include_str!("migrations/postgres/0004_lockout.sql"),
 ];
 
 /// The longest any store operation may take, pool wait and connecting included. Well below the
@@ -95,6 +96,14 @@ static SELECT_USER: LazyLock<String> =
 static INSERT_USER: LazyLock<String> = LazyLock::new(|| row::insert_user_sql(|n| format!("${n}")));
 /// Replaces every column but the key and the username as first stored.
 static UPDATE_USER: LazyLock<String> = LazyLock::new(|| row::update_user_sql(|n| format!("${n}")));
+/// Counts a failed attempt ([`row::record_failure_sql`]); every parameter but the key is a BIGINT
+/// (the casts give the `INSERT ... SELECT` list its types).
+static RECORD_FAILURE: LazyLock<String> = LazyLock::new(|| {
+    row::record_failure_sql(|n| match n {
+        1 => "$1".to_string(),
+        n => format!("${n}::BIGINT"),
+    })
+});
 
 /// Where the database password comes from: never the configuration file (nor the URL).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -751,6 +760,10 @@ fn transaction_of(row: &Row, key: &str) -> StoreResult<Transaction> {
         code_hash: row.try_get("code_hash").ctx(what)?,
         expires_at: row.try_get("expires_at").ctx(what)?,
         target: row.try_get("target").ctx(what)?,
+        started_by: row
+            .try_get::<_, Option<String>>("started_by")
+            .ctx(what)?
+            .unwrap_or_default(),
     })
 }
 
@@ -1040,8 +1053,9 @@ impl Store for PostgresStore {
             let stmt = client
                 .prepare_cached(
                     "INSERT INTO transactions \
-                     (id, username_key, kind, code_hash, expires_at, target) \
-                     SELECT $1, username_key, $3, $4, $5, $6 FROM users WHERE username_key = $2",
+                     (id, username_key, kind, code_hash, expires_at, target, started_by) \
+                     SELECT $1, username_key, $3, $4, $5, $6, $7 FROM users \
+                     WHERE username_key = $2",
                 )
                 .await
                 .ctx(what)?;
@@ -1055,6 +1069,7 @@ impl Store for PostgresStore {
                         &tx.code_hash,
                         &tx.expires_at,
                         &tx.target,
+                        &tx.started_by,
                     ],
                 )
                 .await;
@@ -1070,23 +1085,36 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn take_transaction(&self, id: &str, now: i64) -> StoreResult<Option<Transaction>> {
+    async fn take_transaction(
+        &self,
+        id: &str,
+        username: &str,
+        started_by: &str,
+        now: i64,
+    ) -> StoreResult<Option<Transaction>> {
+        let owner = username_key(username);
         self.maybe_purge();
         self.run("take_transaction", async {
             let what = "taking a transaction";
             let client = self.client(what).await?;
             // The single DELETE ... RETURNING is the decision: at most one caller gets the row. An
-            // expired one is deleted too, so it is never returned, whatever clock asks later.
+            // expired one is deleted too, so it is never returned, whatever clock asks later. The
+            // owner is in the WHERE: another user's or principal's attempt leaves it alone.
             let stmt = client
                 .prepare_cached(
                     "WITH t AS (DELETE FROM transactions WHERE id = $1 \
-                     RETURNING id, username_key, kind, code_hash, expires_at, target) \
+                     AND username_key = $2 AND started_by = $3 \
+                     RETURNING id, username_key, kind, code_hash, expires_at, target, started_by) \
                      SELECT t.*, u.username FROM t \
                      LEFT JOIN users u ON u.username_key = t.username_key",
                 )
                 .await
                 .ctx(what)?;
-            let Some(row) = client.query_opt(&stmt, &[&id]).await.ctx(what)? else {
+            let found = client
+                .query_opt(&stmt, &[&id, &owner, &started_by])
+                .await
+                .ctx(what)?;
+            let Some(row) = found else {
                 return Ok(None);
             };
             let key: String = row.try_get("username_key").ctx(what)?;
@@ -1100,6 +1128,7 @@ impl Store for PostgresStore {
         &self,
         username: &str,
         kind: TransactionKind,
+        started_by: &str,
         now: i64,
     ) -> StoreResult<Option<Transaction>> {
         let key = username_key(username);
@@ -1111,18 +1140,86 @@ impl Store for PostgresStore {
                 .prepare_cached(
                     "WITH t AS (DELETE FROM transactions WHERE id = (SELECT id FROM transactions \
                      WHERE username_key = $1 AND kind = $2 AND expires_at >= $3 \
-                     ORDER BY expires_at DESC LIMIT 1) \
-                     RETURNING id, username_key, kind, code_hash, expires_at, target) \
+                     AND started_by = $4 ORDER BY expires_at DESC LIMIT 1) \
+                     RETURNING id, username_key, kind, code_hash, expires_at, target, started_by) \
                      SELECT t.*, u.username FROM t \
                      LEFT JOIN users u ON u.username_key = t.username_key",
                 )
                 .await
                 .ctx(what)?;
             let row = client
-                .query_opt(&stmt, &[&key, &kind_literal(kind), &now])
+                .query_opt(&stmt, &[&key, &kind_literal(kind), &now, &started_by])
                 .await
                 .ctx(what)?;
             row.map(|r| transaction_of(&r, &key)).transpose()
+        })
+        .await
+    }
+
+    async fn record_failure(
+        &self,
+        username: &str,
+        now: i64,
+        rule: FailureRule,
+    ) -> StoreResult<FailureCount> {
+        let key = username_key(username);
+        self.run("record_failure", async {
+            let what = "counting a failed attempt";
+            let client = self.client(what).await?;
+            let stmt = client.prepare_cached(&RECORD_FAILURE).await.ctx(what)?;
+            let threshold = i64::from(rule.threshold);
+            let row = client
+                .query_opt(
+                    &stmt,
+                    &[&key, &now, &threshold, &rule.window_secs, &rule.lock_secs],
+                )
+                .await
+                .ctx(what)?
+                .ok_or_else(|| StoreError::NotFound(username.to_string()))?;
+            let failures: i64 = row.try_get(0).ctx(what)?;
+            Ok(FailureCount {
+                failures: u32::try_from(failures).unwrap_or(u32::MAX),
+                locked_until: row.try_get(1).ctx(what)?,
+            })
+        })
+        .await
+    }
+
+    async fn locked_until(&self, username: &str, now: i64) -> StoreResult<Option<i64>> {
+        let key = username_key(username);
+        self.run("locked_until", async {
+            let what = "reading a lockout";
+            let client = self.client(what).await?;
+            let stmt = client
+                .prepare_cached(
+                    "SELECT locked_until FROM auth_failures \
+                     WHERE username_key = $1 AND locked_until > $2",
+                )
+                .await
+                .ctx(what)?;
+            let row = client.query_opt(&stmt, &[&key, &now]).await.ctx(what)?;
+            row.map(|r| r.try_get(0)).transpose().ctx(what)
+        })
+        .await
+    }
+
+    async fn clear_failures(&self, username: &str, now: i64) -> StoreResult<bool> {
+        let key = username_key(username);
+        self.run("clear_failures", async {
+            let what = "clearing failed attempts";
+            let client = self.client(what).await?;
+            let row = client
+                .query_opt(
+                    "DELETE FROM auth_failures WHERE username_key = $1 RETURNING locked_until",
+                    &[&key],
+                )
+                .await
+                .ctx(what)?;
+            let until: Option<i64> = match row {
+                Some(r) => r.try_get(0).ctx(what)?,
+                None => None,
+            };
+            Ok(until.is_some_and(|u| u > now))
         })
         .await
     }

@@ -139,9 +139,38 @@ pub(super) fn call_key(key: &SecretKey, username: &str, phone: &str) -> String {
     )
 }
 
-/// The lookup key of a username: lower case.
+/// The statement behind [`Store::record_failure`](super::Store::record_failure), with the
+/// placeholders `p(n)` of the backend (1 key, 2 now, 3 threshold, 4 window, 5 lock; all integers).
+///
+/// One `INSERT ... ON CONFLICT DO UPDATE ... RETURNING`: the database serialises concurrent
+/// writers of one row, so failures counted by several instances add up. In the `DO UPDATE` every
+/// expression reads the row as it was: the count restarts (at 1) when the window has passed or an
+/// earlier lock has ended, and reaching the threshold sets a lock from now. The `SELECT ... FROM
+/// users` inserts nothing for a user the store does not hold.
+pub(super) fn record_failure_sql(p: impl Fn(usize) -> String) -> String {
+    let (key, now, threshold, window, lock) = (p(1), p(2), p(3), p(4), p(5));
+    let restart = format!(
+        "(auth_failures.window_start + {window} <= {now} OR \
+         (auth_failures.locked_until IS NOT NULL AND auth_failures.locked_until <= {now}))"
+    );
+    let count = format!("(CASE WHEN {restart} THEN 1 ELSE auth_failures.failures + 1 END)");
+    format!(
+        "INSERT INTO auth_failures (username_key, failures, window_start, locked_until) \
+         SELECT username_key, 1, {now}, CASE WHEN 1 >= {threshold} THEN {now} + {lock} END \
+         FROM users WHERE username_key = {key} \
+         ON CONFLICT (username_key) DO UPDATE SET \
+         failures = {count}, \
+         window_start = CASE WHEN {restart} THEN {now} ELSE auth_failures.window_start END, \
+         locked_until = CASE WHEN {count} >= {threshold} THEN {now} + {lock} \
+         WHEN {restart} THEN NULL ELSE auth_failures.locked_until END \
+         RETURNING failures, locked_until"
+    )
+}
+
+/// The lookup key of a username: lower case ([`crate::username::key`], the one rule every keyed
+/// lookup shares).
 pub(super) fn username_key(username: &str) -> String {
-    username.to_lowercase()
+    crate::username::key(username)
 }
 
 /// Adds context to a store error.

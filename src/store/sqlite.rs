@@ -33,8 +33,8 @@ use super::row::{
 };
 use super::secrets::{self, SecretKey};
 use super::{
-    Bypass, CallClaim, CallState, Store, StoreError, StoreResult, Transaction, TransactionKind,
-    UserFilter, UserRecord, CALL_EXPIRED,
+    Bypass, CallClaim, CallState, FailureCount, FailureRule, Store, StoreError, StoreResult,
+    Transaction, TransactionKind, UserFilter, UserRecord, CALL_EXPIRED,
 };
 use crate::pfwssdk::wire::WireEnum;
 
@@ -45,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0002_transaction_target.sql"),
     include_str!("migrations/sqlite/0003_inflight_calls.sql"),
     include_str!("migrations/sqlite/0004_external_id.sql"),
+    include_str!("migrations/sqlite/0005_lockout.sql"),
 ];
 
 /// How long a statement waits for another process's lock before failing as busy.
@@ -58,6 +59,10 @@ static INSERT_USER: LazyLock<String> = LazyLock::new(|| row::insert_user_sql(|n|
 
 /// Replaces every column but the key and the username as first stored.
 static UPDATE_USER: LazyLock<String> = LazyLock::new(|| row::update_user_sql(|n| format!("?{n}")));
+
+/// Counts a failed attempt ([`row::record_failure_sql`]).
+static RECORD_FAILURE: LazyLock<String> =
+    LazyLock::new(|| row::record_failure_sql(|n| format!("?{n}")));
 
 /// The embedded SQLite store. Cheap to share behind an `Arc<dyn Store>`.
 pub struct SqliteStore {
@@ -661,15 +666,17 @@ impl Store for SqliteStore {
         let t = tx.clone();
         self.run("put_transaction", move |conn, _| {
             let result = conn.execute(
-                "INSERT INTO transactions (id, username_key, kind, code_hash, expires_at, target) \
-                 SELECT ?1, username_key, ?3, ?4, ?5, ?6 FROM users WHERE username_key = ?2",
+                "INSERT INTO transactions \
+                 (id, username_key, kind, code_hash, expires_at, target, started_by) \
+                 SELECT ?1, username_key, ?3, ?4, ?5, ?6, ?7 FROM users WHERE username_key = ?2",
                 params![
                     t.id,
                     username_key(&t.username),
                     kind_literal(t.kind),
                     t.code_hash,
                     t.expires_at,
-                    t.target
+                    t.target,
+                    t.started_by
                 ],
             );
             match result {
@@ -686,19 +693,29 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn take_transaction(&self, id: &str, now: i64) -> StoreResult<Option<Transaction>> {
+    async fn take_transaction(
+        &self,
+        id: &str,
+        username: &str,
+        started_by: &str,
+        now: i64,
+    ) -> StoreResult<Option<Transaction>> {
         let id = id.to_owned();
+        let owner = username_key(username);
+        let started_by = started_by.to_owned();
         self.run("take_transaction", move |conn, _| {
             let what = "taking a transaction";
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .ctx(what)?;
             // The single DELETE ... RETURNING is the decision: at most one caller gets the row.
+            // The owner is in the WHERE: another user's or principal's attempt leaves it alone.
             let taken: Option<(String, String, Option<String>, i64, Option<String>)> = tx
                 .query_row(
                     "DELETE FROM transactions WHERE id = ?1 AND expires_at >= ?2 \
+                     AND username_key = ?3 AND started_by = ?4 \
                      RETURNING username_key, kind, code_hash, expires_at, target",
-                    params![id, now],
+                    params![id, now, owner, started_by],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
                 )
                 .optional()
@@ -728,6 +745,7 @@ impl Store for SqliteStore {
                         code_hash,
                         expires_at,
                         target,
+                        started_by,
                     })
                 }
             };
@@ -741,10 +759,12 @@ impl Store for SqliteStore {
         &self,
         username: &str,
         kind: TransactionKind,
+        started_by: &str,
         now: i64,
     ) -> StoreResult<Option<Transaction>> {
         let key = username_key(username);
         let kind_text = kind_literal(kind);
+        let started_by = started_by.to_owned();
         self.run("take_user_transaction", move |conn, _| {
             let what = "taking a user's transaction";
             let tx = conn
@@ -755,9 +775,9 @@ impl Store for SqliteStore {
                 .query_row(
                     "DELETE FROM transactions WHERE id = (SELECT id FROM transactions \
                      WHERE username_key = ?1 AND kind = ?2 AND expires_at >= ?3 \
-                     ORDER BY expires_at DESC LIMIT 1) \
+                     AND started_by = ?4 ORDER BY expires_at DESC LIMIT 1) \
                      RETURNING id, code_hash, expires_at, target",
-                    params![key, kind_text, now],
+                    params![key, kind_text, now, started_by],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )
                 .optional()
@@ -780,11 +800,77 @@ impl Store for SqliteStore {
                         code_hash,
                         expires_at,
                         target,
+                        started_by,
                     })
                 }
             };
             tx.commit().ctx(what)?;
             Ok(result)
+        })
+        .await
+    }
+
+    async fn record_failure(
+        &self,
+        username: &str,
+        now: i64,
+        rule: FailureRule,
+    ) -> StoreResult<FailureCount> {
+        let key = username_key(username);
+        let name = username.to_owned();
+        self.run("record_failure", move |conn, _| {
+            let what = "counting a failed attempt";
+            let counted: Option<(i64, Option<i64>)> = conn
+                .prepare_cached(&RECORD_FAILURE)
+                .ctx(what)?
+                .query_row(
+                    params![
+                        key,
+                        now,
+                        i64::from(rule.threshold),
+                        rule.window_secs,
+                        rule.lock_secs
+                    ],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .ctx(what)?;
+            let (failures, locked_until) = counted.ok_or(StoreError::NotFound(name))?;
+            Ok(FailureCount {
+                failures: u32::try_from(failures).unwrap_or(u32::MAX),
+                locked_until,
+            })
+        })
+        .await
+    }
+
+    async fn locked_until(&self, username: &str, now: i64) -> StoreResult<Option<i64>> {
+        let key = username_key(username);
+        self.run("locked_until", move |conn, _| {
+            let what = "reading a lockout";
+            conn.prepare_cached(
+                "SELECT locked_until FROM auth_failures \
+                 WHERE username_key = ?1 AND locked_until > ?2",
+            )
+            .ctx(what)?
+            .query_row(params![key, now], |r| r.get(0))
+            .optional()
+            .ctx(what)
+        })
+        .await
+    }
+
+    async fn clear_failures(&self, username: &str, now: i64) -> StoreResult<bool> {
+        let key = username_key(username);
+        self.run("clear_failures", move |conn, _| {
+            let what = "clearing failed attempts";
+            let cleared: Option<Option<i64>> = conn
+                .prepare_cached("DELETE FROM auth_failures WHERE username_key = ?1 RETURNING locked_until")
+                .ctx(what)?
+                .query_row([&key], |r| r.get(0))
+                .optional()
+                .ctx(what)?;
+            Ok(cleared.flatten().is_some_and(|until| until > now))
         })
         .await
     }

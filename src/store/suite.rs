@@ -28,8 +28,8 @@ use std::sync::Arc;
 use crate::pfwssdk::{AuthResult, Mode3, PhoneAppMode, PinMode2, SmsDirection, SmsMode};
 use crate::store::secrets::{self, SecretKey};
 use crate::store::{
-    Bypass, CallClaim, CallState, Phone, Store, StoreError, TextFilter, Transaction,
-    TransactionKind, UserFilter, UserRecord, CALL_EXPIRED,
+    Bypass, CallClaim, CallState, FailureCount, FailureRule, Phone, Store, StoreError, TextFilter,
+    Transaction, TransactionKind, UserFilter, UserRecord, CALL_EXPIRED,
 };
 
 /// The OATH secret the suite stores (a backend test asserts it is absent from raw storage).
@@ -45,6 +45,9 @@ const PERSIST_TOKEN: &str = "suite-persist-token-51d0";
 
 /// A PHC-shaped PIN hash: the store keeps it verbatim and never hashes or verifies.
 const PIN_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c3VpdGVzYWx0c3VpdGU$5jIqH3U1tHfVd8bCzEqL0g";
+
+/// The principal that starts the suite's transactions.
+const CALLER: &str = "CONTOSO\\suite-app";
 
 /// A point in time for the caller-supplied clocks (bypasses, transactions).
 const NOW: i64 = 1_900_000_000;
@@ -396,6 +399,7 @@ pub async fn check_rename(store: &dyn Store) {
         code_hash: Some(PIN_HASH.into()),
         expires_at: NOW + 300,
         target: None,
+        started_by: CALLER.into(),
     };
     store.put_transaction(&tx).await.unwrap();
     assert!(store
@@ -450,7 +454,11 @@ pub async fn check_rename(store: &dyn Store) {
         .consume_bypass("suite-rename-new@contoso.com", NOW)
         .await
         .unwrap());
-    let taken = store.take_transaction(&tx.id, NOW).await.unwrap().unwrap();
+    let taken = store
+        .take_transaction(&tx.id, "suite-rename-new@contoso.com", CALLER, NOW)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(taken.username, "Suite-Rename-New@contoso.com");
     assert_eq!(taken.code_hash, tx.code_hash);
     // The code accepted before the rename is still a replay after it.
@@ -533,6 +541,7 @@ pub async fn check_delete_cascades(store: &dyn Store) {
         code_hash: None,
         expires_at: NOW + 300,
         target: None,
+        started_by: CALLER.into(),
     };
     store.put_transaction(&tx).await.unwrap();
     assert!(store
@@ -543,7 +552,10 @@ pub async fn check_delete_cascades(store: &dyn Store) {
     assert!(store.delete_user("SUITE-DELETE@contoso.com").await.unwrap());
     assert_eq!(store.block_reason(name).await.unwrap(), None);
     assert!(!store.consume_bypass(name, NOW).await.unwrap());
-    assert_eq!(store.take_transaction(&tx.id, NOW).await.unwrap(), None);
+    assert_eq!(
+        store.take_transaction(&tx.id, name, CALLER, NOW).await.unwrap(),
+        None
+    );
 
     // A new user of the same name starts clean.
     store.add_user(&UserRecord::new(name)).await.unwrap();
@@ -688,6 +700,7 @@ pub async fn check_transactions(store: &dyn Store) {
         code_hash: None,
         expires_at: NOW + 120,
         target: Some("+14255550100".into()),
+        started_by: CALLER.into(),
     };
     let oath = Transaction {
         id: "B0000000000000000000000000000002".into(),
@@ -696,6 +709,7 @@ pub async fn check_transactions(store: &dyn Store) {
         code_hash: None,
         expires_at: NOW + 120,
         target: None,
+        started_by: CALLER.into(),
     };
     store.put_transaction(&sms).await.unwrap();
     store.put_transaction(&oath).await.unwrap();
@@ -704,17 +718,49 @@ pub async fn check_transactions(store: &dyn Store) {
         "duplicate id accepted"
     );
 
+    // Another user, or another principal, naming the id takes nothing and leaves it for its owner
+    // (issue #23, item 7).
+    for (user, caller) in [
+        ("suite-other@contoso.com", CALLER),
+        (name, "CONTOSO\\other-app"),
+    ] {
+        assert_eq!(
+            store
+                .take_transaction(&sms.id, user, caller, NOW)
+                .await
+                .unwrap(),
+            None,
+            "{user} / {caller}"
+        );
+    }
+    assert_eq!(
+        store
+            .take_user_transaction(name, TransactionKind::ProviderCode, "CONTOSO\\other-app", NOW)
+            .await
+            .unwrap(),
+        None
+    );
+
     // The username comes back as stored, whatever case the caller used.
     let mut expected = sms.clone();
     expected.username = name.into();
     assert_eq!(
-        store.take_transaction(&sms.id, NOW).await.unwrap(),
+        store
+            .take_transaction(&sms.id, "SUITE-TX@contoso.com", CALLER, NOW)
+            .await
+            .unwrap(),
         Some(expected)
     );
-    assert_eq!(store.take_transaction(&sms.id, NOW).await.unwrap(), None);
+    assert_eq!(store
+            .take_transaction(&sms.id, "SUITE-TX@contoso.com", CALLER, NOW)
+            .await
+            .unwrap(), None);
     // Valid up to and including expires_at.
     assert_eq!(
-        store.take_transaction(&oath.id, NOW + 120).await.unwrap(),
+        store
+            .take_transaction(&oath.id, name, CALLER, NOW + 120)
+            .await
+            .unwrap(),
         Some(oath.clone())
     );
 
@@ -725,12 +771,15 @@ pub async fn check_transactions(store: &dyn Store) {
     };
     store.put_transaction(&late).await.unwrap();
     assert_eq!(
-        store.take_transaction(&late.id, NOW + 121).await.unwrap(),
+        store
+            .take_transaction(&late.id, name, CALLER, NOW + 121)
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(
         store
-            .take_transaction("B0000000000000000000000000000009", NOW)
+            .take_transaction("B0000000000000000000000000000009", name, CALLER, NOW)
             .await
             .unwrap(),
         None
@@ -758,6 +807,7 @@ pub async fn check_user_transactions(store: &dyn Store) {
         code_hash: Some(PIN_HASH.into()),
         expires_at,
         target: None,
+        started_by: CALLER.into(),
     };
     let old = mk(
         "D0000000000000000000000000000001",
@@ -778,28 +828,33 @@ pub async fn check_user_transactions(store: &dyn Store) {
         store.put_transaction(t).await.unwrap();
     }
     let got = store
-        .take_user_transaction("suite-utx@CONTOSO.com", TransactionKind::SmsPasscode, NOW)
+        .take_user_transaction(
+            "suite-utx@CONTOSO.com",
+            TransactionKind::SmsPasscode,
+            CALLER,
+            NOW,
+        )
         .await
         .unwrap();
     assert_eq!(got, Some(new.clone()), "newest first, username as stored");
     // The older one expires before it is asked for.
     assert_eq!(
         store
-            .take_user_transaction(name, TransactionKind::SmsPasscode, NOW + 61)
+            .take_user_transaction(name, TransactionKind::SmsPasscode, CALLER, NOW + 61)
             .await
             .unwrap(),
         None
     );
     assert_eq!(
         store
-            .take_user_transaction("nobody", TransactionKind::OathCode, NOW)
+            .take_user_transaction("nobody", TransactionKind::OathCode, CALLER, NOW)
             .await
             .unwrap(),
         None
     );
     assert_eq!(
         store
-            .take_user_transaction(name, TransactionKind::OathCode, NOW)
+            .take_user_transaction(name, TransactionKind::OathCode, CALLER, NOW)
             .await
             .unwrap(),
         Some(oath)
@@ -820,13 +875,14 @@ pub async fn check_transaction_concurrency(store: Arc<dyn Store>) {
             code_hash: None,
             expires_at: NOW + 60,
             target: None,
+            started_by: CALLER.into(),
         };
         store.put_transaction(&tx).await.unwrap();
         let tasks: Vec<_> = (0..20)
             .map(|_| {
                 let store = Arc::clone(&store);
                 let id = id.clone();
-                tokio::spawn(async move { store.take_transaction(&id, NOW).await })
+                tokio::spawn(async move { store.take_transaction(&id, name, CALLER, NOW).await })
             })
             .collect();
         let mut winners = Vec::new();
@@ -1402,6 +1458,103 @@ pub async fn check_call_claim_concurrency(store: Arc<dyn Store>) {
     }
 }
 
+/// The suite's lockout rule: 3 failures within 100 s lock for 50 s.
+const RULE: FailureRule = FailureRule {
+    threshold: 3,
+    window_secs: 100,
+    lock_secs: 50,
+};
+
+/// Failures count per user (any case) within the window, the threshold locks until `now + lock`,
+/// the count restarts after the window or after a lock ends, clearing reports a lock, and the
+/// counter follows a rename and goes with a delete.
+pub async fn check_lockout(store: &dyn Store) {
+    let name = "Suite-Lock@contoso.com";
+    store.add_user(&UserRecord::new(name)).await.unwrap();
+    assert_eq!(store.locked_until(name, NOW).await.unwrap(), None);
+    let count = |failures, locked_until| FailureCount {
+        failures,
+        locked_until,
+    };
+    assert_eq!(
+        store.record_failure("suite-lock@CONTOSO.com", NOW, RULE).await.unwrap(),
+        count(1, None)
+    );
+    assert_eq!(
+        store.record_failure(name, NOW + 10, RULE).await.unwrap(),
+        count(2, None)
+    );
+    assert_eq!(
+        store.record_failure(name, NOW + 20, RULE).await.unwrap(),
+        count(3, Some(NOW + 70))
+    );
+    assert_eq!(store.locked_until(name, NOW + 69).await.unwrap(), Some(NOW + 70));
+    assert_eq!(store.locked_until(name, NOW + 70).await.unwrap(), None);
+    // After the lock ended the count starts again.
+    assert_eq!(
+        store.record_failure(name, NOW + 71, RULE).await.unwrap(),
+        count(1, None)
+    );
+    // After the window passed (no lock) it starts again too.
+    assert_eq!(
+        store.record_failure(name, NOW + 171, RULE).await.unwrap(),
+        count(1, None)
+    );
+    store.record_failure(name, NOW + 172, RULE).await.unwrap();
+    store.record_failure(name, NOW + 173, RULE).await.unwrap();
+    assert!(store.clear_failures(name, NOW + 174).await.unwrap(), "was locked");
+    assert_eq!(store.locked_until(name, NOW + 174).await.unwrap(), None);
+    assert!(!store.clear_failures(name, NOW + 174).await.unwrap());
+    // A user the store does not hold has no counter.
+    let err = store.record_failure("suite-lock-nobody", NOW, RULE).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+
+    // The counter follows a rename and goes with a delete.
+    for t in 0..3 {
+        store.record_failure(name, NOW + 200 + t, RULE).await.unwrap();
+    }
+    store.rename_user(name, "Suite-Lock-Renamed@contoso.com").await.unwrap();
+    assert_eq!(
+        store
+            .locked_until("suite-lock-renamed@contoso.com", NOW + 203)
+            .await
+            .unwrap(),
+        Some(NOW + 252)
+    );
+    assert!(store.delete_user("suite-lock-renamed@contoso.com").await.unwrap());
+    store.add_user(&UserRecord::new(name)).await.unwrap();
+    assert_eq!(store.locked_until(name, NOW + 203).await.unwrap(), None);
+    assert!(store.delete_user(name).await.unwrap());
+}
+
+/// Two stores on one database (two pfgate instances): failures counted through either add up,
+/// concurrently, and a lock set through one holds in the other (issue #17, item 2).
+pub async fn check_lockout_shared(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    let name = "suite-lock-shared@contoso.com";
+    a.add_user(&UserRecord::new(name)).await.unwrap();
+    let rule = FailureRule {
+        threshold: 40,
+        ..RULE
+    };
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let store = if i % 2 == 0 { Arc::clone(&a) } else { Arc::clone(&b) };
+            tokio::spawn(async move { store.record_failure(name, NOW, rule).await })
+        })
+        .collect();
+    let mut counts = Vec::new();
+    for t in tasks {
+        counts.push(t.await.unwrap().unwrap().failures);
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=40).collect::<Vec<_>>(), "every failure counted once");
+    assert_eq!(a.locked_until(name, NOW + 1).await.unwrap(), Some(NOW + 50));
+    assert_eq!(b.locked_until(name, NOW + 1).await.unwrap(), Some(NOW + 50));
+    assert!(b.clear_failures(name, NOW + 1).await.unwrap());
+    assert_eq!(a.locked_until(name, NOW + 1).await.unwrap(), None);
+    assert!(a.delete_user(name).await.unwrap());
+}
+
 /// A store under test, with what keeps its storage alive (a temporary file, a schema) until the
 /// test ends.
 pub struct Subject {
@@ -1453,16 +1606,59 @@ pub async fn open_postgres() -> Option<Subject> {
     })
 }
 
+/// Two stores on one fresh database: the same in-memory SQLite store twice (it cannot be opened
+/// twice), one SQLite file opened twice, or two connections pools on one PostgreSQL schema.
+pub async fn open_sqlite_memory_pair() -> Option<(Subject, Arc<dyn Store>)> {
+    let a = open_sqlite_memory().await?;
+    let b = Arc::clone(&a.store);
+    Some((a, b))
+}
+
+/// See [`open_sqlite_memory_pair`].
+pub async fn open_sqlite_file_pair() -> Option<(Subject, Arc<dyn Store>)> {
+    let db = crate::store::sqlite::tests::TempDb::new("suite-pair");
+    let a = crate::store::sqlite::SqliteStore::open(&db.0, key()).await.unwrap();
+    let b = crate::store::sqlite::SqliteStore::open(&db.0, key()).await.unwrap();
+    Some((
+        Subject {
+            store: Arc::new(a),
+            _guard: Box::new(db),
+        },
+        Arc::new(b),
+    ))
+}
+
+/// See [`open_sqlite_memory_pair`].
+pub async fn open_postgres_pair() -> Option<(Subject, Arc<dyn Store>)> {
+    use crate::store::postgres::{testing, PostgresStore};
+    let url = testing::database_url("store suite on PostgreSQL")?;
+    let schema = testing::TestSchema::create(&url).await.unwrap();
+    let a = PostgresStore::connect(&schema.settings(), key()).await.unwrap();
+    let b = PostgresStore::connect(&schema.settings(), key()).await.unwrap();
+    Some((
+        Subject {
+            store: Arc::new(a),
+            _guard: Box::new(schema),
+        },
+        Arc::new(b),
+    ))
+}
+
 /// One test per check for a backend: `suite_for!(module_name, opener)`.
 macro_rules! suite_for {
-    ($backend:ident, $open:path) => {
+    ($backend:ident, $open:path, $pair:path) => {
         mod $backend {
             use super::*;
             suite_for!(@by_ref $open: check_health, check_user_crud, check_external_id,
                 check_secrets_round_trip,
                 check_rename, check_delete_cascades, check_blocks, check_bypass,
                 check_transactions, check_user_transactions, check_used_codes, check_find_users,
-                check_call_claims);
+                check_call_claims, check_lockout);
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn check_lockout_shared() {
+                let Some((subject, other)) = $pair().await else { return };
+                super::check_lockout_shared(Arc::clone(&subject.store), other).await;
+            }
             suite_for!(@shared $open: check_bypass_concurrency, check_transaction_concurrency,
                 check_used_code_concurrency, check_call_claim_concurrency);
         }
@@ -1483,6 +1679,6 @@ macro_rules! suite_for {
     )*};
 }
 
-suite_for!(sqlite_memory, open_sqlite_memory);
-suite_for!(sqlite_file, open_sqlite_file);
-suite_for!(postgres, open_postgres);
+suite_for!(sqlite_memory, open_sqlite_memory, open_sqlite_memory_pair);
+suite_for!(sqlite_file, open_sqlite_file, open_sqlite_file_pair);
+suite_for!(postgres, open_postgres, open_postgres_pair);

@@ -636,7 +636,8 @@ async fn readiness_flips_when_the_store_goes_away_and_comes_back() {
     let config = format!(
         "[server]\nplain_listen = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
          [auth]\nallow_anonymous = true\n[directory]\nusers_file = \"users.toml\"\n\
-         [store]\nurl = \"{}\"\nschema = \"{}\"\npool_size = 2\nsecrets_key_file = \"secrets.key\"\n",
+         [store]\nurl = \"{}\"\nschema = \"{}\"\npool_size = 2\nsecrets_key_file = \"secrets.key\"\n\
+         [providers.demo]\nkind = \"scripted\"\n[[routes]]\nproviders = [\"demo\"]\n",
         with_port(&url, proxy.port),
         schema.name()
     );
@@ -644,11 +645,8 @@ async fn readiness_flips_when_the_store_goes_away_and_comes_back() {
     let (status, json) = gate.readyz().await;
     assert_eq!(status, 200, "{json}");
     assert_eq!(json["store"]["healthy"], true);
-    // No providers configured: the users file's scripted outcomes are the one "provider".
-    assert_eq!(
-        json["routes"][0]["providers"][0]["name"], "scripted",
-        "{json}"
-    );
+    // The scripted provider, named in the configuration, is the one provider.
+    assert_eq!(json["routes"][0]["providers"][0]["name"], "demo", "{json}");
 
     proxy.cut();
     let (status, json) = gate.readyz().await;
@@ -677,7 +675,8 @@ async fn admin_paths_stay_on_the_admin_listener_and_the_token_is_enforced() {
     .unwrap();
     let config = "[server]\nplain_listen = \"127.0.0.1:0\"\n\
          [admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n\
-         [auth]\nallow_anonymous = true\n[directory]\nusers_file = \"users.toml\"\n";
+         [auth]\nallow_anonymous = true\n[directory]\nusers_file = \"users.toml\"\n\
+         [providers.demo]\nkind = \"scripted\"\n[[routes]]\nproviders = [\"demo\"]\n";
     let gate = Gate::start(dir.clone(), config, 2).await;
     let plain = gate.line_address("listening on http://");
     let bearer = "Authorization: Bearer 0123456789abcdef0123456789abcdef\r\n";
@@ -754,7 +753,7 @@ async fn admin_paths_stay_on_the_admin_listener_and_the_token_is_enforced() {
     };
     let out = check(
         "[server]\nplain_listen = \"127.0.0.1:0\"\n[auth]\nallow_anonymous = true\n\
-         [admin]\nlisten = \"0.0.0.0:9473\"\n",
+         [admin]\nlisten = \"0.0.0.0:9473\"\n[providers.demo]\nkind = \"scripted\"\n[[routes]]\nproviders = [\"demo\"]\n",
         "open.toml",
     );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
@@ -768,7 +767,7 @@ async fn admin_paths_stay_on_the_admin_listener_and_the_token_is_enforced() {
     );
     let out = check(
         "[server]\nplain_listen = \"127.0.0.1:0\"\n[auth]\nallow_anonymous = true\n\
-         [admin]\nlisten = \"0.0.0.0:9473\"\ntoken_file = \"admin.token\"\n",
+         [admin]\nlisten = \"0.0.0.0:9473\"\ntoken_file = \"admin.token\"\n[providers.demo]\nkind = \"scripted\"\n[[routes]]\nproviders = [\"demo\"]\n",
         "tokened.toml",
     );
     assert!(out.status.success(), "{out:?}");

@@ -56,7 +56,7 @@ fn check_config_accepts_a_good_file_and_lists_every_problem_of_a_bad_one() {
         &good,
         "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n\
          plain_listen = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]\n\
-         [engine]\nauth_timeout_secs = 60\n[auth]\nallow_anonymous = true\n",
+         [engine]\nauth_timeout_secs = 60\n[auth]\nallow_anonymous = true\n[providers.demo]\nkind = \"scripted\"\n[[routes]]\nproviders = [\"demo\"]\n",
     )
     .unwrap();
     let out = bin().arg("check-config").arg(&good).output().unwrap();
@@ -349,7 +349,7 @@ async fn serve_from_a_config_file_with_tls_and_plain_listeners() {
     std::fs::write(
         &config,
         "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n\
-         plain_listen = \"127.0.0.1:0\"\n[directory]\nusers_file = \"users.toml\"\n[auth]\nallow_anonymous = true\n",
+         plain_listen = \"127.0.0.1:0\"\n[directory]\nusers_file = \"users.toml\"\n[auth]\nallow_anonymous = true\n[providers.demo]\nkind = \"scripted\"\n[[routes]]\nproviders = [\"demo\"]\n",
     )
     .unwrap();
     let cfg = config.display().to_string();
@@ -395,7 +395,7 @@ async fn users_import_is_idempotent_export_has_no_secrets_and_serve_uses_the_sto
     let config = dir.join("pfgate.toml");
     std::fs::write(
         &config,
-        "[server]\nplain_listen = \"127.0.0.1:0\"\n[store]\npath = \"pfgate.db\"\nsecrets_key_file = \"secrets.key\"\n[auth]\nallow_anonymous = true\n",
+        "[server]\nplain_listen = \"127.0.0.1:0\"\n[store]\npath = \"pfgate.db\"\nsecrets_key_file = \"secrets.key\"\n[auth]\nallow_anonymous = true\n[providers.demo]\nkind = \"scripted\"\n[[routes]]\nproviders = [\"demo\"]\n",
     )
     .unwrap();
     let csv = dir.join("users.csv");
@@ -505,7 +505,7 @@ async fn users_csv_external_id_round_trip_with_and_without_the_column() {
     let config = dir.join("pfgate.toml");
     std::fs::write(
         &config,
-        "[server]\nplain_listen = \"127.0.0.1:0\"\n[store]\npath = \"pfgate.db\"\nsecrets_key_file = \"secrets.key\"\n[auth]\nallow_anonymous = true\n",
+        "[server]\nplain_listen = \"127.0.0.1:0\"\n[store]\npath = \"pfgate.db\"\nsecrets_key_file = \"secrets.key\"\n[auth]\nallow_anonymous = true\n[providers.demo]\nkind = \"scripted\"\n[[routes]]\nproviders = [\"demo\"]\n",
     )
     .unwrap();
     let run = |args: &[&str], csv: Option<&std::path::Path>| {
@@ -669,7 +669,7 @@ async fn audit_trail_is_chained_across_restarts_and_verify_finds_edits() {
         &config,
         "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n\
          plain_listen = \"127.0.0.1:0\"\n[directory]\nusers_file = \"users.toml\"\n\
-         [auth]\nallow_anonymous = true\n[audit]\nfile = \"audit/trail.jsonl\"\n",
+         [auth]\nallow_anonymous = true\n[audit]\nfile = \"audit/trail.jsonl\"\n[providers.demo]\nkind = \"scripted\"\n[[routes]]\nproviders = [\"demo\"]\n",
     )
     .unwrap();
     let trail = dir.join("audit/trail.jsonl");
@@ -864,7 +864,7 @@ async fn cert_dev_makes_a_ca_whose_server_certificate_verifies() {
     std::fs::write(
         &config,
         "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"certs/dev-server.pem\"\n\
-         tls_key = \"certs/dev-server-key.pem\"\n[auth]\nallow_anonymous = true\n",
+         tls_key = \"certs/dev-server-key.pem\"\n[auth]\nallow_anonymous = true\n[providers.demo]\nkind = \"scripted\"\n[[routes]]\nproviders = [\"demo\"]\n",
     )
     .unwrap();
     let cfg = config.display().to_string();

@@ -830,7 +830,8 @@ impl Pfgate {
              [auth.ntlm]\nnetbios_domain = \"CONTOSO\"\ndns_computer = \"localhost\"\n\
              [[auth.ntlm.accounts]]\nprincipal = 'CONTOSO\\mimservice'\npassword_file = \"mim.password\"\n\n\
              [[auth.principals]]\nname = \"{USER}@{REALM}\"\nallow = [\"authentication\"]\n\
-             [[auth.principals]]\nname = 'CONTOSO\\mimservice'\nallow = [\"authentication\"]\n",
+             [[auth.principals]]\nname = 'CONTOSO\\mimservice'\nallow = [\"authentication\"]\n\
+             [providers.demo]\nkind = \"scripted\"\n[[routes]]\nproviders = [\"demo\"]\n",
             keytab = kdc.dir.join(keytab).display().to_string(),
         );
         std::fs::write(dir.join("pfgate.toml"), config).unwrap();

@@ -37,6 +37,7 @@ mod providers_e2e;
 mod providers_twilio;
 mod providers_webhook;
 mod reload;
+mod security_engine;
 mod standalone;
 mod support;
 mod users_import;

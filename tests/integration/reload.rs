@@ -91,7 +91,7 @@ fn config_text(allow: &str, extra: &str) -> String {
     format!(
         "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n\
          [auth]\nallow_anonymous = true\n\
-         [[auth.principals]]\nname = \"anonymous\"\nallow = [{allow}]\n{extra}"
+         [[auth.principals]]\nname = \"anonymous\"\nallow = [{allow}]\n{extra}\n[providers.demo]\nkind = \"scripted\"\n[[routes]]\nproviders = [\"demo\"]\n"
     )
 }
 
@@ -225,7 +225,8 @@ fn users_file(extra_user: Option<&str>) -> String {
 fn plain_config(grace: u64) -> String {
     format!(
         "[server]\nplain_listen = \"127.0.0.1:0\"\n[limits]\nshutdown_grace_secs = {grace}\n\
-         [directory]\nusers_file = \"users.toml\"\n[auth]\nallow_anonymous = true\n"
+         [directory]\nusers_file = \"users.toml\"\n[auth]\nallow_anonymous = true\n\
+         [providers.demo]\nkind = \"scripted\"\n[[routes]]\nproviders = [\"demo\"]\n"
     )
 }
 

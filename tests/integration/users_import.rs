@@ -177,7 +177,8 @@ fn write_tls(dir: &Path) {
 fn config(dir: &Path, name: &str, db: &str, ntlm: bool) -> PathBuf {
     let mut t = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n\
-         [store]\npath = \"{db}\"\nsecrets_key_file = \"secrets.key\"\n"
+         [store]\npath = \"{db}\"\nsecrets_key_file = \"secrets.key\"\n\
+         [providers.demo]\nkind = \"scripted\"\n[[routes]]\nproviders = [\"demo\"]\n"
     );
     if !ntlm {
         // The destination is never served; the file only names its store.
