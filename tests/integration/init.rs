@@ -239,7 +239,11 @@ async fn init_webhook_site_fills_checks_serves_and_authenticates() {
             std::env::var("PFGATE_REQUIRE_INTEROP").is_err(),
             "python3 is required (PFGATE_REQUIRE_INTEROP=1)"
         );
-        eprintln!("SKIP init_webhook: python3 missing (the example webhook service)");
+        pfgate::test_skips::skip(
+            pfgate::test_skips::Needs::Tools("python3"),
+            "init_webhook_site_fills_checks_serves_and_authenticates",
+            "python3 missing (the example webhook service)",
+        );
         return;
     };
     let cfg = init_fill_check_serve("webhook", "webhook.secret", &service.1);

@@ -235,7 +235,8 @@ async fn exposed_secrets_key_is_warned_about_once() {
         &config,
         "[server]\nplain_listen = \"127.0.0.1:0\"\n[auth]\nallow_anonymous = true\n\
          [admin]\nenabled = false\n\
-         [store]\npath = \"pfgate.db\"\nsecrets_key_file = \"secrets.key\"\n",
+         [store]\npath = \"pfgate.db\"\nsecrets_key_file = \"secrets.key\"\n\
+         [providers.demo]\nkind = \"scripted\"\n[[routes]]\nproviders = [\"demo\"]\n",
     )
     .unwrap();
     let log = dir.join("stderr.log");
@@ -372,7 +373,8 @@ fn cert_dev_prints_paths_a_configuration_anywhere_can_use() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n{}\n{}\n[auth]\nallow_anonymous = true\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\n{}\n{}\n[auth]\nallow_anonymous = true\n\
+             [providers.demo]\nkind = \"scripted\"\n[[routes]]\nproviders = [\"demo\"]\n",
             lines[0], lines[1]
         ),
     )
