@@ -183,7 +183,10 @@ mod tests {
 
     #[test]
     fn overlong_names_are_refused() {
-        assert_eq!(canonical(&"a".repeat(MAX_CHARS)).map(|s| s.len()), Ok(MAX_CHARS));
+        assert_eq!(
+            canonical(&"a".repeat(MAX_CHARS)).map(|s| s.len()),
+            Ok(MAX_CHARS)
+        );
         assert_eq!(
             canonical(&"a".repeat(MAX_CHARS + 1)),
             Err(UsernameError::TooLong)

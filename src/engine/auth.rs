@@ -44,8 +44,7 @@ use crate::pfwssdk::codes::{CallCode, ErrorCode};
 use crate::pfwssdk::{CallResult, Error, Mode3};
 use crate::providers::{AuthAttempt, Provider, Verdict};
 use crate::store::{
-    CallClaim, CallState, Store, StoreError, Transaction, TransactionKind, UserRecord,
-    CALL_EXPIRED,
+    CallClaim, CallState, Store, StoreError, Transaction, TransactionKind, UserRecord, CALL_EXPIRED,
 };
 
 /// A claim in the store outlives the deadline by this much (seconds) before another instance may
@@ -211,7 +210,9 @@ fn success_code(mode: Mode3) -> CallCode {
 /// The number the caller gave (`PfAuthUser_5`/`PfAuthUserMaster_4`), unless its phone number is
 /// empty: then the user's own number is used, as for the other operations.
 fn caller_number<'a>(input: &AuthInput<'a>) -> Option<(&'a str, &'a str, &'a str)> {
-    input.phone.filter(|(_, number, _)| !number.trim().is_empty())
+    input
+        .phone
+        .filter(|(_, number, _)| !number.trim().is_empty())
 }
 
 /// The mode of this authentication. `own` is the user's mode (voice for an unknown user).
@@ -302,7 +303,9 @@ impl Engine {
         let request_id = super::new_request_id();
         let user = match self.standing(input.username).await {
             Standing::Active(user) => user,
-            Standing::Unknown(name) => return self.unknown_user(ctx, input, &name, request_id).await,
+            Standing::Unknown(name) => {
+                return self.unknown_user(ctx, input, &name, request_id).await
+            }
             Standing::DisabledPass => {
                 return (
                     AuthDecision::approved(CallCode::BypassedAuth, request_id),
