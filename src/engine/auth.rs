@@ -888,6 +888,32 @@ async fn wait_for_remote(store: &dyn Store, request_id: &str, deadline: Duration
 mod tests {
     use super::*;
 
+    /// Issue #17, item 15: the mode used is one a call can carry; an omitted mode (decoded as
+    /// `oathToken`) with a caller's number is a voice call, without one the user's own mode.
+    #[test]
+    fn the_mode_used_is_what_a_call_can_carry() {
+        let with = |phone: Option<(&'static str, &'static str, &'static str)>, mode| AuthInput {
+            phone,
+            mode,
+            ..AuthInput::default()
+        };
+        let number = Some(("1", "4255550100", ""));
+        let empty = Some(("1", " ", ""));
+        for (input, own, expected) in [
+            (with(number, Some(Mode3::OathToken)), Mode3::PhoneApp, Mode3::VoiceCall),
+            (with(number, Some(Mode3::Unspecified)), Mode3::SmsText, Mode3::VoiceCall),
+            (with(number, Some(Mode3::SmsText)), Mode3::VoiceCall, Mode3::SmsText),
+            (with(number, Some(Mode3::PhoneApp)), Mode3::VoiceCall, Mode3::PhoneApp),
+            (with(empty, Some(Mode3::OathToken)), Mode3::OathToken, Mode3::OathToken),
+            (with(empty, Some(Mode3::Invalid)), Mode3::SmsText, Mode3::SmsText),
+            (with(None, None), Mode3::PhoneApp, Mode3::PhoneApp),
+        ] {
+            assert_eq!(effective_mode(&input, own), expected, "{input:?} own {own:?}");
+        }
+        assert_eq!(caller_number(&with(empty, None)), None);
+        assert_eq!(caller_number(&with(number, None)), number);
+    }
+
     #[test]
     fn endings_survive_the_store_and_unknown_ones_fail() {
         for ending in [
