@@ -1255,7 +1255,7 @@ impl Engine {
             &AuditEvent {
                 operation: op.name(),
                 caller: &ctx.caller,
-                username: &s(username),
+                username: &crate::username::for_log(username.as_deref().unwrap_or("")),
                 call_result: if error.code == 0 {
                     success.map(CallCode::code)
                 } else {

@@ -266,6 +266,7 @@ impl Engine {
         // when the caller goes away and the future is dropped.
         let _inflight = crate::metrics::global().auth_started();
         let (decision, phone, provider) = self.decide(ctx, &input).await;
+        let shown = crate::username::for_log(input.username.unwrap_or(""));
         let kind = if decision.success {
             AuditKind::SecondFactorCompleted
         } else if decision.call_result.code == CallCode::OathCodePending.code()
@@ -280,7 +281,7 @@ impl Engine {
             &AuditEvent {
                 operation: input.operation,
                 caller: &ctx.caller,
-                username: input.username.unwrap_or(""),
+                username: &shown,
                 phone,
                 provider,
                 call_result: Some(decision.call_result.code),
@@ -900,15 +901,43 @@ mod tests {
         let number = Some(("1", "4255550100", ""));
         let empty = Some(("1", " ", ""));
         for (input, own, expected) in [
-            (with(number, Some(Mode3::OathToken)), Mode3::PhoneApp, Mode3::VoiceCall),
-            (with(number, Some(Mode3::Unspecified)), Mode3::SmsText, Mode3::VoiceCall),
-            (with(number, Some(Mode3::SmsText)), Mode3::VoiceCall, Mode3::SmsText),
-            (with(number, Some(Mode3::PhoneApp)), Mode3::VoiceCall, Mode3::PhoneApp),
-            (with(empty, Some(Mode3::OathToken)), Mode3::OathToken, Mode3::OathToken),
-            (with(empty, Some(Mode3::Invalid)), Mode3::SmsText, Mode3::SmsText),
+            (
+                with(number, Some(Mode3::OathToken)),
+                Mode3::PhoneApp,
+                Mode3::VoiceCall,
+            ),
+            (
+                with(number, Some(Mode3::Unspecified)),
+                Mode3::SmsText,
+                Mode3::VoiceCall,
+            ),
+            (
+                with(number, Some(Mode3::SmsText)),
+                Mode3::VoiceCall,
+                Mode3::SmsText,
+            ),
+            (
+                with(number, Some(Mode3::PhoneApp)),
+                Mode3::VoiceCall,
+                Mode3::PhoneApp,
+            ),
+            (
+                with(empty, Some(Mode3::OathToken)),
+                Mode3::OathToken,
+                Mode3::OathToken,
+            ),
+            (
+                with(empty, Some(Mode3::Invalid)),
+                Mode3::SmsText,
+                Mode3::SmsText,
+            ),
             (with(None, None), Mode3::PhoneApp, Mode3::PhoneApp),
         ] {
-            assert_eq!(effective_mode(&input, own), expected, "{input:?} own {own:?}");
+            assert_eq!(
+                effective_mode(&input, own),
+                expected,
+                "{input:?} own {own:?}"
+            );
         }
         assert_eq!(caller_number(&with(empty, None)), None);
         assert_eq!(caller_number(&with(number, None)), number);

@@ -856,7 +856,10 @@ outcome = "approve"
         "{}",
         r.body
     );
-    assert_eq!(text_of(&r.body, "pfAuthSucceeded").as_deref(), Some("false"));
+    assert_eq!(
+        text_of(&r.body, "pfAuthSucceeded").as_deref(),
+        Some("false")
+    );
     assert!(r.body.contains("<callResult><Code>14</Code>"), "{}", r.body);
     assert_eq!(provider.calls(), 1, "no call for a blocked user");
 
