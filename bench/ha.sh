@@ -104,6 +104,8 @@ config() {
         printf '[server]\nplain_listen = "127.0.0.1:%s"\n' "$port"
         printf '[auth]\nallow_anonymous = true\n'
         printf '[directory]\nusers_file = "%s/fixtures/demo.toml"\n' "$ROOT"
+        # The demo users' scripted outcomes, named (no provider: no start).
+        printf '[providers.demo]\nkind = "scripted"\n[[routes]]\nproviders = ["demo"]\n'
         printf '[store]\nsecrets_key_file = "%s/secrets.key"\n' "$WORK"
         if [ "$store" = "sqlite" ]; then
             printf 'path = "%s/bench.db"\n' "$WORK"

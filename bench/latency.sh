@@ -51,6 +51,11 @@ enabled = false
 allow_anonymous = true
 [directory]
 users_file = "$ROOT/fixtures/demo.toml"
+# The demo users' scripted outcomes, named (a configuration without a provider does not start).
+[providers.demo]
+kind = "scripted"
+[[routes]]
+providers = ["demo"]
 TOML
 
 note "start-up, $STARTS runs"

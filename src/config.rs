@@ -1405,7 +1405,10 @@ fn lockout_secs(
 ) -> Duration {
     match v {
         Some(s) if !(1..=86_400).contains(&s) => {
-            problem(key, format!("{s} is out of range: it must be 1..=86400 seconds"));
+            problem(
+                key,
+                format!("{s} is out of range: it must be 1..=86400 seconds"),
+            );
             default
         }
         Some(s) => Duration::from_secs(s),
@@ -1605,7 +1608,8 @@ mod tests {
 
     /// The keys of the problems a `[store]` section (and a minimal rest) produces.
     /// A provider named explicitly, so a configuration under test has one.
-    const SCRIPTED: &str = "[providers.demo]\nkind = \"scripted\"\n[[routes]]\nproviders = [\"demo\"]\n";
+    const SCRIPTED: &str =
+        "[providers.demo]\nkind = \"scripted\"\n[[routes]]\nproviders = [\"demo\"]\n";
 
     fn store_problems(store: &str) -> Result<Settings, Vec<String>> {
         let text = format!("[server]\nplain_listen = \"127.0.0.1:0\"\n[auth]\nallow_anonymous = true\n{SCRIPTED}[store]\n{store}");
@@ -1749,8 +1753,11 @@ mod tests {
 
     fn engine_problems(text: &str) -> Result<Settings, Vec<String>> {
         let file: FileConfig = toml::from_str(text).map_err(|e| vec![e.to_string()])?;
-        validate(Path::new("/nonexistent/pfgate.toml"), file)
-            .map_err(|e| e.0.iter().map(|p| format!("{}: {}", p.key, p.reason)).collect())
+        validate(Path::new("/nonexistent/pfgate.toml"), file).map_err(|e| {
+            e.0.iter()
+                .map(|p| format!("{}: {}", p.key, p.reason))
+                .collect()
+        })
     }
 
     /// Without a provider the configuration cannot serve, saying what to configure (issue #17,
@@ -1761,21 +1768,32 @@ mod tests {
         let problems = engine_problems(base).unwrap().serve_problems();
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!(problems[0].0, "providers");
-        assert!(problems[0].1.starts_with("no provider is configured"), "{problems:?}");
+        assert!(
+            problems[0].1.starts_with("no provider is configured"),
+            "{problems:?}"
+        );
         assert!(problems[0].1.contains("[[routes]]"), "{problems:?}");
         let named = engine_problems(&format!("{base}{SCRIPTED}")).unwrap();
         assert!(named.serve_problems().is_empty());
-        assert!(Settings::demo(([127, 0, 0, 1], 0).into()).serve_problems().is_empty());
+        assert!(Settings::demo(([127, 0, 0, 1], 0).into())
+            .serve_problems()
+            .is_empty());
     }
 
     /// The engine's new settings: secure defaults, the documented literals, ranges checked.
     #[test]
     fn engine_policy_settings_default_secure_and_are_checked() {
-        let base = format!("[server]\nplain_listen = \"127.0.0.1:0\"\n[auth]\nallow_anonymous = true\n{SCRIPTED}");
+        let base = format!(
+            "[server]\nplain_listen = \"127.0.0.1:0\"\n[auth]\nallow_anonymous = true\n{SCRIPTED}"
+        );
         let d = engine_problems(&base).unwrap().engine;
         assert_eq!(d.unknown_users, UnknownUsers::Deny);
         assert_eq!(
-            (d.lockout.threshold, d.lockout.window.as_secs(), d.lockout.duration.as_secs()),
+            (
+                d.lockout.threshold,
+                d.lockout.window.as_secs(),
+                d.lockout.duration.as_secs()
+            ),
             (5, 900, 900)
         );
         assert!(!d.call_only_stored_numbers);
@@ -1787,7 +1805,11 @@ mod tests {
         .engine;
         assert_eq!(set.unknown_users, UnknownUsers::Caller);
         assert_eq!(
-            (set.lockout.threshold, set.lockout.window.as_secs(), set.lockout.duration.as_secs()),
+            (
+                set.lockout.threshold,
+                set.lockout.window.as_secs(),
+                set.lockout.duration.as_secs()
+            ),
             (3, 60, 120)
         );
         assert!(set.call_only_stored_numbers);
@@ -1795,14 +1817,23 @@ mod tests {
             "{base}[engine]\nunknown_users = \"allow\"\nlockout_threshold = 0\nlockout_secs = 0\n"
         ))
         .unwrap_err();
-        let keys: Vec<&str> = bad.iter().map(|p| p.split(':').next().unwrap_or("")).collect();
+        let keys: Vec<&str> = bad
+            .iter()
+            .map(|p| p.split(':').next().unwrap_or(""))
+            .collect();
         assert_eq!(
             keys,
-            ["engine.unknown_users", "engine.lockout_threshold", "engine.lockout_secs"]
+            [
+                "engine.unknown_users",
+                "engine.lockout_threshold",
+                "engine.lockout_secs"
+            ]
         );
         // Demo mode is a double of MFA Server: unknown users as the caller says.
         assert_eq!(
-            Settings::demo(([127, 0, 0, 1], 0).into()).engine.unknown_users,
+            Settings::demo(([127, 0, 0, 1], 0).into())
+                .engine
+                .unknown_users,
             UnknownUsers::Caller
         );
     }

@@ -88,6 +88,13 @@ pub fn canonical(raw: &str) -> Result<String, UsernameError> {
     Ok(normal.trim().to_string())
 }
 
+/// How a username from a request is written to logs and the audit trail: its canonical form, or —
+/// for a name [`canonical`] refuses — the raw text with every control and non-ASCII character
+/// escaped (`\u{200b}`), so a refused name can neither forge log lines nor hide what was sent.
+pub fn for_log(raw: &str) -> String {
+    canonical(raw).unwrap_or_else(|_| raw.escape_default().to_string())
+}
+
 /// The comparison key of a username already in canonical form: lower case. Everything that keys
 /// by user (store rows, in-flight calls, lockout counters) uses this.
 pub fn key(canonical: &str) -> String {
@@ -179,11 +186,19 @@ mod tests {
         }
         let msg = canonical("a\u{200B}").unwrap_err().to_string();
         assert!(msg.contains("U+200B"), "{msg}");
+        assert_eq!(
+            for_log("carol\n{\"forged\":1}"),
+            "carol\\n{\\\"forged\\\":1}"
+        );
+        assert_eq!(for_log(" Alice "), "Alice");
     }
 
     #[test]
     fn overlong_names_are_refused() {
-        assert_eq!(canonical(&"a".repeat(MAX_CHARS)).map(|s| s.len()), Ok(MAX_CHARS));
+        assert_eq!(
+            canonical(&"a".repeat(MAX_CHARS)).map(|s| s.len()),
+            Ok(MAX_CHARS)
+        );
         assert_eq!(
             canonical(&"a".repeat(MAX_CHARS + 1)),
             Err(UsernameError::TooLong)

@@ -773,8 +773,9 @@ impl Engine {
                         // it used to remove the PIN (issue #17, item 13). An explicit empty Pin
                         // still removes it.
                         let Some(p) = user_pin.filter(|p| p.pin.is_some()) else {
-                            return Err(ErrorCode::InvalidInput
-                                .with("ChangePin needs userPin with its Pin (empty to remove the PIN)."));
+                            return Err(ErrorCode::InvalidInput.with(
+                                "ChangePin needs userPin with its Pin (empty to remove the PIN).",
+                            ));
                         };
                         let pin = s(&p.pin);
                         if pin.is_empty() {
@@ -1002,17 +1003,24 @@ impl Engine {
             Request::ValidatePin(r) => {
                 let pin = s(&r.pin);
                 status(
-                    self.verified(ctx, op, &r.username, None, Some(CallCode::PinEntered), |u| async move {
-                        let ok = u
-                            .pin_hash
-                            .as_deref()
-                            .is_some_and(|h| crate::store::secrets::verify_pin(&pin, h));
-                        if ok {
-                            Ok(())
-                        } else {
-                            Err(ErrorCode::IncorrectPin.error())
-                        }
-                    })
+                    self.verified(
+                        ctx,
+                        op,
+                        &r.username,
+                        None,
+                        Some(CallCode::PinEntered),
+                        |u| async move {
+                            let ok = u
+                                .pin_hash
+                                .as_deref()
+                                .is_some_and(|h| crate::store::secrets::verify_pin(&pin, h));
+                            if ok {
+                                Ok(())
+                            } else {
+                                Err(ErrorCode::IncorrectPin.error())
+                            }
+                        },
+                    )
                     .await,
                 )
             }
@@ -1247,7 +1255,7 @@ impl Engine {
             &AuditEvent {
                 operation: op.name(),
                 caller: &ctx.caller,
-                username: &s(username),
+                username: &crate::username::for_log(username.as_deref().unwrap_or("")),
                 call_result: if error.code == 0 {
                     success.map(CallCode::code)
                 } else {

@@ -44,8 +44,7 @@ use crate::pfwssdk::codes::{CallCode, ErrorCode};
 use crate::pfwssdk::{CallResult, Error, Mode3};
 use crate::providers::{AuthAttempt, Provider, Verdict};
 use crate::store::{
-    CallClaim, CallState, Store, StoreError, Transaction, TransactionKind, UserRecord,
-    CALL_EXPIRED,
+    CallClaim, CallState, Store, StoreError, Transaction, TransactionKind, UserRecord, CALL_EXPIRED,
 };
 
 /// A claim in the store outlives the deadline by this much (seconds) before another instance may
@@ -211,7 +210,9 @@ fn success_code(mode: Mode3) -> CallCode {
 /// The number the caller gave (`PfAuthUser_5`/`PfAuthUserMaster_4`), unless its phone number is
 /// empty: then the user's own number is used, as for the other operations.
 fn caller_number<'a>(input: &AuthInput<'a>) -> Option<(&'a str, &'a str, &'a str)> {
-    input.phone.filter(|(_, number, _)| !number.trim().is_empty())
+    input
+        .phone
+        .filter(|(_, number, _)| !number.trim().is_empty())
 }
 
 /// The mode of this authentication. `own` is the user's mode (voice for an unknown user).
@@ -265,6 +266,7 @@ impl Engine {
         // when the caller goes away and the future is dropped.
         let _inflight = crate::metrics::global().auth_started();
         let (decision, phone, provider) = self.decide(ctx, &input).await;
+        let shown = crate::username::for_log(input.username.unwrap_or(""));
         let kind = if decision.success {
             AuditKind::SecondFactorCompleted
         } else if decision.call_result.code == CallCode::OathCodePending.code()
@@ -279,7 +281,7 @@ impl Engine {
             &AuditEvent {
                 operation: input.operation,
                 caller: &ctx.caller,
-                username: input.username.unwrap_or(""),
+                username: &shown,
                 phone,
                 provider,
                 call_result: Some(decision.call_result.code),
@@ -302,7 +304,9 @@ impl Engine {
         let request_id = super::new_request_id();
         let user = match self.standing(input.username).await {
             Standing::Active(user) => user,
-            Standing::Unknown(name) => return self.unknown_user(ctx, input, &name, request_id).await,
+            Standing::Unknown(name) => {
+                return self.unknown_user(ctx, input, &name, request_id).await
+            }
             Standing::DisabledPass => {
                 return (
                     AuthDecision::approved(CallCode::BypassedAuth, request_id),
@@ -884,6 +888,60 @@ async fn wait_for_remote(store: &dyn Store, request_id: &str, deadline: Duration
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue #17, item 15: the mode used is one a call can carry; an omitted mode (decoded as
+    /// `oathToken`) with a caller's number is a voice call, without one the user's own mode.
+    #[test]
+    fn the_mode_used_is_what_a_call_can_carry() {
+        let with = |phone: Option<(&'static str, &'static str, &'static str)>, mode| AuthInput {
+            phone,
+            mode,
+            ..AuthInput::default()
+        };
+        let number = Some(("1", "4255550100", ""));
+        let empty = Some(("1", " ", ""));
+        for (input, own, expected) in [
+            (
+                with(number, Some(Mode3::OathToken)),
+                Mode3::PhoneApp,
+                Mode3::VoiceCall,
+            ),
+            (
+                with(number, Some(Mode3::Unspecified)),
+                Mode3::SmsText,
+                Mode3::VoiceCall,
+            ),
+            (
+                with(number, Some(Mode3::SmsText)),
+                Mode3::VoiceCall,
+                Mode3::SmsText,
+            ),
+            (
+                with(number, Some(Mode3::PhoneApp)),
+                Mode3::VoiceCall,
+                Mode3::PhoneApp,
+            ),
+            (
+                with(empty, Some(Mode3::OathToken)),
+                Mode3::OathToken,
+                Mode3::OathToken,
+            ),
+            (
+                with(empty, Some(Mode3::Invalid)),
+                Mode3::SmsText,
+                Mode3::SmsText,
+            ),
+            (with(None, None), Mode3::PhoneApp, Mode3::PhoneApp),
+        ] {
+            assert_eq!(
+                effective_mode(&input, own),
+                expected,
+                "{input:?} own {own:?}"
+            );
+        }
+        assert_eq!(caller_number(&with(empty, None)), None);
+        assert_eq!(caller_number(&with(number, None)), number);
+    }
 
     #[test]
     fn endings_survive_the_store_and_unknown_ones_fail() {

@@ -865,7 +865,9 @@ impl Store for SqliteStore {
         self.run("clear_failures", move |conn, _| {
             let what = "clearing failed attempts";
             let cleared: Option<Option<i64>> = conn
-                .prepare_cached("DELETE FROM auth_failures WHERE username_key = ?1 RETURNING locked_until")
+                .prepare_cached(
+                    "DELETE FROM auth_failures WHERE username_key = ?1 RETURNING locked_until",
+                )
                 .ctx(what)?
                 .query_row([&key], |r| r.get(0))
                 .optional()

@@ -553,7 +553,10 @@ pub async fn check_delete_cascades(store: &dyn Store) {
     assert_eq!(store.block_reason(name).await.unwrap(), None);
     assert!(!store.consume_bypass(name, NOW).await.unwrap());
     assert_eq!(
-        store.take_transaction(&tx.id, name, CALLER, NOW).await.unwrap(),
+        store
+            .take_transaction(&tx.id, name, CALLER, NOW)
+            .await
+            .unwrap(),
         None
     );
 
@@ -735,7 +738,12 @@ pub async fn check_transactions(store: &dyn Store) {
     }
     assert_eq!(
         store
-            .take_user_transaction(name, TransactionKind::ProviderCode, "CONTOSO\\other-app", NOW)
+            .take_user_transaction(
+                name,
+                TransactionKind::ProviderCode,
+                "CONTOSO\\other-app",
+                NOW
+            )
             .await
             .unwrap(),
         None
@@ -751,10 +759,13 @@ pub async fn check_transactions(store: &dyn Store) {
             .unwrap(),
         Some(expected)
     );
-    assert_eq!(store
+    assert_eq!(
+        store
             .take_transaction(&sms.id, "SUITE-TX@contoso.com", CALLER, NOW)
             .await
-            .unwrap(), None);
+            .unwrap(),
+        None
+    );
     // Valid up to and including expires_at.
     assert_eq!(
         store
@@ -1477,7 +1488,10 @@ pub async fn check_lockout(store: &dyn Store) {
         locked_until,
     };
     assert_eq!(
-        store.record_failure("suite-lock@CONTOSO.com", NOW, RULE).await.unwrap(),
+        store
+            .record_failure("suite-lock@CONTOSO.com", NOW, RULE)
+            .await
+            .unwrap(),
         count(1, None)
     );
     assert_eq!(
@@ -1488,7 +1502,10 @@ pub async fn check_lockout(store: &dyn Store) {
         store.record_failure(name, NOW + 20, RULE).await.unwrap(),
         count(3, Some(NOW + 70))
     );
-    assert_eq!(store.locked_until(name, NOW + 69).await.unwrap(), Some(NOW + 70));
+    assert_eq!(
+        store.locked_until(name, NOW + 69).await.unwrap(),
+        Some(NOW + 70)
+    );
     assert_eq!(store.locked_until(name, NOW + 70).await.unwrap(), None);
     // After the lock ended the count starts again.
     assert_eq!(
@@ -1502,18 +1519,30 @@ pub async fn check_lockout(store: &dyn Store) {
     );
     store.record_failure(name, NOW + 172, RULE).await.unwrap();
     store.record_failure(name, NOW + 173, RULE).await.unwrap();
-    assert!(store.clear_failures(name, NOW + 174).await.unwrap(), "was locked");
+    assert!(
+        store.clear_failures(name, NOW + 174).await.unwrap(),
+        "was locked"
+    );
     assert_eq!(store.locked_until(name, NOW + 174).await.unwrap(), None);
     assert!(!store.clear_failures(name, NOW + 174).await.unwrap());
     // A user the store does not hold has no counter.
-    let err = store.record_failure("suite-lock-nobody", NOW, RULE).await.unwrap_err();
+    let err = store
+        .record_failure("suite-lock-nobody", NOW, RULE)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err}");
 
     // The counter follows a rename and goes with a delete.
     for t in 0..3 {
-        store.record_failure(name, NOW + 200 + t, RULE).await.unwrap();
+        store
+            .record_failure(name, NOW + 200 + t, RULE)
+            .await
+            .unwrap();
     }
-    store.rename_user(name, "Suite-Lock-Renamed@contoso.com").await.unwrap();
+    store
+        .rename_user(name, "Suite-Lock-Renamed@contoso.com")
+        .await
+        .unwrap();
     assert_eq!(
         store
             .locked_until("suite-lock-renamed@contoso.com", NOW + 203)
@@ -1521,7 +1550,10 @@ pub async fn check_lockout(store: &dyn Store) {
             .unwrap(),
         Some(NOW + 252)
     );
-    assert!(store.delete_user("suite-lock-renamed@contoso.com").await.unwrap());
+    assert!(store
+        .delete_user("suite-lock-renamed@contoso.com")
+        .await
+        .unwrap());
     store.add_user(&UserRecord::new(name)).await.unwrap();
     assert_eq!(store.locked_until(name, NOW + 203).await.unwrap(), None);
     assert!(store.delete_user(name).await.unwrap());
@@ -1538,7 +1570,11 @@ pub async fn check_lockout_shared(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     };
     let tasks: Vec<_> = (0..40)
         .map(|i| {
-            let store = if i % 2 == 0 { Arc::clone(&a) } else { Arc::clone(&b) };
+            let store = if i % 2 == 0 {
+                Arc::clone(&a)
+            } else {
+                Arc::clone(&b)
+            };
             tokio::spawn(async move { store.record_failure(name, NOW, rule).await })
         })
         .collect();
@@ -1547,7 +1583,11 @@ pub async fn check_lockout_shared(a: Arc<dyn Store>, b: Arc<dyn Store>) {
         counts.push(t.await.unwrap().unwrap().failures);
     }
     counts.sort_unstable();
-    assert_eq!(counts, (1..=40).collect::<Vec<_>>(), "every failure counted once");
+    assert_eq!(
+        counts,
+        (1..=40).collect::<Vec<_>>(),
+        "every failure counted once"
+    );
     assert_eq!(a.locked_until(name, NOW + 1).await.unwrap(), Some(NOW + 50));
     assert_eq!(b.locked_until(name, NOW + 1).await.unwrap(), Some(NOW + 50));
     assert!(b.clear_failures(name, NOW + 1).await.unwrap());
@@ -1617,8 +1657,12 @@ pub async fn open_sqlite_memory_pair() -> Option<(Subject, Arc<dyn Store>)> {
 /// See [`open_sqlite_memory_pair`].
 pub async fn open_sqlite_file_pair() -> Option<(Subject, Arc<dyn Store>)> {
     let db = crate::store::sqlite::tests::TempDb::new("suite-pair");
-    let a = crate::store::sqlite::SqliteStore::open(&db.0, key()).await.unwrap();
-    let b = crate::store::sqlite::SqliteStore::open(&db.0, key()).await.unwrap();
+    let a = crate::store::sqlite::SqliteStore::open(&db.0, key())
+        .await
+        .unwrap();
+    let b = crate::store::sqlite::SqliteStore::open(&db.0, key())
+        .await
+        .unwrap();
     Some((
         Subject {
             store: Arc::new(a),
@@ -1633,8 +1677,12 @@ pub async fn open_postgres_pair() -> Option<(Subject, Arc<dyn Store>)> {
     use crate::store::postgres::{testing, PostgresStore};
     let url = testing::database_url("store suite on PostgreSQL")?;
     let schema = testing::TestSchema::create(&url).await.unwrap();
-    let a = PostgresStore::connect(&schema.settings(), key()).await.unwrap();
-    let b = PostgresStore::connect(&schema.settings(), key()).await.unwrap();
+    let a = PostgresStore::connect(&schema.settings(), key())
+        .await
+        .unwrap();
+    let b = PostgresStore::connect(&schema.settings(), key())
+        .await
+        .unwrap();
     Some((
         Subject {
             store: Arc::new(a),

@@ -840,6 +840,29 @@ outcome = "approve"
         Some("true")
     );
 
+    // Issue #17, item 1: the policy holds for CombinedAuthUser* too — a blocked user with the right
+    // password gets no second factor and no `true`.
+    let block = env11(&format!(
+        r#"<BlockUser xmlns="{NS}"><username>alice</username><reason>test</reason><modifyUsername>admin</modifyUsername></BlockUser>"#
+    ));
+    let r = c.soap11(Some(&action("BlockUser")), &block).await;
+    assert_eq!(text_of(&r.body, "BlockUserResult").as_deref(), Some("true"));
+    let r = c
+        .soap11(Some(&action("CombinedAuthUser_4")), &combined(ALICE_PW))
+        .await;
+    assert_eq!(
+        text_of(&r.body, "CombinedAuthUser_4Result").as_deref(),
+        Some("false"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        text_of(&r.body, "pfAuthSucceeded").as_deref(),
+        Some("false")
+    );
+    assert!(r.body.contains("<callResult><Code>14</Code>"), "{}", r.body);
+    assert_eq!(provider.calls(), 1, "no call for a blocked user");
+
     // The demo server has no [primary_auth]: Error 502.
     let demo = TestServer::demo().await;
     let r = demo

@@ -148,9 +148,7 @@ async fn pf4(c: &Client, user: &str, require_match: bool) -> (String, i64, i64, 
     let body = call(
         c,
         "PfAuthUser_4",
-        &format!(
-            "<username>{user}</username><requireUserMatch>{require_match}</requireUserMatch>"
-        ),
+        &format!("<username>{user}</username><requireUserMatch>{require_match}</requireUserMatch>"),
     )
     .await;
     (
@@ -163,7 +161,9 @@ async fn pf4(c: &Client, user: &str, require_match: bool) -> (String, i64, i64, 
 
 /// `PfAuthUser_5` for `user` calling `+1 number`, `mode` element only when given.
 async fn pf5(c: &Client, user: &str, number: &str, mode: Option<&str>) -> (String, i64, i64) {
-    let mode = mode.map(|m| format!("<mode>{m}</mode>")).unwrap_or_default();
+    let mode = mode
+        .map(|m| format!("<mode>{m}</mode>"))
+        .unwrap_or_default();
     let body = call(
         c,
         "PfAuthUser_5",
@@ -188,7 +188,10 @@ fn totp_now() -> (String, String) {
         .as_secs();
     let code = pfgate::engine::totp::hotp(OATH_SECRET, now / 30, 6);
     // Off by 500,000: never one of the codes of the neighbouring steps either, in practice.
-    let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 500_000) % 1_000_000);
+    let wrong = format!(
+        "{:06}",
+        (code.parse::<u32>().unwrap() + 500_000) % 1_000_000
+    );
     (code, wrong)
 }
 
@@ -238,15 +241,24 @@ async fn validate_operations_refuse_blocked_and_disabled_users() {
     }
 
     let block = format!("{}<reason>suspected fraud</reason>", user(name));
-    assert_eq!(outcome(&call(&c, "BlockUser", &block).await, "BlockUser").0, "true");
+    assert_eq!(
+        outcome(&call(&c, "BlockUser", &block).await, "BlockUser").0,
+        "true"
+    );
     for (op, r, e) in right_secrets(&c, name).await {
         assert_eq!((r.as_str(), e), ("false", 12), "{op} of a blocked user");
     }
     assert_eq!(pf4(&c, name, true).await.1, 14);
 
     let unblock = format!("{}<reason>found</reason>", user(name));
-    assert_eq!(outcome(&call(&c, "UnblockUser", &unblock).await, "UnblockUser").0, "true");
-    assert_eq!(outcome(&call(&c, "Disable", &user(name)).await, "Disable").0, "true");
+    assert_eq!(
+        outcome(&call(&c, "UnblockUser", &unblock).await, "UnblockUser").0,
+        "true"
+    );
+    assert_eq!(
+        outcome(&call(&c, "Disable", &user(name)).await, "Disable").0,
+        "true"
+    );
     for (op, r, e) in right_secrets(&c, name).await {
         assert_eq!((r.as_str(), e), ("false", 12), "{op} of a disabled user");
     }
@@ -267,13 +279,24 @@ async fn validate_passcode_refuses_a_blocked_user() {
     let s = TestServer::from_running(pfgate::server::start_with(settings, engine).await.unwrap());
     let c = s.client();
     let name = "victim@contoso.com";
-    let sms = format!("{}<smsDirection>oneWay</smsDirection><smsMode>otp</smsMode>", user(name));
-    assert_eq!(outcome(&call(&c, "ChangeSmsMode", &sms).await, "ChangeSmsMode").0, "true");
+    let sms = format!(
+        "{}<smsDirection>oneWay</smsDirection><smsMode>otp</smsMode>",
+        user(name)
+    );
+    assert_eq!(
+        outcome(&call(&c, "ChangeSmsMode", &sms).await, "ChangeSmsMode").0,
+        "true"
+    );
     let mode = format!("{}<mode>smsText</mode>", user(name));
-    assert_eq!(outcome(&call(&c, "ChangeMode_2", &mode).await, "ChangeMode_2").0, "true");
+    assert_eq!(
+        outcome(&call(&c, "ChangeMode_2", &mode).await, "ChangeMode_2").0,
+        "true"
+    );
     let (r, cr, _, _) = pf4(&c, name, true).await;
     assert_eq!((r.as_str(), cr), ("false", 20), "passcode sent");
-    let code = provider.last_code("+14255550100").expect("a passcode was sent");
+    let code = provider
+        .last_code("+14255550100")
+        .expect("a passcode was sent");
 
     let block = format!("{}<reason>suspected fraud</reason>", user(name));
     call(&c, "BlockUser", &block).await;
@@ -293,19 +316,34 @@ async fn wrong_secrets_past_the_threshold_lock_until_unblocked() {
     let c = s.client();
     let name = "victim@contoso.com";
     for i in 0..5 {
-        let (r, e) = outcome(&call(&c, "ValidatePin", &pin(name, "9731")).await, "ValidatePin");
+        let (r, e) = outcome(
+            &call(&c, "ValidatePin", &pin(name, "9731")).await,
+            "ValidatePin",
+        );
         assert_eq!((r.as_str(), e), ("false", 125), "wrong PIN {i}");
     }
     let body = call(&c, "ValidatePin", &pin(name, "2580")).await;
-    assert_eq!(outcome(&body, "ValidatePin"), ("false".into(), 12), "{body}");
+    assert_eq!(
+        outcome(&body, "ValidatePin"),
+        ("false".into(), 12),
+        "{body}"
+    );
     assert!(body.contains("locked out"), "{body}");
     for (op, r, _) in right_secrets(&c, name).await {
         assert_eq!(r, "false", "{op} while locked");
     }
     let (r, cr, e, _) = pf4(&c, name, true).await;
-    assert_eq!((r.as_str(), cr, e), ("false", 105, 12), "a call while locked");
+    assert_eq!(
+        (r.as_str(), cr, e),
+        ("false", 105, 12),
+        "a call while locked"
+    );
     let blocked = call(&c, "UserIsBlocked", &format!("<username>{name}</username>")).await;
-    assert_eq!(outcome(&blocked, "UserIsBlocked").0, "true", "a lock shows as a block");
+    assert_eq!(
+        outcome(&blocked, "UserIsBlocked").0,
+        "true",
+        "a lock shows as a block"
+    );
 
     let unblock = format!("{}<reason>identity checked</reason>", user(name));
     assert_eq!(
@@ -313,7 +351,10 @@ async fn wrong_secrets_past_the_threshold_lock_until_unblocked() {
         ("true".into(), 0)
     );
     assert_eq!(
-        outcome(&call(&c, "ValidatePin", &pin(name, "2580")).await, "ValidatePin"),
+        outcome(
+            &call(&c, "ValidatePin", &pin(name, "2580")).await,
+            "ValidatePin"
+        ),
         ("true".into(), 0)
     );
 
@@ -325,11 +366,19 @@ async fn wrong_secrets_past_the_threshold_lock_until_unblocked() {
     }
     let (right, _) = totp_now();
     let body = call(&c, "ValidateOathCode", &oath(name, &right, None)).await;
-    assert_eq!(outcome(&body, "ValidateOathCode"), ("false".into(), 12), "{body}");
+    assert_eq!(
+        outcome(&body, "ValidateOathCode"),
+        ("false".into(), 12),
+        "{body}"
+    );
     assert!(body.contains("locked out"), "{body}");
     call(&c, "UnblockUser", &unblock).await;
     let body = call(&c, "ValidateOathCode", &oath(name, &right, None)).await;
-    assert_eq!(outcome(&body, "ValidateOathCode"), ("true".into(), 0), "{body}");
+    assert_eq!(
+        outcome(&body, "ValidateOathCode"),
+        ("true".into(), 0),
+        "{body}"
+    );
 }
 
 /// Issue #23, item 7: Bob naming Alice's `authenticationRequestId` does not spend it, and a second
@@ -347,12 +396,28 @@ async fn a_code_transaction_belongs_to_its_user_and_its_principal() {
     let (code, _) = totp_now();
 
     // Bob (same secret, so his code is right for him) with Alice's id: refused, nothing spent.
-    let r = post(&c, "ValidateOathCode", &oath("bob@contoso.com", &code, Some(&id)), Some(&a)).await;
-    assert_eq!(outcome(&r.body, "ValidateOathCode").0, "false", "{}", r.body);
+    let r = post(
+        &c,
+        "ValidateOathCode",
+        &oath("bob@contoso.com", &code, Some(&id)),
+        Some(&a),
+    )
+    .await;
+    assert_eq!(
+        outcome(&r.body, "ValidateOathCode").0,
+        "false",
+        "{}",
+        r.body
+    );
     // Another principal with Alice's name and id: refused, nothing spent.
     let alice = oath("alice@contoso.com", &code, Some(&id));
     let r = post(&c, "ValidateOathCode", &alice, Some(&b)).await;
-    assert_eq!(outcome(&r.body, "ValidateOathCode").0, "false", "{}", r.body);
+    assert_eq!(
+        outcome(&r.body, "ValidateOathCode").0,
+        "false",
+        "{}",
+        r.body
+    );
     // The principal that started it completes it.
     let r = post(&c, "ValidateOathCode", &alice, Some(&a)).await;
     assert_eq!(
@@ -371,11 +436,25 @@ async fn unknown_users_are_denied_by_default_and_mim_works_with_its_account_stor
     let s = start(production(), None).await;
     let c = s.client();
     let (r, _, e, _) = pf4(&c, "nobody@contoso.com", false).await;
-    assert_eq!((r.as_str(), e), ("false", 10), "unknown, requireUserMatch=false");
+    assert_eq!(
+        (r.as_str(), e),
+        ("false", 10),
+        "unknown, requireUserMatch=false"
+    );
     let (r, _, e) = pf5(&c, "nobody@contoso.com", "4255559990", Some("voiceCall")).await;
-    assert_eq!((r.as_str(), e), ("false", 10), "unknown service account with a number");
+    assert_eq!(
+        (r.as_str(), e),
+        ("false", 10),
+        "unknown service account with a number"
+    );
     // MIM: its service account is a user in the store, the number is the end user's.
-    let (r, cr, e) = pf5(&c, "mimservice@contoso.com", "4255559990", Some("voiceCall")).await;
+    let (r, cr, e) = pf5(
+        &c,
+        "mimservice@contoso.com",
+        "4255559990",
+        Some("voiceCall"),
+    )
+    .await;
     assert_eq!((r.as_str(), cr, e), ("true", 2, 0), "MIM's flow");
     drop(s);
 
@@ -386,7 +465,11 @@ async fn unknown_users_are_denied_by_default_and_mim_works_with_its_account_stor
     let s = start(caller, None).await;
     let c = s.client();
     let (r, cr, _, _) = pf4(&c, "nobody@contoso.com", false).await;
-    assert_eq!((r.as_str(), cr), ("true", 7), "MFA Server's user-match option off");
+    assert_eq!(
+        (r.as_str(), cr),
+        ("true", 7),
+        "MFA Server's user-match option off"
+    );
     let (_, _, e, _) = pf4(&c, "nobody@contoso.com", true).await;
     assert_eq!(e, 10);
 }
@@ -409,13 +492,20 @@ async fn lookalike_names_of_a_blocked_user_are_refused() {
         "<username>carol@contoso.com\u{200B}</username><requireUserMatch>false</requireUserMatch>",
     )
     .await;
-    assert_eq!(text_of(&body, "PfAuthUser_4Result").as_deref(), Some("false"));
+    assert_eq!(
+        text_of(&body, "PfAuthUser_4Result").as_deref(),
+        Some("false")
+    );
     assert_eq!(code_in(&body, "error"), 504, "{body}");
     assert!(body.contains("U+200B"), "{body}");
 
     let full_width = "\u{FF43}\u{FF41}\u{FF52}\u{FF4F}\u{FF4C}@contoso.com";
     let (r, cr, e, _) = pf4(&c, full_width, false).await;
-    assert_eq!((r.as_str(), cr, e), ("false", 14, 12), "full-width carol is carol");
+    assert_eq!(
+        (r.as_str(), cr, e),
+        ("false", 14, 12),
+        "full-width carol is carol"
+    );
     let (r, cr, _, _) = pf4(&c, "CAROL@CONTOSO.COM", false).await;
     assert_eq!((r.as_str(), cr), ("false", 14));
 
@@ -451,10 +541,18 @@ async fn change_pin_without_user_pin_changes_nothing() {
     let name = "victim@contoso.com";
     let body = call(&c, "ChangePin", &user(name)).await;
     assert_eq!(outcome(&body, "ChangePin"), ("false".into(), 504), "{body}");
-    let body = call(&c, "ChangePin", &format!("{}<userPin></userPin>", user(name))).await;
+    let body = call(
+        &c,
+        "ChangePin",
+        &format!("{}<userPin></userPin>", user(name)),
+    )
+    .await;
     assert_eq!(outcome(&body, "ChangePin"), ("false".into(), 504), "{body}");
     assert_eq!(
-        outcome(&call(&c, "ValidatePin", &pin(name, "2580")).await, "ValidatePin"),
+        outcome(
+            &call(&c, "ValidatePin", &pin(name, "2580")).await,
+            "ValidatePin"
+        ),
         ("true".into(), 0),
         "the PIN is still set"
     );
@@ -485,14 +583,28 @@ async fn call_only_stored_numbers_refuses_a_callers_number() {
     let c = s.client();
     let (r, cr, e) = pf5(&c, "victim@contoso.com", "4255559990", Some("voiceCall")).await;
     assert_eq!((r.as_str(), cr, e), ("false", 100, 12), "another number");
-    let (r, cr, _) = pf5(&c, "victim@contoso.com", "(425) 555-0100", Some("voiceCall")).await;
-    assert_eq!((r.as_str(), cr), ("true", 2), "the user's own number, formatted");
+    let (r, cr, _) = pf5(
+        &c,
+        "victim@contoso.com",
+        "(425) 555-0100",
+        Some("voiceCall"),
+    )
+    .await;
+    assert_eq!(
+        (r.as_str(), cr),
+        ("true", 2),
+        "the user's own number, formatted"
+    );
     drop(s);
 
     let s = start(production(), None).await;
     let c = s.client();
     let (r, cr, _) = pf5(&c, "victim@contoso.com", "4255559990", Some("voiceCall")).await;
-    assert_eq!((r.as_str(), cr), ("true", 2), "default: the caller's number is called");
+    assert_eq!(
+        (r.as_str(), cr),
+        ("true", 2),
+        "default: the caller's number is called"
+    );
 }
 
 /// Issue #17, item 4, through the binary: a configuration like `pfgate.example.toml` (TLS, Basic,
@@ -524,11 +636,17 @@ fn a_configuration_without_providers_does_not_start() {
     }
     std::fs::write(
         &config,
-        format!("{base}[providers.demo]\nkind = \"scripted\"\n[[routes]]\nproviders = [\"demo\"]\n"),
+        format!(
+            "{base}[providers.demo]\nkind = \"scripted\"\n[[routes]]\nproviders = [\"demo\"]\n"
+        ),
     )
     .unwrap();
     let out = bin().arg("check-config").arg(&config).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -545,7 +663,8 @@ async fn every_attempt_is_audited_without_the_secret() {
     )
     .unwrap();
     let config = dir.join("pfgate.toml");
-    let text = "[server]\nplain_listen = \"127.0.0.1:0\"\n[directory]\nusers_file = \"users.toml\"\n\
+    let text =
+        "[server]\nplain_listen = \"127.0.0.1:0\"\n[directory]\nusers_file = \"users.toml\"\n\
          [auth]\nallow_anonymous = true\n[audit]\nfile = \"trail.jsonl\"\n\
          [engine]\nlockout_threshold = 3\n\
          [providers.demo]\nkind = \"scripted\"\n[[routes]]\nproviders = [\"demo\"]\n";
@@ -569,7 +688,11 @@ async fn every_attempt_is_audited_without_the_secret() {
         .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            format!("{} {}", v["event"].as_str().unwrap(), v["operation"].as_str().unwrap())
+            format!(
+                "{} {}",
+                v["event"].as_str().unwrap(),
+                v["operation"].as_str().unwrap()
+            )
         })
         .collect();
     assert_eq!(
@@ -583,11 +706,17 @@ async fn every_attempt_is_audited_without_the_secret() {
         ],
         "{trail}"
     );
-    assert!(!trail.contains("9731") && !trail.contains("2580"), "{trail}");
+    assert!(
+        !trail.contains("9731") && !trail.contains("2580"),
+        "{trail}"
+    );
 
     std::fs::write(
         &config,
-        text.replace("lockout_threshold = 3\n", "lockout_threshold = 3\nunknown_users = \"caller\"\n"),
+        text.replace(
+            "lockout_threshold = 3\n",
+            "lockout_threshold = 3\nunknown_users = \"caller\"\n",
+        ),
     )
     .unwrap();
     let out = bin().arg("check-config").arg(&config).output().unwrap();
