@@ -47,7 +47,10 @@ fi
 strip -o "$ctx/pfgate" "$BIN"
 
 tag="localhost/pfgate:$version"
-podman build --quiet --format oci \
+# Docker's image format keeps the HEALTHCHECK (the OCI image format has no field for it) for a
+# `podman push --format v2s2` to a registry Docker pulls from; the OCI archive below is for OCI
+# runtimes (runc, containerd), which take health checks from their own configuration.
+podman build --quiet --format docker \
   --build-arg VERSION="$version" --build-arg REVISION="$revision" --build-arg SOURCE="$source_url" \
   -t "$tag" -f deploy/container/Containerfile "$ctx" >/dev/null
 archive="$OUT/pfgate-$version-oci.tar"
