@@ -164,6 +164,16 @@ pub enum Command {
         #[command(flatten)]
         connect: SdkConnectArgs,
     },
+    /// Probe a plain-HTTP health endpoint: exit 0 on `200`, 1 otherwise. For container health
+    /// checks, where the image holds no curl (docs/container.md).
+    Healthcheck {
+        /// The URL to GET (plain `http://` only).
+        #[arg(default_value = crate::healthcheck::DEFAULT_URL)]
+        url: String,
+        /// Seconds to wait for the answer.
+        #[arg(long, value_name = "SECS", default_value_t = 3)]
+        timeout: u64,
+    },
     /// Print the WSDL (the committed wsdl/PfWsSdk.wsdl is this output).
     Wsdl {
         /// The service address to write into soap:address.
@@ -535,6 +545,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Command::Healthcheck { url, timeout } => crate::healthcheck::run(&url, timeout),
         Command::Wsdl { location } => {
             print!("{}", crate::pfwssdk::wsdl::render(&location));
             ExitCode::SUCCESS
@@ -566,6 +577,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 admin_token,
                 admin_listen,
                 replay,
+                plain_http_any_address: std::env::var(crate::mock::ANY_ADDRESS_ENV)
+                    .is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true")),
             };
             block_on_multi(mock(options, ready_file))
         }

@@ -23,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod devcert;
 pub mod engine;
+pub mod healthcheck;
 pub mod init;
 pub mod metrics;
 pub mod mim;

@@ -83,7 +83,16 @@ pub struct MockOptions {
     pub admin_listen: Option<SocketAddr>,
     /// Answer from recorded exchanges in this directory (`pfgate record`).
     pub replay: Option<PathBuf>,
+    /// Allow `plain_http` on a non-loopback address. Off by default: plain HTTP off the machine
+    /// would carry the admin token and SOAP bodies in the clear. The container image turns it on
+    /// ([`ANY_ADDRESS_ENV`]) because there the listener is in the container's own network
+    /// namespace and `0.0.0.0` is how a CI service container is reached from the job at all.
+    pub plain_http_any_address: bool,
 }
+
+/// The environment variable that sets [`MockOptions::plain_http_any_address`] (`1` or `true`);
+/// the container image sets it.
+pub const ANY_ADDRESS_ENV: &str = "PFGATE_MOCK_PLAIN_HTTP_ANY_ADDRESS";
 
 impl MockOptions {
     /// Defaults: loopback, port 0, TLS, demo directory, `/__pfgate/`, no token.
@@ -96,6 +105,7 @@ impl MockOptions {
             admin_token: None,
             admin_listen: None,
             replay: None,
+            plain_http_any_address: false,
         }
     }
 }
@@ -535,20 +545,30 @@ pub async fn start_built(
 }
 
 async fn start_with_initial(
-    options: MockOptions,
+    mut options: MockOptions,
     initial: Initial,
     replay: Option<replay::Fixtures>,
 ) -> Result<RunningMock, MockError> {
     let loopback = options.listen.ip().is_loopback();
     let admin_at = options.admin_listen.unwrap_or(options.listen);
+    if !admin_at.ip().is_loopback()
+        && options.admin_token.is_none()
+        && options.plain_http_any_address
+    {
+        // The container's default command: the double must start without a token, and an admin
+        // API nobody can use is the safe way to do that (a token-less one would let anyone on the
+        // CI network rewrite the scenario).
+        tracing::warn!(target: "pfgate::mock", "no admin token ({ADMIN_TOKEN_ENV}): the admin API on {admin_at} refuses every request");
+        options.admin_token = Some(crate::engine::new_request_id());
+    }
     if !admin_at.ip().is_loopback() && options.admin_token.is_none() {
         return Err(MockError::Options(format!(
             "the admin API on {admin_at} is not loopback-only: it then needs a token (set {ADMIN_TOKEN_ENV} or --admin-token-file)"
         )));
     }
-    if options.plain_http && !loopback {
+    if options.plain_http && !loopback && !options.plain_http_any_address {
         return Err(MockError::Options(format!(
-            "--plain-http serves only on loopback (for CI on one machine); {} is not",
+            "--plain-http serves only on loopback (for CI on one machine); {} is not (in a container's own network namespace set {ANY_ADDRESS_ENV}=1, as the pfgate image does)",
             options.listen
         )));
     }
