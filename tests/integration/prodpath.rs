@@ -168,10 +168,7 @@ fn mim_check_refuses_urls_pfgate_would_not_serve() {
     let ok = "https://MFA.contoso.com/multifactorauthwebservicesdk/PFWSSDK.ASMX";
     let (code, out, err) = run(&["mim", "check", &arg(&file), "--url", ok]);
     assert_eq!(code, Some(0), "{out}{err}");
-    assert!(
-        out.contains(&format!("LOCMFASRV: https://CORPSERVICE")),
-        "{out}"
-    );
+    assert!(out.contains("LOCMFASRV: https://CORPSERVICE"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
