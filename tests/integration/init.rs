@@ -278,7 +278,7 @@ async fn init_webhook_site_fills_checks_serves_and_authenticates() {
     .await
     .unwrap();
     assert_eq!(code, Some(0), "{out}{err}");
-    assert!(out.contains("true"), "{out}");
+    assert!(out.contains("PfAuthUser_5Result: true"), "{out}");
     stop(served).await;
     drop(service);
 }
