@@ -68,6 +68,7 @@ pub fn init(
     dir: &Path,
     provider: InitProvider,
     hosts: &[String],
+    state_dir: Option<&Path>,
 ) -> Result<Vec<String>, InitError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -78,7 +79,7 @@ pub fn init(
     }
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let mut written = Vec::new();
-    for f in site_files(provider) {
+    for f in site_files(provider, state_dir) {
         write_new(&dir.join(f.name), f.contents.as_bytes(), f.secret)
             .map_err(io(&dir.join(f.name)))?;
         written.push(f.name.to_string());
@@ -115,15 +116,16 @@ fn write_new(path: &Path, contents: &[u8], secret: bool) -> std::io::Result<()> 
     options.open(path)?.write_all(contents)
 }
 
-/// The configuration, users file and secret files for `provider`.
-fn site_files(provider: InitProvider) -> Vec<SiteFile> {
+/// The configuration, users file and secret files for `provider`; the store and the audit trail
+/// in `state_dir` (else next to the configuration).
+fn site_files(provider: InitProvider, state_dir: Option<&Path>) -> Vec<SiteFile> {
     let (section, secret_name, secret_what) = provider_section(provider);
     let mut files = vec![
         SiteFile {
             name: "pfgate.toml",
             contents: format!(
                 "{}{section}{}",
-                common_config(provider),
+                common_config(provider, state_dir),
                 ROUTES.replace("PROVIDER", provider_name(provider))
             ),
             secret: false,
@@ -159,7 +161,20 @@ fn provider_name(provider: InitProvider) -> &'static str {
 }
 
 /// Every section but the provider's and the routes.
-fn common_config(provider: InitProvider) -> String {
+fn common_config(provider: InitProvider, state_dir: Option<&Path>) -> String {
+    // Debug formatting quotes and escapes as a TOML basic string does.
+    let state = |name: &str| match state_dir {
+        // Absolute: relative paths in the file are read relative to the file, not to where
+        // `init` ran.
+        Some(d) => format!(
+            "{:?}",
+            std::path::absolute(d.join(name))
+                .unwrap_or_else(|_| d.join(name))
+                .display()
+                .to_string()
+        ),
+        None => format!("{name:?}"),
+    };
     format!(
         r#"# pfgate configuration written by `pfgate init --provider {kind}`.
 # Every <FILL: ...> is a value only you know: `pfgate check-config pfgate.toml` lists those left
@@ -214,15 +229,17 @@ allow = ["authentication"]
 enabled = true
 
 [store]
-path = "pfgate.db"
+path = {store}
 secrets_key_file = "secrets.key"
 
 [audit]
-file = "audit.jsonl"
+file = {audit}
 max_bytes = 67108864
 
 "#,
-        kind = provider_kind(provider)
+        kind = provider_kind(provider),
+        store = state("pfgate.db"),
+        audit = state("audit.jsonl"),
     )
 }
 
@@ -396,7 +413,8 @@ fn file_placeholder(path: &Path) -> Option<String> {
     if !meta.is_file() || meta.len() > MAX_SCANNED_FILE {
         return None;
     }
-    let bytes = std::fs::read(path).ok()?;
+    // A secret file's contents: wiped from memory once searched.
+    let bytes = zeroize::Zeroizing::new(std::fs::read(path).ok()?);
     let text = String::from_utf8_lossy(&bytes);
     text.find(PLACEHOLDER).map(|at| text[at..].to_string())
 }
