@@ -33,7 +33,9 @@ pub enum InitProvider {
     Oidc,
 }
 
-/// Why `init` wrote nothing (or stopped part-way: then the files written are named).
+/// Why `init` stopped: before writing anything (an existing site), or part-way (the file that
+/// could not be written is named; the directory is then not empty, so a second `init` refuses it
+/// rather than mixing two sites).
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
     /// The directory exists and is not empty.
@@ -468,6 +470,49 @@ pub fn next_steps(dir: &Path, provider: InitProvider, written: &[String]) -> Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Placeholders are found in values at any depth (array-of-tables items by index) and in the
+    /// files `*_file` keys name (relative to the configuration); a filled file or a value without
+    /// the marker is not reported, nor a file under another key.
+    #[test]
+    fn placeholders_are_found_by_key_in_values_and_named_files() {
+        let dir = std::env::temp_dir().join(format!("pfgate-init-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.secret"), "<FILL: the secret>\n").unwrap();
+        std::fs::write(dir.join("b.secret"), "filled\n").unwrap();
+        let config = dir.join("pfgate.toml");
+        std::fs::write(
+            &config,
+            "[auth]\n[[auth.principals]]\nname = \"ok\"\n[[auth.principals]]\n\
+             name = \"<FILL: who>\"\nallow = [\"<FILL: group>\"]\n\
+             [providers.x]\nsecret_file = \"a.secret\"\nother_file = \"b.secret\"\n\
+             tls_cert = \"a.secret\"\n",
+        )
+        .unwrap();
+        let found: Vec<(String, String)> = placeholders(&config)
+            .into_iter()
+            .map(|p| (p.key, p.reason))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "auth.principals[1].allow".to_string(),
+                    "still to fill: group".to_string()
+                ),
+                (
+                    "auth.principals[1].name".to_string(),
+                    "still to fill: who".to_string()
+                ),
+                (
+                    "providers.x.secret_file".to_string(),
+                    "a.secret still holds a placeholder: the secret".to_string()
+                ),
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn placeholder_text_is_the_description() {
