@@ -57,6 +57,10 @@ pub enum Command {
         /// 127.0.0.1 are always in it): the name in MIM's URL.
         #[arg(long = "host", value_name = "NAME")]
         hosts: Vec<String>,
+        /// Where the store and the audit trail go (default: the site directory). The systemd
+        /// unit can write only /var/lib/pfgate: give that when the site is /etc/pfgate.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
     },
     /// Validate a configuration file: exit 0, or 1 with one `file:key: reason` line per problem.
     CheckConfig {
@@ -393,7 +397,8 @@ pub fn run(cli: Cli) -> ExitCode {
             dir,
             provider,
             hosts,
-        } => match crate::init::init(&dir, provider, &hosts) {
+            state_dir,
+        } => match crate::init::init(&dir, provider, &hosts, state_dir.as_deref()) {
             Ok(written) => {
                 print!("{}", crate::init::next_steps(&dir, provider, &written));
                 ExitCode::SUCCESS

@@ -33,7 +33,9 @@ pub enum InitProvider {
     Oidc,
 }
 
-/// Why `init` wrote nothing (or stopped part-way: then the files written are named).
+/// Why `init` stopped: before writing anything (an existing site), or part-way (the file that
+/// could not be written is named; the directory is then not empty, so a second `init` refuses it
+/// rather than mixing two sites).
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
     /// The directory exists and is not empty.
@@ -68,6 +70,7 @@ pub fn init(
     dir: &Path,
     provider: InitProvider,
     hosts: &[String],
+    state_dir: Option<&Path>,
 ) -> Result<Vec<String>, InitError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -78,7 +81,7 @@ pub fn init(
     }
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let mut written = Vec::new();
-    for f in site_files(provider) {
+    for f in site_files(provider, state_dir) {
         write_new(&dir.join(f.name), f.contents.as_bytes(), f.secret)
             .map_err(io(&dir.join(f.name)))?;
         written.push(f.name.to_string());
@@ -115,15 +118,16 @@ fn write_new(path: &Path, contents: &[u8], secret: bool) -> std::io::Result<()> 
     options.open(path)?.write_all(contents)
 }
 
-/// The configuration, users file and secret files for `provider`.
-fn site_files(provider: InitProvider) -> Vec<SiteFile> {
+/// The configuration, users file and secret files for `provider`; the store and the audit trail
+/// in `state_dir` (else next to the configuration).
+fn site_files(provider: InitProvider, state_dir: Option<&Path>) -> Vec<SiteFile> {
     let (section, secret_name, secret_what) = provider_section(provider);
     let mut files = vec![
         SiteFile {
             name: "pfgate.toml",
             contents: format!(
                 "{}{section}{}",
-                common_config(provider),
+                common_config(provider, state_dir),
                 ROUTES.replace("PROVIDER", provider_name(provider))
             ),
             secret: false,
@@ -159,7 +163,20 @@ fn provider_name(provider: InitProvider) -> &'static str {
 }
 
 /// Every section but the provider's and the routes.
-fn common_config(provider: InitProvider) -> String {
+fn common_config(provider: InitProvider, state_dir: Option<&Path>) -> String {
+    // Debug formatting quotes and escapes as a TOML basic string does.
+    let state = |name: &str| match state_dir {
+        // Absolute: relative paths in the file are read relative to the file, not to where
+        // `init` ran.
+        Some(d) => format!(
+            "{:?}",
+            std::path::absolute(d.join(name))
+                .unwrap_or_else(|_| d.join(name))
+                .display()
+                .to_string()
+        ),
+        None => format!("{name:?}"),
+    };
     format!(
         r#"# pfgate configuration written by `pfgate init --provider {kind}`.
 # Every <FILL: ...> is a value only you know: `pfgate check-config pfgate.toml` lists those left
@@ -214,15 +231,17 @@ allow = ["authentication"]
 enabled = true
 
 [store]
-path = "pfgate.db"
+path = {store}
 secrets_key_file = "secrets.key"
 
 [audit]
-file = "audit.jsonl"
+file = {audit}
 max_bytes = 67108864
 
 "#,
-        kind = provider_kind(provider)
+        kind = provider_kind(provider),
+        store = state("pfgate.db"),
+        audit = state("audit.jsonl"),
     )
 }
 
@@ -396,7 +415,8 @@ fn file_placeholder(path: &Path) -> Option<String> {
     if !meta.is_file() || meta.len() > MAX_SCANNED_FILE {
         return None;
     }
-    let bytes = std::fs::read(path).ok()?;
+    // A secret file's contents: wiped from memory once searched.
+    let bytes = zeroize::Zeroizing::new(std::fs::read(path).ok()?);
     let text = String::from_utf8_lossy(&bytes);
     text.find(PLACEHOLDER).map(|at| text[at..].to_string())
 }
@@ -450,6 +470,49 @@ pub fn next_steps(dir: &Path, provider: InitProvider, written: &[String]) -> Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Placeholders are found in values at any depth (array-of-tables items by index) and in the
+    /// files `*_file` keys name (relative to the configuration); a filled file or a value without
+    /// the marker is not reported, nor a file under another key.
+    #[test]
+    fn placeholders_are_found_by_key_in_values_and_named_files() {
+        let dir = std::env::temp_dir().join(format!("pfgate-init-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.secret"), "<FILL: the secret>\n").unwrap();
+        std::fs::write(dir.join("b.secret"), "filled\n").unwrap();
+        let config = dir.join("pfgate.toml");
+        std::fs::write(
+            &config,
+            "[auth]\n[[auth.principals]]\nname = \"ok\"\n[[auth.principals]]\n\
+             name = \"<FILL: who>\"\nallow = [\"<FILL: group>\"]\n\
+             [providers.x]\nsecret_file = \"a.secret\"\nother_file = \"b.secret\"\n\
+             tls_cert = \"a.secret\"\n",
+        )
+        .unwrap();
+        let found: Vec<(String, String)> = placeholders(&config)
+            .into_iter()
+            .map(|p| (p.key, p.reason))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "auth.principals[1].allow".to_string(),
+                    "still to fill: group".to_string()
+                ),
+                (
+                    "auth.principals[1].name".to_string(),
+                    "still to fill: who".to_string()
+                ),
+                (
+                    "providers.x.secret_file".to_string(),
+                    "a.secret still holds a placeholder: the secret".to_string()
+                ),
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn placeholder_text_is_the_description() {

@@ -169,10 +169,25 @@ fn assert_owner_only(dir: &Path, provider_secret: &str) {
 }
 
 /// The whole path for one provider; `webhook_url` is where the webhook provider is sent.
-fn init_fill_check_serve(provider: &str, provider_secret: &str, webhook_url: &str) -> String {
+fn init_fill_check_serve(
+    provider: &str,
+    provider_secret: &str,
+    webhook_url: &str,
+    state_dir: Option<&Path>,
+) -> String {
     let root = temp_dir(&format!("init-{provider}"));
     let dir = root.join("site");
-    let (code, out, err) = run(&["init", &dir.display().to_string(), "--provider", provider]);
+    let mut args = vec![
+        "init".to_string(),
+        dir.display().to_string(),
+        "--provider".into(),
+        provider.into(),
+    ];
+    if let Some(s) = state_dir {
+        args.extend(["--state-dir".into(), s.display().to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = run(&args);
     assert_eq!(code, Some(0), "{out}{err}");
     for step in [
         "pfgate check-config",
@@ -246,7 +261,10 @@ async fn init_webhook_site_fills_checks_serves_and_authenticates() {
         );
         return;
     };
-    let cfg = init_fill_check_serve("webhook", "webhook.secret", &service.1);
+    // The store and the audit trail in a state directory of their own (as /var/lib/pfgate).
+    let state = service_dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let cfg = init_fill_check_serve("webhook", "webhook.secret", &service.1, Some(&state));
     let dir = Path::new(&cfg).parent().unwrap().to_path_buf();
     let (served, addr) = serve_site(cfg).await;
     let url = format!("https://{addr}/MultiFactorAuthWebServiceSdk/PfWsSdk.asmx");
@@ -282,8 +300,12 @@ async fn init_webhook_site_fills_checks_serves_and_authenticates() {
     .await
     .unwrap();
     assert_eq!(code, Some(0), "{out}{err}");
-    assert!(out.contains("true"), "{out}");
+    assert!(out.contains("PfAuthUser_5Result: true"), "{out}");
     stop(served).await;
+    let trail = std::fs::read_to_string(state.join("audit.jsonl")).unwrap();
+    assert!(trail.contains("mimservice@contoso.com"), "{trail}");
+    assert!(state.join("pfgate.db").is_file());
+    assert!(!dir.join("pfgate.db").exists() && !dir.join("audit.jsonl").exists());
     drop(service);
 }
 
@@ -296,7 +318,7 @@ async fn init_duo_twilio_and_oidc_sites_fill_check_and_serve() {
         ("twilio-verify", "twilio.token"),
         ("oidc", "oidc-client.secret"),
     ] {
-        let cfg = init_fill_check_serve(provider, secret, "unused");
+        let cfg = init_fill_check_serve(provider, secret, "unused", None);
         if provider == "oidc" {
             // The step-up listener's port: free, not the 8444 written (tests run in parallel).
             let text = std::fs::read_to_string(&cfg).unwrap();
