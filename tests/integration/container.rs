@@ -113,7 +113,13 @@ async fn healthcheck(url: &str) -> bool {
 }
 
 async fn python_available(test: &str) -> bool {
-    interop_available(test, "python3", &["python3"], &[]).await
+    interop_available(
+        test,
+        pfgate::test_skips::Needs::Tools("python3"),
+        &["python3"],
+        &[],
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
