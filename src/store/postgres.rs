@@ -56,8 +56,8 @@ use super::row::{
 };
 use super::secrets::{self, SecretKey};
 use super::{
-    Bypass, CallClaim, CallState, Store, StoreError, StoreResult, Transaction, TransactionKind,
-    UserFilter, UserRecord, CALL_EXPIRED,
+    Bypass, CallClaim, CallKey, CallState, Store, StoreError, StoreResult, Transaction,
+    TransactionKind, UserFilter, UserRecord, CLAIM_LAPSED,
 };
 use crate::pfwssdk::wire::WireEnum;
 
@@ -1170,8 +1170,7 @@ impl Store for PostgresStore {
 
     async fn claim_call(
         &self,
-        username: &str,
-        phone: &str,
+        key: &CallKey,
         request_id: &str,
         now: i64,
         expires_at: i64,
@@ -1179,7 +1178,7 @@ impl Store for PostgresStore {
         self.maybe_purge();
         self.run("claim_call", async {
             let what = "claiming a provider call";
-            let call = row::call_key(&self.key, username, phone);
+            let call = row::call_key(&self.key, key);
             let client = self.client(what).await?;
             let insert = client
                 .prepare_cached(
@@ -1219,12 +1218,13 @@ impl Store for PostgresStore {
                 if other_expires >= now {
                     return Ok(CallClaim::Joined(other));
                 }
-                // Its instance never reported: give it up, its waiters read a timeout.
+                // Its lease lapsed (the owner died or lost the database): give it up; its
+                // waiters read that and claim the call again.
                 client
                     .execute(
                         "UPDATE inflight_calls SET outcome = $2, expires_at = $3 \
                          WHERE request_id = $1 AND outcome IS NULL",
-                        &[&other, &CALL_EXPIRED, &(now + row::EXPIRED_CALL_KEEP_SECS)],
+                        &[&other, &CLAIM_LAPSED, &(now + row::EXPIRED_CALL_KEEP_SECS)],
                     )
                     .await
                     .ctx(what)?;
@@ -1261,18 +1261,41 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn renew_call(&self, request_id: &str, lease_until: i64) -> StoreResult<bool> {
+        self.run("renew_call", async {
+            let what = "renewing a call's lease";
+            let client = self.client(what).await?;
+            let stmt = client
+                .prepare_cached(
+                    "UPDATE inflight_calls SET expires_at = $2 \
+                     WHERE request_id = $1 AND outcome IS NULL",
+                )
+                .await
+                .ctx(what)?;
+            let renewed = client
+                .execute(&stmt, &[&request_id, &lease_until])
+                .await
+                .ctx(what)?;
+            Ok(renewed > 0)
+        })
+        .await
+    }
+
     async fn call_state(&self, request_id: &str) -> StoreResult<Option<CallState>> {
         self.run("call_state", async {
             let what = "reading a call's state";
             let client = self.client(what).await?;
             let stmt = client
-                .prepare_cached("SELECT outcome FROM inflight_calls WHERE request_id = $1")
+                .prepare_cached(
+                    "SELECT outcome, expires_at FROM inflight_calls WHERE request_id = $1",
+                )
                 .await
                 .ctx(what)?;
             let row = client.query_opt(&stmt, &[&request_id]).await.ctx(what)?;
             let Some(row) = row else { return Ok(None) };
             let outcome: Option<String> = row.try_get(0).ctx(what)?;
-            Ok(Some(outcome.map_or(CallState::Pending, CallState::Done)))
+            let expires_at: i64 = row.try_get(1).ctx(what)?;
+            Ok(Some(row::call_state(outcome, expires_at)))
         })
         .await
     }

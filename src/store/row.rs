@@ -9,7 +9,10 @@
 //! a [`Value`].
 
 use super::secrets::{self, SecretKey};
-use super::{Phone, StoreError, StoreResult, TextFilter, TransactionKind, UserFilter, UserRecord};
+use super::{
+    CallKey, CallState, Phone, StoreError, StoreResult, TextFilter, TransactionKind, UserFilter,
+    UserRecord, CLAIM_LAPSED,
+};
 use crate::pfwssdk::wire::WireEnum;
 
 /// Field names in the associated data of sealed values.
@@ -130,13 +133,22 @@ pub(super) fn unix_now() -> i64 {
 /// How long the outcome of a claim that expired without an ending stays readable (seconds).
 pub(super) const EXPIRED_CALL_KEEP_SECS: i64 = 60;
 
-/// The key of a provider call in flight: a keyed digest of the lowercase username and the E.164
-/// number, so the store never holds the number of a call (nor learns it from the key).
-pub(super) fn call_key(key: &SecretKey, username: &str, phone: &str) -> String {
-    secrets::code_digest(
-        key,
-        &format!("inflight-call\n{}\n{phone}", username_key(username)),
-    )
+/// The key of a provider call in flight: a keyed digest of everything that makes a retry
+/// ([`CallKey`]), so the store never holds the number of a call (nor learns it from the key).
+pub(super) fn call_key(key: &SecretKey, call: &CallKey) -> String {
+    secrets::code_digest(key, &call.encoded())
+}
+
+/// A claim row's state: its outcome column (`NULL` while pending) and its `expires_at` (the lease
+/// while pending).
+pub(super) fn call_state(outcome: Option<String>, expires_at: i64) -> CallState {
+    match outcome {
+        None => CallState::Pending {
+            lease_until: expires_at,
+        },
+        Some(o) if o == CLAIM_LAPSED => CallState::Lapsed,
+        Some(o) => CallState::Done(o),
+    }
 }
 
 /// The lookup key of a username: lower case.

@@ -33,8 +33,8 @@ use super::row::{
 };
 use super::secrets::{self, SecretKey};
 use super::{
-    Bypass, CallClaim, CallState, Store, StoreError, StoreResult, Transaction, TransactionKind,
-    UserFilter, UserRecord, CALL_EXPIRED,
+    Bypass, CallClaim, CallKey, CallState, Store, StoreError, StoreResult, Transaction,
+    TransactionKind, UserFilter, UserRecord, CLAIM_LAPSED,
 };
 use crate::pfwssdk::wire::WireEnum;
 
@@ -831,21 +831,21 @@ impl Store for SqliteStore {
 
     async fn claim_call(
         &self,
-        username: &str,
-        phone: &str,
+        key: &CallKey,
         request_id: &str,
         now: i64,
         expires_at: i64,
     ) -> StoreResult<CallClaim> {
-        let (name, phone, id) = (username.to_owned(), phone.to_owned(), request_id.to_owned());
+        let (key, id) = (key.clone(), request_id.to_owned());
         self.run("claim_call", move |conn, secrets_key| {
             let what = "claiming a provider call";
-            let call = row::call_key(secrets_key, &name, &phone);
+            let call = row::call_key(secrets_key, &key);
             unsynced(conn, |conn| {
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .ctx(what)?;
-                // A claim whose instance never reported is given up: its waiters read a timeout.
+                // A claim whose lease lapsed (its owner died or lost the database) is given up:
+                // its waiters read that and claim the call again.
                 tx.prepare_cached(
                     "UPDATE inflight_calls SET outcome = ?3, expires_at = ?4 \
                  WHERE call_key = ?1 AND outcome IS NULL AND expires_at < ?2",
@@ -854,7 +854,7 @@ impl Store for SqliteStore {
                 .execute(params![
                     call,
                     now,
-                    CALL_EXPIRED,
+                    CLAIM_LAPSED,
                     now + row::EXPIRED_CALL_KEEP_SECS
                 ])
                 .ctx(what)?;
@@ -922,17 +922,38 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn renew_call(&self, request_id: &str, lease_until: i64) -> StoreResult<bool> {
+        let id = request_id.to_owned();
+        self.run("renew_call", move |conn, _| {
+            let what = "renewing a call's lease";
+            unsynced(conn, |conn| {
+                let renewed = conn
+                    .prepare_cached(
+                        "UPDATE inflight_calls SET expires_at = ?2 \
+                         WHERE request_id = ?1 AND outcome IS NULL",
+                    )
+                    .ctx(what)?
+                    .execute(params![id, lease_until])
+                    .ctx(what)?;
+                Ok(renewed > 0)
+            })
+        })
+        .await
+    }
+
     async fn call_state(&self, request_id: &str) -> StoreResult<Option<CallState>> {
         let id = request_id.to_owned();
         self.run("call_state", move |conn, _| {
             let what = "reading a call's state";
-            let found: Option<Option<String>> = conn
-                .prepare_cached("SELECT outcome FROM inflight_calls WHERE request_id = ?1")
+            let found: Option<(Option<String>, i64)> = conn
+                .prepare_cached(
+                    "SELECT outcome, expires_at FROM inflight_calls WHERE request_id = ?1",
+                )
                 .ctx(what)?
-                .query_row([&id], |r| r.get(0))
+                .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()
                 .ctx(what)?;
-            Ok(found.map(|outcome| outcome.map_or(CallState::Pending, CallState::Done)))
+            Ok(found.map(|(outcome, expires_at)| row::call_state(outcome, expires_at)))
         })
         .await
     }
@@ -1076,17 +1097,20 @@ pub(crate) mod tests {
         let before = synchronous(&store);
         assert_ne!(before, 0, "a file store must sync its other writes");
         let id = "A1000000000000000000000000000001";
+        let call = |phone| CallKey::new("sync@contoso.com", phone, "caller", "app", "");
         let claim = store
-            .claim_call("sync@contoso.com", "+14255550100", id, 100, 160)
+            .claim_call(&call("+14255550100"), id, 100, 160)
             .await
             .unwrap();
         assert_eq!(claim, CallClaim::Placed);
+        assert_eq!(synchronous(&store), before);
+        assert!(store.renew_call(id, 170).await.unwrap());
         assert_eq!(synchronous(&store), before);
         store.finish_call(id, "approved", 160).await.unwrap();
         assert_eq!(synchronous(&store), before);
         // A failing claim (a request id used twice) restores it too.
         assert!(store
-            .claim_call("sync@contoso.com", "+14255550199", id, 100, 160)
+            .claim_call(&call("+14255550199"), id, 100, 160)
             .await
             .is_err());
         assert_eq!(synchronous(&store), before);

@@ -28,8 +28,8 @@ use std::sync::Arc;
 use crate::pfwssdk::{AuthResult, Mode3, PhoneAppMode, PinMode2, SmsDirection, SmsMode};
 use crate::store::secrets::{self, SecretKey};
 use crate::store::{
-    Bypass, CallClaim, CallState, Phone, Store, StoreError, TextFilter, Transaction,
-    TransactionKind, UserFilter, UserRecord, CALL_EXPIRED,
+    Bypass, CallClaim, CallKey, CallState, Phone, Store, StoreError, TextFilter, Transaction,
+    TransactionKind, UserFilter, UserRecord,
 };
 
 /// The OATH secret the suite stores (a backend test asserts it is absent from raw storage).
@@ -1308,30 +1308,62 @@ pub async fn check_persistent(store: &dyn Store) {
     assert!(!store.consume_bypass(PERSIST_USER, NOW).await.unwrap());
 }
 
-/// Claims of provider calls: one call per user (any case) and number, joiners learn its request
-/// id, an ended call frees the slot, and a claim that expired without an ending is given up.
+/// The in-flight key of `user` and `phone` asked by MIM (`CONTOSO\svc-mim`, application "MIM",
+/// from 10.0.0.5).
+fn mim_call(user: &str, phone: &str) -> CallKey {
+    CallKey::new(user, phone, "CONTOSO\\svc-mim", "MIM", "10.0.0.5")
+}
+
+/// Claims of provider calls: one call per key — user (any case), number, principal (any case),
+/// application and initiating address — joiners learn its request id, an ended call frees the
+/// slot, and a claim whose lease lapsed is given up.
 pub async fn check_call_claims(store: &dyn Store) {
     let (user, phone) = ("Suite-Call@contoso.com", "+14255550100");
     let id = |n: u32| format!("E00000000000000000000000000000{n:02}");
-    let claim = |u: &'static str, p: &'static str, n: u32, now: i64| {
+    let claim = |key: CallKey, n: u32, now: i64| {
         let rid = id(n);
-        async move { store.claim_call(u, p, &rid, now, now + 60).await.unwrap() }
+        async move { store.claim_call(&key, &rid, now, now + 60).await.unwrap() }
     };
-    assert_eq!(claim(user, phone, 1, NOW).await, CallClaim::Placed);
+    assert_eq!(
+        claim(mim_call(user, phone), 1, NOW).await,
+        CallClaim::Placed
+    );
     assert_eq!(
         store.call_state(&id(1)).await.unwrap(),
-        Some(CallState::Pending)
+        Some(CallState::Pending {
+            lease_until: NOW + 60
+        })
     );
-    // The same user in another letter case, the same number: joined, not placed.
-    assert_eq!(
-        claim("suite-call@CONTOSO.com", phone, 2, NOW).await,
-        CallClaim::Joined(id(1))
+    // A true retry (the user and the principal in another letter case): joined, not placed.
+    let retry = CallKey::new(
+        "suite-call@CONTOSO.com",
+        phone,
+        "contoso\\SVC-MIM",
+        "MIM",
+        " 10.0.0.5",
     );
+    assert_eq!(claim(retry, 2, NOW).await, CallClaim::Joined(id(1)));
     assert_eq!(store.call_state(&id(2)).await.unwrap(), None);
+    // Anyone else who asks for the same user and number gets a call of its own: another
+    // principal, another application, another initiating address.
+    let others = [
+        CallKey::new(user, phone, "CONTOSO\\evil", "MIM", "10.0.0.5"),
+        CallKey::new(user, phone, "CONTOSO\\svc-mim", "EvilApp", "10.0.0.5"),
+        CallKey::new(user, phone, "CONTOSO\\svc-mim", "MIM", "203.0.113.9"),
+        // The fields are length-prefixed: moving text between them makes another key.
+        CallKey::new(user, phone, "CONTOSO\\svc-mim", "MIM1", "0.0.0.5"),
+    ];
+    for (n, key) in (10..).zip(others) {
+        assert_eq!(claim(key, n, NOW).await, CallClaim::Placed, "{n}");
+        store.finish_call(&id(n), "denied", NOW + 60).await.unwrap();
+    }
     // Another number, another user (unknown to the store: PfAuthUser_5 calls those too).
-    assert_eq!(claim(user, "+14255550101", 3, NOW).await, CallClaim::Placed);
     assert_eq!(
-        claim("suite-call-nobody", phone, 4, NOW).await,
+        claim(mim_call(user, "+14255550101"), 3, NOW).await,
+        CallClaim::Placed
+    );
+    assert_eq!(
+        claim(mim_call("suite-call-nobody", phone), 4, NOW).await,
         CallClaim::Placed
     );
 
@@ -1344,18 +1376,40 @@ pub async fn check_call_claims(store: &dyn Store) {
         store.call_state(&id(1)).await.unwrap(),
         Some(CallState::Done("approved".into()))
     );
-    assert_eq!(claim(user, phone, 5, NOW + 1).await, CallClaim::Placed);
+    assert!(
+        !store.renew_call(&id(1), NOW + 90).await.unwrap(),
+        "an ended call's lease is not renewed"
+    );
+    assert_eq!(
+        claim(mim_call(user, phone), 5, NOW + 1).await,
+        CallClaim::Placed
+    );
 
-    // A claim whose instance never reported is given up once it expires: the next claimant places
-    // the call and the old one's waiters read CALL_EXPIRED.
-    assert_eq!(claim(user, phone, 6, NOW + 62).await, CallClaim::Placed);
+    // The owner's heartbeat extends the lease: a claimant after the first lease still joins.
+    assert!(store.renew_call(&id(5), NOW + 100).await.unwrap());
+    assert_eq!(
+        claim(mim_call(user, phone), 7, NOW + 62).await,
+        CallClaim::Joined(id(5))
+    );
+    // A claim whose lease lapsed (its owner stopped renewing) is given up: the next claimant
+    // places the call, the old one's waiters read that it lapsed, and its owner cannot renew it.
+    assert_eq!(
+        claim(mim_call(user, phone), 6, NOW + 101).await,
+        CallClaim::Placed
+    );
     assert_eq!(
         store.call_state(&id(5)).await.unwrap(),
-        Some(CallState::Done(CALL_EXPIRED.into()))
+        Some(CallState::Lapsed)
     );
+    assert!(!store.renew_call(&id(5), NOW + 130).await.unwrap());
     // A request id cannot claim a second call.
     assert!(store
-        .claim_call(user, "+14255550199", &id(6), NOW + 62, NOW + 120)
+        .claim_call(
+            &mim_call(user, "+14255550199"),
+            &id(6),
+            NOW + 101,
+            NOW + 120
+        )
         .await
         .is_err());
     for n in [3, 4, 6] {
@@ -1366,18 +1420,16 @@ pub async fn check_call_claims(store: &dyn Store) {
 /// 20 concurrent claimants of one call (several rounds): exactly one places it, the others join
 /// it under its request id.
 pub async fn check_call_claim_concurrency(store: Arc<dyn Store>) {
-    let (user, phone) = ("suite-call-race@contoso.com", "+442079460000");
+    let key = mim_call("suite-call-race@contoso.com", "+442079460000");
     for round in 0..5u32 {
         let now = NOW + i64::from(round);
         let tasks: Vec<_> = (0..20u32)
             .map(|i| {
                 let store = Arc::clone(&store);
+                let key = key.clone();
                 let rid = format!("F000000000000000000000000000{round:02}{i:02}");
                 tokio::spawn(async move {
-                    let claim = store
-                        .claim_call(user, phone, &rid, now, now + 60)
-                        .await
-                        .unwrap();
+                    let claim = store.claim_call(&key, &rid, now, now + 60).await.unwrap();
                     (rid, claim)
                 })
             })

@@ -74,14 +74,23 @@ phone = "4255550104"
 username = "outage@contoso.com"
 country_code = "1"
 phone = "4255550105"
+
+[[users]]
+username = "stale@contoso.com"
+country_code = "1"
+phone = "4255550106"
 "#;
+
+/// The user whose first call the fake provider never answers (its instance is killed meanwhile).
+const STALE_USER: &str = "stale@contoso.com";
 
 // ---------------------------------------------------------------------------------------------
 // The fake webhook provider
 // ---------------------------------------------------------------------------------------------
 
 /// A webhook service that approves every attempt, after `delay` for `race@contoso.com` (so that
-/// authentications arriving together overlap), at once for everyone else; it records every start.
+/// authentications arriving together overlap), at once for everyone else — except the first call
+/// for [`STALE_USER`], which it leaves ringing for two minutes; it records every start.
 pub(crate) struct FakeProvider {
     starts: Mutex<Vec<StartRequest>>,
     delay: Duration,
@@ -160,11 +169,19 @@ impl FakeProvider {
             ("POST", Some("/authentications")) => {
                 let start: StartRequest = serde_json::from_slice(&body).unwrap();
                 let id = start.request_id.clone();
-                let slow = start.username == "race@contoso.com";
-                self.starts.lock().unwrap().push(start);
-                if slow {
-                    tokio::time::sleep(self.delay).await;
-                }
+                let delay = {
+                    let mut starts = self.starts.lock().unwrap();
+                    let first_stale = start.username == STALE_USER
+                        && !starts.iter().any(|s| s.username == STALE_USER);
+                    let slow = start.username == "race@contoso.com";
+                    starts.push(start);
+                    match (first_stale, slow) {
+                        (true, _) => Duration::from_secs(120),
+                        (false, true) => self.delay,
+                        _ => Duration::ZERO,
+                    }
+                };
+                tokio::time::sleep(delay).await;
                 let state = StateResponse {
                     request_id: id,
                     status: "success".into(),
@@ -330,6 +347,12 @@ impl Instance {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Ends the process as a crash or `kill -9` would (SIGKILL): nothing it holds is released.
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
     /// One HTTP/1.1 request on a fresh connection: (status, body).
     async fn http(&self, request: String) -> (u16, String) {
         http_exchange(self.addr, &request).await
@@ -371,11 +394,22 @@ impl Instance {
 
     /// `PfAuthUser_5` calling `+1 number`: (result, callResult, error, request id).
     async fn auth5(&self, user: &str, number: &str) -> (String, i64, i64, Option<String>) {
+        self.auth5_from(user, number, "").await
+    }
+
+    /// [`Instance::auth5`] naming the application that asks.
+    async fn auth5_from(
+        &self,
+        user: &str,
+        number: &str,
+        application: &str,
+    ) -> (String, i64, i64, Option<String>) {
         let body = self
             .call(
                 "PfAuthUser_5",
                 &format!(
-                    "<username>{user}</username><requireUserMatch>true</requireUserMatch>\
+                    "<username>{user}</username><applicationName>{application}</applicationName>\
+                     <requireUserMatch>true</requireUserMatch>\
                      <mode>voiceCall</mode><countryCode>1</countryCode>\
                      <phoneNumber>{number}</phoneNumber><extension />"
                 ),
@@ -446,11 +480,18 @@ impl Drop for TempDir {
     }
 }
 
-impl Cluster {
-    /// Two instances on a fresh schema of the test database, reached directly or through
-    /// `proxy_port` (a [`DbProxy`] in front of it). `None` (with a `SKIP` line) without a
-    /// database.
-    async fn start(test: &str, proxy: Option<&DbProxy>) -> Option<Self> {
+/// What two instances share: a fresh schema, the fake provider, a directory with the secrets key,
+/// the users file and `pfgate.toml`.
+struct Shared {
+    schema: TestSchema,
+    provider: Arc<FakeProvider>,
+    provider_addr: SocketAddr,
+    dir: TempDir,
+}
+
+impl Shared {
+    /// `None` (with a `SKIP` line) without a database.
+    async fn create(test: &str) -> Option<Self> {
         let url = testing::database_url(test)?;
         let schema = TestSchema::create(&url).await.unwrap();
         let (provider, provider_addr) = FakeProvider::start(Duration::from_secs(3)).await;
@@ -466,23 +507,53 @@ impl Cluster {
         std::fs::write(dir.0.join("secrets.key"), [0x5au8; 32]).unwrap();
         std::fs::write(dir.0.join("webhook.secret"), WEBHOOK_SECRET).unwrap();
         std::fs::write(dir.0.join("users.toml"), USERS).unwrap();
-        let db_url = match proxy {
-            Some(p) => with_port(&url, p.port),
-            None => url.clone(),
+        Some(Self {
+            schema,
+            provider,
+            provider_addr,
+            dir,
+        })
+    }
+
+    /// Writes `name` (a configuration file in the shared directory) for an instance reaching the
+    /// database at `db_url` with the secrets key in `key_file`, seeding the users file or not;
+    /// returns its path.
+    fn config(&self, name: &str, db_url: &str, key_file: &str, users: bool) -> PathBuf {
+        let directory = if users {
+            "[directory]\nusers_file = \"users.toml\"\n"
+        } else {
+            ""
         };
         let config = format!(
             "[server]\nplain_listen = \"127.0.0.1:0\"\n\
              [auth]\nallow_anonymous = true\n\
              [engine]\nauth_timeout_secs = 20\n\
-             [directory]\nusers_file = \"users.toml\"\n\
-             [store]\nurl = \"{db_url}\"\nschema = \"{}\"\npool_size = 4\nsecrets_key_file = \"secrets.key\"\n\
-             [providers.hook]\nkind = \"webhook\"\nbase_url = \"http://{provider_addr}{PREFIX}\"\n\
+             {directory}\
+             [store]\nurl = \"{db_url}\"\nschema = \"{}\"\npool_size = 4\nsecrets_key_file = \"{key_file}\"\n\
+             [providers.hook]\nkind = \"webhook\"\nbase_url = \"http://{}{PREFIX}\"\n\
              secret_file = \"webhook.secret\"\npoll_interval_ms = 100\n\
              [[routes]]\nproviders = [\"hook\"]\n",
-            schema.name()
+            self.schema.name(),
+            self.provider_addr,
         );
-        let path = dir.0.join("pfgate.toml");
+        let path = self.dir.0.join(name);
         std::fs::write(&path, config).unwrap();
+        path
+    }
+}
+
+impl Cluster {
+    /// Two instances on a fresh schema of the test database, reached directly or through
+    /// `proxy_port` (a [`DbProxy`] in front of it). `None` (with a `SKIP` line) without a
+    /// database.
+    async fn start(test: &str, proxy: Option<&DbProxy>) -> Option<Self> {
+        let shared = Shared::create(test).await?;
+        let url = testing::database_url(test)?;
+        let db_url = match proxy {
+            Some(p) => with_port(&url, p.port),
+            None => url.clone(),
+        };
+        let path = shared.config("pfgate.toml", &db_url, "secrets.key", true);
         // Both start at once: migrations and seeding race, and must not fail.
         let (p1, p2) = (path.clone(), path.clone());
         let a = std::thread::spawn(move || Instance::spawn(&p1, "a"));
@@ -491,9 +562,9 @@ impl Cluster {
         Some(Self {
             a,
             b,
-            provider,
-            _schema: schema,
-            _dir: dir,
+            provider: shared.provider,
+            _schema: shared.schema,
+            _dir: shared.dir,
         })
     }
 }
@@ -760,4 +831,107 @@ async fn database_cut_fails_secure_and_both_instances_recover_by_themselves() {
         );
     }
     assert_eq!(c.provider.calls_to("+14255550105"), 4);
+}
+
+/// Issue #23 item 5: an instance killed (`kill -9`) in the middle of a provider call leaves its
+/// claim in the database. A login for the same user and number that was waiting on that claim on
+/// the other instance is served by a fresh call once the dead owner's lease lapses — not answered
+/// "timed out" (11) at its own deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_instance_was_killed_is_taken_over_within_the_lease() {
+    let Some(c) = Cluster::start("ha stale claim", None).await else {
+        return;
+    };
+    let (mut a, b) = (c.a, Arc::new(c.b));
+    let number = "+14255550106";
+    // A places the call; the provider leaves it ringing.
+    let a_addr = a.addr;
+    let on_a = tokio::spawn(async move {
+        let body = env11(&format!(
+            r#"<PfAuthUser_5 xmlns="{NS}"><username>{STALE_USER}</username><requireUserMatch>true</requireUserMatch><mode>voiceCall</mode><countryCode>1</countryCode><phoneNumber>4255550106</phoneNumber><extension /></PfAuthUser_5>"#
+        ));
+        let request = format!(
+            "POST {SDK_PATH} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml; charset=utf-8\r\n\
+             SOAPAction: \"{}\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            action("PfAuthUser_5"),
+            body.len()
+        );
+        // The connection dies with the instance: whatever it gets is not looked at.
+        let _ = tokio::time::timeout(STEP, async {
+            let mut tcp = TcpStream::connect(a_addr).await?;
+            tcp.write_all(request.as_bytes()).await?;
+            let mut out = Vec::new();
+            tcp.read_to_end(&mut out).await
+        })
+        .await;
+    });
+    let until = Instant::now() + STEP;
+    while c.provider.calls_to(number) == 0 {
+        assert!(Instant::now() < until, "A never placed the call");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The retry on B joins A's call in flight (no second call while A lives)...
+    let b1 = b.clone();
+    let waiting = tokio::spawn(async move {
+        let started = Instant::now();
+        (b1.auth5(STALE_USER, "4255550106").await, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        c.provider.calls_to(number),
+        1,
+        "a retry joins the call in flight"
+    );
+    // ... and A dies mid-call.
+    let killed = Instant::now();
+    a.kill();
+    on_a.abort();
+    let ((result, call_result, error, _), waited) = waiting.await.unwrap();
+    assert_eq!(
+        (result.as_str(), call_result, error),
+        ("true", 2, 0),
+        "served by a fresh call, not 11 after the dead claim ({waited:?})"
+    );
+    assert_eq!(c.provider.calls_to(number), 2, "one fresh call");
+    // Bounded: the lease (10 s) plus a poll and the fresh call, well below the 20 s deadline.
+    assert!(
+        killed.elapsed() < Duration::from_secs(14),
+        "taken over {:?} after the kill",
+        killed.elapsed()
+    );
+    // A later login, after the takeover, is an ordinary one.
+    let started = Instant::now();
+    assert_eq!(b.auth5(STALE_USER, "4255550106").await.0, "true");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(c.provider.calls_to(number), 3);
+}
+
+/// Issue #17 item 3 across instances: the claim in the store carries who asks (principal,
+/// application, initiating address), so a login from another application on the other instance
+/// gets a call of its own instead of joining (and receiving) the first one's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_application_on_the_other_instance_does_not_join_the_call() {
+    let Some(c) = Cluster::start("ha in-flight key", None).await else {
+        return;
+    };
+    let (a, b) = (Arc::new(c.a), Arc::new(c.b));
+    let first = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            a.auth5_from("race@contoso.com", "4255550100", "MIM-PAM")
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = b
+        .auth5_from("RACE@contoso.com", "4255550100", "EvilApp")
+        .await;
+    let first = first.await.unwrap();
+    assert_eq!((first.0.as_str(), first.1), ("true", 2));
+    assert_eq!((second.0.as_str(), second.1), ("true", 2));
+    assert_ne!(
+        first.3, second.3,
+        "never the other application's request id"
+    );
+    assert_eq!(c.provider.calls_to("+14255550100"), 2, "a call each");
 }
