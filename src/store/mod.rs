@@ -397,6 +397,17 @@ pub enum StoreError {
     /// Stored data could not be read back (corrupt row, wrong secrets key).
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    /// The configured secrets key is not the one this database's secrets were sealed with (its
+    /// key check value differs, or, in a database without one, the key opens none of the sealed
+    /// secrets). Refused at start: such an instance would seal secrets the others cannot open
+    /// (issue #23).
+    #[error(
+        "the configured secrets key does not match the one this database was written with \
+         ({0}); start this instance with the same secrets key as the others \
+         (store.secrets_key_file or store.secrets_key_env); to change the key, see \
+         \"Rotating the secrets key\" in docs/ha.md"
+    )]
+    KeyMismatch(&'static str),
 }
 
 /// Result of store calls.

@@ -67,6 +67,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0001_init.sql"),
     include_str!("migrations/postgres/0002_inflight_calls.sql"),
     include_str!("migrations/postgres/0003_external_id.sql"),
+    // 0004 is the lockout counter (another branch); the lead orders them when merging.
+    include_str!("migrations/postgres/0005_key_check.sql"),
 ];
 
 /// The longest any store operation may take, pool wait and connecting included. Well below the
@@ -592,6 +594,7 @@ impl PostgresStore {
             .migrate(settings.schema.as_deref())
             .await
             .map_err(|e| row::prefix(&what, e))?;
+        store.check_key().await?;
         tracing::info!(target: "pfgate::store", database = %target, migrations_applied = applied,
             "PostgreSQL store ready");
         Ok(Self {
@@ -666,6 +669,53 @@ impl PostgresStore {
             applied += 1;
         }
         Ok(applied)
+    }
+
+    /// Compares the database's key check value with this instance's key, writing it first if the
+    /// database has none (and the key opens the secrets already sealed there, if any): a
+    /// different key is [`StoreError::KeyMismatch`]. Instances connecting at once race on one
+    /// `INSERT … ON CONFLICT DO NOTHING`; each then compares with the value that won.
+    async fn check_key(&self) -> StoreResult<()> {
+        self.run("check_key", async {
+            let what = "checking the secrets key";
+            let client = self.client(what).await?;
+            let read = "SELECT digest FROM key_check WHERE id = 1";
+            if let Some(row) = client.query_opt(read, &[]).await.ctx(what)? {
+                return row::compare_key_check(&self.key, &row.try_get::<_, String>(0).ctx(what)?);
+            }
+            let sealed = client
+                .query(row::KEY_PROOF_SQL, &[])
+                .await
+                .ctx(what)?
+                .iter()
+                .map(|r| {
+                    Ok(row::SealedRow {
+                        username: r.try_get(0)?,
+                        username_key: r.try_get(1)?,
+                        oath_secret: r.try_get(2)?,
+                        static_token: r.try_get(3)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+                .ctx(what)?;
+            if !row::key_opens_any(&self.key, &sealed) {
+                return Err(StoreError::KeyMismatch(
+                    "the database has no key check value yet, and this key opens none of its \
+                     secrets",
+                ));
+            }
+            client
+                .execute(
+                    "INSERT INTO key_check (id, digest, created_at) VALUES (1, $1, $2) \
+                     ON CONFLICT DO NOTHING",
+                    &[&secrets::key_check(&self.key), &unix_now()],
+                )
+                .await
+                .ctx(what)?;
+            let row = client.query_one(read, &[]).await.ctx(what)?;
+            row::compare_key_check(&self.key, &row.try_get::<_, String>(0).ctx(what)?)
+        })
+        .await
     }
 
     /// A pooled connection (a new one if none is idle and the pool is not full).
@@ -1621,6 +1671,65 @@ mod tests {
         let client = testing::connect(&url).await.unwrap();
         client
             .batch_execute(&format!("DROP SCHEMA \"{}_new\" CASCADE", schema.name()))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn another_secrets_key_is_refused_at_connect() {
+        let Some(url) = database_url("postgres another secrets key") else {
+            return;
+        };
+        let schema = TestSchema::create(&url).await.unwrap();
+        let settings = schema.settings();
+        let open = |key: SecretKey| {
+            let settings = settings.clone();
+            async move {
+                PostgresStore::connect(&settings, key)
+                    .await
+                    .map(|s| Arc::new(s) as Arc<dyn Store>)
+            }
+        };
+        let forget = || {
+            let (url, name) = (url.clone(), schema.name().to_string());
+            async move {
+                testing::connect(&url)
+                    .await
+                    .unwrap()
+                    .batch_execute(&format!("DELETE FROM \"{name}\".key_check"))
+                    .await
+                    .unwrap();
+            }
+        };
+        suite::check_key_check(open, forget).await;
+        // Instances starting together with different keys on a new schema: one key wins, every
+        // instance with another is refused.
+        let fresh = PostgresSettings {
+            schema: Some(format!("{}_keys", schema.name())),
+            ..schema.settings()
+        };
+        let key = |i: u8| SecretKey::from_bytes([i; secrets::KEY_LEN]);
+        let (a0, b1, c0, d1) = tokio::join!(
+            PostgresStore::connect(&fresh, key(0)),
+            PostgresStore::connect(&fresh, key(1)),
+            PostgresStore::connect(&fresh, key(0)),
+            PostgresStore::connect(&fresh, key(1)),
+        );
+        let opened: Vec<u8> = [
+            (0, a0.is_ok()),
+            (1, b1.is_ok()),
+            (0, c0.is_ok()),
+            (1, d1.is_ok()),
+        ]
+        .into_iter()
+        .filter_map(|(k, ok)| ok.then_some(k))
+        .collect();
+        assert_eq!(opened.len(), 2, "one key's two instances open");
+        assert_eq!(opened[0], opened[1]);
+        testing::connect(&url)
+            .await
+            .unwrap()
+            .batch_execute(&format!("DROP SCHEMA \"{}_keys\" CASCADE", schema.name()))
             .await
             .unwrap();
     }

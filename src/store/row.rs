@@ -139,6 +139,49 @@ pub(super) fn call_key(key: &SecretKey, call: &CallKey) -> String {
     secrets::code_digest(key, &call.encoded())
 }
 
+/// The `SELECT` of up to 16 users' sealed values (`username, username_key, oath_secret,
+/// static_token`) that a key is tried on before it writes the first key check of a database that
+/// has none ([`key_opens_any`]: one opening is enough).
+pub(super) const KEY_PROOF_SQL: &str = "SELECT username, username_key, oath_secret, static_token \
+     FROM users WHERE oath_secret IS NOT NULL OR static_token IS NOT NULL \
+     ORDER BY username_key LIMIT 16";
+
+/// One user's sealed values, for [`key_opens_any`].
+pub(super) struct SealedRow {
+    pub(super) username: String,
+    pub(super) username_key: String,
+    pub(super) oath_secret: Option<String>,
+    pub(super) static_token: Option<String>,
+}
+
+/// Whether `key` may write the first key check of a database that has none: it must open at least
+/// one of the sealed values already there (none there: any key may). Guards a database written by
+/// a version before the check, whose first instance after the upgrade could have the wrong key.
+pub(super) fn key_opens_any(key: &SecretKey, rows: &[SealedRow]) -> bool {
+    rows.is_empty()
+        || rows.iter().any(|r| {
+            [
+                (FIELD_OATH_SECRET, &r.oath_secret),
+                (FIELD_STATIC_TOKEN, &r.static_token),
+            ]
+            .iter()
+            .any(|(field, sealed)| {
+                sealed.is_some()
+                    && open_field(key, &r.username, &r.username_key, field, sealed.as_deref())
+                        .is_ok()
+            })
+        })
+}
+
+/// The verdict on a database's key check value `stored` (`None`: absent) for `key`.
+pub(super) fn compare_key_check(key: &SecretKey, stored: &str) -> StoreResult<()> {
+    if stored == secrets::key_check(key) {
+        Ok(())
+    } else {
+        Err(StoreError::KeyMismatch("its key check value differs"))
+    }
+}
+
 /// A claim row's state: its outcome column (`NULL` while pending) and its `expires_at` (the lease
 /// while pending).
 pub(super) fn call_state(outcome: Option<String>, expires_at: i64) -> CallState {

@@ -45,6 +45,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0002_transaction_target.sql"),
     include_str!("migrations/sqlite/0003_inflight_calls.sql"),
     include_str!("migrations/sqlite/0004_external_id.sql"),
+    // 0005 is the lockout counter (another branch); the lead orders them when merging.
+    include_str!("migrations/sqlite/0006_key_check.sql"),
 ];
 
 /// How long a statement waits for another process's lock before failing as busy.
@@ -122,6 +124,7 @@ impl SqliteStore {
         path: Option<PathBuf>,
     ) -> StoreResult<Self> {
         let migrations_applied = migrate(&mut conn)?;
+        check_key(&mut conn, &key)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             key: Arc::new(key),
@@ -278,6 +281,51 @@ fn migrate(conn: &mut Connection) -> StoreResult<usize> {
         applied += 1;
     }
     Ok(applied)
+}
+
+/// Compares the database's key check value with `key`'s, writing it first if the database has
+/// none (and `key` opens the secrets already sealed there, if any): a different key is
+/// [`StoreError::KeyMismatch`]. One IMMEDIATE transaction, so two processes opening a new file at
+/// once cannot each write their own.
+fn check_key(conn: &mut Connection, key: &SecretKey) -> StoreResult<()> {
+    let what = "checking the secrets key";
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .ctx(what)?;
+    let stored: Option<String> = tx
+        .query_row("SELECT digest FROM key_check WHERE id = 1", [], |r| {
+            r.get(0)
+        })
+        .optional()
+        .ctx(what)?;
+    if let Some(stored) = stored {
+        return row::compare_key_check(key, &stored);
+    }
+    let sealed = tx
+        .prepare(row::KEY_PROOF_SQL)
+        .ctx(what)?
+        .query_map([], |r| {
+            Ok(row::SealedRow {
+                username: r.get(0)?,
+                username_key: r.get(1)?,
+                oath_secret: r.get(2)?,
+                static_token: r.get(3)?,
+            })
+        })
+        .ctx(what)?
+        .collect::<Result<Vec<_>, _>>()
+        .ctx(what)?;
+    if !row::key_opens_any(key, &sealed) {
+        return Err(StoreError::KeyMismatch(
+            "the database has no key check value yet, and this key opens none of its secrets",
+        ));
+    }
+    tx.execute(
+        "INSERT INTO key_check (id, digest, created_at) VALUES (1, ?1, ?2)",
+        params![secrets::key_check(key), unix_now()],
+    )
+    .ctx(what)?;
+    tx.commit().ctx(what)
 }
 
 fn schema_version(conn: &Connection) -> StoreResult<i64> {
@@ -1199,18 +1247,48 @@ pub(crate) mod tests {
         );
         drop(store);
 
-        // Another key opens nothing.
-        let other = SqliteStore::open(&db.0, SecretKey::from_bytes([7; secrets::KEY_LEN]))
+        // Another key is refused at open (the key check), with nothing of the secrets in the
+        // message.
+        let err = SqliteStore::open(&db.0, SecretKey::from_bytes([7; secrets::KEY_LEN]))
             .await
-            .unwrap();
-        let err = other.get_user("alice@contoso.com").await.unwrap_err();
+            .unwrap_err();
         let msg = err.to_string();
-        assert!(matches!(err, StoreError::Corrupt(_)), "{msg}");
-        assert!(msg.contains("Alice@contoso.com"), "{msg}");
+        assert!(matches!(err, StoreError::KeyMismatch(_)), "{msg}");
         assert!(
             !msg.contains("ALICEOATHSECRET") && !msg.contains("alice-static"),
             "{msg}"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn another_secrets_key_is_refused_at_open() {
+        let db = TempDb::new("keycheck");
+        let path = db.0.clone();
+        let open = |key: SecretKey| {
+            let path = path.clone();
+            async move {
+                SqliteStore::open(&path, key)
+                    .await
+                    .map(|s| Arc::new(s) as Arc<dyn Store>)
+            }
+        };
+        let forget = || {
+            let path = path.clone();
+            async move {
+                Connection::open(&path)
+                    .unwrap()
+                    .execute("DELETE FROM key_check", [])
+                    .unwrap();
+            }
+        };
+        suite::check_key_check(open, forget).await;
+        // The check value is a digest, not the key.
+        let stored: String = Connection::open(&db.0)
+            .unwrap()
+            .query_row("SELECT digest FROM key_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stored, secrets::key_check(&suite::key()));
+        assert!(!stored.contains(&"42".repeat(secrets::KEY_LEN)));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1454,6 +1454,58 @@ pub async fn check_call_claim_concurrency(store: Arc<dyn Store>) {
     }
 }
 
+/// The secrets key check (issue #23): a database opened with one key refuses every other key at
+/// open, and keeps refusing after reopening with the right one; a database without a check value
+/// (written before the check existed) accepts only a key that opens its sealed secrets, and then
+/// records it. `open` opens the same database with a key; `forget` deletes its key check row.
+pub async fn check_key_check<O, OF, F, FF>(open: O, forget: F)
+where
+    O: Fn(SecretKey) -> OF,
+    OF: std::future::Future<Output = Result<Arc<dyn Store>, StoreError>>,
+    F: Fn() -> FF,
+    FF: std::future::Future<Output = ()>,
+{
+    let other = || SecretKey::from_bytes([0x17; secrets::KEY_LEN]);
+    let refused = |result: Result<Arc<dyn Store>, StoreError>, why: &str| {
+        let err = result.expect_err("another key must be refused");
+        let msg = err.to_string();
+        assert!(matches!(err, StoreError::KeyMismatch(_)), "{msg}");
+        assert!(msg.contains(why), "{msg}");
+        assert!(
+            msg.contains("secrets_key_file") && msg.contains("docs/ha.md"),
+            "says what to do: {msg}"
+        );
+    };
+    // An empty database: the first key opens it and is recorded.
+    let store = open(key()).await.unwrap();
+    drop(store);
+    refused(open(other()).await, "key check value differs");
+    // A secret sealed under the right key; the right key still opens.
+    let store = open(key()).await.unwrap();
+    let mut user = UserRecord::new("Suite-KeyCheck@contoso.com");
+    user.static_token = Some("suite-key-check-token".into());
+    store.add_user(&user).await.unwrap();
+    drop(store);
+    refused(open(other()).await, "key check value differs");
+    // Without a check value (a database from before it), a key that opens no secret is refused
+    // and writes nothing; the right key opens, and is recorded again.
+    forget().await;
+    refused(open(other()).await, "opens none of its secrets");
+    refused(open(other()).await, "opens none of its secrets");
+    let store = open(key()).await.unwrap();
+    assert_eq!(
+        store
+            .get_user("suite-keycheck@contoso.com")
+            .await
+            .unwrap()
+            .and_then(|u| u.static_token)
+            .as_deref(),
+        Some("suite-key-check-token")
+    );
+    drop(store);
+    refused(open(other()).await, "key check value differs");
+}
+
 /// A store under test, with what keeps its storage alive (a temporary file, a schema) until the
 /// test ends.
 pub struct Subject {

@@ -347,6 +347,41 @@ impl Instance {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Starts `pfgate serve --config CONFIG` expecting it to refuse: its exit code and log, or a
+    /// panic when it starts listening (or neither within [`STEP`]).
+    fn refused(config: &Path, name: &str) -> (Option<i32>, String) {
+        let log = config.with_file_name(format!("{name}.log"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pfgate"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(config.with_file_name(format!("{name}.out"))).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + STEP;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            let out = std::fs::read_to_string(config.with_file_name(format!("{name}.out")))
+                .unwrap_or_default();
+            if out.contains("listening on") || Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{name} started (or hung) instead of refusing: {out}\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (
+            status.code(),
+            std::fs::read_to_string(&log).unwrap_or_default(),
+        )
+    }
+
     /// Ends the process as a crash or `kill -9` would (SIGKILL): nothing it holds is released.
     fn kill(&mut self) {
         self.child.kill().unwrap();
@@ -831,6 +866,36 @@ async fn database_cut_fails_secure_and_both_instances_recover_by_themselves() {
         );
     }
     assert_eq!(c.provider.calls_to("+14255550105"), 4);
+}
+
+/// Issue #23 item 4: an instance started with another secrets key than the one the database was
+/// written with refuses to start, naming the problem and what to do, instead of sealing secrets
+/// the other instances cannot open (and deriving other in-flight keys).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_with_another_secrets_key_refuses_to_start() {
+    let Some(shared) = Shared::create("ha another secrets key").await else {
+        return;
+    };
+    let url = testing::database_url("ha another secrets key").unwrap();
+    let good = shared.config("good.toml", &url, "secrets.key", true);
+    let a = Instance::spawn(&good, "a");
+    std::fs::write(shared.dir.0.join("other.key"), [0x5bu8; 32]).unwrap();
+    // No users file: nothing at start reads a sealed secret (seeding would stumble on one).
+    let wrong = shared.config("wrong.toml", &url, "other.key", false);
+    let (code, log) = Instance::refused(&wrong, "b");
+    assert_eq!(code, Some(2), "exit code 2 (cannot start): {log}");
+    assert!(
+        log.contains("secrets key") && log.contains("does not match"),
+        "the refusal names the problem: {log}"
+    );
+    assert!(
+        log.contains("docs/ha.md"),
+        "the refusal says where to read what to do: {log}"
+    );
+    // The instance with the right key is unaffected, and so is a second one with the same key.
+    assert_eq!(a.auth4("outage@contoso.com").await.0, "true");
+    let again = Instance::spawn(&good, "c");
+    assert_eq!(again.auth4("outage@contoso.com").await.0, "true");
 }
 
 /// Issue #23 item 5: an instance killed (`kill -9`) in the middle of a provider call leaves its
