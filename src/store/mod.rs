@@ -505,6 +505,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         keep_until: i64,
     ) -> StoreResult<()>;
 
+    /// Rotates the secrets key (`pfgate store rotate-key`): re-seals every OATH secret and static
+    /// token under `new_key`, forgets what was keyed with the old one (used-code digests,
+    /// in-flight claims: short-lived) and records `new_key`'s check value — in one transaction,
+    /// all or nothing. Every instance must be stopped first: one still running with the old key
+    /// would keep sealing with it. This store keeps the old key: drop it afterwards. Returns how
+    /// many users' secrets were re-sealed.
+    async fn rotate_key(&self, new_key: secrets::SecretKey) -> StoreResult<usize>;
+
     /// Extends the lease of the pending claim `request_id` to `lease_until` (the owner's heartbeat
     /// while its call runs); false when the claim is no longer pending (ended, or given up by
     /// another instance after its lease lapsed).

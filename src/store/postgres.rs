@@ -683,21 +683,7 @@ impl PostgresStore {
             if let Some(row) = client.query_opt(read, &[]).await.ctx(what)? {
                 return row::compare_key_check(&self.key, &row.try_get::<_, String>(0).ctx(what)?);
             }
-            let sealed = client
-                .query(row::KEY_PROOF_SQL, &[])
-                .await
-                .ctx(what)?
-                .iter()
-                .map(|r| {
-                    Ok(row::SealedRow {
-                        username: r.try_get(0)?,
-                        username_key: r.try_get(1)?,
-                        oath_secret: r.try_get(2)?,
-                        static_token: r.try_get(3)?,
-                    })
-                })
-                .collect::<Result<Vec<_>, tokio_postgres::Error>>()
-                .ctx(what)?;
+            let sealed = sealed_rows(&client.query(row::KEY_PROOF_SQL, &[]).await.ctx(what)?)?;
             if !row::key_opens_any(&self.key, &sealed) {
                 return Err(StoreError::KeyMismatch(
                     "the database has no key check value yet, and this key opens none of its \
@@ -775,6 +761,21 @@ impl PostgresStore {
             }
         });
     }
+}
+
+/// The users' sealed values in `rows` (of [`row::SEALED_ROWS_SQL`] or [`row::KEY_PROOF_SQL`]).
+fn sealed_rows(rows: &[Row]) -> StoreResult<Vec<row::SealedRow>> {
+    rows.iter()
+        .map(|r| {
+            Ok(row::SealedRow {
+                username: r.try_get(0)?,
+                username_key: r.try_get(1)?,
+                oath_secret: r.try_get(2)?,
+                static_token: r.try_get(3)?,
+            })
+        })
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+        .ctx("reading sealed secrets")
 }
 
 /// True when a user with this key exists.
@@ -1311,6 +1312,39 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn rotate_key(&self, new_key: SecretKey) -> StoreResult<usize> {
+        // Not bounded by OP_TIMEOUT: an administrator's command over every user, not a request.
+        let what = "rotating the secrets key";
+        let mut client = self.client(what).await?;
+        let tx = client.transaction().await.ctx(what)?;
+        // The lock keeps a second rotation (or a first start writing the check) out meanwhile.
+        tx.execute("LOCK TABLE users, key_check IN EXCLUSIVE MODE", &[])
+            .await
+            .ctx(what)?;
+        let sealed = sealed_rows(&tx.query(row::SEALED_ROWS_SQL, &[]).await.ctx(what)?)?;
+        let update = tx
+            .prepare("UPDATE users SET oath_secret = $2, static_token = $3 WHERE username_key = $1")
+            .await
+            .ctx(what)?;
+        for r in &sealed {
+            let (oath_secret, static_token) = row::reseal_row(&self.key, &new_key, r)?;
+            tx.execute(&update, &[&r.username_key, &oath_secret, &static_token])
+                .await
+                .ctx(what)?;
+        }
+        tx.batch_execute("DELETE FROM used_codes; DELETE FROM inflight_calls;")
+            .await
+            .ctx(what)?;
+        tx.execute(
+            &row::upsert_key_check_sql(|n| format!("${n}")),
+            &[&secrets::key_check(&new_key), &unix_now()],
+        )
+        .await
+        .ctx(what)?;
+        tx.commit().await.ctx(what)?;
+        Ok(sealed.len())
+    }
+
     async fn renew_call(&self, request_id: &str, lease_until: i64) -> StoreResult<bool> {
         self.run("renew_call", async {
             let what = "renewing a call's lease";
@@ -1701,7 +1735,8 @@ mod tests {
                     .unwrap();
             }
         };
-        suite::check_key_check(open, forget).await;
+        suite::check_key_check(&open, forget).await;
+        suite::check_rotate_key(&open).await;
         // Instances starting together with different keys on a new schema: one key wins, every
         // instance with another is refused.
         let fresh = PostgresSettings {

@@ -139,12 +139,55 @@ pub(super) fn call_key(key: &SecretKey, call: &CallKey) -> String {
     secrets::code_digest(key, &call.encoded())
 }
 
-/// The `SELECT` of up to 16 users' sealed values (`username, username_key, oath_secret,
-/// static_token`) that a key is tried on before it writes the first key check of a database that
-/// has none ([`key_opens_any`]: one opening is enough).
-pub(super) const KEY_PROOF_SQL: &str = "SELECT username, username_key, oath_secret, static_token \
-     FROM users WHERE oath_secret IS NOT NULL OR static_token IS NOT NULL \
-     ORDER BY username_key LIMIT 16";
+/// `SELECT username, username_key, oath_secret, static_token` of the users with sealed values.
+macro_rules! sealed_rows {
+    () => {
+        "SELECT username, username_key, oath_secret, static_token FROM users \
+         WHERE oath_secret IS NOT NULL OR static_token IS NOT NULL ORDER BY username_key"
+    };
+}
+
+/// Every user's sealed values, for re-sealing them under a new key.
+pub(super) const SEALED_ROWS_SQL: &str = sealed_rows!();
+
+/// Up to 16 users' sealed values, that a key is tried on before it writes the first key check of
+/// a database that has none ([`key_opens_any`]: one opening is enough).
+pub(super) const KEY_PROOF_SQL: &str = concat!(sealed_rows!(), " LIMIT 16");
+
+/// Writes (or replaces) the key check value: `digest`, `created_at` as parameters 1 and 2 (`?1`
+/// and `$1` alike are numbered, so the caller substitutes its placeholder style).
+pub(super) fn upsert_key_check_sql(placeholder: impl Fn(usize) -> String) -> String {
+    format!(
+        "INSERT INTO key_check (id, digest, created_at) VALUES (1, {}, {}) \
+         ON CONFLICT (id) DO UPDATE SET digest = excluded.digest, created_at = excluded.created_at",
+        placeholder(1),
+        placeholder(2)
+    )
+}
+
+/// A user's sealed values opened with `old` and sealed again with `new` (OATH secret, static
+/// token); a value that does not open under `old` is [`StoreError::Corrupt`] and stops the
+/// rotation.
+pub(super) fn reseal_row(
+    old: &SecretKey,
+    new: &SecretKey,
+    r: &SealedRow,
+) -> StoreResult<(Option<String>, Option<String>)> {
+    let reseal = |field: &str, sealed: &Option<String>| -> StoreResult<Option<String>> {
+        let plain = zeroize::Zeroizing::new(open_field(
+            old,
+            &r.username,
+            &r.username_key,
+            field,
+            sealed.as_deref(),
+        )?);
+        seal_field(new, &r.username_key, field, plain.as_deref())
+    };
+    Ok((
+        reseal(FIELD_OATH_SECRET, &r.oath_secret)?,
+        reseal(FIELD_STATIC_TOKEN, &r.static_token)?,
+    ))
+}
 
 /// One user's sealed values, for [`key_opens_any`].
 pub(super) struct SealedRow {

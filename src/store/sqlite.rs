@@ -301,20 +301,7 @@ fn check_key(conn: &mut Connection, key: &SecretKey) -> StoreResult<()> {
     if let Some(stored) = stored {
         return row::compare_key_check(key, &stored);
     }
-    let sealed = tx
-        .prepare(row::KEY_PROOF_SQL)
-        .ctx(what)?
-        .query_map([], |r| {
-            Ok(row::SealedRow {
-                username: r.get(0)?,
-                username_key: r.get(1)?,
-                oath_secret: r.get(2)?,
-                static_token: r.get(3)?,
-            })
-        })
-        .ctx(what)?
-        .collect::<Result<Vec<_>, _>>()
-        .ctx(what)?;
+    let sealed = sealed_rows(&tx, row::KEY_PROOF_SQL)?;
     if !row::key_opens_any(key, &sealed) {
         return Err(StoreError::KeyMismatch(
             "the database has no key check value yet, and this key opens none of its secrets",
@@ -326,6 +313,24 @@ fn check_key(conn: &mut Connection, key: &SecretKey) -> StoreResult<()> {
     )
     .ctx(what)?;
     tx.commit().ctx(what)
+}
+
+/// The users' sealed values that `sql` ([`row::SEALED_ROWS_SQL`], [`row::KEY_PROOF_SQL`]) selects.
+fn sealed_rows(conn: &Connection, sql: &str) -> StoreResult<Vec<row::SealedRow>> {
+    let what = "reading sealed secrets";
+    conn.prepare(sql)
+        .ctx(what)?
+        .query_map([], |r| {
+            Ok(row::SealedRow {
+                username: r.get(0)?,
+                username_key: r.get(1)?,
+                oath_secret: r.get(2)?,
+                static_token: r.get(3)?,
+            })
+        })
+        .ctx(what)?
+        .collect::<Result<Vec<_>, _>>()
+        .ctx(what)
 }
 
 fn schema_version(conn: &Connection) -> StoreResult<i64> {
@@ -970,6 +975,34 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn rotate_key(&self, new_key: SecretKey) -> StoreResult<usize> {
+        self.run("rotate_key", move |conn, old_key| {
+            let what = "rotating the secrets key";
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .ctx(what)?;
+            let sealed = sealed_rows(&tx, row::SEALED_ROWS_SQL)?;
+            for r in &sealed {
+                let (oath_secret, static_token) = row::reseal_row(old_key, &new_key, r)?;
+                tx.execute(
+                    "UPDATE users SET oath_secret = ?2, static_token = ?3 WHERE username_key = ?1",
+                    params![r.username_key, oath_secret, static_token],
+                )
+                .ctx(what)?;
+            }
+            tx.execute_batch("DELETE FROM used_codes; DELETE FROM inflight_calls;")
+                .ctx(what)?;
+            tx.execute(
+                &row::upsert_key_check_sql(|n| format!("?{n}")),
+                params![secrets::key_check(&new_key), unix_now()],
+            )
+            .ctx(what)?;
+            tx.commit().ctx(what)?;
+            Ok(sealed.len())
+        })
+        .await
+    }
+
     async fn renew_call(&self, request_id: &str, lease_until: i64) -> StoreResult<bool> {
         let id = request_id.to_owned();
         self.run("renew_call", move |conn, _| {
@@ -1281,7 +1314,8 @@ pub(crate) mod tests {
                     .unwrap();
             }
         };
-        suite::check_key_check(open, forget).await;
+        suite::check_key_check(&open, forget).await;
+        suite::check_rotate_key(&open).await;
         // The check value is a digest, not the key.
         let stored: String = Connection::open(&db.0)
             .unwrap()

@@ -1506,6 +1506,60 @@ where
     refused(open(other()).await, "key check value differs");
 }
 
+/// Rotating the secrets key (`pfgate store rotate-key`): every sealed secret opens under the new
+/// key afterwards, the old key is refused, and what was keyed with the old one (used-code digests,
+/// in-flight claims) is forgotten. `open` opens the same database with a key; it holds
+/// [`key`]'s check value at the start.
+pub async fn check_rotate_key<O, OF>(open: O)
+where
+    O: Fn(SecretKey) -> OF,
+    OF: std::future::Future<Output = Result<Arc<dyn Store>, StoreError>>,
+{
+    let new = || SecretKey::from_bytes([0x24; secrets::KEY_LEN]);
+    let store = open(key()).await.unwrap();
+    let mut user = UserRecord::new("Suite-Rotate@contoso.com");
+    user.oath_secret = Some("SUITEROTATEOATHSECRET".into());
+    user.static_token = Some("suite-rotate-token".into());
+    store.add_user(&user).await.unwrap();
+    assert!(store
+        .mark_code_used("suite-rotate@contoso.com", "424242", wall_now() + 300)
+        .await
+        .unwrap());
+    let call = CallKey::new("suite-rotate@contoso.com", "+14255550100", "c", "a", "");
+    let pending = "D0000000000000000000000000000001";
+    let now = wall_now();
+    assert_eq!(
+        store
+            .claim_call(&call, pending, now, now + 60)
+            .await
+            .unwrap(),
+        CallClaim::Placed
+    );
+    let resealed = store.rotate_key(new()).await.unwrap();
+    assert!(resealed >= 1, "{resealed}");
+    drop(store);
+
+    let err = open(key()).await.expect_err("the old key is refused");
+    assert!(matches!(err, StoreError::KeyMismatch(_)), "{err}");
+    let store = open(new()).await.unwrap();
+    assert_eq!(
+        store.get_user("suite-rotate@contoso.com").await.unwrap(),
+        Some(user)
+    );
+    // Digests and claims keyed with the old key are gone (they could never match again).
+    assert!(store
+        .mark_code_used("suite-rotate@contoso.com", "424242", wall_now() + 300)
+        .await
+        .unwrap());
+    assert_eq!(store.call_state(pending).await.unwrap(), None);
+    drop(store);
+    // A second rotation works from the new key.
+    let store = open(new()).await.unwrap();
+    store.rotate_key(key()).await.unwrap();
+    drop(store);
+    assert!(open(key()).await.is_ok());
+}
+
 /// A store under test, with what keeps its storage alive (a temporary file, a schema) until the
 /// test ends.
 pub struct Subject {

@@ -898,6 +898,70 @@ async fn an_instance_with_another_secrets_key_refuses_to_start() {
     assert_eq!(again.auth4("outage@contoso.com").await.0, "true");
 }
 
+/// `pfgate store rotate-key` (docs/ha.md, "Rotating the secrets key"): with the instances
+/// stopped, the command re-seals the secrets under the new key; afterwards the old key is refused
+/// at start, and an instance with the new key opens the OATH secret sealed under the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_secrets_key_is_rotated_with_the_command() {
+    let Some(shared) = Shared::create("ha rotate key").await else {
+        return;
+    };
+    let url = testing::database_url("ha rotate key").unwrap();
+    let old = shared.config("old.toml", &url, "secrets.key", true);
+    drop(Instance::spawn(&old, "a")); // seeds the users, OATH secret included, under the old key
+    std::fs::write(shared.dir.0.join("new.key"), [0x6cu8; 32]).unwrap();
+    let rotate = |config: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_pfgate"))
+            .args(["store", "rotate-key", "--config"])
+            .arg(config)
+            .arg("--new-key-file")
+            .arg(shared.dir.0.join("new.key"))
+            .output()
+            .unwrap()
+    };
+    let rotated = rotate(&old);
+    let out = String::from_utf8_lossy(&rotated.stdout);
+    assert_eq!(
+        rotated.status.code(),
+        Some(0),
+        "{out}{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    assert!(out.contains("secrets key rotated"), "{out}");
+    // The old key is refused now, by `serve` and by the command itself.
+    let (code, log) = Instance::refused(&old, "b");
+    assert_eq!(code, Some(2), "{log}");
+    assert!(log.contains("does not match"), "{log}");
+    let again = rotate(&old);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("does not match"));
+    // The new key opens what the old one sealed: the OATH user completes with a TOTP code.
+    let new = shared.config("new.toml", &url, "new.key", true);
+    let c = Instance::spawn(&new, "c");
+    let (result, call_result, _, id) = c.auth4("oath@contoso.com").await;
+    assert_eq!(
+        (result.as_str(), call_result),
+        ("false", 22),
+        "OATH pending"
+    );
+    let body = c
+        .call(
+            "ValidateOathCode",
+            &format!(
+                "<username>oath@contoso.com</username><code>{}</code>\
+                 <authenticationRequestId>{}</authenticationRequestId><fallback>false</fallback>",
+                totp_now(),
+                id.unwrap()
+            ),
+        )
+        .await;
+    assert_eq!(
+        text_of(&body, "ValidateOathCodeResult").as_deref(),
+        Some("true"),
+        "{body}"
+    );
+}
+
 /// Issue #23 item 5: an instance killed (`kill -9`) in the middle of a provider call leaves its
 /// claim in the database. A login for the same user and number that was waiting on that claim on
 /// the other instance is served by a fresh call once the dead owner's lease lapses — not answered
