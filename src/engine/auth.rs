@@ -18,9 +18,10 @@
 //! instance whose claim wins places the call, renews the claim's lease while it runs
 //! ([`CLAIM_LEASE_SECS`]) and writes its ending to the store; a leader whose claim lost polls the
 //! store for that ending instead of calling (short, growing pauses, within the deadline), and takes
-//! the call over when the owner's lease lapses (the owner was killed or cut from the database). Polling rather than `LISTEN`/`NOTIFY` keeps this the same on every backend and needs
-//! no connection held open per wait; such joins are rare (a retry while the phone rings), and a
-//! pause of at most [`MAX_POLL_PAUSE`] is small against a phone call. A store that cannot be
+//! the call over when the owner's lease lapses (the owner was killed or cut from the database).
+//! Polling rather than `LISTEN`/`NOTIFY` keeps this the same on every backend and needs no
+//! connection held open per wait; such joins are rare (a retry while the phone rings), and a pause
+//! of at most [`MAX_POLL_PAUSE`] is small against a phone call. A store that cannot be
 //! reached while claiming fails the authentication secure (CallResult 152), never places an
 //! unclaimed call.
 //!

@@ -10,7 +10,13 @@
 //! - directory changes through one instance seen by the next request to the other;
 //! - the database connection cut (a TCP proxy of the test's own in front of PostgreSQL): answers
 //!   fail secure (CallResult 152, Error 503, an audit event saying why), `/readyz` answers 503, and
-//!   both recover by themselves when the proxy comes back.
+//!   both recover by themselves when the proxy comes back;
+//! - only a true retry joins a call in flight: another application on the other instance gets a
+//!   call of its own (issue #17 item 3);
+//! - an instance with another secrets key refuses to start; `pfgate store rotate-key` changes the
+//!   key for all (issue #23 item 4);
+//! - an instance killed mid-call: the login waiting on its claim is served by a fresh call once
+//!   the claim's lease lapses (issue #23 item 5).
 //!
 //! The database comes from `PFGATE_TEST_DATABASE_URL` (each test in a schema of its own); without
 //! it the tests print a `SKIP` line. `.ci/run` sets it, so CI always runs them.
