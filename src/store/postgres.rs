@@ -679,7 +679,7 @@ impl PostgresStore {
         self.run("check_key", async {
             let what = "checking the secrets key";
             let client = self.client(what).await?;
-            let read = "SELECT digest FROM key_check WHERE id = 1";
+            let read = row::KEY_CHECK_SQL;
             if let Some(row) = client.query_opt(read, &[]).await.ctx(what)? {
                 return row::compare_key_check(&self.key, &row.try_get::<_, String>(0).ctx(what)?);
             }
@@ -810,11 +810,19 @@ impl Store for PostgresStore {
     async fn health(&self) -> StoreResult<()> {
         self.run("health", async {
             let client = self.client("health check").await?;
-            client
-                .query_one("SELECT 1", &[])
+            // The key check too: an instance still running after the key was rotated is not
+            // ready (it would seal with the old key), and says why.
+            let stored = client
+                .query_opt(row::KEY_CHECK_SQL, &[])
                 .await
-                .ctx("health check")
-                .map(|_| ())
+                .ctx("health check")?;
+            match stored {
+                Some(r) => row::compare_key_check(
+                    &self.key,
+                    &r.try_get::<_, String>(0).ctx("health check")?,
+                ),
+                None => Ok(()),
+            }
         })
         .await
     }

@@ -189,6 +189,9 @@ pub(super) fn reseal_row(
     ))
 }
 
+/// Reads the key check value.
+pub(super) const KEY_CHECK_SQL: &str = "SELECT digest FROM key_check WHERE id = 1";
+
 /// One user's sealed values, for [`key_opens_any`].
 pub(super) struct SealedRow {
     pub(super) username: String,

@@ -293,9 +293,7 @@ fn check_key(conn: &mut Connection, key: &SecretKey) -> StoreResult<()> {
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .ctx(what)?;
     let stored: Option<String> = tx
-        .query_row("SELECT digest FROM key_check WHERE id = 1", [], |r| {
-            r.get(0)
-        })
+        .query_row(row::KEY_CHECK_SQL, [], |r| r.get(0))
         .optional()
         .ctx(what)?;
     if let Some(stored) = stored {
@@ -464,9 +462,14 @@ impl Columns for Row<'_> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn health(&self) -> StoreResult<()> {
-        self.run("health", |conn, _| {
-            conn.query_row("SELECT 1", [], |_| Ok(()))
-                .ctx("health check")
+        // The key check too: an instance still running after the key was rotated is not ready
+        // (it would seal with the old key), and says why.
+        self.run("health", |conn, key| {
+            let stored: Option<String> = conn
+                .query_row(row::KEY_CHECK_SQL, [], |r| r.get(0))
+                .optional()
+                .ctx("health check")?;
+            stored.map_or(Ok(()), |s| row::compare_key_check(key, &s))
         })
         .await
     }

@@ -906,7 +906,8 @@ async fn an_instance_with_another_secrets_key_refuses_to_start() {
 
 /// `pfgate store rotate-key` (docs/ha.md, "Rotating the secrets key"): with the instances
 /// stopped, the command re-seals the secrets under the new key; afterwards the old key is refused
-/// at start, and an instance with the new key opens the OATH secret sealed under the old one.
+/// at start (and an instance left running with it is not ready), and an instance with the new key
+/// opens the OATH secret sealed under the old one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_secrets_key_is_rotated_with_the_command() {
     let Some(shared) = Shared::create("ha rotate key").await else {
@@ -914,7 +915,8 @@ async fn the_secrets_key_is_rotated_with_the_command() {
     };
     let url = testing::database_url("ha rotate key").unwrap();
     let old = shared.config("old.toml", &url, "secrets.key", true);
-    drop(Instance::spawn(&old, "a")); // seeds the users, OATH secret included, under the old key
+    let a = Instance::spawn(&old, "a"); // seeds the users, OATH secret included, under the old key
+    assert_eq!(a.get("/readyz").await, 200);
     std::fs::write(shared.dir.0.join("new.key"), [0x6cu8; 32]).unwrap();
     let rotate = |config: &Path| {
         Command::new(env!("CARGO_BIN_EXE_pfgate"))
@@ -934,6 +936,10 @@ async fn the_secrets_key_is_rotated_with_the_command() {
         String::from_utf8_lossy(&rotated.stderr)
     );
     assert!(out.contains("secrets key rotated"), "{out}");
+    // An instance left running with the old key (the procedure says to stop them all) is no
+    // longer ready, so a load balancer takes it out.
+    assert_eq!(a.get("/readyz").await, 503, "not ready with a rotated key");
+    drop(a);
     // The old key is refused now, by `serve` and by the command itself.
     let (code, log) = Instance::refused(&old, "b");
     assert_eq!(code, Some(2), "{log}");
