@@ -893,6 +893,72 @@ async fn wait_for_remote(store: &dyn Store, request_id: &str, until: Instant) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sqlite::{tests::TempDb, SqliteStore};
+
+    /// An attempt by MIM for `lapse@contoso.com` at +1 425 555 0100.
+    fn attempt(request_id: &str) -> AuthAttempt {
+        AuthAttempt {
+            request_id: request_id.into(),
+            username: "lapse@contoso.com".into(),
+            user_group: String::new(),
+            caller: "CONTOSO\\svc-mim".into(),
+            phone: E164::parse("1", "4255550100", "", "1").expect("a valid number"),
+            mode: Mode3::VoiceCall,
+            application_name: "MIM".into(),
+            initiating_ip: "10.0.0.5".into(),
+            caller_ip: [127, 0, 0, 1].into(),
+            external_id: None,
+        }
+    }
+
+    /// Issue #23 item 5, on a shared SQLite file: a waiter joined to another process's claim
+    /// whose owner stopped renewing it takes the call over once the lease lapses, placing a fresh
+    /// call of its own — long before its deadline.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiter_takes_over_a_claim_whose_lease_lapsed() {
+        let db = TempDb::new("takeover");
+        let store = SqliteStore::open(&db.0, crate::store::suite::key())
+            .await
+            .expect("store");
+        let directory = crate::engine::directory::Directory::from_toml(
+            "takeover",
+            "[[users]]\nusername = \"lapse@contoso.com\"\ncountry_code = \"1\"\n\
+             phone = \"4255550100\"\noutcome = \"approve\"\n",
+        )
+        .expect("directory");
+        let provider = crate::providers::scripted::ScriptedProvider::from_directory(&directory);
+        // The dead owner's claim: its lease ends in two seconds and is never renewed.
+        let dead = "DEAD0000000000000000000000000001";
+        let now = now_unix();
+        let key = inflight_key(&attempt("unused"));
+        assert_eq!(
+            store
+                .claim_call(&key, dead, now, now + 2)
+                .await
+                .expect("claim"),
+            CallClaim::Placed
+        );
+        let started = Instant::now();
+        let mine = "A1700000000000000000000000000001";
+        let (id, ending) =
+            lead_call(&provider, &store, attempt(mine), Duration::from_secs(30)).await;
+        assert_eq!(ending, Ending::Verdict(Verdict::Approved));
+        assert_eq!(id, mine, "a fresh call of its own, not the dead one's id");
+        assert_eq!(provider.calls(), 1);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "taken over after {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            store.call_state(dead).await.expect("state"),
+            Some(CallState::Lapsed)
+        );
+        assert_eq!(
+            store.call_state(mine).await.expect("state"),
+            Some(CallState::Done("approved".into()))
+        );
+    }
 
     #[test]
     fn endings_survive_the_store_and_unknown_ones_fail() {

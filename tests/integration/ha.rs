@@ -1034,6 +1034,10 @@ async fn a_call_whose_instance_was_killed_is_taken_over_within_the_lease() {
         "served by a fresh call, not 11 after the dead claim ({waited:?})"
     );
     assert_eq!(c.provider.calls_to(number), 2, "one fresh call");
+    eprintln!(
+        "stale claim: served {:?} after the kill ({waited:?} after the login)",
+        killed.elapsed()
+    );
     // Bounded: the lease (10 s) plus a poll and the fresh call, well below the 20 s deadline.
     assert!(
         killed.elapsed() < Duration::from_secs(14),
