@@ -681,7 +681,7 @@ impl PostgresStore {
             let client = self.client(what).await?;
             let read = row::KEY_CHECK_SQL;
             if let Some(row) = client.query_opt(read, &[]).await.ctx(what)? {
-                return row::compare_key_check(&self.key, &row.try_get::<_, String>(0).ctx(what)?);
+                return compare_stored_key_check(&self.key, Some(row));
             }
             let sealed = sealed_rows(&client.query(row::KEY_PROOF_SQL, &[]).await.ctx(what)?)?;
             if !row::key_opens_any(&self.key, &sealed) {
@@ -699,7 +699,7 @@ impl PostgresStore {
                 .await
                 .ctx(what)?;
             let row = client.query_one(read, &[]).await.ctx(what)?;
-            row::compare_key_check(&self.key, &row.try_get::<_, String>(0).ctx(what)?)
+            compare_stored_key_check(&self.key, Some(row))
         })
         .await
     }
@@ -763,6 +763,19 @@ impl PostgresStore {
     }
 }
 
+/// The verdict on the key check value in `row` (of [`row::KEY_CHECK_SQL`]) for `key`; none
+/// stored passes.
+fn compare_stored_key_check(key: &SecretKey, row: Option<Row>) -> StoreResult<()> {
+    match row {
+        Some(r) => row::compare_key_check(
+            key,
+            &r.try_get::<_, String>(0)
+                .ctx("reading the secrets key check")?,
+        ),
+        None => Ok(()),
+    }
+}
+
 /// The users' sealed values in `rows` (of [`row::SEALED_ROWS_SQL`] or [`row::KEY_PROOF_SQL`]).
 fn sealed_rows(rows: &[Row]) -> StoreResult<Vec<row::SealedRow>> {
     rows.iter()
@@ -816,13 +829,7 @@ impl Store for PostgresStore {
                 .query_opt(row::KEY_CHECK_SQL, &[])
                 .await
                 .ctx("health check")?;
-            match stored {
-                Some(r) => row::compare_key_check(
-                    &self.key,
-                    &r.try_get::<_, String>(0).ctx("health check")?,
-                ),
-                None => Ok(()),
-            }
+            compare_stored_key_check(&self.key, stored)
         })
         .await
     }
@@ -1329,6 +1336,11 @@ impl Store for PostgresStore {
         tx.execute("LOCK TABLE users, key_check IN EXCLUSIVE MODE", &[])
             .await
             .ctx(what)?;
+        // Checked again under the lock: another rotation may have run since this store opened.
+        compare_stored_key_check(
+            &self.key,
+            tx.query_opt(row::KEY_CHECK_SQL, &[]).await.ctx(what)?,
+        )?;
         let sealed = sealed_rows(&tx.query(row::SEALED_ROWS_SQL, &[]).await.ctx(what)?)?;
         let update = tx
             .prepare("UPDATE users SET oath_secret = $2, static_token = $3 WHERE username_key = $1")

@@ -292,10 +292,7 @@ fn check_key(conn: &mut Connection, key: &SecretKey) -> StoreResult<()> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .ctx(what)?;
-    let stored: Option<String> = tx
-        .query_row(row::KEY_CHECK_SQL, [], |r| r.get(0))
-        .optional()
-        .ctx(what)?;
+    let stored = stored_key_check(&tx)?;
     if let Some(stored) = stored {
         return row::compare_key_check(key, &stored);
     }
@@ -311,6 +308,13 @@ fn check_key(conn: &mut Connection, key: &SecretKey) -> StoreResult<()> {
     )
     .ctx(what)?;
     tx.commit().ctx(what)
+}
+
+/// The database's key check value, if it has one.
+fn stored_key_check(conn: &Connection) -> StoreResult<Option<String>> {
+    conn.query_row(row::KEY_CHECK_SQL, [], |r| r.get(0))
+        .optional()
+        .ctx("reading the secrets key check")
 }
 
 /// The users' sealed values that `sql` ([`row::SEALED_ROWS_SQL`], [`row::KEY_PROOF_SQL`]) selects.
@@ -465,11 +469,7 @@ impl Store for SqliteStore {
         // The key check too: an instance still running after the key was rotated is not ready
         // (it would seal with the old key), and says why.
         self.run("health", |conn, key| {
-            let stored: Option<String> = conn
-                .query_row(row::KEY_CHECK_SQL, [], |r| r.get(0))
-                .optional()
-                .ctx("health check")?;
-            stored.map_or(Ok(()), |s| row::compare_key_check(key, &s))
+            stored_key_check(conn)?.map_or(Ok(()), |s| row::compare_key_check(key, &s))
         })
         .await
     }
@@ -984,6 +984,11 @@ impl Store for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .ctx(what)?;
+            // Checked again in the transaction: another rotation may have run since this store
+            // opened.
+            if let Some(stored) = stored_key_check(&tx)? {
+                row::compare_key_check(old_key, &stored)?;
+            }
             let sealed = sealed_rows(&tx, row::SEALED_ROWS_SQL)?;
             for r in &sealed {
                 let (oath_secret, static_token) = row::reseal_row(old_key, &new_key, r)?;
