@@ -73,6 +73,12 @@ pub enum Command {
         #[command(subcommand)]
         action: UsersAction,
     },
+    /// The configured store itself (`docs/ha.md`).
+    Store {
+        /// What to do.
+        #[command(subcommand)]
+        action: StoreAction,
+    },
     /// Read a password from standard input and print its argon2id hash for `[[auth.basic]]`.
     HashPassword,
     /// Certificates for development.
@@ -335,6 +341,29 @@ pub enum AuditAction {
     },
 }
 
+/// `pfgate store …`
+#[derive(Debug, Subcommand)]
+pub enum StoreAction {
+    /// Change the secrets key: re-seal every OATH secret and static token under the new key and
+    /// record its check value, in one transaction. Stop every pfgate instance that uses the store
+    /// first, then give them all the new key (docs/ha.md, "Rotating the secrets key").
+    RotateKey {
+        /// Configuration naming the store and its current key.
+        #[arg(long)]
+        config: PathBuf,
+        /// File holding the new key (as `store.secrets_key_file`).
+        #[arg(
+            long,
+            required_unless_present = "new_key_env",
+            conflicts_with = "new_key_env"
+        )]
+        new_key_file: Option<PathBuf>,
+        /// Environment variable holding the new key (as `store.secrets_key_env`).
+        #[arg(long)]
+        new_key_env: Option<String>,
+    },
+}
+
 /// `pfgate users …`
 #[derive(Debug, Subcommand)]
 #[allow(clippy::large_enum_variant)] // parsed once per process: the size does not matter
@@ -453,19 +482,15 @@ pub fn run(cli: Cli) -> ExitCode {
                 json,
             ))
         }
-        Command::Users { action } => {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("pfgate: cannot start the async runtime: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            runtime.block_on(users(action))
-        }
+        Command::Store {
+            action:
+                StoreAction::RotateKey {
+                    config,
+                    new_key_file,
+                    new_key_env,
+                },
+        } => block_on(rotate_key(config, new_key_file, new_key_env)),
+        Command::Users { action } => block_on(users(action)),
         Command::Cert {
             action: CertAction::Dev { dir, hosts, force },
         } => match crate::devcert::make(&dir, &hosts, force) {
@@ -690,6 +715,74 @@ async fn store_for(
         eprintln!("pfgate: {e}");
         ExitCode::from(2)
     })
+}
+
+/// Runs `f` on a single-threaded runtime (the `users` and `store` commands'); exit 2 when it
+/// cannot start.
+fn block_on(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    block_on_runtime(tokio::runtime::Builder::new_current_thread(), f)
+}
+
+/// `pfgate store rotate-key`: exit 0 rotated, 1 configuration problem, 2 the store or a key refused
+/// (the current key is checked against the database's key check value before anything changes).
+async fn rotate_key(
+    config: PathBuf,
+    new_key_file: Option<PathBuf>,
+    new_key_env: Option<String>,
+) -> ExitCode {
+    use crate::store::secrets::SecretKey;
+    let settings = match config::load(&config) {
+        Ok(s) => s,
+        Err(errors) => {
+            for p in &errors.0 {
+                eprintln!("{p}");
+            }
+            return ExitCode::from(1);
+        }
+    };
+    if settings.store.postgres.is_none() && settings.store.path.is_none() {
+        eprintln!(
+            "{}:store: the configuration names no store file or database to rotate",
+            config.display()
+        );
+        return ExitCode::from(1);
+    }
+    let new_key = match (&new_key_file, &new_key_env) {
+        (Some(file), _) => SecretKey::from_file(file),
+        (None, Some(var)) => SecretKey::from_env(var),
+        (None, None) => {
+            eprintln!("pfgate: give the new key with --new-key-file or --new-key-env");
+            return ExitCode::from(1);
+        }
+    };
+    let new_key = match new_key {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("pfgate: new key: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let store = match crate::app::open_store(&settings).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("pfgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match store.rotate_key(new_key).await {
+        Ok(n) => {
+            println!(
+                "secrets key rotated: {n} users' secrets re-sealed, the store now accepts only the \
+                 new key; give it to every instance (store.secrets_key_file or \
+                 store.secrets_key_env) and start them"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pfgate: rotating the secrets key: {e} (nothing was changed)");
+            ExitCode::from(2)
+        }
+    }
 }
 
 async fn users(action: UsersAction) -> ExitCode {
@@ -962,10 +1055,15 @@ async fn serve(settings: Settings, reload: Option<(PathBuf, crate::reload::Adjus
 
 /// Runs `future` on a multi-threaded runtime; exit 2 when the runtime cannot start.
 fn block_on_multi(future: impl std::future::Future<Output = ExitCode>) -> ExitCode {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    block_on_runtime(tokio::runtime::Builder::new_multi_thread(), future)
+}
+
+/// Runs `future` on the runtime `builder` makes; exit 2 when it cannot start.
+fn block_on_runtime(
+    mut builder: tokio::runtime::Builder,
+    future: impl std::future::Future<Output = ExitCode>,
+) -> ExitCode {
+    match builder.enable_all().build() {
         Ok(r) => r.block_on(future),
         Err(e) => {
             eprintln!("pfgate: cannot start the async runtime: {e}");

@@ -353,7 +353,7 @@ impl Engine {
                 tracing::warn!(target: "pfgate::engine", error = %e, "directory change refused");
                 ErrorCode::InvalidInput.with("The external id is held by another user.")
             }
-            StoreError::Unavailable(_) | StoreError::Corrupt(_) => {
+            StoreError::Unavailable(_) | StoreError::Corrupt(_) | StoreError::KeyMismatch(_) => {
                 tracing::error!(target: "pfgate::engine", error = %e, "store failure");
                 ErrorCode::StoreUnavailable.error()
             }

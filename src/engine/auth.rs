@@ -6,18 +6,23 @@
 //! for `ValidateOathCode`), a one-way SMS user (a passcode for `ValidatePasscode`), otherwise one
 //! provider call.
 //!
-//! A second authentication for the same user and number while one is in flight places no second
-//! call: it waits for the first one's outcome (the retry rule NPS-extension users rely on). The call
+//! A retry of an authentication while its call is in flight places no second call: it waits for
+//! the first one's outcome (the retry rule NPS-extension and MIM users rely on). A retry is the
+//! same user (any case) and number asked by the same caller principal, with the same application
+//! name and initiating address ([`CallKey`]); anyone else asking for that user meanwhile gets a
+//! call of its own, never another caller's approval or request id (issue #17 item 3). The call
 //! runs in its own task, so a caller that goes away does not cancel it for the others.
 //!
 //! The rule holds across instances sharing a store (`docs/ha.md`), in two levels. In the process,
 //! the in-flight table lets the first caller lead and the others wait on a channel, at no cost.
 //! The leader then claims the call in the store ([`Store::claim_call`], one atomic insert): the
-//! instance whose claim wins places the call and writes its ending to the store; a leader whose
-//! claim lost polls the store for that ending instead of calling (short, growing pauses, within the
-//! deadline). Polling rather than `LISTEN`/`NOTIFY` keeps this the same on every backend and needs
-//! no connection held open per wait; such joins are rare (a retry while the phone rings), and a
-//! pause of at most [`MAX_POLL_PAUSE`] is small against a phone call. A store that cannot be
+//! instance whose claim wins places the call, renews the claim's lease while it runs
+//! ([`CLAIM_LEASE_SECS`]) and writes its ending to the store; a leader whose claim lost polls the
+//! store for that ending instead of calling (short, growing pauses, within the deadline), and takes
+//! the call over when the owner's lease lapses (the owner was killed or cut from the database).
+//! Polling rather than `LISTEN`/`NOTIFY` keeps this the same on every backend and needs no
+//! connection held open per wait; such joins are rare (a retry while the phone rings), and a pause
+//! of at most [`MAX_POLL_PAUSE`] is small against a phone call. A store that cannot be
 //! reached while claiming fails the authentication secure (CallResult 152), never places an
 //! unclaimed call.
 //!
@@ -44,12 +49,23 @@ use crate::pfwssdk::codes::{CallCode, ErrorCode};
 use crate::pfwssdk::{CallResult, Error, Mode3};
 use crate::providers::{AuthAttempt, Provider, Verdict};
 use crate::store::{
-    CallClaim, CallState, Store, StoreError, Transaction, TransactionKind, UserRecord, CALL_EXPIRED,
+    CallClaim, CallKey, CallState, Store, StoreError, Transaction, TransactionKind, UserRecord,
 };
 
-/// A claim in the store outlives the deadline by this much (seconds) before another instance may
-/// give it up: the leader's own deadline ends it first.
-const CLAIM_MARGIN_SECS: i64 = 5;
+/// The lease of a claim in the store (seconds): its owner renews it every [`CLAIM_RENEW_EVERY`]
+/// while the call runs, so a claim whose owner was killed or cut from the database lapses within
+/// this time, and an authentication waiting on it (on any instance) takes the call over with a
+/// fresh one instead of answering "timed out" at its own deadline (issue #23 item 5). Long enough
+/// for two renewals to fail (each store operation is bounded by 5 s) before a live owner's call is
+/// taken over; short against the 60 s deadline.
+pub(crate) const CLAIM_LEASE_SECS: i64 = 10;
+
+/// How often the owner of a claim renews its lease.
+const CLAIM_RENEW_EVERY: Duration = Duration::from_secs(3);
+
+/// What an ended call's row says when it ended by the deadline (also what versions before the
+/// lease wrote for a claim given up, which waiters likewise answer as "timed out").
+const DEADLINE: &str = "deadline";
 
 /// How long a call's ending stays in the store for the instances waiting on it (seconds).
 const OUTCOME_KEEP_SECS: i64 = 60;
@@ -131,7 +147,7 @@ impl Ending {
             Ending::Verdict(Verdict::FraudReported) => "fraud_reported".into(),
             Ending::Verdict(Verdict::Failed(reason)) => format!("failed:{reason}"),
             Ending::Verdict(Verdict::FailedOpen(reason)) => format!("failed_open:{reason}"),
-            Ending::Deadline => CALL_EXPIRED.into(),
+            Ending::Deadline => DEADLINE.into(),
             Ending::StoreUnavailable => "store_unavailable".into(),
         }
     }
@@ -147,7 +163,7 @@ impl Ending {
             "app_approved" => Ending::Verdict(Verdict::AppApproved),
             "fraud_reported" => Ending::Verdict(Verdict::FraudReported),
             "store_unavailable" => Ending::StoreUnavailable,
-            t if t == CALL_EXPIRED => Ending::Deadline,
+            DEADLINE => Ending::Deadline,
             t => match (t.strip_prefix("failed:"), t.strip_prefix("failed_open:")) {
                 (Some(reason), _) => Ending::Verdict(Verdict::Failed(reason.into())),
                 (_, Some(reason)) => Ending::Verdict(Verdict::FailedOpen(reason.into())),
@@ -159,8 +175,21 @@ impl Ending {
     }
 }
 
-/// Key of the in-flight table: lower-cased username and E.164 number.
-pub(crate) type InflightKey = (String, String);
+/// Key of the in-flight table: who asks, for which user and number ([`CallKey`]): only a true
+/// retry joins a call in flight.
+pub(crate) type InflightKey = CallKey;
+
+/// The in-flight key of an attempt. The username is the one the engine decided on (the canonical
+/// form of issue #17 item 5, once the policy produces it, arrives here unchanged).
+fn inflight_key(attempt: &AuthAttempt) -> InflightKey {
+    CallKey::new(
+        &attempt.username,
+        &attempt.phone.e164(),
+        &attempt.caller,
+        &attempt.application_name,
+        &attempt.initiating_ip,
+    )
+}
 
 /// A call in flight: the request id of its local leader and the channel on which the ending will
 /// be published, with the request id of the call that was placed (another instance's when the
@@ -756,11 +785,11 @@ impl Engine {
         }
     }
 
-    /// Starts the provider call for this user and number, or joins the one in flight (in this
-    /// process or, through the store, in another). Returns the request id of the call and how it
-    /// ended; never waits past the deadline.
+    /// Starts the provider call for this attempt, or joins the one in flight for the same
+    /// [`InflightKey`] (in this process or, through the store, in another). Returns the request id
+    /// of the call and how it ended; never waits past the deadline.
     async fn shared_call(&self, attempt: AuthAttempt) -> (String, Ending) {
-        let key: InflightKey = (attempt.username.to_lowercase(), attempt.phone.e164());
+        let key = inflight_key(&attempt);
         let deadline = self.settings.auth_timeout;
         let (local_id, mut rx) = {
             let mut map = match self.inflight.map.lock() {
@@ -806,8 +835,9 @@ impl Engine {
 }
 
 /// The local leader's part: claim the call in a shared store, then place it (the claim won) or
-/// wait for the instance that placed it (the claim lost). A store private to this process needs
-/// no claim. Returns the request id of the call that was placed and its ending.
+/// wait for the instance that placed it (the claim lost), taking the call over when that
+/// instance's lease lapses. A store private to this process needs no claim. Returns the request id
+/// of the call that was placed and its ending.
 async fn lead_call(
     provider: &dyn Provider,
     store: &dyn Store,
@@ -818,37 +848,81 @@ async fn lead_call(
     if !store.is_shared() {
         return (id, place_call(provider, &attempt, deadline).await);
     }
-    let now = now_unix();
-    let expires_at = now + deadline.as_secs() as i64 + CLAIM_MARGIN_SECS;
-    let claim = store
-        .claim_call(
-            &attempt.username,
-            &attempt.phone.e164(),
-            &id,
-            now,
-            expires_at,
-        )
-        .await;
-    match claim {
-        Ok(CallClaim::Placed) => {
-            let ending = place_call(provider, &attempt, deadline).await;
-            if let Err(e) = store
-                .finish_call(&id, &ending.encode(), now_unix() + OUTCOME_KEEP_SECS)
-                .await
-            {
-                // This caller has its answer; waiters elsewhere reach their deadline (or the
-                // claim's expiry) and answer "timed out".
-                tracing::warn!(target: "pfgate::engine", error = %e, "could not record a call's ending for other instances");
+    let until = Instant::now() + deadline;
+    let key = inflight_key(&attempt);
+    loop {
+        let remaining = until.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return (id, Ending::Deadline);
+        }
+        let now = now_unix();
+        match store
+            .claim_call(&key, &id, now, now + CLAIM_LEASE_SECS)
+            .await
+        {
+            Ok(CallClaim::Placed) => {
+                return (
+                    id.clone(),
+                    own_call(provider, store, &attempt, remaining).await,
+                )
             }
-            (id, ending)
+            Ok(CallClaim::Joined(other)) => match wait_for_remote(store, &other, until).await {
+                Remote::Ended(ending) => return (other, ending),
+                Remote::Lapsed => {
+                    tracing::warn!(target: "pfgate::engine", request_id = %other,
+                        "the instance placing a call stopped renewing its claim (stopped, or cut from the database): taking the call over");
+                }
+            },
+            Err(e) => {
+                tracing::error!(target: "pfgate::engine", error = %e, "store failure while claiming the provider call: authentication fails secure");
+                return (id, Ending::StoreUnavailable);
+            }
         }
-        Ok(CallClaim::Joined(other)) => {
-            let ending = wait_for_remote(store, &other, deadline).await;
-            (other, ending)
-        }
-        Err(e) => {
-            tracing::error!(target: "pfgate::engine", error = %e, "store failure while claiming the provider call: authentication fails secure");
-            (id, Ending::StoreUnavailable)
+    }
+}
+
+/// Places the call this instance claimed, renewing the claim's lease while it runs, and records
+/// its ending for the instances waiting on it.
+async fn own_call(
+    provider: &dyn Provider,
+    store: &dyn Store,
+    attempt: &AuthAttempt,
+    remaining: Duration,
+) -> Ending {
+    let id = &attempt.request_id;
+    let ending = tokio::select! {
+        ending = place_call(provider, attempt, remaining) => ending,
+        never = keep_claim(store, id) => match never {},
+    };
+    if let Err(e) = store
+        .finish_call(id, &ending.encode(), now_unix() + OUTCOME_KEEP_SECS)
+        .await
+    {
+        // This caller has its answer; waiters elsewhere see the lease lapse and take over.
+        tracing::warn!(target: "pfgate::engine", error = %e, "could not record a call's ending for other instances");
+    }
+    ending
+}
+
+/// The owner's heartbeat: renews the claim's lease every [`CLAIM_RENEW_EVERY`] until dropped (when
+/// the call ends). A renewal that fails is retried at the next beat; a claim another instance took
+/// over is left alone (this call still runs: the person may be answering it).
+async fn keep_claim(store: &dyn Store, request_id: &str) -> std::convert::Infallible {
+    loop {
+        tokio::time::sleep(CLAIM_RENEW_EVERY).await;
+        match store
+            .renew_call(request_id, now_unix() + CLAIM_LEASE_SECS)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(target: "pfgate::engine", request_id,
+                    "another instance took over a call this instance still places (its lease lapsed)");
+                return std::future::pending().await;
+            }
+            Err(e) => {
+                tracing::warn!(target: "pfgate::engine", error = %e, "could not renew a call's claim; retrying");
+            }
         }
     }
 }
@@ -861,33 +935,114 @@ async fn place_call(provider: &dyn Provider, attempt: &AuthAttempt, deadline: Du
     }
 }
 
-/// Waits, by polling the store, for the ending of a call another instance placed.
-async fn wait_for_remote(store: &dyn Store, request_id: &str, deadline: Duration) -> Ending {
+/// What waiting for another instance's call came to.
+#[derive(Debug, PartialEq, Eq)]
+enum Remote {
+    /// The call ended (or the wait did: deadline, store failure).
+    Ended(Ending),
+    /// Its owner's lease lapsed without an ending: claim the call again.
+    Lapsed,
+}
+
+/// Waits, by polling the store, for the ending of a call another instance placed; re-checks the
+/// owner's lease on every poll, so a claim whose owner died is noticed within the lease.
+async fn wait_for_remote(store: &dyn Store, request_id: &str, until: Instant) -> Remote {
     let poll = async {
         let mut pause = FIRST_POLL_PAUSE;
         loop {
             match store.call_state(request_id).await {
-                Ok(Some(CallState::Done(outcome))) => return Ending::decode(&outcome),
-                Ok(Some(CallState::Pending)) => {}
-                // The claim is gone (purged long after its expiry): nothing more will come.
-                Ok(None) => return Ending::Deadline,
+                Ok(Some(CallState::Done(outcome))) => {
+                    return Remote::Ended(Ending::decode(&outcome))
+                }
+                Ok(Some(CallState::Pending { lease_until })) if lease_until < now_unix() => {
+                    return Remote::Lapsed
+                }
+                Ok(Some(CallState::Pending { .. })) => {}
+                // Given up, or gone (purged): nothing more will come from it.
+                Ok(Some(CallState::Lapsed) | None) => return Remote::Lapsed,
                 Err(e) => {
                     tracing::error!(target: "pfgate::engine", error = %e, "store failure while waiting for another instance's call: authentication fails secure");
-                    return Ending::StoreUnavailable;
+                    return Remote::Ended(Ending::StoreUnavailable);
                 }
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(MAX_POLL_PAUSE);
         }
     };
-    tokio::time::timeout(deadline, poll)
+    tokio::time::timeout_at(until.into(), poll)
         .await
-        .unwrap_or(Ending::Deadline)
+        .unwrap_or(Remote::Ended(Ending::Deadline))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sqlite::{tests::TempDb, SqliteStore};
+
+    /// An attempt by MIM for `lapse@contoso.com` at +1 425 555 0100.
+    fn attempt(request_id: &str) -> AuthAttempt {
+        AuthAttempt {
+            request_id: request_id.into(),
+            username: "lapse@contoso.com".into(),
+            user_group: String::new(),
+            caller: "CONTOSO\\svc-mim".into(),
+            phone: E164::parse("1", "4255550100", "", "1").expect("a valid number"),
+            mode: Mode3::VoiceCall,
+            application_name: "MIM".into(),
+            initiating_ip: "10.0.0.5".into(),
+            caller_ip: [127, 0, 0, 1].into(),
+            external_id: None,
+        }
+    }
+
+    /// Issue #23 item 5, on a shared SQLite file: a waiter joined to another process's claim
+    /// whose owner stopped renewing it takes the call over once the lease lapses, placing a fresh
+    /// call of its own — long before its deadline.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiter_takes_over_a_claim_whose_lease_lapsed() {
+        let db = TempDb::new("takeover");
+        let store = SqliteStore::open(&db.0, crate::store::suite::key())
+            .await
+            .expect("store");
+        let directory = crate::engine::directory::Directory::from_toml(
+            "takeover",
+            "[[users]]\nusername = \"lapse@contoso.com\"\ncountry_code = \"1\"\n\
+             phone = \"4255550100\"\noutcome = \"approve\"\n",
+        )
+        .expect("directory");
+        let provider = crate::providers::scripted::ScriptedProvider::from_directory(&directory);
+        // The dead owner's claim: its lease ends in two seconds and is never renewed.
+        let dead = "DEAD0000000000000000000000000001";
+        let now = now_unix();
+        let key = inflight_key(&attempt("unused"));
+        assert_eq!(
+            store
+                .claim_call(&key, dead, now, now + 2)
+                .await
+                .expect("claim"),
+            CallClaim::Placed
+        );
+        let started = Instant::now();
+        let mine = "A1700000000000000000000000000001";
+        let (id, ending) =
+            lead_call(&provider, &store, attempt(mine), Duration::from_secs(30)).await;
+        assert_eq!(ending, Ending::Verdict(Verdict::Approved));
+        assert_eq!(id, mine, "a fresh call of its own, not the dead one's id");
+        assert_eq!(provider.calls(), 1);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "taken over after {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            store.call_state(dead).await.expect("state"),
+            Some(CallState::Lapsed)
+        );
+        assert_eq!(
+            store.call_state(mine).await.expect("state"),
+            Some(CallState::Done("approved".into()))
+        );
+    }
 
     /// Issue #17, item 15: the mode used is one a call can carry; an omitted mode (decoded as
     /// `oathToken`) with a caller's number is a voice call, without one the user's own mode.

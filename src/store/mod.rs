@@ -302,6 +302,67 @@ pub struct FailureCount {
     pub locked_until: Option<i64>,
 }
 
+/// What makes two authentications "the same one" for the in-flight rule: only an authentication
+/// with every field equal is a retry that may join a provider call in flight (and receive its
+/// outcome and `authenticationRequestId`). Anyone else asking for the same user meanwhile — another
+/// principal, another application, another initiating address — gets a call of its own (issue #17
+/// item 3: a certificate caller "EvilApp" asking for `ALICE@contoso.com` a second after MIM asked
+/// for alice was handed MIM's approval). The same key decides in the process
+/// (`engine::auth::Inflight`) and, as a keyed digest, in the store ([`Store::claim_call`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CallKey {
+    /// The username as the engine passes it; compared case-insensitively. (The canonical username
+    /// form of issue #17 item 5 plugs in here: the engine passes the canonical form, and
+    /// [`CallKey::new`] only folds case.)
+    pub username: String,
+    /// The number called, E.164.
+    pub phone: String,
+    /// The authenticated caller principal (`CONTOSO\svc-mim`, a certificate's mapped name, or
+    /// `anonymous`); compared case-insensitively, as Windows account names are.
+    pub caller: String,
+    /// The `applicationName` the caller gave, exactly.
+    pub application: String,
+    /// The `initiatingIpAddress` the caller gave, exactly (trimmed).
+    pub initiating_ip: String,
+}
+
+impl CallKey {
+    /// The key of an authentication; folds the case of the username (the engine passes it in
+    /// canonical form, [`crate::username::canonical`]; [`crate::username::key`] is the one rule
+    /// every keyed lookup shares) and of the principal.
+    pub fn new(
+        username: &str,
+        phone: &str,
+        caller: &str,
+        application: &str,
+        initiating_ip: &str,
+    ) -> Self {
+        Self {
+            username: crate::username::key(username),
+            phone: phone.to_string(),
+            caller: caller.to_lowercase(),
+            application: application.to_string(),
+            initiating_ip: initiating_ip.trim().to_string(),
+        }
+    }
+
+    /// An unambiguous text of every field (each length-prefixed, so no caller-chosen application
+    /// name can make two different keys read alike), for the store's keyed digest.
+    pub fn encoded(&self) -> String {
+        let mut text = String::from("inflight-call/v2");
+        for field in [
+            &self.username,
+            &self.phone,
+            &self.caller,
+            &self.application,
+            &self.initiating_ip,
+        ] {
+            text.push_str(&format!("\n{}:{field}", field.len()));
+        }
+        text
+    }
+}
+
 /// What [`Store::claim_call`] decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallClaim {
@@ -316,17 +377,25 @@ pub enum CallClaim {
 /// Where a claimed call stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallState {
-    /// Still in flight.
-    Pending,
-    /// Ended; the outcome as the engine wrote it ([`Store::finish_call`]), or
-    /// [`CALL_EXPIRED`] when its instance never reported.
+    /// Still in flight. Its owner holds it until `lease_until` (Unix seconds) and renews that
+    /// while the call runs ([`Store::renew_call`]); a lease in the past means the owner died or
+    /// lost the database, and a waiter may take the call over ([`Store::claim_call`] gives such a
+    /// claim up).
+    Pending {
+        /// Unix seconds the owner's lease runs to.
+        lease_until: i64,
+    },
+    /// Ended; the outcome as the engine wrote it ([`Store::finish_call`]).
     Done(String),
+    /// Given up by a later claimant after its lease lapsed without an ending: nothing more will
+    /// come from it, and its waiters claim the call again.
+    Lapsed,
 }
 
-/// The outcome a store writes for a claimed call whose claim expired without an ending (its
-/// instance stopped or lost the database mid-call): callers waiting for it answer as for a call
-/// that timed out.
-pub const CALL_EXPIRED: &str = "deadline";
+/// The outcome a store writes for a claim given up because its lease lapsed (read back as
+/// [`CallState::Lapsed`]). Versions before the lease wrote `deadline` there, which readers take as
+/// a call that timed out.
+pub const CLAIM_LAPSED: &str = "lapsed";
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -353,6 +422,17 @@ pub enum StoreError {
     /// Stored data could not be read back (corrupt row, wrong secrets key).
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    /// The configured secrets key is not the one this database's secrets were sealed with (its
+    /// key check value differs, or, in a database without one, the key opens none of the sealed
+    /// secrets). Refused at start: such an instance would seal secrets the others cannot open
+    /// (issue #23).
+    #[error(
+        "the configured secrets key does not match the one this database was written with \
+         ({0}); start this instance with the same secrets key as the others \
+         (store.secrets_key_file or store.secrets_key_env); to change the key, see \
+         \"Rotating the secrets key\" in docs/ha.md"
+    )]
+    KeyMismatch(&'static str),
 }
 
 /// Result of store calls.
@@ -454,16 +534,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// time.
     fn is_shared(&self) -> bool;
 
-    /// Claims the provider call for `username` (any case) and `phone` (E.164) under `request_id`,
-    /// valid until `expires_at` (Unix seconds; a claim whose instance never reports is given up
-    /// then). Of concurrent claimants, in any number of processes, exactly one gets
-    /// [`CallClaim::Placed`]; the others get [`CallClaim::Joined`] with its request id. The user
-    /// need not exist (`PfAuthUser_5` calls numbers of unknown service accounts). Stores keep only a
-    /// keyed digest of the user and number, never the number.
+    /// Claims the provider call for `key` under `request_id`, with a lease until `expires_at` (Unix
+    /// seconds) that the owner renews ([`Store::renew_call`]); a pending claim whose lease is
+    /// older than `now` is given up ([`CLAIM_LAPSED`]) and the call claimed anew. Of concurrent claimants
+    /// with equal keys, in any number of processes, exactly one gets [`CallClaim::Placed`]; the
+    /// others get [`CallClaim::Joined`] with its request id. The user need not exist
+    /// (`PfAuthUser_5` calls numbers of unknown service accounts). Stores keep only a keyed digest
+    /// of the key ([`CallKey::encoded`]), never the number.
     async fn claim_call(
         &self,
-        username: &str,
-        phone: &str,
+        key: &CallKey,
         request_id: &str,
         now: i64,
         expires_at: i64,
@@ -477,6 +557,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         outcome: &str,
         keep_until: i64,
     ) -> StoreResult<()>;
+
+    /// Rotates the secrets key (`pfgate store rotate-key`): re-seals every OATH secret and static
+    /// token under `new_key`, forgets what was keyed with the old one (used-code digests,
+    /// in-flight claims: short-lived) and records `new_key`'s check value — in one transaction,
+    /// all or nothing. Every instance must be stopped first: one still running with the old key
+    /// would keep sealing with it. This store keeps the old key: drop it afterwards. Returns how
+    /// many users' secrets were re-sealed.
+    async fn rotate_key(&self, new_key: secrets::SecretKey) -> StoreResult<usize>;
+
+    /// Extends the lease of the pending claim `request_id` to `lease_until` (the owner's heartbeat
+    /// while its call runs); false when the claim is no longer pending (ended, or given up by
+    /// another instance after its lease lapsed).
+    async fn renew_call(&self, request_id: &str, lease_until: i64) -> StoreResult<bool>;
 
     /// Where the call claimed under `request_id` stands; `None` if no such claim is known (never
     /// made, or purged after `keep_until`).

@@ -56,8 +56,8 @@ use super::row::{
 };
 use super::secrets::{self, SecretKey};
 use super::{
-    Bypass, CallClaim, CallState, FailureCount, FailureRule, Store, StoreError, StoreResult,
-    Transaction, TransactionKind, UserFilter, UserRecord, CALL_EXPIRED,
+    Bypass, CallClaim, CallKey, CallState, FailureCount, FailureRule, Store, StoreError,
+    StoreResult, Transaction, TransactionKind, UserFilter, UserRecord, CLAIM_LAPSED,
 };
 use crate::pfwssdk::wire::WireEnum;
 
@@ -68,6 +68,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0002_inflight_calls.sql"),
     include_str!("migrations/postgres/0003_external_id.sql"),
     include_str!("migrations/postgres/0004_lockout.sql"),
+    include_str!("migrations/postgres/0005_key_check.sql"),
 ];
 
 /// The longest any store operation may take, pool wait and connecting included. Well below the
@@ -601,6 +602,7 @@ impl PostgresStore {
             .migrate(settings.schema.as_deref())
             .await
             .map_err(|e| row::prefix(&what, e))?;
+        store.check_key().await?;
         tracing::info!(target: "pfgate::store", database = %target, migrations_applied = applied,
             "PostgreSQL store ready");
         Ok(Self {
@@ -677,6 +679,39 @@ impl PostgresStore {
         Ok(applied)
     }
 
+    /// Compares the database's key check value with this instance's key, writing it first if the
+    /// database has none (and the key opens the secrets already sealed there, if any): a
+    /// different key is [`StoreError::KeyMismatch`]. Instances connecting at once race on one
+    /// `INSERT … ON CONFLICT DO NOTHING`; each then compares with the value that won.
+    async fn check_key(&self) -> StoreResult<()> {
+        self.run("check_key", async {
+            let what = "checking the secrets key";
+            let client = self.client(what).await?;
+            let read = row::KEY_CHECK_SQL;
+            if let Some(row) = client.query_opt(read, &[]).await.ctx(what)? {
+                return compare_stored_key_check(&self.key, Some(row));
+            }
+            let sealed = sealed_rows(&client.query(row::KEY_PROOF_SQL, &[]).await.ctx(what)?)?;
+            if !row::key_opens_any(&self.key, &sealed) {
+                return Err(StoreError::KeyMismatch(
+                    "the database has no key check value yet, and this key opens none of its \
+                     secrets",
+                ));
+            }
+            client
+                .execute(
+                    "INSERT INTO key_check (id, digest, created_at) VALUES (1, $1, $2) \
+                     ON CONFLICT DO NOTHING",
+                    &[&secrets::key_check(&self.key), &unix_now()],
+                )
+                .await
+                .ctx(what)?;
+            let row = client.query_one(read, &[]).await.ctx(what)?;
+            compare_stored_key_check(&self.key, Some(row))
+        })
+        .await
+    }
+
     /// A pooled connection (a new one if none is idle and the pool is not full).
     async fn client(&self, op: &str) -> StoreResult<Object> {
         self.pool
@@ -736,6 +771,34 @@ impl PostgresStore {
     }
 }
 
+/// The verdict on the key check value in `row` (of [`row::KEY_CHECK_SQL`]) for `key`; none
+/// stored passes.
+fn compare_stored_key_check(key: &SecretKey, row: Option<Row>) -> StoreResult<()> {
+    match row {
+        Some(r) => row::compare_key_check(
+            key,
+            &r.try_get::<_, String>(0)
+                .ctx("reading the secrets key check")?,
+        ),
+        None => Ok(()),
+    }
+}
+
+/// The users' sealed values in `rows` (of [`row::SEALED_ROWS_SQL`] or [`row::KEY_PROOF_SQL`]).
+fn sealed_rows(rows: &[Row]) -> StoreResult<Vec<row::SealedRow>> {
+    rows.iter()
+        .map(|r| {
+            Ok(row::SealedRow {
+                username: r.try_get(0)?,
+                username_key: r.try_get(1)?,
+                oath_secret: r.try_get(2)?,
+                static_token: r.try_get(3)?,
+            })
+        })
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+        .ctx("reading sealed secrets")
+}
+
 /// True when a user with this key exists.
 async fn user_exists(client: &Object, key: &str) -> StoreResult<bool> {
     client
@@ -772,11 +835,13 @@ impl Store for PostgresStore {
     async fn health(&self) -> StoreResult<()> {
         self.run("health", async {
             let client = self.client("health check").await?;
-            client
-                .query_one("SELECT 1", &[])
+            // The key check too: an instance still running after the key was rotated is not
+            // ready (it would seal with the old key), and says why.
+            let stored = client
+                .query_opt(row::KEY_CHECK_SQL, &[])
                 .await
-                .ctx("health check")
-                .map(|_| ())
+                .ctx("health check")?;
+            compare_stored_key_check(&self.key, stored)
         })
         .await
     }
@@ -1267,8 +1332,7 @@ impl Store for PostgresStore {
 
     async fn claim_call(
         &self,
-        username: &str,
-        phone: &str,
+        key: &CallKey,
         request_id: &str,
         now: i64,
         expires_at: i64,
@@ -1276,7 +1340,7 @@ impl Store for PostgresStore {
         self.maybe_purge();
         self.run("claim_call", async {
             let what = "claiming a provider call";
-            let call = row::call_key(&self.key, username, phone);
+            let call = row::call_key(&self.key, key);
             let client = self.client(what).await?;
             let insert = client
                 .prepare_cached(
@@ -1316,12 +1380,13 @@ impl Store for PostgresStore {
                 if other_expires >= now {
                     return Ok(CallClaim::Joined(other));
                 }
-                // Its instance never reported: give it up, its waiters read a timeout.
+                // Its lease lapsed (the owner died or lost the database): give it up; its
+                // waiters read that and claim the call again.
                 client
                     .execute(
                         "UPDATE inflight_calls SET outcome = $2, expires_at = $3 \
                          WHERE request_id = $1 AND outcome IS NULL",
-                        &[&other, &CALL_EXPIRED, &(now + row::EXPIRED_CALL_KEEP_SECS)],
+                        &[&other, &CLAIM_LAPSED, &(now + row::EXPIRED_CALL_KEEP_SECS)],
                     )
                     .await
                     .ctx(what)?;
@@ -1358,18 +1423,79 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn rotate_key(&self, new_key: SecretKey) -> StoreResult<usize> {
+        // Not bounded by OP_TIMEOUT: an administrator's command over every user, not a request.
+        let what = "rotating the secrets key";
+        let mut client = self.client(what).await?;
+        let tx = client.transaction().await.ctx(what)?;
+        // The lock keeps a second rotation (or a first start writing the check) out meanwhile.
+        tx.execute("LOCK TABLE users, key_check IN EXCLUSIVE MODE", &[])
+            .await
+            .ctx(what)?;
+        // Checked again under the lock: another rotation may have run since this store opened.
+        compare_stored_key_check(
+            &self.key,
+            tx.query_opt(row::KEY_CHECK_SQL, &[]).await.ctx(what)?,
+        )?;
+        let sealed = sealed_rows(&tx.query(row::SEALED_ROWS_SQL, &[]).await.ctx(what)?)?;
+        let update = tx
+            .prepare("UPDATE users SET oath_secret = $2, static_token = $3 WHERE username_key = $1")
+            .await
+            .ctx(what)?;
+        for r in &sealed {
+            let (oath_secret, static_token) = row::reseal_row(&self.key, &new_key, r)?;
+            tx.execute(&update, &[&r.username_key, &oath_secret, &static_token])
+                .await
+                .ctx(what)?;
+        }
+        tx.batch_execute("DELETE FROM used_codes; DELETE FROM inflight_calls;")
+            .await
+            .ctx(what)?;
+        tx.execute(
+            &row::upsert_key_check_sql(|n| format!("${n}")),
+            &[&secrets::key_check(&new_key), &unix_now()],
+        )
+        .await
+        .ctx(what)?;
+        tx.commit().await.ctx(what)?;
+        Ok(sealed.len())
+    }
+
+    async fn renew_call(&self, request_id: &str, lease_until: i64) -> StoreResult<bool> {
+        self.run("renew_call", async {
+            let what = "renewing a call's lease";
+            let client = self.client(what).await?;
+            let stmt = client
+                .prepare_cached(
+                    "UPDATE inflight_calls SET expires_at = $2 \
+                     WHERE request_id = $1 AND outcome IS NULL",
+                )
+                .await
+                .ctx(what)?;
+            let renewed = client
+                .execute(&stmt, &[&request_id, &lease_until])
+                .await
+                .ctx(what)?;
+            Ok(renewed > 0)
+        })
+        .await
+    }
+
     async fn call_state(&self, request_id: &str) -> StoreResult<Option<CallState>> {
         self.run("call_state", async {
             let what = "reading a call's state";
             let client = self.client(what).await?;
             let stmt = client
-                .prepare_cached("SELECT outcome FROM inflight_calls WHERE request_id = $1")
+                .prepare_cached(
+                    "SELECT outcome, expires_at FROM inflight_calls WHERE request_id = $1",
+                )
                 .await
                 .ctx(what)?;
             let row = client.query_opt(&stmt, &[&request_id]).await.ctx(what)?;
             let Some(row) = row else { return Ok(None) };
             let outcome: Option<String> = row.try_get(0).ctx(what)?;
-            Ok(Some(outcome.map_or(CallState::Pending, CallState::Done)))
+            let expires_at: i64 = row.try_get(1).ctx(what)?;
+            Ok(Some(row::call_state(outcome, expires_at)))
         })
         .await
     }
@@ -1696,6 +1822,66 @@ mod tests {
         let client = testing::connect(&url).await.unwrap();
         client
             .batch_execute(&format!("DROP SCHEMA \"{}_new\" CASCADE", schema.name()))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn another_secrets_key_is_refused_at_connect() {
+        let Some(url) = database_url("postgres another secrets key") else {
+            return;
+        };
+        let schema = TestSchema::create(&url).await.unwrap();
+        let settings = schema.settings();
+        let open = |key: SecretKey| {
+            let settings = settings.clone();
+            async move {
+                PostgresStore::connect(&settings, key)
+                    .await
+                    .map(|s| Arc::new(s) as Arc<dyn Store>)
+            }
+        };
+        let forget = || {
+            let (url, name) = (url.clone(), schema.name().to_string());
+            async move {
+                testing::connect(&url)
+                    .await
+                    .unwrap()
+                    .batch_execute(&format!("DELETE FROM \"{name}\".key_check"))
+                    .await
+                    .unwrap();
+            }
+        };
+        suite::check_key_check(&open, forget).await;
+        suite::check_rotate_key(&open).await;
+        // Instances starting together with different keys on a new schema: one key wins, every
+        // instance with another is refused.
+        let fresh = PostgresSettings {
+            schema: Some(format!("{}_keys", schema.name())),
+            ..schema.settings()
+        };
+        let key = |i: u8| SecretKey::from_bytes([i; secrets::KEY_LEN]);
+        let (a0, b1, c0, d1) = tokio::join!(
+            PostgresStore::connect(&fresh, key(0)),
+            PostgresStore::connect(&fresh, key(1)),
+            PostgresStore::connect(&fresh, key(0)),
+            PostgresStore::connect(&fresh, key(1)),
+        );
+        let opened: Vec<u8> = [
+            (0, a0.is_ok()),
+            (1, b1.is_ok()),
+            (0, c0.is_ok()),
+            (1, d1.is_ok()),
+        ]
+        .into_iter()
+        .filter_map(|(k, ok)| ok.then_some(k))
+        .collect();
+        assert_eq!(opened.len(), 2, "one key's two instances open");
+        assert_eq!(opened[0], opened[1]);
+        testing::connect(&url)
+            .await
+            .unwrap()
+            .batch_execute(&format!("DROP SCHEMA \"{}_keys\" CASCADE", schema.name()))
             .await
             .unwrap();
     }

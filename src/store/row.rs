@@ -9,7 +9,10 @@
 //! a [`Value`].
 
 use super::secrets::{self, SecretKey};
-use super::{Phone, StoreError, StoreResult, TextFilter, TransactionKind, UserFilter, UserRecord};
+use super::{
+    CallKey, CallState, Phone, StoreError, StoreResult, TextFilter, TransactionKind, UserFilter,
+    UserRecord, CLAIM_LAPSED,
+};
 use crate::pfwssdk::wire::WireEnum;
 
 /// Field names in the associated data of sealed values.
@@ -130,12 +133,35 @@ pub(super) fn unix_now() -> i64 {
 /// How long the outcome of a claim that expired without an ending stays readable (seconds).
 pub(super) const EXPIRED_CALL_KEEP_SECS: i64 = 60;
 
-/// The key of a provider call in flight: a keyed digest of the lowercase username and the E.164
-/// number, so the store never holds the number of a call (nor learns it from the key).
-pub(super) fn call_key(key: &SecretKey, username: &str, phone: &str) -> String {
-    secrets::code_digest(
-        key,
-        &format!("inflight-call\n{}\n{phone}", username_key(username)),
+/// The key of a provider call in flight: a keyed digest of everything that makes a retry
+/// ([`CallKey`]), so the store never holds the number of a call (nor learns it from the key).
+pub(super) fn call_key(key: &SecretKey, call: &CallKey) -> String {
+    secrets::code_digest(key, &call.encoded())
+}
+
+/// `SELECT username, username_key, oath_secret, static_token` of the users with sealed values.
+macro_rules! sealed_rows {
+    () => {
+        "SELECT username, username_key, oath_secret, static_token FROM users \
+         WHERE oath_secret IS NOT NULL OR static_token IS NOT NULL ORDER BY username_key"
+    };
+}
+
+/// Every user's sealed values, for re-sealing them under a new key.
+pub(super) const SEALED_ROWS_SQL: &str = sealed_rows!();
+
+/// Up to 16 users' sealed values, that a key is tried on before it writes the first key check of
+/// a database that has none ([`key_opens_any`]: one opening is enough).
+pub(super) const KEY_PROOF_SQL: &str = concat!(sealed_rows!(), " LIMIT 16");
+
+/// Writes (or replaces) the key check value: `digest`, `created_at` as parameters 1 and 2 (`?1`
+/// and `$1` alike are numbered, so the caller substitutes its placeholder style).
+pub(super) fn upsert_key_check_sql(placeholder: impl Fn(usize) -> String) -> String {
+    format!(
+        "INSERT INTO key_check (id, digest, created_at) VALUES (1, {}, {}) \
+         ON CONFLICT (id) DO UPDATE SET digest = excluded.digest, created_at = excluded.created_at",
+        placeholder(1),
+        placeholder(2)
     )
 }
 
@@ -165,6 +191,81 @@ pub(super) fn record_failure_sql(p: impl Fn(usize) -> String) -> String {
          WHEN {restart} THEN NULL ELSE auth_failures.locked_until END \
          RETURNING failures, locked_until"
     )
+}
+
+/// A user's sealed values opened with `old` and sealed again with `new` (OATH secret, static
+/// token); a value that does not open under `old` is [`StoreError::Corrupt`] and stops the
+/// rotation.
+pub(super) fn reseal_row(
+    old: &SecretKey,
+    new: &SecretKey,
+    r: &SealedRow,
+) -> StoreResult<(Option<String>, Option<String>)> {
+    let reseal = |field: &str, sealed: &Option<String>| -> StoreResult<Option<String>> {
+        let plain = zeroize::Zeroizing::new(open_field(
+            old,
+            &r.username,
+            &r.username_key,
+            field,
+            sealed.as_deref(),
+        )?);
+        seal_field(new, &r.username_key, field, plain.as_deref())
+    };
+    Ok((
+        reseal(FIELD_OATH_SECRET, &r.oath_secret)?,
+        reseal(FIELD_STATIC_TOKEN, &r.static_token)?,
+    ))
+}
+
+/// Reads the key check value.
+pub(super) const KEY_CHECK_SQL: &str = "SELECT digest FROM key_check WHERE id = 1";
+
+/// One user's sealed values, for [`key_opens_any`].
+pub(super) struct SealedRow {
+    pub(super) username: String,
+    pub(super) username_key: String,
+    pub(super) oath_secret: Option<String>,
+    pub(super) static_token: Option<String>,
+}
+
+/// Whether `key` may write the first key check of a database that has none: it must open at least
+/// one of the sealed values already there (none there: any key may). Guards a database written by
+/// a version before the check, whose first instance after the upgrade could have the wrong key.
+pub(super) fn key_opens_any(key: &SecretKey, rows: &[SealedRow]) -> bool {
+    rows.is_empty()
+        || rows.iter().any(|r| {
+            [
+                (FIELD_OATH_SECRET, &r.oath_secret),
+                (FIELD_STATIC_TOKEN, &r.static_token),
+            ]
+            .iter()
+            .any(|(field, sealed)| {
+                sealed.is_some()
+                    && open_field(key, &r.username, &r.username_key, field, sealed.as_deref())
+                        .is_ok()
+            })
+        })
+}
+
+/// The verdict on a database's key check value `stored` (`None`: absent) for `key`.
+pub(super) fn compare_key_check(key: &SecretKey, stored: &str) -> StoreResult<()> {
+    if stored == secrets::key_check(key) {
+        Ok(())
+    } else {
+        Err(StoreError::KeyMismatch("its key check value differs"))
+    }
+}
+
+/// A claim row's state: its outcome column (`NULL` while pending) and its `expires_at` (the lease
+/// while pending).
+pub(super) fn call_state(outcome: Option<String>, expires_at: i64) -> CallState {
+    match outcome {
+        None => CallState::Pending {
+            lease_until: expires_at,
+        },
+        Some(o) if o == CLAIM_LAPSED => CallState::Lapsed,
+        Some(o) => CallState::Done(o),
+    }
 }
 
 /// The lookup key of a username: lower case ([`crate::username::key`], the one rule every keyed

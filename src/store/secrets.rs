@@ -46,6 +46,10 @@ const ARGON2_P_COST: u32 = 1;
 /// Label of the HMAC subkey that [`code_digest`] uses (distinct from the AES use of the key).
 const CODE_DIGEST_LABEL: &[u8] = b"pfgate/store/used-code-digest/v1";
 
+/// Label whose HMAC under the key is the key check value ([`key_check`]); distinct from
+/// [`CODE_DIGEST_LABEL`], so the stored check value is no subkey of anything.
+const KEY_CHECK_LABEL: &[u8] = b"pfgate/store/key-check/v1";
+
 /// Why a secrets operation failed. Messages never contain key material, plaintexts, PINs or codes.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
@@ -337,6 +341,15 @@ pub fn code_digest(key: &SecretKey, code: &str) -> String {
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The key check value of `key` (HMAC-SHA-256 of a fixed label, hex), which a database keeps to
+/// tell at start whether an instance has the key its secrets were sealed with. It identifies the
+/// key without revealing it: recovering the key from it is as hard as breaking HMAC-SHA-256.
+pub fn key_check(key: &SecretKey) -> String {
+    let master = hmac::Key::new(hmac::HMAC_SHA256, &key.bytes);
+    let check = hmac::sign(&master, KEY_CHECK_LABEL);
+    check.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -525,6 +538,25 @@ mod tests {
         assert!(!verify_pin("", &phc));
         assert!(!verify_pin("4711", "not a phc string"));
         assert!(!verify_pin("4711", ""));
+    }
+
+    #[test]
+    fn key_check_identifies_the_key_and_is_no_subkey() {
+        let check = key_check(&key(9));
+        assert_eq!(check.len(), 64);
+        assert_eq!(check, key_check(&key(9)));
+        assert_ne!(check, key_check(&key(10)));
+        let hex: String = key(9).bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_ne!(check, hex, "never the key itself");
+        // Not the subkey of code_digest (which would let anyone reading the database compute
+        // used-code digests).
+        let master = hmac::Key::new(hmac::HMAC_SHA256, &key(9).bytes);
+        let subkey: String = hmac::sign(&master, CODE_DIGEST_LABEL)
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_ne!(check, subkey);
     }
 
     #[test]

@@ -33,8 +33,8 @@ use super::row::{
 };
 use super::secrets::{self, SecretKey};
 use super::{
-    Bypass, CallClaim, CallState, FailureCount, FailureRule, Store, StoreError, StoreResult,
-    Transaction, TransactionKind, UserFilter, UserRecord, CALL_EXPIRED,
+    Bypass, CallClaim, CallKey, CallState, FailureCount, FailureRule, Store, StoreError,
+    StoreResult, Transaction, TransactionKind, UserFilter, UserRecord, CLAIM_LAPSED,
 };
 use crate::pfwssdk::wire::WireEnum;
 
@@ -46,6 +46,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0003_inflight_calls.sql"),
     include_str!("migrations/sqlite/0004_external_id.sql"),
     include_str!("migrations/sqlite/0005_lockout.sql"),
+    include_str!("migrations/sqlite/0006_key_check.sql"),
 ];
 
 /// How long a statement waits for another process's lock before failing as busy.
@@ -127,6 +128,7 @@ impl SqliteStore {
         path: Option<PathBuf>,
     ) -> StoreResult<Self> {
         let migrations_applied = migrate(&mut conn)?;
+        check_key(&mut conn, &key)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             key: Arc::new(key),
@@ -285,6 +287,58 @@ fn migrate(conn: &mut Connection) -> StoreResult<usize> {
     Ok(applied)
 }
 
+/// Compares the database's key check value with `key`'s, writing it first if the database has
+/// none (and `key` opens the secrets already sealed there, if any): a different key is
+/// [`StoreError::KeyMismatch`]. One IMMEDIATE transaction, so two processes opening a new file at
+/// once cannot each write their own.
+fn check_key(conn: &mut Connection, key: &SecretKey) -> StoreResult<()> {
+    let what = "checking the secrets key";
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .ctx(what)?;
+    let stored = stored_key_check(&tx)?;
+    if let Some(stored) = stored {
+        return row::compare_key_check(key, &stored);
+    }
+    let sealed = sealed_rows(&tx, row::KEY_PROOF_SQL)?;
+    if !row::key_opens_any(key, &sealed) {
+        return Err(StoreError::KeyMismatch(
+            "the database has no key check value yet, and this key opens none of its secrets",
+        ));
+    }
+    tx.execute(
+        "INSERT INTO key_check (id, digest, created_at) VALUES (1, ?1, ?2)",
+        params![secrets::key_check(key), unix_now()],
+    )
+    .ctx(what)?;
+    tx.commit().ctx(what)
+}
+
+/// The database's key check value, if it has one.
+fn stored_key_check(conn: &Connection) -> StoreResult<Option<String>> {
+    conn.query_row(row::KEY_CHECK_SQL, [], |r| r.get(0))
+        .optional()
+        .ctx("reading the secrets key check")
+}
+
+/// The users' sealed values that `sql` ([`row::SEALED_ROWS_SQL`], [`row::KEY_PROOF_SQL`]) selects.
+fn sealed_rows(conn: &Connection, sql: &str) -> StoreResult<Vec<row::SealedRow>> {
+    let what = "reading sealed secrets";
+    conn.prepare(sql)
+        .ctx(what)?
+        .query_map([], |r| {
+            Ok(row::SealedRow {
+                username: r.get(0)?,
+                username_key: r.get(1)?,
+                oath_secret: r.get(2)?,
+                static_token: r.get(3)?,
+            })
+        })
+        .ctx(what)?
+        .collect::<Result<Vec<_>, _>>()
+        .ctx(what)
+}
+
 fn schema_version(conn: &Connection) -> StoreResult<i64> {
     conn.query_row(
         "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
@@ -416,9 +470,10 @@ impl Columns for Row<'_> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn health(&self) -> StoreResult<()> {
-        self.run("health", |conn, _| {
-            conn.query_row("SELECT 1", [], |_| Ok(()))
-                .ctx("health check")
+        // The key check too: an instance still running after the key was rotated is not ready
+        // (it would seal with the old key), and says why.
+        self.run("health", |conn, key| {
+            stored_key_check(conn)?.map_or(Ok(()), |s| row::compare_key_check(key, &s))
         })
         .await
     }
@@ -919,21 +974,21 @@ impl Store for SqliteStore {
 
     async fn claim_call(
         &self,
-        username: &str,
-        phone: &str,
+        key: &CallKey,
         request_id: &str,
         now: i64,
         expires_at: i64,
     ) -> StoreResult<CallClaim> {
-        let (name, phone, id) = (username.to_owned(), phone.to_owned(), request_id.to_owned());
+        let (key, id) = (key.clone(), request_id.to_owned());
         self.run("claim_call", move |conn, secrets_key| {
             let what = "claiming a provider call";
-            let call = row::call_key(secrets_key, &name, &phone);
+            let call = row::call_key(secrets_key, &key);
             unsynced(conn, |conn| {
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .ctx(what)?;
-                // A claim whose instance never reported is given up: its waiters read a timeout.
+                // A claim whose lease lapsed (its owner died or lost the database) is given up:
+                // its waiters read that and claim the call again.
                 tx.prepare_cached(
                     "UPDATE inflight_calls SET outcome = ?3, expires_at = ?4 \
                  WHERE call_key = ?1 AND outcome IS NULL AND expires_at < ?2",
@@ -942,7 +997,7 @@ impl Store for SqliteStore {
                 .execute(params![
                     call,
                     now,
-                    CALL_EXPIRED,
+                    CLAIM_LAPSED,
                     now + row::EXPIRED_CALL_KEEP_SECS
                 ])
                 .ctx(what)?;
@@ -1010,17 +1065,71 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn rotate_key(&self, new_key: SecretKey) -> StoreResult<usize> {
+        self.run("rotate_key", move |conn, old_key| {
+            let what = "rotating the secrets key";
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .ctx(what)?;
+            // Checked again in the transaction: another rotation may have run since this store
+            // opened.
+            if let Some(stored) = stored_key_check(&tx)? {
+                row::compare_key_check(old_key, &stored)?;
+            }
+            let sealed = sealed_rows(&tx, row::SEALED_ROWS_SQL)?;
+            for r in &sealed {
+                let (oath_secret, static_token) = row::reseal_row(old_key, &new_key, r)?;
+                tx.execute(
+                    "UPDATE users SET oath_secret = ?2, static_token = ?3 WHERE username_key = ?1",
+                    params![r.username_key, oath_secret, static_token],
+                )
+                .ctx(what)?;
+            }
+            tx.execute_batch("DELETE FROM used_codes; DELETE FROM inflight_calls;")
+                .ctx(what)?;
+            tx.execute(
+                &row::upsert_key_check_sql(|n| format!("?{n}")),
+                params![secrets::key_check(&new_key), unix_now()],
+            )
+            .ctx(what)?;
+            tx.commit().ctx(what)?;
+            Ok(sealed.len())
+        })
+        .await
+    }
+
+    async fn renew_call(&self, request_id: &str, lease_until: i64) -> StoreResult<bool> {
+        let id = request_id.to_owned();
+        self.run("renew_call", move |conn, _| {
+            let what = "renewing a call's lease";
+            unsynced(conn, |conn| {
+                let renewed = conn
+                    .prepare_cached(
+                        "UPDATE inflight_calls SET expires_at = ?2 \
+                         WHERE request_id = ?1 AND outcome IS NULL",
+                    )
+                    .ctx(what)?
+                    .execute(params![id, lease_until])
+                    .ctx(what)?;
+                Ok(renewed > 0)
+            })
+        })
+        .await
+    }
+
     async fn call_state(&self, request_id: &str) -> StoreResult<Option<CallState>> {
         let id = request_id.to_owned();
         self.run("call_state", move |conn, _| {
             let what = "reading a call's state";
-            let found: Option<Option<String>> = conn
-                .prepare_cached("SELECT outcome FROM inflight_calls WHERE request_id = ?1")
+            let found: Option<(Option<String>, i64)> = conn
+                .prepare_cached(
+                    "SELECT outcome, expires_at FROM inflight_calls WHERE request_id = ?1",
+                )
                 .ctx(what)?
-                .query_row([&id], |r| r.get(0))
+                .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()
                 .ctx(what)?;
-            Ok(found.map(|outcome| outcome.map_or(CallState::Pending, CallState::Done)))
+            Ok(found.map(|(outcome, expires_at)| row::call_state(outcome, expires_at)))
         })
         .await
     }
@@ -1164,17 +1273,20 @@ pub(crate) mod tests {
         let before = synchronous(&store);
         assert_ne!(before, 0, "a file store must sync its other writes");
         let id = "A1000000000000000000000000000001";
+        let call = |phone| CallKey::new("sync@contoso.com", phone, "caller", "app", "");
         let claim = store
-            .claim_call("sync@contoso.com", "+14255550100", id, 100, 160)
+            .claim_call(&call("+14255550100"), id, 100, 160)
             .await
             .unwrap();
         assert_eq!(claim, CallClaim::Placed);
+        assert_eq!(synchronous(&store), before);
+        assert!(store.renew_call(id, 170).await.unwrap());
         assert_eq!(synchronous(&store), before);
         store.finish_call(id, "approved", 160).await.unwrap();
         assert_eq!(synchronous(&store), before);
         // A failing claim (a request id used twice) restores it too.
         assert!(store
-            .claim_call("sync@contoso.com", "+14255550199", id, 100, 160)
+            .claim_call(&call("+14255550199"), id, 100, 160)
             .await
             .is_err());
         assert_eq!(synchronous(&store), before);
@@ -1263,18 +1375,49 @@ pub(crate) mod tests {
         );
         drop(store);
 
-        // Another key opens nothing.
-        let other = SqliteStore::open(&db.0, SecretKey::from_bytes([7; secrets::KEY_LEN]))
+        // Another key is refused at open (the key check), with nothing of the secrets in the
+        // message.
+        let err = SqliteStore::open(&db.0, SecretKey::from_bytes([7; secrets::KEY_LEN]))
             .await
-            .unwrap();
-        let err = other.get_user("alice@contoso.com").await.unwrap_err();
+            .unwrap_err();
         let msg = err.to_string();
-        assert!(matches!(err, StoreError::Corrupt(_)), "{msg}");
-        assert!(msg.contains("Alice@contoso.com"), "{msg}");
+        assert!(matches!(err, StoreError::KeyMismatch(_)), "{msg}");
         assert!(
             !msg.contains("ALICEOATHSECRET") && !msg.contains("alice-static"),
             "{msg}"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn another_secrets_key_is_refused_at_open() {
+        let db = TempDb::new("keycheck");
+        let path = db.0.clone();
+        let open = |key: SecretKey| {
+            let path = path.clone();
+            async move {
+                SqliteStore::open(&path, key)
+                    .await
+                    .map(|s| Arc::new(s) as Arc<dyn Store>)
+            }
+        };
+        let forget = || {
+            let path = path.clone();
+            async move {
+                Connection::open(&path)
+                    .unwrap()
+                    .execute("DELETE FROM key_check", [])
+                    .unwrap();
+            }
+        };
+        suite::check_key_check(&open, forget).await;
+        suite::check_rotate_key(&open).await;
+        // The check value is a digest, not the key.
+        let stored: String = Connection::open(&db.0)
+            .unwrap()
+            .query_row("SELECT digest FROM key_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stored, secrets::key_check(&suite::key()));
+        assert!(!stored.contains(&"42".repeat(secrets::KEY_LEN)));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,8 +28,8 @@ use std::sync::Arc;
 use crate::pfwssdk::{AuthResult, Mode3, PhoneAppMode, PinMode2, SmsDirection, SmsMode};
 use crate::store::secrets::{self, SecretKey};
 use crate::store::{
-    Bypass, CallClaim, CallState, FailureCount, FailureRule, Phone, Store, StoreError, TextFilter,
-    Transaction, TransactionKind, UserFilter, UserRecord, CALL_EXPIRED,
+    Bypass, CallClaim, CallKey, CallState, FailureCount, FailureRule, Phone, Store, StoreError,
+    TextFilter, Transaction, TransactionKind, UserFilter, UserRecord,
 };
 
 /// The OATH secret the suite stores (a backend test asserts it is absent from raw storage).
@@ -1375,30 +1375,62 @@ pub async fn check_persistent(store: &dyn Store) {
     assert!(!store.consume_bypass(PERSIST_USER, NOW).await.unwrap());
 }
 
-/// Claims of provider calls: one call per user (any case) and number, joiners learn its request
-/// id, an ended call frees the slot, and a claim that expired without an ending is given up.
+/// The in-flight key of `user` and `phone` asked by MIM (`CONTOSO\svc-mim`, application "MIM",
+/// from 10.0.0.5).
+fn mim_call(user: &str, phone: &str) -> CallKey {
+    CallKey::new(user, phone, "CONTOSO\\svc-mim", "MIM", "10.0.0.5")
+}
+
+/// Claims of provider calls: one call per key — user (any case), number, principal (any case),
+/// application and initiating address — joiners learn its request id, an ended call frees the
+/// slot, and a claim whose lease lapsed is given up.
 pub async fn check_call_claims(store: &dyn Store) {
     let (user, phone) = ("Suite-Call@contoso.com", "+14255550100");
     let id = |n: u32| format!("E00000000000000000000000000000{n:02}");
-    let claim = |u: &'static str, p: &'static str, n: u32, now: i64| {
+    let claim = |key: CallKey, n: u32, now: i64| {
         let rid = id(n);
-        async move { store.claim_call(u, p, &rid, now, now + 60).await.unwrap() }
+        async move { store.claim_call(&key, &rid, now, now + 60).await.unwrap() }
     };
-    assert_eq!(claim(user, phone, 1, NOW).await, CallClaim::Placed);
+    assert_eq!(
+        claim(mim_call(user, phone), 1, NOW).await,
+        CallClaim::Placed
+    );
     assert_eq!(
         store.call_state(&id(1)).await.unwrap(),
-        Some(CallState::Pending)
+        Some(CallState::Pending {
+            lease_until: NOW + 60
+        })
     );
-    // The same user in another letter case, the same number: joined, not placed.
-    assert_eq!(
-        claim("suite-call@CONTOSO.com", phone, 2, NOW).await,
-        CallClaim::Joined(id(1))
+    // A true retry (the user and the principal in another letter case): joined, not placed.
+    let retry = CallKey::new(
+        "suite-call@CONTOSO.com",
+        phone,
+        "contoso\\SVC-MIM",
+        "MIM",
+        " 10.0.0.5",
     );
+    assert_eq!(claim(retry, 2, NOW).await, CallClaim::Joined(id(1)));
     assert_eq!(store.call_state(&id(2)).await.unwrap(), None);
+    // Anyone else who asks for the same user and number gets a call of its own: another
+    // principal, another application, another initiating address.
+    let others = [
+        CallKey::new(user, phone, "CONTOSO\\evil", "MIM", "10.0.0.5"),
+        CallKey::new(user, phone, "CONTOSO\\svc-mim", "EvilApp", "10.0.0.5"),
+        CallKey::new(user, phone, "CONTOSO\\svc-mim", "MIM", "203.0.113.9"),
+        // The fields are length-prefixed: moving text between them makes another key.
+        CallKey::new(user, phone, "CONTOSO\\svc-mim", "MIM1", "0.0.0.5"),
+    ];
+    for (n, key) in (10..).zip(others) {
+        assert_eq!(claim(key, n, NOW).await, CallClaim::Placed, "{n}");
+        store.finish_call(&id(n), "denied", NOW + 60).await.unwrap();
+    }
     // Another number, another user (unknown to the store: PfAuthUser_5 calls those too).
-    assert_eq!(claim(user, "+14255550101", 3, NOW).await, CallClaim::Placed);
     assert_eq!(
-        claim("suite-call-nobody", phone, 4, NOW).await,
+        claim(mim_call(user, "+14255550101"), 3, NOW).await,
+        CallClaim::Placed
+    );
+    assert_eq!(
+        claim(mim_call("suite-call-nobody", phone), 4, NOW).await,
         CallClaim::Placed
     );
 
@@ -1411,18 +1443,40 @@ pub async fn check_call_claims(store: &dyn Store) {
         store.call_state(&id(1)).await.unwrap(),
         Some(CallState::Done("approved".into()))
     );
-    assert_eq!(claim(user, phone, 5, NOW + 1).await, CallClaim::Placed);
+    assert!(
+        !store.renew_call(&id(1), NOW + 90).await.unwrap(),
+        "an ended call's lease is not renewed"
+    );
+    assert_eq!(
+        claim(mim_call(user, phone), 5, NOW + 1).await,
+        CallClaim::Placed
+    );
 
-    // A claim whose instance never reported is given up once it expires: the next claimant places
-    // the call and the old one's waiters read CALL_EXPIRED.
-    assert_eq!(claim(user, phone, 6, NOW + 62).await, CallClaim::Placed);
+    // The owner's heartbeat extends the lease: a claimant after the first lease still joins.
+    assert!(store.renew_call(&id(5), NOW + 100).await.unwrap());
+    assert_eq!(
+        claim(mim_call(user, phone), 7, NOW + 62).await,
+        CallClaim::Joined(id(5))
+    );
+    // A claim whose lease lapsed (its owner stopped renewing) is given up: the next claimant
+    // places the call, the old one's waiters read that it lapsed, and its owner cannot renew it.
+    assert_eq!(
+        claim(mim_call(user, phone), 6, NOW + 101).await,
+        CallClaim::Placed
+    );
     assert_eq!(
         store.call_state(&id(5)).await.unwrap(),
-        Some(CallState::Done(CALL_EXPIRED.into()))
+        Some(CallState::Lapsed)
     );
+    assert!(!store.renew_call(&id(5), NOW + 130).await.unwrap());
     // A request id cannot claim a second call.
     assert!(store
-        .claim_call(user, "+14255550199", &id(6), NOW + 62, NOW + 120)
+        .claim_call(
+            &mim_call(user, "+14255550199"),
+            &id(6),
+            NOW + 101,
+            NOW + 120
+        )
         .await
         .is_err());
     for n in [3, 4, 6] {
@@ -1433,18 +1487,16 @@ pub async fn check_call_claims(store: &dyn Store) {
 /// 20 concurrent claimants of one call (several rounds): exactly one places it, the others join
 /// it under its request id.
 pub async fn check_call_claim_concurrency(store: Arc<dyn Store>) {
-    let (user, phone) = ("suite-call-race@contoso.com", "+442079460000");
+    let key = mim_call("suite-call-race@contoso.com", "+442079460000");
     for round in 0..5u32 {
         let now = NOW + i64::from(round);
         let tasks: Vec<_> = (0..20u32)
             .map(|i| {
                 let store = Arc::clone(&store);
+                let key = key.clone();
                 let rid = format!("F000000000000000000000000000{round:02}{i:02}");
                 tokio::spawn(async move {
-                    let claim = store
-                        .claim_call(user, phone, &rid, now, now + 60)
-                        .await
-                        .unwrap();
+                    let claim = store.claim_call(&key, &rid, now, now + 60).await.unwrap();
                     (rid, claim)
                 })
             })
@@ -1593,6 +1645,111 @@ pub async fn check_lockout_shared(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     assert!(b.clear_failures(name, NOW + 1).await.unwrap());
     assert_eq!(a.locked_until(name, NOW + 1).await.unwrap(), None);
     assert!(a.delete_user(name).await.unwrap());
+
+/// The secrets key check (issue #23): a database opened with one key refuses every other key at
+/// open, and keeps refusing after reopening with the right one; a database without a check value
+/// (written before the check existed) accepts only a key that opens its sealed secrets, and then
+/// records it. `open` opens the same database with a key; `forget` deletes its key check row.
+pub async fn check_key_check<O, OF, F, FF>(open: O, forget: F)
+where
+    O: Fn(SecretKey) -> OF,
+    OF: std::future::Future<Output = Result<Arc<dyn Store>, StoreError>>,
+    F: Fn() -> FF,
+    FF: std::future::Future<Output = ()>,
+{
+    let other = || SecretKey::from_bytes([0x17; secrets::KEY_LEN]);
+    let refused = |result: Result<Arc<dyn Store>, StoreError>, why: &str| {
+        let err = result.expect_err("another key must be refused");
+        let msg = err.to_string();
+        assert!(matches!(err, StoreError::KeyMismatch(_)), "{msg}");
+        assert!(msg.contains(why), "{msg}");
+        assert!(
+            msg.contains("secrets_key_file") && msg.contains("docs/ha.md"),
+            "says what to do: {msg}"
+        );
+    };
+    // An empty database: the first key opens it and is recorded.
+    let store = open(key()).await.unwrap();
+    drop(store);
+    refused(open(other()).await, "key check value differs");
+    // A secret sealed under the right key; the right key still opens.
+    let store = open(key()).await.unwrap();
+    let mut user = UserRecord::new("Suite-KeyCheck@contoso.com");
+    user.static_token = Some("suite-key-check-token".into());
+    store.add_user(&user).await.unwrap();
+    drop(store);
+    refused(open(other()).await, "key check value differs");
+    // Without a check value (a database from before it), a key that opens no secret is refused
+    // and writes nothing; the right key opens, and is recorded again.
+    forget().await;
+    refused(open(other()).await, "opens none of its secrets");
+    refused(open(other()).await, "opens none of its secrets");
+    let store = open(key()).await.unwrap();
+    assert_eq!(
+        store
+            .get_user("suite-keycheck@contoso.com")
+            .await
+            .unwrap()
+            .and_then(|u| u.static_token)
+            .as_deref(),
+        Some("suite-key-check-token")
+    );
+    drop(store);
+    refused(open(other()).await, "key check value differs");
+}
+
+/// Rotating the secrets key (`pfgate store rotate-key`): every sealed secret opens under the new
+/// key afterwards, the old key is refused, and what was keyed with the old one (used-code digests,
+/// in-flight claims) is forgotten. `open` opens the same database with a key; it holds
+/// [`key`]'s check value at the start.
+pub async fn check_rotate_key<O, OF>(open: O)
+where
+    O: Fn(SecretKey) -> OF,
+    OF: std::future::Future<Output = Result<Arc<dyn Store>, StoreError>>,
+{
+    let new = || SecretKey::from_bytes([0x24; secrets::KEY_LEN]);
+    let store = open(key()).await.unwrap();
+    let mut user = UserRecord::new("Suite-Rotate@contoso.com");
+    user.oath_secret = Some("SUITEROTATEOATHSECRET".into());
+    user.static_token = Some("suite-rotate-token".into());
+    store.add_user(&user).await.unwrap();
+    assert!(store
+        .mark_code_used("suite-rotate@contoso.com", "424242", wall_now() + 300)
+        .await
+        .unwrap());
+    let call = CallKey::new("suite-rotate@contoso.com", "+14255550100", "c", "a", "");
+    let pending = "D0000000000000000000000000000001";
+    let now = wall_now();
+    assert_eq!(
+        store
+            .claim_call(&call, pending, now, now + 60)
+            .await
+            .unwrap(),
+        CallClaim::Placed
+    );
+    let resealed = store.rotate_key(new()).await.unwrap();
+    assert!(resealed >= 1, "{resealed}");
+    drop(store);
+
+    let err = open(key()).await.expect_err("the old key is refused");
+    assert!(matches!(err, StoreError::KeyMismatch(_)), "{err}");
+    let store = open(new()).await.unwrap();
+    assert_eq!(
+        store.get_user("suite-rotate@contoso.com").await.unwrap(),
+        Some(user)
+    );
+    // Digests and claims keyed with the old key are gone (they could never match again).
+    assert!(store
+        .mark_code_used("suite-rotate@contoso.com", "424242", wall_now() + 300)
+        .await
+        .unwrap());
+    assert_eq!(store.call_state(pending).await.unwrap(), None);
+    drop(store);
+    // A second rotation works from the new key.
+    let store = open(new()).await.unwrap();
+    store.rotate_key(key()).await.unwrap();
+    drop(store);
+    assert!(open(key()).await.is_ok());
 }
 
 /// A store under test, with what keeps its storage alive (a temporary file, a schema) until the

@@ -76,6 +76,13 @@ phone = "4255550184"
 sequence = ["no_answer", "busy", "approve"]
 
 [[users]]
+username = "inflight@contoso.com"
+country_code = "1"
+phone = "4255550187"
+outcome = "approve"
+delay_ms = 1500
+
+[[users]]
 username = "fraud@contoso.com"
 country_code = "1"
 phone = "4255550185"
@@ -96,6 +103,11 @@ struct Fixture {
 async fn fixture(auth_timeout: Duration) -> Fixture {
     let mut settings = Settings::demo("127.0.0.1:0".parse().unwrap());
     settings.engine.auth_timeout = auth_timeout;
+    fixture_with(settings).await
+}
+
+/// The server with `settings`, the test users and the scripted provider.
+async fn fixture_with(settings: Settings) -> Fixture {
     let directory = Directory::from_toml("engine test", USERS).unwrap();
     let store = pfgate::app::open_store(&settings).await.unwrap();
     pfgate::app::seed(store.as_ref(), &directory).await.unwrap();
@@ -246,6 +258,133 @@ async fn concurrent_authentications_for_one_user_and_number_share_one_call() {
     // After it ended, a new authentication places a new call.
     call(&c, "PfAuthUser_4", &pf4("slow@contoso.com", true)).await;
     assert_eq!(f.provider.calls(), 2);
+}
+
+/// Who asks, in the in-flight test: a signed-in principal, the application it names and the
+/// address it says the person came from.
+#[derive(Clone, Copy)]
+struct Asker {
+    principal: &'static str,
+    password: &'static str,
+    application: &'static str,
+    ip: &'static str,
+}
+
+const MIM_PAM: Asker = Asker {
+    principal: "CONTOSO\\svc-mimpam",
+    password: "MimPam&Pa55",
+    application: "MIM-PAM",
+    ip: "10.0.0.5",
+};
+const EVIL_APP: Asker = Asker {
+    principal: "CONTOSO\\evil",
+    password: "Ev1l&Pa55",
+    application: "EvilApp",
+    ip: "203.0.113.9",
+};
+
+/// The engine fixture with callers that must sign in (Basic): both principals may authenticate.
+async fn two_principals() -> Fixture {
+    use pfgate::auth::basic::BasicAccount;
+    use pfgate::auth::policy::{OperationGroup, Policy, PrincipalRule};
+    let mut settings = Settings::demo("127.0.0.1:0".parse().unwrap());
+    settings.engine.auth_timeout = Duration::from_secs(5);
+    settings.allow_anonymous = false;
+    settings.auth.allow_anonymous = false;
+    let accounts = [MIM_PAM, EVIL_APP];
+    settings.auth.basic = accounts
+        .iter()
+        .map(|a| BasicAccount {
+            principal: a.principal.into(),
+            password_hash: pfgate::store::secrets::hash_pin(a.password).unwrap(),
+        })
+        .collect();
+    settings.auth.policy = Policy::new(
+        accounts
+            .iter()
+            .map(|a| PrincipalRule {
+                name: a.principal.into(),
+                allow: vec![OperationGroup::Authentication],
+            })
+            .collect(),
+    );
+    fixture_with(settings).await
+}
+
+/// `PfAuthUser_4` for `user` as `who` asks it: (result, callResult, error, request id).
+async fn auth4_as(c: &Client, who: Asker, user: &str) -> (String, i64, i64, Option<String>) {
+    let inner = format!(
+        "<username>{user}</username><initiatingAuthenticationType>pfsdk</initiatingAuthenticationType>\
+         <initiatingIpAddress>{}</initiatingIpAddress><applicationName>{}</applicationName>\
+         <requireUserMatch>true</requireUserMatch>",
+        who.ip, who.application
+    );
+    let authz = crate::callers::basic(who.principal, who.password);
+    let r = crate::callers::post(c, "PfAuthUser_4", &inner, Some(&authz)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    auth4(&r.body)
+}
+
+/// Issue #17 item 3: a call in flight is joined only by a true retry — the same principal,
+/// application, initiating address, user (any case) and number. Anyone else who asks for the same
+/// user meanwhile gets a call of their own, never the first caller's approval or request id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_true_retry_joins_a_call_in_flight() {
+    let f = two_principals().await;
+    let c = f.server.client();
+    // (first asker, second asker, user as the second one spells it, may the second join?)
+    let evil_mim = Asker {
+        principal: EVIL_APP.principal,
+        password: EVIL_APP.password,
+        ..MIM_PAM
+    };
+    let cases = [
+        (MIM_PAM, MIM_PAM, "inflight@contoso.com", true),
+        (MIM_PAM, MIM_PAM, "INFLIGHT@contoso.com", true),
+        (MIM_PAM, EVIL_APP, "INFLIGHT@contoso.com", false),
+        (MIM_PAM, evil_mim, "inflight@contoso.com", false),
+        (
+            MIM_PAM,
+            Asker {
+                application: "EvilApp",
+                ..MIM_PAM
+            },
+            "inflight@contoso.com",
+            false,
+        ),
+        (
+            MIM_PAM,
+            Asker {
+                ip: "203.0.113.9",
+                ..MIM_PAM
+            },
+            "inflight@contoso.com",
+            false,
+        ),
+    ];
+    for (n, (first, second, spelled, joins)) in cases.into_iter().enumerate() {
+        let calls_before = f.provider.calls();
+        let c1 = c.clone();
+        let leader =
+            tokio::spawn(async move { auth4_as(&c1, first, "inflight@contoso.com").await });
+        // The second asks while the first call rings (the scripted call takes 1.5 s).
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let (r2, cc2, e2, id2) = auth4_as(&c, second, spelled).await;
+        let (r1, cc1, e1, id1) = leader.await.unwrap();
+        assert_eq!((r1.as_str(), cc1, e1), ("true", 2, 0), "case {n}: first");
+        assert_eq!((r2.as_str(), cc2, e2), ("true", 2, 0), "case {n}: second");
+        let placed = f.provider.calls() - calls_before;
+        if joins {
+            assert_eq!(placed, 1, "case {n}: a true retry places no second call");
+            assert_eq!(
+                id1, id2,
+                "case {n}: a true retry gets the call's request id"
+            );
+        } else {
+            assert_eq!(placed, 2, "case {n}: another asker gets a call of its own");
+            assert_ne!(id1, id2, "case {n}: never the first caller's request id");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -490,7 +629,7 @@ async fn directory_operations_and_their_error_codes() {
             .count()
     };
     let body = call(&c, "FindUsers_4", &find("*@contoso.com", false, 0)).await;
-    assert_eq!(rows(&body), 12);
+    assert_eq!(rows(&body), 13, "the 12 users of USERS and eve");
     assert_eq!(text_of(&body, "resultsComplete").as_deref(), Some("true"));
     let body = call(&c, "FindUsers_4", &find("*@contoso.com", false, 3)).await;
     assert_eq!(rows(&body), 3);

@@ -10,7 +10,13 @@
 //! - directory changes through one instance seen by the next request to the other;
 //! - the database connection cut (a TCP proxy of the test's own in front of PostgreSQL): answers
 //!   fail secure (CallResult 152, Error 503, an audit event saying why), `/readyz` answers 503, and
-//!   both recover by themselves when the proxy comes back.
+//!   both recover by themselves when the proxy comes back;
+//! - only a true retry joins a call in flight: another application on the other instance gets a
+//!   call of its own (issue #17 item 3);
+//! - an instance with another secrets key refuses to start; `pfgate store rotate-key` changes the
+//!   key for all (issue #23 item 4);
+//! - an instance killed mid-call: the login waiting on its claim is served by a fresh call once
+//!   the claim's lease lapses (issue #23 item 5).
 //!
 //! The database comes from `PFGATE_TEST_DATABASE_URL` (each test in a schema of its own); without
 //! it the tests print a `SKIP` line. `.ci/run` sets it, so CI always runs them.
@@ -74,14 +80,23 @@ phone = "4255550104"
 username = "outage@contoso.com"
 country_code = "1"
 phone = "4255550105"
+
+[[users]]
+username = "stale@contoso.com"
+country_code = "1"
+phone = "4255550106"
 "#;
+
+/// The user whose first call the fake provider never answers (its instance is killed meanwhile).
+const STALE_USER: &str = "stale@contoso.com";
 
 // ---------------------------------------------------------------------------------------------
 // The fake webhook provider
 // ---------------------------------------------------------------------------------------------
 
 /// A webhook service that approves every attempt, after `delay` for `race@contoso.com` (so that
-/// authentications arriving together overlap), at once for everyone else; it records every start.
+/// authentications arriving together overlap), at once for everyone else — except the first call
+/// for [`STALE_USER`], which it leaves ringing for two minutes; it records every start.
 pub(crate) struct FakeProvider {
     starts: Mutex<Vec<StartRequest>>,
     delay: Duration,
@@ -160,11 +175,19 @@ impl FakeProvider {
             ("POST", Some("/authentications")) => {
                 let start: StartRequest = serde_json::from_slice(&body).unwrap();
                 let id = start.request_id.clone();
-                let slow = start.username == "race@contoso.com";
-                self.starts.lock().unwrap().push(start);
-                if slow {
-                    tokio::time::sleep(self.delay).await;
-                }
+                let delay = {
+                    let mut starts = self.starts.lock().unwrap();
+                    let first_stale = start.username == STALE_USER
+                        && !starts.iter().any(|s| s.username == STALE_USER);
+                    let slow = start.username == "race@contoso.com";
+                    starts.push(start);
+                    match (first_stale, slow) {
+                        (true, _) => Duration::from_secs(120),
+                        (false, true) => self.delay,
+                        _ => Duration::ZERO,
+                    }
+                };
+                tokio::time::sleep(delay).await;
                 let state = StateResponse {
                     request_id: id,
                     status: "success".into(),
@@ -330,6 +353,47 @@ impl Instance {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Starts `pfgate serve --config CONFIG` expecting it to refuse: its exit code and log, or a
+    /// panic when it starts listening (or neither within [`STEP`]).
+    fn refused(config: &Path, name: &str) -> (Option<i32>, String) {
+        let log = config.with_file_name(format!("{name}.log"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pfgate"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(config.with_file_name(format!("{name}.out"))).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + STEP;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            let out = std::fs::read_to_string(config.with_file_name(format!("{name}.out")))
+                .unwrap_or_default();
+            if out.contains("listening on") || Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{name} started (or hung) instead of refusing: {out}\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (
+            status.code(),
+            std::fs::read_to_string(&log).unwrap_or_default(),
+        )
+    }
+
+    /// Ends the process as a crash or `kill -9` would (SIGKILL): nothing it holds is released.
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
     /// One HTTP/1.1 request on a fresh connection: (status, body).
     async fn http(&self, request: String) -> (u16, String) {
         http_exchange(self.addr, &request).await
@@ -371,11 +435,22 @@ impl Instance {
 
     /// `PfAuthUser_5` calling `+1 number`: (result, callResult, error, request id).
     async fn auth5(&self, user: &str, number: &str) -> (String, i64, i64, Option<String>) {
+        self.auth5_from(user, number, "").await
+    }
+
+    /// [`Instance::auth5`] naming the application that asks.
+    async fn auth5_from(
+        &self,
+        user: &str,
+        number: &str,
+        application: &str,
+    ) -> (String, i64, i64, Option<String>) {
         let body = self
             .call(
                 "PfAuthUser_5",
                 &format!(
-                    "<username>{user}</username><requireUserMatch>true</requireUserMatch>\
+                    "<username>{user}</username><applicationName>{application}</applicationName>\
+                     <requireUserMatch>true</requireUserMatch>\
                      <mode>voiceCall</mode><countryCode>1</countryCode>\
                      <phoneNumber>{number}</phoneNumber><extension />"
                 ),
@@ -446,11 +521,18 @@ impl Drop for TempDir {
     }
 }
 
-impl Cluster {
-    /// Two instances on a fresh schema of the test database, reached directly or through
-    /// `proxy_port` (a [`DbProxy`] in front of it). `None` (with a `SKIP` line) without a
-    /// database.
-    async fn start(test: &str, proxy: Option<&DbProxy>) -> Option<Self> {
+/// What two instances share: a fresh schema, the fake provider, a directory with the secrets key,
+/// the users file and `pfgate.toml`.
+struct Shared {
+    schema: TestSchema,
+    provider: Arc<FakeProvider>,
+    provider_addr: SocketAddr,
+    dir: TempDir,
+}
+
+impl Shared {
+    /// `None` (with a `SKIP` line) without a database.
+    async fn create(test: &str) -> Option<Self> {
         let url = testing::database_url(test)?;
         let schema = TestSchema::create(&url).await.unwrap();
         let (provider, provider_addr) = FakeProvider::start(Duration::from_secs(3)).await;
@@ -466,23 +548,53 @@ impl Cluster {
         std::fs::write(dir.0.join("secrets.key"), [0x5au8; 32]).unwrap();
         std::fs::write(dir.0.join("webhook.secret"), WEBHOOK_SECRET).unwrap();
         std::fs::write(dir.0.join("users.toml"), USERS).unwrap();
-        let db_url = match proxy {
-            Some(p) => with_port(&url, p.port),
-            None => url.clone(),
+        Some(Self {
+            schema,
+            provider,
+            provider_addr,
+            dir,
+        })
+    }
+
+    /// Writes `name` (a configuration file in the shared directory) for an instance reaching the
+    /// database at `db_url` with the secrets key in `key_file`, seeding the users file or not;
+    /// returns its path.
+    fn config(&self, name: &str, db_url: &str, key_file: &str, users: bool) -> PathBuf {
+        let directory = if users {
+            "[directory]\nusers_file = \"users.toml\"\n"
+        } else {
+            ""
         };
         let config = format!(
             "[server]\nplain_listen = \"127.0.0.1:0\"\n\
              [auth]\nallow_anonymous = true\n\
              [engine]\nauth_timeout_secs = 20\n\
-             [directory]\nusers_file = \"users.toml\"\n\
-             [store]\nurl = \"{db_url}\"\nschema = \"{}\"\npool_size = 4\nsecrets_key_file = \"secrets.key\"\n\
-             [providers.hook]\nkind = \"webhook\"\nbase_url = \"http://{provider_addr}{PREFIX}\"\n\
+             {directory}\
+             [store]\nurl = \"{db_url}\"\nschema = \"{}\"\npool_size = 4\nsecrets_key_file = \"{key_file}\"\n\
+             [providers.hook]\nkind = \"webhook\"\nbase_url = \"http://{}{PREFIX}\"\n\
              secret_file = \"webhook.secret\"\npoll_interval_ms = 100\n\
              [[routes]]\nproviders = [\"hook\"]\n",
-            schema.name()
+            self.schema.name(),
+            self.provider_addr,
         );
-        let path = dir.0.join("pfgate.toml");
+        let path = self.dir.0.join(name);
         std::fs::write(&path, config).unwrap();
+        path
+    }
+}
+
+impl Cluster {
+    /// Two instances on a fresh schema of the test database, reached directly or through
+    /// `proxy_port` (a [`DbProxy`] in front of it). `None` (with a `SKIP` line) without a
+    /// database.
+    async fn start(test: &str, proxy: Option<&DbProxy>) -> Option<Self> {
+        let shared = Shared::create(test).await?;
+        let url = testing::database_url(test)?;
+        let db_url = match proxy {
+            Some(p) => with_port(&url, p.port),
+            None => url.clone(),
+        };
+        let path = shared.config("pfgate.toml", &db_url, "secrets.key", true);
         // Both start at once: migrations and seeding race, and must not fail.
         let (p1, p2) = (path.clone(), path.clone());
         let a = std::thread::spawn(move || Instance::spawn(&p1, "a"));
@@ -491,9 +603,9 @@ impl Cluster {
         Some(Self {
             a,
             b,
-            provider,
-            _schema: schema,
-            _dir: dir,
+            provider: shared.provider,
+            _schema: shared.schema,
+            _dir: shared.dir,
         })
     }
 }
@@ -760,4 +872,211 @@ async fn database_cut_fails_secure_and_both_instances_recover_by_themselves() {
         );
     }
     assert_eq!(c.provider.calls_to("+14255550105"), 4);
+}
+
+/// Issue #23 item 4: an instance started with another secrets key than the one the database was
+/// written with refuses to start, naming the problem and what to do, instead of sealing secrets
+/// the other instances cannot open (and deriving other in-flight keys).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_with_another_secrets_key_refuses_to_start() {
+    let Some(shared) = Shared::create("ha another secrets key").await else {
+        return;
+    };
+    let url = testing::database_url("ha another secrets key").unwrap();
+    let good = shared.config("good.toml", &url, "secrets.key", true);
+    let a = Instance::spawn(&good, "a");
+    std::fs::write(shared.dir.0.join("other.key"), [0x5bu8; 32]).unwrap();
+    // No users file: nothing at start reads a sealed secret (seeding would stumble on one).
+    let wrong = shared.config("wrong.toml", &url, "other.key", false);
+    let (code, log) = Instance::refused(&wrong, "b");
+    assert_eq!(code, Some(2), "exit code 2 (cannot start): {log}");
+    assert!(
+        log.contains("secrets key") && log.contains("does not match"),
+        "the refusal names the problem: {log}"
+    );
+    assert!(
+        log.contains("docs/ha.md"),
+        "the refusal says where to read what to do: {log}"
+    );
+    // The instance with the right key is unaffected, and so is a second one with the same key.
+    assert_eq!(a.auth4("outage@contoso.com").await.0, "true");
+    let again = Instance::spawn(&good, "c");
+    assert_eq!(again.auth4("outage@contoso.com").await.0, "true");
+}
+
+/// `pfgate store rotate-key` (docs/ha.md, "Rotating the secrets key"): with the instances
+/// stopped, the command re-seals the secrets under the new key; afterwards the old key is refused
+/// at start (and an instance left running with it is not ready), and an instance with the new key
+/// opens the OATH secret sealed under the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_secrets_key_is_rotated_with_the_command() {
+    let Some(shared) = Shared::create("ha rotate key").await else {
+        return;
+    };
+    let url = testing::database_url("ha rotate key").unwrap();
+    let old = shared.config("old.toml", &url, "secrets.key", true);
+    let a = Instance::spawn(&old, "a"); // seeds the users, OATH secret included, under the old key
+    assert_eq!(a.get("/readyz").await, 200);
+    std::fs::write(shared.dir.0.join("new.key"), [0x6cu8; 32]).unwrap();
+    let rotate = |config: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_pfgate"))
+            .args(["store", "rotate-key", "--config"])
+            .arg(config)
+            .arg("--new-key-file")
+            .arg(shared.dir.0.join("new.key"))
+            .output()
+            .unwrap()
+    };
+    let rotated = rotate(&old);
+    let out = String::from_utf8_lossy(&rotated.stdout);
+    assert_eq!(
+        rotated.status.code(),
+        Some(0),
+        "{out}{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    assert!(out.contains("secrets key rotated"), "{out}");
+    // An instance left running with the old key (the procedure says to stop them all) is no
+    // longer ready, so a load balancer takes it out.
+    assert_eq!(a.get("/readyz").await, 503, "not ready with a rotated key");
+    drop(a);
+    // The old key is refused now, by `serve` and by the command itself.
+    let (code, log) = Instance::refused(&old, "b");
+    assert_eq!(code, Some(2), "{log}");
+    assert!(log.contains("does not match"), "{log}");
+    let again = rotate(&old);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("does not match"));
+    // The new key opens what the old one sealed: the OATH user completes with a TOTP code.
+    let new = shared.config("new.toml", &url, "new.key", true);
+    let c = Instance::spawn(&new, "c");
+    let (result, call_result, _, id) = c.auth4("oath@contoso.com").await;
+    assert_eq!(
+        (result.as_str(), call_result),
+        ("false", 22),
+        "OATH pending"
+    );
+    let body = c
+        .call(
+            "ValidateOathCode",
+            &format!(
+                "<username>oath@contoso.com</username><code>{}</code>\
+                 <authenticationRequestId>{}</authenticationRequestId><fallback>false</fallback>",
+                totp_now(),
+                id.unwrap()
+            ),
+        )
+        .await;
+    assert_eq!(
+        text_of(&body, "ValidateOathCodeResult").as_deref(),
+        Some("true"),
+        "{body}"
+    );
+}
+
+/// Issue #23 item 5: an instance killed (`kill -9`) in the middle of a provider call leaves its
+/// claim in the database. A login for the same user and number that was waiting on that claim on
+/// the other instance is served by a fresh call once the dead owner's lease lapses — not answered
+/// "timed out" (11) at its own deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_instance_was_killed_is_taken_over_within_the_lease() {
+    let Some(c) = Cluster::start("ha stale claim", None).await else {
+        return;
+    };
+    let (mut a, b) = (c.a, Arc::new(c.b));
+    let number = "+14255550106";
+    // A places the call; the provider leaves it ringing.
+    let a_addr = a.addr;
+    let on_a = tokio::spawn(async move {
+        let body = env11(&format!(
+            r#"<PfAuthUser_5 xmlns="{NS}"><username>{STALE_USER}</username><requireUserMatch>true</requireUserMatch><mode>voiceCall</mode><countryCode>1</countryCode><phoneNumber>4255550106</phoneNumber><extension /></PfAuthUser_5>"#
+        ));
+        let request = format!(
+            "POST {SDK_PATH} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml; charset=utf-8\r\n\
+             SOAPAction: \"{}\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            action("PfAuthUser_5"),
+            body.len()
+        );
+        // The connection dies with the instance: whatever it gets is not looked at.
+        let _ = tokio::time::timeout(STEP, async {
+            let mut tcp = TcpStream::connect(a_addr).await?;
+            tcp.write_all(request.as_bytes()).await?;
+            let mut out = Vec::new();
+            tcp.read_to_end(&mut out).await
+        })
+        .await;
+    });
+    let until = Instant::now() + STEP;
+    while c.provider.calls_to(number) == 0 {
+        assert!(Instant::now() < until, "A never placed the call");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The retry on B joins A's call in flight (no second call while A lives)...
+    let b1 = b.clone();
+    let waiting = tokio::spawn(async move {
+        let started = Instant::now();
+        (b1.auth5(STALE_USER, "4255550106").await, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        c.provider.calls_to(number),
+        1,
+        "a retry joins the call in flight"
+    );
+    // ... and A dies mid-call.
+    let killed = Instant::now();
+    a.kill();
+    on_a.abort();
+    let ((result, call_result, error, _), waited) = waiting.await.unwrap();
+    assert_eq!(
+        (result.as_str(), call_result, error),
+        ("true", 2, 0),
+        "served by a fresh call, not 11 after the dead claim ({waited:?})"
+    );
+    assert_eq!(c.provider.calls_to(number), 2, "one fresh call");
+    eprintln!(
+        "stale claim: served {:?} after the kill ({waited:?} after the login)",
+        killed.elapsed()
+    );
+    // Bounded: the lease (10 s) plus a poll and the fresh call, well below the 20 s deadline.
+    assert!(
+        killed.elapsed() < Duration::from_secs(14),
+        "taken over {:?} after the kill",
+        killed.elapsed()
+    );
+    // A later login, after the takeover, is an ordinary one.
+    let started = Instant::now();
+    assert_eq!(b.auth5(STALE_USER, "4255550106").await.0, "true");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(c.provider.calls_to(number), 3);
+}
+
+/// Issue #17 item 3 across instances: the claim in the store carries who asks (principal,
+/// application, initiating address), so a login from another application on the other instance
+/// gets a call of its own instead of joining (and receiving) the first one's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_application_on_the_other_instance_does_not_join_the_call() {
+    let Some(c) = Cluster::start("ha in-flight key", None).await else {
+        return;
+    };
+    let (a, b) = (Arc::new(c.a), Arc::new(c.b));
+    let first = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            a.auth5_from("race@contoso.com", "4255550100", "MIM-PAM")
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = b
+        .auth5_from("RACE@contoso.com", "4255550100", "EvilApp")
+        .await;
+    let first = first.await.unwrap();
+    assert_eq!((first.0.as_str(), first.1), ("true", 2));
+    assert_eq!((second.0.as_str(), second.1), ("true", 2));
+    assert_ne!(
+        first.3, second.3,
+        "never the other application's request id"
+    );
+    assert_eq!(c.provider.calls_to("+14255550100"), 2, "a call each");
 }
