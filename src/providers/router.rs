@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{AuthAttempt, Provider, Verdict};
+use super::{AuthAttempt, Blame, Provider, Verdict};
 use crate::metrics::{BreakerKind, ProviderMetrics, VerdictLabel};
 use crate::pfwssdk::wire::WireEnum;
 use crate::pfwssdk::Mode3;
@@ -266,10 +266,31 @@ impl Breaker {
         *s = next;
     }
 
-    /// Counts a call's verdict and feeds it to the breaker.
+    /// Counts a call's verdict and feeds it to the breaker: only genuine provider-side failures
+    /// count ([`counts_against_provider`]).
     fn finish(&self, verdict: &Verdict) {
         self.metrics.call(VerdictLabel::of(verdict));
-        self.record(!matches!(verdict, Verdict::Failed(_)), Instant::now());
+        self.record(!counts_against_provider(verdict), Instant::now());
+    }
+}
+
+/// True for a verdict that counts toward the provider's breaker: a failure before anyone was
+/// reached ([`Verdict::Failed`]: connect, timeout, 5xx, bad signature) or a provider-side failure
+/// after ([`Blame::Provider`]). Never for what a caller or a link holder sends
+/// ([`Blame::Caller`]), nor for a person's answer: whoever can send those could otherwise open the
+/// breaker for everyone.
+pub fn counts_against_provider(verdict: &Verdict) -> bool {
+    match verdict {
+        Verdict::Failed(_) => true,
+        Verdict::Refused(r) => r.blame == Blame::Provider,
+        Verdict::Approved
+        | Verdict::NotAnswered
+        | Verdict::HungUp
+        | Verdict::Denied
+        | Verdict::FailedOpen(_)
+        | Verdict::AppApproved
+        | Verdict::FraudReported
+        | Verdict::Bypassed(_) => false,
     }
 }
 
@@ -672,6 +693,35 @@ mod tests {
         );
         assert_eq!(r.authenticate(&attempt("u", "")).await, Verdict::Denied);
         assert_eq!(b.calls.load(Ordering::SeqCst), 0);
+    }
+
+    /// Issue #23 items 1 and 2: a refusal after the person was reached never fails over or open,
+    /// and only the provider's own fault counts toward its breaker.
+    #[tokio::test]
+    async fn refusals_are_final_and_only_provider_faults_count_toward_the_breaker() {
+        use crate::providers::Refusal;
+        for (refusal, counts) in [
+            (Refusal::caller("invalid_grant"), false),
+            (Refusal::provider("token endpoint: HTTP 503"), true),
+        ] {
+            let verdict = Verdict::Refused(refusal);
+            let a = Fixed::new(vec![verdict.clone()]);
+            let b = Fixed::new(vec![Verdict::Approved]);
+            let r = router(
+                vec![route(&["a", "b"], FailMode::Safe)],
+                vec![("a", a.clone()), ("b", b.clone())],
+                BreakerSettings {
+                    failure_threshold: 2,
+                    cooldown: Duration::from_secs(60),
+                },
+            );
+            for _ in 0..2 {
+                assert_eq!(r.authenticate(&attempt("u", "")).await, verdict);
+            }
+            assert_eq!(b.calls.load(Ordering::SeqCst), 0, "no failover");
+            let open = matches!(r.breaker_state("a"), Some(BreakerState::Open { .. }));
+            assert_eq!(open, counts, "{verdict:?}");
+        }
     }
 
     #[tokio::test]

@@ -27,7 +27,7 @@ use pfgate::config::{ProviderSettings, Settings};
 use pfgate::providers::oidc::delivery::{SmsChannel, WebhookChannel};
 use pfgate::providers::oidc::smtp::EmailChannel;
 use pfgate::providers::oidc::OidcSettings;
-use pfgate::providers::router::RouteSettings;
+use pfgate::providers::router::{FailMode, RouteSettings};
 use serde_json::Value;
 use tokio::sync::{mpsc, Mutex};
 
@@ -958,6 +958,14 @@ async fn oidc_step_up_listener_over_tls() {
 /// What the person's "Deny" does, without a browser: opens the link (200), posts the form with
 /// the page's CSRF token (200). Returns the page the link showed.
 async fn deny_without_browser(http: &reqwest::Client, link: &str) -> String {
+    let (page, csrf) = open_link(http, link).await;
+    let (status, _) = post_form(http, link, &format!("action=deny&csrf={csrf}")).await;
+    assert_eq!(status, 200);
+    page
+}
+
+/// Opens a link without a browser (200): the page and its CSRF token.
+async fn open_link(http: &reqwest::Client, link: &str) -> (String, String) {
     let (status, page) = get(http, link).await;
     assert_eq!(status, 200, "{page}");
     let csrf = page
@@ -966,9 +974,126 @@ async fn deny_without_browser(http: &reqwest::Client, link: &str) -> String {
         .and_then(|rest| rest.split('"').next())
         .expect("the page's CSRF token")
         .to_string();
-    let (status, _) = post_form(http, link, &format!("action=deny&csrf={csrf}")).await;
-    assert_eq!(status, 200);
-    page
+    (page, csrf)
+}
+
+/// What a link holder without IdP credentials can do (issue #23 item 1): open the link, press
+/// "Continue" (the page's CSRF token; the browser-binding cookie pfgate sets), skip the IdP, and
+/// send pfgate's callback the flow's own `state` with a code the IdP never issued. The IdP's token
+/// endpoint answers 400 `invalid_grant`. Returns the callback's status and page.
+async fn link_holder_bogus_callback(http: &reqwest::Client, e: &Env, link: &str) -> (u16, String) {
+    let (_, csrf) = open_link(http, link).await;
+    let resp = http
+        .post(link)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("action=continue&csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 303, "Continue redirects to the IdP");
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let location = url::Url::parse(&header("location")).unwrap();
+    let state = location
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .expect("the authorization request's state");
+    let cookie = header("set-cookie")
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let resp = http
+        .get(format!(
+            "{}/stepup/callback?code=garbage&state={state}",
+            e.stepup_url
+        ))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// One authentication answered by a link holder's bogus callback: the SOAP answer and the page.
+async fn answered_by_bogus_callback(e: &Env) -> ((String, String), String) {
+    let c = e.server.client();
+    let call = tokio::spawn(async move { pf5(&c, "alice@contoso.com").await });
+    let msg = e.hook.next().await;
+    let link = msg["link"].as_str().unwrap().to_string();
+    let (_, page) = link_holder_bogus_callback(&reqwest_like(), e, &link).await;
+    let answer = tokio::time::timeout(STEP, call).await.unwrap().unwrap();
+    (answer, page)
+}
+
+/// Issue #23 item 1, a `fail_mode = "safe"` route: a link holder's bogus code is a denial (150),
+/// never a provider failure that fails open (it answered `true`/7 with a `fail_open` event while
+/// the page said "not confirmed").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_bogus_code_on_a_safe_route_is_denied_not_failed_open() {
+    if !tools_present("oidc_bogus_code_safe_route", false) {
+        return;
+    }
+    let e = env_custom(None, false, Via::Webhook, |s, _| {
+        s.routes[0].fail_mode = FailMode::Safe;
+    })
+    .await;
+    let (answer, page) = answered_by_bogus_callback(&e).await;
+    assert!(page.contains("data-outcome=\"denied\""), "{page}");
+    assert_eq!(answer, ("false".into(), "150".into()));
+}
+
+/// Issue #23 item 1, a route `["entra", "hook"]`: a link holder's bogus code does not fail over to
+/// the next provider (here the scripted one, which approves alice's number: it answered `true`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_bogus_code_does_not_fail_over_to_the_next_provider() {
+    if !tools_present("oidc_bogus_code_no_failover", false) {
+        return;
+    }
+    let e = env_custom(None, false, Via::Webhook, |s, _| {
+        s.providers
+            .push(("hook".into(), ProviderSettings::Scripted));
+        s.routes[0].providers = vec!["entra".into(), "hook".into()];
+    })
+    .await;
+    let (answer, _) = answered_by_bogus_callback(&e).await;
+    assert_eq!(answer, ("false".into(), "150".into()));
+}
+
+/// Issue #23 items 1 and 2, a single secure route: a bogus code is a denial (150, not 117
+/// "unable to place call"), and many of them never count toward the breaker: it stays closed and
+/// the admin `/readyz` stays 200 (five opened it, and `/readyz` answered 503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_bogus_codes_are_denials_and_leave_the_breaker_closed() {
+    if !tools_present("oidc_bogus_codes_breaker", false) {
+        return;
+    }
+    let e = env_custom(None, false, Via::Webhook, |s, _| {
+        s.admin = pfgate::config::AdminSettings {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            required: true,
+            token: None,
+        };
+    })
+    .await;
+    let admin = e.server.running.as_ref().unwrap().admin_addr.unwrap();
+    for _ in 0..7 {
+        let (answer, _) = answered_by_bogus_callback(&e).await;
+        assert_eq!(answer, ("false".into(), "150".into()));
+    }
+    let (status, body) = get(&reqwest_like(), &format!("http://{admin}/readyz")).await;
+    assert_eq!(status, 200, "{body}");
+    let ready: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        ready["routes"][0]["providers"][0]["breaker"], "closed",
+        "{ready}"
+    );
 }
 
 /// A reload that rebuilds the providers (here: `[breaker]` changed) keeps a running OIDC provider

@@ -34,8 +34,13 @@
 //! in an app rather than by a phone call or a code ([`Verdict::AppApproved`]). A wrong identity,
 //! missing MFA, an invalid token or the person's "Deny" answer CallResult 150 (denied; the reason
 //! is logged); "This wasn't me" answers 112 "Fraud Code Entered" and writes a `fraud_reported`
-//! audit event; an unopened link that expires answers 11 "Call Timed Out"; an identity provider
-//! that cannot be reached is a provider failure (117, and the router may fail over).
+//! audit event; an unopened link that expires answers 11 "Call Timed Out". A link that cannot be
+//! delivered is a provider failure (117, and the router may fail over or, on a `safe` route, fail
+//! open): nobody was reached. **Once the link is delivered nothing is a failure**: a bogus code
+//! (the IdP's `invalid_grant`), a forged or mismatched callback, a state or token problem, even
+//! the IdP failing mid-flow, is [`Verdict::Refused`] — a denial (150), so a link holder without
+//! IdP credentials can neither fail the step-up open nor make it fail over to a weaker provider.
+//! Only the IdP's own failures ([`super::Blame::Provider`]) count toward its breaker.
 
 pub mod delivery;
 pub mod idp;
@@ -511,8 +516,9 @@ pub(crate) enum Outcome {
     Fraud,
     /// The link was opened after it expired.
     Expired,
-    /// The IdP could not be asked (a provider failure).
-    Failed(String),
+    /// Refused after the person was reached: a forged, mismatched or unverifiable callback, or
+    /// the IdP failing mid-flow. A denial, never a failure that could fail over or open.
+    Refused(super::Refusal),
 }
 
 /// What the person's pages show about the request.
@@ -776,7 +782,10 @@ impl Provider for OidcProvider {
                 tracing::warn!(target: "pfgate::oidc", provider = %self.name, request_id = %attempt.request_id, reason = %reason, "step-up refused");
                 Verdict::Denied
             }
-            Some(Outcome::Failed(reason)) => Verdict::Failed(reason),
+            Some(Outcome::Refused(refusal)) => {
+                tracing::warn!(target: "pfgate::oidc", provider = %self.name, request_id = %attempt.request_id, reason = %refusal.reason, blame = ?refusal.blame, "step-up refused");
+                Verdict::Refused(refusal)
+            }
             Some(Outcome::Expired) | None => {
                 tracing::info!(target: "pfgate::oidc", provider = %self.name, request_id = %attempt.request_id, "step-up link expired unused");
                 Verdict::NotAnswered
