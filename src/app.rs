@@ -188,6 +188,17 @@ fn provider_keeping(
     Ok(Arc::new(router))
 }
 
+/// One WARN line per `fail_mode = "safe"` route, at start and at every reload (issue #23 item 3):
+/// a setting that turns a provider outage into a `true` must not go unnoticed.
+fn warn_fail_open(settings: &Settings) {
+    if settings.providers.is_empty() {
+        return;
+    }
+    for w in crate::providers::router::fail_open_warnings(&settings.routes) {
+        tracing::warn!(target: "pfgate::providers", "{w}");
+    }
+}
+
 /// Builds the engine the settings describe.
 pub async fn build_engine(settings: &Settings) -> Result<Engine, BuildError> {
     // First: it may write the process environment, which is best done before anything else runs.
@@ -199,6 +210,7 @@ pub async fn build_engine(settings: &Settings) -> Result<Engine, BuildError> {
         tracing::info!(users = added, "seeded the store from the users file");
     }
     let provider = provider(settings, &directory)?;
+    warn_fail_open(settings);
     let primary = match &settings.primary_auth {
         Some(ldap) => Some(Arc::new(
             crate::primary::PrimaryAuth::new(ldap.clone())
@@ -220,6 +232,7 @@ pub async fn rebuild_engine(
     engine: &Engine,
 ) -> Result<Engine, BuildError> {
     let directory = directory(settings)?;
+    warn_fail_open(settings);
     let unchanged_providers = !settings.providers.is_empty()
         && settings.providers == old.providers
         && settings.routes == old.routes

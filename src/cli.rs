@@ -339,7 +339,11 @@ pub enum UsersAction {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::CheckConfig { file } => match config::load(&file) {
-            Ok(_) => {
+            Ok(settings) => {
+                // Valid, but worth a second look (exit status 0).
+                for w in crate::providers::router::fail_open_warnings(&settings.routes) {
+                    eprintln!("{}: warning: {w}", file.display());
+                }
                 println!("{}: OK", file.display());
                 ExitCode::SUCCESS
             }

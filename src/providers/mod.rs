@@ -161,6 +161,13 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// True for a provider whose authentications are code flows ([`Provider::start_verification`]
+    /// answers `Some`): the router must know it without asking when the provider's circuit is
+    /// open, since codes never fail open.
+    fn sends_codes(&self) -> bool {
+        false
+    }
+
     /// Checks a code against a verification this provider (`provider`, as returned by
     /// [`Provider::start_verification`]) started for `attempt.phone`: `Approved` when right,
     /// `Denied` when wrong or expired, `Failed` when the provider could not be asked.

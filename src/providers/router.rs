@@ -25,7 +25,7 @@ use crate::pfwssdk::wire::WireEnum;
 use crate::pfwssdk::Mode3;
 
 /// What to do when every provider of a route failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailMode {
     /// Deny (fail closed).
@@ -81,6 +81,27 @@ pub fn glob(pattern: &str, text: &str) -> bool {
         pi += 1;
     }
     pi == p.len()
+}
+
+/// The warning for a `fail_mode = "safe"` route (route `index`, matching `description`): said at
+/// `check-config`, at start, at every reload and in `/readyz`, because such a route turns a
+/// provider outage — or an open breaker — into a `true` nobody gave.
+pub fn fail_open_warning(index: usize, description: &str) -> String {
+    format!(
+        "routes[{index}] ({description}): fail_mode = \"safe\" answers true (CallResult 7, a \
+         fail_open audit event) when every provider of the route failed before reaching the \
+         person or its circuit is open: a provider outage is then an MFA bypass"
+    )
+}
+
+/// [`fail_open_warning`] for every `safe` route of `routes`.
+pub fn fail_open_warnings(routes: &[RouteSettings]) -> Vec<String> {
+    routes
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.fail_mode == FailMode::Safe)
+        .map(|(i, r)| fail_open_warning(i, &r.describe()))
+        .collect()
 }
 
 impl RouteSettings {
@@ -417,6 +438,13 @@ impl Provider for Router {
             }
         }
         counted(&skipped);
+        if reasons.len() == skipped.len() && !route.providers.iter().any(|(_, p)| p.sends_codes()) {
+            // Every provider was skipped (circuit open) and none of them runs code flows: nobody
+            // was asked whether this is one. `authenticate` then skips the same providers and
+            // applies the route's fail mode, as it does when they fail — an open circuit must
+            // not answer otherwise than the failures that opened it.
+            return None;
+        }
         // Codes never fail open: the person must still prove something.
         Some((
             String::new(),
@@ -457,6 +485,7 @@ impl Provider for Router {
             out.push(RouteHealth {
                 index,
                 description: r.settings.describe(),
+                fail_mode: r.settings.fail_mode,
                 healthy: providers.iter().any(|p| p.healthy),
                 providers,
             });
@@ -507,6 +536,8 @@ pub struct RouteHealth {
     pub index: usize,
     /// What the route matches, in words.
     pub description: String,
+    /// `secure` or `safe` (a `safe` route is also named in the report's warnings).
+    pub fail_mode: FailMode,
     /// True when at least one of its providers is healthy.
     pub healthy: bool,
     /// Its providers, in order.

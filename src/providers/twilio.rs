@@ -670,6 +670,10 @@ impl Provider for TwilioProvider {
         Verdict::Failed("twilio-verify completes with ValidatePasscode/ValidateOathCode".into())
     }
 
+    fn sends_codes(&self) -> bool {
+        true
+    }
+
     async fn start_verification(&self, attempt: &AuthAttempt) -> Option<(String, Verdict)> {
         let Some(channel) = channel(attempt.mode) else {
             return Some((

@@ -30,6 +30,7 @@ mod ntlm;
 mod oidc;
 mod providers_duo;
 mod providers_e2e;
+mod providers_fail_modes;
 mod providers_twilio;
 mod providers_webhook;
 mod reload;
