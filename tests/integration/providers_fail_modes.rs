@@ -51,10 +51,10 @@ fn write_files(dir: &Path, port: u16) -> std::path::PathBuf {
     config
 }
 
-/// `PfAuthUser_4` for sam over plain HTTP: (result, CallResult code).
-async fn auth4(addr: &str) -> (String, String) {
+/// `PfAuthUser_4` for `user` over plain HTTP: (result, CallResult code).
+pub(crate) async fn auth4(addr: &str, user: &str) -> (String, String) {
     let body = env11(&format!(
-        r#"<PfAuthUser_4 xmlns="{NS}"><username>sam@contoso.com</username><requireUserMatch>true</requireUserMatch></PfAuthUser_4>"#
+        r#"<PfAuthUser_4 xmlns="{NS}"><username>{user}</username><requireUserMatch>true</requireUserMatch></PfAuthUser_4>"#
     ));
     let text = http_plain(addr, "POST", SDK_PATH, &action("PfAuthUser_4"), &body).await;
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
@@ -129,14 +129,20 @@ async fn fail_mode_safe_is_loud_and_answers_the_same_with_the_breaker_open() {
 
     // Every provider failed: true/7, and the fail_open audit event at WARN with the cause.
     let addr = plain_addr(&served);
-    assert_eq!(auth4(&addr).await, ("true".into(), "7".into()));
+    assert_eq!(
+        auth4(&addr, "sam@contoso.com").await,
+        ("true".into(), "7".into())
+    );
     let line = wait_for_log(&log, &["pfgate::audit", "fail_open"], 1);
     assert!(line.contains("WARN"), "{line}");
     assert!(line.contains("every provider failed"), "{line}");
     assert!(line.contains("hook"), "{line}");
 
     // The breaker is open now (threshold 1): the same answer, as documented (it was 117).
-    assert_eq!(auth4(&addr).await, ("true".into(), "7".into()));
+    assert_eq!(
+        auth4(&addr, "sam@contoso.com").await,
+        ("true".into(), "7".into())
+    );
     let line = wait_for_log(&log, &["pfgate::audit", "fail_open"], 2);
     assert!(line.contains("circuit open"), "{line}");
 
