@@ -100,16 +100,15 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts the OP; returns it and its issuer.
-fn start_op(redirect_uri: &str, rogue_jwks: bool) -> (Child, String) {
+/// Starts the OP with `extra` options (`--rogue-jwks`, `--auth-time-offset N`); returns it and
+/// its issuer.
+fn start_op(redirect_uri: &str, extra: &[&str]) -> (Child, String) {
     let mut cmd = Command::new("node");
     cmd.current_dir(oidc_dir())
         .arg("op.mjs")
         .args(["--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET])
-        .args(["--redirect-uri", redirect_uri]);
-    if rogue_jwks {
-        cmd.arg("--rogue-jwks");
-    }
+        .args(["--redirect-uri", redirect_uri])
+        .args(extra);
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -241,9 +240,20 @@ async fn env_custom(
     via: Via,
     customize: impl FnOnce(&mut Settings, &std::path::Path),
 ) -> Env {
+    let op_args: &[&str] = if rogue_jwks { &["--rogue-jwks"] } else { &[] };
+    env_op(link_ttl, op_args, via, customize).await
+}
+
+/// As [`env_custom`], with the OP started with `op_args`.
+async fn env_op(
+    link_ttl: Option<u64>,
+    op_args: &[&str],
+    via: Via,
+    customize: impl FnOnce(&mut Settings, &std::path::Path),
+) -> Env {
     let port = free_port();
     let stepup_url = format!("http://127.0.0.1:{port}");
-    let (op, issuer) = start_op(&format!("{stepup_url}/stepup/callback"), rogue_jwks);
+    let (op, issuer) = start_op(&format!("{stepup_url}/stepup/callback"), op_args);
     let hook = Receiver::start().await;
     let dir = std::env::temp_dir().join(format!("pfgate-oidc-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -1140,4 +1150,24 @@ async fn oidc_provider_survives_a_reload_that_rebuilds_the_providers() {
     deny_without_browser(&reqwest_like(), &link).await;
     let answer = tokio::time::timeout(STEP, call).await.unwrap().unwrap();
     assert_eq!(answer, ("false".into(), "150".into()));
+}
+
+/// Issue #23 item 10: a multi-factor sign-in recorded 30 s before the link was issued — within
+/// `clock_skew_secs` (60), on an IdP whose clock agrees with pfgate's (its `iat` is right) — is
+/// not fresh: refused (150). It was accepted (21): the skew was applied to the sign-in's time
+/// whatever the clocks said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_sign_in_before_the_link_within_the_skew_is_not_fresh() {
+    if !tools_present("oidc_sign_in_before_the_link", false) {
+        return;
+    }
+    let e = env_op(
+        None,
+        &["--auth-time-offset", "-30"],
+        Via::Webhook,
+        |_, _| {},
+    )
+    .await;
+    let (answer, report, _) = step_up(&e, "alice@contoso.com", "continue", &["--otp", OTP]).await;
+    assert_refused(&answer, &report, "not a fresh sign-in");
 }
