@@ -320,8 +320,19 @@ async fn env_op(
 /// `PfAuthUser_5` for `user` (MIM's call: application "MIM", the person at 10.0.0.5), answered
 /// as (result, CallResult code).
 async fn pf5(c: &Client, user: &str) -> (String, String) {
+    pf5_from(c, user, "MIM", "10.0.0.5").await
+}
+
+/// As [`pf5`], with the caller's `applicationName` and `initiatingIpAddress` (XML-escaped here).
+async fn pf5_from(c: &Client, user: &str, application: &str, ip: &str) -> (String, String) {
+    let x = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let (application, ip) = (x(application), x(ip));
     let inner = format!(
-        "<PfAuthUser_5 xmlns=\"{NS}\"><username>{user}</username><initiatingAuthenticationType>pfsdk</initiatingAuthenticationType><initiatingIpAddress>10.0.0.5</initiatingIpAddress><applicationName>MIM</applicationName><requireUserMatch>false</requireUserMatch><mode>voiceCall</mode><countryCode>1</countryCode><phoneNumber>4255550100</phoneNumber><extension></extension></PfAuthUser_5>"
+        "<PfAuthUser_5 xmlns=\"{NS}\"><username>{user}</username><initiatingAuthenticationType>pfsdk</initiatingAuthenticationType><initiatingIpAddress>{ip}</initiatingIpAddress><applicationName>{application}</applicationName><requireUserMatch>false</requireUserMatch><mode>voiceCall</mode><countryCode>1</countryCode><phoneNumber>4255550100</phoneNumber><extension></extension></PfAuthUser_5>"
     );
     let r = c
         .soap11(Some(&action("PfAuthUser_5")), &env11(&inner))
@@ -1170,4 +1181,55 @@ async fn oidc_sign_in_before_the_link_within_the_skew_is_not_fresh() {
     .await;
     let (answer, report, _) = step_up(&e, "alice@contoso.com", "continue", &["--otp", OTP]).await;
     assert_refused(&answer, &report, "not a fresh sign-in");
+}
+
+/// Issue #23 item 9: caller-supplied text on the step-up page and in the delivered message. An
+/// application name with a right-to-left override (U+202E) and chat markdown, and an
+/// `initiatingIpAddress` that is free text: the page shows no bidi or control character and no
+/// IP that is not one; the chat message carries the name with its markdown escaped. (Before,
+/// the page showed both as given and the message the raw name.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_caller_text_is_cleaned_on_the_page_and_escaped_in_the_message() {
+    if !tools_present("oidc_caller_text", false) {
+        return;
+    }
+    let e = env(None, false).await;
+    let c = e.server.client();
+    let app = "MIM\u{202E}evorppa\u{202C} *now* [ok](https://evil.example)\u{0007}";
+    let call = tokio::spawn(async move {
+        pf5_from(
+            &c,
+            "alice@contoso.com",
+            app,
+            "10.0.0.1 (your usual office - approve)",
+        )
+        .await
+    });
+    let msg = e.hook.next().await;
+    let link = msg["link"].as_str().unwrap().to_string();
+    let text = msg["text"].as_str().unwrap();
+    for c in ['\u{202E}', '\u{202C}', '\u{0007}'] {
+        assert!(!text.contains(c), "{text:?}");
+    }
+    assert!(
+        text.contains(r"MIMevorppa \*now\* \[ok\]\(https://evil.example\)"),
+        "{text:?}"
+    );
+    let (page, _) = open_link(&reqwest_like(), &link).await;
+    let dd = |id: &str| {
+        page.split(&format!("<dd id=\"{id}\">"))
+            .nth(1)
+            .and_then(|r| r.split("</dd>").next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(
+        dd("application"),
+        "MIMevorppa *now* [ok](https://evil.example)"
+    );
+    assert!(!dd("ip").contains("approve"), "{page}");
+    assert!(!dd("ip").contains("10.0.0.1"), "{page}");
+    deny_without_browser(&reqwest_like(), &link).await;
+    let answer = tokio::time::timeout(STEP, call).await.unwrap().unwrap();
+    assert_eq!(answer, ("false".into(), "150".into()));
 }

@@ -43,6 +43,7 @@
 //! Only the IdP's own failures ([`super::Blame::Provider`]) count toward its breaker.
 
 pub mod delivery;
+mod display;
 pub mod idp;
 pub mod jwt;
 mod pages;
@@ -724,11 +725,7 @@ impl Provider for OidcProvider {
             request_id: attempt.request_id.clone(),
             username: attempt.username.clone(),
             application: attempt.application_name.clone(),
-            ip: if attempt.initiating_ip.trim().is_empty() {
-                attempt.caller_ip.to_string()
-            } else {
-                attempt.initiating_ip.trim().to_string()
-            },
+            ip: display::shown_ip(&attempt.initiating_ip, attempt.caller_ip),
             issued_unix: now_unix(),
             external_id: attempt.external_id.clone(),
         };
@@ -747,14 +744,16 @@ impl Provider for OidcProvider {
         };
         let url = Zeroizing::new(format!("{}{}", inner.link_base, token.as_str()));
         let minutes = inner.link_ttl.as_secs().div_ceil(60).max(1);
-        let text = Zeroizing::new(
-            inner
-                .message
-                .replace("{application}", or_dash(&attempt.application_name))
-                .replace("{user}", &attempt.username)
-                .replace("{minutes}", &minutes.to_string())
-                .replace("{link}", &url),
-        );
+        let escape = |s: &str| inner.channel.escape(s);
+        let text = Zeroizing::new(display::fill(
+            &inner.message,
+            &[
+                ("application", &escape(or_dash(&attempt.application_name))),
+                ("user", &escape(&attempt.username)),
+                ("minutes", &minutes.to_string()),
+                ("link", &url),
+            ],
+        ));
         let expires_unix = now_unix() + i64::try_from(inner.link_ttl.as_secs()).unwrap_or(0);
         if let Err(reason) = inner
             .channel
@@ -799,7 +798,7 @@ impl Provider for OidcProvider {
 }
 
 fn or_dash(s: &str) -> &str {
-    if s.trim().is_empty() {
+    if display::clean(s).is_empty() {
         "Sign-in"
     } else {
         s

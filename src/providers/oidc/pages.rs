@@ -6,6 +6,7 @@
 use aws_lc_rs::digest;
 use base64::Engine as _;
 
+use super::display::clean;
 use super::Request;
 
 /// The one stylesheet (allowed by hash in the CSP).
@@ -44,16 +45,19 @@ fn page(title: &str, body: &str) -> String {
     )
 }
 
+/// What is asked: the caller's words cleaned of hidden characters ([`clean`]), the IP only if it
+/// was one (`Request::ip`), all HTML-escaped.
 fn facts(r: &Request) -> String {
-    let app = if r.application.trim().is_empty() {
-        "(not named by the application)"
+    let app = clean(&r.application);
+    let app = if app.is_empty() {
+        "(not named by the application)".to_string()
     } else {
-        &r.application
+        app
     };
     format!(
         "<dl><dt>Application</dt><dd id=\"application\">{}</dd><dt>User</dt><dd id=\"user\">{}</dd><dt>Requested from IP address</dt><dd id=\"ip\">{}</dd></dl>",
-        esc(app),
-        esc(&r.username),
+        esc(&app),
+        esc(&clean(&r.username)),
         esc(&r.ip)
     )
 }
