@@ -941,10 +941,9 @@ impl DuoProvider {
             }
         };
 
-        let app: String = attempt
-            .application_name
+        // Shown on the person's phone: no bidi or invisible characters (issue #23 item 9).
+        let app: String = super::display::clean(&attempt.application_name)
             .chars()
-            .filter(|c| !c.is_control())
             .take(MAX_APP_CHARS)
             .collect();
         let app = app.trim();

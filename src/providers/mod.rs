@@ -6,6 +6,8 @@
 //! failure reason for the audit log. The engine owns the deadline and cancels the future when it
 //! passes, so a provider never has to.
 
+// What a person is shown of caller-supplied text (step-up pages, delivered messages, pushes).
+pub(crate) mod display;
 pub mod duo;
 pub mod oidc;
 pub mod router;

@@ -935,6 +935,9 @@ impl Provider for TwilioProvider {
             }
             Err(reason) => Verdict::Failed(reason),
         };
+        if let Verdict::Refused(r) = &verdict {
+            tracing::warn!(target: "pfgate::provider", provider = %self.name, request_id = %attempt.request_id, phone = %attempt.phone.masked(), reason = %r.reason, "twilio-verify answer refused");
+        }
         tracing::debug!(target: "pfgate::provider", provider = %self.name, request_id = %attempt.request_id, phone = %attempt.phone.masked(), verdict = ?verdict, "twilio-verify code checked");
         verdict
     }
@@ -1053,7 +1056,7 @@ mod tests {
             format!(r#"{{"status":"approved","sid":"VE01","to":"{TO}"}}"#),
             body("approved", false),
             format!(r#"{{"status":"approved","valid":true,"sid":"VE02","to":"{TO}"}}"#),
-            format!(r#"{{"status":"approved","valid":true,"sid":"VE01","to":"+14255550111"}}"#),
+            r#"{"status":"approved","valid":true,"sid":"VE01","to":"+14255550111"}"#.to_string(),
             r#"{"status":"approved","valid":true,"sid":"VE01"}"#.to_string(),
         ] {
             assert!(refused(check(StatusCode::OK, &other)), "{other}");

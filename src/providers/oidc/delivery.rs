@@ -290,8 +290,8 @@ impl Channel {
     /// characters on the plain-text ones (SMS, e-mail).
     pub(crate) fn escape(&self, s: &str) -> String {
         match self {
-            Channel::Webhook { .. } => super::display::escape_chat(s),
-            Channel::Sms { .. } | Channel::Email(_) => super::display::clean(s),
+            Channel::Webhook { .. } => crate::providers::display::escape_chat(s),
+            Channel::Sms { .. } | Channel::Email(_) => crate::providers::display::clean(s),
         }
     }
 
@@ -311,7 +311,7 @@ impl Channel {
                         "text": text,
                         "username": attempt.username,
                         "link": link,
-                        "application": super::display::clean(&attempt.application_name),
+                        "application": crate::providers::display::clean(&attempt.application_name),
                         "request_id": attempt.request_id,
                         "expires_at": expires_unix,
                     })

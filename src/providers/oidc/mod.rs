@@ -43,7 +43,6 @@
 //! Only the IdP's own failures ([`super::Blame::Provider`]) count toward its breaker.
 
 pub mod delivery;
-mod display;
 pub mod idp;
 pub mod jwt;
 mod pages;
@@ -65,7 +64,7 @@ use tokio::sync::oneshot;
 use url::Url;
 use zeroize::Zeroizing;
 
-use super::{AuthAttempt, Provider, Verdict};
+use super::{display, AuthAttempt, Provider, Verdict};
 use crate::engine::audit::{self, AuditEvent, AuditKind};
 
 /// Default `username_claim`.

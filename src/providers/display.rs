@@ -1,6 +1,6 @@
 //! What the person sees of caller-supplied text (issue #23 item 9): the application name and the
-//! IP address a `PfAuthUser*` call reports are the caller's words, shown on the step-up page and in
-//! the delivered message as if pfgate vouched for them. So:
+//! IP address a `PfAuthUser*` call reports are the caller's words, shown on the OIDC step-up page,
+//! in the delivered message and in a Duo push as if pfgate vouched for them. So:
 //!
 //! - control, bidi and invisible format characters are dropped ([`clean`]): a right-to-left
 //!   override (U+202E) before `evorppa` makes it read "approve", a zero-width character hide
