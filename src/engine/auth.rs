@@ -852,11 +852,18 @@ mod tests {
             Ending::Verdict(Verdict::Denied),
             Ending::Verdict(Verdict::Failed("carrier: busy".into())),
             Ending::Verdict(Verdict::FailedOpen("all providers down".into())),
+            Ending::Verdict(Verdict::Bypassed("Duo bypass".into())),
             Ending::Deadline,
             Ending::StoreUnavailable,
         ] {
             assert_eq!(Ending::decode(&ending.encode()), ending);
         }
+        // A refusal reaches the instances waiting on the call as what it answers: a denial.
+        let refused = Ending::Verdict(Verdict::Refused(crate::providers::Refusal::caller("x")));
+        assert_eq!(
+            Ending::decode(&refused.encode()),
+            Ending::Verdict(Verdict::Denied)
+        );
         assert!(matches!(
             Ending::decode("approved-by-a-future-version"),
             Ending::Verdict(Verdict::Failed(_))
