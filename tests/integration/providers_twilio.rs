@@ -185,7 +185,7 @@ impl Fake {
     }
 
     /// How many `Verifications` requests (sends) the fake answered.
-    fn sends(&self) -> usize {
+    pub(crate) fn sends(&self) -> usize {
         self.seen()
             .iter()
             .filter(|s| s.path.ends_with("/Verifications"))
