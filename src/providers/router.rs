@@ -437,14 +437,14 @@ impl Provider for Router {
                 }
             }
         }
-        counted(&skipped);
         if reasons.len() == skipped.len() && !route.providers.iter().any(|(_, p)| p.sends_codes()) {
             // Every provider was skipped (circuit open) and none of them runs code flows: nobody
-            // was asked whether this is one. `authenticate` then skips the same providers and
-            // applies the route's fail mode, as it does when they fail — an open circuit must
-            // not answer otherwise than the failures that opened it.
+            // was asked whether this is one. `authenticate` then skips (and counts) the same
+            // providers and applies the route's fail mode, as it does when they fail — an open
+            // circuit must not answer otherwise than the failures that opened it.
             return None;
         }
+        counted(&skipped);
         // Codes never fail open: the person must still prove something.
         Some((
             String::new(),
@@ -912,6 +912,39 @@ mod tests {
             r.breaker_state("a"),
             Some(BreakerState::Closed { failures: 0 })
         );
+    }
+
+    /// Every provider of a safe route skipped for an open circuit: the engine's first question
+    /// (`start_verification`) answers `None`, so `authenticate` applies the fail mode, counting
+    /// each skip once (issue #23 item 3).
+    #[tokio::test]
+    async fn an_open_circuit_fails_open_on_a_safe_route_and_counts_one_skip() {
+        let a = Fixed::new(vec![Verdict::Failed("down".into())]);
+        let r = router(
+            vec![route(&["open-safe-a"], FailMode::Safe)],
+            vec![("open-safe-a", a.clone())],
+            BreakerSettings {
+                failure_threshold: 1,
+                cooldown: Duration::from_secs(60),
+            },
+        );
+        assert!(matches!(
+            r.authenticate(&attempt("u", "")).await,
+            Verdict::FailedOpen(_)
+        ));
+        let skipped = || {
+            crate::metrics::global()
+                .provider("open-safe-a")
+                .skipped_count()
+        };
+        let before = skipped();
+        assert_eq!(r.start_verification(&attempt("u", "")).await, None);
+        assert!(matches!(
+            r.authenticate(&attempt("u", "")).await,
+            Verdict::FailedOpen(reason) if reason.contains("circuit open")
+        ));
+        assert_eq!(skipped() - before, 1);
+        assert_eq!(a.calls.load(Ordering::SeqCst), 1);
     }
 
     #[test]
