@@ -201,7 +201,9 @@ fn provider_keeping(
     Ok(Arc::new(router))
 }
 
-/// Logs [`Settings::warnings`] (a loosened secure default) at start and at every reload.
+/// Logs [`Settings::warnings`] (a loosened secure default, a `fail_mode = "safe"` route) at start
+/// and at every reload: a setting that can turn a provider outage or an unknown user into a `true`
+/// must not go unnoticed.
 fn warn_loosened(settings: &Settings) {
     for w in settings.warnings() {
         tracing::warn!(target: "pfgate::engine", "{w}");

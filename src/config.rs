@@ -749,6 +749,10 @@ impl Settings {
                     .to_string(),
             );
         }
+        // Demo mode has no routes of its own; a configured provider list does.
+        if !self.providers.is_empty() {
+            out.extend(crate::providers::router::fail_open_warnings(&self.routes));
+        }
         out
     }
 }

@@ -20,8 +20,11 @@ pub enum AuditKind {
     DirectoryChange,
     /// A directory change that was refused.
     DirectoryChangeRefused,
-    /// Every provider failed and `fail_mode = "safe"` let the request through.
+    /// Every provider failed and `fail_mode = "safe"` let the request through (logged at WARN).
     FailOpen,
+    /// A provider let the person through without asking them (Duo preauth `allow`), and its
+    /// settings allow that (logged at WARN).
+    ProviderBypass,
     /// A caller without valid credentials was refused (401).
     CallerUnauthenticated,
     /// A known caller was refused an operation outside its allow-list (403).
@@ -45,6 +48,7 @@ impl AuditKind {
             AuditKind::DirectoryChange => "directory_change",
             AuditKind::DirectoryChangeRefused => "directory_change_refused",
             AuditKind::FailOpen => "fail_open",
+            AuditKind::ProviderBypass => "provider_bypass",
             AuditKind::CallerUnauthenticated => "caller_unauthenticated",
             AuditKind::CallerForbidden => "caller_forbidden",
             AuditKind::FraudReported => "fraud_reported",
@@ -80,23 +84,43 @@ pub struct AuditEvent<'a> {
     pub reason: Option<&'a str>,
 }
 
+impl AuditKind {
+    /// A `true` that no person gave (fail open, a provider's bypass): WARN, so that it stands out
+    /// in a log filtered to warnings, with its cause in `reason`.
+    fn is_alarm(self) -> bool {
+        matches!(self, AuditKind::FailOpen | AuditKind::ProviderBypass)
+    }
+}
+
+/// One `pfgate::audit` line at `level` (a macro: `tracing` takes the level as a constant).
+macro_rules! log_event {
+    ($level:expr, $kind:expr, $e:expr) => {
+        tracing::event!(
+            target: "pfgate::audit",
+            $level,
+            event = $kind.as_str(),
+            operation = $e.operation,
+            caller = $e.caller,
+            username = $e.username,
+            phone = $e.phone.as_deref().unwrap_or("-"),
+            provider = $e.provider.unwrap_or("-"),
+            call_result = $e.call_result.unwrap_or(-1),
+            error = $e.error,
+            latency_ms = $e.latency.as_secs_f64() * 1000.0,
+            request_id = $e.request_id.unwrap_or("-"),
+            reason = $e.reason.unwrap_or("-"),
+            "audit"
+        )
+    };
+}
+
 /// Emits the event.
 pub fn emit(kind: AuditKind, e: &AuditEvent<'_>) {
-    tracing::info!(
-        target: "pfgate::audit",
-        event = kind.as_str(),
-        operation = e.operation,
-        caller = e.caller,
-        username = e.username,
-        phone = e.phone.as_deref().unwrap_or("-"),
-        provider = e.provider.unwrap_or("-"),
-        call_result = e.call_result.unwrap_or(-1),
-        error = e.error,
-        latency_ms = e.latency.as_secs_f64() * 1000.0,
-        request_id = e.request_id.unwrap_or("-"),
-        reason = e.reason.unwrap_or("-"),
-        "audit"
-    );
+    if kind.is_alarm() {
+        log_event!(tracing::Level::WARN, kind, e);
+    } else {
+        log_event!(tracing::Level::INFO, kind, e);
+    }
     if crate::audit_trail::installed() {
         crate::audit_trail::record(&trail_fields(kind, e));
     }

@@ -142,7 +142,9 @@ impl Ending {
             Ending::Verdict(Verdict::Approved) => "approved".into(),
             Ending::Verdict(Verdict::NotAnswered) => "not_answered".into(),
             Ending::Verdict(Verdict::HungUp) => "hung_up".into(),
-            Ending::Verdict(Verdict::Denied) => "denied".into(),
+            // Waiting instances need only the answer (150); the reason was logged here.
+            Ending::Verdict(Verdict::Denied | Verdict::Refused(_)) => "denied".into(),
+            Ending::Verdict(Verdict::Bypassed(reason)) => format!("bypassed:{reason}"),
             Ending::Verdict(Verdict::AppApproved) => "app_approved".into(),
             Ending::Verdict(Verdict::FraudReported) => "fraud_reported".into(),
             Ending::Verdict(Verdict::Failed(reason)) => format!("failed:{reason}"),
@@ -164,9 +166,14 @@ impl Ending {
             "fraud_reported" => Ending::Verdict(Verdict::FraudReported),
             "store_unavailable" => Ending::StoreUnavailable,
             DEADLINE => Ending::Deadline,
-            t => match (t.strip_prefix("failed:"), t.strip_prefix("failed_open:")) {
-                (Some(reason), _) => Ending::Verdict(Verdict::Failed(reason.into())),
-                (_, Some(reason)) => Ending::Verdict(Verdict::FailedOpen(reason.into())),
+            t => match (
+                t.strip_prefix("failed:"),
+                t.strip_prefix("failed_open:"),
+                t.strip_prefix("bypassed:"),
+            ) {
+                (Some(reason), _, _) => Ending::Verdict(Verdict::Failed(reason.into())),
+                (_, Some(reason), _) => Ending::Verdict(Verdict::FailedOpen(reason.into())),
+                (_, _, Some(reason)) => Ending::Verdict(Verdict::Bypassed(reason.into())),
                 _ => Ending::Verdict(Verdict::Failed(
                     "another instance recorded an ending this version does not know".into(),
                 )),
@@ -648,6 +655,9 @@ impl Engine {
         }
         let (request_id, ending) = self.shared_call(attempt).await;
         let provider = Some(self.provider.name());
+        let unasked = |kind, reason: &str, request_id| {
+            self.unasked_approval(kind, ctx, input, username, &phone, reason, request_id)
+        };
         let decision = match ending {
             Ending::Verdict(Verdict::Approved) => {
                 AuthDecision::approved(success_code(mode), request_id)
@@ -667,23 +677,17 @@ impl Engine {
             Ending::Verdict(Verdict::Denied) => {
                 AuthDecision::denied(CallCode::Denied, Some(request_id))
             }
+            Ending::Verdict(Verdict::Refused(refusal)) => {
+                tracing::warn!(target: "pfgate::engine", provider = self.provider.name(), reason = %refusal.reason, "answer refused; denied");
+                AuthDecision::denied(CallCode::Denied, Some(request_id))
+            }
+            // A `true` no person gave: the provider's own bypass (Duo preauth `allow`), or
+            // fail_mode = "safe" with every provider failed. Each has its audit event, at WARN.
+            Ending::Verdict(Verdict::Bypassed(reason)) => {
+                unasked(AuditKind::ProviderBypass, &reason, request_id)
+            }
             Ending::Verdict(Verdict::FailedOpen(reason)) => {
-                // fail_mode = "safe": every provider failed and the route lets the request through.
-                audit::emit(
-                    AuditKind::FailOpen,
-                    &AuditEvent {
-                        operation: input.operation,
-                        caller: &ctx.caller,
-                        username,
-                        phone: Some(phone.masked()),
-                        provider: Some(self.provider.name()),
-                        call_result: Some(CallCode::BypassedAuth.code()),
-                        request_id: Some(&request_id),
-                        reason: Some(&reason),
-                        ..AuditEvent::default()
-                    },
-                );
-                AuthDecision::approved(CallCode::BypassedAuth, request_id)
+                unasked(AuditKind::FailOpen, &reason, request_id)
             }
             Ending::Verdict(Verdict::Failed(reason)) => {
                 tracing::warn!(target: "pfgate::engine", provider = self.provider.name(), reason = %reason, "provider failed");
@@ -696,6 +700,36 @@ impl Engine {
             ),
         };
         (decision, masked, provider)
+    }
+
+    /// CallResult 7 "Bypassed Auth" for a `true` no person gave, with its audit event (`kind`)
+    /// naming the cause.
+    #[allow(clippy::too_many_arguments)]
+    fn unasked_approval(
+        &self,
+        kind: AuditKind,
+        ctx: &CallContext,
+        input: &AuthInput<'_>,
+        username: &str,
+        phone: &E164,
+        reason: &str,
+        request_id: String,
+    ) -> AuthDecision {
+        audit::emit(
+            kind,
+            &AuditEvent {
+                operation: input.operation,
+                caller: &ctx.caller,
+                username,
+                phone: Some(phone.masked()),
+                provider: Some(self.provider.name()),
+                call_result: Some(CallCode::BypassedAuth.code()),
+                request_id: Some(&request_id),
+                reason: Some(reason),
+                ..AuditEvent::default()
+            },
+        );
+        AuthDecision::approved(CallCode::BypassedAuth, request_id)
     }
 
     /// The answer to a provider-checked code (`start_verification`): a pending transaction that
@@ -736,11 +770,15 @@ impl Engine {
             Verdict::NotAnswered => AuthDecision::denied(CallCode::CallTimedOut, Some(request_id)),
             Verdict::HungUp => AuthDecision::denied(CallCode::UserHungUp, Some(request_id)),
             Verdict::Denied => AuthDecision::denied(CallCode::Denied, Some(request_id)),
+            Verdict::Refused(refusal) => {
+                tracing::warn!(target: "pfgate::engine", reason = %refusal.reason, "one-time code refused; denied");
+                AuthDecision::denied(CallCode::Denied, Some(request_id))
+            }
             Verdict::FraudReported => {
                 AuthDecision::denied(CallCode::FraudCodeEntered, Some(request_id))
             }
             // Not a code-sending answer: an approval here would skip the code, so it fails.
-            Verdict::AppApproved => {
+            Verdict::AppApproved | Verdict::Bypassed(_) => {
                 AuthDecision::denied(CallCode::UnableToPlaceCall, Some(request_id))
             }
             Verdict::Failed(reason) | Verdict::FailedOpen(reason) => {
@@ -1107,11 +1145,18 @@ mod tests {
             Ending::Verdict(Verdict::Denied),
             Ending::Verdict(Verdict::Failed("carrier: busy".into())),
             Ending::Verdict(Verdict::FailedOpen("all providers down".into())),
+            Ending::Verdict(Verdict::Bypassed("Duo bypass".into())),
             Ending::Deadline,
             Ending::StoreUnavailable,
         ] {
             assert_eq!(Ending::decode(&ending.encode()), ending);
         }
+        // A refusal reaches the instances waiting on the call as what it answers: a denial.
+        let refused = Ending::Verdict(Verdict::Refused(crate::providers::Refusal::caller("x")));
+        assert_eq!(
+            Ending::decode(&refused.encode()),
+            Ending::Verdict(Verdict::Denied)
+        );
         assert!(matches!(
             Ending::decode("approved-by-a-future-version"),
             Ending::Verdict(Verdict::Failed(_))

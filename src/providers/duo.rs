@@ -3,7 +3,8 @@
 //! One attempt is three steps, each a signed HTTPS request to the Auth API host:
 //!
 //! 1. `POST /auth/v2/preauth` (`username`, `ipaddr`): may the user authenticate, and with what?
-//!    `allow` (a Duo bypass user) approves without a second factor; `deny` and `enroll` (not
+//!    `allow` (a Duo bypass user) is a bypass, not an approval: `true` with CallResult 7 and a
+//!    `provider_bypass` audit event, or a denial with `allow_bypass = false`; `deny` and `enroll` (not
 //!    enrolled) deny — fail secure: asking another provider would bypass Duo's own policy;
 //!    `auth` goes on.
 //! 2. `POST /auth/v2/auth` with `factor=push` or `factor=phone`, `device=auto`, `async=1` (for a
@@ -13,7 +14,7 @@
 //!
 //! | Duo says | [`Verdict`] |
 //! |---|---|
-//! | preauth `allow` | `Approved` |
+//! | preauth `allow` | `Bypassed` (CallResult 7); `Denied` with `allow_bypass = false` |
 //! | preauth `deny`, `enroll`; no device able to take the factor | `Denied` |
 //! | auth_status `allow` | `Approved` |
 //! | auth_status `deny` / `timeout` | `NotAnswered` |
@@ -352,6 +353,13 @@ pub struct DuoSettings {
     pub request_timeout_secs: Option<u64>,
     /// Wait between two `auth_status` answers, 100–10000 ms (default 1000).
     pub poll_interval_ms: Option<u64>,
+    /// What a preauth `allow` does — Duo letting the user through without a second factor (the
+    /// user's bypass status in Duo, or a policy such as a new-user policy of "allow"). `true`
+    /// (default): honoured as MFA Server reported a bypass, `true` with CallResult 7 "Bypassed
+    /// Auth" and a `provider_bypass` audit event at WARN — never as an approval by the person.
+    /// `false`: refused (CallResult 150), for a site where only pfgate's own policy may exempt
+    /// anyone from MFA, whatever Duo's administrators configure.
+    pub allow_bypass: Option<bool>,
 }
 
 /// Why a provider could not be built. The texts name no secret.
@@ -432,6 +440,7 @@ impl DuoSettings {
             client,
             request_timeout: c.request_timeout,
             poll_interval: c.poll_interval,
+            allow_bypass: self.allow_bypass.unwrap_or(true),
         })
     }
 
@@ -741,6 +750,8 @@ pub struct DuoProvider {
     client: reqwest::Client,
     request_timeout: Duration,
     poll_interval: Duration,
+    /// `allow_bypass`: whether a preauth `allow` is honoured (as a bypass) or refused.
+    allow_bypass: bool,
 }
 
 impl fmt::Debug for DuoProvider {
@@ -884,10 +895,17 @@ impl DuoProvider {
         let status_msg = pre.status_msg.as_deref().map(clip).unwrap_or_default();
         match pre.result.as_str() {
             "auth" => {}
+            "allow" if self.allow_bypass => {
+                // Not the person's approval: its own outcome (7) and audit event, at WARN.
+                return Ok(Verdict::Bypassed(format!(
+                    "Duo preauth allows user {username:?} without a second factor (Duo bypass): \
+                     {status_msg}"
+                )));
+            }
             "allow" => {
-                tracing::info!(provider = %self.name, duo_username = %username,
-                    "Duo preauth allows this user without a second factor (Duo bypass)");
-                return Ok(Verdict::Approved);
+                tracing::warn!(provider = %self.name, duo_username = %username, status_msg,
+                    "Duo preauth allows this user without a second factor (Duo bypass); refused (allow_bypass = false)");
+                return Ok(Verdict::Denied);
             }
             "deny" => {
                 tracing::info!(provider = %self.name, duo_username = %username, status_msg,
@@ -923,10 +941,9 @@ impl DuoProvider {
             }
         };
 
-        let app: String = attempt
-            .application_name
+        // Shown on the person's phone: no bidi or invisible characters (issue #23 item 9).
+        let app: String = super::display::clean(&attempt.application_name)
             .chars()
-            .filter(|c| !c.is_control())
             .take(MAX_APP_CHARS)
             .collect();
         let app = app.trim();
@@ -1124,6 +1141,7 @@ mod tests {
             factor: Some("sms".into()),
             request_timeout_secs: Some(0),
             poll_interval_ms: Some(5),
+            allow_bypass: None,
         };
         let keys: Vec<String> = s.validate().into_iter().map(|(k, _)| k).collect();
         for k in [

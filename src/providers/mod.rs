@@ -6,6 +6,8 @@
 //! failure reason for the audit log. The engine owns the deadline and cancels the future when it
 //! passes, so a provider never has to.
 
+// What a person is shown of caller-supplied text (step-up pages, delivered messages, pushes).
+pub(crate) mod display;
 pub mod duo;
 pub mod oidc;
 pub mod router;
@@ -72,6 +74,59 @@ pub enum Verdict {
     /// The person reported the request as not theirs ("This wasn't me"): CallResult 112 "Fraud
     /// Code Entered", the code MFA Server answers when a fraud alert is raised on a call.
     FraudReported,
+    /// Refused once the person was reached (a link delivered, a code sent): what came back could
+    /// not be accepted — a failed code exchange, a forged or mismatched callback, a state or token
+    /// problem, an answer that belongs to another verification. Answered as a denial (CallResult
+    /// 150), **never** a failure: the router neither fails over (that would ask the person twice,
+    /// or let a link holder pick the weaker provider) nor fails open (that would turn a bogus
+    /// callback into a `true`). Only [`Blame::Provider`] counts toward the provider's breaker.
+    Refused(Refusal),
+    /// The provider let the person through without asking them: Duo's preauth `allow`, a bypass
+    /// decided on Duo's side (an administrator's bypass status, or a policy such as "allow users
+    /// not enrolled"). CallResult 7 "Bypassed Auth", as MFA Server reported a bypass, with its
+    /// own `provider_bypass` audit event; the reason is for that event. Only a provider whose
+    /// settings allow it produces this (Duo's `allow_bypass`).
+    Bypassed(String),
+}
+
+/// Why an answer was refused ([`Verdict::Refused`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// For the log and the audit event; never a token or a code.
+    pub reason: String,
+    /// Whose doing it was: decides whether it counts toward the provider's circuit breaker.
+    pub blame: Blame,
+}
+
+impl Refusal {
+    /// Refused because of what a caller, a link holder or a browser sent.
+    pub fn caller(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            blame: Blame::Caller,
+        }
+    }
+
+    /// Refused because the provider itself failed after the person was reached.
+    pub fn provider(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            blame: Blame::Provider,
+        }
+    }
+}
+
+/// Whose doing a [`Refusal`] was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// Something a caller, a link holder or a browser sent (a bogus code, a forged callback, a
+    /// missing cookie, too many sends for one user). Never counts toward the breaker: whoever can
+    /// send it could otherwise open the breaker for everyone.
+    Caller,
+    /// The provider failed after the person was reached (its token endpoint unreachable, timed out
+    /// or answering 5xx, a token its own keys do not verify). Counts toward its breaker, and is
+    /// still a denial for this authentication.
+    Provider,
 }
 
 /// A provider of second-factor verification.
@@ -106,6 +161,13 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     async fn start_verification(&self, attempt: &AuthAttempt) -> Option<(String, Verdict)> {
         let _ = attempt;
         None
+    }
+
+    /// True for a provider whose authentications are code flows ([`Provider::start_verification`]
+    /// answers `Some`): the router must know it without asking when the provider's circuit is
+    /// open, since codes never fail open.
+    fn sends_codes(&self) -> bool {
+        false
     }
 
     /// Checks a code against a verification this provider (`provider`, as returned by

@@ -19,13 +19,13 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{AuthAttempt, Provider, Verdict};
+use super::{AuthAttempt, Blame, Provider, Verdict};
 use crate::metrics::{BreakerKind, ProviderMetrics, VerdictLabel};
 use crate::pfwssdk::wire::WireEnum;
 use crate::pfwssdk::Mode3;
 
 /// What to do when every provider of a route failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailMode {
     /// Deny (fail closed).
@@ -81,6 +81,27 @@ pub fn glob(pattern: &str, text: &str) -> bool {
         pi += 1;
     }
     pi == p.len()
+}
+
+/// The warning for a `fail_mode = "safe"` route (route `index`, matching `description`): said at
+/// `check-config`, at start, at every reload and in `/readyz`, because such a route turns a
+/// provider outage — or an open breaker — into a `true` nobody gave.
+pub fn fail_open_warning(index: usize, description: &str) -> String {
+    format!(
+        "routes[{index}] ({description}): fail_mode = \"safe\" answers true (CallResult 7, a \
+         fail_open audit event) when every provider of the route failed before reaching the \
+         person or its circuit is open: a provider outage is then an MFA bypass"
+    )
+}
+
+/// [`fail_open_warning`] for every `safe` route of `routes`.
+pub fn fail_open_warnings(routes: &[RouteSettings]) -> Vec<String> {
+    routes
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.fail_mode == FailMode::Safe)
+        .map(|(i, r)| fail_open_warning(i, &r.describe()))
+        .collect()
 }
 
 impl RouteSettings {
@@ -266,10 +287,31 @@ impl Breaker {
         *s = next;
     }
 
-    /// Counts a call's verdict and feeds it to the breaker.
+    /// Counts a call's verdict and feeds it to the breaker: only genuine provider-side failures
+    /// count ([`counts_against_provider`]).
     fn finish(&self, verdict: &Verdict) {
         self.metrics.call(VerdictLabel::of(verdict));
-        self.record(!matches!(verdict, Verdict::Failed(_)), Instant::now());
+        self.record(!counts_against_provider(verdict), Instant::now());
+    }
+}
+
+/// True for a verdict that counts toward the provider's breaker: a failure before anyone was
+/// reached ([`Verdict::Failed`]: connect, timeout, 5xx, bad signature) or a provider-side failure
+/// after ([`Blame::Provider`]). Never for what a caller or a link holder sends
+/// ([`Blame::Caller`]), nor for a person's answer: whoever can send those could otherwise open the
+/// breaker for everyone.
+pub fn counts_against_provider(verdict: &Verdict) -> bool {
+    match verdict {
+        Verdict::Failed(_) => true,
+        Verdict::Refused(r) => r.blame == Blame::Provider,
+        Verdict::Approved
+        | Verdict::NotAnswered
+        | Verdict::HungUp
+        | Verdict::Denied
+        | Verdict::FailedOpen(_)
+        | Verdict::AppApproved
+        | Verdict::FraudReported
+        | Verdict::Bypassed(_) => false,
     }
 }
 
@@ -395,6 +437,13 @@ impl Provider for Router {
                 }
             }
         }
+        if reasons.len() == skipped.len() && !route.providers.iter().any(|(_, p)| p.sends_codes()) {
+            // Every provider was skipped (circuit open) and none of them runs code flows: nobody
+            // was asked whether this is one. `authenticate` then skips (and counts) the same
+            // providers and applies the route's fail mode, as it does when they fail — an open
+            // circuit must not answer otherwise than the failures that opened it.
+            return None;
+        }
         counted(&skipped);
         // Codes never fail open: the person must still prove something.
         Some((
@@ -436,6 +485,7 @@ impl Provider for Router {
             out.push(RouteHealth {
                 index,
                 description: r.settings.describe(),
+                fail_mode: r.settings.fail_mode,
                 healthy: providers.iter().any(|p| p.healthy),
                 providers,
             });
@@ -486,6 +536,8 @@ pub struct RouteHealth {
     pub index: usize,
     /// What the route matches, in words.
     pub description: String,
+    /// `secure` or `safe` (a `safe` route is also named in the report's warnings).
+    pub fail_mode: FailMode,
     /// True when at least one of its providers is healthy.
     pub healthy: bool,
     /// Its providers, in order.
@@ -674,6 +726,35 @@ mod tests {
         assert_eq!(b.calls.load(Ordering::SeqCst), 0);
     }
 
+    /// Issue #23 items 1 and 2: a refusal after the person was reached never fails over or open,
+    /// and only the provider's own fault counts toward its breaker.
+    #[tokio::test]
+    async fn refusals_are_final_and_only_provider_faults_count_toward_the_breaker() {
+        use crate::providers::Refusal;
+        for (refusal, counts) in [
+            (Refusal::caller("invalid_grant"), false),
+            (Refusal::provider("token endpoint: HTTP 503"), true),
+        ] {
+            let verdict = Verdict::Refused(refusal);
+            let a = Fixed::new(vec![verdict.clone()]);
+            let b = Fixed::new(vec![Verdict::Approved]);
+            let r = router(
+                vec![route(&["a", "b"], FailMode::Safe)],
+                vec![("a", a.clone()), ("b", b.clone())],
+                BreakerSettings {
+                    failure_threshold: 2,
+                    cooldown: Duration::from_secs(60),
+                },
+            );
+            for _ in 0..2 {
+                assert_eq!(r.authenticate(&attempt("u", "")).await, verdict);
+            }
+            assert_eq!(b.calls.load(Ordering::SeqCst), 0, "no failover");
+            let open = matches!(r.breaker_state("a"), Some(BreakerState::Open { .. }));
+            assert_eq!(open, counts, "{verdict:?}");
+        }
+    }
+
     #[tokio::test]
     async fn all_down_in_both_fail_modes() {
         for (mode, open) in [(FailMode::Secure, false), (FailMode::Safe, true)] {
@@ -831,6 +912,39 @@ mod tests {
             r.breaker_state("a"),
             Some(BreakerState::Closed { failures: 0 })
         );
+    }
+
+    /// Every provider of a safe route skipped for an open circuit: the engine's first question
+    /// (`start_verification`) answers `None`, so `authenticate` applies the fail mode, counting
+    /// each skip once (issue #23 item 3).
+    #[tokio::test]
+    async fn an_open_circuit_fails_open_on_a_safe_route_and_counts_one_skip() {
+        let a = Fixed::new(vec![Verdict::Failed("down".into())]);
+        let r = router(
+            vec![route(&["open-safe-a"], FailMode::Safe)],
+            vec![("open-safe-a", a.clone())],
+            BreakerSettings {
+                failure_threshold: 1,
+                cooldown: Duration::from_secs(60),
+            },
+        );
+        assert!(matches!(
+            r.authenticate(&attempt("u", "")).await,
+            Verdict::FailedOpen(_)
+        ));
+        let skipped = || {
+            crate::metrics::global()
+                .provider("open-safe-a")
+                .skipped_count()
+        };
+        let before = skipped();
+        assert_eq!(r.start_verification(&attempt("u", "")).await, None);
+        assert!(matches!(
+            r.authenticate(&attempt("u", "")).await,
+            Verdict::FailedOpen(reason) if reason.contains("circuit open")
+        ));
+        assert_eq!(skipped() - before, 1);
+        assert_eq!(a.calls.load(Ordering::SeqCst), 1);
     }
 
     #[test]

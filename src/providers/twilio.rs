@@ -21,8 +21,11 @@
 //! |---|---|
 //! | Verifications: `2xx`, `status: pending` | `Approved` (the code was sent) |
 //! | Verifications: `2xx` with another status | `Failed` |
-//! | Verifications: `4xx` (60200 invalid parameter, 60205 SMS to a landline, 60203 too many sends, 20003 bad credentials, …), `5xx` | `Failed`, with Twilio's error code and message |
-//! | VerificationCheck: `2xx`, `status: approved` (and `valid` not `false`) | `Approved` |
+//! | more than `max_sends_per_user` sends to one user within `send_window_secs` (not sent) | `Refused` (caller: no breaker, no failover) |
+//! | Verifications: `429` with 60203 (too many sends to this number) | `Refused` (caller) |
+//! | Verifications: other `4xx` (60200 invalid parameter, 60205 SMS to a landline, 20003 bad credentials, …), `5xx` | `Failed`, with Twilio's error code and message |
+//! | VerificationCheck: `2xx`, `status: approved`, `valid: true`, `to` the number and `sid` the verification started | `Approved` |
+//! | VerificationCheck: `approved` without `valid: true`, for another `to`, or another `sid` | `Refused` (provider) |
 //! | VerificationCheck: `2xx`, `status: pending` (a wrong code) | `Denied` |
 //! | VerificationCheck: `2xx`, `canceled`, `expired`, `max_attempts_reached`, `failed`, `deleted` | `Denied` |
 //! | VerificationCheck: `404` (20404: none pending — expired, already approved, never started) | `Denied` |
@@ -34,6 +37,10 @@
 //! `Failed` is kept for "Twilio could not be asked"; the engine refuses the code either way, but
 //! logs a `Failed` check as a provider problem.
 //!
+//! The SID of each verification started is kept in memory by request id, so an `approved` check
+//! must name it; a check of a verification another instance started (or this one before a
+//! restart) is compared by number only. The per-user send bound is counted per instance.
+//!
 //! The code is never logged, put in a verdict reason or kept. Texts that come from Twilio are
 //! cut to 200 characters, and every run of four or more digits in them is masked, so neither a
 //! phone number nor a code can reach the audit log through them.
@@ -43,9 +50,11 @@
 //! comes from an environment variable or a file, never the configuration itself, and is never
 //! logged, put in a verdict reason or printed by `Debug`.
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -56,7 +65,7 @@ use serde::Deserialize;
 use url::Url;
 use zeroize::Zeroizing;
 
-use super::{AuthAttempt, Provider, Verdict};
+use super::{AuthAttempt, Provider, Refusal, Verdict};
 use crate::pfwssdk::Mode3;
 
 /// Where requests go unless `base_url` says otherwise.
@@ -103,7 +112,22 @@ pub struct TwilioSettings {
     pub base_url: Option<String>,
     /// Timeout of each request (and of connecting), 1–60 s (default 10).
     pub request_timeout_secs: Option<u64>,
+    /// The most codes sent to one user within `send_window_secs`, 1–100 (default 5); more are
+    /// refused before Twilio is asked (CallResult 150), so a caller cannot have pfgate text or
+    /// call one person without end. Counted per pfgate instance.
+    pub max_sends_per_user: Option<u32>,
+    /// The window of `max_sends_per_user`, 60–86400 s (default 600, Twilio's 10-minute life of
+    /// a verification).
+    pub send_window_secs: Option<u64>,
 }
+
+/// Default `max_sends_per_user`.
+pub const DEFAULT_MAX_SENDS_PER_USER: u32 = 5;
+/// Default `send_window_secs`.
+pub const DEFAULT_SEND_WINDOW: Duration = Duration::from_secs(600);
+/// The most users (and started verifications) one provider keeps track of at once; past it a
+/// send is refused rather than memory grown without bound.
+const MAX_TRACKED: usize = 100_000;
 
 /// Why a provider could not be built. The texts name no secret.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +157,8 @@ struct Checked {
     account_sid: String,
     token: Secret,
     request_timeout: Duration,
+    max_sends: u32,
+    send_window: Duration,
 }
 
 impl TwilioSettings {
@@ -182,6 +208,12 @@ impl TwilioSettings {
             token: c.token,
             client,
             request_timeout: c.request_timeout,
+            sends: Mutex::new(Sends {
+                max: c.max_sends,
+                window: c.send_window,
+                by_user: HashMap::new(),
+            }),
+            started: Mutex::new(HashMap::new()),
         })
     }
 
@@ -266,6 +298,26 @@ impl TwilioSettings {
             None => DEFAULT_REQUEST_TIMEOUT,
         };
 
+        let max_sends = match self.max_sends_per_user {
+            Some(x) if !(1..=100).contains(&x) => {
+                problem("max_sends_per_user", "must be between 1 and 100".into());
+                DEFAULT_MAX_SENDS_PER_USER
+            }
+            Some(x) => x,
+            None => DEFAULT_MAX_SENDS_PER_USER,
+        };
+        let send_window = match self.send_window_secs {
+            Some(x) if !(60..=86_400).contains(&x) => {
+                problem(
+                    "send_window_secs",
+                    "must be between 60 and 86400 seconds".into(),
+                );
+                DEFAULT_SEND_WINDOW
+            }
+            Some(x) => Duration::from_secs(x),
+            None => DEFAULT_SEND_WINDOW,
+        };
+
         match (base, token) {
             (Some((base, loopback)), Some(token)) if problems.is_empty() => Ok(Checked {
                 base,
@@ -274,6 +326,8 @@ impl TwilioSettings {
                 account_sid,
                 token,
                 request_timeout,
+                max_sends,
+                send_window,
             }),
             _ => Err(problems),
         }
@@ -358,6 +412,66 @@ struct VerificationBody {
     status: String,
     #[serde(default)]
     valid: Option<bool>,
+    /// The verification's SID (`VE…`).
+    #[serde(default)]
+    sid: Option<String>,
+    /// The number (E.164) the verification was sent to.
+    #[serde(default)]
+    to: Option<String>,
+}
+
+/// The verification a check must belong to: the number asked about, and the SID of the
+/// verification this instance started for the request, when it did (another instance, or this
+/// one before a restart, may have started it: then the number alone is compared).
+#[derive(Debug, Clone, Copy)]
+pub struct Expected<'a> {
+    /// E.164 of the number the code was sent to.
+    pub to: &'a str,
+    /// The `VE…` SID Twilio answered when the code was sent.
+    pub sid: Option<&'a str>,
+}
+
+/// Codes sent per user within the window (`max_sends_per_user`).
+#[derive(Debug)]
+struct Sends {
+    max: u32,
+    window: Duration,
+    by_user: HashMap<String, VecDeque<Instant>>,
+}
+
+impl Sends {
+    /// Counts a send to `user` now, or `Err` with the reason when the bound is reached (or too
+    /// many users are tracked to count another).
+    fn admit(&mut self, user: &str, now: Instant) -> Result<(), String> {
+        let window = self.window;
+        let live = |t: &Instant| now.duration_since(*t) < window;
+        self.by_user.retain(|_, times| {
+            times.retain(live);
+            !times.is_empty()
+        });
+        let key = user.to_lowercase();
+        let sent = self.by_user.get(&key).map_or(0, VecDeque::len);
+        if sent >= self.max as usize {
+            return Err(format!(
+                "{sent} codes already sent to this user within {} s (max_sends_per_user = {})",
+                window.as_secs(),
+                self.max
+            ));
+        }
+        if sent == 0 && self.by_user.len() >= MAX_TRACKED {
+            return Err("too many users with codes pending to count another".into());
+        }
+        self.by_user.entry(key).or_default().push_back(now);
+        Ok(())
+    }
+}
+
+/// A verification this instance started: its SID and number, by request id.
+#[derive(Debug)]
+struct Started {
+    sid: String,
+    to: String,
+    at: Instant,
 }
 
 /// Twilio's error body: `{"code":60200,"message":"…","more_info":"…","status":400}`.
@@ -442,10 +556,17 @@ fn http_error(status: StatusCode, e: &ErrorBody) -> String {
 pub fn start_outcome(status: StatusCode, body: &[u8]) -> Verdict {
     if !status.is_success() {
         let e = ErrorBody::parse(body);
+        if e.code == Some(ERROR_MAX_SEND_ATTEMPTS) {
+            // Twilio's own bound on resends: what callers asked for, not a Twilio failure, so
+            // it neither counts toward the breaker nor fails over to another provider.
+            return Verdict::Refused(Refusal::caller(format!(
+                "twilio-verify Verifications: {} (too many codes sent to this number)",
+                http_error(status, &e)
+            )));
+        }
         let hint = match e.code {
             Some(ERROR_AUTHENTICATE) => " (check account_sid and the token)",
             Some(ERROR_SMS_TO_LANDLINE) => " (the number cannot take text messages)",
-            Some(ERROR_MAX_SEND_ATTEMPTS) => " (too many codes sent to this number)",
             _ => "",
         };
         return Verdict::Failed(format!(
@@ -466,8 +587,10 @@ pub fn start_outcome(status: StatusCode, body: &[u8]) -> Verdict {
     }
 }
 
-/// What an answer to `POST …/VerificationCheck` means.
-pub fn check_outcome(status: StatusCode, body: &[u8]) -> Verdict {
+/// What an answer to `POST …/VerificationCheck` means. `approved` counts only when it is `valid`
+/// and belongs to the verification `expected` names; anything else is refused (an answer about
+/// another number or verification is never this person's approval).
+pub fn check_outcome(status: StatusCode, body: &[u8], expected: Expected<'_>) -> Verdict {
     if status == StatusCode::NOT_FOUND {
         // 20404: no pending verification for this number (expired, already approved, or never
         // started): the code cannot be right.
@@ -485,10 +608,7 @@ pub fn check_outcome(status: StatusCode, body: &[u8]) -> Verdict {
     }
     match serde_json::from_slice::<VerificationBody>(body) {
         Ok(v) => match v.status.as_str() {
-            "approved" if v.valid != Some(false) => Verdict::Approved,
-            "approved" => Verdict::Failed(
-                "twilio-verify VerificationCheck: status approved but valid false".into(),
-            ),
+            "approved" => approved_outcome(&v, expected),
             "pending" | "canceled" | "expired" | "max_attempts_reached" | "failed" | "deleted" => {
                 Verdict::Denied
             }
@@ -501,6 +621,27 @@ pub fn check_outcome(status: StatusCode, body: &[u8]) -> Verdict {
             "twilio-verify VerificationCheck: malformed answer ({})",
             clip(&e.to_string())
         )),
+    }
+}
+
+/// An `approved` check: `Approved` only when `valid` is true, `to` is the number asked about
+/// and, when known, `sid` is the verification started; otherwise refused (Twilio's answer is at
+/// fault, not the person).
+fn approved_outcome(v: &VerificationBody, expected: Expected<'_>) -> Verdict {
+    let refused = |why: &str| {
+        Verdict::Refused(Refusal::provider(format!(
+            "twilio-verify VerificationCheck: status approved but {why}"
+        )))
+    };
+    if v.valid != Some(true) {
+        return refused("not valid");
+    }
+    if v.to.as_deref() != Some(expected.to) {
+        return refused("for another number");
+    }
+    match expected.sid {
+        Some(sid) if v.sid.as_deref() != Some(sid) => refused("for another verification"),
+        _ => Verdict::Approved,
     }
 }
 
@@ -566,6 +707,48 @@ pub struct TwilioProvider {
     token: Secret,
     client: reqwest::Client,
     request_timeout: Duration,
+    /// Codes sent per user ([`TwilioSettings::max_sends_per_user`]).
+    sends: Mutex<Sends>,
+    /// Verifications started here, by request id, for the check's SID comparison.
+    started: Mutex<HashMap<String, Started>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl TwilioProvider {
+    /// Remembers the verification started for `request_id` (Twilio's answer `body`).
+    fn remember(&self, request_id: &str, to: &str, body: &[u8]) {
+        let Some(sid) = serde_json::from_slice::<VerificationBody>(body)
+            .ok()
+            .and_then(|v| v.sid)
+        else {
+            return;
+        };
+        let now = Instant::now();
+        let mut started = lock(&self.started);
+        // A verification lives 10 minutes at Twilio; the engine's transaction less.
+        started.retain(|_, s| now.duration_since(s.at) < DEFAULT_SEND_WINDOW);
+        if started.len() < MAX_TRACKED {
+            started.insert(
+                request_id.to_string(),
+                Started {
+                    sid,
+                    to: to.to_string(),
+                    at: now,
+                },
+            );
+        }
+    }
+
+    /// The SID started for `request_id` to `to`, if this instance started it.
+    fn started_sid(&self, request_id: &str, to: &str) -> Option<String> {
+        lock(&self.started)
+            .get(request_id)
+            .filter(|s| s.to == to)
+            .map(|s| s.sid.clone())
+    }
 }
 
 impl fmt::Debug for TwilioProvider {
@@ -670,6 +853,10 @@ impl Provider for TwilioProvider {
         Verdict::Failed("twilio-verify completes with ValidatePasscode/ValidateOathCode".into())
     }
 
+    fn sends_codes(&self) -> bool {
+        true
+    }
+
     async fn start_verification(&self, attempt: &AuthAttempt) -> Option<(String, Verdict)> {
         let Some(channel) = channel(attempt.mode) else {
             return Some((
@@ -677,6 +864,10 @@ impl Provider for TwilioProvider {
                 Verdict::Failed("twilio-verify sends SMS or voice codes only".into()),
             ));
         };
+        if let Err(reason) = lock(&self.sends).admit(&attempt.username, Instant::now()) {
+            tracing::warn!(target: "pfgate::provider", provider = %self.name, request_id = %attempt.request_id, user = %attempt.username, %reason, "twilio-verify send refused");
+            return Some((self.name.clone(), Verdict::Refused(Refusal::caller(reason))));
+        }
         let to = attempt.phone.e164();
         let mut pairs = vec![("To", to.as_str()), ("Channel", channel)];
         let extension = attempt.phone.extension();
@@ -693,7 +884,13 @@ impl Provider for TwilioProvider {
             )
             .await
         {
-            Ok((status, body)) => start_outcome(status, &body),
+            Ok((status, body)) => {
+                let verdict = start_outcome(status, &body);
+                if verdict == Verdict::Approved {
+                    self.remember(&attempt.request_id, &to, &body);
+                }
+                verdict
+            }
             Err(reason) => Verdict::Failed(reason),
         };
         match &verdict {
@@ -728,9 +925,19 @@ impl Provider for TwilioProvider {
             )
             .await
         {
-            Ok((status, body)) => check_outcome(status, &body),
+            Ok((status, body)) => {
+                let sid = self.started_sid(&attempt.request_id, &to);
+                let expected = Expected {
+                    to: &to,
+                    sid: sid.as_deref(),
+                };
+                check_outcome(status, &body, expected)
+            }
             Err(reason) => Verdict::Failed(reason),
         };
+        if let Verdict::Refused(r) = &verdict {
+            tracing::warn!(target: "pfgate::provider", provider = %self.name, request_id = %attempt.request_id, phone = %attempt.phone.masked(), reason = %r.reason, "twilio-verify answer refused");
+        }
         tracing::debug!(target: "pfgate::provider", provider = %self.name, request_id = %attempt.request_id, phone = %attempt.phone.masked(), verdict = ?verdict, "twilio-verify code checked");
         verdict
     }
@@ -759,6 +966,7 @@ impl Provider for TwilioProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::Blame;
 
     #[test]
     fn sids() {
@@ -829,45 +1037,73 @@ mod tests {
 
     #[test]
     fn check_answers() {
-        let body = |s: &str, valid: bool| format!(r#"{{"status":"{s}","valid":{valid}}}"#);
+        const TO: &str = "+14255550100";
+        let ours = Expected {
+            to: TO,
+            sid: Some("VE01"),
+        };
+        let check = |status, body: &str| check_outcome(status, body.as_bytes(), ours);
+        let body = |s: &str, valid: bool| {
+            format!(r#"{{"status":"{s}","valid":{valid},"sid":"VE01","to":"{TO}"}}"#)
+        };
         assert_eq!(
-            check_outcome(StatusCode::OK, body("approved", true).as_bytes()),
+            check(StatusCode::OK, &body("approved", true)),
             Verdict::Approved
         );
+        // Issue #23 item 8: approved is not enough.
+        let refused = |v: Verdict| matches!(v, Verdict::Refused(r) if r.blame == Blame::Provider);
+        for other in [
+            format!(r#"{{"status":"approved","sid":"VE01","to":"{TO}"}}"#),
+            body("approved", false),
+            format!(r#"{{"status":"approved","valid":true,"sid":"VE02","to":"{TO}"}}"#),
+            r#"{"status":"approved","valid":true,"sid":"VE01","to":"+14255550111"}"#.to_string(),
+            r#"{"status":"approved","valid":true,"sid":"VE01"}"#.to_string(),
+        ] {
+            assert!(refused(check(StatusCode::OK, &other)), "{other}");
+        }
+        // Started by another instance (no SID known here): the number still has to match.
+        let anywhere = Expected { to: TO, sid: None };
+        let other_sid = format!(r#"{{"status":"approved","valid":true,"sid":"VE09","to":"{TO}"}}"#);
         assert_eq!(
-            check_outcome(StatusCode::OK, br#"{"status":"approved"}"#),
+            check_outcome(StatusCode::OK, other_sid.as_bytes(), anywhere),
             Verdict::Approved
         );
-        assert!(matches!(
-            check_outcome(StatusCode::OK, body("approved", false).as_bytes()),
-            Verdict::Failed(_)
-        ));
         for s in ["pending", "canceled", "expired", "max_attempts_reached"] {
-            assert_eq!(
-                check_outcome(StatusCode::OK, body(s, false).as_bytes()),
-                Verdict::Denied
-            );
+            assert_eq!(check(StatusCode::OK, &body(s, false)), Verdict::Denied);
         }
         assert_eq!(
-            check_outcome(StatusCode::NOT_FOUND, br#"{"code":20404}"#),
+            check(StatusCode::NOT_FOUND, r#"{"code":20404}"#),
             Verdict::Denied
         );
         assert_eq!(
-            check_outcome(StatusCode::TOO_MANY_REQUESTS, br#"{"code":60202}"#),
+            check(StatusCode::TOO_MANY_REQUESTS, r#"{"code":60202}"#),
             Verdict::Denied
         );
-        assert!(matches!(
-            check_outcome(StatusCode::TOO_MANY_REQUESTS, br#"{"code":20429}"#),
-            Verdict::Failed(_)
-        ));
-        assert!(matches!(
-            check_outcome(StatusCode::INTERNAL_SERVER_ERROR, b""),
-            Verdict::Failed(_)
-        ));
-        assert!(matches!(
-            check_outcome(StatusCode::OK, body("weird", false).as_bytes()),
-            Verdict::Failed(_)
-        ));
+        for (status, body) in [
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                r#"{"code":20429}"#.to_string(),
+            ),
+            (StatusCode::INTERNAL_SERVER_ERROR, String::new()),
+            (StatusCode::OK, body("weird", false)),
+        ] {
+            assert!(matches!(check(status, &body), Verdict::Failed(_)), "{body}");
+        }
+    }
+
+    #[test]
+    fn sends_are_bounded_per_user_and_window() {
+        let mut sends = Sends {
+            max: 2,
+            window: Duration::from_secs(60),
+            by_user: HashMap::new(),
+        };
+        let t0 = Instant::now();
+        assert!(sends.admit("Alice", t0).is_ok());
+        assert!(sends.admit("alice", t0).is_ok());
+        assert!(sends.admit("ALICE", t0).is_err(), "case-insensitive");
+        assert!(sends.admit("bob", t0).is_ok(), "per user");
+        assert!(sends.admit("alice", t0 + Duration::from_secs(61)).is_ok());
     }
 
     #[test]

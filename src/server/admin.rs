@@ -31,7 +31,9 @@ use super::http::{AppState, HttpResponse};
 use super::{Live, StartError};
 use crate::config::AdminSettings;
 use crate::engine::Engine;
-use crate::providers::router::{ProviderHealth, RouteHealth, HEALTH_CHECK_TIMEOUT};
+use crate::providers::router::{
+    fail_open_warning, FailMode, ProviderHealth, RouteHealth, HEALTH_CHECK_TIMEOUT,
+};
 
 /// Connections the admin listener serves at once: scrapers and probes, not traffic.
 const MAX_CONNECTIONS: usize = 16;
@@ -192,6 +194,9 @@ pub struct Readiness {
     pub routes: Vec<RouteHealth>,
     /// One line per reason the service is not ready; empty when ready.
     pub not_ready: Vec<String>,
+    /// One line per configured risk that does not stop readiness: each `fail_mode = "safe"`
+    /// route, which lets authentications through when its providers fail.
+    pub warnings: Vec<String>,
 }
 
 /// Checks the store and every route's providers (each provider's own check at most once, each
@@ -224,6 +229,7 @@ pub async fn readiness(engine: &Engine) -> Readiness {
             vec![RouteHealth {
                 index: 0,
                 description: "every authentication".into(),
+                fail_mode: FailMode::Secure,
                 healthy: reachable,
                 providers: vec![ProviderHealth {
                     name: provider.name().to_string(),
@@ -255,10 +261,16 @@ pub async fn readiness(engine: &Engine) -> Readiness {
             why.join("; ")
         ));
     }
+    let warnings = routes
+        .iter()
+        .filter(|r| r.fail_mode == FailMode::Safe)
+        .map(|r| fail_open_warning(r.index, &r.description))
+        .collect();
     Readiness {
         ready: not_ready.is_empty(),
         store,
         routes,
         not_ready,
+        warnings,
     }
 }

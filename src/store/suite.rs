@@ -1645,6 +1645,7 @@ pub async fn check_lockout_shared(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     assert!(b.clear_failures(name, NOW + 1).await.unwrap());
     assert_eq!(a.locked_until(name, NOW + 1).await.unwrap(), None);
     assert!(a.delete_user(name).await.unwrap());
+}
 
 /// The secrets key check (issue #23): a database opened with one key refuses every other key at
 /// open, and keeps refusing after reopening with the right one; a database without a check value

@@ -35,6 +35,7 @@ mod oidc;
 mod prodpath;
 mod providers_duo;
 mod providers_e2e;
+mod providers_fail_modes;
 mod providers_twilio;
 mod providers_webhook;
 mod reload;

@@ -27,7 +27,7 @@ use pfgate::config::{ProviderSettings, Settings};
 use pfgate::providers::oidc::delivery::{SmsChannel, WebhookChannel};
 use pfgate::providers::oidc::smtp::EmailChannel;
 use pfgate::providers::oidc::OidcSettings;
-use pfgate::providers::router::RouteSettings;
+use pfgate::providers::router::{FailMode, RouteSettings};
 use serde_json::Value;
 use tokio::sync::{mpsc, Mutex};
 
@@ -104,16 +104,15 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts the OP; returns it and its issuer.
-fn start_op(redirect_uri: &str, rogue_jwks: bool) -> (Child, String) {
+/// Starts the OP with `extra` options (`--rogue-jwks`, `--auth-time-offset N`); returns it and
+/// its issuer.
+fn start_op(redirect_uri: &str, extra: &[&str]) -> (Child, String) {
     let mut cmd = Command::new("node");
     cmd.current_dir(oidc_dir())
         .arg("op.mjs")
         .args(["--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET])
-        .args(["--redirect-uri", redirect_uri]);
-    if rogue_jwks {
-        cmd.arg("--rogue-jwks");
-    }
+        .args(["--redirect-uri", redirect_uri])
+        .args(extra);
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -245,9 +244,20 @@ async fn env_custom(
     via: Via,
     customize: impl FnOnce(&mut Settings, &std::path::Path),
 ) -> Env {
+    let op_args: &[&str] = if rogue_jwks { &["--rogue-jwks"] } else { &[] };
+    env_op(link_ttl, op_args, via, customize).await
+}
+
+/// As [`env_custom`], with the OP started with `op_args`.
+async fn env_op(
+    link_ttl: Option<u64>,
+    op_args: &[&str],
+    via: Via,
+    customize: impl FnOnce(&mut Settings, &std::path::Path),
+) -> Env {
     let port = free_port();
     let stepup_url = format!("http://127.0.0.1:{port}");
-    let (op, issuer) = start_op(&format!("{stepup_url}/stepup/callback"), rogue_jwks);
+    let (op, issuer) = start_op(&format!("{stepup_url}/stepup/callback"), op_args);
     let hook = Receiver::start().await;
     let dir = std::env::temp_dir().join(format!("pfgate-oidc-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -314,8 +324,19 @@ async fn env_custom(
 /// `PfAuthUser_5` for `user` (MIM's call: application "MIM", the person at 10.0.0.5), answered
 /// as (result, CallResult code).
 async fn pf5(c: &Client, user: &str) -> (String, String) {
+    pf5_from(c, user, "MIM", "10.0.0.5").await
+}
+
+/// As [`pf5`], with the caller's `applicationName` and `initiatingIpAddress` (XML-escaped here).
+async fn pf5_from(c: &Client, user: &str, application: &str, ip: &str) -> (String, String) {
+    let x = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let (application, ip) = (x(application), x(ip));
     let inner = format!(
-        "<PfAuthUser_5 xmlns=\"{NS}\"><username>{user}</username><initiatingAuthenticationType>pfsdk</initiatingAuthenticationType><initiatingIpAddress>10.0.0.5</initiatingIpAddress><applicationName>MIM</applicationName><requireUserMatch>false</requireUserMatch><mode>voiceCall</mode><countryCode>1</countryCode><phoneNumber>4255550100</phoneNumber><extension></extension></PfAuthUser_5>"
+        "<PfAuthUser_5 xmlns=\"{NS}\"><username>{user}</username><initiatingAuthenticationType>pfsdk</initiatingAuthenticationType><initiatingIpAddress>{ip}</initiatingIpAddress><applicationName>{application}</applicationName><requireUserMatch>false</requireUserMatch><mode>voiceCall</mode><countryCode>1</countryCode><phoneNumber>4255550100</phoneNumber><extension></extension></PfAuthUser_5>"
     );
     let r = c
         .soap11(Some(&action("PfAuthUser_5")), &env11(&inner))
@@ -962,6 +983,14 @@ async fn oidc_step_up_listener_over_tls() {
 /// What the person's "Deny" does, without a browser: opens the link (200), posts the form with
 /// the page's CSRF token (200). Returns the page the link showed.
 async fn deny_without_browser(http: &reqwest::Client, link: &str) -> String {
+    let (page, csrf) = open_link(http, link).await;
+    let (status, _) = post_form(http, link, &format!("action=deny&csrf={csrf}")).await;
+    assert_eq!(status, 200);
+    page
+}
+
+/// Opens a link without a browser (200): the page and its CSRF token.
+async fn open_link(http: &reqwest::Client, link: &str) -> (String, String) {
     let (status, page) = get(http, link).await;
     assert_eq!(status, 200, "{page}");
     let csrf = page
@@ -970,9 +999,126 @@ async fn deny_without_browser(http: &reqwest::Client, link: &str) -> String {
         .and_then(|rest| rest.split('"').next())
         .expect("the page's CSRF token")
         .to_string();
-    let (status, _) = post_form(http, link, &format!("action=deny&csrf={csrf}")).await;
-    assert_eq!(status, 200);
-    page
+    (page, csrf)
+}
+
+/// What a link holder without IdP credentials can do (issue #23 item 1): open the link, press
+/// "Continue" (the page's CSRF token; the browser-binding cookie pfgate sets), skip the IdP, and
+/// send pfgate's callback the flow's own `state` with a code the IdP never issued. The IdP's token
+/// endpoint answers 400 `invalid_grant`. Returns the callback's status and page.
+async fn link_holder_bogus_callback(http: &reqwest::Client, e: &Env, link: &str) -> (u16, String) {
+    let (_, csrf) = open_link(http, link).await;
+    let resp = http
+        .post(link)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("action=continue&csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 303, "Continue redirects to the IdP");
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let location = url::Url::parse(&header("location")).unwrap();
+    let state = location
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .expect("the authorization request's state");
+    let cookie = header("set-cookie")
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let resp = http
+        .get(format!(
+            "{}/stepup/callback?code=garbage&state={state}",
+            e.stepup_url
+        ))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// One authentication answered by a link holder's bogus callback: the SOAP answer and the page.
+async fn answered_by_bogus_callback(e: &Env) -> ((String, String), String) {
+    let c = e.server.client();
+    let call = tokio::spawn(async move { pf5(&c, "alice@contoso.com").await });
+    let msg = e.hook.next().await;
+    let link = msg["link"].as_str().unwrap().to_string();
+    let (_, page) = link_holder_bogus_callback(&reqwest_like(), e, &link).await;
+    let answer = tokio::time::timeout(STEP, call).await.unwrap().unwrap();
+    (answer, page)
+}
+
+/// Issue #23 item 1, a `fail_mode = "safe"` route: a link holder's bogus code is a denial (150),
+/// never a provider failure that fails open (it answered `true`/7 with a `fail_open` event while
+/// the page said "not confirmed").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_bogus_code_on_a_safe_route_is_denied_not_failed_open() {
+    if !tools_present("oidc_bogus_code_safe_route", false) {
+        return;
+    }
+    let e = env_custom(None, false, Via::Webhook, |s, _| {
+        s.routes[0].fail_mode = FailMode::Safe;
+    })
+    .await;
+    let (answer, page) = answered_by_bogus_callback(&e).await;
+    assert!(page.contains("data-outcome=\"denied\""), "{page}");
+    assert_eq!(answer, ("false".into(), "150".into()));
+}
+
+/// Issue #23 item 1, a route `["entra", "hook"]`: a link holder's bogus code does not fail over to
+/// the next provider (here the scripted one, which approves alice's number: it answered `true`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_bogus_code_does_not_fail_over_to_the_next_provider() {
+    if !tools_present("oidc_bogus_code_no_failover", false) {
+        return;
+    }
+    let e = env_custom(None, false, Via::Webhook, |s, _| {
+        s.providers
+            .push(("hook".into(), ProviderSettings::Scripted));
+        s.routes[0].providers = vec!["entra".into(), "hook".into()];
+    })
+    .await;
+    let (answer, _) = answered_by_bogus_callback(&e).await;
+    assert_eq!(answer, ("false".into(), "150".into()));
+}
+
+/// Issue #23 items 1 and 2, a single secure route: a bogus code is a denial (150, not 117
+/// "unable to place call"), and many of them never count toward the breaker: it stays closed and
+/// the admin `/readyz` stays 200 (five opened it, and `/readyz` answered 503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_bogus_codes_are_denials_and_leave_the_breaker_closed() {
+    if !tools_present("oidc_bogus_codes_breaker", false) {
+        return;
+    }
+    let e = env_custom(None, false, Via::Webhook, |s, _| {
+        s.admin = pfgate::config::AdminSettings {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            required: true,
+            token: None,
+        };
+    })
+    .await;
+    let admin = e.server.running.as_ref().unwrap().admin_addr.unwrap();
+    for _ in 0..7 {
+        let (answer, _) = answered_by_bogus_callback(&e).await;
+        assert_eq!(answer, ("false".into(), "150".into()));
+    }
+    let (status, body) = get(&reqwest_like(), &format!("http://{admin}/readyz")).await;
+    assert_eq!(status, 200, "{body}");
+    let ready: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        ready["routes"][0]["providers"][0]["breaker"], "closed",
+        "{ready}"
+    );
 }
 
 /// A reload that rebuilds the providers (here: `[breaker]` changed) keeps a running OIDC provider
@@ -1016,6 +1162,77 @@ async fn oidc_provider_survives_a_reload_that_rebuilds_the_providers() {
     assert_eq!(live.state().settings.providers, settings.providers);
 
     // The link delivered before both reloads: the person's page, then "Deny" — the waiting call ends.
+    deny_without_browser(&reqwest_like(), &link).await;
+    let answer = tokio::time::timeout(STEP, call).await.unwrap().unwrap();
+    assert_eq!(answer, ("false".into(), "150".into()));
+}
+
+/// Issue #23 item 10: a multi-factor sign-in recorded 30 s before the link was issued — within
+/// `clock_skew_secs` (60), on an IdP whose clock agrees with pfgate's (its `iat` is right) — is
+/// not fresh: refused (150). It was accepted (21): the skew was applied to the sign-in's time
+/// whatever the clocks said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_sign_in_before_the_link_within_the_skew_is_not_fresh() {
+    if !tools_present("oidc_sign_in_before_the_link", false) {
+        return;
+    }
+    let e = env_op(
+        None,
+        &["--auth-time-offset", "-30"],
+        Via::Webhook,
+        |_, _| {},
+    )
+    .await;
+    let (answer, report, _) = step_up(&e, "alice@contoso.com", "continue", &["--otp", OTP]).await;
+    assert_refused(&answer, &report, "not a fresh sign-in");
+}
+
+/// Issue #23 item 9: caller-supplied text on the step-up page and in the delivered message. An
+/// application name with a right-to-left override (U+202E) and chat markdown, and an
+/// `initiatingIpAddress` that is free text: the page shows no bidi or control character and no
+/// IP that is not one; the chat message carries the name with its markdown escaped. (Before,
+/// the page showed both as given and the message the raw name.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_caller_text_is_cleaned_on_the_page_and_escaped_in_the_message() {
+    if !tools_present("oidc_caller_text", false) {
+        return;
+    }
+    let e = env(None, false).await;
+    let c = e.server.client();
+    let app = "MIM\u{202E}evorppa\u{202C} *now* [ok](https://evil.example)\u{0007}";
+    let call = tokio::spawn(async move {
+        pf5_from(
+            &c,
+            "alice@contoso.com",
+            app,
+            "10.0.0.1 (your usual office - approve)",
+        )
+        .await
+    });
+    let msg = e.hook.next().await;
+    let link = msg["link"].as_str().unwrap().to_string();
+    let text = msg["text"].as_str().unwrap();
+    for c in ['\u{202E}', '\u{202C}', '\u{0007}'] {
+        assert!(!text.contains(c), "{text:?}");
+    }
+    assert!(
+        text.contains(r"MIMevorppa \*now\* \[ok\]\(https://evil.example\)"),
+        "{text:?}"
+    );
+    let (page, _) = open_link(&reqwest_like(), &link).await;
+    let dd = |id: &str| {
+        page.split(&format!("<dd id=\"{id}\">"))
+            .nth(1)
+            .and_then(|r| r.split("</dd>").next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(
+        dd("application"),
+        "MIMevorppa *now* [ok](https://evil.example)"
+    );
+    assert!(!dd("ip").contains("approve"), "{page}");
+    assert!(!dd("ip").contains("10.0.0.1"), "{page}");
     deny_without_browser(&reqwest_like(), &link).await;
     let answer = tokio::time::timeout(STEP, call).await.unwrap().unwrap();
     assert_eq!(answer, ("false".into(), "150".into()));

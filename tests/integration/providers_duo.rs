@@ -569,6 +569,7 @@ fn settings(base_url: &str, secret: &SecretFile) -> DuoSettings {
         factor: None,
         request_timeout_secs: Some(5),
         poll_interval_ms: Some(100),
+        allow_bypass: None,
     }
 }
 
@@ -674,8 +675,15 @@ async fn duo_push_approved_after_two_waiting_polls() {
 async fn duo_preauth_results_map_without_a_push() {
     let fake = Fake::start().await;
     let p = provider(&fake);
-    // A Duo bypass user: approved with no second factor, no /auth call.
-    assert_eq!(auth(&p, &attempt("bypass")).await, Verdict::Approved);
+    // A Duo bypass user: a bypass (not the person's approval), no /auth call; refused when
+    // the settings say so.
+    assert!(
+        matches!(auth(&p, &attempt("bypass")).await, Verdict::Bypassed(r) if r.contains("Duo bypass")),
+    );
+    let strict = provider_with(&fake, &format!("{SKEY}\n"), |s| {
+        s.allow_bypass = Some(false)
+    });
+    assert_eq!(auth(&strict, &attempt("bypass")).await, Verdict::Denied);
     // Denied by Duo policy, and not enrolled: denied (fail secure), no /auth call.
     assert_eq!(auth(&p, &attempt("blocked")).await, Verdict::Denied);
     assert_eq!(auth(&p, &attempt("newbie")).await, Verdict::Denied);
@@ -686,7 +694,7 @@ async fn duo_preauth_results_map_without_a_push() {
         "{:?}",
         fake.seen_paths()
     );
-    assert_eq!(fake.seen().len(), 4);
+    assert_eq!(fake.seen().len(), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -832,9 +840,9 @@ async fn duo_initiating_ip_is_sent_only_when_it_is_an_ip() {
     let p = provider(&fake);
     let mut a = attempt("bypass");
     a.initiating_ip = "not an ip; DROP TABLE".into();
-    assert_eq!(auth(&p, &a).await, Verdict::Approved);
+    assert!(matches!(auth(&p, &a).await, Verdict::Bypassed(_)));
     a.initiating_ip = " 2001:db8::7 ".into();
-    assert_eq!(auth(&p, &a).await, Verdict::Approved);
+    assert!(matches!(auth(&p, &a).await, Verdict::Bypassed(_)));
     let seen = fake.seen();
     assert!(!seen[0].params.contains_key("ipaddr"));
     assert_eq!(seen[1].params["ipaddr"], "2001:db8::7");
@@ -955,4 +963,79 @@ async fn duo_settings_are_validated() {
     let parsed: DuoSettings = toml::from_str(&toml_ok).unwrap();
     assert_eq!(parsed.factor.as_deref(), Some("push"));
     assert!(toml::from_str::<DuoSettings>(&format!("{toml_ok}secret_key = \"inline\"\n")).is_err());
+}
+
+/// Issue #23 item 6, through the real binary: Duo's preauth `allow` answers `true` with
+/// CallResult 7 "Bypassed Auth" and a `provider_bypass` audit event at WARN — it answered `true`
+/// with 21, audited exactly like a push approval — and a provider with `allow_bypass = false`
+/// refuses it (150). Two providers on the one Duo fake, routed by group; the template gives both
+/// users the Duo username "bypass".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duo_bypass_is_its_own_outcome_and_audit_event_and_can_be_refused() {
+    let fake = Fake::start().await;
+    let dir = crate::cli::temp_dir("duo-bypass");
+    std::fs::write(dir.join("duo.skey"), format!("{SKEY}\n")).unwrap();
+    std::fs::write(
+        dir.join("users.toml"),
+        "[[users]]\nusername = \"bypass@contoso.com\"\ngroup = \"Open\"\ncountry_code = \"1\"\n\
+         phone = \"4255550100\"\nmode = \"phoneApp\"\n\
+         [[users]]\nusername = \"bypass@fabrikam.com\"\ngroup = \"Strict\"\ncountry_code = \"1\"\n\
+         phone = \"4255550101\"\nmode = \"phoneApp\"\n",
+    )
+    .unwrap();
+    let duo = |name: &str, extra: &str| {
+        format!(
+            "[providers.{name}]\nkind = \"duo\"\napi_host = \"{API_HOST}\"\nbase_url = \"{}\"\n\
+             integration_key = \"{IKEY}\"\nsecret_key_file = \"duo.skey\"\n\
+             username_template = \"{{user}}\"\npoll_interval_ms = 100\n{extra}",
+            fake.base_url()
+        )
+    };
+    let config = dir.join("pfgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nplain_listen = \"127.0.0.1:0\"\n[auth]\nallow_anonymous = true\n\
+             [directory]\nusers_file = \"users.toml\"\n{}{}\
+             [[routes]]\nmatch_group = \"Strict\"\nproviders = [\"strict\"]\n\
+             [[routes]]\nproviders = [\"duo\"]\n",
+            duo("duo", ""),
+            duo("strict", "allow_bypass = false\n")
+        ),
+    )
+    .unwrap();
+    let log = dir.join("stderr.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let cfg = config.display().to_string();
+    let served = tokio::task::spawn_blocking(move || {
+        crate::cli::spawn_serve_env(
+            &["serve", "--config", &cfg],
+            1,
+            std::process::Stdio::from(file),
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    let addr = crate::cli::plain_addr(&served);
+
+    assert_eq!(
+        crate::providers_fail_modes::auth4(&addr, "bypass@contoso.com").await,
+        ("true".into(), "7".into())
+    );
+    let line = crate::reload::wait_for_log(&log, &["pfgate::audit", "provider_bypass"], 1);
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("Duo bypass"), "{line}");
+    assert_eq!(
+        crate::providers_fail_modes::auth4(&addr, "bypass@fabrikam.com").await,
+        ("false".into(), "150".into())
+    );
+    assert!(
+        fake.seen_paths().iter().all(|p| p == "/auth/v2/preauth"),
+        "no push was sent: {:?}",
+        fake.seen_paths()
+    );
+    let status = crate::cli::sigterm_and_wait(served.child);
+    assert!(status.success(), "{status:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

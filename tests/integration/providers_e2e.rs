@@ -13,6 +13,7 @@ use pfgate::providers::router::RouteSettings;
 use pfgate::providers::webhook::WebhookSettings;
 
 use crate::providers_duo::{Fake as DuoFake, API_HOST, IKEY, SKEY};
+use crate::providers_twilio::{Fake as TwilioFake, ACCOUNT_SID, SERVICE_SID, TOKEN};
 use crate::support::*;
 
 const WEBHOOK_SECRET: &str = "e2e-webhook-shared-secret-0123456789";
@@ -231,14 +232,18 @@ async fn webhook_then_duo_failover_through_a_mono_proxy() {
     );
 }
 
-/// Twilio Verify through the SOAP layer: the first call answers CallResult 20 with an
-/// `authenticationRequestId`; the code Twilio sent completes it through `ValidateOathCode` (with
-/// the id) or `ValidatePasscode` (by user), once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn twilio_verify_code_flow_through_soap() {
-    use crate::providers_twilio::{Fake as TwilioFake, ACCOUNT_SID, SERVICE_SID, TOKEN};
-    let fake = TwilioFake::start().await;
-    let dir = std::env::temp_dir().join(format!("pfgate-e2e-twilio-{}", std::process::id()));
+/// Removes a test directory on drop.
+struct TempDir(PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// pfgate in demo mode with one route to Twilio Verify (the fake), its token in a directory of
+/// its own (`tag`).
+async fn twilio_server(fake: &TwilioFake, tag: &str) -> (TestServer, TempDir) {
+    let dir = std::env::temp_dir().join(format!("pfgate-e2e-twilio-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let token = dir.join("twilio.token");
     std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
@@ -257,7 +262,16 @@ async fn twilio_verify_code_flow_through_soap() {
         providers: vec!["twilio".into()],
         ..RouteSettings::default()
     }];
-    let server = TestServer::start(settings).await;
+    (TestServer::start(settings).await, TempDir(dir))
+}
+
+/// Twilio Verify through the SOAP layer: the first call answers CallResult 20 with an
+/// `authenticationRequestId`; the code Twilio sent completes it through `ValidateOathCode` (with
+/// the id) or `ValidatePasscode` (by user), once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_verify_code_flow_through_soap() {
+    let fake = TwilioFake::start().await;
+    let (server, _dir) = twilio_server(&fake, "flow").await;
     let c = server.client();
     let call = |op: &'static str, inner: String| {
         let c = c.clone();
@@ -320,5 +334,41 @@ async fn twilio_verify_code_flow_through_soap() {
         text_of(&body, "ValidatePasscodeResult").as_deref(),
         Some("true"),
         "{body}"
+    );
+}
+
+/// Issue #23 item 8 through the SOAP layer: the sixth `PfAuthUser_4` for one user within the
+/// window is refused (150) before Twilio is asked; the five before it each sent a code (20).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_verify_sends_per_user_are_bounded_through_soap() {
+    let fake = TwilioFake::start().await;
+    let (server, _dir) = twilio_server(&fake, "bound").await;
+    let c = server.client();
+    let inner = "<username>alice@contoso.com</username><requireUserMatch>true</requireUserMatch>";
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        let r = c
+            .soap11(
+                Some(&action("PfAuthUser_4")),
+                &env11(&format!(
+                    r#"<PfAuthUser_4 xmlns="{NS}">{inner}</PfAuthUser_4>"#
+                )),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let code = r
+            .body
+            .split("<callResult><Code>")
+            .nth(1)
+            .and_then(|t| t.split('<').next())
+            .unwrap_or("")
+            .to_string();
+        codes.push(code);
+    }
+    assert_eq!(codes, ["20", "20", "20", "20", "20", "150"]);
+    assert_eq!(
+        fake.sends(),
+        5,
+        "the sixth was refused by pfgate, not by Twilio"
     );
 }

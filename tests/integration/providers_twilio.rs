@@ -35,7 +35,7 @@ use hyper_util::rt::TokioIo;
 use pfgate::engine::phone::E164;
 use pfgate::pfwssdk::Mode3;
 use pfgate::providers::twilio::{TwilioProvider, TwilioSettings};
-use pfgate::providers::{AuthAttempt, Provider, Verdict};
+use pfgate::providers::{AuthAttempt, Blame, Provider, Verdict};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
@@ -85,6 +85,19 @@ struct State {
     /// How long a verification lives (Twilio: 10 minutes).
     ttl: Duration,
     next: u64,
+    /// When set, an approved check's answer is altered so (issue #23 item 8).
+    tamper: Option<Tamper>,
+}
+
+/// How the fake alters an approved check's answer: as a misrouted, stale or spoofed answer would.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Tamper {
+    /// Another verification's SID.
+    OtherSid,
+    /// Another number.
+    OtherTo,
+    /// No `valid` field.
+    NoValid,
 }
 
 pub(crate) struct Fake {
@@ -110,6 +123,7 @@ impl Fake {
             fail_with: None,
             ttl: Duration::from_secs(600),
             next: 0,
+            tamper: None,
         }));
         let st = state.clone();
         let task = tokio::spawn(async move {
@@ -164,6 +178,18 @@ impl Fake {
 
     fn ttl(&self, ttl: Duration) {
         self.state.lock().unwrap().ttl = ttl;
+    }
+
+    fn tamper(&self, t: Option<Tamper>) {
+        self.state.lock().unwrap().tamper = t;
+    }
+
+    /// How many `Verifications` requests (sends) the fake answered.
+    pub(crate) fn sends(&self) -> usize {
+        self.seen()
+            .iter()
+            .filter(|s| s.path.ends_with("/Verifications"))
+            .count()
     }
 }
 
@@ -465,7 +491,7 @@ fn route(
             }
             v.checks += 1;
             let approved = v.code == code;
-            let body = json!({
+            let mut body = json!({
                 "sid": v.sid,
                 "service_sid": SERVICE_SID,
                 "account_sid": ACCOUNT_SID,
@@ -479,6 +505,16 @@ fn route(
             });
             if approved {
                 st.pending.remove(&key);
+                match st.tamper {
+                    Some(Tamper::OtherSid) => body["sid"] = json!(sid("VE", 999_999)),
+                    Some(Tamper::OtherTo) => body["to"] = json!("+14255550111"),
+                    Some(Tamper::NoValid) => {
+                        if let Some(o) = body.as_object_mut() {
+                            o.remove("valid");
+                        }
+                    }
+                    None => {}
+                }
             }
             reply(StatusCode::OK, &body)
         }
@@ -529,6 +565,7 @@ fn settings(base_url: &str, token: &TokenFile) -> TwilioSettings {
         auth_token_file: Some(token.0.clone()),
         base_url: Some(base_url.into()),
         request_timeout_secs: Some(5),
+        ..TwilioSettings::default()
     }
 }
 
@@ -724,12 +761,16 @@ async fn twilio_resend_keeps_the_code_and_is_limited() {
         assert_eq!(start(&p, &a).await.1, Verdict::Approved);
         assert_eq!(fake.code_for(NUMBER).unwrap(), code);
     }
-    // The sixth send of one verification: 429 / 60203, the code was not sent.
+    // The sixth send of one verification: 429 / 60203, the code was not sent — what a caller
+    // asked for, so refused (no breaker, no failover), not a Twilio failure. pfgate's own
+    // per-user bound is raised here so that Twilio's is the one reached.
+    let p = provider_with(&fake, &format!("{TOKEN}\n"), |s| {
+        s.max_sends_per_user = Some(10)
+    });
     let v = start(&p, &a).await.1;
-    let reason = failed(&v);
     assert!(
-        reason.contains("HTTP 429") && reason.contains("60203"),
-        "{reason}"
+        matches!(&v, Verdict::Refused(r) if r.reason.contains("HTTP 429") && r.reason.contains("60203") && r.blame == Blame::Caller),
+        "{v:?}"
     );
     // The code already sent still completes.
     assert_eq!(check(&p, &a, &code).await, Verdict::Approved);
@@ -1018,4 +1059,56 @@ async fn twilio_settings_are_validated() {
         !debug.contains(TOKEN) && debug.contains("redacted"),
         "{debug}"
     );
+}
+
+/// Issue #23 item 8: an `approved` check counts only when it is `valid` and belongs to the
+/// verification started (its SID and number); each altered answer is refused. Before, each was
+/// accepted (or, without `valid`, approved as well).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_approved_for_another_verification_or_not_valid_is_refused() {
+    let fake = Fake::start().await;
+    let p = provider(&fake);
+    let a = attempt(Mode3::SmsText, NUMBER);
+    for tamper in [Tamper::OtherSid, Tamper::OtherTo, Tamper::NoValid] {
+        fake.tamper(Some(tamper));
+        assert_eq!(start(&p, &a).await.1, Verdict::Approved);
+        let code = fake.code_for(NUMBER).unwrap();
+        let v = check(&p, &a, &code).await;
+        assert!(
+            matches!(&v, Verdict::Refused(r) if r.blame == Blame::Provider),
+            "{tamper:?}: {v:?}"
+        );
+    }
+    fake.tamper(None);
+    assert_eq!(start(&p, &a).await.1, Verdict::Approved);
+    let code = fake.code_for(NUMBER).unwrap();
+    assert_eq!(check(&p, &a, &code).await, Verdict::Approved);
+}
+
+/// Issue #23 item 8: sends to one user are bounded per window (`max_sends_per_user`, default 5):
+/// past it pfgate refuses without asking Twilio (17 were accepted in a row), whatever the number;
+/// another user is not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_sends_per_user_are_bounded() {
+    let fake = Fake::start().await;
+    let p = provider(&fake);
+    let mut a = attempt(Mode3::SmsText, NUMBER);
+    for i in 0..5 {
+        a.request_id = format!("{i:032}");
+        assert_eq!(start(&p, &a).await.1, Verdict::Approved, "send {i}");
+    }
+    let mut other_number = attempt(Mode3::VoiceCall, LANDLINE);
+    other_number.request_id = "6".repeat(32);
+    for refused in [a.clone(), other_number] {
+        let v = start(&p, &refused).await.1;
+        assert!(
+            matches!(&v, Verdict::Refused(r) if r.blame == Blame::Caller && r.reason.contains("max_sends_per_user")),
+            "{v:?}"
+        );
+    }
+    assert_eq!(fake.sends(), 5, "the refused sends never reached Twilio");
+    let mut bob = attempt(Mode3::SmsText, LANDLINE);
+    bob.username = "CONTOSO\\bob".into();
+    bob.mode = Mode3::VoiceCall;
+    assert_eq!(start(&p, &bob).await.1, Verdict::Approved);
 }

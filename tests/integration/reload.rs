@@ -69,7 +69,7 @@ impl KeepAlive {
 
 /// Waits until the log file holds `count` lines containing every one of `needles`; returns the
 /// last such line.
-fn wait_for_log(log: &Path, needles: &[&str], count: usize) -> String {
+pub(crate) fn wait_for_log(log: &Path, needles: &[&str], count: usize) -> String {
     for _ in 0..300 {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         let hits: Vec<&str> = text

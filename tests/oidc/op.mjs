@@ -13,6 +13,10 @@
 //
 // --rogue-jwks: the JWKS endpoint publishes a different key (another kid) than the one the OP signs
 // ID tokens with, so every ID token is "signed with an unknown key" for the relying party.
+//
+// --auth-time-offset SECONDS: the sign-in is recorded as made SECONDS from now (negative: earlier),
+// so the ID token's auth_time says so while the OP's clock (iat) is right — a sign-in made before
+// the step-up link was issued, on an IdP whose clock agrees with pfgate's.
 
 import crypto from 'node:crypto';
 import http from 'node:http';
@@ -27,6 +31,7 @@ const clientId = arg('--client-id');
 const clientSecret = arg('--client-secret');
 const redirectUri = arg('--redirect-uri');
 const rogue = args.includes('--rogue-jwks');
+const authTimeOffset = Number(arg('--auth-time-offset') || 0);
 if (!clientId || !clientSecret || !redirectUri) {
   console.error('usage: node op.mjs --client-id ID --client-secret SECRET --redirect-uri URI [--rogue-jwks]');
   process.exit(2);
@@ -138,7 +143,10 @@ provider.use(async (ctx, next) => {
     const mfa = form.get('otp') === OTP;
     const amr = mfa ? ['pwd', 'otp', 'mfa'] : ['pwd'];
     await provider.interactionFinished(ctx.req, ctx.res, {
-      login: { accountId: login, amr, acr: mfa ? 'mfa' : 'pwd', remember: false },
+      login: {
+        accountId: login, amr, acr: mfa ? 'mfa' : 'pwd', remember: false,
+        ...(authTimeOffset ? { ts: Math.floor(Date.now() / 1000) + authTimeOffset } : {}),
+      },
     }, { mergeWithLastSubmission: false });
     return undefined;
   }

@@ -285,6 +285,16 @@ impl Channel {
         }
     }
 
+    /// Caller-supplied text (application name, username) made fit for this channel's message:
+    /// escaped for chat markdown on the webhook channel (Teams, Slack), cleaned of hidden
+    /// characters on the plain-text ones (SMS, e-mail).
+    pub(crate) fn escape(&self, s: &str) -> String {
+        match self {
+            Channel::Webhook { .. } => crate::providers::display::escape_chat(s),
+            Channel::Sms { .. } | Channel::Email(_) => crate::providers::display::clean(s),
+        }
+    }
+
     /// Sends `text` (which contains `link`). Errors are reasons for the log: no link, no secret.
     pub(crate) async fn deliver(
         &self,
@@ -301,7 +311,7 @@ impl Channel {
                         "text": text,
                         "username": attempt.username,
                         "link": link,
-                        "application": attempt.application_name,
+                        "application": crate::providers::display::clean(&attempt.application_name),
                         "request_id": attempt.request_id,
                         "expires_at": expires_unix,
                     })

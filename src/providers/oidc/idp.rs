@@ -212,8 +212,8 @@ impl Idp {
         code: &str,
         verifier: &str,
         redirect_uri: &str,
-    ) -> Result<Zeroizing<String>, String> {
-        let endpoints = self.endpoints().await?;
+    ) -> Result<Zeroizing<String>, ExchangeError> {
+        let endpoints = self.endpoints().await.map_err(ExchangeError::Idp)?;
         // In a block: the serializer is not `Send` and must not live across an await.
         let body = {
             let mut form = url::form_urlencoded::Serializer::new(String::new());
@@ -245,24 +245,48 @@ impl Idp {
             .body(body.to_string())
             .send()
             .await
-            .map_err(|e| format!("token endpoint: {}", without_url(&e)))?;
+            .map_err(|e| ExchangeError::Idp(format!("token endpoint: {}", without_url(&e))))?;
         let status = resp.status();
-        let body = Zeroizing::new(read_limited(resp).await?);
-        let json: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|_| format!("token endpoint: HTTP {status}, not JSON"))?;
-        if !status.is_success() {
-            // The OAuth error code is safe to log; the description may echo input, so it is cut.
-            let err = json.get("error").and_then(|v| v.as_str()).unwrap_or("?");
-            return Err(format!(
-                "token endpoint: HTTP {status}, error {:?}",
-                err.chars().take(60).collect::<String>()
-            ));
+        let body = Zeroizing::new(read_limited(resp).await.map_err(ExchangeError::Idp)?);
+        if status.is_client_error() {
+            // The grant (the code, its verifier, the redirect URI) was refused: the code came
+            // through the person's browser, so whoever holds the link can send any code. The
+            // OAuth error code is safe to log; the description may echo input, so it is left out.
+            let err = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|j| {
+                    j.get("error")?
+                        .as_str()
+                        .map(|e| e.chars().take(60).collect())
+                })
+                .unwrap_or_else(|| "?".to_string());
+            return Err(ExchangeError::GrantRefused(format!(
+                "token endpoint: HTTP {status}, error {err:?}"
+            )));
         }
+        if !status.is_success() {
+            return Err(ExchangeError::Idp(format!("token endpoint: HTTP {status}")));
+        }
+        let json: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|_| ExchangeError::Idp(format!("token endpoint: HTTP {status}, not JSON")))?;
         json.get("id_token")
             .and_then(|v| v.as_str())
             .map(|s| Zeroizing::new(s.to_string()))
-            .ok_or_else(|| "token endpoint: no id_token in the response".to_string())
+            .ok_or_else(|| ExchangeError::Idp("token endpoint: no id_token in the response".into()))
     }
+}
+
+/// Why a code could not be exchanged for an ID token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExchangeError {
+    /// The IdP refused the grant (HTTP 4xx: `invalid_grant`, `invalid_request`…): what the
+    /// callback carried — a bogus, used or foreign code — is at fault, not the IdP.
+    #[error("{0}")]
+    GrantRefused(String),
+    /// The IdP could not be asked or answered unusably (connect, timeout, 5xx, a body that is not
+    /// a token response).
+    #[error("{0}")]
+    Idp(String),
 }
 
 /// Why a signature could not be verified.

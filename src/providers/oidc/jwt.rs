@@ -292,7 +292,9 @@ pub struct Expect<'a> {
     pub nonce: &'a str,
     /// Now, Unix seconds.
     pub now: i64,
-    /// Allowed clock difference.
+    /// Allowed clock difference between pfgate and the IdP, for `exp` and `iat`; for `auth_time`
+    /// only as far as `iat` shows the IdP's clock to be behind (never extra time to sign in
+    /// before the link).
     pub skew: Duration,
     /// The sign-in must have happened at or after this (Unix seconds): the link's issue time.
     pub not_before_auth: i64,
@@ -350,7 +352,12 @@ pub fn check_claims(
     }
     let auth_time = int_claim("auth_time")
         .ok_or_else(|| TokenError::claim("auth_time", "missing (max_age was requested)"))?;
-    if auth_time + skew < x.not_before_auth {
+    // The sign-in must come after the link was issued. The skew covers a clock difference, not
+    // time: an IdP whose clock is behind pfgate's shows it in `iat` (the token is used moments
+    // after it was issued), so `auth_time` may be that much earlier, at most the skew — and not
+    // a second when the clocks agree.
+    let idp_clock_behind = (x.now - iat).clamp(0, skew);
+    if auth_time + idp_clock_behind < x.not_before_auth {
         return Err(TokenError::claim(
             "auth_time",
             "the sign-in happened before the step-up link was issued (a remembered session, not a fresh sign-in)",
@@ -499,5 +506,28 @@ mod tests {
         let mut c = claims(good);
         c.remove("auth_time");
         assert!(check_claims(&c, &expect(&mfa)).is_err());
+    }
+
+    /// Issue #23 item 10: the skew excuses a clock difference only, as `iat` shows it.
+    #[test]
+    fn a_sign_in_before_the_link_is_stale_unless_the_idp_clock_is_behind() {
+        let mfa = vec!["mfa".to_string()];
+        let x = Expect {
+            not_before_auth: 999_900,
+            ..expect(&mfa)
+        };
+        let at = |iat: i64, auth_time: i64| {
+            let c = claims(serde_json::json!({"iss": "https://op", "aud": "pfgate",
+                "exp": 1_000_300, "iat": iat, "nonce": "n0", "auth_time": auth_time,
+                "amr": ["mfa"]}));
+            check_claims(&c, &x)
+        };
+        // Clocks agree (iat = now): 30 s before the link is stale; at the link's second, fresh.
+        assert!(at(1_000_000, 999_870).is_err());
+        assert_eq!(at(1_000_000, 999_900), Ok(()));
+        // The IdP's clock 40 s behind (iat 40 s ago): its auth_time 30 s "before" is fresh…
+        assert_eq!(at(999_960, 999_870), Ok(()));
+        // …but never more than the skew (60 s), however far behind iat says it is.
+        assert!(at(999_860, 999_830).is_err());
     }
 }

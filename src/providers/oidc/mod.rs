@@ -34,8 +34,13 @@
 //! in an app rather than by a phone call or a code ([`Verdict::AppApproved`]). A wrong identity,
 //! missing MFA, an invalid token or the person's "Deny" answer CallResult 150 (denied; the reason
 //! is logged); "This wasn't me" answers 112 "Fraud Code Entered" and writes a `fraud_reported`
-//! audit event; an unopened link that expires answers 11 "Call Timed Out"; an identity provider
-//! that cannot be reached is a provider failure (117, and the router may fail over).
+//! audit event; an unopened link that expires answers 11 "Call Timed Out". A link that cannot be
+//! delivered is a provider failure (117, and the router may fail over or, on a `safe` route, fail
+//! open): nobody was reached. **Once the link is delivered nothing is a failure**: a bogus code
+//! (the IdP's `invalid_grant`), a forged or mismatched callback, a state or token problem, even
+//! the IdP failing mid-flow, is [`Verdict::Refused`] — a denial (150), so a link holder without
+//! IdP credentials can neither fail the step-up open nor make it fail over to a weaker provider.
+//! Only the IdP's own failures ([`super::Blame::Provider`]) count toward its breaker.
 
 pub mod delivery;
 pub mod idp;
@@ -59,7 +64,7 @@ use tokio::sync::oneshot;
 use url::Url;
 use zeroize::Zeroizing;
 
-use super::{AuthAttempt, Provider, Verdict};
+use super::{display, AuthAttempt, Provider, Verdict};
 use crate::engine::audit::{self, AuditEvent, AuditKind};
 
 /// Default `username_claim`.
@@ -511,8 +516,9 @@ pub(crate) enum Outcome {
     Fraud,
     /// The link was opened after it expired.
     Expired,
-    /// The IdP could not be asked (a provider failure).
-    Failed(String),
+    /// Refused after the person was reached: a forged, mismatched or unverifiable callback, or
+    /// the IdP failing mid-flow. A denial, never a failure that could fail over or open.
+    Refused(super::Refusal),
 }
 
 /// What the person's pages show about the request.
@@ -718,11 +724,7 @@ impl Provider for OidcProvider {
             request_id: attempt.request_id.clone(),
             username: attempt.username.clone(),
             application: attempt.application_name.clone(),
-            ip: if attempt.initiating_ip.trim().is_empty() {
-                attempt.caller_ip.to_string()
-            } else {
-                attempt.initiating_ip.trim().to_string()
-            },
+            ip: display::shown_ip(&attempt.initiating_ip, attempt.caller_ip),
             issued_unix: now_unix(),
             external_id: attempt.external_id.clone(),
         };
@@ -741,14 +743,16 @@ impl Provider for OidcProvider {
         };
         let url = Zeroizing::new(format!("{}{}", inner.link_base, token.as_str()));
         let minutes = inner.link_ttl.as_secs().div_ceil(60).max(1);
-        let text = Zeroizing::new(
-            inner
-                .message
-                .replace("{application}", or_dash(&attempt.application_name))
-                .replace("{user}", &attempt.username)
-                .replace("{minutes}", &minutes.to_string())
-                .replace("{link}", &url),
-        );
+        let escape = |s: &str| inner.channel.escape(s);
+        let text = Zeroizing::new(display::fill(
+            &inner.message,
+            &[
+                ("application", &escape(or_dash(&attempt.application_name))),
+                ("user", &escape(&attempt.username)),
+                ("minutes", &minutes.to_string()),
+                ("link", &url),
+            ],
+        ));
         let expires_unix = now_unix() + i64::try_from(inner.link_ttl.as_secs()).unwrap_or(0);
         if let Err(reason) = inner
             .channel
@@ -776,7 +780,10 @@ impl Provider for OidcProvider {
                 tracing::warn!(target: "pfgate::oidc", provider = %self.name, request_id = %attempt.request_id, reason = %reason, "step-up refused");
                 Verdict::Denied
             }
-            Some(Outcome::Failed(reason)) => Verdict::Failed(reason),
+            Some(Outcome::Refused(refusal)) => {
+                tracing::warn!(target: "pfgate::oidc", provider = %self.name, request_id = %attempt.request_id, reason = %refusal.reason, blame = ?refusal.blame, "step-up refused");
+                Verdict::Refused(refusal)
+            }
             Some(Outcome::Expired) | None => {
                 tracing::info!(target: "pfgate::oidc", provider = %self.name, request_id = %attempt.request_id, "step-up link expired unused");
                 Verdict::NotAnswered
@@ -790,7 +797,7 @@ impl Provider for OidcProvider {
 }
 
 fn or_dash(s: &str) -> &str {
-    if s.trim().is_empty() {
+    if display::clean(s).is_empty() {
         "Sign-in"
     } else {
         s

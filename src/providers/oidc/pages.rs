@@ -7,6 +7,7 @@ use aws_lc_rs::digest;
 use base64::Engine as _;
 
 use super::Request;
+use crate::providers::display::clean;
 
 /// The one stylesheet (allowed by hash in the CSP).
 pub(crate) const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:34rem;margin:2rem auto;padding:0 1rem;line-height:1.5;color:#111;background:#fff}h1{font-size:1.4rem}dl{display:grid;grid-template-columns:auto 1fr;gap:.25rem 1rem}dt{font-weight:600}button{font-size:1rem;padding:.6rem 1rem;margin:.3rem .5rem .3rem 0;border-radius:.3rem;border:1px solid #333;cursor:pointer}button.primary{background:#0b5cad;color:#fff;border-color:#0b5cad}button:focus{outline:3px solid #f90;outline-offset:2px}.warn{color:#8a1c00}";
@@ -44,16 +45,19 @@ fn page(title: &str, body: &str) -> String {
     )
 }
 
+/// What is asked: the caller's words cleaned of hidden characters ([`clean`]), the IP only if it
+/// was one (`Request::ip`), all HTML-escaped.
 fn facts(r: &Request) -> String {
-    let app = if r.application.trim().is_empty() {
-        "(not named by the application)"
+    let app = clean(&r.application);
+    let app = if app.is_empty() {
+        "(not named by the application)".to_string()
     } else {
-        &r.application
+        app
     };
     format!(
         "<dl><dt>Application</dt><dd id=\"application\">{}</dd><dt>User</dt><dd id=\"user\">{}</dd><dt>Requested from IP address</dt><dd id=\"ip\">{}</dd></dl>",
-        esc(app),
-        esc(&r.username),
+        esc(&app),
+        esc(&clean(&r.username)),
         esc(&r.ip)
     )
 }

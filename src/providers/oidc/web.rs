@@ -30,10 +30,12 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
+use super::idp::ExchangeError;
 use super::{
     audit_fraud, ct_eq, jwt, key_of, now_unix, pages, random_token, Flow, IdentityMatch, Inner,
     Outcome, Request,
 };
+use crate::providers::Refusal;
 use crate::server::tls::TlsIdentity;
 
 /// Connections served at once; more wait in the kernel's backlog.
@@ -332,9 +334,10 @@ async fn begin_sign_in(inner: &Inner, link: super::Link) -> Resp {
     let endpoints = match inner.idp.endpoints().await {
         Ok(e) => e,
         Err(reason) => {
-            let _ = link
-                .tx
-                .send(Outcome::Failed(format!("discovery: {reason}")));
+            // The person was reached: a denial (the IdP's fault), never a failure to fail over.
+            let _ = link.tx.send(Outcome::Refused(Refusal::provider(format!(
+                "discovery: {reason}"
+            ))));
             return respond(
                 StatusCode::BAD_GATEWAY,
                 pages::bad_request("The sign-in service cannot be reached. Try again later."),
@@ -452,11 +455,11 @@ async fn callback(inner: &Inner, req: &http::Request<Incoming>) -> Resp {
     }
     let bound = cookie_value(req).is_some_and(|c| ct_eq(&key_of(&c), &flow.binding));
     if !bound {
-        return refuse(
+        return refuse_as(
             flow,
             StatusCode::FORBIDDEN,
             "The sign-in was finished in another browser than the one that started it.",
-            "browser binding cookie missing or wrong".into(),
+            Refusal::caller("browser binding cookie missing or wrong"),
         );
     }
     if let Some(error) = get("error") {
@@ -469,11 +472,11 @@ async fn callback(inner: &Inner, req: &http::Request<Incoming>) -> Resp {
         );
     }
     let Some(code) = get("code") else {
-        return refuse(
+        return refuse_as(
             flow,
             StatusCode::BAD_REQUEST,
             "The sign-in answer has no code.",
-            "callback without a code".into(),
+            Refusal::caller("callback without a code"),
         );
     };
     let id_token = match inner
@@ -482,23 +485,33 @@ async fn callback(inner: &Inner, req: &http::Request<Incoming>) -> Resp {
         .await
     {
         Ok(t) => t,
-        Err(reason) => return fail(flow, reason),
-    };
-    let claims = match inner.idp.verify_signature(&id_token).await {
-        Ok(c) => c,
-        Err(super::idp::VerifyError::Idp(reason)) => return fail(flow, reason),
-        Err(super::idp::VerifyError::Token(e)) => {
-            return refuse(
+        Err(ExchangeError::GrantRefused(reason)) => {
+            return refuse_as(
                 flow,
                 StatusCode::OK,
                 "The sign-in could not be verified.",
-                e.to_string(),
+                Refusal::caller(reason),
+            )
+        }
+        Err(ExchangeError::Idp(reason)) => return idp_failed(flow, reason),
+    };
+    let claims = match inner.idp.verify_signature(&id_token).await {
+        Ok(c) => c,
+        Err(super::idp::VerifyError::Idp(reason)) => return idp_failed(flow, reason),
+        // The token came from the IdP's token endpoint, not through the browser: a signature its
+        // own keys do not verify is the IdP's (or the path to it's) failure.
+        Err(super::idp::VerifyError::Token(e)) => {
+            return refuse_as(
+                flow,
+                StatusCode::OK,
+                "The sign-in could not be verified.",
+                Refusal::provider(e.to_string()),
             )
         }
     };
     let endpoints_issuer = match inner.idp.endpoints().await {
         Ok(e) => e.issuer,
-        Err(reason) => return fail(flow, reason),
+        Err(reason) => return idp_failed(flow, reason),
     };
     let expect = jwt::Expect {
         issuer: &endpoints_issuer,
@@ -587,7 +600,8 @@ fn identity_matches(
     Ok(())
 }
 
-/// Ends the flow as denied: the page says `shown`, the log says `reason`.
+/// Ends the flow as denied by the sign-in itself (no MFA, another user, a stale sign-in): the
+/// page says `shown`, the log says `reason`.
 fn refuse(flow: Flow, status: StatusCode, shown: &str, reason: String) -> Resp {
     tracing::warn!(target: "pfgate::oidc", request_id = %flow.request.request_id, reason = %reason, "step-up sign-in refused");
     let page = pages::denied(Some(&flow.request), shown);
@@ -595,15 +609,24 @@ fn refuse(flow: Flow, status: StatusCode, shown: &str, reason: String) -> Resp {
     respond(status, page, None)
 }
 
-/// Ends the flow as a provider failure (the IdP could not be asked).
-fn fail(flow: Flow, reason: String) -> Resp {
-    tracing::warn!(target: "pfgate::oidc", request_id = %flow.request.request_id, reason = %reason, "identity provider failure");
-    let page = pages::denied(
-        Some(&flow.request),
+/// Ends the flow as refused for what the callback carried or the IdP did ([`Refusal`]): a
+/// denial for the waiting call, whoever is to blame.
+fn refuse_as(flow: Flow, status: StatusCode, shown: &str, refusal: Refusal) -> Resp {
+    tracing::warn!(target: "pfgate::oidc", request_id = %flow.request.request_id, reason = %refusal.reason, blame = ?refusal.blame, "step-up callback refused");
+    let page = pages::denied(Some(&flow.request), shown);
+    let _ = flow.tx.send(Outcome::Refused(refusal));
+    respond(status, page, None)
+}
+
+/// Ends the flow because the IdP failed mid-flow (unreachable, 5xx, unusable answer): still a
+/// denial — the person was reached — counted toward the IdP's breaker.
+fn idp_failed(flow: Flow, reason: String) -> Resp {
+    refuse_as(
+        flow,
+        StatusCode::BAD_GATEWAY,
         "The sign-in service could not be reached to confirm the sign-in.",
-    );
-    let _ = flow.tx.send(Outcome::Failed(reason));
-    respond(StatusCode::BAD_GATEWAY, page, None)
+        Refusal::provider(reason),
+    )
 }
 
 #[cfg(test)]
