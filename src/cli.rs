@@ -154,6 +154,14 @@ pub enum Command {
         #[arg(long, default_value = crate::pfwssdk::wsdl::PLACEHOLDER_LOCATION)]
         location: String,
     },
+    /// Print a shell completion script (e.g. `pfgate completions bash > /etc/bash_completion.d/pfgate`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: crate::cli_docs::Shell,
+    },
+    /// Print the pfgate(1) manual page (roff; `pfgate man | man -l -`).
+    Man,
 }
 
 /// How `pfgate call` and `users import --from-sdk` reach and authenticate to a PfWsSdk server.
@@ -481,6 +489,10 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Command::Completions { shell } => {
+            crate::cli_docs::print(|out| crate::cli_docs::completions(shell, out))
+        }
+        Command::Man => crate::cli_docs::print(crate::cli_docs::man),
         Command::Wsdl { location } => {
             print!("{}", crate::pfwssdk::wsdl::render(&location));
             ExitCode::SUCCESS
