@@ -190,6 +190,14 @@ pub enum Command {
         #[arg(long, default_value = crate::pfwssdk::wsdl::PLACEHOLDER_LOCATION)]
         location: String,
     },
+    /// Print a shell completion script (e.g. `pfgate completions bash > /etc/bash_completion.d/pfgate`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: crate::cli_docs::Shell,
+    },
+    /// Print the pfgate(1) manual page (roff; `pfgate man | man -l -`).
+    Man,
 }
 
 /// A `--listen` value: `ADDR:PORT`, or `HOST:PORT` resolved to the host's first IPv4 address
@@ -576,6 +584,10 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Healthcheck { url, timeout } => crate::healthcheck::run(&url, timeout),
+        Command::Completions { shell } => {
+            crate::cli_docs::print(|out| crate::cli_docs::completions(shell, out))
+        }
+        Command::Man => crate::cli_docs::print(crate::cli_docs::man),
         Command::Wsdl { location } => {
             print!("{}", crate::pfwssdk::wsdl::render(&location));
             ExitCode::SUCCESS

@@ -20,6 +20,7 @@ pub mod app;
 pub mod audit_trail;
 pub mod auth;
 pub mod cli;
+pub mod cli_docs;
 pub mod config;
 pub mod devcert;
 pub mod engine;

@@ -11,6 +11,7 @@ mod admin;
 mod call;
 mod callers;
 mod cli;
+mod cli_docs;
 mod container;
 mod contract;
 mod endpoint;

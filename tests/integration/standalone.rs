@@ -157,3 +157,25 @@ fn every_skip_is_counted_in_the_summary() {
         bare.join("\n")
     );
 }
+
+/// The shipped binary carries no debug info: with line tables it was 102 MB, without 21.4 MiB
+/// (BENCHMARKS.md, "Size of the shipped binary"). Building a release binary in a test is too slow,
+/// so this guards the profile that decides it.
+#[test]
+fn release_profile_ships_without_debug_info() {
+    let manifest: toml::Table =
+        toml::from_str(&std::fs::read_to_string(root().join("Cargo.toml")).unwrap()).unwrap();
+    let release = manifest["profile"]["release"].as_table().unwrap();
+    let debug = release.get("debug");
+    assert!(
+        debug.is_none_or(|d| d.as_bool() == Some(false) || d.as_str() == Some("none")),
+        "[profile.release] debug = {debug:?}"
+    );
+    let strip = release.get("strip");
+    assert!(
+        strip
+            .is_some_and(|s| s.as_bool() == Some(true)
+                || matches!(s.as_str(), Some("debuginfo" | "symbols"))),
+        "[profile.release] strip = {strip:?}"
+    );
+}
