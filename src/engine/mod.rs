@@ -7,7 +7,9 @@
 //! answers `false` with `Error` 501 naming it (never a fault, so callers take their error path).
 //!
 //! - [`policy`]: "may this user authenticate now?", the one decision every operation that can
-//!   answer an authentication success asks first (unknown, blocked, locked out, disabled);
+//!   answer an authentication success asks (unknown, blocked, locked out, disabled):
+//!   `PfAuthUser*` and `Validate*` first, `PrimaryAuthUser` before the LDAP bind,
+//!   `CombinedAuthUser*` after it;
 //! - [`auth`]: the second-factor decision (in-flight sharing, deadline);
 //! - [`admin`]: directory operations (add, change, find, block, bypass …);
 //! - [`phone`]: phone-number normalisation; [`totp`]: OATH codes; [`audit`]: the audit events;
@@ -196,6 +198,24 @@ impl Engine {
         Box::pin(self.primary_auth_inline(username, password))
     }
 
+    /// `PrimaryAuthUser`: the policy ([`Engine::standing_for_password`]), then the LDAP bind.
+    /// Before the policy was asked here, a blocked, locked-out or disabled user's right password
+    /// answered `true` (issue #17, item 1 follow-up). Without `[primary_auth]` the answer is Error
+    /// 502 whoever the user is.
+    async fn primary_auth_user(
+        &self,
+        username: Option<&str>,
+        password: Option<&str>,
+    ) -> (bool, Error) {
+        if self.primary.is_none() {
+            return (false, ErrorCode::PrimaryAuthNotConfigured.error());
+        }
+        if let Err(refused) = self.standing_for_password(username).await {
+            return (false, refused);
+        }
+        self.primary_auth(username, password).await
+    }
+
     async fn primary_auth_inline(
         &self,
         username: Option<&str>,
@@ -353,7 +373,7 @@ impl Engine {
             Request::PfAuthUserMaster_4(r) => auth_with_phone!(self, ctx, r, PfAuthUserMaster_4),
             Request::PrimaryAuthUser(r) => {
                 let (ok, error) = self
-                    .primary_auth(r.username.as_deref(), r.password.as_deref())
+                    .primary_auth_user(r.username.as_deref(), r.password.as_deref())
                     .await;
                 Response::status(Operation::PrimaryAuthUser, ok, error)
             }

@@ -133,7 +133,7 @@ fn outcome(body: &str, op: &str) -> (String, i64) {
 }
 
 /// The `Code` inside `parent` (`callResult`, `error`), or -1.
-fn code_in(body: &str, parent: &str) -> i64 {
+pub(crate) fn code_in(body: &str, parent: &str) -> i64 {
     let doc = parse_xml(body);
     doc.descendants()
         .find(|n| n.tag_name().name() == parent)
@@ -655,34 +655,16 @@ fn a_configuration_without_providers_does_not_start() {
 /// `check-config`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_attempt_is_audited_without_the_secret() {
-    let dir = temp_dir("lockout-audit");
-    write_cert(&dir);
-    std::fs::write(
-        dir.join("users.toml"),
+    let (dir, config) = binary_site(
+        "lockout-audit",
         "[[users]]\nusername = \"zed@contoso.com\"\nphone = \"5550100\"\npin = \"2580\"\n",
-    )
-    .unwrap();
-    let config = dir.join("pfgate.toml");
-    let text =
-        "[server]\nplain_listen = \"127.0.0.1:0\"\n[directory]\nusers_file = \"users.toml\"\n\
-         [auth]\nallow_anonymous = true\n[audit]\nfile = \"trail.jsonl\"\n\
-         [engine]\nlockout_threshold = 3\n\
-         [providers.demo]\nkind = \"scripted\"\n[[routes]]\nproviders = [\"demo\"]\n";
-    std::fs::write(&config, text).unwrap();
-    let cfg = config.display().to_string();
-    let served = tokio::task::spawn_blocking(move || {
-        crate::cli::spawn_serve(&["serve", "--config", &cfg], 1)
-    })
-    .await
-    .unwrap();
-    let addr = crate::cli::plain_addr(&served);
+        "[audit]\nfile = \"trail.jsonl\"\n[engine]\nlockout_threshold = 3\n",
+    );
+    let (served, addr) = serve_binary(&config).await;
     for p in ["9731", "9731", "9731", "2580"] {
         plain_call(&addr, "ValidatePin", &pin("zed@contoso.com", p)).await;
     }
-    let status = tokio::task::spawn_blocking(move || crate::cli::sigterm_and_wait(served.child))
-        .await
-        .unwrap();
-    assert!(status.success());
+    assert!(stop_binary(served).await.success());
     let trail = std::fs::read_to_string(dir.join("trail.jsonl")).unwrap();
     let events: Vec<String> = trail
         .lines()
@@ -711,6 +693,7 @@ async fn every_attempt_is_audited_without_the_secret() {
         "{trail}"
     );
 
+    let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &config,
         text.replace(
@@ -730,7 +713,7 @@ async fn every_attempt_is_audited_without_the_secret() {
 }
 
 /// One SOAP call over plain HTTP (`Connection: close`); the response text.
-async fn plain_call(addr: &str, op: &str, inner: &str) -> String {
+pub(crate) async fn plain_call(addr: &str, op: &str, inner: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let body = env11(&format!(r#"<{op} xmlns="{NS}">{inner}</{op}>"#));
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -743,4 +726,53 @@ async fn plain_call(addr: &str, op: &str, inner: &str) -> String {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(STEP, tcp.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// [`plain_call`]'s SOAP body, after checking the answer is a 200.
+pub(crate) async fn plain_soap(addr: &str, op: &str, inner: &str) -> String {
+    let text = plain_call(addr, op, inner).await;
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        panic!("{op}: no HTTP response: {text:?}");
+    };
+    assert!(head.starts_with("HTTP/1.1 200"), "{op}: {text}");
+    body.to_string()
+}
+
+/// A site for the real binary in a fresh directory: `users` as its users file, anonymous callers
+/// on plain HTTP, the scripted provider named in a route, then `extra` (more TOML tables).
+/// Returns the directory and the configuration file.
+pub(crate) fn binary_site(
+    tag: &str,
+    users: &str,
+    extra: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = temp_dir(tag);
+    std::fs::write(dir.join("users.toml"), users).unwrap();
+    let config = dir.join("pfgate.toml");
+    let text = format!(
+        "[server]\nplain_listen = \"127.0.0.1:0\"\n[directory]\nusers_file = \"users.toml\"\n\
+         [auth]\nallow_anonymous = true\n\
+         [providers.demo]\nkind = \"scripted\"\n[[routes]]\nproviders = [\"demo\"]\n{extra}"
+    );
+    std::fs::write(&config, text).unwrap();
+    (dir, config)
+}
+
+/// `pfgate serve --config CONFIG` (the real binary); the process and its plain HTTP address.
+pub(crate) async fn serve_binary(config: &std::path::Path) -> (crate::cli::Served, String) {
+    let cfg = config.display().to_string();
+    let served = tokio::task::spawn_blocking(move || {
+        crate::cli::spawn_serve(&["serve", "--config", &cfg], 1)
+    })
+    .await
+    .unwrap();
+    let addr = crate::cli::plain_addr(&served);
+    (served, addr)
+}
+
+/// Stops a [`serve_binary`] process with SIGTERM; its exit status.
+pub(crate) async fn stop_binary(served: crate::cli::Served) -> std::process::ExitStatus {
+    tokio::task::spawn_blocking(move || crate::cli::sigterm_and_wait(served.child))
+        .await
+        .unwrap()
 }
