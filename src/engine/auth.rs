@@ -68,7 +68,7 @@ pub(crate) struct AuthInput<'a> {
     pub initiating_ip: Option<&'a str>,
     /// Number given in the call (`PfAuthUser_5`): (country code, number, extension).
     pub phone: Option<(&'a str, &'a str, &'a str)>,
-    /// Mode given in the call (`PfAuthUser_5`).
+    /// Mode sent in the call (`PfAuthUser_5`); `None` when the caller left it out.
     pub mode: Option<Mode3>,
 }
 
@@ -217,17 +217,19 @@ fn caller_number<'a>(input: &AuthInput<'a>) -> Option<(&'a str, &'a str, &'a str
 
 /// The mode of this authentication. `own` is the user's mode (voice for an unknown user).
 ///
-/// A mode the caller gives is used when it is one a call can carry (voice, SMS, app). Otherwise —
-/// and an omitted `mode` decodes as `oathToken`, the enumeration's first value, as .NET does — a
-/// number the caller gave is called by voice, and without one the user's own mode applies. So the
-/// CallResult always names what was done (issue #17, item 15: an omitted mode with a number
-/// reported 23 "OATH Code Verified" for a voice call).
+/// A mode the caller sent is honoured, `oathToken` included (with a number: the call is placed in
+/// that mode and an approval reports 23). Only when `mode` was not sent — or sent as `invalid` /
+/// `unspecified`, which name no mode — does pfgate choose: a number the caller gave is called by
+/// voice, and without one the user's own mode applies. So the CallResult always names what was
+/// done (issue #17, item 15: an omitted mode with a number reported 23 "OATH Code Verified" for a
+/// voice call, because the decoder filled in `oathToken`, the enumeration's first value; it now
+/// says whether `mode` was sent).
 fn effective_mode(input: &AuthInput<'_>, own: Mode3) -> Mode3 {
-    let call_mode = |m: Mode3| matches!(m, Mode3::VoiceCall | Mode3::SmsText | Mode3::PhoneApp);
-    match (caller_number(input), input.mode) {
-        (_, Some(m)) if call_mode(m) => m,
-        (Some(_), _) => Mode3::VoiceCall,
-        (None, _) => own,
+    let names_a_mode = |m: &Mode3| !matches!(m, Mode3::Invalid | Mode3::Unspecified);
+    match (input.mode.filter(names_a_mode), caller_number(input)) {
+        (Some(sent), _) => sent,
+        (None, Some(_)) => Mode3::VoiceCall,
+        (None, None) => own,
     }
 }
 
@@ -889,10 +891,12 @@ async fn wait_for_remote(store: &dyn Store, request_id: &str, deadline: Duration
 mod tests {
     use super::*;
 
-    /// Issue #17, item 15: the mode used is one a call can carry; an omitted mode (decoded as
-    /// `oathToken`) with a caller's number is a voice call, without one the user's own mode.
+    /// Issue #17, item 15: an omitted mode (`None`) with a caller's number is a voice call,
+    /// without one the user's own mode; a mode sent is used as sent, `oathToken` included (issue
+    /// #17 follow-up: the decoder used to fill `oathToken` in for an omitted mode, so an explicit
+    /// one was taken for an omitted one and called by voice).
     #[test]
-    fn the_mode_used_is_what_a_call_can_carry() {
+    fn the_mode_used_is_the_one_sent_else_voice_for_a_number_else_the_users() {
         let with = |phone: Option<(&'static str, &'static str, &'static str)>, mode| AuthInput {
             phone,
             mode,
@@ -901,10 +905,22 @@ mod tests {
         let number = Some(("1", "4255550100", ""));
         let empty = Some(("1", " ", ""));
         for (input, own, expected) in [
+            (with(number, None), Mode3::PhoneApp, Mode3::VoiceCall),
             (
                 with(number, Some(Mode3::OathToken)),
                 Mode3::PhoneApp,
+                Mode3::OathToken,
+            ),
+            (
+                with(number, Some(Mode3::VoiceCall)),
+                Mode3::OathToken,
                 Mode3::VoiceCall,
+            ),
+            (with(empty, None), Mode3::SmsText, Mode3::SmsText),
+            (
+                with(None, Some(Mode3::OathToken)),
+                Mode3::VoiceCall,
+                Mode3::OathToken,
             ),
             (
                 with(number, Some(Mode3::Unspecified)),

@@ -135,7 +135,7 @@ macro_rules! auth_with_phone {
                         $r.phone_number.as_deref().unwrap_or(""),
                         $r.extension.as_deref().unwrap_or(""),
                     )),
-                    mode: Some($r.mode),
+                    mode: $r.mode,
                 },
             )
             .await;

@@ -776,3 +776,59 @@ pub(crate) async fn stop_binary(served: crate::cli::Served) -> std::process::Exi
         .await
         .unwrap()
 }
+
+/// Issue #17, follow-up of item 15, through the binary: `PfAuthUser_5` and `PfAuthUserMaster_4`
+/// honour a mode the caller sends — an explicit `oathToken` with a number places the call in that
+/// mode and reports 23, without a number it starts an OATH transaction (22) — while only an
+/// omitted (or nil) mode is pfgate's choice: voice for the caller's number (2), else the user's
+/// own mode. Before the fix the decoder filled `oathToken` in for an omitted mode, so an explicit
+/// one could not be told from it and was called and reported as voice (2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explicit_mode_is_honoured_and_only_an_omitted_one_defaults() {
+    let (dir, config) = binary_site("explicit-mode", USERS, "");
+    let (served, addr) = serve_binary(&config).await;
+    let (mim, victim, alice) = (
+        "mimservice@contoso.com",
+        "victim@contoso.com",
+        "alice@contoso.com",
+    );
+    let nil = r#"<mode xmlns:i="http://www.w3.org/2001/XMLSchema-instance" i:nil="true"/>"#;
+    let (oath, voice, sms) = (
+        "<mode>oathToken</mode>",
+        "<mode>voiceCall</mode>",
+        "<mode>smsText</mode>",
+    );
+    let given = "4255559990";
+    // (mode element, number, user) → (Result, CallResult, Error)
+    let cases = [
+        ("", given, mim, ("true", 2, 0)),
+        (nil, given, mim, ("true", 2, 0)),
+        (oath, given, mim, ("true", 23, 0)),
+        (voice, given, mim, ("true", 2, 0)),
+        (sms, given, mim, ("true", 19, 0)),
+        (oath, "", victim, ("false", 22, 0)),
+        ("", "", victim, ("true", 2, 0)),
+        ("", "", alice, ("false", 22, 0)),
+    ];
+    for op in ["PfAuthUser_5", "PfAuthUserMaster_4"] {
+        for (mode, number, name, expected) in cases {
+            let inner = format!(
+                "<username>{name}</username><requireUserMatch>true</requireUserMatch>{mode}\
+                 <countryCode>1</countryCode><phoneNumber>{number}</phoneNumber>"
+            );
+            let body = plain_soap(&addr, op, &inner).await;
+            let got = (
+                text_of(&body, &format!("{op}Result")).unwrap_or_default(),
+                code_in(&body, "callResult"),
+                code_in(&body, "error"),
+            );
+            assert_eq!(
+                (got.0.as_str(), got.1, got.2),
+                expected,
+                "{op} {name} mode {mode:?} number {number:?}: {body}"
+            );
+        }
+    }
+    assert!(stop_binary(served).await.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
