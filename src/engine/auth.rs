@@ -90,6 +90,16 @@ impl AuthDecision {
             request_id: Some(request_id),
         }
     }
+    /// A second step is under way (an OATH code or a passcode awaited): `false` with no error, and
+    /// the id that completes it.
+    fn pending(code: CallCode, request_id: String) -> Self {
+        Self {
+            success: false,
+            call_result: code.call_result(),
+            error: Error::ok(),
+            request_id: Some(request_id),
+        }
+    }
     fn denied(code: CallCode, request_id: Option<String>) -> Self {
         Self {
             success: false,
@@ -440,6 +450,26 @@ impl Engine {
         })
     }
 
+    /// A second step's transaction: `id` for `username`, started by principal `started_by`, open
+    /// until the deadline (`auth_timeout`), with no code hash and no target.
+    fn transaction(
+        &self,
+        id: &str,
+        username: &str,
+        kind: TransactionKind,
+        started_by: &str,
+    ) -> Transaction {
+        Transaction {
+            id: id.to_string(),
+            username: username.to_string(),
+            kind,
+            code_hash: None,
+            expires_at: now_unix() + self.settings.auth_timeout.as_secs() as i64,
+            target: None,
+            started_by: started_by.to_string(),
+        }
+    }
+
     fn store_failure(&self, e: &StoreError) -> AuthDecision {
         tracing::error!(target: "pfgate::engine", error = %e, "store failure: authentication fails secure");
         AuthDecision::error(
@@ -454,22 +484,14 @@ impl Engine {
         username: &str,
         request_id: String,
     ) -> AuthDecision {
-        let tx = Transaction {
-            id: request_id.clone(),
-            username: username.to_string(),
-            kind: TransactionKind::OathCode,
-            code_hash: None,
-            expires_at: now_unix() + self.settings.auth_timeout.as_secs() as i64,
-            target: None,
-            started_by: ctx.caller.clone(),
-        };
+        let tx = self.transaction(
+            &request_id,
+            username,
+            TransactionKind::OathCode,
+            &ctx.caller,
+        );
         match self.store.put_transaction(&tx).await {
-            Ok(()) => AuthDecision {
-                success: false,
-                call_result: CallCode::OathCodePending.call_result(),
-                error: Error::ok(),
-                request_id: Some(request_id),
-            },
+            Ok(()) => AuthDecision::pending(CallCode::OathCodePending, request_id),
             Err(e) => self.store_failure(&e),
         }
     }
@@ -511,13 +533,13 @@ impl Engine {
             }
         };
         let tx = Transaction {
-            id: request_id.clone(),
-            username: user.username.clone(),
-            kind: TransactionKind::SmsPasscode,
             code_hash: Some(code_hash),
-            expires_at: now_unix() + self.settings.auth_timeout.as_secs() as i64,
-            target: None,
-            started_by: ctx.caller.clone(),
+            ..self.transaction(
+                &request_id,
+                &user.username,
+                TransactionKind::SmsPasscode,
+                &ctx.caller,
+            )
         };
         if let Err(e) = self.store.put_transaction(&tx).await {
             return (self.store_failure(&e), None, None);
@@ -540,12 +562,7 @@ impl Engine {
         )
         .await;
         let decision = match sent {
-            Ok(Verdict::Approved) => AuthDecision {
-                success: false,
-                call_result: CallCode::TextMessageSent.call_result(),
-                error: Error::ok(),
-                request_id: Some(request_id),
-            },
+            Ok(Verdict::Approved) => AuthDecision::pending(CallCode::TextMessageSent, request_id),
             Ok(other) => {
                 tracing::warn!(target: "pfgate::engine", provider = self.provider.name(), verdict = ?other, "passcode not sent");
                 let _ = self
@@ -684,21 +701,16 @@ impl Engine {
         match verdict {
             Verdict::Approved => {
                 let tx = Transaction {
-                    id: request_id.clone(),
-                    username: username.to_string(),
-                    kind: TransactionKind::ProviderCode,
-                    code_hash: None,
-                    expires_at: now_unix() + self.settings.auth_timeout.as_secs() as i64,
                     target: Some(format!("{provider} {}", attempt.phone.e164())),
-                    started_by: attempt.caller.clone(),
+                    ..self.transaction(
+                        &request_id,
+                        username,
+                        TransactionKind::ProviderCode,
+                        &attempt.caller,
+                    )
                 };
                 match self.store.put_transaction(&tx).await {
-                    Ok(()) => AuthDecision {
-                        success: false,
-                        call_result: CallCode::TextMessageSent.call_result(),
-                        error: Error::ok(),
-                        request_id: Some(request_id),
-                    },
+                    Ok(()) => AuthDecision::pending(CallCode::TextMessageSent, request_id),
                     // A code for a user pfgate does not hold could never be completed: fail secure.
                     Err(StoreError::NotFound(_)) => {
                         AuthDecision::denied(CallCode::UnableToPlaceCall, Some(request_id))
@@ -904,50 +916,21 @@ mod tests {
         };
         let number = Some(("1", "4255550100", ""));
         let empty = Some(("1", " ", ""));
+        use Mode3::VoiceCall as Voice;
+        use Mode3::{Invalid, OathToken as Oath, PhoneApp as App, SmsText as Sms, Unspecified};
+        // (number and mode sent, the user's own mode) → the mode used
         for (input, own, expected) in [
-            (with(number, None), Mode3::PhoneApp, Mode3::VoiceCall),
-            (
-                with(number, Some(Mode3::OathToken)),
-                Mode3::PhoneApp,
-                Mode3::OathToken,
-            ),
-            (
-                with(number, Some(Mode3::VoiceCall)),
-                Mode3::OathToken,
-                Mode3::VoiceCall,
-            ),
-            (with(empty, None), Mode3::SmsText, Mode3::SmsText),
-            (
-                with(None, Some(Mode3::OathToken)),
-                Mode3::VoiceCall,
-                Mode3::OathToken,
-            ),
-            (
-                with(number, Some(Mode3::Unspecified)),
-                Mode3::SmsText,
-                Mode3::VoiceCall,
-            ),
-            (
-                with(number, Some(Mode3::SmsText)),
-                Mode3::VoiceCall,
-                Mode3::SmsText,
-            ),
-            (
-                with(number, Some(Mode3::PhoneApp)),
-                Mode3::VoiceCall,
-                Mode3::PhoneApp,
-            ),
-            (
-                with(empty, Some(Mode3::OathToken)),
-                Mode3::OathToken,
-                Mode3::OathToken,
-            ),
-            (
-                with(empty, Some(Mode3::Invalid)),
-                Mode3::SmsText,
-                Mode3::SmsText,
-            ),
-            (with(None, None), Mode3::PhoneApp, Mode3::PhoneApp),
+            (with(number, None), App, Voice),
+            (with(number, Some(Oath)), App, Oath),
+            (with(number, Some(Voice)), Oath, Voice),
+            (with(empty, None), Sms, Sms),
+            (with(None, Some(Oath)), Voice, Oath),
+            (with(number, Some(Unspecified)), Sms, Voice),
+            (with(number, Some(Sms)), Voice, Sms),
+            (with(number, Some(App)), Voice, App),
+            (with(empty, Some(Oath)), Oath, Oath),
+            (with(empty, Some(Invalid)), Sms, Sms),
+            (with(None, None), App, App),
         ] {
             assert_eq!(
                 effective_mode(&input, own),

@@ -75,21 +75,26 @@ pub fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
+/// The [`AuthInput`] of authentication request `$r` of operation `$op`, with `$app` as its
+/// application name (the older operations carry none).
+macro_rules! auth_input {
+    ($r:ident, $op:ident, $app:expr) => {
+        AuthInput {
+            operation: stringify!($op),
+            username: $r.username.as_deref(),
+            require_user_match: $r.require_user_match,
+            application_name: $app,
+            initiating_ip: $r.initiating_ip_address.as_deref(),
+            ..AuthInput::default()
+        }
+    };
+}
+
+/// `PfAuthUser*`: the second-factor decision for `$input` (by default [`auth_input!`]) as the
+/// response of `$op`, with its `authenticationRequestId` for the operations that carry one.
 macro_rules! auth_response {
-    ($self:ident, $ctx:ident, $r:ident, $op:ident, with_id) => {{
-        let d = $self
-            .authenticate(
-                $ctx,
-                AuthInput {
-                    operation: stringify!($op),
-                    username: $r.username.as_deref(),
-                    require_user_match: $r.require_user_match,
-                    application_name: $r.application_name.as_deref(),
-                    initiating_ip: $r.initiating_ip_address.as_deref(),
-                    ..AuthInput::default()
-                },
-            )
-            .await;
+    (@answer $self:ident, $ctx:ident, $op:ident, $input:expr, with_id) => {{
+        let d = $self.authenticate($ctx, $input).await;
         Response::$op(rs::$op {
             result: d.success,
             call_result: d.call_result,
@@ -97,20 +102,12 @@ macro_rules! auth_response {
             error: d.error,
         })
     }};
+    ($self:ident, $ctx:ident, $r:ident, $op:ident, with_id) => {
+        auth_response!(@answer $self, $ctx, $op,
+            auth_input!($r, $op, $r.application_name.as_deref()), with_id)
+    };
     ($self:ident, $ctx:ident, $r:ident, $op:ident, $app:expr) => {{
-        let d = $self
-            .authenticate(
-                $ctx,
-                AuthInput {
-                    operation: stringify!($op),
-                    username: $r.username.as_deref(),
-                    require_user_match: $r.require_user_match,
-                    application_name: $app,
-                    initiating_ip: $r.initiating_ip_address.as_deref(),
-                    ..AuthInput::default()
-                },
-            )
-            .await;
+        let d = $self.authenticate($ctx, auth_input!($r, $op, $app)).await;
         Response::$op(rs::$op {
             result: d.success,
             call_result: d.call_result,
@@ -119,33 +116,19 @@ macro_rules! auth_response {
     }};
 }
 
+/// `PfAuthUser_5`/`PfAuthUserMaster_4`: with the number and the mode the request carries.
 macro_rules! auth_with_phone {
-    ($self:ident, $ctx:ident, $r:ident, $op:ident) => {{
-        let d = $self
-            .authenticate(
-                $ctx,
-                AuthInput {
-                    operation: stringify!($op),
-                    username: $r.username.as_deref(),
-                    require_user_match: $r.require_user_match,
-                    application_name: $r.application_name.as_deref(),
-                    initiating_ip: $r.initiating_ip_address.as_deref(),
-                    phone: Some((
-                        $r.country_code.as_deref().unwrap_or(""),
-                        $r.phone_number.as_deref().unwrap_or(""),
-                        $r.extension.as_deref().unwrap_or(""),
-                    )),
-                    mode: $r.mode,
-                },
-            )
-            .await;
-        Response::$op(rs::$op {
-            result: d.success,
-            call_result: d.call_result,
-            authentication_request_id: d.request_id,
-            error: d.error,
-        })
-    }};
+    ($self:ident, $ctx:ident, $r:ident, $op:ident) => {
+        auth_response!(@answer $self, $ctx, $op, AuthInput {
+            phone: Some((
+                $r.country_code.as_deref().unwrap_or(""),
+                $r.phone_number.as_deref().unwrap_or(""),
+                $r.extension.as_deref().unwrap_or(""),
+            )),
+            mode: $r.mode,
+            ..auth_input!($r, $op, $r.application_name.as_deref())
+        }, with_id)
+    };
 }
 
 /// `CombinedAuthUser*`: primary authentication by LDAP bind, then the second factor.
@@ -159,19 +142,7 @@ macro_rules! combined {
             resp.error = primary_error;
             Response::$op(resp)
         } else {
-            let d = $self
-                .authenticate(
-                    $ctx,
-                    AuthInput {
-                        operation: stringify!($op),
-                        username: $r.username.as_deref(),
-                        require_user_match: $r.require_user_match,
-                        application_name: $app,
-                        initiating_ip: $r.initiating_ip_address.as_deref(),
-                        ..AuthInput::default()
-                    },
-                )
-                .await;
+            let d = $self.authenticate($ctx, auth_input!($r, $op, $app)).await;
             let mut resp = rs::$op::default();
             resp.result = d.success;
             resp.primary_auth_succeeded = true;
