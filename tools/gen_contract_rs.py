@@ -19,6 +19,13 @@ PRIM = {"string": "Option<String>", "boolean": "bool", "int": "i32", "long": "i6
         "unsignedInt": "u32", "double": "f64"}
 ALWAYS_PRESENT = {"Error", "CallResult"}
 KEYWORDS = {"type", "mod", "enum", "struct", "fn", "match", "ref", "use", "in", "loop", "move"}
+# Enum inputs whose omission means something other than the enumeration's first value, so the
+# decoded request says whether they were sent (`Option<…>`, `None` = omitted or nil) instead of
+# holding the default .NET's XmlSerializer fills in. `mode` of PfAuthUser_5/PfAuthUserMaster_4:
+# omitted is "the user's own mode, voice for a number the caller gives" (issue #17, item 15), while
+# an explicit `oathToken` (the first value) is honoured as sent. The wire is unchanged: the
+# contract type is still the enumeration, and the contract test compares it.
+SENT_OR_NOT = {("PfAuthUser_5", "mode"), ("PfAuthUserMaster_4", "mode")}
 
 
 def snake(name: str) -> str:
@@ -80,7 +87,11 @@ for op in contract["operations"]:
     w(f"    {op['operation']} (method \"{method}\") -> {result} {{")
     w("        in {")
     for p in op["inputs"]:
-        w(f"            {snake(p['element'])}: {rust_type(p['type'])} = \"{p['element']}\",")
+        ty = rust_type(p["type"])
+        if (op["operation"], p["element"]) in SENT_OR_NOT:
+            assert contract["types"][p["type"]]["kind"].startswith("enum"), p
+            ty = f"Option<{ty}>"
+        w(f"            {snake(p['element'])}: {ty} = \"{p['element']}\",")
     w("        }")
     w("        out {")
     for p in op["outputs"]:

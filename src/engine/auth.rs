@@ -84,7 +84,7 @@ pub(crate) struct AuthInput<'a> {
     pub initiating_ip: Option<&'a str>,
     /// Number given in the call (`PfAuthUser_5`): (country code, number, extension).
     pub phone: Option<(&'a str, &'a str, &'a str)>,
-    /// Mode given in the call (`PfAuthUser_5`).
+    /// Mode sent in the call (`PfAuthUser_5`); `None` when the caller left it out.
     pub mode: Option<Mode3>,
 }
 
@@ -101,6 +101,16 @@ impl AuthDecision {
     fn approved(code: CallCode, request_id: String) -> Self {
         Self {
             success: true,
+            call_result: code.call_result(),
+            error: Error::ok(),
+            request_id: Some(request_id),
+        }
+    }
+    /// A second step is under way (an OATH code or a passcode awaited): `false` with no error, and
+    /// the id that completes it.
+    fn pending(code: CallCode, request_id: String) -> Self {
+        Self {
+            success: false,
             call_result: code.call_result(),
             error: Error::ok(),
             request_id: Some(request_id),
@@ -253,17 +263,19 @@ fn caller_number<'a>(input: &AuthInput<'a>) -> Option<(&'a str, &'a str, &'a str
 
 /// The mode of this authentication. `own` is the user's mode (voice for an unknown user).
 ///
-/// A mode the caller gives is used when it is one a call can carry (voice, SMS, app). Otherwise —
-/// and an omitted `mode` decodes as `oathToken`, the enumeration's first value, as .NET does — a
-/// number the caller gave is called by voice, and without one the user's own mode applies. So the
-/// CallResult always names what was done (issue #17, item 15: an omitted mode with a number
-/// reported 23 "OATH Code Verified" for a voice call).
+/// A mode the caller sent is honoured, `oathToken` included (with a number: the call is placed in
+/// that mode and an approval reports 23). Only when `mode` was not sent — or sent as `invalid` /
+/// `unspecified`, which name no mode — does pfgate choose: a number the caller gave is called by
+/// voice, and without one the user's own mode applies. So the CallResult always names what was
+/// done (issue #17, item 15: an omitted mode with a number reported 23 "OATH Code Verified" for a
+/// voice call, because the decoder filled in `oathToken`, the enumeration's first value; it now
+/// says whether `mode` was sent).
 fn effective_mode(input: &AuthInput<'_>, own: Mode3) -> Mode3 {
-    let call_mode = |m: Mode3| matches!(m, Mode3::VoiceCall | Mode3::SmsText | Mode3::PhoneApp);
-    match (caller_number(input), input.mode) {
-        (_, Some(m)) if call_mode(m) => m,
-        (Some(_), _) => Mode3::VoiceCall,
-        (None, _) => own,
+    let names_a_mode = |m: &Mode3| !matches!(m, Mode3::Invalid | Mode3::Unspecified);
+    match (input.mode.filter(names_a_mode), caller_number(input)) {
+        (Some(sent), _) => sent,
+        (None, Some(_)) => Mode3::VoiceCall,
+        (None, None) => own,
     }
 }
 
@@ -474,6 +486,26 @@ impl Engine {
         })
     }
 
+    /// A second step's transaction: `id` for `username`, started by principal `started_by`, open
+    /// until the deadline (`auth_timeout`), with no code hash and no target.
+    fn transaction(
+        &self,
+        id: &str,
+        username: &str,
+        kind: TransactionKind,
+        started_by: &str,
+    ) -> Transaction {
+        Transaction {
+            id: id.to_string(),
+            username: username.to_string(),
+            kind,
+            code_hash: None,
+            expires_at: now_unix() + self.settings.auth_timeout.as_secs() as i64,
+            target: None,
+            started_by: started_by.to_string(),
+        }
+    }
+
     fn store_failure(&self, e: &StoreError) -> AuthDecision {
         tracing::error!(target: "pfgate::engine", error = %e, "store failure: authentication fails secure");
         AuthDecision::error(
@@ -488,22 +520,14 @@ impl Engine {
         username: &str,
         request_id: String,
     ) -> AuthDecision {
-        let tx = Transaction {
-            id: request_id.clone(),
-            username: username.to_string(),
-            kind: TransactionKind::OathCode,
-            code_hash: None,
-            expires_at: now_unix() + self.settings.auth_timeout.as_secs() as i64,
-            target: None,
-            started_by: ctx.caller.clone(),
-        };
+        let tx = self.transaction(
+            &request_id,
+            username,
+            TransactionKind::OathCode,
+            &ctx.caller,
+        );
         match self.store.put_transaction(&tx).await {
-            Ok(()) => AuthDecision {
-                success: false,
-                call_result: CallCode::OathCodePending.call_result(),
-                error: Error::ok(),
-                request_id: Some(request_id),
-            },
+            Ok(()) => AuthDecision::pending(CallCode::OathCodePending, request_id),
             Err(e) => self.store_failure(&e),
         }
     }
@@ -545,13 +569,13 @@ impl Engine {
             }
         };
         let tx = Transaction {
-            id: request_id.clone(),
-            username: user.username.clone(),
-            kind: TransactionKind::SmsPasscode,
             code_hash: Some(code_hash),
-            expires_at: now_unix() + self.settings.auth_timeout.as_secs() as i64,
-            target: None,
-            started_by: ctx.caller.clone(),
+            ..self.transaction(
+                &request_id,
+                &user.username,
+                TransactionKind::SmsPasscode,
+                &ctx.caller,
+            )
         };
         if let Err(e) = self.store.put_transaction(&tx).await {
             return (self.store_failure(&e), None, None);
@@ -574,12 +598,7 @@ impl Engine {
         )
         .await;
         let decision = match sent {
-            Ok(Verdict::Approved) => AuthDecision {
-                success: false,
-                call_result: CallCode::TextMessageSent.call_result(),
-                error: Error::ok(),
-                request_id: Some(request_id),
-            },
+            Ok(Verdict::Approved) => AuthDecision::pending(CallCode::TextMessageSent, request_id),
             Ok(other) => {
                 tracing::warn!(target: "pfgate::engine", provider = self.provider.name(), verdict = ?other, "passcode not sent");
                 let _ = self
@@ -745,21 +764,16 @@ impl Engine {
         match verdict {
             Verdict::Approved => {
                 let tx = Transaction {
-                    id: request_id.clone(),
-                    username: username.to_string(),
-                    kind: TransactionKind::ProviderCode,
-                    code_hash: None,
-                    expires_at: now_unix() + self.settings.auth_timeout.as_secs() as i64,
                     target: Some(format!("{provider} {}", attempt.phone.e164())),
-                    started_by: attempt.caller.clone(),
+                    ..self.transaction(
+                        &request_id,
+                        username,
+                        TransactionKind::ProviderCode,
+                        &attempt.caller,
+                    )
                 };
                 match self.store.put_transaction(&tx).await {
-                    Ok(()) => AuthDecision {
-                        success: false,
-                        call_result: CallCode::TextMessageSent.call_result(),
-                        error: Error::ok(),
-                        request_id: Some(request_id),
-                    },
+                    Ok(()) => AuthDecision::pending(CallCode::TextMessageSent, request_id),
                     // A code for a user pfgate does not hold could never be completed: fail secure.
                     Err(StoreError::NotFound(_)) => {
                         AuthDecision::denied(CallCode::UnableToPlaceCall, Some(request_id))
@@ -1082,10 +1096,12 @@ mod tests {
         );
     }
 
-    /// Issue #17, item 15: the mode used is one a call can carry; an omitted mode (decoded as
-    /// `oathToken`) with a caller's number is a voice call, without one the user's own mode.
+    /// Issue #17, item 15: an omitted mode (`None`) with a caller's number is a voice call,
+    /// without one the user's own mode; a mode sent is used as sent, `oathToken` included (issue
+    /// #17 follow-up: the decoder used to fill `oathToken` in for an omitted mode, so an explicit
+    /// one was taken for an omitted one and called by voice).
     #[test]
-    fn the_mode_used_is_what_a_call_can_carry() {
+    fn the_mode_used_is_the_one_sent_else_voice_for_a_number_else_the_users() {
         let with = |phone: Option<(&'static str, &'static str, &'static str)>, mode| AuthInput {
             phone,
             mode,
@@ -1093,38 +1109,21 @@ mod tests {
         };
         let number = Some(("1", "4255550100", ""));
         let empty = Some(("1", " ", ""));
+        use Mode3::VoiceCall as Voice;
+        use Mode3::{Invalid, OathToken as Oath, PhoneApp as App, SmsText as Sms, Unspecified};
+        // (number and mode sent, the user's own mode) → the mode used
         for (input, own, expected) in [
-            (
-                with(number, Some(Mode3::OathToken)),
-                Mode3::PhoneApp,
-                Mode3::VoiceCall,
-            ),
-            (
-                with(number, Some(Mode3::Unspecified)),
-                Mode3::SmsText,
-                Mode3::VoiceCall,
-            ),
-            (
-                with(number, Some(Mode3::SmsText)),
-                Mode3::VoiceCall,
-                Mode3::SmsText,
-            ),
-            (
-                with(number, Some(Mode3::PhoneApp)),
-                Mode3::VoiceCall,
-                Mode3::PhoneApp,
-            ),
-            (
-                with(empty, Some(Mode3::OathToken)),
-                Mode3::OathToken,
-                Mode3::OathToken,
-            ),
-            (
-                with(empty, Some(Mode3::Invalid)),
-                Mode3::SmsText,
-                Mode3::SmsText,
-            ),
-            (with(None, None), Mode3::PhoneApp, Mode3::PhoneApp),
+            (with(number, None), App, Voice),
+            (with(number, Some(Oath)), App, Oath),
+            (with(number, Some(Voice)), Oath, Voice),
+            (with(empty, None), Sms, Sms),
+            (with(None, Some(Oath)), Voice, Oath),
+            (with(number, Some(Unspecified)), Sms, Voice),
+            (with(number, Some(Sms)), Voice, Sms),
+            (with(number, Some(App)), Voice, App),
+            (with(empty, Some(Oath)), Oath, Oath),
+            (with(empty, Some(Invalid)), Sms, Sms),
+            (with(None, None), App, App),
         ] {
             assert_eq!(
                 effective_mode(&input, own),

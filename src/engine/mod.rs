@@ -7,7 +7,9 @@
 //! answers `false` with `Error` 501 naming it (never a fault, so callers take their error path).
 //!
 //! - [`policy`]: "may this user authenticate now?", the one decision every operation that can
-//!   answer an authentication success asks first (unknown, blocked, locked out, disabled);
+//!   answer an authentication success asks (unknown, blocked, locked out, disabled):
+//!   `PfAuthUser*` and `Validate*` first, `PrimaryAuthUser` before the LDAP bind,
+//!   `CombinedAuthUser*` after it;
 //! - [`auth`]: the second-factor decision (in-flight sharing, deadline);
 //! - [`admin`]: directory operations (add, change, find, block, bypass …);
 //! - [`phone`]: phone-number normalisation; [`totp`]: OATH codes; [`audit`]: the audit events;
@@ -73,21 +75,26 @@ pub fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
+/// The [`AuthInput`] of authentication request `$r` of operation `$op`, with `$app` as its
+/// application name (the older operations carry none).
+macro_rules! auth_input {
+    ($r:ident, $op:ident, $app:expr) => {
+        AuthInput {
+            operation: stringify!($op),
+            username: $r.username.as_deref(),
+            require_user_match: $r.require_user_match,
+            application_name: $app,
+            initiating_ip: $r.initiating_ip_address.as_deref(),
+            ..AuthInput::default()
+        }
+    };
+}
+
+/// `PfAuthUser*`: the second-factor decision for `$input` (by default [`auth_input!`]) as the
+/// response of `$op`, with its `authenticationRequestId` for the operations that carry one.
 macro_rules! auth_response {
-    ($self:ident, $ctx:ident, $r:ident, $op:ident, with_id) => {{
-        let d = $self
-            .authenticate(
-                $ctx,
-                AuthInput {
-                    operation: stringify!($op),
-                    username: $r.username.as_deref(),
-                    require_user_match: $r.require_user_match,
-                    application_name: $r.application_name.as_deref(),
-                    initiating_ip: $r.initiating_ip_address.as_deref(),
-                    ..AuthInput::default()
-                },
-            )
-            .await;
+    (@answer $self:ident, $ctx:ident, $op:ident, $input:expr, with_id) => {{
+        let d = $self.authenticate($ctx, $input).await;
         Response::$op(rs::$op {
             result: d.success,
             call_result: d.call_result,
@@ -95,20 +102,12 @@ macro_rules! auth_response {
             error: d.error,
         })
     }};
+    ($self:ident, $ctx:ident, $r:ident, $op:ident, with_id) => {
+        auth_response!(@answer $self, $ctx, $op,
+            auth_input!($r, $op, $r.application_name.as_deref()), with_id)
+    };
     ($self:ident, $ctx:ident, $r:ident, $op:ident, $app:expr) => {{
-        let d = $self
-            .authenticate(
-                $ctx,
-                AuthInput {
-                    operation: stringify!($op),
-                    username: $r.username.as_deref(),
-                    require_user_match: $r.require_user_match,
-                    application_name: $app,
-                    initiating_ip: $r.initiating_ip_address.as_deref(),
-                    ..AuthInput::default()
-                },
-            )
-            .await;
+        let d = $self.authenticate($ctx, auth_input!($r, $op, $app)).await;
         Response::$op(rs::$op {
             result: d.success,
             call_result: d.call_result,
@@ -117,33 +116,19 @@ macro_rules! auth_response {
     }};
 }
 
+/// `PfAuthUser_5`/`PfAuthUserMaster_4`: with the number and the mode the request carries.
 macro_rules! auth_with_phone {
-    ($self:ident, $ctx:ident, $r:ident, $op:ident) => {{
-        let d = $self
-            .authenticate(
-                $ctx,
-                AuthInput {
-                    operation: stringify!($op),
-                    username: $r.username.as_deref(),
-                    require_user_match: $r.require_user_match,
-                    application_name: $r.application_name.as_deref(),
-                    initiating_ip: $r.initiating_ip_address.as_deref(),
-                    phone: Some((
-                        $r.country_code.as_deref().unwrap_or(""),
-                        $r.phone_number.as_deref().unwrap_or(""),
-                        $r.extension.as_deref().unwrap_or(""),
-                    )),
-                    mode: Some($r.mode),
-                },
-            )
-            .await;
-        Response::$op(rs::$op {
-            result: d.success,
-            call_result: d.call_result,
-            authentication_request_id: d.request_id,
-            error: d.error,
-        })
-    }};
+    ($self:ident, $ctx:ident, $r:ident, $op:ident) => {
+        auth_response!(@answer $self, $ctx, $op, AuthInput {
+            phone: Some((
+                $r.country_code.as_deref().unwrap_or(""),
+                $r.phone_number.as_deref().unwrap_or(""),
+                $r.extension.as_deref().unwrap_or(""),
+            )),
+            mode: $r.mode,
+            ..auth_input!($r, $op, $r.application_name.as_deref())
+        }, with_id)
+    };
 }
 
 /// `CombinedAuthUser*`: primary authentication by LDAP bind, then the second factor.
@@ -157,19 +142,7 @@ macro_rules! combined {
             resp.error = primary_error;
             Response::$op(resp)
         } else {
-            let d = $self
-                .authenticate(
-                    $ctx,
-                    AuthInput {
-                        operation: stringify!($op),
-                        username: $r.username.as_deref(),
-                        require_user_match: $r.require_user_match,
-                        application_name: $app,
-                        initiating_ip: $r.initiating_ip_address.as_deref(),
-                        ..AuthInput::default()
-                    },
-                )
-                .await;
+            let d = $self.authenticate($ctx, auth_input!($r, $op, $app)).await;
             let mut resp = rs::$op::default();
             resp.result = d.success;
             resp.primary_auth_succeeded = true;
@@ -194,6 +167,24 @@ impl Engine {
         password: Option<&'a str>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = (bool, Error)> + Send + 'a>> {
         Box::pin(self.primary_auth_inline(username, password))
+    }
+
+    /// `PrimaryAuthUser`: the policy ([`Engine::standing_for_password`]), then the LDAP bind.
+    /// Before the policy was asked here, a blocked, locked-out or disabled user's right password
+    /// answered `true` (issue #17, item 1 follow-up). Without `[primary_auth]` the answer is Error
+    /// 502 whoever the user is.
+    async fn primary_auth_user(
+        &self,
+        username: Option<&str>,
+        password: Option<&str>,
+    ) -> (bool, Error) {
+        if self.primary.is_none() {
+            return (false, ErrorCode::PrimaryAuthNotConfigured.error());
+        }
+        if let Err(refused) = self.standing_for_password(username).await {
+            return (false, refused);
+        }
+        self.primary_auth(username, password).await
     }
 
     async fn primary_auth_inline(
@@ -353,7 +344,7 @@ impl Engine {
             Request::PfAuthUserMaster_4(r) => auth_with_phone!(self, ctx, r, PfAuthUserMaster_4),
             Request::PrimaryAuthUser(r) => {
                 let (ok, error) = self
-                    .primary_auth(r.username.as_deref(), r.password.as_deref())
+                    .primary_auth_user(r.username.as_deref(), r.password.as_deref())
                     .await;
                 Response::status(Operation::PrimaryAuthUser, ok, error)
             }

@@ -1,6 +1,7 @@
 //! "May this user authenticate now?" — one decision for every operation that can answer an
-//! authentication success: every `PfAuthUser*` and `CombinedAuthUser*`, `ValidatePin`,
-//! `ValidateOathCode(Master)`, `ValidatePasscode(Master)` and `ValidateStaticToken`.
+//! authentication success: every `PfAuthUser*` and `CombinedAuthUser*`, `PrimaryAuthUser`,
+//! `ValidatePin`, `ValidateOathCode(Master)`, `ValidatePasscode(Master)` and
+//! `ValidateStaticToken`.
 //!
 //! Before this module the block, disabled and unknown-user rules lived in `PfAuthUser*` only, and a
 //! blocked user's right PIN, OATH code or static token still answered `true` (issue #17, item 1).
@@ -94,6 +95,14 @@ impl Refusal {
             Refusal::Store(_) => ErrorCode::StoreUnavailable.error(),
         }
     }
+
+    /// [`Refusal::error`], logging a store failure (the operation fails secure because of it).
+    fn logged_error(&self) -> Error {
+        if let Refusal::Store(e) = self {
+            tracing::error!(target: "pfgate::engine", error = %e, "store failure: the check fails secure");
+        }
+        self.error()
+    }
 }
 
 impl Engine {
@@ -145,12 +154,23 @@ impl Engine {
             Standing::Active(user) => Ok(*user),
             Standing::Unknown(_) => Err(ErrorCode::UserNotFound.error()),
             Standing::DisabledPass => Err(Refusal::Disabled.error()),
-            Standing::Refused(r) => {
-                if let Refusal::Store(e) = &r {
-                    tracing::error!(target: "pfgate::engine", error = %e, "store failure: the check fails secure");
-                }
-                Err(r.error())
-            }
+            Standing::Refused(r) => Err(r.logged_error()),
+        }
+    }
+
+    /// [`Engine::standing`] for `PrimaryAuthUser`, which answers "is this the user's password?"
+    /// with no second factor: `Ok` when the directory may be asked, else the `Error` to answer.
+    ///
+    /// A refused user (blocked, locked out, disabled with behaviour `fail`, unknown under
+    /// `unknown_users = "deny"`, an invalid name, no store) is refused before the directory is
+    /// asked, so a right password never answers `true` for them and their passwords cannot be
+    /// tried through pfgate. Under `"caller"` an unknown user is left to the directory (the
+    /// operation has no `requireUserMatch` to decide with), and a disabled user with behaviour
+    /// `succeed` still needs the right password: the behaviour waives the second factor, not this.
+    pub(crate) async fn standing_for_password(&self, raw: Option<&str>) -> Result<(), Error> {
+        match self.standing(raw).await {
+            Standing::Active(_) | Standing::Unknown(_) | Standing::DisabledPass => Ok(()),
+            Standing::Refused(r) => Err(r.logged_error()),
         }
     }
 

@@ -37,6 +37,24 @@ macro_rules! wire_enums {
                 match s { $($wire => Some($name::$variant),)+ _ => None }
             }
         }
+
+        /// The enum where the request must say whether it was sent (`None`: omitted or nil);
+        /// `tools/gen_contract_rs.py` names those inputs (`SENT_OR_NOT`).
+        impl crate::pfwssdk::wire::Wire for Option<$name> {
+            fn contract_type() -> std::borrow::Cow<'static, str> {
+                <$name as crate::pfwssdk::wire::WireEnum>::NAME.into()
+            }
+            fn decode(
+                element: Option<&crate::soap::xml::Element>,
+            ) -> Result<Self, crate::pfwssdk::wire::DecodeError> {
+                crate::pfwssdk::wire::decode_sent(element)
+            }
+            fn encode(&self, name: &str, out: &mut String) {
+                if let Some(value) = self {
+                    crate::pfwssdk::wire::Wire::encode(value, name, out);
+                }
+            }
+        }
     )+};
 }
 

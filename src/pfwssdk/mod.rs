@@ -142,13 +142,48 @@ mod tests {
             panic!("wrong variant")
         };
         assert_eq!(r.username.as_deref(), Some("a@b"));
-        assert_eq!(r.mode, Mode3::SmsText);
+        assert_eq!(r.mode, Some(Mode3::SmsText));
         assert_eq!(r.phone_number.as_deref(), Some("4255550100"));
         assert_eq!(r.extension.as_deref(), Some(""));
         assert_eq!(r.application_name, None);
         assert_eq!(r.country_code, None);
         assert!(!r.require_user_match);
         assert_eq!(r.initiating_authentication_type, AuthenticationType::Adfs);
+    }
+
+    /// `mode` of `PfAuthUser_5`/`PfAuthUserMaster_4` says whether it was sent: omitted or nil is
+    /// `None`, an explicit `oathToken` (the first value, which .NET would fill in) is itself.
+    #[test]
+    fn an_omitted_mode_is_not_an_explicit_oath_token() {
+        let decode = |op: Operation, inner: &str| {
+            let xml = format!(
+                r#"<{op} xmlns="{NAMESPACE}" xmlns:i="http://www.w3.org/2001/XMLSchema-instance">{inner}</{op}>"#,
+                op = op.name()
+            );
+            let el = parse(xml.as_bytes(), XmlLimits::default()).unwrap();
+            match Request::decode(op, &el).unwrap() {
+                Request::PfAuthUser_5(r) => r.mode,
+                Request::PfAuthUserMaster_4(r) => r.mode,
+                other => panic!("wrong variant {other:?}"),
+            }
+        };
+        for op in [Operation::PfAuthUser_5, Operation::PfAuthUserMaster_4] {
+            assert_eq!(decode(op, "<username>a</username>"), None, "{op:?}");
+            assert_eq!(decode(op, r#"<mode i:nil="true"/>"#), None, "{op:?}");
+            assert_eq!(
+                decode(op, "<mode>oathToken</mode>"),
+                Some(Mode3::OathToken),
+                "{op:?}"
+            );
+            assert_eq!(
+                decode(op, "<mode> voiceCall </mode>"),
+                Some(Mode3::VoiceCall),
+                "{op:?}"
+            );
+        }
+        // The contract type is still the enumeration (what the WSDL and the contract test say).
+        let spec = Operation::PfAuthUser_5.spec();
+        assert!(spec.inputs.contains(&("mode", "Mode3".to_string())));
     }
 
     #[test]

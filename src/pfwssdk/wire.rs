@@ -5,7 +5,9 @@
 //! - strings are nullable: `None` is *omitted* on output; an omitted or `xsi:nil` element decodes to
 //!   `None`, an empty one (`<x />`) to `Some("")`;
 //! - value types (`bool`, numbers, enums) are always written; an omitted or nil element decodes to the
-//!   type's default (.NET leaves the field at its default), so callers may leave them out;
+//!   type's default (.NET leaves the field at its default), so callers may leave them out — except
+//!   the few enum inputs whose omission means something else (`PfAuthUser_5`'s `mode`), which decode
+//!   as `Option` ([`decode_sent`]);
 //! - enums travel as their literal names;
 //! - arrays are a wrapper element named after the parameter with one item element per entry, named
 //!   after the item type (`<userRows><UserRow>…</UserRow></userRows>`, `<tagIds><string>…`).
@@ -213,6 +215,16 @@ impl<T: WireEnum> Wire for T {
     }
     fn encode(&self, name: &str, out: &mut String) {
         write_text_element(out, name, self.as_str());
+    }
+}
+
+/// An enum input that may be left out: `None` when omitted or nil, else the value (an unknown
+/// literal is refused as for any enum). For the inputs where "not sent" and "sent the first value"
+/// must not look alike: an explicit `<mode>oathToken</mode>` is OATH, an omitted one is not.
+pub fn decode_sent<T: WireEnum>(element: Option<&Element>) -> Result<Option<T>, DecodeError> {
+    match present(element) {
+        None => Ok(None),
+        Some(e) => T::decode(Some(e)).map(Some),
     }
 }
 

@@ -871,3 +871,111 @@ outcome = "approve"
         .await;
     assert!(r.body.contains("<error><Code>502</Code>"), "{}", r.body);
 }
+
+/// Issue #17, item 1 follow-up, through the binary with a real slapd: `PrimaryAuthUser` asks the
+/// same policy as every other operation that can answer a success. A blocked, locked-out or
+/// disabled user's right password is refused (`false`, Error 12 naming why) without the directory
+/// being asked; so is a user the store does not hold (Error 10, `unknown_users = "deny"`). A
+/// disabled user whose behaviour is `succeed` still needs the right password. Before the fix each
+/// refused case answered `true`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn primary_auth_user_refuses_blocked_locked_disabled_and_unknown_users() {
+    use crate::security_engine::{binary_site, code_in, plain_soap, serve_binary, stop_binary};
+    let test = "primary_auth_user_refuses_blocked_locked_disabled_and_unknown_users";
+    let Some(tools) = ldap_tools(test) else {
+        return;
+    };
+    let slapd = Slapd::start(&tools, "primaryuser").await;
+    let users = "[[users]]\nusername = \"alice\"\ncountry_code = \"1\"\nphone = \"4255550100\"\n\
+                 pin = \"2580\"\noutcome = \"approve\"\n";
+    let extra = format!(
+        "[engine]\nlockout_threshold = 2\n\
+         [primary_auth]\nldap_url = \"{}\"\nbind_dn_template = \"{PEOPLE}\"\n",
+        slapd.ldap_url
+    );
+    let (dir, config) = binary_site("primary-user", users, &extra);
+    let (served, addr) = serve_binary(&config).await;
+    let primary = |user: &'static str, pw: &'static str| {
+        let addr = addr.clone();
+        async move {
+            let body = plain_soap(
+                &addr,
+                "PrimaryAuthUser",
+                &format!("<username>{user}</username><password>{pw}</password>"),
+            )
+            .await;
+            let result = text_of(&body, "PrimaryAuthUserResult").unwrap_or_default();
+            (result, code_in(&body, "error"), body)
+        }
+    };
+    let admin = |op: &'static str, extra: &'static str| {
+        let addr = addr.clone();
+        async move {
+            let inner =
+                format!("<username>alice</username>{extra}<modifyUsername>admin</modifyUsername>");
+            let body = plain_soap(&addr, op, &inner).await;
+            assert_eq!(
+                text_of(&body, &format!("{op}Result")).as_deref(),
+                Some("true"),
+                "{op}: {body}"
+            );
+        }
+    };
+    let refused = |(result, error, body): (String, i64, String), code: i64, why: &str| {
+        assert_eq!((result.as_str(), error), ("false", code), "{why}: {body}");
+        assert!(body.contains(why), "{why}: {body}");
+    };
+
+    // In good standing: the directory decides (two binds).
+    let (r, e, body) = primary("alice", ALICE_PW).await;
+    assert_eq!((r.as_str(), e), ("true", 0), "{body}");
+    let (r, e, body) = primary("alice", "wrong-password").await;
+    assert_eq!((r.as_str(), e), ("false", 12), "{body}");
+    assert_eq!(slapd.wait_binds(2).await.len(), 2);
+
+    admin("BlockUser", "<reason>lost laptop</reason>").await;
+    refused(primary("alice", ALICE_PW).await, 12, "blocked");
+    admin("UnblockUser", "<reason>found</reason>").await;
+
+    for _ in 0..2 {
+        let body = plain_soap(
+            &addr,
+            "ValidatePin",
+            "<username>alice</username><pin>9731</pin>",
+        )
+        .await;
+        assert_eq!(code_in(&body, "error"), 125, "{body}");
+    }
+    refused(primary("alice", ALICE_PW).await, 12, "locked out");
+    admin("UnblockUser", "<reason>identity checked</reason>").await;
+
+    admin("Disable", "").await;
+    refused(primary("alice", ALICE_PW).await, 12, "disabled");
+    // Behaviour "succeed" waives the second factor, not the password (two more binds).
+    admin(
+        "DisabledBehavior",
+        "<disabledBehavior>succeed</disabledBehavior>",
+    )
+    .await;
+    let (r, e, body) = primary("alice", ALICE_PW).await;
+    assert_eq!((r.as_str(), e), ("true", 0), "{body}");
+    let (r, e, body) = primary("alice", "wrong-password").await;
+    assert_eq!((r.as_str(), e), ("false", 12), "{body}");
+    admin("Enable", "").await;
+
+    // In the directory, not in the store: refused by default (MFA Server asked its own users).
+    let (r, e, body) = primary(SMITH, SMITH_PW).await;
+    assert_eq!((r.as_str(), e), ("false", 10), "{body}");
+
+    // A marker bind: once it is in the log, a bind sent for any refused case would be too.
+    let (r, _, body) = primary("alice", ALICE_PW).await;
+    assert_eq!(r, "true", "{body}");
+    let binds = slapd.wait_binds(5).await;
+    assert_eq!(
+        binds,
+        vec![ALICE_DN.to_string(); 5],
+        "only the five allowed checks may reach the directory"
+    );
+    assert!(stop_binary(served).await.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}

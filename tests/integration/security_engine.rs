@@ -133,7 +133,7 @@ fn outcome(body: &str, op: &str) -> (String, i64) {
 }
 
 /// The `Code` inside `parent` (`callResult`, `error`), or -1.
-fn code_in(body: &str, parent: &str) -> i64 {
+pub(crate) fn code_in(body: &str, parent: &str) -> i64 {
     let doc = parse_xml(body);
     doc.descendants()
         .find(|n| n.tag_name().name() == parent)
@@ -655,34 +655,16 @@ fn a_configuration_without_providers_does_not_start() {
 /// `check-config`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_attempt_is_audited_without_the_secret() {
-    let dir = temp_dir("lockout-audit");
-    write_cert(&dir);
-    std::fs::write(
-        dir.join("users.toml"),
+    let (dir, config) = binary_site(
+        "lockout-audit",
         "[[users]]\nusername = \"zed@contoso.com\"\nphone = \"5550100\"\npin = \"2580\"\n",
-    )
-    .unwrap();
-    let config = dir.join("pfgate.toml");
-    let text =
-        "[server]\nplain_listen = \"127.0.0.1:0\"\n[directory]\nusers_file = \"users.toml\"\n\
-         [auth]\nallow_anonymous = true\n[audit]\nfile = \"trail.jsonl\"\n\
-         [engine]\nlockout_threshold = 3\n\
-         [providers.demo]\nkind = \"scripted\"\n[[routes]]\nproviders = [\"demo\"]\n";
-    std::fs::write(&config, text).unwrap();
-    let cfg = config.display().to_string();
-    let served = tokio::task::spawn_blocking(move || {
-        crate::cli::spawn_serve(&["serve", "--config", &cfg], 1)
-    })
-    .await
-    .unwrap();
-    let addr = crate::cli::plain_addr(&served);
+        "[audit]\nfile = \"trail.jsonl\"\n[engine]\nlockout_threshold = 3\n",
+    );
+    let (served, addr) = serve_binary(&config).await;
     for p in ["9731", "9731", "9731", "2580"] {
         plain_call(&addr, "ValidatePin", &pin("zed@contoso.com", p)).await;
     }
-    let status = tokio::task::spawn_blocking(move || crate::cli::sigterm_and_wait(served.child))
-        .await
-        .unwrap();
-    assert!(status.success());
+    assert!(stop_binary(served).await.success());
     let trail = std::fs::read_to_string(dir.join("trail.jsonl")).unwrap();
     let events: Vec<String> = trail
         .lines()
@@ -711,6 +693,7 @@ async fn every_attempt_is_audited_without_the_secret() {
         "{trail}"
     );
 
+    let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &config,
         text.replace(
@@ -730,7 +713,7 @@ async fn every_attempt_is_audited_without_the_secret() {
 }
 
 /// One SOAP call over plain HTTP (`Connection: close`); the response text.
-async fn plain_call(addr: &str, op: &str, inner: &str) -> String {
+pub(crate) async fn plain_call(addr: &str, op: &str, inner: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let body = env11(&format!(r#"<{op} xmlns="{NS}">{inner}</{op}>"#));
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -743,4 +726,109 @@ async fn plain_call(addr: &str, op: &str, inner: &str) -> String {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(STEP, tcp.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// [`plain_call`]'s SOAP body, after checking the answer is a 200.
+pub(crate) async fn plain_soap(addr: &str, op: &str, inner: &str) -> String {
+    let text = plain_call(addr, op, inner).await;
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        panic!("{op}: no HTTP response: {text:?}");
+    };
+    assert!(head.starts_with("HTTP/1.1 200"), "{op}: {text}");
+    body.to_string()
+}
+
+/// A site for the real binary in a fresh directory: `users` as its users file, anonymous callers
+/// on plain HTTP, the scripted provider named in a route, then `extra` (more TOML tables).
+/// Returns the directory and the configuration file.
+pub(crate) fn binary_site(
+    tag: &str,
+    users: &str,
+    extra: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = temp_dir(tag);
+    std::fs::write(dir.join("users.toml"), users).unwrap();
+    let config = dir.join("pfgate.toml");
+    let text = format!(
+        "[server]\nplain_listen = \"127.0.0.1:0\"\n[directory]\nusers_file = \"users.toml\"\n\
+         [auth]\nallow_anonymous = true\n\
+         [providers.demo]\nkind = \"scripted\"\n[[routes]]\nproviders = [\"demo\"]\n{extra}"
+    );
+    std::fs::write(&config, text).unwrap();
+    (dir, config)
+}
+
+/// `pfgate serve --config CONFIG` (the real binary); the process and its plain HTTP address.
+pub(crate) async fn serve_binary(config: &std::path::Path) -> (crate::cli::Served, String) {
+    let cfg = config.display().to_string();
+    let served = tokio::task::spawn_blocking(move || {
+        crate::cli::spawn_serve(&["serve", "--config", &cfg], 1)
+    })
+    .await
+    .unwrap();
+    let addr = crate::cli::plain_addr(&served);
+    (served, addr)
+}
+
+/// Stops a [`serve_binary`] process with SIGTERM; its exit status.
+pub(crate) async fn stop_binary(served: crate::cli::Served) -> std::process::ExitStatus {
+    tokio::task::spawn_blocking(move || crate::cli::sigterm_and_wait(served.child))
+        .await
+        .unwrap()
+}
+
+/// Issue #17, follow-up of item 15, through the binary: `PfAuthUser_5` and `PfAuthUserMaster_4`
+/// honour a mode the caller sends — an explicit `oathToken` with a number places the call in that
+/// mode and reports 23, without a number it starts an OATH transaction (22) — while only an
+/// omitted (or nil) mode is pfgate's choice: voice for the caller's number (2), else the user's
+/// own mode. Before the fix the decoder filled `oathToken` in for an omitted mode, so an explicit
+/// one could not be told from it and was called and reported as voice (2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explicit_mode_is_honoured_and_only_an_omitted_one_defaults() {
+    let (dir, config) = binary_site("explicit-mode", USERS, "");
+    let (served, addr) = serve_binary(&config).await;
+    let (mim, victim, alice) = (
+        "mimservice@contoso.com",
+        "victim@contoso.com",
+        "alice@contoso.com",
+    );
+    let nil = r#"<mode xmlns:i="http://www.w3.org/2001/XMLSchema-instance" i:nil="true"/>"#;
+    let (oath, voice, sms) = (
+        "<mode>oathToken</mode>",
+        "<mode>voiceCall</mode>",
+        "<mode>smsText</mode>",
+    );
+    let given = "4255559990";
+    // (mode element, number, user) → (Result, CallResult, Error)
+    let cases = [
+        ("", given, mim, ("true", 2, 0)),
+        (nil, given, mim, ("true", 2, 0)),
+        (oath, given, mim, ("true", 23, 0)),
+        (voice, given, mim, ("true", 2, 0)),
+        (sms, given, mim, ("true", 19, 0)),
+        (oath, "", victim, ("false", 22, 0)),
+        ("", "", victim, ("true", 2, 0)),
+        ("", "", alice, ("false", 22, 0)),
+    ];
+    for op in ["PfAuthUser_5", "PfAuthUserMaster_4"] {
+        for (mode, number, name, expected) in cases {
+            let inner = format!(
+                "<username>{name}</username><requireUserMatch>true</requireUserMatch>{mode}\
+                 <countryCode>1</countryCode><phoneNumber>{number}</phoneNumber>"
+            );
+            let body = plain_soap(&addr, op, &inner).await;
+            let got = (
+                text_of(&body, &format!("{op}Result")).unwrap_or_default(),
+                code_in(&body, "callResult"),
+                code_in(&body, "error"),
+            );
+            assert_eq!(
+                (got.0.as_str(), got.1, got.2),
+                expected,
+                "{op} {name} mode {mode:?} number {number:?}: {body}"
+            );
+        }
+    }
+    assert!(stop_binary(served).await.success());
+    let _ = std::fs::remove_dir_all(&dir);
 }
