@@ -46,33 +46,33 @@ pub fn parse(token: &str) -> Option<BasicCredentials> {
     })
 }
 
-/// The account the credentials prove, if any. An unknown user still costs one hash verification,
-/// so response time does not reveal which user names exist.
+/// The account the credentials prove, if any.
+///
+/// Every call costs exactly one argon2id verification, whether the user exists and whether the
+/// password is empty, so response time does not reveal which user names exist (issue #17, item
+/// 10: a known user with an empty password was refused in 0.21 ms, an unknown one in 26.9 ms).
+/// CPU- and memory-heavy: call it from a password thread ([`crate::server::guard`]).
 pub fn verify<'a>(
     accounts: &'a [BasicAccount],
     creds: &BasicCredentials,
 ) -> Option<&'a BasicAccount> {
-    // A real argon2id hash (same parameters) verified when the user is unknown.
-    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let account = accounts
         .iter()
         .find(|a| a.principal.eq_ignore_ascii_case(&creds.user));
-    match account {
-        Some(a)
-            if !creds.password.is_empty()
-                && crate::store::secrets::verify_pin(&creds.password, &a.password_hash) =>
-        {
-            Some(a)
-        }
-        Some(_) => None,
-        None => {
-            let decoy = DECOY.get_or_init(|| {
-                crate::store::secrets::hash_pin("pfgate-decoy-password").unwrap_or_default()
-            });
-            let _ = crate::store::secrets::verify_pin(&creds.password, decoy);
-            None
-        }
-    }
+    let hash: &str = match account {
+        Some(a) => &a.password_hash,
+        None => decoy(),
+    };
+    let matches = crate::store::secrets::verify_pin(&creds.password, hash);
+    account.filter(|_| matches && !creds.password.is_empty())
+}
+
+/// A real argon2id hash (this build's parameters) verified when the user is unknown.
+fn decoy() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| {
+        crate::store::secrets::hash_pin("pfgate-decoy-password").unwrap_or_default()
+    })
 }
 
 #[cfg(test)]

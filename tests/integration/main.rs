@@ -33,5 +33,6 @@ mod providers_e2e;
 mod providers_twilio;
 mod providers_webhook;
 mod reload;
+mod security_transport;
 mod support;
 mod users_import;
