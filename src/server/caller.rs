@@ -560,10 +560,11 @@ async fn basic_sign_in(
         return Err(refused("malformed Basic credentials"));
     };
     let claimed = creds.user.clone();
+    let priority = state.guard.sign_ins.priority(source, limits);
     match state
         .guard
         .passwords
-        .verify(&state.settings.auth.basic, creds)
+        .verify(&state.settings.auth.basic, creds, priority)
         .await
     {
         Ok(Some(principal)) => ok(principal),

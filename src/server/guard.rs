@@ -69,12 +69,45 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 // ---- password checks ---------------------------------------------------------------------------
 
-type Job = Box<dyn FnOnce() + Send>;
+/// A check, run with the thread's argon2 memory.
+type Job = Box<dyn FnOnce(&mut basic::PasswordMemory) + Send>;
 
-/// A fixed pool of threads that run password checks, fed through a bounded queue.
+/// A fixed pool of threads that run password checks, fed through two bounded queues: callers
+/// whose address has no failed sign-in in the window go first, so a flood of wrong passwords
+/// queues behind itself, not in front of the callers who sign in.
 #[derive(Debug)]
 pub struct PasswordChecks {
-    queue: std::sync::mpsc::SyncSender<Job>,
+    shared: Arc<Queues>,
+}
+
+/// Which queue a check waits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// The source address has no failed sign-in in the window.
+    Clean,
+    /// It has: its checks wait until no clean one does.
+    Failing,
+}
+
+struct Queues {
+    state: Mutex<QueueState>,
+    ready: std::sync::Condvar,
+    capacity: usize,
+}
+
+impl std::fmt::Debug for Queues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queues")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct QueueState {
+    clean: std::collections::VecDeque<Job>,
+    failing: std::collections::VecDeque<Job>,
+    closed: bool,
 }
 
 /// Why a password could not be checked now.
@@ -85,27 +118,29 @@ pub enum CheckError {
 }
 
 impl PasswordChecks {
-    /// Starts `threads` threads sharing a queue of `queue` waiting checks. The threads end when
-    /// the pool is dropped (the queue's sender with it).
+    /// Starts `threads` threads; each queue holds up to `queue` waiting checks. The threads end
+    /// when the pool is dropped.
     pub fn start(threads: usize, queue: usize) -> Self {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(queue);
-        let rx = Arc::new(Mutex::new(rx));
+        let shared = Arc::new(Queues {
+            state: Mutex::new(QueueState::default()),
+            ready: std::sync::Condvar::new(),
+            capacity: queue.max(1),
+        });
         for i in 0..threads.max(1) {
-            let rx = rx.clone();
+            let shared = shared.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("pfgate-password-{i}"))
-                .spawn(move || loop {
-                    let job = lock(&rx).recv();
-                    match job {
-                        Ok(job) => job(),
-                        Err(_) => return,
+                .spawn(move || {
+                    let mut memory = basic::PasswordMemory::default();
+                    while let Some(job) = shared.next() {
+                        job(&mut memory);
                     }
                 });
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "cannot start a password-checking thread");
             }
         }
-        Self { queue: tx }
+        Self { shared }
     }
 
     /// The account `creds` prove, checked on a password thread. Always one argon2id verification,
@@ -114,16 +149,58 @@ impl PasswordChecks {
         &self,
         accounts: &[BasicAccount],
         creds: BasicCredentials,
+        priority: Priority,
     ) -> Result<Option<String>, CheckError> {
         let accounts = accounts.to_vec();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move || {
-            let found = basic::verify(&accounts, &creds).map(|a| a.principal.clone());
+        let job: Job = Box::new(move |memory| {
+            let found = basic::verify(&accounts, &creds, memory).map(|a| a.principal.clone());
             let _ = tx.send(found);
         });
-        self.queue.try_send(job).map_err(|_| CheckError::Busy)?;
+        self.shared.push(job, priority)?;
         // A dropped job (the pool shutting down) is a failed check, never a pass.
         Ok(rx.await.unwrap_or(None))
+    }
+}
+
+impl Drop for PasswordChecks {
+    fn drop(&mut self) {
+        lock(&self.shared.state).closed = true;
+        self.shared.ready.notify_all();
+    }
+}
+
+impl Queues {
+    fn push(&self, job: Job, priority: Priority) -> Result<(), CheckError> {
+        let mut st = lock(&self.state);
+        let queue = match priority {
+            Priority::Clean => &mut st.clean,
+            Priority::Failing => &mut st.failing,
+        };
+        if queue.len() >= self.capacity {
+            return Err(CheckError::Busy);
+        }
+        queue.push_back(job);
+        drop(st);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// The next job, clean sources first; `None` once the pool is dropped.
+    fn next(&self) -> Option<Job> {
+        let mut st = lock(&self.state);
+        loop {
+            if st.closed {
+                return None;
+            }
+            if let Some(job) = st.clean.pop_front().or_else(|| st.failing.pop_front()) {
+                return Some(job);
+            }
+            st = match self.ready.wait(st) {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+        }
     }
 }
 
@@ -158,6 +235,15 @@ impl SignInThrottle {
         let elapsed = f.since.elapsed();
         (elapsed < limits.failed_sign_in_window && f.count >= limits.failed_sign_ins_per_address)
             .then(|| limits.failed_sign_in_window - elapsed)
+    }
+
+    /// The queue `source`'s password checks wait in: behind clean sources once it has failed.
+    pub fn priority(&self, source: IpAddr, limits: &Limits) -> Priority {
+        let table = lock(&self.table);
+        match table.get(&source).or_else(|| table.get(&OVERFLOW)) {
+            Some(f) if f.since.elapsed() < limits.failed_sign_in_window => Priority::Failing,
+            _ => Priority::Clean,
+        }
     }
 
     /// Counts a failed sign-in from `source`.
@@ -446,6 +532,32 @@ mod tests {
         assert_eq!(c.guests(), 0);
     }
 
+    #[test]
+    fn clean_sources_are_checked_before_failing_ones() {
+        let q = Queues {
+            state: Mutex::new(QueueState::default()),
+            ready: std::sync::Condvar::new(),
+            capacity: 2,
+        };
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let job = |name: &'static str| -> Job {
+            let order = order.clone();
+            Box::new(move |_| lock(&order).push(name))
+        };
+        q.push(job("failing 1"), Priority::Failing).unwrap();
+        q.push(job("failing 2"), Priority::Failing).unwrap();
+        assert_eq!(
+            q.push(job("failing 3"), Priority::Failing),
+            Err(CheckError::Busy)
+        );
+        q.push(job("clean"), Priority::Clean).unwrap();
+        let mut memory = basic::PasswordMemory::default();
+        for _ in 0..3 {
+            (q.next().unwrap())(&mut memory);
+        }
+        assert_eq!(*lock(&order), ["clean", "failing 1", "failing 2"]);
+    }
+
     #[tokio::test]
     async fn password_checks_run_on_the_pool_and_refuse_when_full() {
         let hash = crate::store::secrets::hash_pin("right").unwrap();
@@ -459,16 +571,21 @@ mod tests {
             password: pw.into(),
         };
         assert_eq!(
-            pool.verify(&accounts, creds("right")).await,
+            pool.verify(&accounts, creds("right"), Priority::Clean)
+                .await,
             Ok(Some("svc".into()))
         );
-        assert_eq!(pool.verify(&accounts, creds("wrong")).await, Ok(None));
+        assert_eq!(
+            pool.verify(&accounts, creds("wrong"), Priority::Failing)
+                .await,
+            Ok(None)
+        );
         // Twenty at once against one thread and four places: some are refused at once, none passes.
         let pool = Arc::new(pool);
         let mut set = tokio::task::JoinSet::new();
         for _ in 0..20 {
             let (pool, accounts, c) = (pool.clone(), accounts.clone(), creds("x"));
-            set.spawn(async move { pool.verify(&accounts, c).await });
+            set.spawn(async move { pool.verify(&accounts, c, Priority::Failing).await });
         }
         let results = set.join_all().await;
         assert!(results.contains(&Err(CheckError::Busy)), "{results:?}");

@@ -574,7 +574,7 @@ async fn serve_http<S>(
 /// A connection that has not signed in is closed once it has had no request in progress for
 /// `idle` (`limits.unauthenticated_idle_secs`): otherwise idle keep-alive connections, polling
 /// `/healthz` now and then, could hold every place under the cap (issue #17, item 7).
-async fn drive<I, S, B>(
+pub(crate) async fn drive<I, S, B>(
     connection: hyper::server::conn::http1::Connection<I, S>,
     conn: ConnInfo,
     auth: Arc<caller::ConnAuth>,
