@@ -24,7 +24,11 @@ fuzz_target!(|data: &[u8]| {
 fn parsed(token: &[u8]) {
     let parsed = spnego::parse_token(token);
     let mechanism = spnego::mechanism_of(token);
-    assert_eq!(parsed.is_ok(), mechanism.is_ok(), "parse_token and mechanism_of disagree");
+    assert_eq!(
+        parsed.is_ok(),
+        mechanism.is_ok(),
+        "parse_token and mechanism_of disagree"
+    );
     match parsed {
         Ok(IncomingToken::Init(init)) => {
             assert!(init.mech_types.len() <= 32, "more mechTypes than the limit");
@@ -32,7 +36,11 @@ fn parsed(token: &[u8]) {
         }
         Ok(IncomingToken::Resp(resp)) => {
             let again = spnego::parse_token(&resp.encode());
-            assert_eq!(again, Ok(IncomingToken::Resp(resp)), "re-encoded NegTokenResp differs");
+            assert_eq!(
+                again,
+                Ok(IncomingToken::Resp(resp)),
+                "re-encoded NegTokenResp differs"
+            );
         }
         Ok(IncomingToken::RawNtlm(_) | IncomingToken::RawKerberos) | Err(_) => {}
     }
@@ -59,5 +67,9 @@ fn built(rest: &[u8]) {
         mech_list_mic: (state & 0x20 == 0).then(|| mic.to_vec()),
     };
     let again = spnego::parse_token(&resp.encode());
-    assert_eq!(again, Ok(IncomingToken::Resp(resp)), "an encoded NegTokenResp does not parse back");
+    assert_eq!(
+        again,
+        Ok(IncomingToken::Resp(resp)),
+        "an encoded NegTokenResp does not parse back"
+    );
 }

@@ -180,7 +180,8 @@ pub enum ReloadError {
 }
 
 /// The keys a running server cannot change: listeners, the store, the audit trail, the connection
-/// cap (a semaphore sized at start), the Kerberos acceptor (process-wide) and demo mode.
+/// cap (a semaphore sized at start), the password threads, the Kerberos acceptor (process-wide)
+/// and demo mode.
 fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
     let mut changed = Vec::new();
     if old.tls_listen != new.tls_listen {
@@ -202,6 +203,13 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
     }
     if old.limits.max_connections != new.limits.max_connections {
         changed.push("limits.max_connections");
+    }
+    // The password threads and their queues are started once, with the server.
+    if old.limits.password_check_threads != new.limits.password_check_threads {
+        changed.push("limits.password_check_threads");
+    }
+    if old.limits.password_check_queue != new.limits.password_check_queue {
+        changed.push("limits.password_check_queue");
     }
     #[cfg(feature = "kerberos")]
     if old.auth.kerberos != new.auth.kerberos {
