@@ -563,7 +563,14 @@ async fn serve_http<S>(
     let watched = auth.clone();
     if let Some(mock) = state.mock.clone() {
         let service = service_fn(move |req| {
-            crate::mock::serve::handle(mock.clone(), state.clone(), conn, auth.clone(), req)
+            let (mock, state, auth) = (mock.clone(), state.clone(), auth.clone());
+            async move {
+                // Counted as the gateway's requests are, so the idle rule sees them.
+                auth.request_started();
+                let answer = crate::mock::serve::handle(mock, state, conn, auth.clone(), req).await;
+                auth.request_ended();
+                answer
+            }
         });
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         // Boxed so that the gateway's connections are not sized for the test double's service.
