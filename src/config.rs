@@ -1534,6 +1534,64 @@ mod tests {
     }
 
     #[test]
+    fn transport_limits_and_audit_retention_are_read_and_range_checked() {
+        let parse = |text: &str| {
+            let text = format!(
+                "[server]\nplain_listen = \"127.0.0.1:0\"\n[auth]\nallow_anonymous = true\n{text}"
+            );
+            let file: FileConfig = toml::from_str(&text).unwrap();
+            validate(Path::new("/etc/pfgate/pfgate.toml"), file)
+                .map_err(|e| e.0.into_iter().map(|p| p.key).collect::<Vec<_>>())
+        };
+        let d = parse("").unwrap();
+        assert_eq!(d.limits.password_check_threads, 2);
+        assert_eq!(d.limits.failed_sign_ins_per_address, 10);
+        assert_eq!(d.limits.reserved_connections_percent, 10);
+        let s = parse(
+            "[limits]\npassword_check_threads = 4\npassword_check_queue = 8\n\
+             failed_sign_ins_per_address = 5\nfailed_sign_in_window_secs = 900\n\
+             max_unauthenticated_connections_per_address = 16\nunauthenticated_idle_secs = 2\n\
+             reserved_connections_percent = 20\naudited_refusals_per_source_per_minute = 3\n\
+             [audit]\nfile = \"a.jsonl\"\nkeep_files = 0\nmax_total_bytes = 1000000\n",
+        )
+        .unwrap();
+        let l = &s.limits;
+        assert_eq!(
+            (
+                l.password_check_threads,
+                l.password_check_queue,
+                l.failed_sign_ins_per_address
+            ),
+            (4, 8, 5)
+        );
+        assert_eq!(l.failed_sign_in_window, Duration::from_secs(900));
+        assert_eq!(l.unauthenticated_idle, Duration::from_secs(2));
+        assert_eq!(
+            (
+                l.max_unauthenticated_per_address,
+                l.reserved_connections_percent,
+                l.audited_refusals_per_minute
+            ),
+            (16, 20, 3)
+        );
+        let audit = s.audit.unwrap();
+        assert_eq!((audit.keep_files, audit.max_total_bytes), (0, 1_000_000));
+        let bad = parse(
+            "[limits]\npassword_check_threads = 0\nreserved_connections_percent = 95\n\
+             unauthenticated_idle_secs = 0\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            bad,
+            [
+                "limits.password_check_threads",
+                "limits.unauthenticated_idle_secs",
+                "limits.reserved_connections_percent"
+            ]
+        );
+    }
+
+    #[test]
     fn store_url_selects_postgres_and_its_keys_are_checked() {
         // A key from the environment (hex) so validation can read one.
         std::env::set_var("PFGATE_CONFIG_TEST_KEY", "42".repeat(32));
