@@ -474,6 +474,14 @@ async fn identify_principal(
     let peer = conn_info.peer.ip();
     let auth = &settings.auth;
     let trusted = is_trusted(&settings.trusted_proxies, peer);
+    // An identity header the proxy sent twice is ambiguous whichever credential follows.
+    if let Some(name) = auth.proxy_identity_header.as_deref().filter(|_| trusted) {
+        if headers.get_all(name).iter().nth(1).is_some() {
+            return Err(bad_request(format!(
+                "duplicate {name} headers from a trusted proxy"
+            )));
+        }
+    }
     let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
     if let Some(value) = values.next() {
         if values.next().is_some() {
@@ -505,14 +513,8 @@ async fn identify_principal(
         }));
     }
     if let Some(name) = &auth.proxy_identity_header {
-        let mut values = headers.get_all(name.as_str()).iter();
-        if let Some(v) = values.next() {
+        if let Some(v) = headers.get(name.as_str()) {
             if trusted {
-                if values.next().is_some() {
-                    return Err(bad_request(format!(
-                        "duplicate {name} headers from a trusted proxy"
-                    )));
-                }
                 let v = v.to_str().map(str::trim).unwrap_or("");
                 if !v.is_empty() {
                     return ok(v.to_string());

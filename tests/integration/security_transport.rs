@@ -418,6 +418,15 @@ async fn duplicate_identity_or_authorization_headers_are_refused_400_and_audited
         plain_status(&addr, &test_security_request(None, same_twice)).await,
         Some(400)
     );
+    // With a valid Authorization too: still refused.
+    assert_eq!(
+        plain_status(
+            &addr,
+            &test_security_request(Some(&basic(USER, PASSWORD)), two_users)
+        )
+        .await,
+        Some(400)
+    );
     let two_authz = format!("Authorization: {}\r\n", basic("CONTOSO\\nobody", "x"));
     assert_eq!(
         plain_status(
@@ -442,7 +451,7 @@ async fn duplicate_identity_or_authorization_headers_are_refused_400_and_audited
         .lines()
         .filter(|l| l.contains("caller_unauthenticated") && l.contains("duplicate"))
         .count();
-    assert_eq!(duplicates, 3, "{trail}");
+    assert_eq!(duplicates, 4, "{trail}");
     assert!(!trail.contains("mallory"), "{trail}");
     let _ = std::fs::remove_dir_all(dir);
 }
