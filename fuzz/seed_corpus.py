@@ -102,6 +102,7 @@ def main():
         if toml.name not in ("Cargo.toml", "clippy.toml", "rustfmt.toml"):
             put("config", toml.read_bytes())
     ntlm_seeds()
+    spnego_seeds()
     print("seed corpus:", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 
 
@@ -138,6 +139,62 @@ def ntlm_seeds():
         put("ntlm", b"\x02" + len(n1).to_bytes(2, "big") + n1 + n3)
         put("ntlm", b"\x03" + n1)
         put("ntlm", b"\x03" + n3)
+        for token in (n1, n2, n3):
+            put("spnego", b"\x00" + token)
+
+
+def der(tag, content):
+    """One DER TLV (definite length, short or long form)."""
+    n = len(content)
+    if n < 0x80:
+        length = bytes([n])
+    else:
+        raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+        length = bytes([0x80 | len(raw)]) + raw
+    return bytes([tag]) + length + content
+
+
+def spnego_seeds():
+    """Hand-built SPNEGO tokens (present without pyspnego): a NegTokenInit offering Kerberos 5
+    then NTLMSSP with an optimistic token, one offering NTLMSSP only, NegTokenResp answers, a bare
+    Kerberos framing, and the encoder path with short and long DER lengths."""
+    spnego_oid = der(0x06, bytes.fromhex("2b0601050502"))
+    krb5 = der(0x06, bytes.fromhex("2a864886f712010202"))
+    ntlmssp = der(0x06, bytes.fromhex("2b06010401823702020a"))
+    negotiate = bytes.fromhex("4e544c4d5353500001000000378208e2000000002800000000000000"
+                              "280000000a0063450000000f")
+
+    def init(*mechs, token=None):
+        fields = der(0xA0, der(0x30, b"".join(mechs)))
+        if token is not None:
+            fields += der(0xA2, der(0x04, token))
+        return der(0x60, spnego_oid + der(0xA0, der(0x30, fields)))
+
+    def resp(state=None, mech=None, token=None, mic=None):
+        fields = b""
+        if state is not None:
+            fields += der(0xA0, der(0x0A, bytes([state])))
+        if mech is not None:
+            fields += der(0xA1, mech)
+        if token is not None:
+            fields += der(0xA2, der(0x04, token))
+        if mic is not None:
+            fields += der(0xA3, der(0x04, mic))
+        return der(0xA1, der(0x30, fields))
+
+    for token in (
+        init(krb5, ntlmssp),
+        init(ntlmssp, token=negotiate),
+        init(krb5, ntlmssp, token=b"\x60\x03\x06\x01\x00"),
+        resp(1, ntlmssp, negotiate),
+        resp(0, mic=b"\x01" * 16),
+        resp(token=b"\x00" * 300),
+        der(0x60, krb5 + b"\x01\x00" + b"\x00" * 8),
+        negotiate,
+    ):
+        put("spnego", b"\x00" + token)
+    put("spnego", b"\x01\x01\x0a\x00\x28" + bytes.fromhex("2b06010401823702020a") + negotiate)
+    put("spnego", b"\x03\x00\x01\x2c" + b"\x00" * 400)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,14 @@
 //! `FILE.<seq of its last record, 20 digits>` and continues the chain in a new `FILE`, so the
 //! rotated files and the current one, in order, verify as one chain.
 //!
+//! Retention (`keep_files`, `max_total_bytes`) deletes the oldest rotated files and then writes an
+//! `audit_retention` record naming the first record kept (`kept_from_seq`) and the hash it
+//! continues from (`kept_from_prev`). `verify` accepts a chain that does not start at the genesis
+//! only when such a record, inside the chain and so itself protected by it, accounts for the
+//! start; files removed by anyone else leave a start no record names, and are reported.
+//!
+//! The files are created owner-only (0600 on Unix): they name every caller and user.
+//!
 //! A write failure is logged at `error` and counted; the decision it records stands (the answer has
 //! already been computed, and refusing every authentication because a disk is full would turn an
 //! audit problem into an outage). Operators who need fail-closed auditing watch that error.
@@ -33,10 +41,21 @@ pub struct AuditTrailSettings {
     pub file: PathBuf,
     /// Size at which the file is rotated (0 = never).
     pub max_bytes: u64,
+    /// Rotated files kept (0 = all).
+    pub keep_files: usize,
+    /// Most bytes of rotated files kept (0 = no bound).
+    pub max_total_bytes: u64,
 }
 
 /// Default rotation size: 64 MiB.
 pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Rotated files kept by default: with the default size, at most ~1 GiB besides the current file.
+pub const DEFAULT_KEEP_FILES: usize = 16;
+
+/// A record's fixed part besides its fields: seq, time, prev, hash and their keys (for deciding
+/// whether a record still fits before rotating).
+const RECORD_OVERHEAD: u64 = 200;
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 const HASH_SUFFIX_LEN: usize = ",\"hash\":\"\"}".len() + 64;
@@ -81,6 +100,18 @@ pub struct ChainSummary {
     pub records: u64,
     /// Hash of the last record (`GENESIS` when empty).
     pub last_hash: String,
+    /// When retention removed the oldest files: the first kept record's seq and the hash it
+    /// continues from (named by an `audit_retention` record in the chain).
+    pub continues_from: Option<(u64, String)>,
+}
+
+/// One line that checked out on its own.
+struct Checked {
+    seq: u64,
+    prev: String,
+    hash: String,
+    /// For an `audit_retention` record: the first record kept and the hash it continues from.
+    retention: Option<(u64, String)>,
 }
 
 struct State {
@@ -90,6 +121,8 @@ struct State {
     seq: u64,
     last_hash: String,
     max_bytes: u64,
+    keep_files: usize,
+    max_total_bytes: u64,
     failures: u64,
 }
 
@@ -121,8 +154,8 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// Checks one line on its own: returns (seq, prev, hash) when its hash matches its bytes.
-fn check_line(line: &str) -> Result<(u64, String, String), String> {
+/// Checks one line on its own: its seq, prev and hash when the hash matches its bytes.
+fn check_line(line: &str) -> Result<Checked, String> {
     if line.len() < HASH_SUFFIX_LEN || !line.ends_with("\"}") {
         return Err("not a record line".into());
     }
@@ -150,14 +183,33 @@ fn check_line(line: &str) -> Result<(u64, String, String), String> {
         .and_then(serde_json::Value::as_str)
         .ok_or("no prev")?
         .to_string();
-    Ok((seq, prev, hash.to_string()))
+    let retention = (value.get("event").and_then(serde_json::Value::as_str)
+        == Some(RETENTION_EVENT))
+    .then(|| {
+        let from = value.get("kept_from_seq")?.as_u64()?;
+        let prev = value.get("kept_from_prev")?.as_str()?;
+        Some((from, prev.to_string()))
+    })
+    .flatten();
+    Ok(Checked {
+        seq,
+        prev,
+        hash: hash.to_string(),
+        retention,
+    })
 }
+
+/// The event name of the record retention writes.
+const RETENTION_EVENT: &str = "audit_retention";
 
 /// Verifies `files` in order as one chain (rotated files first, the current one last).
 pub fn verify(files: &[PathBuf]) -> Result<ChainSummary, ChainBreak> {
     let mut expected_prev = GENESIS.to_string();
     let mut expected_seq: Option<u64> = None;
     let mut records = 0u64;
+    // A chain that starts after the genesis: where, and whether a retention record named it.
+    let mut start: Option<(u64, String)> = None;
+    let mut start_accounted = false;
     for file in files {
         let brk = |line: usize, reason: String| ChainBreak {
             file: file.clone(),
@@ -170,7 +222,19 @@ pub fn verify(files: &[PathBuf]) -> Result<ChainSummary, ChainBreak> {
             return Err(brk(n, "the last line is incomplete (torn write)".into()));
         }
         for (i, line) in text.lines().enumerate() {
-            let (seq, prev, hash) = check_line(line).map_err(|r| brk(i + 1, r))?;
+            let Checked {
+                seq,
+                prev,
+                hash,
+                retention,
+            } = check_line(line).map_err(|r| brk(i + 1, r))?;
+            if records == 0 && prev != GENESIS {
+                expected_prev = prev.clone();
+                start = Some((seq, prev.clone()));
+            }
+            if retention.is_some() && retention == start {
+                start_accounted = true;
+            }
             if prev != expected_prev {
                 return Err(brk(
                     i + 1,
@@ -188,9 +252,20 @@ pub fn verify(files: &[PathBuf]) -> Result<ChainSummary, ChainBreak> {
             records += 1;
         }
     }
+    if let (Some((seq, _)), false) = (&start, start_accounted) {
+        return Err(ChainBreak {
+            file: files.first().cloned().unwrap_or_default(),
+            line: 1,
+            reason: format!(
+                "the chain starts at record {seq}, not at its beginning, and no audit_retention \
+                 record accounts for the records before it (files were removed)"
+            ),
+        });
+    }
     Ok(ChainSummary {
         records,
         last_hash: expected_prev,
+        continues_from: start,
     })
 }
 
@@ -224,21 +299,16 @@ impl AuditTrail {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io(dir))?;
         }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&path)
-            .map_err(io(&path))?;
+        crate::at_rest::warn_if_exposed(&path, "audit trail");
+        let mut file = open_owner_only(&path)?;
         let (seq, last_hash) = match last_line(&mut file, &path)? {
             None => (0, GENESIS.to_string()),
             Some(line) => {
-                let (seq, _, hash) =
-                    check_line(&line).map_err(|reason| AuditTrailError::Damaged {
-                        path: path.clone(),
-                        reason,
-                    })?;
-                (seq + 1, hash)
+                let checked = check_line(&line).map_err(|reason| AuditTrailError::Damaged {
+                    path: path.clone(),
+                    reason,
+                })?;
+                (checked.seq + 1, checked.hash)
             }
         };
         let written = file.seek(SeekFrom::End(0)).map_err(io(&path))?;
@@ -250,6 +320,8 @@ impl AuditTrail {
                 seq,
                 last_hash,
                 max_bytes: settings.max_bytes,
+                keep_files: settings.keep_files,
+                max_total_bytes: settings.max_total_bytes,
                 failures: 0,
             }),
         })
@@ -261,9 +333,59 @@ impl AuditTrail {
         let Ok(mut st) = self.state.lock() else {
             return;
         };
+        match st.rotate_if_full(fields.len() as u64 + RECORD_OVERHEAD) {
+            Ok(Some(kept_from)) => st.write_record(&retention_fields(&kept_from)),
+            Ok(None) => {}
+            Err(e) => {
+                st.failures += 1;
+                tracing::error!(target: "pfgate::audit", error = %e, "audit trail rotation failed; writing on in the current file");
+            }
+        }
+        st.write_record(fields);
+    }
+
+    /// Records that could not be written since start.
+    pub fn failures(&self) -> u64 {
+        self.state.lock().map(|s| s.failures).unwrap_or(0)
+    }
+}
+
+/// The fields of the record retention writes after deleting files.
+fn retention_fields(kept_from: &(u64, String)) -> String {
+    format!(
+        "\"event\":\"{RETENTION_EVENT}\",\"kept_from_seq\":{},\"kept_from_prev\":\"{}\"",
+        kept_from.0, kept_from.1
+    )
+}
+
+/// Opens (creating owner-only) a trail file for appending.
+fn open_owner_only(path: &Path) -> Result<File, AuditTrailError> {
+    crate::at_rest::create_owner_only(path).map_err(io(path))?;
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .open(path)
+        .map_err(io(path))
+}
+
+/// The seq and prev of the first record in `file` (`None` for an empty or unreadable file).
+fn first_record(file: &Path) -> Option<(u64, String)> {
+    use std::io::BufRead as _;
+    let f = File::open(file).ok()?;
+    let mut line = String::new();
+    std::io::BufReader::new(f.take(64 * 1024))
+        .read_line(&mut line)
+        .ok()?;
+    let c = check_line(line.trim_end_matches('\n')).ok()?;
+    Some((c.seq, c.prev))
+}
+
+impl State {
+    /// Writes one record with the next seq, chained to the last.
+    fn write_record(&mut self, fields: &str) {
         let mut body = String::with_capacity(fields.len() + 200);
         body.push_str("{\"seq\":");
-        body.push_str(itoa::Buffer::new().format(st.seq));
+        body.push_str(itoa::Buffer::new().format(self.seq));
         body.push_str(",\"time\":\"");
         let mut ts = Vec::with_capacity(32);
         crate::server::access_log::write_rfc3339(&mut ts, std::time::SystemTime::now());
@@ -274,38 +396,29 @@ impl AuditTrail {
             body.push_str(fields);
         }
         body.push_str(",\"prev\":\"");
-        body.push_str(&st.last_hash);
+        body.push_str(&self.last_hash);
         body.push('"');
         let hash = hex(&Sha256::digest(body.as_bytes()));
         let line = format!("{body},\"hash\":\"{hash}\"}}\n");
-        if let Err(e) = st.rotate_if_full(line.len() as u64) {
-            st.failures += 1;
-            tracing::error!(target: "pfgate::audit", error = %e, "audit trail rotation failed; writing on in the current file");
-        }
-        match st.file.write_all(line.as_bytes()) {
+        match self.file.write_all(line.as_bytes()) {
             Ok(()) => {
-                st.written += line.len() as u64;
-                st.seq += 1;
-                st.last_hash = hash;
+                self.written += line.len() as u64;
+                self.seq += 1;
+                self.last_hash = hash;
             }
             Err(e) => {
-                st.failures += 1;
-                let path = st.path.display().to_string();
+                self.failures += 1;
+                let path = self.path.display().to_string();
                 tracing::error!(target: "pfgate::audit", file = %path, error = %e, "audit trail write failed: this record is missing from the trail");
             }
         }
     }
 
-    /// Records that could not be written since start.
-    pub fn failures(&self) -> u64 {
-        self.state.lock().map(|s| s.failures).unwrap_or(0)
-    }
-}
-
-impl State {
-    fn rotate_if_full(&mut self, next: u64) -> Result<(), AuditTrailError> {
+    /// Rotates when a record of about `next` bytes would pass `max_bytes`, then applies retention.
+    /// Returns the first kept record (seq and the hash it continues from) when files were deleted.
+    fn rotate_if_full(&mut self, next: u64) -> Result<Option<(u64, String)>, AuditTrailError> {
         if self.max_bytes == 0 || self.written == 0 || self.written + next <= self.max_bytes {
-            return Ok(());
+            return Ok(None);
         }
         let last = self.seq.saturating_sub(1);
         let mut rotated = self.path.clone().into_os_string();
@@ -313,14 +426,44 @@ impl State {
         let rotated = PathBuf::from(rotated);
         let _ = self.file.sync_all();
         std::fs::rename(&self.path, &rotated).map_err(io(&self.path))?;
-        self.file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(io(&self.path))?;
+        self.file = open_owner_only(&self.path)?;
         self.written = 0;
-        Ok(())
+        Ok(self.apply_retention())
+    }
+
+    /// Deletes the oldest rotated files past `keep_files` or `max_total_bytes`. Returns where the
+    /// kept chain now starts when anything was deleted (the current file's next record when no
+    /// rotated file is left).
+    fn apply_retention(&mut self) -> Option<(u64, String)> {
+        let mut rotated = chain_files(&self.path);
+        rotated.pop(); // the current file
+        let size = |f: &PathBuf| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+        let mut total: u64 = rotated.iter().map(size).sum();
+        let mut deleted = 0usize;
+        while let Some(oldest) = rotated.first() {
+            let too_many = self.keep_files > 0 && rotated.len() > self.keep_files;
+            let too_big = self.max_total_bytes > 0 && total > self.max_total_bytes;
+            if !too_many && !too_big {
+                break;
+            }
+            let bytes = size(oldest);
+            if let Err(e) = std::fs::remove_file(oldest) {
+                self.failures += 1;
+                tracing::error!(target: "pfgate::audit", file = %oldest.display(), error = %e, "audit trail retention could not delete a file");
+                break;
+            }
+            total = total.saturating_sub(bytes);
+            deleted += 1;
+            rotated.remove(0);
+        }
+        if deleted == 0 {
+            return None;
+        }
+        tracing::info!(target: "pfgate::audit", files = deleted, "audit trail retention deleted the oldest rotated files");
+        match rotated.first() {
+            Some(f) => first_record(f),
+            None => Some((self.seq, self.last_hash.clone())),
+        }
     }
 }
 
@@ -385,6 +528,8 @@ mod tests {
         AuditTrailSettings {
             file: file.to_path_buf(),
             max_bytes,
+            keep_files: 0,
+            max_total_bytes: 0,
         }
     }
 
@@ -441,14 +586,52 @@ mod tests {
         ));
     }
 
+    fn write_events(t: &AuditTrail, n: usize) {
+        for i in 0..n {
+            t.append(&format!("\"event\":\"e{i}\""));
+        }
+    }
+
+    #[test]
+    fn retention_keeps_a_verifiable_chain_and_deleting_by_hand_is_found() {
+        let f = temp("retention");
+        let t = AuditTrail::open(&AuditTrailSettings {
+            keep_files: 2,
+            ..settings(&f, 600)
+        })
+        .unwrap();
+        write_events(&t, 30);
+        drop(t);
+        let files = chain_files(&f);
+        assert_eq!(files.len(), 3, "{files:?}");
+        let s = verify(&files).unwrap();
+        let (from, prev) = s.continues_from.clone().unwrap();
+        assert!(from > 0 && prev != GENESIS, "{s:?}");
+        // The first kept record is the one the retention record names.
+        let first = std::fs::read_to_string(&files[0]).unwrap();
+        assert!(first.starts_with(&format!("{{\"seq\":{from},")), "{first}");
+        assert!(first.lines().next().unwrap().contains(&prev));
+        // Dropping the oldest kept file by hand leaves a start no retention record names.
+        let e = verify(&files[1..]).unwrap_err();
+        assert!(e.reason.contains("no audit_retention"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn trail_files_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let f = temp("mode");
+        write_events(&AuditTrail::open(&settings(&f, 300)).unwrap(), 5);
+        for file in chain_files(&f) {
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", file.display());
+        }
+    }
+
     #[test]
     fn rotation_keeps_one_chain_across_files() {
         let f = temp("rotate");
-        let t = AuditTrail::open(&settings(&f, 600)).unwrap();
-        for i in 0..10 {
-            t.append(&format!("\"event\":\"e{i}\""));
-        }
-        drop(t);
+        write_events(&AuditTrail::open(&settings(&f, 600)).unwrap(), 10);
         let files = chain_files(&f);
         assert!(files.len() >= 3, "{files:?}");
         assert_eq!(verify(&files).unwrap().records, 10);

@@ -553,6 +553,9 @@ pub fn run(cli: Cli) -> ExitCode {
                         files.len(),
                         summary.last_hash
                     );
+                    if let Some((seq, prev)) = &summary.continues_from {
+                        println!("older records removed by retention: the chain continues from record {seq}, whose predecessor's hash is {prev}");
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(brk) => {

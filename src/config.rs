@@ -112,6 +112,12 @@ pub struct AuditSection {
     pub file: PathBuf,
     /// Rotate when the file would grow past this many bytes (default 64 MiB; 0 = never).
     pub max_bytes: Option<u64>,
+    /// Rotated files kept; older ones are deleted (default 16; 0 = keep every file, for a site
+    /// that ships rotated files elsewhere and deletes them itself).
+    pub keep_files: Option<usize>,
+    /// Most bytes the rotated files may take together; the oldest are deleted past it (default 0 =
+    /// no bound beyond `keep_files`).
+    pub max_total_bytes: Option<u64>,
 }
 
 /// `[breaker]`
@@ -257,6 +263,28 @@ pub struct LimitsSection {
     /// Seconds `SIGTERM` waits for authentications in flight before answering the rest with
     /// CallResult 11 "Call Timed Out" (default 30; 0 answers them at once).
     pub shutdown_grace_secs: Option<u64>,
+    /// Threads that check Basic passwords (argon2id, ~19 MiB each), off the async workers
+    /// (default 2).
+    pub password_check_threads: Option<usize>,
+    /// Password checks that may wait for a thread; past this a Basic sign-in gets 503 with
+    /// `Retry-After` (default 64).
+    pub password_check_queue: Option<usize>,
+    /// Failed sign-ins from one source address within `failed_sign_in_window_secs` after which
+    /// its Basic sign-ins get 429 with `Retry-After`, unchecked (default 10).
+    pub failed_sign_ins_per_address: Option<u32>,
+    /// The window of `failed_sign_ins_per_address`, in seconds (default 60).
+    pub failed_sign_in_window_secs: Option<u64>,
+    /// Connections one address may hold before signing in; more are served one request each
+    /// (default 64).
+    pub max_unauthenticated_connections_per_address: Option<usize>,
+    /// Seconds a connection that has not signed in may stay idle (default 5).
+    pub unauthenticated_idle_secs: Option<u64>,
+    /// Share of `max_connections`, in percent, that connections which have not signed in cannot
+    /// take; trusted proxies and signed-in callers can (default 10).
+    pub reserved_connections_percent: Option<u8>,
+    /// Refusals of unauthenticated callers audited one by one per source address and minute;
+    /// the rest of that minute is one summary record with the count (default 20).
+    pub audited_refusals_per_source_per_minute: Option<u32>,
 }
 
 /// `[engine]`: authentication behaviour.
@@ -544,6 +572,22 @@ pub struct Limits {
     pub max_connections: usize,
     /// How long a stop waits for authentications in flight before answering them "timed out".
     pub shutdown_grace: Duration,
+    /// Threads that check Basic passwords.
+    pub password_check_threads: usize,
+    /// Password checks that may wait for a thread.
+    pub password_check_queue: usize,
+    /// Failed sign-ins per source address and window before 429.
+    pub failed_sign_ins_per_address: u32,
+    /// The window of `failed_sign_ins_per_address`.
+    pub failed_sign_in_window: Duration,
+    /// Connections one address may hold before signing in.
+    pub max_unauthenticated_per_address: usize,
+    /// Idle time allowed to a connection that has not signed in.
+    pub unauthenticated_idle: Duration,
+    /// Percent of `max_connections` kept for signed-in callers and trusted proxies.
+    pub reserved_connections_percent: u8,
+    /// Refusals audited one by one per source address and minute.
+    pub audited_refusals_per_minute: u32,
 }
 
 impl Default for Limits {
@@ -557,6 +601,14 @@ impl Default for Limits {
             tls_handshake_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             shutdown_grace: Duration::from_secs(30),
+            password_check_threads: 2,
+            password_check_queue: 64,
+            failed_sign_ins_per_address: 10,
+            failed_sign_in_window: Duration::from_secs(60),
+            max_unauthenticated_per_address: 64,
+            unauthenticated_idle: Duration::from_secs(5),
+            reserved_connections_percent: 10,
+            audited_refusals_per_minute: 20,
         }
     }
 }
@@ -1004,6 +1056,60 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
             Some(v) => Duration::from_secs(v),
             None => d.shutdown_grace,
         },
+        password_check_threads: in_range(
+            l.password_check_threads,
+            d.password_check_threads,
+            1..=64,
+            "limits.password_check_threads",
+            &mut problem,
+        ),
+        password_check_queue: in_range(
+            l.password_check_queue,
+            d.password_check_queue,
+            1..=100_000,
+            "limits.password_check_queue",
+            &mut problem,
+        ),
+        failed_sign_ins_per_address: in_range(
+            l.failed_sign_ins_per_address,
+            d.failed_sign_ins_per_address,
+            1..=1_000_000,
+            "limits.failed_sign_ins_per_address",
+            &mut problem,
+        ),
+        failed_sign_in_window: secs(
+            l.failed_sign_in_window_secs,
+            d.failed_sign_in_window,
+            "limits.failed_sign_in_window_secs",
+            &mut problem,
+        ),
+        max_unauthenticated_per_address: in_range(
+            l.max_unauthenticated_connections_per_address,
+            d.max_unauthenticated_per_address,
+            1..=1_000_000,
+            "limits.max_unauthenticated_connections_per_address",
+            &mut problem,
+        ),
+        unauthenticated_idle: secs(
+            l.unauthenticated_idle_secs,
+            d.unauthenticated_idle,
+            "limits.unauthenticated_idle_secs",
+            &mut problem,
+        ),
+        reserved_connections_percent: in_range(
+            l.reserved_connections_percent,
+            d.reserved_connections_percent,
+            0..=90,
+            "limits.reserved_connections_percent",
+            &mut problem,
+        ),
+        audited_refusals_per_minute: in_range(
+            l.audited_refusals_per_source_per_minute,
+            d.audited_refusals_per_minute,
+            1..=1_000_000,
+            "limits.audited_refusals_per_source_per_minute",
+            &mut problem,
+        ),
     };
 
     let de = EngineSettings::default();
@@ -1185,6 +1291,10 @@ pub fn validate(path: &Path, file: FileConfig) -> Result<Settings, ConfigErrors>
         .map(|a| crate::audit_trail::AuditTrailSettings {
             file: resolve(&a.file),
             max_bytes: a.max_bytes.unwrap_or(crate::audit_trail::DEFAULT_MAX_BYTES),
+            keep_files: a
+                .keep_files
+                .unwrap_or(crate::audit_trail::DEFAULT_KEEP_FILES),
+            max_total_bytes: a.max_total_bytes.unwrap_or(0),
         });
     let breaker = {
         let d = crate::providers::router::BreakerSettings::default();
@@ -1606,6 +1716,34 @@ pub fn is_trusted(nets: &[IpNet], ip: IpAddr) -> bool {
     nets.iter().any(|n| n.contains(ip))
 }
 
+/// `value` if it lies in `range`, else the problem is reported and `default` kept.
+fn in_range<T>(
+    value: Option<T>,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+    key: &str,
+    problem: &mut dyn FnMut(&str, String),
+) -> T
+where
+    T: PartialOrd + std::fmt::Display + Copy,
+{
+    match value {
+        Some(v) if !range.contains(&v) => {
+            problem(
+                key,
+                format!(
+                    "{v} is out of range: it must be {}..={}",
+                    range.start(),
+                    range.end()
+                ),
+            );
+            default
+        }
+        Some(v) => v,
+        None => default,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1620,6 +1758,64 @@ mod tests {
         let file: FileConfig = toml::from_str(&text).unwrap();
         validate(Path::new("/etc/pfgate/pfgate.toml"), file)
             .map_err(|e| e.0.into_iter().map(|p| p.key).collect())
+    }
+
+    #[test]
+    fn transport_limits_and_audit_retention_are_read_and_range_checked() {
+        let parse = |text: &str| {
+            let text = format!(
+                "[server]\nplain_listen = \"127.0.0.1:0\"\n[auth]\nallow_anonymous = true\n{text}"
+            );
+            let file: FileConfig = toml::from_str(&text).unwrap();
+            validate(Path::new("/etc/pfgate/pfgate.toml"), file)
+                .map_err(|e| e.0.into_iter().map(|p| p.key).collect::<Vec<_>>())
+        };
+        let d = parse("").unwrap();
+        assert_eq!(d.limits.password_check_threads, 2);
+        assert_eq!(d.limits.failed_sign_ins_per_address, 10);
+        assert_eq!(d.limits.reserved_connections_percent, 10);
+        let s = parse(
+            "[limits]\npassword_check_threads = 4\npassword_check_queue = 8\n\
+             failed_sign_ins_per_address = 5\nfailed_sign_in_window_secs = 900\n\
+             max_unauthenticated_connections_per_address = 16\nunauthenticated_idle_secs = 2\n\
+             reserved_connections_percent = 20\naudited_refusals_per_source_per_minute = 3\n\
+             [audit]\nfile = \"a.jsonl\"\nkeep_files = 0\nmax_total_bytes = 1000000\n",
+        )
+        .unwrap();
+        let l = &s.limits;
+        assert_eq!(
+            (
+                l.password_check_threads,
+                l.password_check_queue,
+                l.failed_sign_ins_per_address
+            ),
+            (4, 8, 5)
+        );
+        assert_eq!(l.failed_sign_in_window, Duration::from_secs(900));
+        assert_eq!(l.unauthenticated_idle, Duration::from_secs(2));
+        assert_eq!(
+            (
+                l.max_unauthenticated_per_address,
+                l.reserved_connections_percent,
+                l.audited_refusals_per_minute
+            ),
+            (16, 20, 3)
+        );
+        let audit = s.audit.unwrap();
+        assert_eq!((audit.keep_files, audit.max_total_bytes), (0, 1_000_000));
+        let bad = parse(
+            "[limits]\npassword_check_threads = 0\nreserved_connections_percent = 95\n\
+             unauthenticated_idle_secs = 0\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            bad,
+            [
+                "limits.password_check_threads",
+                "limits.unauthenticated_idle_secs",
+                "limits.reserved_connections_percent"
+            ]
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! Data flows one way: the SOAP layer knows nothing of providers, the engine nothing of SOAP.
 
 pub mod app;
+pub mod at_rest;
 pub mod audit_trail;
 pub mod auth;
 pub mod cli;

@@ -200,16 +200,10 @@ async fn answer(
     let caller_ip = gateway::caller_ip(&state, &conn, req.headers());
     // The double has no NTLM (the only stateful scheme), so asking who called is free of effects;
     // `route` asks again and decides.
-    let principal = caller::identify(
-        &state.settings,
-        state.ntlm.as_ref(),
-        conn.tls,
-        conn.peer.ip(),
-        req.headers(),
-        &auth,
-    )
-    .map(|i| i.principal)
-    .unwrap_or_else(|_| "-".into());
+    let principal = caller::identify(&state, &conn, caller_ip, req.headers(), &auth)
+        .await
+        .map(|i| i.principal)
+        .unwrap_or_else(|_| "-".into());
     let mut seen = Seen {
         arrived_ms: now_ms(),
         started,
@@ -258,6 +252,7 @@ async fn answer(
     let xml_limits = XmlLimits {
         max_depth: limits.max_xml_depth,
         max_elements: limits.max_xml_elements,
+        ..XmlLimits::DEFAULT
     };
     seen.decoded = decode(&parts.headers, &bytes, xml_limits);
     let version = seen

@@ -257,6 +257,8 @@ pub fn operation_element(
     let limits = XmlLimits {
         max_depth: 64,
         max_elements: 200_000,
+        max_attributes: 200_000,
+        ..XmlLimits::DEFAULT
     };
     let el = parse(out.as_bytes(), limits)
         .map_err(|e| ClientError::Usage(format!("the request is not well-formed: {e}")))?;

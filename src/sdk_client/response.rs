@@ -18,6 +18,8 @@ const SOAP12: &str = "http://www.w3.org/2003/05/soap-envelope";
 pub const RESPONSE_LIMITS: XmlLimits = XmlLimits {
     max_depth: 64,
     max_elements: 500_000,
+    max_attributes: 500_000,
+    ..XmlLimits::DEFAULT
 };
 
 /// A decoded value, in document order.

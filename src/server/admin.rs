@@ -27,6 +27,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use super::caller::ConnAuth;
 use super::http::{AppState, HttpResponse};
 use super::{Live, StartError};
 use crate::config::AdminSettings;
@@ -39,6 +40,25 @@ use crate::providers::router::{
 const MAX_CONNECTIONS: usize = 16;
 /// Request headers must arrive within this.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The admin listener's guest rules (as the SDK listeners', [`super::guard::Connections`]): a
+/// connection that has not shown the token is closed after this long idle, one address holds at
+/// most [`MAX_GUESTS_PER_ADDRESS`] of them, and a quarter of the places are kept for connections
+/// that have; past those, a connection is served one request and closed. Without a configured
+/// token, every connection is a guest. Sixteen held keep-alive connections made `/metrics` time
+/// out (issue #17, item 7).
+fn guest_limits() -> crate::config::Limits {
+    crate::config::Limits {
+        max_connections: MAX_CONNECTIONS,
+        reserved_connections_percent: 25,
+        max_unauthenticated_per_address: MAX_GUESTS_PER_ADDRESS,
+        unauthenticated_idle: Duration::from_secs(5),
+        ..crate::config::Limits::default()
+    }
+}
+
+/// Guest connections one address may hold on the admin listener.
+const MAX_GUESTS_PER_ADDRESS: usize = 8;
 
 /// Binds the admin listener. A configured address that cannot be bound stops the start; the
 /// default one only warns (another instance on the host may hold it) and runs without.
@@ -65,11 +85,14 @@ pub async fn bind(settings: &AdminSettings) -> Result<Option<TcpListener>, Start
 /// (a reload swaps it: the new token, engine and routes answer from the next request on).
 pub async fn serve(listener: TcpListener, live: Arc<Live>) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let guests = Arc::new(super::guard::Connections::default());
+    let limits = guest_limits();
+    let (_never, shutdown) = tokio::sync::watch::channel(false);
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
-        let (stream, _) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(target: "pfgate::admin", error = %e, "admin accept failed");
@@ -78,19 +101,47 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>) {
             }
         };
         let live = live.clone();
+        let (admission, slot) = guests.admit(peer.ip(), &limits);
+        let auth = Arc::new(ConnAuth::guest(
+            slot,
+            admission == super::guard::Admission::Probation,
+        ));
+        let conn = super::http::ConnInfo {
+            peer,
+            local: peer,
+            tls: false,
+        };
+        let (idle, shutdown) = (limits.unauthenticated_idle, shutdown.clone());
         tokio::spawn(async move {
+            let watched = auth.clone();
             let service = service_fn(move |req| {
-                let state = live.state();
-                async move { Ok::<_, Infallible>(handle(&state, req).await) }
+                let (state, auth) = (live.state(), auth.clone());
+                async move { Ok::<_, Infallible>(guarded(&state, &auth, req).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
+            let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+                .serve_connection(TokioIo::new(stream), service);
+            super::drive(connection, conn, watched, idle, shutdown).await;
             drop(permit);
         });
     }
+}
+
+/// One admin request on a connection counted as a guest until it shows the configured token.
+async fn guarded<B>(state: &AppState, auth: &ConnAuth, req: http::Request<B>) -> HttpResponse {
+    auth.request_started();
+    let token = state.settings.admin.token.as_deref();
+    if token.is_some() && authorized(token, &req) {
+        auth.mark_signed_in();
+    }
+    let mut r = handle(state, req).await;
+    auth.request_ended();
+    if auth.must_close() {
+        r.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    r
 }
 
 fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> HttpResponse {

@@ -14,11 +14,15 @@
 //! else stays on pfgate's own NTLM verifier. Tokens are never logged.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use base64::Engine as _;
 use http::HeaderMap;
 
+use super::guard::{CheckError, GuestSlot};
+use super::http::{AppState, ConnInfo};
 use crate::auth::basic;
 use crate::auth::ntlm::{
     NtlmAcceptor, NtlmAccountMap, NtlmServerConfig, NtlmState, NtlmStep, ReplayCache,
@@ -37,6 +41,19 @@ use crate::engine::audit::{self, AuditEvent, AuditKind};
 #[derive(Debug, Default)]
 pub struct ConnAuth {
     principal: Mutex<Option<String>>,
+    /// A request on this connection signed in (by any scheme, Basic included).
+    signed_in: AtomicBool,
+    /// While the connection has not signed in: its place among the guests
+    /// ([`super::guard::Connections`]), given back at the first sign-in.
+    guest: Mutex<Option<GuestSlot>>,
+    /// Some request on this connection is in the middle of an NTLM/Negotiate/Kerberos handshake.
+    handshaking: AtomicBool,
+    /// Admitted past the guests' share: must sign in on its first request.
+    probation: AtomicBool,
+    /// Requests being answered on this connection.
+    active: std::sync::atomic::AtomicUsize,
+    /// When the last request ended (or the connection was accepted).
+    last_active: Mutex<Option<std::time::Instant>>,
     ntlm: Mutex<NtlmState>,
     negotiate: Mutex<NegotiateState>,
     /// A Kerberos handshake that needs another leg (a SPNEGO counter-proposal was sent). Almost
@@ -93,7 +110,84 @@ impl ConnAuth {
         if let Ok(mut g) = self.principal.lock() {
             *g = Some(p.to_string());
         }
+        self.mark_signed_in();
     }
+
+    /// A connection that has not signed in yet, counted as a guest through `slot`; on
+    /// `probation`, it must sign in on its first request.
+    pub fn guest(slot: GuestSlot, probation: bool) -> Self {
+        Self {
+            guest: Mutex::new(Some(slot)),
+            probation: AtomicBool::new(probation),
+            last_active: Mutex::new(Some(std::time::Instant::now())),
+            ..Self::default()
+        }
+    }
+
+    /// True while the connection counts as a guest (it has not signed in).
+    pub fn is_guest(&self) -> bool {
+        lock(&self.guest).is_some()
+    }
+
+    /// True when this connection's next answer must be its last: admitted on probation, and
+    /// neither signed in nor in a sign-in handshake.
+    pub fn must_close(&self) -> bool {
+        self.probation.load(Ordering::SeqCst) && !self.signed_in() && !self.handshaking()
+    }
+
+    /// A request started on this connection.
+    pub fn request_started(&self) {
+        self.active.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A request on this connection was answered.
+    pub fn request_ended(&self) {
+        *lock(&self.last_active) = Some(std::time::Instant::now());
+        self.active.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// How long the connection has had no request in progress (`None` while one is).
+    pub fn idle_for(&self) -> Option<Duration> {
+        if self.active.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        lock(&self.last_active).map(|t| t.elapsed())
+    }
+
+    /// Records that a request on this connection signed in: it stops counting as a guest.
+    pub fn mark_signed_in(&self) {
+        self.signed_in.store(true, Ordering::SeqCst);
+        if let Some(slot) = lock(&self.guest).take() {
+            slot.release();
+        }
+    }
+
+    /// True once any request on this connection signed in.
+    pub fn signed_in(&self) -> bool {
+        self.signed_in.load(Ordering::SeqCst)
+    }
+
+    /// True while a handshake (NTLM, Negotiate) on this connection waits for its next leg.
+    pub fn handshaking(&self) -> bool {
+        self.handshaking.load(Ordering::SeqCst)
+    }
+}
+
+/// What answer a refusal gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RefusalStatus {
+    /// 401 with the challenges.
+    #[default]
+    Unauthorized,
+    /// 400: the request is ambiguous (two `Authorization` or identity headers).
+    BadRequest,
+    /// 429 with `Retry-After`: too many failed sign-ins from the source address.
+    TooManyAttempts {
+        /// When the address may try again.
+        retry_after: Duration,
+    },
+    /// 503 with `Retry-After`: the password checks are all busy.
+    Busy,
 }
 
 /// A caller that could not be identified (yet).
@@ -107,6 +201,8 @@ pub struct Unauthenticated {
     pub challenge: Option<String>,
     /// True when this 401 is a handshake step, not a refusal (not audited as a failure).
     pub in_progress: bool,
+    /// The answer.
+    pub status: RefusalStatus,
 }
 
 /// An identified caller.
@@ -118,18 +214,22 @@ pub struct Identified {
     pub final_token: Option<String>,
 }
 
-/// Identifies the caller of one request.
-pub fn identify(
-    settings: &Settings,
-    ntlm: Option<&NtlmRuntime>,
-    tls: bool,
-    peer: IpAddr,
+/// Identifies the caller of one request. `source` is the caller's address (the peer, or the
+/// address a trusted proxy forwarded), which failed sign-ins are counted against.
+pub async fn identify(
+    state: &AppState,
+    conn: &ConnInfo,
+    source: IpAddr,
     headers: &HeaderMap,
-    conn: &ConnAuth,
+    auth: &ConnAuth,
 ) -> Result<Identified, Unauthenticated> {
-    identify_principal(settings, ntlm, tls, peer, headers, conn)
+    let result = identify_principal(state, conn, source, headers, auth).await;
+    match &result {
+        Ok(_) => auth.mark_signed_in(),
+        Err(u) => auth.handshaking.store(u.in_progress, Ordering::SeqCst),
+    }
+    result
 }
-
 fn ok(principal: String) -> Result<Identified, Unauthenticated> {
     Ok(Identified {
         principal,
@@ -328,55 +428,94 @@ fn ntlm_auth(
     }
 }
 
-fn identify_principal(
-    settings: &Settings,
-    ntlm: Option<&NtlmRuntime>,
-    tls: bool,
-    peer: IpAddr,
+/// The authentication schemes pfgate names in its log and audit trail: the IANA registry's. Any
+/// other first word of an `Authorization` value is not named at all, since it may be the
+/// credential itself (`Basic<TAB>base64`, a bare token).
+const KNOWN_SCHEMES: [&str; 11] = [
+    "Basic",
+    "Bearer",
+    "Digest",
+    "HOBA",
+    "Mutual",
+    "Negotiate",
+    "NTLM",
+    "PrivateToken",
+    "SCRAM-SHA-1",
+    "SCRAM-SHA-256",
+    "vapid",
+];
+
+/// The registered name of the scheme `value` starts with (the word before the first space), or
+/// `None`: the only part of an `Authorization` value that is ever written anywhere.
+pub fn scheme_name(value: &str) -> Option<&'static str> {
+    let word = value.split(' ').next().unwrap_or("");
+    KNOWN_SCHEMES
+        .into_iter()
+        .find(|k| k.eq_ignore_ascii_case(word))
+}
+
+fn bad_request(reason: String) -> Unauthenticated {
+    Unauthenticated {
+        reason,
+        status: RefusalStatus::BadRequest,
+        ..Unauthenticated::default()
+    }
+}
+
+async fn identify_principal(
+    state: &AppState,
+    conn_info: &ConnInfo,
+    source: IpAddr,
     headers: &HeaderMap,
     conn: &ConnAuth,
 ) -> Result<Identified, Unauthenticated> {
+    let settings = &state.settings;
+    let ntlm = state.ntlm.as_ref();
+    let peer = conn_info.peer.ip();
     let auth = &settings.auth;
     let trusted = is_trusted(&settings.trusted_proxies, peer);
-    if let Some(value) = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
-        if scheme.eq_ignore_ascii_case("basic") {
-            if !tls && !trusted {
-                return Err(refused("Basic credentials over plain HTTP are refused"));
-            }
-            let Some(creds) = basic::parse(token) else {
-                return Err(refused("malformed Basic credentials"));
-            };
-            return match basic::verify(&auth.basic, &creds) {
-                Some(account) => ok(account.principal.clone()),
-                None => Err(Unauthenticated {
-                    reason: "wrong user name or password".into(),
-                    claimed: Some(creds.user),
-                    ..Unauthenticated::default()
-                }),
-            };
+    // An identity header the proxy sent twice is ambiguous whichever credential follows.
+    if let Some(name) = auth.proxy_identity_header.as_deref().filter(|_| trusted) {
+        if headers.get_all(name).iter().nth(1).is_some() {
+            return Err(bad_request(format!(
+                "duplicate {name} headers from a trusted proxy"
+            )));
         }
-        let negotiate = scheme.eq_ignore_ascii_case("negotiate");
+    }
+    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+    if let Some(value) = values.next() {
+        if values.next().is_some() {
+            return Err(bad_request("duplicate Authorization headers".into()));
+        }
+        let Ok(value) = value.to_str() else {
+            return Err(refused("malformed credentials (not visible ASCII)"));
+        };
+        let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+        let name = scheme_name(value);
+        if name == Some("Basic") {
+            return basic_sign_in(state, conn_info.tls || trusted, source, token).await;
+        }
+        let negotiate = name == Some("Negotiate");
         let enabled = if negotiate {
             ntlm.is_some() || kerberos_configured(settings)
         } else {
-            scheme.eq_ignore_ascii_case("ntlm") && ntlm.is_some()
+            name == Some("NTLM") && ntlm.is_some()
         };
         if enabled {
             return windows_auth(settings, ntlm, negotiate, token, conn);
         }
-        return Err(refused(format!(
-            "authentication scheme '{}' is not enabled",
-            crate::pfwssdk::wire::clip(scheme)
-        )));
+        let _ = scheme;
+        return Err(refused(match name {
+            Some(n) => format!("authentication scheme '{n}' is not enabled"),
+            None => {
+                "authentication scheme not recognised (not named: it may be a credential)".into()
+            }
+        }));
     }
     if let Some(name) = &auth.proxy_identity_header {
-        if let Some(v) = headers.get(name.as_str()).and_then(|v| v.to_str().ok()) {
+        if let Some(v) = headers.get(name.as_str()) {
             if trusted {
-                let v = v.trim();
+                let v = v.to_str().map(str::trim).unwrap_or("");
                 if !v.is_empty() {
                     return ok(v.to_string());
                 }
@@ -397,6 +536,54 @@ fn identify_principal(
         return ok("anonymous".into());
     }
     Err(refused("no credentials"))
+}
+
+/// Basic (`Authorization: Basic …`), accepted over TLS or from a trusted proxy (`secure`): refused
+/// unchecked while `source` has used up its failed sign-ins; otherwise checked on a password
+/// thread, and a failure counted against `source`.
+async fn basic_sign_in(
+    state: &AppState,
+    secure: bool,
+    source: IpAddr,
+    token: &str,
+) -> Result<Identified, Unauthenticated> {
+    if !secure {
+        return Err(refused("Basic credentials over plain HTTP are refused"));
+    }
+    let limits = &state.settings.limits;
+    if let Some(retry_after) = state.guard.sign_ins.blocked(source, limits) {
+        return Err(Unauthenticated {
+            reason: "too many failed sign-ins from this address".into(),
+            status: RefusalStatus::TooManyAttempts { retry_after },
+            ..Unauthenticated::default()
+        });
+    }
+    let Some(creds) = basic::parse(token) else {
+        return Err(refused("malformed Basic credentials"));
+    };
+    let claimed = creds.user.clone();
+    let priority = state.guard.sign_ins.priority(source, limits);
+    match state
+        .guard
+        .passwords
+        .verify(&state.settings.auth.basic, creds, priority)
+        .await
+    {
+        Ok(Some(principal)) => ok(principal),
+        Ok(None) => {
+            state.guard.sign_ins.failed(source, limits);
+            Err(Unauthenticated {
+                reason: "wrong user name or password".into(),
+                claimed: Some(claimed),
+                ..Unauthenticated::default()
+            })
+        }
+        Err(CheckError::Busy) => Err(Unauthenticated {
+            reason: "password checks busy".into(),
+            status: RefusalStatus::Busy,
+            ..Unauthenticated::default()
+        }),
+    }
 }
 
 /// The `WWW-Authenticate` challenges for this listener.
@@ -423,6 +610,7 @@ pub fn refusal_reason(reason: &str) -> crate::metrics::RefusalReason {
         "wrong user name or password" => R::WrongPassword,
         "Basic credentials over plain HTTP are refused" => R::BasicOverPlainHttp,
         "Kerberos is not supported; NTLM is offered" => R::KerberosNotSupported,
+        "too many failed sign-ins from this address" => R::WrongPassword,
         r if r.starts_with("malformed ") => R::MalformedCredentials,
         r if r.starts_with("authentication scheme ")
             || r.starts_with("the client offered NTLM") =>
@@ -454,6 +642,22 @@ mod tests {
     use crate::metrics::RefusalReason as R;
 
     #[test]
+    fn only_registered_scheme_names_are_ever_named() {
+        assert_eq!(scheme_name("Basic dXNlcjpwdw=="), Some("Basic"));
+        assert_eq!(scheme_name("negotiate TlRMTVNT"), Some("Negotiate"));
+        assert_eq!(scheme_name("bearer abc"), Some("Bearer"));
+        for value in [
+            "Basic\tdXNlcjpwdw==",
+            "BasicdXNlcjpwdw==",
+            "dXNlcjpwdw==",
+            "eyJhbGciOi.x.y Basic",
+            "",
+        ] {
+            assert_eq!(scheme_name(value), None, "{value}");
+        }
+    }
+
+    #[test]
     fn every_refusal_text_has_its_metrics_label() {
         for (text, label) in [
             ("no credentials", R::NoCredentials),
@@ -483,6 +687,10 @@ mod tests {
                 R::KerberosNotSupported,
             ),
             ("something new", R::Other),
+            (
+                "authentication scheme not recognised (not named: it may be a credential)",
+                R::SchemeNotEnabled,
+            ),
         ] {
             assert_eq!(refusal_reason(text), label, "{text}");
         }

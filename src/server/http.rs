@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -36,6 +36,8 @@ pub struct AppState {
     /// gateway, which then never looks at it: the connection picks its service once
     /// (`server::serve_http`), so the gateway path pays nothing per request.
     pub mock: Option<Arc<crate::mock::MockState>>,
+    /// The server's guards against unauthenticated load (kept across reloads).
+    pub guard: Arc<super::guard::Guard>,
 }
 
 /// Facts about the connection a request arrived on.
@@ -158,13 +160,19 @@ pub async fn handle(
     req: http::Request<Incoming>,
 ) -> Result<HttpResponse, Infallible> {
     let started = Instant::now();
+    auth.request_started();
     let caller = caller_ip(&state, &conn, req.headers());
     let method = req.method().clone();
     // Kept before `route` consumes the request; only for the access log, so only when it is on.
     let path = access_log::enabled().then(|| req.uri().path().to_owned());
     // Boxed: the engine's future is large (every operation's state lives in it), and hyper moves
     // the service future around; a box keeps those moves to a pointer copy.
-    let (response, operation, outcome) = Box::pin(route(&state, &conn, &auth, req, caller)).await;
+    let (mut response, operation, outcome) =
+        Box::pin(route(&state, &conn, &auth, req, caller)).await;
+    auth.request_ended();
+    if auth.must_close() {
+        response = closing(response);
+    }
     let status = response.status().as_u16();
     crate::metrics::global().request(
         crate::metrics::operation_label(operation, &outcome),
@@ -196,7 +204,8 @@ pub(crate) async fn route<B>(
     caller: IpAddr,
 ) -> (HttpResponse, Option<&'static str>, Cow<'static, str>)
 where
-    B: hyper::body::Body,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let path = req.uri().path().to_string();
@@ -233,48 +242,18 @@ where
             "not-found".into(),
         );
     }
+    // Before sign-in: a body announced over the limit is refused at once, whoever sends it, and
+    // what the client already wrote is read and dropped in the background so that it reads the
+    // 413 instead of a connection reset (issue #17, item 14).
+    if announced_too_large(req.headers(), &state.settings) {
+        linger(req.into_body(), &state.settings);
+        return too_large(state.settings.limits.max_body_bytes);
+    }
     // Like an IIS site with anonymous access off: every request to the SDK is authenticated,
     // the WSDL and help page included.
-    let identified = match caller::identify(
-        &state.settings,
-        state.ntlm.as_ref(),
-        conn.tls,
-        conn.peer.ip(),
-        req.headers(),
-        auth,
-    ) {
+    let identified = match caller::identify(state, conn, caller, req.headers(), auth).await {
         Ok(p) => p,
-        Err(refusal) => {
-            if !refusal.in_progress {
-                crate::metrics::global().refusal(caller::refusal_reason(&refusal.reason));
-                caller::audit_refusal(
-                    AuditKind::CallerUnauthenticated,
-                    refusal.claimed.as_deref().unwrap_or("-"),
-                    "-",
-                    &refusal.reason,
-                );
-            }
-            // Read (and drop) the body so the connection survives for the next leg.
-            drain(req.into_body(), &state.settings).await;
-            let mut r = plain(
-                StatusCode::UNAUTHORIZED,
-                "401 - Unauthorized: Access is denied due to invalid credentials.",
-            );
-            let challenges = match &refusal.challenge {
-                Some(c) => vec![c.clone()],
-                None => caller::challenges(&state.settings, conn.tls),
-            };
-            for c in challenges {
-                if let Ok(v) = HeaderValue::from_str(&c) {
-                    r.headers_mut().append(http::header::WWW_AUTHENTICATE, v);
-                }
-            }
-            return (
-                r,
-                None,
-                format!("unauthenticated: {}", refusal.reason).into(),
-            );
-        }
+        Err(refusal) => return refused(state, conn, caller, req, &refusal).await,
     };
     let principal = identified.principal;
     let final_token = identified.final_token;
@@ -350,6 +329,109 @@ where
     (response, operation, outcome)
 }
 
+/// The answer to a caller that could not be identified: 401 with the challenges (or the next
+/// handshake leg), 400 for duplicate credentials, 429 past the failed sign-ins, 503 when the
+/// password checks are busy. Audited unless it is a handshake step.
+async fn refused<B>(
+    state: &AppState,
+    conn: &ConnInfo,
+    source: IpAddr,
+    req: http::Request<B>,
+    refusal: &caller::Unauthenticated,
+) -> (HttpResponse, Option<&'static str>, Cow<'static, str>)
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use caller::RefusalStatus;
+    if !refusal.in_progress {
+        crate::metrics::global().refusal(caller::refusal_reason(&refusal.reason));
+        audit_unauthenticated(state, source, refusal);
+    }
+    let outcome = format!("unauthenticated: {}", refusal.reason).into();
+    let mut r = match refusal.status {
+        RefusalStatus::BadRequest => {
+            drop(req);
+            let r = plain(
+                StatusCode::BAD_REQUEST,
+                "400 - Bad Request: the request carries its credentials more than once.",
+            );
+            return (closing(r), None, outcome);
+        }
+        RefusalStatus::TooManyAttempts { retry_after } => {
+            let mut r = plain(
+                StatusCode::TOO_MANY_REQUESTS,
+                "429 - Too many failed sign-ins from this address; try again later.",
+            );
+            r.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+            r
+        }
+        RefusalStatus::Busy => {
+            let mut r = plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503 - Busy checking sign-ins; try again shortly.",
+            );
+            r.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+        RefusalStatus::Unauthorized => plain(
+            StatusCode::UNAUTHORIZED,
+            "401 - Unauthorized: Access is denied due to invalid credentials.",
+        ),
+    };
+    // Read (and drop) the body so the connection survives for the next leg.
+    drain(req.into_body(), &state.settings).await;
+    if refusal.status == RefusalStatus::Unauthorized {
+        let challenges = match &refusal.challenge {
+            Some(c) => vec![c.clone()],
+            None => caller::challenges(&state.settings, conn.tls),
+        };
+        for c in challenges {
+            if let Ok(v) = HeaderValue::from_str(&c) {
+                r.headers_mut().append(http::header::WWW_AUTHENTICATE, v);
+            }
+        }
+    }
+    (r, None, outcome)
+}
+
+/// Audits a refusal of an unidentified caller, one by one up to
+/// `limits.audited_refusals_per_source_per_minute` per source address and minute; the rest of the
+/// minute becomes one summary record ([`audit_refusal_summary`]), so a flood of 401s writes a
+/// bounded number of records (issue #17, item 8).
+fn audit_unauthenticated(state: &AppState, source: IpAddr, refusal: &caller::Unauthenticated) {
+    let per_minute = state.settings.limits.audited_refusals_per_minute;
+    match state.guard.refusals.admit(source, per_minute) {
+        super::guard::AuditDecision::Suppress => {}
+        super::guard::AuditDecision::Record { suppressed } => {
+            if suppressed > 0 {
+                audit_refusal_summary(source, suppressed);
+            }
+            caller::audit_refusal(
+                AuditKind::CallerUnauthenticated,
+                refusal.claimed.as_deref().unwrap_or("-"),
+                "-",
+                &format!("{} (from {source})", refusal.reason),
+            );
+        }
+    }
+}
+
+/// The one record that stands for the refusals from `source` in a minute past the ones recorded.
+pub(crate) fn audit_refusal_summary(source: IpAddr, count: u64) {
+    caller::audit_refusal(
+        AuditKind::CallerUnauthenticated,
+        "-",
+        "-",
+        &format!(
+            "{count} further refusals from {source} within one minute, not recorded one by one \
+             (limits.audited_refusals_per_source_per_minute)"
+        ),
+    );
+}
+
 async fn soap<B>(
     state: &AppState,
     req: http::Request<B>,
@@ -375,14 +457,6 @@ where
             )
         }
     };
-    // Refuse an announced oversize body before reading it (and before `100 Continue` is sent).
-    if let Some(len) =
-        header(headers, CONTENT_LENGTH.as_str()).and_then(|v| v.trim().parse::<u64>().ok())
-    {
-        if len > limits.max_body_bytes {
-            return too_large(limits.max_body_bytes);
-        }
-    }
     let limited = Limited::new(req.into_body(), limits.max_body_bytes as usize);
     let body = match tokio::time::timeout(limits.body_timeout, limited.collect()).await {
         Err(_) => {
@@ -415,6 +489,7 @@ where
     let xml_limits = XmlLimits {
         max_depth: limits.max_xml_depth,
         max_elements: limits.max_xml_elements,
+        ..XmlLimits::DEFAULT
     };
     let call = match decode_request(&head, &body, xml_limits) {
         Ok(c) => c,
@@ -466,6 +541,37 @@ where
 {
     let limited = Limited::new(body, settings.limits.max_body_bytes as usize);
     let _ = tokio::time::timeout(settings.limits.body_timeout, limited.collect()).await;
+}
+
+/// True when `Content-Length` announces more than the body limit. Checked before sign-in (and so
+/// before `100 Continue` is sent).
+fn announced_too_large(headers: &HeaderMap, settings: &Settings) -> bool {
+    header(headers, CONTENT_LENGTH.as_str())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|len| len > settings.limits.max_body_bytes)
+}
+
+/// Most bytes of a refused body read after the answer, and for how long: enough for a client that
+/// writes a body of a few times the limit before reading (Python's `http.client`, .NET's
+/// `HttpWebRequest`) to get to the answer; past either, the connection is closed.
+const LINGER_BYTES: u64 = 16 * 1024 * 1024;
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads and drops `body` in the background, bounded by [`LINGER_BYTES`] and [`LINGER_TIME`],
+/// while the answer (marked `Connection: close`) goes out: closing a socket with unread data makes
+/// the kernel send a reset, which can destroy the answer before the client reads it.
+fn linger<B>(body: B, settings: &Settings)
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let budget = LINGER_BYTES.max(settings.limits.max_body_bytes.saturating_mul(4));
+    let budget = usize::try_from(budget).unwrap_or(usize::MAX);
+    tokio::spawn(async move {
+        let limited = Limited::new(body, budget);
+        let _ = tokio::time::timeout(LINGER_TIME, limited.collect()).await;
+    });
 }
 
 fn too_large(max: u64) -> (HttpResponse, Option<&'static str>, Cow<'static, str>) {

@@ -8,6 +8,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod caller;
+pub mod guard;
 pub mod http;
 pub mod tls;
 
@@ -141,6 +142,7 @@ impl Live {
             settings,
             ntlm,
             mock: old.mock.clone(),
+            guard: old.guard.clone(),
         });
         self.swap(state, acceptor);
         Ok(tls)
@@ -178,7 +180,8 @@ pub enum ReloadError {
 }
 
 /// The keys a running server cannot change: listeners, the store, the audit trail, the connection
-/// cap (a semaphore sized at start), the Kerberos acceptor (process-wide) and demo mode.
+/// cap (a semaphore sized at start), the password threads, the Kerberos acceptor (process-wide)
+/// and demo mode.
 fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
     let mut changed = Vec::new();
     if old.tls_listen != new.tls_listen {
@@ -200,6 +203,13 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
     }
     if old.limits.max_connections != new.limits.max_connections {
         changed.push("limits.max_connections");
+    }
+    // The password threads and their queues are started once, with the server.
+    if old.limits.password_check_threads != new.limits.password_check_threads {
+        changed.push("limits.password_check_threads");
+    }
+    if old.limits.password_check_queue != new.limits.password_check_queue {
+        changed.push("limits.password_check_queue");
     }
     #[cfg(feature = "kerberos")]
     if old.auth.kerberos != new.auth.kerberos {
@@ -254,6 +264,7 @@ impl RunningServer {
                 tracing::warn!("connections still open after the answer window; closing them");
             }
         }
+        flush_refusal_summaries(&self.live.state().guard, true);
         access_log::flush();
     }
 
@@ -340,12 +351,15 @@ pub async fn start_serving(
         Some(n) => Some(caller::NtlmRuntime::new(n).map_err(StartError::Ntlm)?),
         None => None,
     };
+    let guard = Arc::new(guard::Guard::new(&settings.limits));
     let state = Arc::new(AppState {
         engine,
         settings,
         ntlm,
         mock,
+        guard: guard.clone(),
     });
+    tasks.push(tokio::spawn(refusal_summaries(guard)));
     let acceptor = tls.as_ref().map(|t| TlsAcceptor::from(t.config.clone()));
     let live = Arc::new(Live::new(state, acceptor));
     if let Some(listener) = tls_listener {
@@ -380,6 +394,38 @@ pub async fn start_serving(
         tasks,
         live,
     })
+}
+
+/// Writes the summary records of refusals not audited one by one, once each source's minute ends.
+async fn refusal_summaries(guard: Arc<guard::Guard>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tick.tick().await;
+        flush_refusal_summaries(&guard, false);
+    }
+}
+
+fn flush_refusal_summaries(guard: &guard::Guard, all: bool) {
+    for (source, count) in guard.refusals.due(all) {
+        http::audit_refusal_summary(source, count);
+    }
+}
+
+/// The per-connection state of a new connection from `peer`: a trusted proxy's is not bounded
+/// beyond the cap; anyone else's counts as a guest until it signs in ([`guard::Connections`]).
+fn admit(state: &AppState, peer: SocketAddr) -> Arc<caller::ConnAuth> {
+    if crate::config::is_trusted(&state.settings.trusted_proxies, peer.ip()) {
+        return Arc::new(caller::ConnAuth::default());
+    }
+    let (admission, slot) = state
+        .guard
+        .connections
+        .admit(peer.ip(), &state.settings.limits);
+    let probation = admission == guard::Admission::Probation;
+    if probation {
+        tracing::debug!(peer = %peer, "connection admitted on probation: it must sign in on its first request");
+    }
+    Arc::new(caller::ConnAuth::guest(slot, probation))
 }
 
 async fn accept_loop(
@@ -422,16 +468,17 @@ async fn accept_loop(
             local,
             tls: tls.is_some(),
         };
+        let auth = admit(&live.state(), peer);
         // One task type per kind of connection: a task's memory is the size of its future, fixed
         // at compile time, and a plain connection's would otherwise be sized for the TLS one's
         // state. With thousands of callers waiting, each byte here is a byte per caller.
         match tls {
             Some(acceptor) => tokio::spawn(async move {
-                serve_tls(stream, acceptor, conn, live, shutdown).await;
+                serve_tls(stream, acceptor, conn, live, auth, shutdown).await;
                 drop(permit);
             }),
             None => tokio::spawn(async move {
-                serve_plain(stream, conn, live, shutdown).await;
+                serve_http(stream, conn, live, auth, shutdown).await;
                 drop(permit);
             }),
         };
@@ -443,16 +490,25 @@ async fn serve_tls(
     acceptor: TlsAcceptor,
     conn: ConnInfo,
     live: Arc<Live>,
+    auth: Arc<caller::ConnAuth>,
     shutdown: watch::Receiver<bool>,
 ) {
     let state = live.state();
-    let limits = state.settings.limits.clone();
+    let limits = &state.settings.limits;
+    // A connection that has not signed in gets no longer for its handshake than it would get to
+    // sit idle.
+    let deadline = if auth.is_guest() {
+        limits
+            .tls_handshake_timeout
+            .min(limits.unauthenticated_idle)
+    } else {
+        limits.tls_handshake_timeout
+    };
     // Boxed: the handshake's state is only needed until it completes, so it should not stay in
     // the connection's task for the connection's whole life.
     let handshake = Box::pin(acceptor.accept(stream));
-    match tokio::time::timeout(limits.tls_handshake_timeout, handshake).await {
+    match tokio::time::timeout(deadline, handshake).await {
         Ok(Ok(tls_stream)) => {
-            let auth = Arc::new(caller::ConnAuth::default());
             // A verified client certificate signs the connection in as its mapped principal.
             if let Some(leaf) = tls_stream
                 .get_ref()
@@ -484,16 +540,6 @@ async fn serve_tls(
     }
 }
 
-async fn serve_plain(
-    stream: TcpStream,
-    conn: ConnInfo,
-    live: Arc<Live>,
-    shutdown: watch::Receiver<bool>,
-) {
-    let auth = Arc::new(caller::ConnAuth::default());
-    serve_http(stream, conn, live, auth, shutdown).await
-}
-
 async fn serve_http<S>(
     stream: S,
     conn: ConnInfo,
@@ -505,6 +551,7 @@ async fn serve_http<S>(
 {
     let state = live.state();
     let limits = state.settings.limits.clone();
+    let idle = limits.unauthenticated_idle;
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -513,26 +560,40 @@ async fn serve_http<S>(
         .keep_alive(true);
     // Hook (issue #6): the test double's connections get its own service (its faults stream a body
     // or drop the connection); decided once per connection, so the gateway path is unchanged.
+    let watched = auth.clone();
     if let Some(mock) = state.mock.clone() {
         let service = service_fn(move |req| {
-            crate::mock::serve::handle(mock.clone(), state.clone(), conn, auth.clone(), req)
+            let (mock, state, auth) = (mock.clone(), state.clone(), auth.clone());
+            async move {
+                // Counted as the gateway's requests are, so the idle rule sees them.
+                auth.request_started();
+                let answer = crate::mock::serve::handle(mock, state, conn, auth.clone(), req).await;
+                auth.request_ended();
+                answer
+            }
         });
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         // Boxed so that the gateway's connections are not sized for the test double's service.
-        return Box::pin(drive(connection, conn, shutdown)).await;
+        return Box::pin(drive(connection, conn, watched, idle, shutdown)).await;
     }
     drop(state);
     // The state is read per request, so a keep-alive connection (MIM keeps one open for hours)
     // follows a reload from its next request on.
     let service = service_fn(move |req| http::handle(live.state(), conn, auth.clone(), req));
     let connection = builder.serve_connection(TokioIo::new(stream), service);
-    drive(connection, conn, shutdown).await
+    drive(connection, conn, watched, idle, shutdown).await
 }
 
 /// Runs one HTTP/1.1 connection until it ends or shutdown asks it to finish its request.
-async fn drive<I, S, B>(
+///
+/// A connection that has not signed in is closed once it has had no request in progress for
+/// `idle` (`limits.unauthenticated_idle_secs`): otherwise idle keep-alive connections, polling
+/// `/healthz` now and then, could hold every place under the cap (issue #17, item 7).
+pub(crate) async fn drive<I, S, B>(
     connection: hyper::server::conn::http1::Connection<I, S>,
     conn: ConnInfo,
+    auth: Arc<caller::ConnAuth>,
+    idle: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin,
@@ -552,6 +613,27 @@ async fn drive<I, S, B>(
             connection.as_mut().graceful_shutdown();
             let _ = connection.await;
         }
+        _ = idle_guest(&auth, idle) => {
+            tracing::debug!(peer = %conn.peer, "closing a connection that has not signed in and sat idle");
+            connection.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(idle, connection).await;
+        }
+    }
+}
+
+/// Resolves once the connection is a guest (not signed in) that has had no request in progress
+/// for `idle`; never, once it has signed in.
+async fn idle_guest(auth: &caller::ConnAuth, idle: Duration) {
+    loop {
+        if !auth.is_guest() {
+            std::future::pending::<()>().await;
+        }
+        let wait = match auth.idle_for() {
+            Some(for_) if for_ >= idle => return,
+            Some(for_) => idle - for_,
+            None => idle,
+        };
+        tokio::time::sleep(wait.max(Duration::from_millis(50))).await;
     }
 }
 

@@ -82,6 +82,19 @@ impl fmt::Debug for SqliteStore {
     }
 }
 
+/// Creates the database file owner-only before SQLite opens it, so that SQLite, which gives its
+/// WAL and shared-memory files the database file's permissions, creates those owner-only too;
+/// warns about any of the three that group or others can read (issue #23, item 11). A file that
+/// cannot be created here is left to `Connection::open`, which reports the problem.
+fn owner_only_files(path: &Path) {
+    let _ = crate::at_rest::create_owner_only(path);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        crate::at_rest::warn_if_exposed(Path::new(&file), "SQLite database file");
+    }
+}
+
 impl SqliteStore {
     /// The schema version this build writes and understands.
     pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -100,6 +113,7 @@ impl SqliteStore {
     /// [`SqliteStore::open`] for blocking context (no runtime needed).
     pub fn open_blocking(path: &Path, key: SecretKey) -> StoreResult<Self> {
         let what = format!("opening SQLite database {}", path.display());
+        owner_only_files(path);
         let conn = Connection::open(path).ctx(&what)?;
         configure(&conn, true).map_err(|e| prefix(&what, e))?;
         Self::with_connection(conn, key, Some(path.to_path_buf())).map_err(|e| prefix(&what, e))

@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
 
-async fn still_serves(c: &Client) {
+pub(crate) async fn still_serves(c: &Client) {
     let r = c
         .soap11(
             Some(&action("TestSecurity")),

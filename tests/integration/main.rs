@@ -41,6 +41,7 @@ mod providers_twilio;
 mod providers_webhook;
 mod reload;
 mod security_engine;
+mod security_transport;
 mod standalone;
 mod support;
 mod users_import;

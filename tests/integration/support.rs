@@ -130,11 +130,38 @@ impl Client {
             .await
             .expect("connect in time")
             .expect("connect");
+        self.handshake(tcp).await
+    }
+
+    /// A TLS connection from `source`, another loopback address (127.0.0.2, …): a caller other
+    /// than the one at 127.0.0.1, for limits kept per source address.
+    pub async fn tls_from(
+        &self,
+        source: std::net::IpAddr,
+    ) -> tokio_rustls::client::TlsStream<TcpStream> {
+        self.handshake(connect_from(source, self.addr).await).await
+    }
+
+    async fn handshake(&self, tcp: TcpStream) -> tokio_rustls::client::TlsStream<TcpStream> {
         let name = ServerName::try_from("localhost").unwrap();
         tokio::time::timeout(STEP, self.connector.connect(name, tcp))
             .await
             .expect("handshake in time")
             .expect("handshake")
+    }
+
+    /// The TLS handshake on `tcp`; `None` if the server refused or closed it.
+    pub async fn handshake_on(
+        &self,
+        tcp: TcpStream,
+    ) -> Option<tokio_rustls::client::TlsStream<TcpStream>> {
+        let name = ServerName::try_from("localhost").unwrap();
+        self.connector.connect(name, tcp).await.ok()
+    }
+
+    /// The server's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// Sends one request on a fresh connection with hyper's client.
@@ -185,6 +212,18 @@ impl Client {
             .unwrap();
         self.send(req).await
     }
+}
+
+/// A TCP connection to `addr` from the local address `source`.
+pub async fn connect_from(source: std::net::IpAddr, addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::new(source, 0))
+        .expect("bind the source address");
+    tokio::time::timeout(STEP, socket.connect(addr))
+        .await
+        .expect("connect in time")
+        .expect("connect")
 }
 
 pub async fn send_on(
