@@ -292,6 +292,7 @@ impl Gateway {
                  [[auth.basic]]\nprincipal = 'CONTOSO\\adfs-sdk'\npassword_hash = '{hash}'\n\
                  [[auth.principals]]\nname = 'CONTOSO\\adfs-sdk'\nallow = [\"authentication\"]\n\
                  [[auth.principals]]\nname = 'alice'\nallow = [\"authentication\"]\n\
+                 [providers.demo]\nkind = \"scripted\"\n[[routes]]\nproviders = [\"demo\"]\n\
                  [audit]\nfile = \"audit/trail.jsonl\"\n{extra}"
             ),
         )
