@@ -148,6 +148,12 @@ pub enum Command {
         #[command(flatten)]
         connect: SdkConnectArgs,
     },
+    /// Windows service: install or uninstall pfgate as a service (docs/deploy.md, "Windows").
+    Service {
+        /// What to do.
+        #[command(subcommand)]
+        action: ServiceAction,
+    },
     /// Print the WSDL (the committed wsdl/PfWsSdk.wsdl is this output).
     Wsdl {
         /// The service address to write into soap:address.
@@ -278,6 +284,62 @@ pub enum AuditAction {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+/// `pfgate service …` (Windows only; elsewhere it says so and exits 2).
+#[derive(Debug, Subcommand)]
+pub enum ServiceAction {
+    /// Register this executable with the service manager (automatic start, restart on failure).
+    Install {
+        /// Configuration file (made absolute; check it first with `check-config`).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Service name (also the log file's name under %ProgramData%\pfgate).
+        #[arg(long, default_value = crate::service::DEFAULT_NAME)]
+        name: String,
+        /// Account the service runs as: a gMSA (`CONTOSO\pfgate$`), `NT AUTHORITY\LocalService`,
+        /// or a user. Default: the virtual account `NT SERVICE\<name>`.
+        #[arg(long, value_name = "ACCOUNT")]
+        account: Option<String>,
+        /// Environment variable holding the account's password (a user account only; never an
+        /// argument, which other users can see).
+        #[arg(long, value_name = "VAR")]
+        password_env: Option<String>,
+    },
+    /// Stop the service if it runs and remove it.
+    Uninstall {
+        /// Service name.
+        #[arg(long, default_value = crate::service::DEFAULT_NAME)]
+        name: String,
+    },
+    /// The entry point the service manager starts (not for the console).
+    #[command(hide = true)]
+    Run {
+        /// Configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Service name.
+        #[arg(long, default_value = crate::service::DEFAULT_NAME)]
+        name: String,
+    },
+}
+
+/// Runs `pfgate service …`: on Windows through the service manager; elsewhere exit 2 (systemd
+/// runs pfgate there: deploy/pfgate.service).
+fn service_command(action: ServiceAction) -> ExitCode {
+    #[cfg(windows)]
+    {
+        crate::service::windows::command(action)
+    }
+    #[cfg(not(windows))]
+    {
+        let _ = action;
+        eprintln!(
+            "pfgate service: Windows services exist on Windows only; on Linux use systemd \
+             (deploy/pfgate.service, docs/deploy.md)"
+        );
+        ExitCode::from(2)
+    }
 }
 
 /// `pfgate users …`
@@ -481,6 +543,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Command::Service { action } => service_command(action),
         Command::Wsdl { location } => {
             print!("{}", crate::pfwssdk::wsdl::render(&location));
             ExitCode::SUCCESS
@@ -587,7 +650,8 @@ pub fn run(cli: Cli) -> ExitCode {
                     Box::new(move |s: &mut Settings| apply_listen(s, listen));
                 (path, adjust)
             });
-            runtime.block_on(serve(settings, reload))
+            let life = crate::service::Lifecycle::console(wait_for_signal());
+            runtime.block_on(serve(settings, reload, life))
         }
     }
 }
@@ -737,9 +801,14 @@ fn apply_listen(s: &mut Settings, listen: Option<SocketAddr>) {
     }
 }
 
-/// Serves until `SIGTERM`/Ctrl-C; with `reload` (the configuration file and how the command line
-/// adjusted it), also reloads on `SIGHUP` and when the file changes.
-async fn serve(settings: Settings, reload: Option<(PathBuf, crate::reload::Adjust)>) -> ExitCode {
+/// Serves until `life.stop` resolves (`SIGTERM`/Ctrl-C, or the Windows service manager's stop);
+/// with `reload` (the configuration file and how the command line adjusted it), also reloads on
+/// `SIGHUP` (or `paramchange`) and when the file changes.
+pub(crate) async fn serve(
+    settings: Settings,
+    reload: Option<(PathBuf, crate::reload::Adjust)>,
+    life: crate::service::Lifecycle,
+) -> ExitCode {
     let demo = settings.demo;
     let anonymous = settings.allow_anonymous;
     if let Some(audit) = &settings.audit {
@@ -751,16 +820,19 @@ async fn serve(settings: Settings, reload: Option<(PathBuf, crate::reload::Adjus
             }
             Err(e) => {
                 eprintln!("pfgate: {e}");
+                (life.report)(crate::service::Event::Failed(&e.to_string()));
                 return ExitCode::from(2);
             }
         }
     }
     // Before the listening lines: a SIGHUP sent as soon as they appear must find its handler.
-    let reload = reload.map(|(path, adjust)| (path, adjust, crate::reload::Hangup::listen()));
+    let hangup = crate::reload::Hangup::listen(life.param_change.clone());
+    let reload = reload.map(|(path, adjust)| (path, adjust, hangup));
     let running = match server::start(settings).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("pfgate: {e}");
+            (life.report)(crate::service::Event::Failed(&e.to_string()));
             return ExitCode::from(2);
         }
     };
@@ -792,12 +864,14 @@ async fn serve(settings: Settings, reload: Option<(PathBuf, crate::reload::Adjus
     let watcher = reload.map(|(path, adjust, hangup)| {
         tokio::spawn(crate::reload::watch(running.live(), path, adjust, hangup))
     });
-    wait_for_signal().await;
+    (life.report)(crate::service::Event::Started);
+    life.stop.await;
     if let Some(w) = watcher {
         w.abort();
     }
     // The grace period in force now (a reload may have changed it).
     let grace = running.state().settings.limits.shutdown_grace;
+    (life.report)(crate::service::Event::Stopping(grace));
     tracing::info!(grace_secs = grace.as_secs(), "shutting down");
     running.shutdown(grace).await;
     tracing::info!("stopped");
@@ -932,7 +1006,26 @@ async fn wait_for_signal() {
             }
         }
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    {
+        // The console's counterparts of SIGTERM: Ctrl-Break, the console window closing, and the
+        // user logging off or the machine shutting down (as a service, the SCM's stop instead).
+        use tokio::signal::windows::{ctrl_break, ctrl_close, ctrl_shutdown};
+        match (ctrl_break(), ctrl_close(), ctrl_shutdown()) {
+            (Ok(mut brk), Ok(mut close), Ok(mut shutdown)) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = brk.recv() => {}
+                    _ = close.recv() => {}
+                    _ = shutdown.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(any(unix, windows)))]
     {
         let _ = tokio::signal::ctrl_c().await;
     }

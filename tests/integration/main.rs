@@ -35,3 +35,4 @@ mod providers_webhook;
 mod reload;
 mod support;
 mod users_import;
+mod windows;
