@@ -47,7 +47,7 @@ impl TestServer {
         let (child, addr, fingerprint) = spawn_serving(cmd);
         let leaf = peer_certificate(addr);
         assert_eq!(
-            pfgate::server::tls::fingerprint(&leaf),
+            server::tls::fingerprint(&leaf),
             fingerprint,
             "the certificate served is not the one the process printed"
         );
@@ -92,7 +92,7 @@ impl TestServer {
     }
 
     pub fn fingerprint(&self) -> String {
-        pfgate::server::tls::fingerprint(&self.leaf)
+        server::tls::fingerprint(&self.leaf)
     }
 }
 
@@ -144,7 +144,7 @@ pub fn spawn_serving(mut cmd: std::process::Command) -> (std::process::Child, So
         let Ok(line) = rx.recv_timeout(left) else {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{cmd:?} did not print its address and fingerprint in {PROCESS_START:?}");
+            panic!("{cmd:?} ended or did not print its address and fingerprint within {PROCESS_START:?}");
         };
         if let Some(rest) = line.split(" listening on https://").nth(1) {
             addr = rest

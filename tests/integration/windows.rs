@@ -20,7 +20,7 @@ use crate::ntlm::{build_mono_ntlm, mono_ntlm, pyspnego_client, python_ntlm_avail
 use crate::support::*;
 
 /// The Basic account's password (given to `hash-password` on standard input, to curl in a file).
-const BASIC_PASSWORD: &str = "Adfs-Sdk!pw 2";
+const BASIC_PASSWORD: &str = "Adfs-Sdk!pw2";
 
 /// `pfgate ARGS` in `dir`, run to the end; panics with its output unless it exits `want`.
 async fn pfgate(dir: &Path, args: &[&str], want: i32) -> String {
@@ -128,7 +128,7 @@ async fn the_executable_serves_a_real_configuration_to_real_clients() {
         let input = dir.join("basic.input");
         std::fs::write(&input, format!("{BASIC_PASSWORD}\n")).unwrap();
         cmd.stdin(std::fs::File::open(&input).unwrap());
-        let out = std::process::Command::output(&mut cmd).unwrap();
+        let out = cmd.output().unwrap();
         assert!(out.status.success(), "{out:?}");
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
