@@ -232,3 +232,131 @@ impl Drop for Stopped {
         let _ = self.0.wait();
     }
 }
+
+/// One plain-HTTP SOAP 1.1 `TestSecurity` to `addr`, as IIS/ARR forwards it: with the identity
+/// header IIS sets (`None`: without it). The status and the body.
+async fn forwarded_test_security(
+    addr: std::net::SocketAddr,
+    header: Option<(&str, &str)>,
+) -> (u16, String) {
+    use http_body_util::{BodyExt, Full};
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut req = http::Request::post(SDK_PATH)
+        .header("Host", "mfa.contoso.com")
+        .header("Content-Type", "text/xml; charset=utf-8")
+        .header("SOAPAction", format!("\"{NS}/TestSecurity\""));
+    if let Some((name, value)) = header {
+        req = req.header(name, value);
+    }
+    let req = req
+        .body(Full::new(bytes::Bytes::from(env11(&format!(
+            "<TestSecurity xmlns=\"{NS}\"/>"
+        )))))
+        .unwrap();
+    let resp = tokio::time::timeout(STEP, sender.send_request(req))
+        .await
+        .expect("answer in time")
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// deploy/iis/web.config is well-formed XML whose rewrite rule sets, from `{LOGON_USER}`, the
+/// server variable of exactly the header deploy/iis/pfgate.toml names, and forwards to exactly
+/// its plain listener; that configuration is valid, and pfgate started with it believes the header
+/// from 127.0.0.1 (as IIS sends it) and refuses the call without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iis_web_config_forwards_the_authenticated_user_to_pfgate() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/iis");
+    let xml = std::fs::read_to_string(root.join("web.config")).unwrap();
+    let doc = roxmltree::Document::parse(&xml).expect("web.config is well-formed XML");
+    let element = |name: &str| {
+        doc.descendants()
+            .find(|n| n.has_tag_name(name))
+            .unwrap_or_else(|| panic!("no <{name}> in web.config"))
+    };
+    assert_eq!(
+        element("anonymousAuthentication").attribute("enabled"),
+        Some("false")
+    );
+    assert_eq!(
+        element("windowsAuthentication").attribute("enabled"),
+        Some("true")
+    );
+    let rule = doc
+        .descendants()
+        .find(|n| n.has_tag_name("rule") && n.attribute("name") == Some("pfgate"))
+        .expect("the pfgate rule");
+    let sets: Vec<(&str, &str)> = rule
+        .descendants()
+        .filter(|n| n.has_tag_name("set"))
+        .map(|n| (n.attribute("name").unwrap(), n.attribute("value").unwrap()))
+        .collect();
+    let action = rule
+        .descendants()
+        .find(|n| n.has_tag_name("action"))
+        .and_then(|n| n.attribute("url"))
+        .expect("the rule's action url");
+
+    // The pfgate side, with its Windows paths moved to a temporary directory.
+    let d = TempDir::new("iis");
+    let text = std::fs::read_to_string(root.join("pfgate.toml"))
+        .unwrap()
+        .replace(
+            r"C:\ProgramData\pfgate\",
+            &format!("{}/", d.path().display()),
+        );
+    std::fs::create_dir_all(d.path().join("data")).unwrap();
+    d.write("secrets.key", &"5a".repeat(32));
+    let config = d.write("pfgate.toml", &text);
+    let mut settings = pfgate::config::load(&config)
+        .unwrap_or_else(|e| panic!("deploy/iis/pfgate.toml refused: {:?}", e.0));
+    let header = settings
+        .auth
+        .proxy_identity_header
+        .clone()
+        .expect("proxy_identity_header");
+    // IIS names a request header's server variable HTTP_ + the name upper-cased, '-' as '_'.
+    let variable = format!("HTTP_{}", header.to_ascii_uppercase().replace('-', "_"));
+    assert!(
+        sets.contains(&(variable.as_str(), "{LOGON_USER}")),
+        "web.config must set {variable} from {{LOGON_USER}}: {sets:?}"
+    );
+    let listen = settings.plain_listen.expect("plain_listen");
+    assert!(listen.ip().is_loopback(), "{listen}");
+    assert_eq!(action, format!("http://{listen}/{{R:1}}"));
+    assert!(
+        settings
+            .trusted_proxies
+            .iter()
+            .any(|p| p.contains(listen.ip())),
+        "IIS's address {} must be a trusted proxy",
+        listen.ip()
+    );
+
+    settings.plain_listen = Some("127.0.0.1:0".parse().unwrap());
+    settings.admin.listen = None;
+    let running = pfgate::server::start(settings)
+        .await
+        .expect("server starts");
+    let addr = running.plain_addr.expect("plain listener");
+    let (status, body) =
+        forwarded_test_security(addr, Some((header.as_str(), "CONTOSO\\mimservice"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        text_of(&body, "TestSecurityResult").as_deref(),
+        Some("secure")
+    );
+    let (status, body) = forwarded_test_security(addr, None).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) =
+        forwarded_test_security(addr, Some((header.as_str(), "CONTOSO\\someone-else"))).await;
+    assert_eq!(status, 403, "{body}");
+    running.shutdown(std::time::Duration::from_millis(10)).await;
+}
