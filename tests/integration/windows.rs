@@ -360,3 +360,29 @@ async fn iis_web_config_forwards_the_authenticated_user_to_pfgate() {
     assert_eq!(status, 403, "{body}");
     running.shutdown(std::time::Duration::from_millis(10)).await;
 }
+
+/// `service run` started from a console, not by the service manager, says so and exits 2 (on
+/// Windows: the dispatcher refuses; elsewhere: services are Windows-only). Never a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_run_outside_the_service_manager_exits_2() {
+    let d = TempDir::new("service-run");
+    let out = pfgate(
+        d.path(),
+        &[
+            "service",
+            "run",
+            "--config",
+            "none.toml",
+            "--name",
+            "pfgate-x",
+        ],
+        2,
+    )
+    .await;
+    let want = if std::env::var_os(TEST_BIN).is_some() {
+        "not started by the service manager"
+    } else {
+        "Windows services exist on Windows only"
+    };
+    assert!(out.contains(want), "{out}");
+}
