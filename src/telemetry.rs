@@ -32,7 +32,7 @@ pub fn init(format: LogFormat) {
 }
 
 /// Installs the global subscriber writing to `file` instead of stderr, access log included: a
-/// Windows service has no console (`%ProgramData%\pfgate\NAME.log`). No colour codes.
+/// Windows service has no console (`%ProgramData%\pfgate\logs\NAME.log`). No colour codes.
 pub fn init_file(format: LogFormat, file: std::fs::File) -> std::io::Result<()> {
     crate::server::access_log::set_format(format);
     crate::server::access_log::set_file(file.try_clone()?);

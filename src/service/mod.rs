@@ -148,14 +148,16 @@ pub fn default_account(name: &str) -> String {
     format!("NT SERVICE\\{name}")
 }
 
-/// The directory the service logs to: `%ProgramData%\pfgate` (`C:\ProgramData\pfgate` when the
-/// variable is missing, as it can be for a service with an empty environment).
+/// The directory the service logs to: `%ProgramData%\pfgate\logs` (`C:\ProgramData\…` when the
+/// variable is missing, as it can be for a service with an empty environment). A directory of its
+/// own, so the service account can be given write access there and read-only access to the
+/// configuration and secrets beside it.
 pub fn log_dir(program_data: Option<OsString>) -> PathBuf {
     let base = program_data
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(r"C:\ProgramData"));
-    base.join("pfgate")
+    base.join("pfgate").join("logs")
 }
 
 /// The log file of service `name` in `dir`.
@@ -213,18 +215,10 @@ mod tests {
 
     #[test]
     fn logs_go_under_program_data() {
-        assert_eq!(
-            log_dir(Some(r"D:\Data".into())),
-            PathBuf::from(r"D:\Data").join("pfgate")
-        );
-        assert_eq!(
-            log_dir(None),
-            PathBuf::from(r"C:\ProgramData").join("pfgate")
-        );
-        assert_eq!(
-            log_dir(Some("".into())),
-            PathBuf::from(r"C:\ProgramData").join("pfgate")
-        );
+        let under = |base: &str| PathBuf::from(base).join("pfgate").join("logs");
+        assert_eq!(log_dir(Some(r"D:\Data".into())), under(r"D:\Data"));
+        assert_eq!(log_dir(None), under(r"C:\ProgramData"));
+        assert_eq!(log_dir(Some("".into())), under(r"C:\ProgramData"));
         assert_eq!(
             log_file(Path::new("x"), "pfgate"),
             Path::new("x").join("pfgate.log")

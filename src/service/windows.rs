@@ -2,7 +2,7 @@
 //! service control manager (SCM) starts. Stop and shutdown run the same graceful drain as
 //! `SIGTERM`; `paramchange` reloads as `SIGHUP` does (the file watcher runs too); a failed start
 //! ends the service with a service-specific exit code and the reason in the log file,
-//! `%ProgramData%\pfgate\NAME.log`.
+//! `%ProgramData%\pfgate\logs\NAME.log`.
 //!
 //! The SCM's callbacks are reached through the `windows-service` crate (Mullvad), whose
 //! `define_windows_service!` holds the only `unsafe` (in the crate, not here).
@@ -137,11 +137,17 @@ fn install(
     if let Err(e) = service.update_failure_actions(failure_actions) {
         eprintln!("pfgate service: restart-on-failure not set ({e}); set it in services.msc");
     }
-    let log = super::log_file(&super::log_dir(std::env::var_os("ProgramData")), name);
+    // Made here, by the administrator: the service account can then be given write access to
+    // this directory alone.
+    let log_dir = super::log_dir(std::env::var_os("ProgramData"));
+    if let Err(e) = std::fs::create_dir_all(&log_dir) {
+        eprintln!("pfgate service: cannot create {}: {e}", log_dir.display());
+    }
+    let log = super::log_file(&log_dir, name);
     Ok(format!(
         "installed service {name} ({} {}) running as {account}; logs: {}\n\
          Give {account} read access to the configuration and secret files and write access to \
-         the store and audit directories, then: sc start {name}",
+         the store, audit and log directories, then: sc start {name}",
         exe.display(),
         join_args(&info.launch_arguments),
         log.display()
@@ -281,7 +287,7 @@ fn service_main(_arguments: Vec<OsString>) {
     scm.set(ServiceState::Stopped, exit, Duration::ZERO);
 }
 
-/// Sends the logs to `%ProgramData%\pfgate\NAME.log` (appending; the directory is created).
+/// Sends the logs to `%ProgramData%\pfgate\logs\NAME.log` (appending; the directory is created).
 fn open_log(name: &str) -> Result<(), Failure> {
     let dir = super::log_dir(std::env::var_os("ProgramData"));
     let path = super::log_file(&dir, name);

@@ -55,7 +55,7 @@ TOML
 "$WINE" "$EXE" service install --config pfgate.toml --name "$NAME" | tr -d '\r'
 
 # %ProgramData% is C:\users\Public under wine.
-log="$WINEPREFIX/drive_c/users/Public/pfgate/$NAME.log"
+log="$WINEPREFIX/drive_c/users/Public/pfgate/logs/$NAME.log"
 [[ -d "$WINEPREFIX/drive_c/users/Public" ]] || fail "no C:\\users\\Public in the wine prefix"
 state() { "$WINE" sc query "$NAME" | tr -d '\r' | sed -n 's/.*STATE *: *[0-9]* *//p'; }
 wait_state() {
