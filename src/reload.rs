@@ -257,3 +257,24 @@ pub async fn watch(live: Arc<Live>, path: PathBuf, adjust: Adjust, mut hangup: H
         seen = fingerprint_off_runtime(&files).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Windows service's `paramchange` reaches the watcher as a reload trigger, on every
+    /// platform (the SCM side is tested under wine by tests/windows/service.sh).
+    #[tokio::test]
+    async fn param_change_triggers_a_reload() {
+        let notify = Arc::new(Notify::new());
+        let mut hangup = Hangup::listen(Some(notify.clone()));
+        notify.notify_one();
+        let trigger = tokio::time::timeout(Duration::from_secs(5), hangup.recv()).await;
+        assert_eq!(trigger.ok(), Some(Trigger::ParamChange));
+        assert_eq!(Trigger::ParamChange.as_str(), "service paramchange");
+        // Without a notify (the console), nothing but SIGHUP triggers.
+        let mut console = Hangup::listen(None);
+        let nothing = tokio::time::timeout(Duration::from_millis(100), console.recv()).await;
+        assert!(nothing.is_err());
+    }
+}
