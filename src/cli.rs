@@ -294,7 +294,7 @@ pub enum ServiceAction {
         /// Configuration file (made absolute; check it first with `check-config`).
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
-        /// Service name (also the log file's name under %ProgramData%\pfgate).
+        /// Service name (also the log file's name, under %ProgramData%\pfgate\logs).
         #[arg(long, default_value = crate::service::DEFAULT_NAME)]
         name: String,
         /// Account the service runs as: a gMSA (`CONTOSO\pfgate$`), `NT AUTHORITY\LocalService`,
