@@ -4,7 +4,8 @@
 #   service install → sc start → RUNNING and a TestSecurity call answered → sc control paramchange
 #   (the log shows the reload) → sc stop (the log shows the drain; STOPPED, exit code 0) →
 #   a start that must fail (the port is taken): STOPPED with WIN32_EXIT_CODE 1066 and
-#   SERVICE_EXIT_CODE 2, the reason in the log → service uninstall (sc query then fails).
+#   SERVICE_EXIT_CODE 2, the reason in the log → the same with a configuration broken after the
+#   install (SERVICE_EXIT_CODE 1) → service uninstall (sc query then fails).
 # wine ends its service processes once no other wine process runs: a keeper process holds the
 # session for the length of the test.
 set -euo pipefail
@@ -99,6 +100,16 @@ grep -q 'SERVICE_EXIT_CODE *: *2 ' <<<"$q" || fail "failed start: $q"
 grep -q 'the server did not start' "$log" || fail "no reason in the log"
 echo "   failed start reported: exit code 1066, service-specific 2, reason in the log"
 kill "$blocker"; blocker=
+
+# A configuration broken after the install: service-specific 1, the problem in the log.
+echo 'listen = "not an address"' >> pfgate.toml
+"$WINE" sc start "$NAME" >/dev/null 2>&1 || true
+wait_state STOPPED
+q=$("$WINE" sc query "$NAME" | tr -d '\r')
+grep -q 'WIN32_EXIT_CODE *: *1066 ' <<<"$q" || fail "refused configuration: $q"
+grep -q 'SERVICE_EXIT_CODE *: *1 ' <<<"$q" || fail "refused configuration: $q"
+grep -q 'the configuration was refused' "$log" || fail "no problem in the log"
+echo "   refused configuration reported: exit code 1066, service-specific 1, problem in the log"
 
 "$WINE" "$EXE" service uninstall --name "$NAME" | tr -d '\r'
 if "$WINE" sc query "$NAME" >/dev/null 2>&1; then fail "still installed after uninstall"; fi
