@@ -53,6 +53,12 @@ secrets_key_file = "secrets.key"
 shutdown_grace_secs = 2
 TOML
 "$WINE" "$EXE" check-config pfgate.toml | tr -d '\r'
+# Refused installs: a name that is not plain, a configuration check-config refuses.
+if "$WINE" "$EXE" service install --config pfgate.toml --name 'bad\name' >/dev/null 2>&1; then fail "installed a bad name"; fi
+echo '[server]' > broken.toml
+if "$WINE" "$EXE" service install --config broken.toml --name "$NAME" >/dev/null 2>&1; then fail "installed a refused configuration"; fi
+if "$WINE" sc query "$NAME" >/dev/null 2>&1; then fail "a refused install left a service"; fi
+echo "   refused installs: bad name, refused configuration"
 "$WINE" "$EXE" service install --config pfgate.toml --name "$NAME" | tr -d '\r'
 
 # %ProgramData% is C:\users\Public under wine.
