@@ -8,6 +8,7 @@
 //! `define_windows_service!` holds the only `unsafe` (in the crate, not here).
 
 use std::ffi::OsString;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -51,7 +52,8 @@ pub fn command(action: Cmd) -> ExitCode {
     };
     match result {
         Ok(message) => {
-            println!("{message}");
+            // Done whether or not anyone reads it (`| head` closing the pipe is not a failure).
+            let _ = writeln!(std::io::stdout(), "{message}");
             ExitCode::SUCCESS
         }
         Err(e) => {

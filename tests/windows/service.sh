@@ -26,6 +26,11 @@ trap cleanup EXIT
 fail() { echo "service.sh: FAIL: $*" >&2; echo "--- log:" >&2; cat "$log" >&2 2>/dev/null || true; exit 1; }
 
 cd "$dir"
+# A fresh wine session for this prefix (ours alone: target/wine-prefix): the integration tests end
+# wine processes by kill, after which wine 8's service manager could refuse to start services.
+WINESERVER="${WINESERVER:-$(command -v wineserver || echo /usr/lib/wine/wineserver64)}"
+"$WINESERVER" -k 2>/dev/null || true
+"$WINESERVER" -w 2>/dev/null || true
 "$WINE" cmd.exe /c "ping -n 600 127.0.0.1 > NUL" >/dev/null 2>&1 &
 keeper=$!
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
