@@ -184,6 +184,12 @@ pub enum Command {
         #[arg(long, value_name = "SECS", default_value_t = 3)]
         timeout: u64,
     },
+    /// Windows service: install or uninstall pfgate as a service (docs/deploy.md, "Windows").
+    Service {
+        /// What to do.
+        #[command(subcommand)]
+        action: ServiceAction,
+    },
     /// Print the WSDL (the committed wsdl/PfWsSdk.wsdl is this output).
     Wsdl {
         /// The service address to write into soap:address.
@@ -370,6 +376,62 @@ pub enum StoreAction {
         #[arg(long)]
         new_key_env: Option<String>,
     },
+}
+
+/// `pfgate service …` (Windows only; elsewhere it says so and exits 2).
+#[derive(Debug, Subcommand)]
+pub enum ServiceAction {
+    /// Register this executable with the service manager (automatic start, restart on failure).
+    Install {
+        /// Configuration file (made absolute; check it first with `check-config`).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Service name (also the log file's name, under %ProgramData%\pfgate\logs).
+        #[arg(long, default_value = crate::service::DEFAULT_NAME)]
+        name: String,
+        /// Account the service runs as: a gMSA (`CONTOSO\pfgate$`), `NT AUTHORITY\LocalService`,
+        /// or a user. Default: the virtual account `NT SERVICE\<name>`.
+        #[arg(long, value_name = "ACCOUNT")]
+        account: Option<String>,
+        /// Environment variable holding the account's password (a user account only; never an
+        /// argument, which other users can see).
+        #[arg(long, value_name = "VAR")]
+        password_env: Option<String>,
+    },
+    /// Stop the service if it runs and remove it.
+    Uninstall {
+        /// Service name.
+        #[arg(long, default_value = crate::service::DEFAULT_NAME)]
+        name: String,
+    },
+    /// The entry point the service manager starts (not for the console).
+    #[command(hide = true)]
+    Run {
+        /// Configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Service name.
+        #[arg(long, default_value = crate::service::DEFAULT_NAME)]
+        name: String,
+    },
+}
+
+/// Runs `pfgate service …`: on Windows through the service manager; elsewhere exit 2 (systemd
+/// runs pfgate there: deploy/pfgate.service).
+fn service_command(action: ServiceAction) -> ExitCode {
+    #[cfg(windows)]
+    {
+        crate::service::windows::command(action)
+    }
+    #[cfg(not(windows))]
+    {
+        let _ = action;
+        eprintln!(
+            "pfgate service: Windows services exist on Windows only; on Linux use systemd \
+             (deploy/pfgate.service, docs/deploy.md)"
+        );
+        ExitCode::from(2)
+    }
 }
 
 /// `pfgate users …`
@@ -591,6 +653,7 @@ pub fn run(cli: Cli) -> ExitCode {
             crate::cli_docs::print(|out| crate::cli_docs::completions(shell, out))
         }
         Command::Man => crate::cli_docs::print(crate::cli_docs::man),
+        Command::Service { action } => service_command(action),
         Command::Wsdl { location } => {
             print!("{}", crate::pfwssdk::wsdl::render(&location));
             ExitCode::SUCCESS
@@ -699,7 +762,11 @@ pub fn run(cli: Cli) -> ExitCode {
                     Box::new(move |s: &mut Settings| apply_listen(s, listen));
                 (path, adjust)
             });
-            runtime.block_on(serve(settings, reload))
+            runtime.block_on(async move {
+                // Inside the runtime and before serve prints its listening lines (see StopSignal).
+                let life = crate::service::Lifecycle::console(StopSignal::install().wait());
+                serve(settings, reload, life).await
+            })
         }
     }
 }
@@ -999,9 +1066,14 @@ fn apply_listen(s: &mut Settings, listen: Option<SocketAddr>) {
     }
 }
 
-/// Serves until `SIGTERM`/Ctrl-C; with `reload` (the configuration file and how the command line
-/// adjusted it), also reloads on `SIGHUP` and when the file changes.
-async fn serve(settings: Settings, reload: Option<(PathBuf, crate::reload::Adjust)>) -> ExitCode {
+/// Serves until `life.stop` resolves (`SIGTERM`/Ctrl-C, or the Windows service manager's stop);
+/// with `reload` (the configuration file and how the command line adjusted it), also reloads on
+/// `SIGHUP` (or `paramchange`) and when the file changes.
+pub(crate) async fn serve(
+    settings: Settings,
+    reload: Option<(PathBuf, crate::reload::Adjust)>,
+    life: crate::service::Lifecycle,
+) -> ExitCode {
     let demo = settings.demo;
     let anonymous = settings.allow_anonymous;
     if let Some(audit) = &settings.audit {
@@ -1013,18 +1085,19 @@ async fn serve(settings: Settings, reload: Option<(PathBuf, crate::reload::Adjus
             }
             Err(e) => {
                 eprintln!("pfgate: {e}");
+                (life.report)(crate::service::Event::Failed(&e.to_string()));
                 return ExitCode::from(2);
             }
         }
     }
-    // Before the listening lines: a SIGHUP or SIGTERM sent as soon as they appear must find its
-    // handler.
-    let reload = reload.map(|(path, adjust)| (path, adjust, crate::reload::Hangup::listen()));
-    let stop = StopSignal::install();
+    // Before the listening lines: a SIGHUP sent as soon as they appear must find its handler.
+    let hangup = crate::reload::Hangup::listen(life.param_change.clone());
+    let reload = reload.map(|(path, adjust)| (path, adjust, hangup));
     let running = match server::start(settings).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("pfgate: {e}");
+            (life.report)(crate::service::Event::Failed(&e.to_string()));
             return ExitCode::from(2);
         }
     };
@@ -1056,12 +1129,14 @@ async fn serve(settings: Settings, reload: Option<(PathBuf, crate::reload::Adjus
     let watcher = reload.map(|(path, adjust, hangup)| {
         tokio::spawn(crate::reload::watch(running.live(), path, adjust, hangup))
     });
-    stop.wait().await;
+    (life.report)(crate::service::Event::Started);
+    life.stop.await;
     if let Some(w) = watcher {
         w.abort();
     }
     // The grace period in force now (a reload may have changed it).
     let grace = running.state().settings.limits.shutdown_grace;
+    (life.report)(crate::service::Event::Stopping(grace));
     tracing::info!(grace_secs = grace.as_secs(), "shutting down");
     running.shutdown(grace).await;
     tracing::info!("stopped");
@@ -1187,17 +1262,29 @@ async fn record(
     ExitCode::SUCCESS
 }
 
-/// SIGTERM and Ctrl-C (SIGINT), listened for from creation: made before the listening lines are
+/// SIGTERM and Ctrl-C (SIGINT) — on Windows Ctrl-C, Ctrl-Break, the console window closing and
+/// the machine shutting down — listened for from creation: made before the listening lines are
 /// printed, so a supervisor (or a test) that stops pfgate as soon as it says it listens gets the
-/// graceful stop, not the default action of a signal nobody handles yet.
-struct StopSignal {
+/// graceful stop, not the default action of a signal nobody handles yet. (As a Windows service,
+/// the SCM's stop arrives through [`crate::service::Lifecycle`] instead.)
+pub(crate) struct StopSignal {
     #[cfg(unix)]
     signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+    #[cfg(windows)]
+    signals: Option<WindowsConsoleSignals>,
 }
+
+#[cfg(windows)]
+type WindowsConsoleSignals = (
+    tokio::signal::windows::CtrlC,
+    tokio::signal::windows::CtrlBreak,
+    tokio::signal::windows::CtrlClose,
+    tokio::signal::windows::CtrlShutdown,
+);
 
 impl StopSignal {
     /// Installs the handlers (inside a runtime).
-    fn install() -> Self {
+    pub(crate) fn install() -> Self {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
@@ -1206,17 +1293,36 @@ impl StopSignal {
                 .ok();
             Self { signals }
         }
-        #[cfg(not(unix))]
+        #[cfg(windows)]
+        {
+            use tokio::signal::windows::{ctrl_break, ctrl_c, ctrl_close, ctrl_shutdown};
+            let signals = match (ctrl_c(), ctrl_break(), ctrl_close(), ctrl_shutdown()) {
+                (Ok(c), Ok(b), Ok(close), Ok(shutdown)) => Some((c, b, close, shutdown)),
+                _ => None,
+            };
+            Self { signals }
+        }
+        #[cfg(not(any(unix, windows)))]
         Self {}
     }
 
     /// Until one of the signals arrives.
-    async fn wait(self) {
+    pub(crate) async fn wait(self) {
         #[cfg(unix)]
         if let Some((mut term, mut int)) = self.signals {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
+            }
+            return;
+        }
+        #[cfg(windows)]
+        if let Some((mut c, mut brk, mut close, mut shutdown)) = self.signals {
+            tokio::select! {
+                _ = c.recv() => {}
+                _ = brk.recv() => {}
+                _ = close.recv() => {}
+                _ = shutdown.recv() => {}
             }
             return;
         }

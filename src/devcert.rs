@@ -58,6 +58,8 @@ fn write_file(path: &Path, contents: &str, secret: bool) -> Result<(), DevCertEr
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
+    // Elsewhere (Windows) a key gets the directory's ACL: docs/deploy.md ("Windows") has the
+    // `icacls` step; pfgate does not write ACLs (no maintained crate does it without `unsafe`).
     #[cfg(not(unix))]
     let _ = secret;
     let mut f = options.open(path).map_err(io)?;

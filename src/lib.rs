@@ -37,6 +37,7 @@ pub mod providers;
 pub mod reload;
 pub mod sdk_client;
 pub mod server;
+pub mod service;
 pub mod soap;
 pub mod store;
 pub mod telemetry;

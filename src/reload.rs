@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
+
 use crate::config::{self, Settings, TlsSource};
 use crate::engine::audit::{self, AuditEvent, AuditKind};
 use crate::server::Live;
@@ -36,6 +38,9 @@ pub enum Trigger {
     Signal,
     /// A watched file changed.
     FileChanged,
+    /// The Windows service manager's `paramchange` control (`sc control pfgate paramchange`),
+    /// Windows' counterpart of `SIGHUP`.
+    ParamChange,
 }
 
 impl Trigger {
@@ -43,6 +48,7 @@ impl Trigger {
         match self {
             Trigger::Signal => "SIGHUP",
             Trigger::FileChanged => "file changed",
+            Trigger::ParamChange => "service paramchange",
         }
     }
 }
@@ -172,16 +178,19 @@ fn fingerprint(files: &[PathBuf]) -> u64 {
     h.finish()
 }
 
-/// The `SIGHUP` listener. Made before the server says it is listening: a `SIGHUP` that arrives
-/// before a handler is installed would end the process (the signal's default action).
+/// The `SIGHUP` listener, and the `paramchange` of the Windows service manager (passed in as a
+/// [`Notify`]). Made before the server says it is listening: a `SIGHUP` that arrives before a
+/// handler is installed would end the process (the signal's default action).
 pub struct Hangup {
     #[cfg(unix)]
     signal: Option<tokio::signal::unix::Signal>,
+    param_change: Option<Arc<Notify>>,
 }
 
 impl Hangup {
-    /// Installs the handler (inside the runtime).
-    pub fn listen() -> Self {
+    /// Installs the handler (inside the runtime); `param_change` is notified by the Windows
+    /// service's control handler (none on the console).
+    pub fn listen(param_change: Option<Arc<Notify>>) -> Self {
         #[cfg(unix)]
         {
             let signal = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -192,20 +201,33 @@ impl Hangup {
                     None
                 }
             };
-            Self { signal }
+            Self {
+                signal,
+                param_change,
+            }
         }
         #[cfg(not(unix))]
-        Self {}
+        Self { param_change }
     }
 
-    /// Resolves at each `SIGHUP`; never where there is none.
-    async fn recv(&mut self) {
+    /// Resolves at each `SIGHUP` or `paramchange`; never where there is neither.
+    async fn recv(&mut self) -> Trigger {
+        let notify = self.param_change.clone();
+        let param_change = async move {
+            match notify {
+                Some(n) => n.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         #[cfg(unix)]
         if let Some(s) = self.signal.as_mut() {
-            s.recv().await;
-            return;
+            return tokio::select! {
+                _ = s.recv() => Trigger::Signal,
+                () = param_change => Trigger::ParamChange,
+            };
         }
-        std::future::pending::<()>().await
+        param_change.await;
+        Trigger::ParamChange
     }
 }
 
@@ -215,7 +237,7 @@ pub async fn watch(live: Arc<Live>, path: PathBuf, adjust: Adjust, mut hangup: H
     let mut seen = fingerprint_off_runtime(&files).await;
     loop {
         let trigger = tokio::select! {
-            _ = hangup.recv() => Trigger::Signal,
+            t = hangup.recv() => t,
             _ = tokio::time::sleep(POLL) => Trigger::FileChanged,
         };
         if trigger == Trigger::FileChanged {
@@ -233,5 +255,26 @@ pub async fn watch(live: Arc<Live>, path: PathBuf, adjust: Adjust, mut hangup: H
         reload_once(&live, &path, &adjust, trigger).await;
         files = watched_files(&path, &live.state().settings);
         seen = fingerprint_off_runtime(&files).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Windows service's `paramchange` reaches the watcher as a reload trigger, on every
+    /// platform (the SCM side is tested under wine by tests/windows/service.sh).
+    #[tokio::test]
+    async fn param_change_triggers_a_reload() {
+        let notify = Arc::new(Notify::new());
+        let mut hangup = Hangup::listen(Some(notify.clone()));
+        notify.notify_one();
+        let trigger = tokio::time::timeout(Duration::from_secs(5), hangup.recv()).await;
+        assert_eq!(trigger.ok(), Some(Trigger::ParamChange));
+        assert_eq!(Trigger::ParamChange.as_str(), "service paramchange");
+        // Without a notify (the console), nothing but SIGHUP triggers.
+        let mut console = Hangup::listen(None);
+        let nothing = tokio::time::timeout(Duration::from_millis(100), console.recv()).await;
+        assert!(nothing.is_err());
     }
 }

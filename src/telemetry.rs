@@ -30,3 +30,20 @@ pub fn init(format: LogFormat) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
 }
+
+/// Installs the global subscriber writing to `file` instead of stderr, access log included: a
+/// Windows service has no console (`%ProgramData%\pfgate\logs\NAME.log`). No colour codes.
+pub fn init_file(format: LogFormat, file: std::fs::File) -> std::io::Result<()> {
+    crate::server::access_log::set_format(format);
+    crate::server::access_log::set_file(file.try_clone()?);
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file));
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    Ok(())
+}

@@ -58,6 +58,22 @@ struct Shared {
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
 static FORMAT: OnceLock<LogFormat> = OnceLock::new();
+/// Where lines go instead of stderr: the Windows service's log file (a service has no console).
+static FILE: OnceLock<std::fs::File> = OnceLock::new();
+
+/// Sends the lines to `file` instead of stderr. Called once, before the first line, by
+/// `telemetry::init_file`; later calls are ignored.
+pub fn set_file(file: std::fs::File) {
+    let _ = FILE.set(file);
+}
+
+/// Writes `bytes` in one call to the log file, or to stderr.
+fn write_out(bytes: &[u8]) {
+    let _ = match FILE.get() {
+        Some(mut f) => f.write_all(bytes),
+        None => std::io::stderr().lock().write_all(bytes),
+    };
+}
 
 /// Sets the line format (from `--log-format`). Called once by `telemetry::init`; later calls and
 /// calls after the first line are ignored.
@@ -84,7 +100,7 @@ pub fn record(entry: &Entry<'_>) {
     let len = pending.len();
     if len >= MAX_PENDING {
         // The writer thread has not kept up: write here, under the lock, so memory stays bounded.
-        let _ = std::io::stderr().lock().write_all(&pending);
+        write_out(&pending);
         pending.clear();
     } else if len >= WAKE_AT {
         shared.wake.notify_one();
@@ -96,7 +112,7 @@ pub fn flush() {
     if let Some(shared) = SHARED.get() {
         if let Ok(mut pending) = shared.pending.lock() {
             if !pending.is_empty() {
-                let _ = std::io::stderr().lock().write_all(&pending);
+                write_out(&pending);
                 pending.clear();
             }
         }
@@ -139,7 +155,7 @@ fn writer_loop() {
             }
             std::mem::swap(&mut *guard, &mut out);
         }
-        let _ = std::io::stderr().lock().write_all(&out);
+        write_out(&out);
         out.clear();
         if out.capacity() > MAX_PENDING {
             out.shrink_to(WAKE_AT * 2);

@@ -310,6 +310,8 @@ impl PostgresSettings {
             .iter()
             .map(|h| match h {
                 Host::Tcp(name) => name.clone(),
+                // Unix-domain sockets exist in tokio-postgres on Unix only.
+                #[cfg(unix)]
                 Host::Unix(path) => path.display().to_string(),
             })
             .collect();
@@ -353,6 +355,7 @@ fn only_loopback(config: &tokio_postgres::Config) -> bool {
     let hosts = config.get_hosts();
     !hosts.is_empty()
         && hosts.iter().all(|h| match h {
+            #[cfg(unix)]
             Host::Unix(_) => true,
             Host::Tcp(name) => {
                 name.eq_ignore_ascii_case("localhost")

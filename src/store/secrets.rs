@@ -254,6 +254,10 @@ fn warn_if_exposed(path: &Path) {
     }
 }
 
+/// Not checked off Unix. On Windows the equivalent is the file's ACL, and reading a security
+/// descriptor takes Win32 calls pfgate (which forbids `unsafe`) would make only through a
+/// maintained crate, and there is none for ACLs: docs/deploy.md ("Windows") has the `icacls` step
+/// that restricts `C:\ProgramData\pfgate` to SYSTEM, Administrators and the service account.
 #[cfg(not(unix))]
 fn warn_if_exposed(_path: &Path) {}
 

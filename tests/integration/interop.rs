@@ -220,7 +220,7 @@ pub(crate) async fn mono_available(test: &str) -> bool {
 pub(crate) struct Output {
     what: String,
     /// Exit code; None when killed by a signal or spawning failed.
-    code: Option<i32>,
+    pub(crate) code: Option<i32>,
     timed_out: bool,
     spawn_error: Option<String>,
     pub(crate) stdout: String,

@@ -45,6 +45,7 @@ mod security_transport;
 mod standalone;
 mod support;
 mod users_import;
+mod windows;
 
 /// Runs last (libtest starts tests in name order) and prints, past libtest's output capture, how
 /// many tests skipped for want of a tool or database and how to provide it (`pfgate::test_skips`).

@@ -135,70 +135,78 @@ async fn mono_soap_client_with_network_credential() {
     }
     let d = dir("mono");
     let s = ntlm_server(&d).await;
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let build = {
-        let d = d.clone();
-        tokio::task::spawn_blocking(move || {
-            // The committed WSDL is what the server publishes (checked by the contract test); the
-            // proxy cannot fetch ?WSDL anonymously from a server that requires Windows auth.
-            let gen = Command::new("wsdl")
-                .current_dir(&d)
-                .args(["-nologo", "-n:PfGateNtlm", "-o:Proxy.cs"])
-                .arg(root.join("wsdl/PfWsSdk.wsdl"))
-                .output()
-                .unwrap();
-            assert!(
-                gen.status.success(),
-                "{}",
-                String::from_utf8_lossy(&gen.stdout)
-            );
-            let mcs = Command::new("mcs")
-                .current_dir(&d)
-                .args([
-                    "-nologo",
-                    "-out:ntlm.exe",
-                    "-r:System.Web.Services.dll",
-                    "-r:Mono.Security.dll",
-                    "Proxy.cs",
-                ])
-                .arg(root.join("tests/interop/MonoNtlm.cs"))
-                .output()
-                .unwrap();
-            assert!(
-                mcs.status.success(),
-                "{}",
-                String::from_utf8_lossy(&mcs.stdout)
-            );
-        })
-    };
-    build.await.unwrap();
-    let run = |user: &'static str, domain: &'static str, pw: &'static str| {
-        let (d, url, fp) = (d.clone(), s.url(), s.fingerprint());
-        tokio::task::spawn_blocking(move || {
-            let out = Command::new("mono")
-                .current_dir(&d)
-                .args(["ntlm.exe", &url, &fp, domain, user, pw])
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout).trim().to_string()
-        })
-    };
+    build_mono_ntlm(&d).await;
+    let run = |user, domain, pw| mono_ntlm(&d, s.url(), s.fingerprint(), domain, user, pw);
     assert_eq!(
-        run("mimservice", "CONTOSO", PASSWORD).await.unwrap(),
+        run("mimservice", "CONTOSO", PASSWORD).await,
         "secure true 2"
     );
-    assert_eq!(
-        run("mimservice", "CONTOSO", "wrong").await.unwrap(),
-        "ERROR 401"
-    );
-    assert_eq!(
-        run("nobody", "CONTOSO", PASSWORD).await.unwrap(),
-        "ERROR 401"
-    );
-    assert_eq!(
-        run("mimservice", "FABRIKAM", PASSWORD).await.unwrap(),
-        "ERROR 401"
-    );
+    assert_eq!(run("mimservice", "CONTOSO", "wrong").await, "ERROR 401");
+    assert_eq!(run("nobody", "CONTOSO", PASSWORD).await, "ERROR 401");
+    assert_eq!(run("mimservice", "FABRIKAM", PASSWORD).await, "ERROR 401");
+}
+
+/// Builds `ntlm.exe` in `d`: a proxy generated from the committed WSDL and
+/// `tests/interop/MonoNtlm.cs` (the proxy cannot fetch ?WSDL anonymously from a server that
+/// requires Windows auth; the contract test checks the committed WSDL is what pfgate serves).
+pub(crate) async fn build_mono_ntlm(d: &std::path::Path) {
+    let d = d.to_path_buf();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    tokio::task::spawn_blocking(move || {
+        let gen = Command::new("wsdl")
+            .current_dir(&d)
+            .args(["-nologo", "-n:PfGateNtlm", "-o:Proxy.cs"])
+            .arg(root.join("wsdl/PfWsSdk.wsdl"))
+            .output()
+            .unwrap();
+        assert!(
+            gen.status.success(),
+            "{}",
+            String::from_utf8_lossy(&gen.stdout)
+        );
+        let mcs = Command::new("mcs")
+            .current_dir(&d)
+            .args([
+                "-nologo",
+                "-out:ntlm.exe",
+                "-r:System.Web.Services.dll",
+                "-r:Mono.Security.dll",
+                "Proxy.cs",
+            ])
+            .arg(root.join("tests/interop/MonoNtlm.cs"))
+            .output()
+            .unwrap();
+        assert!(
+            mcs.status.success(),
+            "{}",
+            String::from_utf8_lossy(&mcs.stdout)
+        );
+    })
+    .await
+    .unwrap();
+}
+
+/// Runs `ntlm.exe URL FINGERPRINT DOMAIN USER PASSWORD` in `d`: its trimmed standard output
+/// ("secure true 2", or "ERROR 401").
+pub(crate) async fn mono_ntlm(
+    d: &std::path::Path,
+    url: String,
+    fp: String,
+    domain: &'static str,
+    user: &'static str,
+    pw: &'static str,
+) -> String {
+    let d = d.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new("mono")
+            .current_dir(&d)
+            .args(["ntlm.exe", &url, &fp, domain, user, pw])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    })
+    .await
+    .unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -207,7 +215,7 @@ async fn mono_soap_client_with_network_credential() {
 
 /// Whether python3 with pyspnego and requests-ntlm is here; prints `SKIP` (or panics under
 /// `PFGATE_REQUIRE_INTEROP=1`) when not.
-fn python_ntlm_available(test: &str) -> bool {
+pub(crate) fn python_ntlm_available(test: &str) -> bool {
     let ok = Command::new("python3")
         .args(["-c", "import spnego, requests_ntlm"])
         .output()
@@ -230,7 +238,7 @@ fn python_ntlm_available(test: &str) -> bool {
 
 /// Runs `tests/interop/ntlm_client.py MODE URL CA USER` with the password in its environment and
 /// returns its JSON report; any failure shows the client's stdout and stderr.
-async fn pyspnego_client(
+pub(crate) async fn pyspnego_client(
     mode: &'static str,
     url: String,
     ca: PathBuf,

@@ -23,12 +23,40 @@ pub struct TestServer {
     pub running: Option<RunningServer>,
     pub addr: SocketAddr,
     pub leaf: CertificateDer<'static>,
+    /// The `pfgate serve --demo` process, when `PFGATE_TEST_BIN` names an executable to test.
+    pub process: Option<std::process::Child>,
 }
 
 impl TestServer {
-    /// The demo server on a free port.
+    /// The demo server on a free port: in this process, or `PFGATE_TEST_BIN serve --demo` (run
+    /// through `PFGATE_TEST_BIN_WRAPPER`, e.g. the Windows build under wine) when that is set.
     pub async fn demo() -> Self {
+        if std::env::var_os(TEST_BIN).is_some() {
+            return tokio::task::spawn_blocking(Self::demo_process)
+                .await
+                .expect("demo process started");
+        }
         Self::start(Settings::demo("127.0.0.1:0".parse().unwrap())).await
+    }
+
+    /// `pfgate serve --demo` as a process: its address and fingerprint from its first lines, its
+    /// certificate from a handshake, checked against that fingerprint.
+    fn demo_process() -> Self {
+        let mut cmd = pfgate_command();
+        cmd.args(["serve", "--demo", "--listen", "127.0.0.1:0"]);
+        let (child, addr, fingerprint) = spawn_serving(cmd);
+        let leaf = peer_certificate(addr);
+        assert_eq!(
+            server::tls::fingerprint(&leaf),
+            fingerprint,
+            "the certificate served is not the one the process printed"
+        );
+        Self {
+            running: None,
+            addr,
+            leaf,
+            process: Some(child),
+        }
     }
 
     /// A server with these settings (the TLS listener must be configured).
@@ -44,6 +72,7 @@ impl TestServer {
             running: Some(running),
             addr,
             leaf,
+            process: None,
         }
     }
 
@@ -56,28 +85,183 @@ impl TestServer {
     }
 
     pub fn leaf_pem(&self) -> String {
-        self.running
-            .as_ref()
-            .unwrap()
-            .tls
-            .as_ref()
-            .unwrap()
-            .leaf_pem()
+        match &self.running {
+            Some(r) => r.tls.as_ref().unwrap().leaf_pem(),
+            None => pem_of(&self.leaf),
+        }
     }
 
     pub fn fingerprint(&self) -> String {
-        self.running
-            .as_ref()
-            .unwrap()
-            .tls
-            .as_ref()
-            .unwrap()
-            .fingerprint()
+        server::tls::fingerprint(&self.leaf)
+    }
+}
+
+/// The environment variable naming a pfgate executable for [`TestServer::demo`] and
+/// [`pfgate_command`] (the Windows build's `pfgate.exe` in `.ci/windows`).
+pub const TEST_BIN: &str = "PFGATE_TEST_BIN";
+/// The program that runs [`TEST_BIN`] (`wine`), if any.
+pub const TEST_BIN_WRAPPER: &str = "PFGATE_TEST_BIN_WRAPPER";
+/// How long a pfgate process may take to print its listening lines (wine starts slowly).
+pub const PROCESS_START: Duration = Duration::from_secs(90);
+
+/// A command running the pfgate under test: `PFGATE_TEST_BIN` through `PFGATE_TEST_BIN_WRAPPER`
+/// when set, else this build's binary.
+pub fn pfgate_command() -> std::process::Command {
+    let bin = std::env::var_os(TEST_BIN).unwrap_or_else(|| env!("CARGO_BIN_EXE_pfgate").into());
+    match std::env::var_os(TEST_BIN_WRAPPER).filter(|w| !w.is_empty()) {
+        Some(wrapper) => {
+            let mut cmd = std::process::Command::new(wrapper);
+            cmd.arg(bin);
+            cmd
+        }
+        None => std::process::Command::new(bin),
+    }
+}
+
+/// Starts `cmd` (a `pfgate serve`) and reads its first lines for the TLS address and the
+/// certificate fingerprint it prints; panics (after killing it) when they do not come in
+/// [`PROCESS_START`]. Its standard error is discarded (wine's own messages included).
+pub fn spawn_serving(mut cmd: std::process::Command) -> (std::process::Child, SocketAddr, String) {
+    use std::io::BufRead as _;
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().expect("start the pfgate process");
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut addr, mut fingerprint) = (None, None);
+    let deadline = std::time::Instant::now() + PROCESS_START;
+    while addr.is_none() || fingerprint.is_none() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} ended or did not print its address and fingerprint within {PROCESS_START:?}");
+        };
+        if let Some(rest) = line.split(" listening on https://").nth(1) {
+            addr = rest
+                .split('/')
+                .next()
+                .and_then(|a| a.parse::<SocketAddr>().ok());
+        }
+        if let Some(fp) = line.strip_prefix("TLS certificate SHA-256 fingerprint: ") {
+            fingerprint = Some(fp.trim().to_string());
+        }
+    }
+    (child, addr.unwrap(), fingerprint.unwrap())
+}
+
+/// A certificate as PEM.
+pub fn pem_of(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
+}
+
+/// The certificate the TLS server at `addr` presents (not trusted: the caller checks it against
+/// the fingerprint the server printed).
+fn peer_certificate(addr: SocketAddr) -> CertificateDer<'static> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let capture = Arc::new(Capture {
+        leaf: std::sync::Mutex::new(None),
+        provider: provider.clone(),
+    });
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(capture.clone())
+        .with_no_client_auth();
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut tcp = std::net::TcpStream::connect_timeout(&addr, STEP).expect("connect");
+    tcp.set_read_timeout(Some(STEP)).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).expect("handshake");
+    }
+    let leaf = capture.leaf.lock().unwrap().take();
+    leaf.expect("the server presented a certificate")
+}
+
+/// Accepts any server certificate and keeps it (see [`peer_certificate`]); signatures are still
+/// verified, so the peer holds the certificate's key.
+#[derive(Debug)]
+struct Capture {
+    leaf: std::sync::Mutex<Option<CertificateDer<'static>>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Capture {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        *self.leaf.lock().unwrap() = Some(end_entity.clone().into_owned());
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
 impl Drop for TestServer {
     fn drop(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            // Only this process, by its own handle.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         if let Some(r) = self.running.take() {
             // Stop the listeners; connections end with the test's runtime.
             drop(tokio::spawn(r.shutdown(Duration::from_millis(10))));
