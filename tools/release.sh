@@ -100,7 +100,9 @@ check() {
           WINEPREFIX="${WINEPREFIX:-$PWD/target/wine-prefix}" "$WINE" "$dir/pfgate.exe" --version | tr -d '\r')
   else
     got=$("$dir/pfgate" --version)
-    if [[ $archive == *musl* ]] && ldd "$dir/pfgate" >/dev/null 2>&1; then
+    # ldd says "statically linked" (static-pie) or "not a dynamic executable"; anything else lists
+    # shared libraries the binary would need.
+    if [[ $archive == *musl* ]] && ! ldd "$dir/pfgate" 2>&1 | grep -qE 'statically linked|not a dynamic executable'; then
       echo "$archive: the musl binary is not static" >&2; exit 1
     fi
   fi
