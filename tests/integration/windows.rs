@@ -73,6 +73,13 @@ secrets_key_file = "secrets.key"
 
 [audit]
 file = "data/audit.jsonl"
+
+# The scripted provider, named by a route: a configuration without a provider is refused.
+[providers.demo]
+kind = "scripted"
+
+[[routes]]
+providers = ["demo"]
 "#;
 
 /// `TestSecurity` over SOAP 1.1 with curl and Basic credentials from `netrc`: the HTTP status and
@@ -320,6 +327,7 @@ async fn iis_web_config_forwards_the_authenticated_user_to_pfgate() {
         );
     std::fs::create_dir_all(d.path().join("data")).unwrap();
     d.write("secrets.key", &"5a".repeat(32));
+    d.write("webhook.secret", &"7b".repeat(32));
     let config = d.write("pfgate.toml", &text);
     let mut settings = pfgate::config::load(&config)
         .unwrap_or_else(|e| panic!("deploy/iis/pfgate.toml refused: {:?}", e.0));
