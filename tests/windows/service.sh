@@ -54,6 +54,10 @@ enabled = false
 [store]
 path = "pfgate.db"
 secrets_key_file = "secrets.key"
+[providers.demo]
+kind = "scripted"
+[[routes]]
+providers = ["demo"]
 [limits]
 shutdown_grace_secs = 2
 TOML
