@@ -217,6 +217,7 @@ struct Failures {
 #[derive(Debug, Default)]
 pub struct SignInThrottle {
     table: Mutex<HashMap<IpAddr, Failures>>,
+    last_sweep: Mutex<Option<Instant>>,
 }
 
 /// The overflow entry's key (see [`MAX_TRACKED`]): an address no caller has.
@@ -250,7 +251,9 @@ impl SignInThrottle {
     pub fn failed(&self, source: IpAddr, limits: &Limits) {
         let mut table = lock(&self.table);
         let window = limits.failed_sign_in_window;
-        let key = tracked_key(&mut table, source, |f| f.since.elapsed() >= window);
+        let key = tracked_key(&mut table, &self.last_sweep, source, |f| {
+            f.since.elapsed() >= window
+        });
         let now = Instant::now();
         let f = table.entry(key).or_insert(Failures {
             since: now,
@@ -266,16 +269,29 @@ impl SignInThrottle {
     }
 }
 
+/// How often a full table is swept for expired entries at most: a sweep walks all
+/// [`MAX_TRACKED`] entries, and without this bound a flood from ever-new addresses (cheap with
+/// IPv6) would pay that walk on every request while the table stays full.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// The key to count `source` under: itself, or [`OVERFLOW`] when the table is full of entries that
-/// have not `expired` yet.
+/// have not `expired` yet. `last_sweep` (locked while the table is) bounds how often a full table
+/// is swept.
 fn tracked_key<V>(
     table: &mut HashMap<IpAddr, V>,
+    last_sweep: &Mutex<Option<Instant>>,
     source: IpAddr,
     expired: impl Fn(&V) -> bool,
 ) -> IpAddr {
     if table.contains_key(&source) || table.len() < MAX_TRACKED {
         return source;
     }
+    let mut last = lock(last_sweep);
+    if last.is_some_and(|t| t.elapsed() < SWEEP_EVERY) {
+        return OVERFLOW;
+    }
+    *last = Some(Instant::now());
+    drop(last);
     table.retain(|k, v| *k == OVERFLOW || !expired(v));
     if table.len() < MAX_TRACKED {
         source
@@ -311,6 +327,7 @@ pub enum AuditDecision {
 #[derive(Debug, Default)]
 pub struct RefusalAudit {
     table: Mutex<HashMap<IpAddr, Minute>>,
+    last_sweep: Mutex<Option<Instant>>,
 }
 
 /// The summary period.
@@ -320,7 +337,7 @@ impl RefusalAudit {
     /// Whether to audit one more refusal from `source`.
     pub fn admit(&self, source: IpAddr, per_minute: u32) -> AuditDecision {
         let mut table = lock(&self.table);
-        let key = tracked_key(&mut table, source, |m| {
+        let key = tracked_key(&mut table, &self.last_sweep, source, |m| {
             m.since.elapsed() >= MINUTE && m.suppressed == 0
         });
         let now = Instant::now();
@@ -460,6 +477,37 @@ impl Drop for GuestSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A full table is swept at most once per [`SWEEP_EVERY`]: a new address right after a sweep
+    /// is counted under the overflow entry even when every entry has expired since, so a flood of
+    /// ever-new addresses cannot make each request walk the whole table.
+    #[test]
+    fn a_full_table_is_swept_at_most_once_a_second() {
+        let mut table: HashMap<IpAddr, ()> = (0..MAX_TRACKED as u32)
+            .map(|i| (IpAddr::from(i.to_be_bytes()), ()))
+            .collect();
+        let last_sweep = Mutex::new(None);
+        let newcomer = |n: u8| IpAddr::from([10, 255, 255, n]);
+        // Nothing expired: swept, still full, the overflow entry.
+        assert_eq!(
+            tracked_key(&mut table, &last_sweep, newcomer(1), |_| false),
+            OVERFLOW
+        );
+        assert_eq!(table.len(), MAX_TRACKED);
+        // Everything expired now, but a sweep just ran: no walk, the overflow entry.
+        assert_eq!(
+            tracked_key(&mut table, &last_sweep, newcomer(2), |_| true),
+            OVERFLOW
+        );
+        assert_eq!(table.len(), MAX_TRACKED);
+        // Once the period has passed, the sweep frees the table and the newcomer is itself.
+        *lock(&last_sweep) = Instant::now().checked_sub(SWEEP_EVERY);
+        assert_eq!(
+            tracked_key(&mut table, &last_sweep, newcomer(3), |_| true),
+            newcomer(3)
+        );
+        assert!(table.is_empty());
+    }
 
     fn limits() -> Limits {
         Limits {
