@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
+mod architecture;
 mod call;
 mod callers;
 mod cli;
