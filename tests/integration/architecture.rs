@@ -429,14 +429,43 @@ fn attribute_at(toks: &[Token], k: usize) -> Option<(usize, bool, bool)> {
     Some((close, inner, test))
 }
 
-/// The last token of the item starting at `k`: its first `;` or its first top-level `{…}` block.
+/// The last token of the item starting at `k`: its first `;` or its first top-level `{…}` block;
+/// for a field, variant or match arm (no item keyword first), also its `,`; never past the closing
+/// bracket of the list it is in.
 fn item_end(toks: &[Token], k: usize) -> usize {
+    const ITEMS: &[&str] = &[
+        "fn",
+        "impl",
+        "mod",
+        "struct",
+        "enum",
+        "union",
+        "use",
+        "const",
+        "static",
+        "type",
+        "trait",
+        "macro_rules",
+        "unsafe",
+        "async",
+        "extern",
+        "let",
+    ];
     let mut j = k;
+    if ident(toks.get(j)) == Some("pub") {
+        j += 1;
+        if is_punct(toks.get(j), '(') {
+            j = matching(toks, j) + 1;
+        }
+    }
+    let is_item = ident(toks.get(j)).is_some_and(|w| ITEMS.contains(&w));
     while j < toks.len() {
         match toks[j].tok {
             Tok::Punct(';') => return j,
+            Tok::Punct(',') if !is_item => return j,
             Tok::Punct('{') => return matching(toks, j),
             Tok::Punct('(' | '[') => j = matching(toks, j),
+            Tok::Punct('}' | ')' | ']') => return j.saturating_sub(1),
             _ => {}
         }
         j += 1;
@@ -1075,7 +1104,9 @@ fn clean_files() -> Vec<(&'static str, String)> {
             "gateway/mod.rs",
             format!(
                 "use crate::{{core, Engine}};\n{}\n#[cfg(test)]\nmod tests {{ use crate::mock; {} }}\n\
-                 #[cfg(all(test, unix))] mod more;",
+                 #[cfg(all(test, unix))] mod more;\n\
+                 struct S {{ #[cfg(test)] probe: u8, x: u8 }}\nenum E {{ A, #[cfg(test)] B }}\n\
+                 #[cfg(test)] impl<A, B> S {{ fn f() {{}} }}\nfn after_cfg_fields() {{}}",
                 fn_of("at_the_limit", 150),
                 fn_of("long_test", 400)
             ),
@@ -1118,6 +1149,18 @@ fn checker_passes_a_clean_tree() {
     assert_eq!(stringly_outcomes(&t), Vec::<String>::new());
     // The test-only out-of-line module's file was left out; the graph still saw the real edges.
     assert!(t.file("gateway/more.rs").is_none());
+    let gateway = t.file("gateway/mod.rs").unwrap();
+    let idents: Vec<&str> = gateway
+        .tokens
+        .iter()
+        .filter_map(|t| ident(Some(t)))
+        .collect();
+    for gone in ["tests", "long_test", "more", "probe", "B", "impl"] {
+        assert!(!idents.contains(&gone), "{gone} survived: {idents:?}");
+    }
+    for kept in ["at_the_limit", "x", "A", "after_cfg_fields"] {
+        assert!(idents.contains(&kept), "{kept} lost: {idents:?}");
+    }
     let edges: BTreeSet<(String, String)> =
         references(&t).into_iter().map(|r| (r.from, r.to)).collect();
     let want = [
