@@ -2,13 +2,15 @@
 //!
 //! Each rule is one `#[test]` over the crate's own `src/` and fails with every violation listed
 //! (`file:line name …`), so the message is the to-do list. The rules are read from the tokens, not
-//! the text: a small lexer below skips comments, strings, raw strings, char literals and lifetimes,
-//! and items under `#[cfg(test)]` are dropped before any rule looks (a unit test may use the mock or
-//! be long; the production path may not). No parser dependency: the rules need only tokens, brace
-//! matching and `use` paths, and a lexer is fast (the whole tree in well under a second).
+//! the text: a small lexer below skips comments, strings, raw strings, char literals and
+//! lifetimes, and items under `#[cfg(test)]` are dropped before any rule looks (a unit test may
+//! use the mock or be long; the production path may not). No parser dependency: the rules need
+//! only tokens, brace matching and `use` paths, and a lexer is fast (the whole tree in well under
+//! a second).
 //!
-//! The checker is a set of functions over a directory, so the fixture tests at the end feed it small
-//! synthetic trees: each rule is shown to pass on a clean tree and to catch what it is meant to.
+//! The checker is a set of functions over a directory, so the fixture tests at the end feed it
+//! small synthetic trees: each rule is shown to pass on a clean tree and to catch what it is
+//! meant to.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -584,7 +586,7 @@ struct Tree {
 }
 
 impl Tree {
-    /// Reads and lexes every `.rs` file under `src`; files of out-of-line test modules are left out.
+    /// Reads and lexes every `.rs` file under `src`, leaving out out-of-line test modules' files.
     fn load(src: &Path) -> std::io::Result<Tree> {
         let mut paths = Vec::new();
         collect_rs(src, &mut paths)?;
@@ -1109,12 +1111,19 @@ fn clean_files() -> Vec<(&'static str, String)> {
         ),
         ("core.rs", "pub fn now() {}".to_string()),
         ("tricky.rs", tricky.to_string()),
-        ("engine/mod.rs", "use crate::core::now;\npub struct Engine;\nmod family;".to_string()),
-        ("engine/family.rs", "use super::super::core;\nenum V { Failed(Kind) }".to_string()),
+        (
+            "engine/mod.rs",
+            "use crate::core::now;\npub struct Engine;\nmod family;".to_string(),
+        ),
+        (
+            "engine/family.rs",
+            "use super::super::core;\nenum V { Failed(Kind) }".to_string(),
+        ),
         (
             "gateway/mod.rs",
             format!(
-                "use crate::{{core, Engine}};\n{}\n#[cfg(test)]\nmod tests {{ use crate::mock; {} }}\n\
+                "use crate::{{core, Engine}};\n{}\n\
+                 #[cfg(test)]\nmod tests {{ use crate::mock; {} }}\n\
                  #[cfg(all(test, unix))] mod more;\n\
                  struct S {{ #[cfg(test)] probe: u8, x: u8 }}\nenum E {{ A, #[cfg(test)] B }}\n\
                  #[cfg(test)] impl<A, B> S {{ fn f() {{}} }}\nfn after_cfg_fields() {{}}",
@@ -1122,11 +1131,19 @@ fn clean_files() -> Vec<(&'static str, String)> {
                 fn_of("long_test", 400)
             ),
         ),
-        ("gateway/more.rs", "use crate::mock::Mock; fn f() { l.accept(); l.accept(); }".to_string()),
-        ("net/listener.rs", "async fn run() { let (s, _) = listener.accept().await; }".to_string()),
+        (
+            "gateway/more.rs",
+            "use crate::mock::Mock; fn f() { l.accept(); l.accept(); }".to_string(),
+        ),
+        (
+            "net/listener.rs",
+            "async fn run() { let (s, _) = listener.accept().await; }".to_string(),
+        ),
         (
             "mock/mod.rs",
-            "use crate::gateway::Service;\nuse crate::engine::{self, Engine};\nfn ntlm() { a.accept(token) }".to_string(),
+            "use crate::gateway::Service;\nuse crate::engine::{self, Engine};\n\
+             fn ntlm() { a.accept(token) }"
+                .to_string(),
         ),
     ]
 }
@@ -1294,7 +1311,8 @@ fn checker_counts_accept_loops() {
 
 #[test]
 fn checker_finds_outcomes_as_strings() {
-    let text = "enum E { Failed(String), Unavailable(std::string::String) }\nfn f(o: &str) -> bool { o.starts_with(\"false\") }";
+    let text = "enum E { Failed(String), Unavailable(std::string::String) }\n\
+                fn f(o: &str) -> bool { o.starts_with(\"false\") }";
     let t = dirty_tree("strings", "engine/family.rs", text);
     let v = stringly_outcomes(&t);
     let want = [
