@@ -80,7 +80,7 @@ impl Service for Side {
         handler: &Arc<Handler>,
         _: ConnInfo,
         req: http::Request<Incoming>,
-    ) -> impl Future<Output = Result<http::Response<MockBody>, Infallible>> + Send + 'static {
+    ) -> impl Future<Output = Result<http::Response<MockBody>, Infallible>> + Send + use<> {
         let answer = handler(req);
         async move { Ok(answer.await) }
     }

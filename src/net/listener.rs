@@ -134,7 +134,7 @@ pub trait Service: Send + Sync + 'static {
         conn: &Arc<Self::Conn>,
         info: ConnInfo,
         req: http::Request<Incoming>,
-    ) -> impl Future<Output = Result<http::Response<Self::Body>, Self::Error>> + Send + 'static;
+    ) -> impl Future<Output = Result<http::Response<Self::Body>, Self::Error>> + Send + use<Self>;
 }
 
 /// Where a listener's TLS acceptor comes from.
@@ -428,7 +428,7 @@ where
         _: &Arc<()>,
         info: ConnInfo,
         req: http::Request<Incoming>,
-    ) -> impl Future<Output = Result<http::Response<B>, Infallible>> + Send + 'static {
+    ) -> impl Future<Output = Result<http::Response<B>, Infallible>> + Send + use<F, Fut, B> {
         let answer = (self.answer)(info, req);
         async move { Ok(answer.await) }
     }

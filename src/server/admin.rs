@@ -88,7 +88,7 @@ pub fn serve(listener: TcpListener, live: Arc<Live>) -> Listeners {
     let mut listeners = Listeners::new(MAX_CONNECTIONS);
     let service = Admin {
         live,
-        guests: super::guard::Connections::default(),
+        guests: Arc::new(super::guard::Connections::default()),
         limits: guest_limits(),
     };
     listeners.serve(listener, Tls::Plain, Arc::new(service));
@@ -99,7 +99,7 @@ pub fn serve(listener: TcpListener, live: Arc<Live>) -> Listeners {
 struct Admin {
     live: Arc<Live>,
     /// Connections that have not shown the token.
-    guests: super::guard::Connections,
+    guests: Arc<super::guard::Connections>,
     limits: crate::config::Limits,
 }
 
@@ -142,7 +142,7 @@ impl Service for Admin {
         auth: &Arc<ConnAuth>,
         _: ConnInfo,
         req: http::Request<Incoming>,
-    ) -> impl Future<Output = Result<HttpResponse, Infallible>> + Send + 'static {
+    ) -> impl Future<Output = Result<HttpResponse, Infallible>> + Send + use<> {
         let (state, auth) = (self.live.state(), Arc::clone(auth));
         async move { Ok(guarded(&state, &auth, req).await) }
     }

@@ -493,7 +493,7 @@ impl Service for Gateway {
         auth: &Arc<caller::ConnAuth>,
         info: ConnInfo,
         req: hyper::Request<hyper::body::Incoming>,
-    ) -> impl Future<Output = Result<hyper::Response<GatewayBody>, BoxError>> + Send + 'static {
+    ) -> impl Future<Output = Result<hyper::Response<GatewayBody>, BoxError>> + Send + use<> {
         let state = self.live.state();
         let auth = auth.clone();
         async move {

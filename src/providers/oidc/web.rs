@@ -57,10 +57,10 @@ pub(super) fn start(
     let std_listener = std::net::TcpListener::bind(listen)?;
     std_listener.set_nonblocking(true)?;
     let addr = std_listener.local_addr()?;
-    let handle = tokio::runtime::Handle::try_current()
+    let runtime = tokio::runtime::Handle::try_current()
         .map_err(|e| std::io::Error::other(format!("no async runtime: {e}")))?;
     // `build` is not async: enter the runtime to register the socket and spawn the loop.
-    let _entered = handle.enter();
+    let _entered = runtime.enter();
     let listener = tokio::net::TcpListener::from_std(std_listener)?;
     let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.config));
     let service = FnService::new(
