@@ -433,3 +433,71 @@ where
         async move { Ok(answer.await) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn listening(delay: Duration) -> (Listeners, std::net::SocketAddr) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let service = FnService::new(
+            "test",
+            Http1::new(Duration::from_secs(5)),
+            Duration::from_secs(5),
+            move |_: ConnInfo, _req| async move {
+                tokio::time::sleep(delay).await;
+                super::super::respond(http::StatusCode::OK, "text/plain", "answered\n")
+            },
+        );
+        let mut listeners = Listeners::new(4);
+        listeners.serve(listener, Tls::Plain, Arc::new(service));
+        (listeners, addr)
+    }
+
+    async fn get(addr: std::net::SocketAddr) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        let read = s.read_to_string(&mut out);
+        tokio::time::timeout(Duration::from_secs(5), read)
+            .await
+            .expect("the answer arrives within 5 s")
+            .unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn serves_a_request_and_dropping_the_set_closes_the_port() {
+        let (listeners, addr) = listening(Duration::ZERO).await;
+        let answer = get(addr).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("answered\n"), "{answer}");
+        drop(listeners);
+        let closed = async {
+            while TcpStream::connect(addr).await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(2), closed)
+            .await
+            .expect("the port is closed within 2 s of dropping its listeners");
+    }
+
+    #[tokio::test]
+    async fn stopping_lets_the_request_in_flight_finish_and_then_drains() {
+        let (mut listeners, addr) = listening(Duration::from_millis(300)).await;
+        let request = tokio::spawn(get(addr));
+        while listeners.open() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        listeners.stop();
+        assert!(listeners.drained(Duration::from_secs(3)).await);
+        let answer = request.await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert_eq!(listeners.open(), 0);
+    }
+}
