@@ -1,20 +1,20 @@
-//! A small HTTP/1.1 listener for the double's side services — `pfgate record`'s proxy and the admin
-//! API on an address of its own — which need none of the gateway's caller authentication, limits or
-//! engine: accept, TLS (with a deadline), one handler per connection.
+//! The double's side listeners — `pfgate record`'s proxy and the admin API on an address of its
+//! own — which need none of the gateway's caller authentication, limits or engine: one handler per
+//! connection, served by [`crate::net::listener`].
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use super::faults::MockBody;
+use crate::net::listener::{Http1, Listeners, Service, Tls};
+use crate::net::ConnInfo;
 
 /// A response in the making.
 pub type Answer = Pin<Box<dyn Future<Output = http::Response<MockBody>> + Send>>;
@@ -25,54 +25,63 @@ pub type Handler = Arc<dyn Fn(http::Request<Incoming>) -> Answer + Send + Sync>;
 /// Makes the handler of each new connection (`None` closes it: the handler could not be made).
 pub type PerConnection = Arc<dyn Fn() -> Option<Handler> + Send + Sync>;
 
-/// Serves `listener` until the returned task is aborted.
+/// Connections a side listener serves at once (a CI job's handful; more wait in the backlog).
+const MAX_CONNECTIONS: usize = 1024;
+/// The TLS handshake's deadline.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The request headers' deadline.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves `listener` until the returned set is dropped.
 pub fn spawn(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     what: &'static str,
     per_connection: PerConnection,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::warn!(error = %e, "{what}: accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let Some(handler) = per_connection() else {
-                continue;
-            };
-            let tls = tls.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req| {
-                    let answer = handler(req);
-                    async move { Ok::<_, std::convert::Infallible>(answer.await) }
-                });
-                let mut builder = hyper::server::conn::http1::Builder::new();
-                builder
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(30));
-                match tls {
-                    Some(acceptor) => {
-                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                            .await
-                        {
-                            Ok(Ok(s)) => {
-                                let _ = builder.serve_connection(TokioIo::new(s), service).await;
-                            }
-                            _ => tracing::debug!(%peer, "{what}: TLS handshake failed"),
-                        }
-                    }
-                    None => {
-                        let _ = builder
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    }
-                }
-            });
-        }
-    })
+) -> Listeners {
+    let mut listeners = Listeners::new(MAX_CONNECTIONS);
+    let service = Side {
+        what,
+        per_connection,
+    };
+    listeners.serve(listener, Tls::from_acceptor(tls), Arc::new(service));
+    listeners
+}
+
+/// A side listener's service: the connection's handler answers its requests.
+struct Side {
+    what: &'static str,
+    per_connection: PerConnection,
+}
+
+impl Service for Side {
+    type Conn = Handler;
+    type Body = MockBody;
+    type Error = Infallible;
+
+    fn name(&self) -> &'static str {
+        self.what
+    }
+
+    fn open(&self, _: &ConnInfo) -> Option<Handler> {
+        (self.per_connection)()
+    }
+
+    fn handshake_timeout(&self, _: &Handler) -> Duration {
+        HANDSHAKE_TIMEOUT
+    }
+
+    fn http1(&self, _: &Handler) -> Http1 {
+        Http1::new(HEADER_TIMEOUT)
+    }
+
+    fn call(
+        &self,
+        handler: &Arc<Handler>,
+        _: ConnInfo,
+        req: http::Request<Incoming>,
+    ) -> impl Future<Output = Result<http::Response<MockBody>, Infallible>> + Send + use<> {
+        let answer = handler(req);
+        async move { Ok(answer.await) }
+    }
 }

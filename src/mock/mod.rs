@@ -457,7 +457,7 @@ pub struct RunningMock {
     pub state: Arc<MockState>,
     /// The admin API's own listener, when it has one.
     pub admin_addr: Option<SocketAddr>,
-    admin_task: Option<tokio::task::JoinHandle<()>>,
+    admin_listener: Option<crate::net::listener::Listeners>,
 }
 
 impl RunningMock {
@@ -488,9 +488,7 @@ impl RunningMock {
 
     /// Stops the admin listener and the server, waiting up to `grace` for requests in flight.
     pub async fn shutdown(mut self, grace: Duration) {
-        if let Some(t) = self.admin_task.take() {
-            t.abort();
-        }
+        drop(self.admin_listener.take());
         self.server.shutdown(grace).await;
     }
 
@@ -591,7 +589,7 @@ async fn start_with_initial(
     });
     let engine = Engine::new(store, provider, settings.engine.clone());
     let server = crate::server::start_serving(settings, engine, Some(state.clone())).await?;
-    let (admin_addr, admin_task) = match options.admin_listen {
+    let (admin_addr, admin_listener) = match options.admin_listen {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
@@ -608,8 +606,8 @@ async fn start_with_initial(
                     as listener::Answer
             });
             let per_connection: listener::PerConnection = Arc::new(move || Some(handler.clone()));
-            let task = listener::spawn(listener, tls, "admin API", per_connection);
-            (bound, Some(task))
+            let served = listener::spawn(listener, tls, "admin API", per_connection);
+            (bound, Some(served))
         }
         None => (None, None),
     };
@@ -617,7 +615,7 @@ async fn start_with_initial(
         server,
         state,
         admin_addr,
-        admin_task,
+        admin_listener,
     })
 }
 

@@ -25,7 +25,7 @@ use super::faults::{self, MockBody};
 use super::listener;
 use super::replay::{redact_xml, Fixture, RecordedResponse};
 use super::serve::{decode, respond};
-use crate::server::tls::{self, TlsIdentity};
+use crate::net::tls::{self, TlsIdentity};
 use crate::soap::xml::XmlLimits;
 use crate::soap::SoapVersion;
 
@@ -80,7 +80,8 @@ pub struct RunningRecorder {
     pub addr: SocketAddr,
     /// TLS identity (`None` with plain HTTP).
     pub tls: Option<TlsIdentity>,
-    task: tokio::task::JoinHandle<()>,
+    /// The proxy's listener (dropping it stops accepting).
+    listener: crate::net::listener::Listeners,
     recorded: Arc<AtomicU64>,
 }
 
@@ -98,7 +99,7 @@ impl RunningRecorder {
 
     /// Stops accepting; connections end with their requests.
     pub fn stop(self) {
-        self.task.abort();
+        drop(self.listener);
     }
 
     /// What `--ready-file` holds.
@@ -212,11 +213,11 @@ pub async fn start(options: RecordOptions) -> Result<RunningRecorder, RecordErro
         });
         Some(handler)
     });
-    let task = listener::spawn(listener, acceptor, "record", per_connection);
+    let listener = listener::spawn(listener, acceptor, "record", per_connection);
     Ok(RunningRecorder {
         addr,
         tls,
-        task,
+        listener,
         recorded,
     })
 }

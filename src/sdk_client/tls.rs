@@ -143,7 +143,7 @@ impl ServerCertVerifier for Pinned {
         } else {
             Err(rustls::Error::General(format!(
                 "the server's certificate has SHA-256 fingerprint {}, not the pinned one",
-                crate::server::tls::fingerprint(end_entity.as_ref())
+                crate::net::tls::fingerprint(end_entity.as_ref())
             )))
         }
     }

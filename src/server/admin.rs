@@ -14,24 +14,25 @@
 //! - `/metrics`: [`crate::metrics`] in the Prometheus text format 0.0.4.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, ALLOW, WWW_AUTHENTICATE};
 use http::{Method, StatusCode};
 use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::body::Incoming;
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use super::caller::ConnAuth;
 use super::http::{AppState, HttpResponse};
 use super::{Live, StartError};
 use crate::config::AdminSettings;
 use crate::engine::Engine;
+use crate::net::listener::{Http1, Listeners, Service, Tls};
+use crate::net::{respond, ConnInfo};
 use crate::providers::router::{
     fail_open_warning, FailMode, ProviderHealth, RouteHealth, HEALTH_CHECK_TIMEOUT,
 };
@@ -81,50 +82,69 @@ pub async fn bind(settings: &AdminSettings) -> Result<Option<TcpListener>, Start
     }
 }
 
-/// Accepts admin connections until the task is aborted. Each request reads the state in force
-/// (a reload swaps it: the new token, engine and routes answer from the next request on).
-pub async fn serve(listener: TcpListener, live: Arc<Live>) {
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let guests = Arc::new(super::guard::Connections::default());
-    let limits = guest_limits();
-    let (_never, shutdown) = tokio::sync::watch::channel(false);
-    loop {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
-        let (stream, peer) = match listener.accept().await {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(target: "pfgate::admin", error = %e, "admin accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let live = live.clone();
-        let (admission, slot) = guests.admit(peer.ip(), &limits);
-        let auth = Arc::new(ConnAuth::guest(
+/// Serves admin connections until the returned set is dropped. Each request reads the state in
+/// force (a reload swaps it: the new token, engine and routes answer from the next request on).
+pub fn serve(listener: TcpListener, live: Arc<Live>) -> Listeners {
+    let mut listeners = Listeners::new(MAX_CONNECTIONS);
+    let service = Admin {
+        live,
+        guests: Arc::new(super::guard::Connections::default()),
+        limits: guest_limits(),
+    };
+    listeners.serve(listener, Tls::Plain, Arc::new(service));
+    listeners
+}
+
+/// The admin listener's service.
+struct Admin {
+    live: Arc<Live>,
+    /// Connections that have not shown the token.
+    guests: Arc<super::guard::Connections>,
+    limits: crate::config::Limits,
+}
+
+impl Service for Admin {
+    type Conn = ConnAuth;
+    type Body = Full<Bytes>;
+    type Error = Infallible;
+
+    fn name(&self) -> &'static str {
+        "admin"
+    }
+
+    fn open(&self, info: &ConnInfo) -> Option<ConnAuth> {
+        let (admission, slot) = self.guests.admit(info.peer.ip(), &self.limits);
+        Some(ConnAuth::guest(
             slot,
             admission == super::guard::Admission::Probation,
-        ));
-        let conn = super::http::ConnInfo {
-            peer,
-            local: peer,
-            tls: false,
-        };
-        let (idle, shutdown) = (limits.unauthenticated_idle, shutdown.clone());
-        tokio::spawn(async move {
-            let watched = auth.clone();
-            let service = service_fn(move |req| {
-                let (state, auth) = (live.state(), auth.clone());
-                async move { Ok::<_, Infallible>(guarded(&state, &auth, req).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            super::drive(connection, conn, watched, idle, shutdown).await;
-            drop(permit);
-        });
+        ))
+    }
+
+    fn handshake_timeout(&self, _: &ConnAuth) -> Duration {
+        // Plain HTTP only: no handshake.
+        HEADER_TIMEOUT
+    }
+
+    fn http1(&self, _: &ConnAuth) -> Http1 {
+        Http1::new(HEADER_TIMEOUT)
+    }
+
+    fn idle(&self, auth: &ConnAuth) -> impl Future<Output = Duration> + Send {
+        let idle = self.limits.unauthenticated_idle;
+        async move {
+            super::idle_guest(auth, idle).await;
+            idle
+        }
+    }
+
+    fn call(
+        &self,
+        auth: &Arc<ConnAuth>,
+        _: ConnInfo,
+        req: http::Request<Incoming>,
+    ) -> impl Future<Output = Result<HttpResponse, Infallible>> + Send + use<> {
+        let (state, auth) = (self.live.state(), Arc::clone(auth));
+        async move { Ok(guarded(&state, &auth, req).await) }
     }
 }
 
@@ -141,14 +161,6 @@ async fn guarded<B>(state: &AppState, auth: &ConnAuth, req: http::Request<B>) ->
         r.headers_mut()
             .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
-    r
-}
-
-fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> HttpResponse {
-    let mut r = http::Response::new(Full::new(body.into()));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -40,26 +40,11 @@ pub struct AppState {
     pub guard: Arc<super::guard::Guard>,
 }
 
-/// Facts about the connection a request arrived on.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnInfo {
-    /// Remote address.
-    pub peer: SocketAddr,
-    /// Local address.
-    pub local: SocketAddr,
-    /// Whether the connection is TLS.
-    pub tls: bool,
-}
+pub use crate::net::ConnInfo;
 
 pub(crate) type HttpResponse = http::Response<Full<Bytes>>;
 
-fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> HttpResponse {
-    let mut r = http::Response::new(Full::new(body.into()));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    r
-}
+use crate::net::respond;
 
 fn plain(status: StatusCode, text: &str) -> HttpResponse {
     respond(status, "text/plain; charset=utf-8", format!("{text}\n"))

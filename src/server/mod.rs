@@ -1,32 +1,30 @@
-//! Listeners, TLS, HTTP/1.1 connections, limits and shutdown.
+//! The SDK server: its listeners (served by [`crate::net::listener`]), the state a reload swaps,
+//! the per-connection caller guard, and shutdown.
 //!
-//! Each accepted socket costs one task, never a thread: a `PfAuthUser` call may wait a minute for a
-//! person, and thousands may wait at once. Connections are capped by a semaphore taken *before*
-//! `accept`, so excess callers queue in the kernel's backlog instead of costing memory. Every stage
-//! has a deadline: the TLS handshake, the request headers (hyper's header timeout), and the body.
+//! Connections share one cap (`limits.max_connections`) over the TLS and plain listeners; every
+//! stage has a deadline: the TLS handshake, the request headers (hyper's header timeout), and the
+//! body ([`http`]).
 
 pub mod access_log;
 pub mod admin;
 pub mod caller;
 pub mod guard;
 pub mod http;
-pub mod tls;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinHandle;
+use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Settings, TlsSource};
 use crate::engine::Engine;
-use http::{AppState, ConnInfo};
-use tls::{TlsError, TlsIdentity};
+use crate::net::listener::{BoxError, HandshakeFailure, Http1, Listeners, Service, Tls};
+use crate::net::tls::{self, TlsError, TlsIdentity};
+use crate::net::ConnInfo;
+use http::AppState;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -61,10 +59,10 @@ pub struct RunningServer {
     pub tls: Option<TlsIdentity>,
     /// Bound admin address (`/healthz`, `/readyz`, `/metrics`), if the admin listener runs.
     pub admin_addr: Option<SocketAddr>,
-    shutdown: watch::Sender<bool>,
-    connections: Arc<Semaphore>,
-    max_connections: usize,
-    tasks: Vec<JoinHandle<()>>,
+    /// The SDK listeners (one cap over both) and the refusal-summary task.
+    listeners: Listeners,
+    /// The admin listener's own set (its own small cap), when it runs.
+    admin: Option<Listeners>,
     live: Arc<Live>,
 }
 
@@ -243,24 +241,18 @@ impl RunningServer {
     /// Out" (the answer a caller gets at its deadline, so MIM shows its usual "try again"), and
     /// their connections are given [`ANSWER_WINDOW`] more to carry that answer out. A caller is
     /// never left with a connection cut in the middle of a request unless it does not read.
-    pub async fn shutdown(self, grace: Duration) {
-        let _ = self.shutdown.send(true);
-        for t in &self.tasks {
-            t.abort();
-        }
-        let max = u32::try_from(self.max_connections).unwrap_or(u32::MAX);
-        let drained = tokio::time::timeout(grace, self.connections.acquire_many(max)).await;
-        if drained.is_err() {
-            let open = self.max_connections - self.connections.available_permits();
+    pub async fn shutdown(mut self, grace: Duration) {
+        // The admin listener stops accepting with the others; its connections are not waited for.
+        drop(self.admin.take());
+        self.listeners.stop();
+        if !self.listeners.drained(grace).await {
             tracing::warn!(
-                connections = open,
+                connections = self.listeners.open(),
                 grace_secs = grace.as_secs(),
                 "shutdown grace period ended: answering the authentications still waiting as timed out"
             );
             self.live.state().engine.abandon_waits();
-            let answered =
-                tokio::time::timeout(ANSWER_WINDOW, self.connections.acquire_many(max)).await;
-            if answered.is_err() {
+            if !self.listeners.drained(ANSWER_WINDOW).await {
                 tracing::warn!("connections still open after the answer window; closing them");
             }
         }
@@ -324,11 +316,6 @@ pub async fn start_serving(
         None => None,
         Some(_) => Some(tls_identity(&settings)?),
     };
-    let max_connections = settings.limits.max_connections;
-    let connections = Arc::new(Semaphore::new(max_connections));
-    let (shutdown, shutdown_rx) = watch::channel(false);
-
-    let mut tasks = Vec::new();
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)
             .await
@@ -352,6 +339,7 @@ pub async fn start_serving(
         None => None,
     };
     let guard = Arc::new(guard::Guard::new(&settings.limits));
+    let mut listeners = Listeners::new(settings.limits.max_connections);
     let state = Arc::new(AppState {
         engine,
         settings,
@@ -359,39 +347,26 @@ pub async fn start_serving(
         mock,
         guard: guard.clone(),
     });
-    tasks.push(tokio::spawn(refusal_summaries(guard)));
+    listeners.spawn(refusal_summaries(guard));
     let acceptor = tls.as_ref().map(|t| TlsAcceptor::from(t.config.clone()));
     let live = Arc::new(Live::new(state, acceptor));
+    let gateway = Arc::new(Gateway { live: live.clone() });
     if let Some(listener) = tls_listener {
-        tasks.push(tokio::spawn(accept_loop(
-            listener,
-            true,
-            live.clone(),
-            connections.clone(),
-            shutdown_rx.clone(),
-        )));
+        let current = live.clone();
+        let tls = Tls::Current(Arc::new(move || current.acceptor()));
+        listeners.serve(listener, tls, gateway.clone());
     }
     if let Some(listener) = plain_listener {
-        tasks.push(tokio::spawn(accept_loop(
-            listener,
-            false,
-            live.clone(),
-            connections.clone(),
-            shutdown_rx.clone(),
-        )));
+        listeners.serve(listener, Tls::Plain, gateway);
     }
-    if let Some(listener) = admin_listener {
-        tasks.push(tokio::spawn(admin::serve(listener, live.clone())));
-    }
+    let admin = admin_listener.map(|listener| admin::serve(listener, live.clone()));
     Ok(RunningServer {
         tls_addr,
         plain_addr,
         tls,
         admin_addr,
-        shutdown,
-        connections,
-        max_connections,
-        tasks,
+        listeners,
+        admin,
         live,
     })
 }
@@ -413,9 +388,9 @@ fn flush_refusal_summaries(guard: &guard::Guard, all: bool) {
 
 /// The per-connection state of a new connection from `peer`: a trusted proxy's is not bounded
 /// beyond the cap; anyone else's counts as a guest until it signs in ([`guard::Connections`]).
-fn admit(state: &AppState, peer: SocketAddr) -> Arc<caller::ConnAuth> {
+fn admit(state: &AppState, peer: SocketAddr) -> caller::ConnAuth {
     if crate::config::is_trusted(&state.settings.trusted_proxies, peer.ip()) {
-        return Arc::new(caller::ConnAuth::default());
+        return caller::ConnAuth::default();
     }
     let (admission, slot) = state
         .guard
@@ -425,198 +400,125 @@ fn admit(state: &AppState, peer: SocketAddr) -> Arc<caller::ConnAuth> {
     if probation {
         tracing::debug!(peer = %peer, "connection admitted on probation: it must sign in on its first request");
     }
-    Arc::new(caller::ConnAuth::guest(slot, probation))
+    caller::ConnAuth::guest(slot, probation)
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    is_tls: bool,
+/// The SDK listeners' service: the gateway (or, with `AppState.mock`, the test double's service).
+/// The state is read per request, so a keep-alive connection (MIM keeps one open for hours)
+/// follows a reload from its next request on.
+struct Gateway {
     live: Arc<Live>,
-    connections: Arc<Semaphore>,
-    shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let Ok(permit) = connections.clone().acquire_owned().await else {
+}
+
+/// A gateway response, or the double's (issue #6: its faults stream a body or drop the
+/// connection).
+type GatewayBody =
+    http_body_util::Either<http_body_util::Full<bytes::Bytes>, crate::mock::faults::MockBody>;
+
+impl Service for Gateway {
+    /// Who the connection has signed in as, and its place under the guest rules.
+    type Conn = caller::ConnAuth;
+    type Body = GatewayBody;
+    type Error = BoxError;
+
+    fn name(&self) -> &'static str {
+        "sdk"
+    }
+
+    fn open(&self, info: &ConnInfo) -> Option<caller::ConnAuth> {
+        Some(admit(&self.live.state(), info.peer))
+    }
+
+    /// A connection that has not signed in gets no longer for its handshake than it would get to
+    /// sit idle.
+    fn handshake_timeout(&self, auth: &caller::ConnAuth) -> Duration {
+        let state = self.live.state();
+        let limits = &state.settings.limits;
+        if auth.is_guest() {
+            limits
+                .tls_handshake_timeout
+                .min(limits.unauthenticated_idle)
+        } else {
+            limits.tls_handshake_timeout
+        }
+    }
+
+    /// A verified client certificate signs the connection in as its mapped principal.
+    fn handshaken(&self, auth: &caller::ConnAuth, info: &ConnInfo, tls: &rustls::ServerConnection) {
+        let Some(leaf) = tls.peer_certificates().and_then(|c| c.first()) else {
             return;
         };
-        let (stream, peer) = match listener.accept().await {
-            Ok(v) => v,
-            Err(e) => {
-                // Typically EMFILE: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let local = match stream.local_addr() {
-            Ok(a) => a,
-            Err(_) => continue,
-        };
-        let _ = stream.set_nodelay(true);
-        let live = live.clone();
-        let tls = if is_tls {
-            match live.acceptor() {
-                Some(a) => Some(a),
-                None => continue,
-            }
-        } else {
-            None
-        };
-        let shutdown = shutdown.clone();
-        let conn = ConnInfo {
-            peer,
-            local,
-            tls: tls.is_some(),
-        };
-        let auth = admit(&live.state(), peer);
-        // One task type per kind of connection: a task's memory is the size of its future, fixed
-        // at compile time, and a plain connection's would otherwise be sized for the TLS one's
-        // state. With thousands of callers waiting, each byte here is a byte per caller.
-        match tls {
-            Some(acceptor) => tokio::spawn(async move {
-                serve_tls(stream, acceptor, conn, live, auth, shutdown).await;
-                drop(permit);
-            }),
-            None => tokio::spawn(async move {
-                serve_http(stream, conn, live, auth, shutdown).await;
-                drop(permit);
-            }),
-        };
-    }
-}
-
-async fn serve_tls(
-    stream: TcpStream,
-    acceptor: TlsAcceptor,
-    conn: ConnInfo,
-    live: Arc<Live>,
-    auth: Arc<caller::ConnAuth>,
-    shutdown: watch::Receiver<bool>,
-) {
-    let state = live.state();
-    let limits = &state.settings.limits;
-    // A connection that has not signed in gets no longer for its handshake than it would get to
-    // sit idle.
-    let deadline = if auth.is_guest() {
-        limits
-            .tls_handshake_timeout
-            .min(limits.unauthenticated_idle)
-    } else {
-        limits.tls_handshake_timeout
-    };
-    // Boxed: the handshake's state is only needed until it completes, so it should not stay in
-    // the connection's task for the connection's whole life.
-    let handshake = Box::pin(acceptor.accept(stream));
-    match tokio::time::timeout(deadline, handshake).await {
-        Ok(Ok(tls_stream)) => {
-            // A verified client certificate signs the connection in as its mapped principal.
-            if let Some(leaf) = tls_stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-            {
-                match crate::auth::client_cert::map(&state.settings.auth.certificate_map, leaf) {
-                    Some(p) => auth.set_principal(&p),
-                    None => tracing::warn!(
-                        target: "pfgate::auth",
-                        peer = %conn.peer,
-                        sha256 = %tls::fingerprint(leaf),
-                        "client certificate verified but mapped to no principal"
-                    ),
-                }
-            }
-            drop(state);
-            serve_http(tls_stream, conn, live, auth, shutdown).await
-        }
-        Ok(Err(e)) => {
-            crate::metrics::global().tls_failure(crate::metrics::TlsFailure::Error);
-            tracing::debug!(target: "pfgate::tls", peer = %conn.peer, error = %e, "TLS handshake failed")
-        }
-        Err(_) => {
-            crate::metrics::global().tls_failure(crate::metrics::TlsFailure::Timeout);
-            tracing::debug!(target: "pfgate::tls", peer = %conn.peer, "TLS handshake timed out")
+        let state = self.live.state();
+        match crate::auth::client_cert::map(&state.settings.auth.certificate_map, leaf) {
+            Some(p) => auth.set_principal(&p),
+            None => tracing::warn!(
+                target: "pfgate::auth",
+                peer = %info.peer,
+                sha256 = %tls::fingerprint(leaf),
+                "client certificate verified but mapped to no principal"
+            ),
         }
     }
-}
 
-async fn serve_http<S>(
-    stream: S,
-    conn: ConnInfo,
-    live: Arc<Live>,
-    auth: Arc<caller::ConnAuth>,
-    shutdown: watch::Receiver<bool>,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let state = live.state();
-    let limits = state.settings.limits.clone();
-    let idle = limits.unauthenticated_idle;
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .max_buf_size(64 * 1024)
-        .keep_alive(true);
-    // Hook (issue #6): the test double's connections get its own service (its faults stream a body
-    // or drop the connection); decided once per connection, so the gateway path is unchanged.
-    let watched = auth.clone();
-    if let Some(mock) = state.mock.clone() {
-        let service = service_fn(move |req| {
-            let (mock, state, auth) = (mock.clone(), state.clone(), auth.clone());
-            async move {
+    fn handshake_failed(&self, info: &ConnInfo, why: HandshakeFailure) {
+        match why {
+            HandshakeFailure::Error => {
+                crate::metrics::global().tls_failure(crate::metrics::TlsFailure::Error);
+                tracing::debug!(target: "pfgate::tls", peer = %info.peer, "TLS handshake failed")
+            }
+            HandshakeFailure::Timeout => {
+                crate::metrics::global().tls_failure(crate::metrics::TlsFailure::Timeout);
+                tracing::debug!(target: "pfgate::tls", peer = %info.peer, "TLS handshake timed out")
+            }
+        }
+    }
+
+    fn http1(&self, _: &caller::ConnAuth) -> Http1 {
+        Http1::new(self.live.state().settings.limits.header_timeout).max_buf_size(64 * 1024)
+    }
+
+    /// A connection that has not signed in is closed once it has had no request in progress for
+    /// `limits.unauthenticated_idle_secs`: otherwise idle keep-alive connections, polling
+    /// `/healthz` now and then, could hold every place under the cap (issue #17, item 7).
+    fn idle(&self, auth: &caller::ConnAuth) -> impl Future<Output = Duration> + Send {
+        let idle = self.live.state().settings.limits.unauthenticated_idle;
+        async move {
+            idle_guest(auth, idle).await;
+            idle
+        }
+    }
+
+    fn call(
+        &self,
+        auth: &Arc<caller::ConnAuth>,
+        info: ConnInfo,
+        req: hyper::Request<hyper::body::Incoming>,
+    ) -> impl Future<Output = Result<hyper::Response<GatewayBody>, BoxError>> + Send + use<> {
+        let state = self.live.state();
+        let auth = auth.clone();
+        async move {
+            // Hook (issue #6): the test double's requests get its own service.
+            if let Some(mock) = state.mock.clone() {
                 // Counted as the gateway's requests are, so the idle rule sees them.
                 auth.request_started();
-                let answer = crate::mock::serve::handle(mock, state, conn, auth.clone(), req).await;
+                // Boxed so that the gateway's requests are not sized for the test double's.
+                let answer = Box::pin(crate::mock::serve::handle(
+                    mock,
+                    state,
+                    info,
+                    auth.clone(),
+                    req,
+                ))
+                .await;
                 auth.request_ended();
-                answer
+                return answer
+                    .map(|r| r.map(http_body_util::Either::Right))
+                    .map_err(BoxError::from);
             }
-        });
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        // Boxed so that the gateway's connections are not sized for the test double's service.
-        return Box::pin(drive(connection, conn, watched, idle, shutdown)).await;
-    }
-    drop(state);
-    // The state is read per request, so a keep-alive connection (MIM keeps one open for hours)
-    // follows a reload from its next request on.
-    let service = service_fn(move |req| http::handle(live.state(), conn, auth.clone(), req));
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
-    drive(connection, conn, watched, idle, shutdown).await
-}
-
-/// Runs one HTTP/1.1 connection until it ends or shutdown asks it to finish its request.
-///
-/// A connection that has not signed in is closed once it has had no request in progress for
-/// `idle` (`limits.unauthenticated_idle_secs`): otherwise idle keep-alive connections, polling
-/// `/healthz` now and then, could hold every place under the cap (issue #17, item 7).
-pub(crate) async fn drive<I, S, B>(
-    connection: hyper::server::conn::http1::Connection<I, S>,
-    conn: ConnInfo,
-    auth: Arc<caller::ConnAuth>,
-    idle: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: hyper::body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    tokio::pin!(connection);
-    tokio::select! {
-        res = connection.as_mut() => {
-            if let Err(e) = res {
-                tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error");
+            match http::handle(state, info, auth, req).await {
+                Ok(r) => Ok(r.map(http_body_util::Either::Left)),
+                Err(never) => match never {},
             }
-        }
-        _ = stopped(&mut shutdown) => {
-            connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
-        }
-        _ = idle_guest(&auth, idle) => {
-            tracing::debug!(peer = %conn.peer, "closing a connection that has not signed in and sat idle");
-            connection.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(idle, connection).await;
         }
     }
 }
@@ -634,17 +536,5 @@ async fn idle_guest(auth: &caller::ConnAuth, idle: Duration) {
             None => idle,
         };
         tokio::time::sleep(wait.max(Duration::from_millis(50))).await;
-    }
-}
-
-/// Resolves once shutdown is signalled; never, if the server handle was dropped without it.
-async fn stopped(rx: &mut watch::Receiver<bool>) {
-    loop {
-        if *rx.borrow_and_update() {
-            return;
-        }
-        if rx.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
     }
 }

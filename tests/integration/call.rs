@@ -242,7 +242,7 @@ async fn client_certificate_maps_to_a_principal_and_an_unmapped_one_is_refused()
     settings.auth.client_ca_file = Some(ca_file);
     settings.auth.certificate_map = vec![pfgate::auth::client_cert::CertificateMapping {
         principal: "CONTOSO\\adfs-sdk".into(),
-        sha256: Some(pfgate::server::tls::fingerprint(&der)),
+        sha256: Some(pfgate::net::tls::fingerprint(&der)),
         sha1: None,
         subject: None,
         upn: None,

@@ -321,7 +321,7 @@ async fn client_certificates_map_one_to_one() {
     settings.auth.client_ca_file = Some(ca_file);
     settings.auth.certificate_map = vec![pfgate::auth::client_cert::CertificateMapping {
         principal: "CONTOSO\\adfs-sdk".into(),
-        sha256: Some(pfgate::server::tls::fingerprint(&good_der)),
+        sha256: Some(pfgate::net::tls::fingerprint(&good_der)),
         sha1: None,
         subject: None,
         upn: None,

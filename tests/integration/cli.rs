@@ -370,7 +370,7 @@ async fn serve_from_a_config_file_with_tls_and_plain_listeners() {
     let tls_addr = listen_addr(&served, "https://");
     let pem = std::fs::read(&cert).unwrap();
     let der = CertificateDer::from_pem_slice(&pem).unwrap();
-    let expected_fp = pfgate::server::tls::fingerprint(&der);
+    let expected_fp = pfgate::net::tls::fingerprint(&der);
     assert!(
         served.lines.iter().any(|l| l.ends_with(&expected_fp)),
         "{:?} {fp:?}",

@@ -47,7 +47,7 @@ impl TestServer {
         let (child, addr, fingerprint) = spawn_serving(cmd);
         let leaf = peer_certificate(addr);
         assert_eq!(
-            server::tls::fingerprint(&leaf),
+            pfgate::net::tls::fingerprint(&leaf),
             fingerprint,
             "the certificate served is not the one the process printed"
         );
@@ -92,7 +92,7 @@ impl TestServer {
     }
 
     pub fn fingerprint(&self) -> String {
-        server::tls::fingerprint(&self.leaf)
+        pfgate::net::tls::fingerprint(&self.leaf)
     }
 }
 

@@ -469,18 +469,19 @@ impl OidcSettings {
         });
         let tls = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some(
-                crate::server::tls::from_files(cert, key, None)
+                crate::net::tls::from_files(cert, key, None)
                     .map_err(|e| format!("tls_cert: {e}"))?,
             ),
             _ => None,
         };
         let listen = self.listen.ok_or("listen: required")?;
-        let bound = web::start(inner.clone(), listen, tls)
+        let (bound, listener) = web::start(inner.clone(), listen, tls)
             .map_err(|e| format!("listen: cannot listen on {listen}: {e}"))?;
         Ok(OidcProvider {
             name: name.to_string(),
             inner,
             listen_addr: bound,
+            _listener: listener,
         })
     }
 }
@@ -632,6 +633,8 @@ pub struct OidcProvider {
     name: String,
     inner: Arc<Inner>,
     listen_addr: SocketAddr,
+    /// The step-up listener: it stops accepting when the provider is dropped.
+    _listener: crate::net::listener::Listeners,
 }
 
 impl OidcProvider {

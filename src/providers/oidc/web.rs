@@ -13,7 +13,6 @@
 //! Every answer carries `Cache-Control: no-store`, `Referrer-Policy: no-referrer` (the link must not
 //! leak to the IdP in a `Referer`) and a CSP with `default-src 'none'`.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,9 +24,6 @@ use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, S
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
 use super::idp::ExchangeError;
@@ -35,8 +31,10 @@ use super::{
     audit_fraud, ct_eq, jwt, key_of, now_unix, pages, random_token, Flow, IdentityMatch, Inner,
     Outcome, Request,
 };
+use crate::net::listener::{FnService, Http1, Listeners, Tls};
+use crate::net::tls::TlsIdentity;
+use crate::net::ConnInfo;
 use crate::providers::Refusal;
-use crate::server::tls::TlsIdentity;
 
 /// Connections served at once; more wait in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 256;
@@ -49,86 +47,42 @@ const COOKIE_NAME: &str = "pfgate_stepup";
 
 type Resp = http::Response<Full<Bytes>>;
 
-/// Binds `listen` and serves on the current runtime. Returns the bound address.
+/// Binds `listen` and serves on the current runtime until the returned set is dropped (with the
+/// provider that owns it). Returns the bound address too.
 pub(super) fn start(
     inner: Arc<Inner>,
     listen: SocketAddr,
     tls: Option<TlsIdentity>,
-) -> std::io::Result<SocketAddr> {
+) -> std::io::Result<(SocketAddr, Listeners)> {
     let std_listener = std::net::TcpListener::bind(listen)?;
     std_listener.set_nonblocking(true)?;
     let addr = std_listener.local_addr()?;
-    let handle = tokio::runtime::Handle::try_current()
+    let runtime = tokio::runtime::Handle::try_current()
         .map_err(|e| std::io::Error::other(format!("no async runtime: {e}")))?;
+    // `build` is not async: enter the runtime to register the socket and spawn the loop.
+    let _entered = runtime.enter();
+    let listener = tokio::net::TcpListener::from_std(std_listener)?;
     let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.config));
-    handle.spawn(async move {
-        let listener = match tokio::net::TcpListener::from_std(std_listener) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(target: "pfgate::oidc", error = %e, "step-up listener failed");
-                return;
-            }
-        };
-        let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        loop {
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                return;
-            };
-            let (stream, peer) = match listener.accept().await {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::warn!(target: "pfgate::oidc", error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
+    let service = FnService::new(
+        "oidc",
+        Http1::new(IO_TIMEOUT).max_buf_size(16 * 1024),
+        IO_TIMEOUT,
+        move |_: ConnInfo, req| {
             let inner = inner.clone();
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                match acceptor {
-                    Some(acc) => match tokio::time::timeout(IO_TIMEOUT, acc.accept(stream)).await {
-                        Ok(Ok(s)) => serve(s, inner, peer, true).await,
-                        _ => tracing::debug!(target: "pfgate::oidc", %peer, "TLS handshake failed"),
-                    },
-                    None => serve(stream, inner, peer, false).await,
-                }
-                drop(permit);
-            });
-        }
-    });
+            async move { handle(&inner, req).await }
+        },
+    );
+    let mut listeners = Listeners::new(MAX_CONNECTIONS);
+    listeners.serve(listener, Tls::from_acceptor(acceptor), Arc::new(service));
     tracing::info!(target: "pfgate::oidc", %addr, "step-up listener ready");
-    Ok(addr)
-}
-
-async fn serve<S>(stream: S, inner: Arc<Inner>, peer: SocketAddr, _tls: bool)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let service = service_fn(move |req| {
-        let inner = inner.clone();
-        async move { Ok::<_, Infallible>(handle(&inner, req).await) }
-    });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(IO_TIMEOUT)
-        .max_buf_size(16 * 1024)
-        .serve_connection(TokioIo::new(stream), service);
-    if let Err(e) = conn.await {
-        tracing::debug!(target: "pfgate::oidc", %peer, error = %e, "connection ended with an error");
-    }
+    Ok((addr, listeners))
 }
 
 /// The CSP: nothing but the hashed stylesheet; forms may post to this page and be redirected to
 /// the IdP's authorization endpoint (Chromium applies `form-action` to the redirect too).
 fn respond(status: StatusCode, html: String, form_target: Option<&str>) -> Resp {
-    let mut r = http::Response::new(Full::new(Bytes::from(html)));
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    security_headers(h, form_target);
+    let mut r = crate::net::respond(status, "text/html; charset=utf-8", html);
+    security_headers(r.headers_mut(), form_target);
     r
 }
 
