@@ -255,3 +255,68 @@ fn unshaped(op: Operation) -> Response {
     tracing::error!(target: "pfgate::engine", operation = op.name(), "no response shape for this operation");
     Response::failure(op, ErrorCode::not_supported(op.name()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pfwssdk::NAMESPACE;
+    use crate::soap::xml::{parse, XmlLimits};
+
+    /// True when one of the families takes `request` (the health checks are `handle`'s own).
+    fn claimed(request: Request) -> bool {
+        let Err(request) = authenticate::AuthCall::try_from(request) else {
+            return true;
+        };
+        let Err(request) = users::UserCall::try_from(request) else {
+            return true;
+        };
+        let Err(request) = settings::SettingsCall::try_from(request) else {
+            return true;
+        };
+        let Err(request) = bypass::BypassCall::try_from(request) else {
+            return true;
+        };
+        codes::CodeCall::try_from(request).is_ok()
+    }
+
+    /// A family's classification and its response table agree: every operation a family takes
+    /// is shaped (never `respond!`'s "not supported" fallback), and only the operations no family
+    /// takes answer Error 501.
+    #[tokio::test]
+    async fn every_operation_a_family_takes_has_a_response_shape() {
+        let key = crate::store::secrets::SecretKey::generate();
+        let store: Arc<dyn Store> = Arc::new(
+            crate::store::sqlite::SqliteStore::in_memory(key)
+                .await
+                .expect("in-memory store"),
+        );
+        let directory = directory::Directory::from_toml("shapes", "").expect("empty directory");
+        let provider =
+            Arc::new(crate::providers::scripted::ScriptedProvider::from_directory(&directory));
+        let settings = crate::config::Settings::demo(([127, 0, 0, 1], 0).into());
+        let engine = Engine::new(store, provider, settings.engine.clone());
+        let ctx = CallContext {
+            caller_ip: [127, 0, 0, 1].into(),
+            caller: "shapes".into(),
+        };
+        let health = [
+            Operation::TestSecurity,
+            Operation::TestMasterConnection,
+            Operation::TestMasterConnection_2,
+        ];
+        let mut taken = 0;
+        for &op in Operation::ALL {
+            let xml = format!(r#"<{name} xmlns="{NAMESPACE}"/>"#, name = op.name());
+            let element = parse(xml.as_bytes(), XmlLimits::default()).expect("empty request");
+            let request = Request::decode(op, &element).expect("defaults decode");
+            let family = claimed(request.clone());
+            let response = engine.handle(&ctx, request).await;
+            assert_eq!(response.operation(), op);
+            let (_, error, _) = response.outcome();
+            let not_supported = error == Some(ErrorCode::NotSupported.code());
+            assert_eq!(not_supported, !family && !health.contains(&op), "{op:?}");
+            taken += usize::from(family);
+        }
+        assert!(taken >= 60, "{taken} operations taken by the families");
+    }
+}
