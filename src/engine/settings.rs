@@ -304,7 +304,7 @@ fn change_oath_token(u: &mut UserRecord, secret: &str, code: &str, step: i32) ->
 /// The semantic calls of the settings families (no `Debug`: a [`Change`] may carry secrets).
 pub(crate) enum SettingsCall {
     /// `GetUserSettings*`: one look-up, shaped into each generation's settings type.
-    Get { username: Option<String> },
+    Get(Option<String>),
     /// `Change*`, `Enable`, `Disable`, `DisabledBehavior`.
     Change {
         username: Option<String>,
@@ -335,24 +335,12 @@ impl TryFrom<Request> for SettingsCall {
     fn try_from(request: Request) -> Result<Self, Request> {
         use Request as R;
         Ok(match request {
-            R::GetUserSettings(r) => Self::Get {
-                username: r.username,
-            },
-            R::GetUserSettings2(r) => Self::Get {
-                username: r.username,
-            },
-            R::GetUserSettings_2(r) => Self::Get {
-                username: r.username,
-            },
-            R::GetUserSettings_3(r) => Self::Get {
-                username: r.username,
-            },
-            R::GetUserSettingsMaster(r) => Self::Get {
-                username: r.username,
-            },
-            R::GetUserSettingsMaster_2(r) => Self::Get {
-                username: r.username,
-            },
+            R::GetUserSettings(r) => Self::Get(r.username),
+            R::GetUserSettings2(r) => Self::Get(r.username),
+            R::GetUserSettings_2(r) => Self::Get(r.username),
+            R::GetUserSettings_3(r) => Self::Get(r.username),
+            R::GetUserSettingsMaster(r) => Self::Get(r.username),
+            R::GetUserSettingsMaster_2(r) => Self::Get(r.username),
             R::ChangePhone(r) => change!(r, Change::Phone(r.user_phone.unwrap_or_default())),
             R::ChangePin(r) => change!(r, Change::Pin(r.user_pin)),
             R::ChangeMode(r) => change!(r, Change::Mode(mode_from_v2(r.mode))),
@@ -467,7 +455,7 @@ impl Engine {
         call: SettingsCall,
     ) -> Response {
         match call {
-            SettingsCall::Get { username } => match self.load(&username).await {
+            SettingsCall::Get(username) => match self.load(&username).await {
                 Ok(u) => user_settings(op, &u),
                 Err(e) => status(op, e),
             },

@@ -142,7 +142,7 @@ fn text(pattern: &Option<String>, case_sensitive: bool) -> TextFilter {
 /// The semantic calls of the user families (no `Debug`: `Add` carries a PIN).
 pub(crate) enum UserCall {
     /// `UserExists`, `CanonicalizeUser`, `GetPhone`, `GetUserDevices`: one look-up, shaped.
-    LookUp { username: Option<String> },
+    LookUp(Option<String>),
     /// `AddUser*`: a new user, with the settings of any generation normalised to the newest.
     Add {
         username: Option<String>,
@@ -239,18 +239,10 @@ impl TryFrom<Request> for UserCall {
     fn try_from(request: Request) -> Result<Self, Request> {
         use Request as R;
         Ok(match request {
-            R::UserExists(r) => Self::LookUp {
-                username: r.username,
-            },
-            R::CanonicalizeUser(r) => Self::LookUp {
-                username: r.username,
-            },
-            R::GetPhone(r) => Self::LookUp {
-                username: r.username,
-            },
-            R::GetUserDevices(r) => Self::LookUp {
-                username: r.username,
-            },
+            R::UserExists(r) => Self::LookUp(r.username),
+            R::CanonicalizeUser(r) => Self::LookUp(r.username),
+            R::GetPhone(r) => Self::LookUp(r.username),
+            R::GetUserDevices(r) => Self::LookUp(r.username),
             R::AddUser(r) => add!(r),
             R::AddUser2(r) => add!(r),
             R::AddUser_2(r) => add!(r),
@@ -338,7 +330,7 @@ impl Engine {
     /// One user call, decided once and shaped for `op`.
     pub(super) async fn users(&self, ctx: &CallContext, op: Operation, call: UserCall) -> Response {
         match call {
-            UserCall::LookUp { username } => match self.load(&username).await {
+            UserCall::LookUp(username) => match self.load(&username).await {
                 Ok(u) => found(op, u),
                 Err(e) => status(op, e),
             },
