@@ -37,7 +37,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::sync::Arc;
 
-use crate::engine::admin::check_pin;
+use crate::engine::settings::check_pin;
 use crate::pfwssdk::wire::WireEnum;
 use crate::pfwssdk::{AuthResult, Mode3, PhoneAppMode, PinMode2, SmsDirection, SmsMode};
 use crate::store::{Phone, Store, StoreError, UserFilter, UserRecord};

@@ -6,22 +6,56 @@
 //! end in "not authenticated" with a code naming the cause. An operation pfgate does not implement
 //! answers `false` with `Error` 501 naming it (never a fault, so callers take their error path).
 //!
+//! The 105 wire operations are generations of about twenty-five semantic calls (`GetUserSettings`,
+//! `GetUserSettings2`, `GetUserSettings_3`, `GetUserSettingsMaster_2` … all "read the user's
+//! settings"). Each family module turns its requests into one call type (`TryFrom<Request>`, the
+//! request handed back when it is not theirs), decides once, and shapes that one decision into the
+//! response type of the generation that asked with `respond!`, one mapping per response type:
+//!
+//! - [`authenticate`]: `PfAuthUser*`, `PrimaryAuthUser`, `CombinedAuthUser*`; the second-factor
+//!   decision itself (in-flight sharing, deadline) is [`auth`];
+//! - [`users`]: look up, add, delete, rename, find, block and unblock users;
+//! - [`settings`]: read and change a user's settings, PIN rules, customer defaults, features;
+//! - [`bypass`]: one-time bypasses; [`codes`]: `Validate*` (PIN, static token, passcode, OATH);
 //! - [`policy`]: "may this user authenticate now?", the one decision every operation that can
 //!   answer an authentication success asks (unknown, blocked, locked out, disabled):
 //!   `PfAuthUser*` and `Validate*` first, `PrimaryAuthUser` before the LDAP bind,
 //!   `CombinedAuthUser*` after it;
-//! - [`auth`]: the second-factor decision (in-flight sharing, deadline);
-//! - [`admin`]: directory operations (add, change, find, block, bypass …);
 //! - [`phone`]: phone-number normalisation; [`totp`]: OATH codes; [`audit`]: the audit events;
 //! - [`directory`]: users files (`fixtures/demo.toml`), the seed of demo mode and the test double.
 
-pub mod admin;
+/// The response of operation `$op`, built from its response type's default by the `fill` of the
+/// group that names `$op`: one mapping per response type, so a family's decision is shaped into
+/// every generation (`_2`, `Master`, `Master_2` …) in one table. An operation no group names
+/// answers "not supported" (the family's classification and its table disagree: a bug, never a
+/// panic).
+macro_rules! respond {
+    ($op:expr, $( [$($variant:ident),+ $(,)?] => |$r:ident| $fill:block ),+ $(,)?) => {
+        match $op {
+            $($(
+                $crate::pfwssdk::Operation::$variant => {
+                    #[allow(unused_mut)]
+                    let mut $r = $crate::pfwssdk::response::$variant::default();
+                    $fill
+                    $crate::pfwssdk::Response::$variant($r)
+                }
+            )+)+
+            other => $crate::engine::unshaped(other),
+        }
+    };
+}
+
 pub mod audit;
 pub mod auth;
+pub mod authenticate;
+pub mod bypass;
+pub mod codes;
 pub mod directory;
 pub mod phone;
 pub mod policy;
+pub mod settings;
 pub mod totp;
+pub mod users;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -33,7 +67,7 @@ use crate::pfwssdk::codes::ErrorCode;
 use crate::pfwssdk::{response as rs, Error, Operation, Request, Response};
 use crate::providers::Provider;
 use crate::store::Store;
-use auth::{AuthInput, Inflight};
+use auth::Inflight;
 
 /// Who is calling, as far as the transport knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,141 +109,7 @@ pub fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
-/// The [`AuthInput`] of authentication request `$r` of operation `$op`, with `$app` as its
-/// application name (the older operations carry none).
-macro_rules! auth_input {
-    ($r:ident, $op:ident, $app:expr) => {
-        AuthInput {
-            operation: stringify!($op),
-            username: $r.username.as_deref(),
-            require_user_match: $r.require_user_match,
-            application_name: $app,
-            initiating_ip: $r.initiating_ip_address.as_deref(),
-            ..AuthInput::default()
-        }
-    };
-}
-
-/// `PfAuthUser*`: the second-factor decision for `$input` (by default [`auth_input!`]) as the
-/// response of `$op`, with its `authenticationRequestId` for the operations that carry one.
-macro_rules! auth_response {
-    (@answer $self:ident, $ctx:ident, $op:ident, $input:expr, with_id) => {{
-        let d = $self.authenticate($ctx, $input).await;
-        Response::$op(rs::$op {
-            result: d.success,
-            call_result: d.call_result,
-            authentication_request_id: d.request_id,
-            error: d.error,
-        })
-    }};
-    ($self:ident, $ctx:ident, $r:ident, $op:ident, with_id) => {
-        auth_response!(@answer $self, $ctx, $op,
-            auth_input!($r, $op, $r.application_name.as_deref()), with_id)
-    };
-    ($self:ident, $ctx:ident, $r:ident, $op:ident, $app:expr) => {{
-        let d = $self.authenticate($ctx, auth_input!($r, $op, $app)).await;
-        Response::$op(rs::$op {
-            result: d.success,
-            call_result: d.call_result,
-            error: d.error,
-        })
-    }};
-}
-
-/// `PfAuthUser_5`/`PfAuthUserMaster_4`: with the number and the mode the request carries.
-macro_rules! auth_with_phone {
-    ($self:ident, $ctx:ident, $r:ident, $op:ident) => {
-        auth_response!(@answer $self, $ctx, $op, AuthInput {
-            phone: Some((
-                $r.country_code.as_deref().unwrap_or(""),
-                $r.phone_number.as_deref().unwrap_or(""),
-                $r.extension.as_deref().unwrap_or(""),
-            )),
-            mode: $r.mode,
-            ..auth_input!($r, $op, $r.application_name.as_deref())
-        }, with_id)
-    };
-}
-
-/// `CombinedAuthUser*`: primary authentication by LDAP bind, then the second factor.
-macro_rules! combined {
-    ($self:ident, $ctx:ident, $r:ident, $op:ident, $app:expr $(, $with_id:ident)?) => {{
-        let (primary_ok, primary_error) = $self
-            .primary_auth($r.username.as_deref(), $r.password.as_deref())
-            .await;
-        if !primary_ok {
-            let mut resp = rs::$op::default();
-            resp.error = primary_error;
-            Response::$op(resp)
-        } else {
-            let d = $self.authenticate($ctx, auth_input!($r, $op, $app)).await;
-            let mut resp = rs::$op::default();
-            resp.result = d.success;
-            resp.primary_auth_succeeded = true;
-            resp.pf_auth_succeeded = d.success;
-            resp.call_result = d.call_result;
-            resp.error = d.error;
-            $( let _ = stringify!($with_id); resp.authentication_request_id = d.request_id; )?
-            Response::$op(resp)
-        }
-    }};
-}
-
 impl Engine {
-    /// Primary authentication: `(succeeded, error)`. Without an LDAP bind configured it answers
-    /// Error 502; a directory that cannot be reached fails secure with Error 505.
-    ///
-    /// Boxed (like `authenticate`): an LDAP bind's state is large, and inline it would size every
-    /// request's future, the waiting authentications' included.
-    fn primary_auth<'a>(
-        &'a self,
-        username: Option<&'a str>,
-        password: Option<&'a str>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = (bool, Error)> + Send + 'a>> {
-        Box::pin(self.primary_auth_inline(username, password))
-    }
-
-    /// `PrimaryAuthUser`: the policy ([`Engine::standing_for_password`]), then the LDAP bind.
-    /// Before the policy was asked here, a blocked, locked-out or disabled user's right password
-    /// answered `true` (issue #17, item 1 follow-up). Without `[primary_auth]` the answer is Error
-    /// 502 whoever the user is.
-    async fn primary_auth_user(
-        &self,
-        username: Option<&str>,
-        password: Option<&str>,
-    ) -> (bool, Error) {
-        if self.primary.is_none() {
-            return (false, ErrorCode::PrimaryAuthNotConfigured.error());
-        }
-        if let Err(refused) = self.standing_for_password(username).await {
-            return (false, refused);
-        }
-        self.primary_auth(username, password).await
-    }
-
-    async fn primary_auth_inline(
-        &self,
-        username: Option<&str>,
-        password: Option<&str>,
-    ) -> (bool, Error) {
-        let Some(primary) = &self.primary else {
-            return (false, ErrorCode::PrimaryAuthNotConfigured.error());
-        };
-        let user = username.map(str::trim).unwrap_or("");
-        match primary.verify(user, password.unwrap_or("")).await {
-            Ok(true) => (true, Error::ok()),
-            Ok(false) => (
-                false,
-                ErrorCode::Denied
-                    .with("Primary authentication failed: wrong user name or password."),
-            ),
-            Err(e) => {
-                tracing::error!(target: "pfgate::engine", error = %e, "LDAP primary authentication unavailable");
-                (false, ErrorCode::PrimaryAuthUnavailable.error())
-            }
-        }
-    }
-
     /// An engine over `store`, reaching people through `provider`.
     pub fn new(
         store: Arc<dyn Store>,
@@ -288,8 +188,14 @@ impl Engine {
         self.store.health().await.is_ok() && self.provider.healthy().await
     }
 
-    /// Answers one request.
+    /// Answers one request: the authentication families inline, everything else in one boxed
+    /// future.
     pub async fn handle(&self, ctx: &CallContext, request: Request) -> Response {
+        let op = request.operation();
+        let request = match authenticate::AuthCall::try_from(request) {
+            Ok(call) => return self.authentication(ctx, op, call).await,
+            Err(other) => other,
+        };
         match request {
             Request::TestSecurity(_) => Response::TestSecurity(rs::TestSecurity {
                 result: Some("secure".into()),
@@ -301,121 +207,116 @@ impl Engine {
                 } else {
                     ErrorCode::StoreUnavailable.error()
                 };
-                Response::status(Operation::TestMasterConnection, ok, error)
+                Response::status(op, ok, error)
             }
             // The meaning of this string is not public (docs/protocol.md Q11); pfgate answers "true" or
             // "false" for the same health check as TestMasterConnection.
             Request::TestMasterConnection_2(_) => {
                 let ok = self.healthy().await;
-                Response::status(Operation::TestMasterConnection_2, ok, Error::ok())
+                Response::status(op, ok, Error::ok())
             }
-            Request::PfAuthUser(r) => auth_response!(self, ctx, r, PfAuthUser, None),
-            Request::PfAuthUser2(r) => auth_response!(self, ctx, r, PfAuthUser2, None),
-            Request::PfAuthUser3(r) => {
-                auth_response!(self, ctx, r, PfAuthUser3, r.application_name.as_deref())
-            }
-            Request::PfAuthUser_3(r) => {
-                auth_response!(self, ctx, r, PfAuthUser_3, r.application_name.as_deref())
-            }
-            Request::PfAuthUser_4(r) => auth_response!(self, ctx, r, PfAuthUser_4, with_id),
-            Request::PfAuthUserMaster(r) => auth_response!(self, ctx, r, PfAuthUserMaster, None),
-            Request::PfAuthUserMaster2(r) => {
-                auth_response!(
-                    self,
-                    ctx,
-                    r,
-                    PfAuthUserMaster2,
-                    r.application_name.as_deref()
-                )
-            }
-            Request::PfAuthUserMaster_2(r) => {
-                auth_response!(
-                    self,
-                    ctx,
-                    r,
-                    PfAuthUserMaster_2,
-                    r.application_name.as_deref()
-                )
-            }
-            Request::PfAuthUserMaster_3(r) => {
-                auth_response!(self, ctx, r, PfAuthUserMaster_3, with_id)
-            }
-            Request::PfAuthUser_5(r) => auth_with_phone!(self, ctx, r, PfAuthUser_5),
-            Request::PfAuthUserMaster_4(r) => auth_with_phone!(self, ctx, r, PfAuthUserMaster_4),
-            Request::PrimaryAuthUser(r) => {
-                let (ok, error) = self
-                    .primary_auth_user(r.username.as_deref(), r.password.as_deref())
-                    .await;
-                Response::status(Operation::PrimaryAuthUser, ok, error)
-            }
-            Request::CombinedAuthUser(r) => combined!(self, ctx, r, CombinedAuthUser, None),
-            Request::CombinedAuthUser2(r) => combined!(self, ctx, r, CombinedAuthUser2, None),
-            Request::CombinedAuthUser3(r) => {
-                combined!(
-                    self,
-                    ctx,
-                    r,
-                    CombinedAuthUser3,
-                    r.application_name.as_deref()
-                )
-            }
-            Request::CombinedAuthUser_3(r) => {
-                combined!(
-                    self,
-                    ctx,
-                    r,
-                    CombinedAuthUser_3,
-                    r.application_name.as_deref()
-                )
-            }
-            Request::CombinedAuthUser_4(r) => {
-                combined!(
-                    self,
-                    ctx,
-                    r,
-                    CombinedAuthUser_4,
-                    r.application_name.as_deref(),
-                    with_id
-                )
-            }
-            Request::CombinedAuthUserMaster(r) => {
-                combined!(self, ctx, r, CombinedAuthUserMaster, None)
-            }
-            Request::CombinedAuthUserMaster2(r) => {
-                combined!(
-                    self,
-                    ctx,
-                    r,
-                    CombinedAuthUserMaster2,
-                    r.application_name.as_deref()
-                )
-            }
-            Request::CombinedAuthUserMaster_2(r) => {
-                combined!(
-                    self,
-                    ctx,
-                    r,
-                    CombinedAuthUserMaster_2,
-                    r.application_name.as_deref()
-                )
-            }
-            Request::CombinedAuthUserMaster_3(r) => {
-                combined!(
-                    self,
-                    ctx,
-                    r,
-                    CombinedAuthUserMaster_3,
-                    r.application_name.as_deref(),
-                    with_id
-                )
-            }
-            // Boxed: the administrative operations' future is the largest of all (about twice an
+            // Boxed: the directory operations' future is the largest of all (about twice an
             // authentication's), and without the box every waiting authentication would carry
             // that size for its whole wait (BENCHMARKS.md, "Thousands of people on the phone").
-            other => match Box::pin(self.admin(ctx, other)).await {
-                Ok(response) => response,
-                Err(op) => Response::failure(op, ErrorCode::not_supported(op.name())),
-            },
+            other => Box::pin(self.directory(ctx, op, other)).await,
         }
+    }
+
+    /// The directory and validation families, each given the request in turn; what none takes
+    /// is not supported by pfgate.
+    async fn directory(&self, ctx: &CallContext, op: Operation, request: Request) -> Response {
+        let request = match users::UserCall::try_from(request) {
+            Ok(call) => return self.users(ctx, op, call).await,
+            Err(other) => other,
+        };
+        let request = match settings::SettingsCall::try_from(request) {
+            Ok(call) => return self.settings_call(ctx, op, call).await,
+            Err(other) => other,
+        };
+        let request = match bypass::BypassCall::try_from(request) {
+            Ok(call) => return status(op, self.bypass(ctx, op, call).await),
+            Err(other) => other,
+        };
+        match codes::CodeCall::try_from(request) {
+            Ok(call) => status(op, self.validate(ctx, op, call).await),
+            Err(_) => Response::failure(op, ErrorCode::not_supported(op.name())),
+        }
+    }
+}
+
+/// The response of an operation whose answer is its `Error`: `true` exactly when the code is 0.
+fn status(op: Operation, error: Error) -> Response {
+    Response::status(op, error.code == 0, error)
+}
+
+/// What `respond!` answers for an operation its table does not name: "not supported", logged as
+/// the bug it is (a family took a request its response table cannot shape).
+fn unshaped(op: Operation) -> Response {
+    tracing::error!(target: "pfgate::engine", operation = op.name(), "no response shape for this operation");
+    Response::failure(op, ErrorCode::not_supported(op.name()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pfwssdk::NAMESPACE;
+    use crate::soap::xml::{parse, XmlLimits};
+
+    /// True when one of the families takes `request` (the health checks are `handle`'s own).
+    fn claimed(request: Request) -> bool {
+        let Err(request) = authenticate::AuthCall::try_from(request) else {
+            return true;
+        };
+        let Err(request) = users::UserCall::try_from(request) else {
+            return true;
+        };
+        let Err(request) = settings::SettingsCall::try_from(request) else {
+            return true;
+        };
+        let Err(request) = bypass::BypassCall::try_from(request) else {
+            return true;
+        };
+        codes::CodeCall::try_from(request).is_ok()
+    }
+
+    /// A family's classification and its response table agree: every operation a family takes
+    /// is shaped (never `respond!`'s "not supported" fallback), and only the operations no family
+    /// takes answer Error 501.
+    #[tokio::test]
+    async fn every_operation_a_family_takes_has_a_response_shape() {
+        let key = crate::store::secrets::SecretKey::generate();
+        let store: Arc<dyn Store> = Arc::new(
+            crate::store::sqlite::SqliteStore::in_memory(key)
+                .await
+                .expect("in-memory store"),
+        );
+        let directory = directory::Directory::from_toml("shapes", "").expect("empty directory");
+        let provider =
+            Arc::new(crate::providers::scripted::ScriptedProvider::from_directory(&directory));
+        let settings = crate::config::Settings::demo(([127, 0, 0, 1], 0).into());
+        let engine = Engine::new(store, provider, settings.engine.clone());
+        let ctx = CallContext {
+            caller_ip: [127, 0, 0, 1].into(),
+            caller: "shapes".into(),
+        };
+        let health = [
+            Operation::TestSecurity,
+            Operation::TestMasterConnection,
+            Operation::TestMasterConnection_2,
+        ];
+        let mut taken = 0;
+        for &op in Operation::ALL {
+            let xml = format!(r#"<{name} xmlns="{NAMESPACE}"/>"#, name = op.name());
+            let element = parse(xml.as_bytes(), XmlLimits::default()).expect("empty request");
+            let request = Request::decode(op, &element).expect("defaults decode");
+            let family = claimed(request.clone());
+            let response = engine.handle(&ctx, request).await;
+            assert_eq!(response.operation(), op);
+            let (_, error, _) = response.outcome();
+            let not_supported = error == Some(ErrorCode::NotSupported.code());
+            assert_eq!(not_supported, !family && !health.contains(&op), "{op:?}");
+            taken += usize::from(family);
+        }
+        assert!(taken >= 60, "{taken} operations taken by the families");
     }
 }
