@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{in_range, secs, Check};
+use super::{in_range, secs, Check, Wording};
 use crate::config::file::LimitsSection;
 use crate::config::settings::Limits;
 
@@ -11,30 +11,30 @@ use crate::config::settings::Limits;
 pub(super) fn limits(c: &mut Check<'_>, l: &LimitsSection) -> Limits {
     let d = Limits::default();
     let transport = Limits {
-        max_body_bytes: match l.max_body_bytes {
-            Some(b) if !(1024..=64 * 1024 * 1024).contains(&b) => {
-                c.problem("limits.max_body_bytes", "must be between 1024 and 67108864");
-                d.max_body_bytes
-            }
-            Some(b) => b,
-            None => d.max_body_bytes,
-        },
-        max_xml_depth: match l.max_xml_depth {
-            Some(v) if !(8..=1024).contains(&v) => {
-                c.problem("limits.max_xml_depth", "must be between 8 and 1024");
-                d.max_xml_depth
-            }
-            Some(v) => v,
-            None => d.max_xml_depth,
-        },
-        max_xml_elements: match l.max_xml_elements {
-            Some(v) if !(100..=1_000_000).contains(&v) => {
-                c.problem("limits.max_xml_elements", "must be between 100 and 1000000");
-                d.max_xml_elements
-            }
-            Some(v) => v,
-            None => d.max_xml_elements,
-        },
+        max_body_bytes: in_range(
+            c,
+            l.max_body_bytes,
+            d.max_body_bytes,
+            1024..=64 * 1024 * 1024,
+            "limits.max_body_bytes",
+            Wording::Between,
+        ),
+        max_xml_depth: in_range(
+            c,
+            l.max_xml_depth,
+            d.max_xml_depth,
+            8..=1024,
+            "limits.max_xml_depth",
+            Wording::Between,
+        ),
+        max_xml_elements: in_range(
+            c,
+            l.max_xml_elements,
+            d.max_xml_elements,
+            100..=1_000_000,
+            "limits.max_xml_elements",
+            Wording::Between,
+        ),
         header_timeout: secs(
             c,
             l.header_timeout_secs,
@@ -87,6 +87,7 @@ fn sign_ins(c: &mut Check<'_>, l: &LimitsSection, d: Limits) -> Limits {
             d.password_check_threads,
             1..=64,
             "limits.password_check_threads",
+            Wording::OutOfRange,
         ),
         password_check_queue: in_range(
             c,
@@ -94,6 +95,7 @@ fn sign_ins(c: &mut Check<'_>, l: &LimitsSection, d: Limits) -> Limits {
             d.password_check_queue,
             1..=100_000,
             "limits.password_check_queue",
+            Wording::OutOfRange,
         ),
         failed_sign_ins_per_address: in_range(
             c,
@@ -101,6 +103,7 @@ fn sign_ins(c: &mut Check<'_>, l: &LimitsSection, d: Limits) -> Limits {
             d.failed_sign_ins_per_address,
             1..=1_000_000,
             "limits.failed_sign_ins_per_address",
+            Wording::OutOfRange,
         ),
         failed_sign_in_window: secs(
             c,
@@ -114,6 +117,7 @@ fn sign_ins(c: &mut Check<'_>, l: &LimitsSection, d: Limits) -> Limits {
             d.max_unauthenticated_per_address,
             1..=1_000_000,
             "limits.max_unauthenticated_connections_per_address",
+            Wording::OutOfRange,
         ),
         unauthenticated_idle: secs(
             c,
@@ -127,6 +131,7 @@ fn sign_ins(c: &mut Check<'_>, l: &LimitsSection, d: Limits) -> Limits {
             d.reserved_connections_percent,
             0..=90,
             "limits.reserved_connections_percent",
+            Wording::OutOfRange,
         ),
         audited_refusals_per_minute: in_range(
             c,
@@ -134,6 +139,7 @@ fn sign_ins(c: &mut Check<'_>, l: &LimitsSection, d: Limits) -> Limits {
             d.audited_refusals_per_minute,
             1..=1_000_000,
             "limits.audited_refusals_per_source_per_minute",
+            Wording::OutOfRange,
         ),
         ..d
     }

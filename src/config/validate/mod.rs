@@ -6,6 +6,7 @@
 //! so the later sections are checked too; the list decides whether the whole file is accepted. The
 //! checks run in a fixed order, which is the order the problems are printed in.
 
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -127,27 +128,35 @@ fn secs(c: &mut Check<'_>, v: Option<u64>, default: Duration, key: &str) -> Dura
     }
 }
 
-/// `value` if it lies in `range`, else the problem is reported and `default` kept.
+/// How a value outside its range is reported: most keys say "{value} is out of range: it must
+/// be {start}..={end}"; the first `[limits]` keys say "must be between {start} and {end}".
+#[derive(Clone, Copy)]
+enum Wording {
+    OutOfRange,
+    Between,
+}
+
+/// `value` if it lies in `range`, else the problem is reported (worded as `wording` says) and
+/// `default` kept.
 fn in_range<T>(
     c: &mut Check<'_>,
     value: Option<T>,
     default: T,
-    range: std::ops::RangeInclusive<T>,
+    range: RangeInclusive<T>,
     key: &str,
+    wording: Wording,
 ) -> T
 where
     T: PartialOrd + std::fmt::Display + Copy,
 {
     match value {
         Some(v) if !range.contains(&v) => {
-            c.problem(
-                key,
-                format!(
-                    "{v} is out of range: it must be {}..={}",
-                    range.start(),
-                    range.end()
-                ),
-            );
+            let (start, end) = (range.start(), range.end());
+            let reason = match wording {
+                Wording::OutOfRange => format!("{v} is out of range: it must be {start}..={end}"),
+                Wording::Between => format!("must be between {start} and {end}"),
+            };
+            c.problem(key, reason);
             default
         }
         Some(v) => v,
