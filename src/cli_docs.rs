@@ -4,7 +4,6 @@
 //! readers and packagers; `tests/integration/cli_docs.rs` fails when it drifts.
 
 use std::io::{self, Write};
-use std::process::ExitCode;
 
 use clap::CommandFactory;
 pub use clap_complete::Shell;
@@ -13,21 +12,6 @@ use crate::cli::Cli;
 
 /// The binary's name as shells and manual sections know it.
 const BIN: &str = "pfgate";
-
-/// Runs `write` on standard output: exit 0, or 2 with the error (a closed pipe included).
-pub fn print(write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> ExitCode {
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
-    match write(&mut out) {
-        Ok(()) => ExitCode::SUCCESS,
-        // `pfgate man | head`: the reader has what it wanted.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("pfgate: cannot write to standard output: {e}");
-            ExitCode::from(2)
-        }
-    }
-}
 
 /// Writes the completion script for `shell`.
 pub fn completions(shell: Shell, out: &mut dyn Write) -> io::Result<()> {

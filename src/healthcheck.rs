@@ -6,7 +6,6 @@
 //! container, next to the listener), one request, a hard timeout, and the status line is all it
 //! reads — it never follows a redirect and never prints what the server sent.
 
-use std::process::ExitCode;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -32,30 +31,6 @@ pub enum ProbeError {
     /// An answer that is not `200`.
     #[error("answered: {0}")]
     Status(String),
-}
-
-/// Probes `url`; prints one line and returns the exit code.
-pub fn run(url: &str, timeout_secs: u64) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("pfgate healthcheck: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(probe(url, Duration::from_secs(timeout_secs))) {
-        Ok(()) => {
-            println!("ok");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("pfgate healthcheck: {url}: {e}");
-            ExitCode::from(1)
-        }
-    }
 }
 
 /// One `GET`; `Ok` only for a `200` status line.

@@ -154,6 +154,17 @@ fn well_formed(text: &str, path: &Path) -> Result<(), MimError> {
         })
 }
 
+/// The findings and the edits that answer them, gathered element by element (in the order they
+/// are printed).
+#[derive(Default)]
+struct Plan {
+    findings: Vec<String>,
+    /// Byte range of the body and its replacement.
+    edits: Vec<(std::ops::Range<usize>, String)>,
+    changes: Vec<(String, Option<String>, String)>,
+    missing: Vec<(String, String)>,
+}
+
 /// Reads `path` and works out the change to `url` (pfgate's PfWsSdk URL) and, when given, to
 /// `username` (the MIM Service account MIM calls as).
 pub fn check(path: &Path, url: &str, username: Option<&str>) -> Result<Report, MimError> {
@@ -173,12 +184,46 @@ pub fn check(path: &Path, url: &str, username: Option<&str>) -> Result<Report, M
     let body = text.strip_prefix('\u{feff}').unwrap_or(&text);
     well_formed(body, path)?;
 
-    let mut findings = Vec::new();
-    let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
-    let mut changes = Vec::new();
-    let offset = text.len() - body.len();
-    let get = |name: &str| element(body, name);
+    let mut plan = Plan::default();
+    let current = describe(&mut plan, body, url, username);
+    clear_cloud_settings(&mut plan, body);
+    let mut wanted = vec![
+        ("LOCMFA", current.locmfa, "true"),
+        ("LOCMFASRV", current.server, url),
+    ];
+    if let Some(want) = username {
+        wanted.push(("Username", current.user, want));
+    }
+    set_wanted(&mut plan, body, path, wanted)?;
 
+    // Apply from the end so earlier ranges stay valid.
+    plan.edits.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
+    let mut updated = body.to_string();
+    for (range, replacement) in plan.edits {
+        updated.replace_range(range, &replacement);
+    }
+    well_formed(&updated, path)?;
+    let offset = text.len() - body.len();
+    let updated = format!("{}{updated}", &text[..offset]);
+    Ok(Report {
+        findings: plan.findings,
+        changes: plan.changes,
+        updated,
+        missing: plan.missing,
+    })
+}
+
+/// The values of the elements [`check`] may set, as the file has them.
+struct Current {
+    locmfa: Option<String>,
+    server: Option<String>,
+    user: Option<String>,
+}
+
+/// What the file says about where and as whom MIM calls, and its country code.
+fn describe(plan: &mut Plan, body: &str, url: &str, username: Option<&str>) -> Current {
+    let get = |name: &str| element(body, name);
+    let findings = &mut plan.findings;
     let locmfa = get("LOCMFA").map(|e| e.0);
     match locmfa.as_deref() {
         Some(v) if v.eq_ignore_ascii_case("true") => findings.push(
@@ -201,9 +246,32 @@ pub fn check(path: &Path, url: &str, username: Option<&str>) -> Result<Report, M
         )),
         _ => findings.push("LOCMFASRV is not set.".into()),
     }
-    let mut missing = Vec::new();
     let user = get("Username").map(|e| e.0);
-    match (user.as_deref().filter(|u| !u.is_empty()), username) {
+    describe_username(plan, user.as_deref(), username);
+    let findings = &mut plan.findings;
+    if get("username").is_some_and(|e| !e.0.is_empty()) {
+        findings.push(
+            "username (lower case) is the retired cloud SDK's setting (any value); LOCMFA reads Username."
+                .into(),
+        );
+    }
+    match get("DefaultCountryCode").map(|e| e.0).filter(|c| !c.is_empty()) {
+        Some(c) => findings.push(format!(
+            "DefaultCountryCode is {c}: numbers stored without a country code are completed with it by MIM."
+        )),
+        None => findings.push("DefaultCountryCode is not set: numbers without a country code are sent as stored.".into()),
+    }
+    Current {
+        locmfa,
+        server,
+        user,
+    }
+}
+
+/// `<Username>` as found (`user`) against `--username`: missing when neither gives one.
+fn describe_username(plan: &mut Plan, user: Option<&str>, username: Option<&str>) {
+    let findings = &mut plan.findings;
+    match (user.filter(|u| !u.is_empty()), username) {
         (Some(u), None) => findings.push(format!(
             "Username is {u}: MIM authenticates as this account; it must exist and be enabled in pfgate's directory (the numbers come from MIM)."
         )),
@@ -221,39 +289,32 @@ pub fn check(path: &Path, url: &str, username: Option<&str>) -> Result<Report, M
                 "Username is not set: MIM (LOCMFA) calls as the account named there; give it with --username (the MIM Service account's UPN, e.g. mimservice@contoso.com)."
                     .into(),
             );
-            missing.push((
+            plan.missing.push((
                 "Username".to_string(),
                 "--username <the MIM Service account's UPN>".to_string(),
             ));
         }
     }
-    if get("username").is_some_and(|e| !e.0.is_empty()) {
-        findings.push(
-            "username (lower case) is the retired cloud SDK's setting (any value); LOCMFA reads Username."
-                .into(),
-        );
-    }
-    match get("DefaultCountryCode").map(|e| e.0).filter(|c| !c.is_empty()) {
-        Some(c) => findings.push(format!(
-            "DefaultCountryCode is {c}: numbers stored without a country code are completed with it by MIM."
-        )),
-        None => findings.push("DefaultCountryCode is not set: numbers without a country code are sent as stored.".into()),
-    }
-    let custom = get("CustomPhoneProvider");
+}
+
+/// Empties what takes precedence over the SDK or belongs to the cloud SDK: a custom phone
+/// provider DLL and the cloud SDK's keys.
+fn clear_cloud_settings(plan: &mut Plan, body: &str) {
+    let custom = element(body, "CustomPhoneProvider");
     if let Some((dll, range, _)) = custom.as_ref().filter(|c| !c.0.is_empty()) {
-        findings.push(format!(
+        plan.findings.push(format!(
             "CustomPhoneProvider is {dll}: a custom phone provider DLL takes precedence over the SDK; it is cleared so MIM calls pfgate."
         ));
-        edits.push((range.clone(), String::new()));
-        changes.push((
+        plan.edits.push((range.clone(), String::new()));
+        plan.changes.push((
             "CustomPhoneProvider".into(),
             Some(dll.clone()),
             String::new(),
         ));
     }
     for key in CLOUD_KEYS {
-        if let Some((value, range, _)) = get(key).filter(|e| !e.0.is_empty()) {
-            findings.push(format!(
+        if let Some((value, range, _)) = element(body, key).filter(|e| !e.0.is_empty()) {
+            plan.findings.push(format!(
                 "{key} holds a cloud SDK setting; with LOCMFA it must be empty and is cleared."
             ));
             // The value itself may be a secret (CERT_PASSWORD): never echoed.
@@ -262,23 +323,30 @@ pub fn check(path: &Path, url: &str, username: Option<&str>) -> Result<Report, M
             } else {
                 value
             };
-            edits.push((range, String::new()));
-            changes.push((key.into(), Some(shown), String::new()));
+            plan.edits.push((range, String::new()));
+            plan.changes.push((key.into(), Some(shown), String::new()));
         }
     }
-    let mut wanted = vec![("LOCMFA", locmfa, "true"), ("LOCMFASRV", server, url)];
-    if let Some(want) = username {
-        wanted.push(("Username", user, want));
-    }
+}
+
+/// Sets each `(element, current value, wanted value)` that differs: in place, or added before the
+/// root element's end tag.
+fn set_wanted(
+    plan: &mut Plan,
+    body: &str,
+    path: &Path,
+    wanted: Vec<(&str, Option<String>, &str)>,
+) -> Result<(), MimError> {
     for (name, current, want) in wanted {
         if current.as_deref() == Some(want) {
             continue;
         }
-        match get(name) {
+        match element(body, name) {
             Some((_, range, true)) => {
-                edits.push((range, format!("<{name}>{}</{name}>", escape(want))));
+                plan.edits
+                    .push((range, format!("<{name}>{}</{name}>", escape(want))));
             }
-            Some((_, range, false)) => edits.push((range, escape(want))),
+            Some((_, range, false)) => plan.edits.push((range, escape(want))),
             None => {
                 // Added before the root element's end tag.
                 let Some(at) = body.rfind("</") else {
@@ -287,26 +355,13 @@ pub fn check(path: &Path, url: &str, username: Option<&str>) -> Result<Report, M
                         reason: "no root end tag to add elements before".into(),
                     });
                 };
-                edits.push((at..at, format!("<{name}>{}</{name}>\r\n", escape(want))));
+                plan.edits
+                    .push((at..at, format!("<{name}>{}</{name}>\r\n", escape(want))));
             }
         }
-        changes.push((name.into(), current, want.to_string()));
+        plan.changes.push((name.into(), current, want.to_string()));
     }
-
-    // Apply from the end so earlier ranges stay valid.
-    edits.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
-    let mut updated = body.to_string();
-    for (range, replacement) in edits {
-        updated.replace_range(range, &replacement);
-    }
-    well_formed(&updated, path)?;
-    let updated = format!("{}{updated}", &text[..offset]);
-    Ok(Report {
-        findings,
-        changes,
-        updated,
-        missing,
-    })
+    Ok(())
 }
 
 /// The report as printed by `pfgate mim check`.
