@@ -74,38 +74,10 @@ impl Outcome {
             Outcome::Other => "other",
         }
     }
-
-    /// From the HTTP status and the access log's outcome text (`true`, `false/error=N…`, `fault`).
-    pub fn of(status: u16, outcome: &str) -> Self {
-        match status {
-            200 if outcome.starts_with("false") => Outcome::False,
-            200 => Outcome::True,
-            401 => Outcome::Unauthenticated,
-            403 => Outcome::Forbidden,
-            404 => Outcome::NotFound,
-            500 if outcome == "fault" => Outcome::Fault,
-            503 => Outcome::Unavailable,
-            400..=499 => Outcome::Rejected,
-            _ => Outcome::Other,
-        }
-    }
 }
 
 /// Requests that are not an SDK operation get one of these in the `operation` label.
 const PSEUDO_OPERATIONS: [&str; 5] = ["none", "wsdl", "disco", "help_page", "probe"];
-
-/// The `operation` label of a request: the SDK operation, or what the access log's outcome says
-/// the request was (`wsdl`, `disco`, `help_page`, `probe` for `/healthz` and `/readyz`, else `none`).
-pub fn operation_label(operation: Option<&'static str>, outcome: &str) -> &'static str {
-    match (operation, outcome) {
-        (Some(op), _) => op,
-        (None, "wsdl") => "wsdl",
-        (None, "disco") => "disco",
-        (None, "help-page") => "help_page",
-        (None, "healthz" | "readyz" | "not-ready") => "probe",
-        (None, _) => "none",
-    }
-}
 
 /// Why a caller was refused: the `reason` label of `pfgate_caller_refusals_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -685,19 +657,6 @@ mod tests {
         assert_eq!(seconds(120_000_000), "120");
         assert_eq!(seconds(0), "0");
         assert_eq!(seconds(1_234_567), "1.234567");
-    }
-
-    #[test]
-    fn outcomes_follow_status_and_result() {
-        assert_eq!(Outcome::of(200, "true"), Outcome::True);
-        assert_eq!(Outcome::of(200, "false/error=503"), Outcome::False);
-        assert_eq!(Outcome::of(500, "fault"), Outcome::Fault);
-        assert_eq!(
-            Outcome::of(401, "unauthenticated: x"),
-            Outcome::Unauthenticated
-        );
-        assert_eq!(Outcome::of(413, "too-large"), Outcome::Rejected);
-        assert_eq!(Outcome::of(503, "not-ready"), Outcome::Unavailable);
     }
 
     #[test]
