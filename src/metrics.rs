@@ -409,8 +409,20 @@ impl Metrics {
     /// The whole registry in the Prometheus text format 0.0.4.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
+        self.render_requests(&mut out);
+        self.render_callers(&mut out);
+        let providers: Vec<Arc<ProviderMetrics>> = match self.providers.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        render_providers(&mut out, &providers);
+        out
+    }
+
+    /// The build, and the requests: counts by operation and outcome, latency histograms.
+    fn render_requests(&self, out: &mut String) {
         family(
-            &mut out,
+            out,
             "pfgate_build_info",
             "gauge",
             "Always 1; the version label says which pfgate answers.",
@@ -422,7 +434,7 @@ impl Metrics {
         );
 
         family(
-            &mut out,
+            out,
             "pfgate_requests_total",
             "counter",
             "Requests answered on the service listeners, by SDK operation and outcome.",
@@ -442,7 +454,7 @@ impl Metrics {
         }
 
         family(
-            &mut out,
+            out,
             "pfgate_request_duration_seconds",
             "histogram",
             "Time from a request's arrival to its answer, by SDK operation.",
@@ -479,9 +491,12 @@ impl Metrics {
                 "pfgate_request_duration_seconds_count{{operation=\"{op}\"}} {total}"
             );
         }
+    }
 
+    /// Authentications in flight, refused callers, failed TLS handshakes.
+    fn render_callers(&self, out: &mut String) {
         family(
-            &mut out,
+            out,
             "pfgate_authentications_in_flight",
             "gauge",
             "Second-factor authentications being decided now (waiting for a person or a provider).",
@@ -493,7 +508,7 @@ impl Metrics {
         );
 
         family(
-            &mut out,
+            out,
             "pfgate_caller_refusals_total",
             "counter",
             "Callers refused (401 or 403), by reason; handshake legs of NTLM and Negotiate are not refusals.",
@@ -508,7 +523,7 @@ impl Metrics {
         }
 
         family(
-            &mut out,
+            out,
             "pfgate_tls_handshake_failures_total",
             "counter",
             "TLS handshakes on the service listener that failed or timed out.",
@@ -523,88 +538,86 @@ impl Metrics {
                 self.tls_failures[i as usize].load(Relaxed)
             );
         }
+    }
+}
 
-        let providers: Vec<Arc<ProviderMetrics>> = match self.providers.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        };
-        family(
-            &mut out,
-            "pfgate_provider_calls_total",
-            "counter",
-            "Calls to a provider, by provider and verdict.",
-        );
-        for p in &providers {
-            for v in VerdictLabel::ALL {
-                let _ = writeln!(
-                    out,
-                    "pfgate_provider_calls_total{{provider=\"{}\",verdict=\"{}\"}} {}",
-                    escape(&p.name),
-                    v.label(),
-                    p.calls[v as usize].load(Relaxed)
-                );
-            }
+/// Each provider's calls, errors, skipped calls and circuit breaker.
+fn render_providers(out: &mut String, providers: &[Arc<ProviderMetrics>]) {
+    family(
+        out,
+        "pfgate_provider_calls_total",
+        "counter",
+        "Calls to a provider, by provider and verdict.",
+    );
+    for p in providers {
+        for v in VerdictLabel::ALL {
+            let _ = writeln!(
+                out,
+                "pfgate_provider_calls_total{{provider=\"{}\",verdict=\"{}\"}} {}",
+                escape(&p.name),
+                v.label(),
+                p.calls[v as usize].load(Relaxed)
+            );
         }
-        family(
-            &mut out,
+    }
+    family(
+            out,
             "pfgate_provider_errors_total",
             "counter",
             "Provider calls that failed (network error, timeout, 5xx, bad signature): the calls a breaker counts.",
         );
-        for p in &providers {
+    for p in providers {
+        let _ = writeln!(
+            out,
+            "pfgate_provider_errors_total{{provider=\"{}\"}} {}",
+            escape(&p.name),
+            p.calls[VerdictLabel::Failed as usize].load(Relaxed)
+        );
+    }
+    family(
+        out,
+        "pfgate_provider_skipped_total",
+        "counter",
+        "Calls not made to a provider because its circuit breaker was open.",
+    );
+    for p in providers {
+        let _ = writeln!(
+            out,
+            "pfgate_provider_skipped_total{{provider=\"{}\"}} {}",
+            escape(&p.name),
+            p.skipped.load(Relaxed)
+        );
+    }
+    family(
+        out,
+        "pfgate_provider_breaker_state",
+        "gauge",
+        "A provider's circuit breaker: 0 closed, 1 open, 2 half-open.",
+    );
+    for p in providers {
+        let _ = writeln!(
+            out,
+            "pfgate_provider_breaker_state{{provider=\"{}\"}} {}",
+            escape(&p.name),
+            p.breaker.load(Relaxed)
+        );
+    }
+    family(
+        out,
+        "pfgate_provider_breaker_transitions_total",
+        "counter",
+        "Changes of a provider's circuit breaker, by the state it moved to.",
+    );
+    for p in providers {
+        for k in BreakerKind::ALL {
             let _ = writeln!(
                 out,
-                "pfgate_provider_errors_total{{provider=\"{}\"}} {}",
+                "pfgate_provider_breaker_transitions_total{{provider=\"{}\",to=\"{}\"}} {}",
                 escape(&p.name),
-                p.calls[VerdictLabel::Failed as usize].load(Relaxed)
+                k.label(),
+                p.transitions[k as usize].load(Relaxed)
             );
         }
-        family(
-            &mut out,
-            "pfgate_provider_skipped_total",
-            "counter",
-            "Calls not made to a provider because its circuit breaker was open.",
-        );
-        for p in &providers {
-            let _ = writeln!(
-                out,
-                "pfgate_provider_skipped_total{{provider=\"{}\"}} {}",
-                escape(&p.name),
-                p.skipped.load(Relaxed)
-            );
-        }
-        family(
-            &mut out,
-            "pfgate_provider_breaker_state",
-            "gauge",
-            "A provider's circuit breaker: 0 closed, 1 open, 2 half-open.",
-        );
-        for p in &providers {
-            let _ = writeln!(
-                out,
-                "pfgate_provider_breaker_state{{provider=\"{}\"}} {}",
-                escape(&p.name),
-                p.breaker.load(Relaxed)
-            );
-        }
-        family(
-            &mut out,
-            "pfgate_provider_breaker_transitions_total",
-            "counter",
-            "Changes of a provider's circuit breaker, by the state it moved to.",
-        );
-        for p in &providers {
-            for k in BreakerKind::ALL {
-                let _ = writeln!(
-                    out,
-                    "pfgate_provider_breaker_transitions_total{{provider=\"{}\",to=\"{}\"}} {}",
-                    escape(&p.name),
-                    k.label(),
-                    p.transitions[k as usize].load(Relaxed)
-                );
-            }
-        }
-        out
     }
 }
 
