@@ -231,11 +231,11 @@ mod tests {
 
     #[cfg(feature = "kerberos")]
     #[test]
-    fn kerberos_refusals_keep_gss_api_text() {
-        let r = SignInRefusal::Kerberos(KerberosError::Refused("Request is a replay".into()));
+    fn kerberos_refusals_keep_the_acceptors_text() {
+        let r = SignInRefusal::Kerberos(KerberosError::Anonymous);
         assert_eq!(
             r.to_string(),
-            "Kerberos refused: Kerberos token refused: Request is a replay"
+            "Kerberos refused: anonymous Kerberos is refused"
         );
         assert_eq!(r.metric_label(), R::KerberosRefused);
     }
