@@ -111,10 +111,9 @@ pub fn record_of(u: &crate::engine::directory::User) -> Result<UserRecord, Store
     r.enabled = u.enabled;
     r.disabled_behavior = u.disabled_behavior();
     if !u.pin.is_empty() {
-        r.pin_hash = Some(
-            crate::store::secrets::hash_pin(&u.pin)
-                .map_err(|e| StoreError::Unavailable(format!("hashing a PIN: {e}")))?,
-        );
+        r.pin_hash = Some(crate::store::secrets::hash_pin(&u.pin).map_err(|e| {
+            StoreError::unavailable_while("hashing a PIN", crate::store::Cause::Secrets(e))
+        })?);
     }
     r.oath_secret = (!u.oath_secret.is_empty()).then(|| u.oath_secret.clone());
     r.static_token = (!u.static_token.is_empty()).then(|| u.static_token.clone());

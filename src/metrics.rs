@@ -74,38 +74,10 @@ impl Outcome {
             Outcome::Other => "other",
         }
     }
-
-    /// From the HTTP status and the access log's outcome text (`true`, `false/error=N…`, `fault`).
-    pub fn of(status: u16, outcome: &str) -> Self {
-        match status {
-            200 if outcome.starts_with("false") => Outcome::False,
-            200 => Outcome::True,
-            401 => Outcome::Unauthenticated,
-            403 => Outcome::Forbidden,
-            404 => Outcome::NotFound,
-            500 if outcome == "fault" => Outcome::Fault,
-            503 => Outcome::Unavailable,
-            400..=499 => Outcome::Rejected,
-            _ => Outcome::Other,
-        }
-    }
 }
 
 /// Requests that are not an SDK operation get one of these in the `operation` label.
 const PSEUDO_OPERATIONS: [&str; 5] = ["none", "wsdl", "disco", "help_page", "probe"];
-
-/// The `operation` label of a request: the SDK operation, or what the access log's outcome says
-/// the request was (`wsdl`, `disco`, `help_page`, `probe` for `/healthz` and `/readyz`, else `none`).
-pub fn operation_label(operation: Option<&'static str>, outcome: &str) -> &'static str {
-    match (operation, outcome) {
-        (Some(op), _) => op,
-        (None, "wsdl") => "wsdl",
-        (None, "disco") => "disco",
-        (None, "help-page") => "help_page",
-        (None, "healthz" | "readyz" | "not-ready") => "probe",
-        (None, _) => "none",
-    }
-}
 
 /// Why a caller was refused: the `reason` label of `pfgate_caller_refusals_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -437,8 +409,20 @@ impl Metrics {
     /// The whole registry in the Prometheus text format 0.0.4.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
+        self.render_requests(&mut out);
+        self.render_callers(&mut out);
+        let providers: Vec<Arc<ProviderMetrics>> = match self.providers.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        render_providers(&mut out, &providers);
+        out
+    }
+
+    /// The build, and the requests: counts by operation and outcome, latency histograms.
+    fn render_requests(&self, out: &mut String) {
         family(
-            &mut out,
+            out,
             "pfgate_build_info",
             "gauge",
             "Always 1; the version label says which pfgate answers.",
@@ -450,7 +434,7 @@ impl Metrics {
         );
 
         family(
-            &mut out,
+            out,
             "pfgate_requests_total",
             "counter",
             "Requests answered on the service listeners, by SDK operation and outcome.",
@@ -470,7 +454,7 @@ impl Metrics {
         }
 
         family(
-            &mut out,
+            out,
             "pfgate_request_duration_seconds",
             "histogram",
             "Time from a request's arrival to its answer, by SDK operation.",
@@ -507,9 +491,12 @@ impl Metrics {
                 "pfgate_request_duration_seconds_count{{operation=\"{op}\"}} {total}"
             );
         }
+    }
 
+    /// Authentications in flight, refused callers, failed TLS handshakes.
+    fn render_callers(&self, out: &mut String) {
         family(
-            &mut out,
+            out,
             "pfgate_authentications_in_flight",
             "gauge",
             "Second-factor authentications being decided now (waiting for a person or a provider).",
@@ -521,7 +508,7 @@ impl Metrics {
         );
 
         family(
-            &mut out,
+            out,
             "pfgate_caller_refusals_total",
             "counter",
             "Callers refused (401 or 403), by reason; handshake legs of NTLM and Negotiate are not refusals.",
@@ -536,7 +523,7 @@ impl Metrics {
         }
 
         family(
-            &mut out,
+            out,
             "pfgate_tls_handshake_failures_total",
             "counter",
             "TLS handshakes on the service listener that failed or timed out.",
@@ -551,88 +538,86 @@ impl Metrics {
                 self.tls_failures[i as usize].load(Relaxed)
             );
         }
+    }
+}
 
-        let providers: Vec<Arc<ProviderMetrics>> = match self.providers.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        };
-        family(
-            &mut out,
-            "pfgate_provider_calls_total",
-            "counter",
-            "Calls to a provider, by provider and verdict.",
-        );
-        for p in &providers {
-            for v in VerdictLabel::ALL {
-                let _ = writeln!(
-                    out,
-                    "pfgate_provider_calls_total{{provider=\"{}\",verdict=\"{}\"}} {}",
-                    escape(&p.name),
-                    v.label(),
-                    p.calls[v as usize].load(Relaxed)
-                );
-            }
+/// Each provider's calls, errors, skipped calls and circuit breaker.
+fn render_providers(out: &mut String, providers: &[Arc<ProviderMetrics>]) {
+    family(
+        out,
+        "pfgate_provider_calls_total",
+        "counter",
+        "Calls to a provider, by provider and verdict.",
+    );
+    for p in providers {
+        for v in VerdictLabel::ALL {
+            let _ = writeln!(
+                out,
+                "pfgate_provider_calls_total{{provider=\"{}\",verdict=\"{}\"}} {}",
+                escape(&p.name),
+                v.label(),
+                p.calls[v as usize].load(Relaxed)
+            );
         }
-        family(
-            &mut out,
+    }
+    family(
+            out,
             "pfgate_provider_errors_total",
             "counter",
             "Provider calls that failed (network error, timeout, 5xx, bad signature): the calls a breaker counts.",
         );
-        for p in &providers {
+    for p in providers {
+        let _ = writeln!(
+            out,
+            "pfgate_provider_errors_total{{provider=\"{}\"}} {}",
+            escape(&p.name),
+            p.calls[VerdictLabel::Failed as usize].load(Relaxed)
+        );
+    }
+    family(
+        out,
+        "pfgate_provider_skipped_total",
+        "counter",
+        "Calls not made to a provider because its circuit breaker was open.",
+    );
+    for p in providers {
+        let _ = writeln!(
+            out,
+            "pfgate_provider_skipped_total{{provider=\"{}\"}} {}",
+            escape(&p.name),
+            p.skipped.load(Relaxed)
+        );
+    }
+    family(
+        out,
+        "pfgate_provider_breaker_state",
+        "gauge",
+        "A provider's circuit breaker: 0 closed, 1 open, 2 half-open.",
+    );
+    for p in providers {
+        let _ = writeln!(
+            out,
+            "pfgate_provider_breaker_state{{provider=\"{}\"}} {}",
+            escape(&p.name),
+            p.breaker.load(Relaxed)
+        );
+    }
+    family(
+        out,
+        "pfgate_provider_breaker_transitions_total",
+        "counter",
+        "Changes of a provider's circuit breaker, by the state it moved to.",
+    );
+    for p in providers {
+        for k in BreakerKind::ALL {
             let _ = writeln!(
                 out,
-                "pfgate_provider_errors_total{{provider=\"{}\"}} {}",
+                "pfgate_provider_breaker_transitions_total{{provider=\"{}\",to=\"{}\"}} {}",
                 escape(&p.name),
-                p.calls[VerdictLabel::Failed as usize].load(Relaxed)
+                k.label(),
+                p.transitions[k as usize].load(Relaxed)
             );
         }
-        family(
-            &mut out,
-            "pfgate_provider_skipped_total",
-            "counter",
-            "Calls not made to a provider because its circuit breaker was open.",
-        );
-        for p in &providers {
-            let _ = writeln!(
-                out,
-                "pfgate_provider_skipped_total{{provider=\"{}\"}} {}",
-                escape(&p.name),
-                p.skipped.load(Relaxed)
-            );
-        }
-        family(
-            &mut out,
-            "pfgate_provider_breaker_state",
-            "gauge",
-            "A provider's circuit breaker: 0 closed, 1 open, 2 half-open.",
-        );
-        for p in &providers {
-            let _ = writeln!(
-                out,
-                "pfgate_provider_breaker_state{{provider=\"{}\"}} {}",
-                escape(&p.name),
-                p.breaker.load(Relaxed)
-            );
-        }
-        family(
-            &mut out,
-            "pfgate_provider_breaker_transitions_total",
-            "counter",
-            "Changes of a provider's circuit breaker, by the state it moved to.",
-        );
-        for p in &providers {
-            for k in BreakerKind::ALL {
-                let _ = writeln!(
-                    out,
-                    "pfgate_provider_breaker_transitions_total{{provider=\"{}\",to=\"{}\"}} {}",
-                    escape(&p.name),
-                    k.label(),
-                    p.transitions[k as usize].load(Relaxed)
-                );
-            }
-        }
-        out
     }
 }
 
@@ -685,19 +670,6 @@ mod tests {
         assert_eq!(seconds(120_000_000), "120");
         assert_eq!(seconds(0), "0");
         assert_eq!(seconds(1_234_567), "1.234567");
-    }
-
-    #[test]
-    fn outcomes_follow_status_and_result() {
-        assert_eq!(Outcome::of(200, "true"), Outcome::True);
-        assert_eq!(Outcome::of(200, "false/error=503"), Outcome::False);
-        assert_eq!(Outcome::of(500, "fault"), Outcome::Fault);
-        assert_eq!(
-            Outcome::of(401, "unauthenticated: x"),
-            Outcome::Unauthenticated
-        );
-        assert_eq!(Outcome::of(413, "too-large"), Outcome::Rejected);
-        assert_eq!(Outcome::of(503, "not-ready"), Outcome::Unavailable);
     }
 
     #[test]

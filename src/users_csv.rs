@@ -380,10 +380,9 @@ pub async fn import(
     for r in rows {
         let mut user = r.user;
         if let Some(pin) = &r.pin {
-            user.pin_hash = Some(
-                crate::store::secrets::hash_pin(pin)
-                    .map_err(|e| StoreError::Unavailable(format!("hashing a PIN: {e}")))?,
-            );
+            user.pin_hash = Some(crate::store::secrets::hash_pin(pin).map_err(|e| {
+                StoreError::unavailable_while("hashing a PIN", crate::store::Cause::Secrets(e))
+            })?);
             user.pin_changed_at = Some(crate::engine::now_unix());
         }
         let written = match store.get_user(&user.username).await? {

@@ -135,7 +135,7 @@ pub enum KerberosError {
         /// The configured name.
         principal: String,
         /// Why it cannot be used.
-        reason: String,
+        reason: GssProblem,
     },
     /// GSS-API found no usable acceptor key (wrong principal, empty keytab, unreadable keytab).
     #[error("no Kerberos acceptor credentials from keytab {}: {reason}", keytab.display())]
@@ -143,7 +143,7 @@ pub enum KerberosError {
         /// The configured keytab.
         keytab: PathBuf,
         /// GSS-API's explanation.
-        reason: String,
+        reason: GssProblem,
     },
     /// An empty `Negotiate` token.
     #[error("empty Negotiate token")]
@@ -151,7 +151,7 @@ pub enum KerberosError {
     /// GSS-API refused the token (bad ticket, wrong service, tampered, expired, replayed, clock
     /// skew, not a GSS token at all).
     #[error("Kerberos token refused: {0}")]
-    Refused(String),
+    Refused(GssProblem),
     /// The client completed a mechanism other than Kerberos 5.
     #[error("the client negotiated mechanism {0}, not Kerberos 5")]
     NotKerberos(String),
@@ -164,6 +164,27 @@ pub enum KerberosError {
     /// A token fed to a context that already completed or failed.
     #[error("this Negotiate handshake already finished; start a new context")]
     ContextFinished,
+}
+
+/// What GSS-API (or pfgate's check before it) found wrong with a service principal, the
+/// acceptor's credentials or a client's token.
+#[derive(Debug, thiserror::Error)]
+pub enum GssProblem {
+    /// GSS-API's own error (its text, whitespace collapsed).
+    #[error("{}", gss_text(.0))]
+    Gss(libgssapi::error::Error),
+    /// The service principal is empty.
+    #[error("empty")]
+    Empty,
+    /// The service principal contains whitespace or NUL.
+    #[error("contains whitespace or NUL")]
+    WhitespaceOrNul,
+    /// GSS-API acquired credentials, but none for Kerberos 5.
+    #[error("GSS-API acquired no Kerberos 5 credential")]
+    NoKerberosCredential,
+    /// GSS-API asked for another leg without a token to send.
+    #[error("GSS-API wants another leg but gave no token")]
+    NoContinuationToken,
 }
 
 /// The process's Kerberos acceptor: credentials from the keytab, shared by all connections.
@@ -208,32 +229,30 @@ impl KerberosAcceptor {
                     .and_then(|n| n.canonicalize(Some(GSS_MECH_KRB5)))
                     .map_err(|e| KerberosError::ServicePrincipal {
                         principal: p.clone(),
-                        reason: gss_text(&e),
+                        reason: GssProblem::Gss(e),
                     })?,
             ),
         };
-        let credentials = |reason: String| KerberosError::Credentials {
+        let credentials = |reason: GssProblem| KerberosError::Credentials {
             keytab: keytab.clone(),
             reason,
         };
         let mut mechs = OidSet::new();
         mechs
             .add(GSS_MECH_SPNEGO)
-            .map_err(|e| credentials(gss_text(&e)))?;
+            .map_err(|e| credentials(GssProblem::Gss(e)))?;
         mechs
             .add(GSS_MECH_KRB5)
-            .map_err(|e| credentials(gss_text(&e)))?;
+            .map_err(|e| credentials(GssProblem::Gss(e)))?;
         let cred = Cred::acquire(name.as_ref(), None, CredUsage::Accept, Some(&mechs))
-            .map_err(|e| credentials(gss_text(&e)))?;
+            .map_err(|e| credentials(GssProblem::Gss(e)))?;
         // gss_acquire_cred succeeds if any one mechanism did; Kerberos must be among them.
         let has_krb5 = cred
             .mechanisms()
             .and_then(|m| m.contains(GSS_MECH_KRB5))
-            .map_err(|e| credentials(gss_text(&e)))?;
+            .map_err(|e| credentials(GssProblem::Gss(e)))?;
         if !has_krb5 {
-            return Err(credentials(
-                "GSS-API acquired no Kerberos 5 credential".into(),
-            ));
+            return Err(credentials(GssProblem::NoKerberosCredential));
         }
         Ok(KerberosAcceptor {
             cred,
@@ -288,18 +307,16 @@ impl KerberosContext {
         }
         let out = ctx
             .step(token, None)
-            .map_err(|e| KerberosError::Refused(gss_text(&e)))?;
+            .map_err(|e| KerberosError::Refused(GssProblem::Gss(e)))?;
         let out = out.filter(|b| !b.is_empty()).map(|b| b.to_vec());
         if !ctx.is_complete() {
-            let token = out.ok_or_else(|| {
-                KerberosError::Refused("GSS-API wants another leg but gave no token".into())
-            })?;
+            let token = out.ok_or(KerberosError::Refused(GssProblem::NoContinuationToken))?;
             self.ctx = Some(ctx);
             return Ok(KerberosOutcome::Continue { token });
         }
         let info = ctx
             .info()
-            .map_err(|e| KerberosError::Refused(gss_text(&e)))?;
+            .map_err(|e| KerberosError::Refused(GssProblem::Gss(e)))?;
         if info.mechanism != GSS_MECH_KRB5 {
             return Err(KerberosError::NotKerberos(info.mechanism.to_string()));
         }
@@ -309,7 +326,7 @@ impl KerberosContext {
         let name = info
             .source_name
             .display_name()
-            .map_err(|e| KerberosError::Refused(gss_text(&e)))?;
+            .map_err(|e| KerberosError::Refused(GssProblem::Gss(e)))?;
         let principal =
             String::from_utf8(name.to_vec()).map_err(|_| KerberosError::PrincipalNotUtf8)?;
         Ok(KerberosOutcome::Authenticated {
@@ -320,15 +337,15 @@ impl KerberosContext {
 }
 
 fn check_principal_text(p: &str) -> Result<(), KerberosError> {
-    let bad = |reason: &str| KerberosError::ServicePrincipal {
+    let bad = |reason: GssProblem| KerberosError::ServicePrincipal {
         principal: p.to_string(),
-        reason: reason.to_string(),
+        reason,
     };
     if p.trim().is_empty() {
-        return Err(bad("empty"));
+        return Err(bad(GssProblem::Empty));
     }
     if p.contains('\0') || p.chars().any(char::is_whitespace) {
-        return Err(bad("contains whitespace or NUL"));
+        return Err(bad(GssProblem::WhitespaceOrNul));
     }
     Ok(())
 }

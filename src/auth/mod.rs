@@ -8,4 +8,5 @@ pub mod client_cert;
 pub mod kerberos;
 pub mod ntlm;
 pub mod policy;
+pub mod refusal;
 pub mod spnego;

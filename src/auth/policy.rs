@@ -82,13 +82,25 @@ pub struct Policy {
     rules: Vec<PrincipalRule>,
 }
 
-/// Why a call is refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a call is refused. `Display` is the audit trail's wording (the variant as written here).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     /// The principal is not on the list at all.
+    #[error("NotListed")]
     NotListed,
     /// The principal may not call this operation's group.
+    #[error("GroupNotAllowed({0:?})")]
     GroupNotAllowed(OperationGroup),
+}
+
+impl Refusal {
+    /// The `reason` label of `pfgate_caller_refusals_total` this refusal counts under.
+    pub fn metric_label(&self) -> crate::metrics::RefusalReason {
+        match self {
+            Refusal::NotListed => crate::metrics::RefusalReason::NotAllowed,
+            Refusal::GroupNotAllowed(_) => crate::metrics::RefusalReason::OperationNotAllowed,
+        }
+    }
 }
 
 impl Policy {
@@ -178,5 +190,15 @@ mod tests {
         assert!(Policy::open()
             .check("anyone", Operation::DeleteUser)
             .is_ok());
+    }
+
+    #[test]
+    fn refusals_read_as_their_variant_and_count_under_their_label() {
+        use crate::metrics::RefusalReason as R;
+        let group = Refusal::GroupNotAllowed(OperationGroup::DirectoryWrite);
+        assert_eq!(group.to_string(), format!("{group:?}"));
+        assert_eq!(group.metric_label(), R::OperationNotAllowed);
+        assert_eq!(Refusal::NotListed.to_string(), "NotListed");
+        assert_eq!(Refusal::NotListed.metric_label(), R::NotAllowed);
     }
 }

@@ -562,7 +562,7 @@ impl Engine {
             Err(e) => {
                 tracing::error!(target: "pfgate::engine", error = %e, "hashing a passcode failed");
                 return (
-                    self.store_failure(&StoreError::Unavailable(e.to_string())),
+                    self.store_failure(&StoreError::unavailable(crate::store::Cause::Secrets(e))),
                     None,
                     None,
                 );

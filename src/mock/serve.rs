@@ -228,7 +228,7 @@ async fn answer(
         // WSDL, help page, probes, refusals: the gateway's answer, journaled.
         let (resp, _, outcome) =
             Box::pin(gateway::route(&state, &conn, &auth, req, caller_ip)).await;
-        return Ok(finish(&mock, &seen, None, None, resp, &outcome, None).await);
+        return Ok(finish(&mock, &seen, None, None, resp, &outcome.text(), None).await);
     }
     let (parts, body) = req.into_parts();
     let limited = Limited::new(
@@ -343,7 +343,7 @@ async fn answer(
     if let Some(t) = token {
         mock.forget_call(t);
     }
-    Ok(finish(&mock, &seen, rule, fault, resp, &outcome, label).await)
+    Ok(finish(&mock, &seen, rule, fault, resp, &outcome.text(), label).await)
 }
 
 fn facts_user(seen: &Seen) -> Option<String> {

@@ -17,11 +17,14 @@
 //! no query string, no header, no body). Lines reach stderr up to [`FLUSH_INTERVAL`] late; each
 //! carries its own timestamp, and [`flush`] writes what is pending at shutdown.
 
+use std::borrow::Cow;
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::caller::{NotSignedIn, RefusalStatus};
+use crate::metrics::Outcome;
 use crate::telemetry::LogFormat;
 
 /// How long a line may wait in the buffer before the writer thread writes it.
@@ -30,6 +33,170 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 const WAKE_AT: usize = 64 * 1024;
 /// Bytes pending above which a request writes the buffer itself (back-pressure).
 pub const MAX_PENDING: usize = 4 * 1024 * 1024;
+
+/// What a request to a service listener ended as: the access log's `outcome` (its `Display`,
+/// [`Handled::text`]) and the metrics' `outcome` and `operation` labels ([`Handled::metric_outcome`],
+/// [`Handled::operation_label`]), decided where the answer is made. Never a secret: SOAP answers
+/// carry only their result and codes.
+#[derive(Debug)]
+pub enum Handled {
+    /// `/healthz` or `/readyz`.
+    Probe(Probe),
+    /// Not the SDK path (404).
+    NotFound,
+    /// An ASMX page (200).
+    Page(Page),
+    /// The caller is not signed in: refused, or a handshake step (401, or 400/429/503).
+    Unauthenticated(NotSignedIn),
+    /// The caller is not allowed (403): the principal, or this operation for it.
+    Forbidden,
+    /// The request was refused before it was read as a call (another 4xx).
+    Rejected(Rejection),
+    /// A SOAP fault (500): the request could not be read as a call.
+    Fault,
+    /// A SOAP answer (200).
+    Answered(Answer),
+}
+
+/// A probe's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// `/healthz`: the process serves.
+    Live,
+    /// `/readyz`: the store answers.
+    Ready,
+    /// `/readyz` answering 503: the store does not answer.
+    NotReady,
+}
+
+/// An ASMX page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// `?wsdl`.
+    Wsdl,
+    /// `?disco`.
+    Disco,
+    /// The help page (any other GET).
+    Help,
+}
+
+/// Why a request was refused before it was read as a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// 413: the body is over the limit.
+    TooLarge,
+    /// 405: not GET, HEAD or POST.
+    MethodNotAllowed,
+    /// 415: not a SOAP media type.
+    UnsupportedMediaType,
+    /// 408: the body did not arrive in time.
+    BodyTimeout,
+    /// 400: the body could not be read.
+    BodyError,
+}
+
+/// A SOAP answer's result and codes (`Response::outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Answer {
+    /// The boolean result, when the operation has one.
+    pub result: Option<bool>,
+    /// The error code, when the response carries one.
+    pub error: Option<i32>,
+    /// The call result code, when the response carries one.
+    pub call: Option<i32>,
+}
+
+impl Handled {
+    /// The access log's text: `true`, `false/error=N/call=M`, `fault`, `forbidden`,
+    /// `unauthenticated: <reason>`, … Borrowed for every fixed text, so the common answers cost no
+    /// allocation.
+    pub fn text(&self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
+            Handled::Probe(Probe::Live) => "healthz",
+            Handled::Probe(Probe::Ready) => "readyz",
+            Handled::Probe(Probe::NotReady) => "not-ready",
+            Handled::NotFound => "not-found",
+            Handled::Page(Page::Wsdl) => "wsdl",
+            Handled::Page(Page::Disco) => "disco",
+            Handled::Page(Page::Help) => "help-page",
+            Handled::Unauthenticated(reason) => {
+                return Cow::Owned(format!("unauthenticated: {reason}"))
+            }
+            Handled::Forbidden => "forbidden",
+            Handled::Rejected(Rejection::TooLarge) => "too-large",
+            Handled::Rejected(Rejection::MethodNotAllowed) => "method-not-allowed",
+            Handled::Rejected(Rejection::UnsupportedMediaType) => "unsupported-media-type",
+            Handled::Rejected(Rejection::BodyTimeout) => "body-timeout",
+            Handled::Rejected(Rejection::BodyError) => "body-error",
+            Handled::Fault => "fault",
+            Handled::Answered(a) => return a.text(),
+        })
+    }
+
+    /// The `outcome` label of `pfgate_requests_total`.
+    pub fn metric_outcome(&self) -> Outcome {
+        match self {
+            Handled::Probe(Probe::Live | Probe::Ready) | Handled::Page(_) => Outcome::True,
+            Handled::Probe(Probe::NotReady) => Outcome::Unavailable,
+            Handled::NotFound => Outcome::NotFound,
+            Handled::Unauthenticated(reason) => match reason.status() {
+                RefusalStatus::Unauthorized => Outcome::Unauthenticated,
+                RefusalStatus::BadRequest | RefusalStatus::TooManyAttempts { .. } => {
+                    Outcome::Rejected
+                }
+                RefusalStatus::Busy => Outcome::Unavailable,
+            },
+            Handled::Forbidden => Outcome::Forbidden,
+            Handled::Rejected(_) => Outcome::Rejected,
+            Handled::Fault => Outcome::Fault,
+            Handled::Answered(a) if a.result == Some(false) => Outcome::False,
+            Handled::Answered(_) => Outcome::True,
+        }
+    }
+
+    /// The `operation` label: the SDK operation, or what the request was (`wsdl`, `disco`,
+    /// `help_page`, `probe` for `/healthz` and `/readyz`, else `none`).
+    pub fn operation_label(&self, operation: Option<&'static str>) -> &'static str {
+        match (operation, self) {
+            (Some(op), _) => op,
+            (None, Handled::Page(Page::Wsdl)) => "wsdl",
+            (None, Handled::Page(Page::Disco)) => "disco",
+            (None, Handled::Page(Page::Help)) => "help_page",
+            (None, Handled::Probe(_)) => "probe",
+            (None, _) => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for Handled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text())
+    }
+}
+
+impl Answer {
+    /// `true`, or `false/error=N/call=M` (a zero error code is left out).
+    fn text(&self) -> Cow<'static, str> {
+        use std::fmt::Write as _;
+        let (result, error, call) = (self.result, self.error, self.call);
+        if result != Some(false) && error.unwrap_or(0) == 0 && call.is_none() {
+            return Cow::Borrowed("true");
+        }
+        let mut s = String::with_capacity(32);
+        s.push_str(if result == Some(false) {
+            "false"
+        } else {
+            "true"
+        });
+        if let Some(e) = error.filter(|e| *e != 0) {
+            let _ = write!(s, "/error={e}");
+        }
+        if let Some(c) = call {
+            let _ = write!(s, "/call={c}");
+        }
+        s.into()
+    }
+}
 
 /// One request as the access log records it.
 #[derive(Debug, Clone, Copy)]
@@ -304,6 +471,90 @@ mod tests {
             outcome,
             latency_us: 1234,
         }
+    }
+
+    #[test]
+    fn outcomes_follow_the_answer() {
+        use crate::auth::refusal::SignInRefusal;
+        let answered = |result, error, call| {
+            Handled::Answered(Answer {
+                result,
+                error,
+                call,
+            })
+        };
+        for (handled, text, outcome) in [
+            (answered(Some(true), None, None), "true", Outcome::True),
+            (answered(None, Some(0), None), "true", Outcome::True),
+            (
+                answered(Some(false), Some(503), None),
+                "false/error=503",
+                Outcome::False,
+            ),
+            (
+                answered(Some(false), Some(0), Some(5)),
+                "false/call=5",
+                Outcome::False,
+            ),
+            (
+                answered(Some(true), None, Some(2)),
+                "true/call=2",
+                Outcome::True,
+            ),
+            (Handled::Fault, "fault", Outcome::Fault),
+            (
+                Handled::Unauthenticated(NotSignedIn::Refused(SignInRefusal::WrongPassword)),
+                "unauthenticated: wrong user name or password",
+                Outcome::Unauthenticated,
+            ),
+            (
+                Handled::Unauthenticated(NotSignedIn::Refused(
+                    SignInRefusal::DuplicateAuthorization,
+                )),
+                "unauthenticated: duplicate Authorization headers",
+                Outcome::Rejected,
+            ),
+            (
+                Handled::Unauthenticated(NotSignedIn::Refused(SignInRefusal::PasswordChecksBusy)),
+                "unauthenticated: password checks busy",
+                Outcome::Unavailable,
+            ),
+            (
+                Handled::Rejected(Rejection::TooLarge),
+                "too-large",
+                Outcome::Rejected,
+            ),
+            (
+                Handled::Probe(Probe::NotReady),
+                "not-ready",
+                Outcome::Unavailable,
+            ),
+            (Handled::Forbidden, "forbidden", Outcome::Forbidden),
+            (Handled::NotFound, "not-found", Outcome::NotFound),
+        ] {
+            assert_eq!(handled.to_string(), text);
+            assert_eq!(handled.metric_outcome(), outcome, "{text}");
+        }
+    }
+
+    #[test]
+    fn pseudo_operations_name_what_the_request_was() {
+        for (handled, label) in [
+            (Handled::Page(Page::Wsdl), "wsdl"),
+            (Handled::Page(Page::Disco), "disco"),
+            (Handled::Page(Page::Help), "help_page"),
+            (Handled::Probe(Probe::Live), "probe"),
+            (Handled::Probe(Probe::Ready), "probe"),
+            (Handled::Probe(Probe::NotReady), "probe"),
+            (Handled::NotFound, "none"),
+            (Handled::Rejected(Rejection::TooLarge), "none"),
+        ] {
+            assert_eq!(handled.operation_label(None), label, "{handled}");
+        }
+        assert_eq!(
+            Handled::Forbidden.operation_label(Some("PfAuthUser_5")),
+            "PfAuthUser_5"
+        );
     }
 
     #[test]

@@ -27,6 +27,7 @@ use crate::auth::basic;
 use crate::auth::ntlm::{
     NtlmAcceptor, NtlmAccountMap, NtlmServerConfig, NtlmState, NtlmStep, ReplayCache,
 };
+use crate::auth::refusal::{Malformed, SignInRefusal};
 use crate::auth::spnego::{NegotiateReject, NegotiateState, NegotiateStep};
 #[cfg(feature = "kerberos")]
 use crate::auth::{
@@ -191,18 +192,81 @@ pub enum RefusalStatus {
 }
 
 /// A caller that could not be identified (yet).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug)]
 pub struct Unauthenticated {
-    /// Why (for the audit log; never contains a credential).
-    pub reason: String,
+    /// Why: a refusal, or a handshake step. `Display` is the audit log's and access log's text
+    /// (never a credential).
+    pub reason: NotSignedIn,
     /// The user name the caller claimed, if any.
     pub claimed: Option<String>,
     /// The one challenge to answer with instead of the full list (the next leg of a handshake).
     pub challenge: Option<String>,
+}
+
+/// Why a request's caller is not signed in.
+#[derive(Debug, thiserror::Error)]
+pub enum NotSignedIn {
+    /// A leg of a multi-leg handshake: answered 401 with the next token. Not a refusal: neither
+    /// audited nor counted as one.
+    #[error("{0} handshake in progress")]
+    InProgress(Handshake),
+    /// Refused.
+    #[error(transparent)]
+    Refused(SignInRefusal),
+}
+
+/// A handshake that takes more than one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Handshake {
+    /// Raw NTLM (`Authorization: NTLM`).
+    #[error("NTLM")]
+    Ntlm,
+    /// NTLM inside SPNEGO (`Authorization: Negotiate`).
+    #[error("Negotiate")]
+    Negotiate,
+    /// Kerberos (a SPNEGO counter-proposal was sent).
+    #[error("Kerberos")]
+    Kerberos,
+}
+
+impl Unauthenticated {
     /// True when this 401 is a handshake step, not a refusal (not audited as a failure).
-    pub in_progress: bool,
-    /// The answer.
-    pub status: RefusalStatus,
+    pub fn in_progress(&self) -> bool {
+        matches!(self.reason, NotSignedIn::InProgress(_))
+    }
+
+    /// The refusal, unless this is a handshake step.
+    pub fn refusal(&self) -> Option<&SignInRefusal> {
+        match &self.reason {
+            NotSignedIn::Refused(r) => Some(r),
+            NotSignedIn::InProgress(_) => None,
+        }
+    }
+
+    /// The answer ([`NotSignedIn::status`]).
+    pub fn status(&self) -> RefusalStatus {
+        self.reason.status()
+    }
+}
+
+impl NotSignedIn {
+    /// The answer, decided by the reason: duplicate credentials are a bad request, a locked-out
+    /// address and busy password checks say when to come back, anything else is a 401.
+    pub fn status(&self) -> RefusalStatus {
+        match self {
+            NotSignedIn::Refused(
+                SignInRefusal::DuplicateAuthorization
+                | SignInRefusal::DuplicateIdentityHeader { .. },
+            ) => RefusalStatus::BadRequest,
+            NotSignedIn::Refused(SignInRefusal::TooManyFailedSignIns { retry_after }) => {
+                RefusalStatus::TooManyAttempts {
+                    retry_after: *retry_after,
+                }
+            }
+            NotSignedIn::Refused(SignInRefusal::PasswordChecksBusy) => RefusalStatus::Busy,
+            _ => RefusalStatus::Unauthorized,
+        }
+    }
 }
 
 /// An identified caller.
@@ -226,7 +290,7 @@ pub async fn identify(
     let result = identify_principal(state, conn, source, headers, auth).await;
     match &result {
         Ok(_) => auth.mark_signed_in(),
-        Err(u) => auth.handshaking.store(u.in_progress, Ordering::SeqCst),
+        Err(u) => auth.handshaking.store(u.in_progress(), Ordering::SeqCst),
     }
     result
 }
@@ -237,10 +301,20 @@ fn ok(principal: String) -> Result<Identified, Unauthenticated> {
     })
 }
 
-fn refused(reason: impl Into<String>) -> Unauthenticated {
+fn refused(reason: SignInRefusal) -> Unauthenticated {
     Unauthenticated {
-        reason: reason.into(),
-        ..Unauthenticated::default()
+        reason: NotSignedIn::Refused(reason),
+        claimed: None,
+        challenge: None,
+    }
+}
+
+/// A handshake step: 401 with `challenge` (the next token) as the only challenge.
+fn next_leg(handshake: Handshake, challenge: String) -> Unauthenticated {
+    Unauthenticated {
+        reason: NotSignedIn::InProgress(handshake),
+        claimed: None,
+        challenge: Some(challenge),
     }
 }
 
@@ -278,7 +352,7 @@ fn windows_auth(
     conn: &ConnAuth,
 ) -> Result<Identified, Unauthenticated> {
     let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(token.trim()) else {
-        return Err(refused("malformed Windows authentication token"));
+        return Err(refused(SignInRefusal::Malformed(Malformed::WindowsToken)));
     };
     #[cfg(feature = "kerberos")]
     if negotiate {
@@ -290,12 +364,10 @@ fn windows_auth(
                 Ok(Mechanism::Ntlm | Mechanism::Continuation) => {
                     return ntlm_auth(ntlm, negotiate, bytes, conn);
                 }
-                Err(e) => return Err(refused(format!("Negotiate refused: {e}"))),
+                Err(e) => return Err(refused(SignInRefusal::NegotiateToken(e))),
             };
             let Some(acceptor) = k.acceptor() else {
-                return Err(refused(
-                    "Kerberos is configured but its acceptor was not built at start-up",
-                ));
+                return Err(refused(SignInRefusal::KerberosNotBuilt));
             };
             // A Kerberos token ends whatever NTLM exchange the connection had started.
             *lock(&conn.negotiate) = NegotiateState::default();
@@ -352,15 +424,13 @@ fn kerberos_auth(
         }
         Ok(KerberosOutcome::Continue { token }) => {
             *lock(&conn.kerberos) = Some(context);
-            Err(Unauthenticated {
-                reason: "Kerberos handshake in progress".into(),
-                challenge: Some(format!("Negotiate {}", b64(&token))),
-                in_progress: true,
-                ..Unauthenticated::default()
-            })
+            Err(next_leg(
+                Handshake::Kerberos,
+                format!("Negotiate {}", b64(&token)),
+            ))
         }
         // The error text is GSS-API's (principal names, "Request is a replay"…), never the token.
-        Err(e) => Err(refused(format!("Kerberos refused: {e}"))),
+        Err(e) => Err(refused(SignInRefusal::Kerberos(e))),
     }
 }
 
@@ -372,9 +442,7 @@ fn ntlm_auth(
     conn: &ConnAuth,
 ) -> Result<Identified, Unauthenticated> {
     let Some(runtime) = runtime else {
-        return Err(refused(
-            "the client offered NTLM, which is not enabled (no [auth.ntlm])",
-        ));
+        return Err(refused(SignInRefusal::NtlmNotEnabled));
     };
     let acceptor = NtlmAcceptor::new(&runtime.config, &runtime.accounts, &runtime.replay);
     if negotiate {
@@ -382,12 +450,10 @@ fn ntlm_auth(
         match state.step(&acceptor, &bytes) {
             NegotiateStep::Continue { token, state } => {
                 *lock(&conn.negotiate) = state;
-                Err(Unauthenticated {
-                    reason: "Negotiate handshake in progress".into(),
-                    challenge: Some(format!("Negotiate {}", b64(&token))),
-                    in_progress: true,
-                    ..Unauthenticated::default()
-                })
+                Err(next_leg(
+                    Handshake::Negotiate,
+                    format!("Negotiate {}", b64(&token)),
+                ))
             }
             NegotiateStep::Authenticated { principal, token } => {
                 let p = principal.to_string();
@@ -399,31 +465,25 @@ fn ntlm_auth(
             }
             NegotiateStep::Rejected(NegotiateReject::KerberosNotSupported) => {
                 Err(Unauthenticated {
-                    reason: "Kerberos is not supported; NTLM is offered".into(),
                     challenge: Some("NTLM".into()),
-                    ..Unauthenticated::default()
+                    ..refused(SignInRefusal::KerberosNotSupported)
                 })
             }
-            NegotiateStep::Rejected(r) => Err(refused(format!("Negotiate refused: {r:?}"))),
+            NegotiateStep::Rejected(r) => Err(refused(SignInRefusal::Negotiate(r))),
         }
     } else {
         let state = std::mem::take(&mut *lock(&conn.ntlm));
         match acceptor.step(state, &bytes) {
             NtlmStep::Challenge { token, state } => {
                 *lock(&conn.ntlm) = state;
-                Err(Unauthenticated {
-                    reason: "NTLM handshake in progress".into(),
-                    challenge: Some(format!("NTLM {}", b64(&token))),
-                    in_progress: true,
-                    ..Unauthenticated::default()
-                })
+                Err(next_leg(Handshake::Ntlm, format!("NTLM {}", b64(&token))))
             }
             NtlmStep::Authenticated { principal, .. } => {
                 let p = principal.to_string();
                 conn.set_principal(&p);
                 ok(p)
             }
-            NtlmStep::Rejected(r) => Err(refused(format!("NTLM refused: {r:?}"))),
+            NtlmStep::Rejected(r) => Err(refused(SignInRefusal::Ntlm(r))),
         }
     }
 }
@@ -454,14 +514,6 @@ pub fn scheme_name(value: &str) -> Option<&'static str> {
         .find(|k| k.eq_ignore_ascii_case(word))
 }
 
-fn bad_request(reason: String) -> Unauthenticated {
-    Unauthenticated {
-        reason,
-        status: RefusalStatus::BadRequest,
-        ..Unauthenticated::default()
-    }
-}
-
 async fn identify_principal(
     state: &AppState,
     conn_info: &ConnInfo,
@@ -477,18 +529,20 @@ async fn identify_principal(
     // An identity header the proxy sent twice is ambiguous whichever credential follows.
     if let Some(name) = auth.proxy_identity_header.as_deref().filter(|_| trusted) {
         if headers.get_all(name).iter().nth(1).is_some() {
-            return Err(bad_request(format!(
-                "duplicate {name} headers from a trusted proxy"
-            )));
+            return Err(refused(SignInRefusal::DuplicateIdentityHeader {
+                header: name.to_string(),
+            }));
         }
     }
     let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
     if let Some(value) = values.next() {
         if values.next().is_some() {
-            return Err(bad_request("duplicate Authorization headers".into()));
+            return Err(refused(SignInRefusal::DuplicateAuthorization));
         }
         let Ok(value) = value.to_str() else {
-            return Err(refused("malformed credentials (not visible ASCII)"));
+            return Err(refused(SignInRefusal::Malformed(
+                Malformed::NotVisibleAscii,
+            )));
         };
         let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
         let name = scheme_name(value);
@@ -506,10 +560,8 @@ async fn identify_principal(
         }
         let _ = scheme;
         return Err(refused(match name {
-            Some(n) => format!("authentication scheme '{n}' is not enabled"),
-            None => {
-                "authentication scheme not recognised (not named: it may be a credential)".into()
-            }
+            Some(n) => SignInRefusal::SchemeNotEnabled(n),
+            None => SignInRefusal::SchemeNotRecognised,
         }));
     }
     if let Some(name) = &auth.proxy_identity_header {
@@ -535,7 +587,7 @@ async fn identify_principal(
     if auth.allow_anonymous {
         return ok("anonymous".into());
     }
-    Err(refused("no credentials"))
+    Err(refused(SignInRefusal::NoCredentials))
 }
 
 /// Basic (`Authorization: Basic …`), accepted over TLS or from a trusted proxy (`secure`): refused
@@ -548,18 +600,14 @@ async fn basic_sign_in(
     token: &str,
 ) -> Result<Identified, Unauthenticated> {
     if !secure {
-        return Err(refused("Basic credentials over plain HTTP are refused"));
+        return Err(refused(SignInRefusal::BasicOverPlainHttp));
     }
     let limits = &state.settings.limits;
     if let Some(retry_after) = state.guard.sign_ins.blocked(source, limits) {
-        return Err(Unauthenticated {
-            reason: "too many failed sign-ins from this address".into(),
-            status: RefusalStatus::TooManyAttempts { retry_after },
-            ..Unauthenticated::default()
-        });
+        return Err(refused(SignInRefusal::TooManyFailedSignIns { retry_after }));
     }
     let Some(creds) = basic::parse(token) else {
-        return Err(refused("malformed Basic credentials"));
+        return Err(refused(SignInRefusal::Malformed(Malformed::Basic)));
     };
     let claimed = creds.user.clone();
     let priority = state.guard.sign_ins.priority(source, limits);
@@ -573,16 +621,11 @@ async fn basic_sign_in(
         Ok(None) => {
             state.guard.sign_ins.failed(source, limits);
             Err(Unauthenticated {
-                reason: "wrong user name or password".into(),
                 claimed: Some(claimed),
-                ..Unauthenticated::default()
+                ..refused(SignInRefusal::WrongPassword)
             })
         }
-        Err(CheckError::Busy) => Err(Unauthenticated {
-            reason: "password checks busy".into(),
-            status: RefusalStatus::Busy,
-            ..Unauthenticated::default()
-        }),
+        Err(CheckError::Busy) => Err(refused(SignInRefusal::PasswordChecksBusy)),
     }
 }
 
@@ -602,27 +645,6 @@ pub fn challenges(settings: &Settings, tls: bool) -> Vec<String> {
     out
 }
 
-/// The metrics label of a refusal, from its reason (the texts written in this module).
-pub fn refusal_reason(reason: &str) -> crate::metrics::RefusalReason {
-    use crate::metrics::RefusalReason as R;
-    match reason {
-        "no credentials" => R::NoCredentials,
-        "wrong user name or password" => R::WrongPassword,
-        "Basic credentials over plain HTTP are refused" => R::BasicOverPlainHttp,
-        "Kerberos is not supported; NTLM is offered" => R::KerberosNotSupported,
-        "too many failed sign-ins from this address" => R::WrongPassword,
-        r if r.starts_with("malformed ") => R::MalformedCredentials,
-        r if r.starts_with("authentication scheme ")
-            || r.starts_with("the client offered NTLM") =>
-        {
-            R::SchemeNotEnabled
-        }
-        r if r.starts_with("NTLM refused") || r.starts_with("Negotiate refused") => R::NtlmRefused,
-        r if r.starts_with("Kerberos") => R::KerberosRefused,
-        _ => R::Other,
-    }
-}
-
 /// Writes the audit event of a refused caller.
 pub fn audit_refusal(kind: AuditKind, caller: &str, operation: &str, reason: &str) {
     audit::emit(
@@ -639,7 +661,6 @@ pub fn audit_refusal(kind: AuditKind, caller: &str, operation: &str, reason: &st
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::RefusalReason as R;
 
     #[test]
     fn only_registered_scheme_names_are_ever_named() {
@@ -658,41 +679,45 @@ mod tests {
     }
 
     #[test]
-    fn every_refusal_text_has_its_metrics_label() {
-        for (text, label) in [
-            ("no credentials", R::NoCredentials),
-            ("wrong user name or password", R::WrongPassword),
+    fn the_reason_decides_the_answer() {
+        let retry_after = Duration::from_secs(7);
+        for (reason, status) in [
+            (SignInRefusal::NoCredentials, RefusalStatus::Unauthorized),
             (
-                "Basic credentials over plain HTTP are refused",
-                R::BasicOverPlainHttp,
-            ),
-            ("malformed Basic credentials", R::MalformedCredentials),
-            (
-                "malformed Windows authentication token",
-                R::MalformedCredentials,
+                SignInRefusal::DuplicateAuthorization,
+                RefusalStatus::BadRequest,
             ),
             (
-                "authentication scheme 'Bearer' is not enabled",
-                R::SchemeNotEnabled,
+                SignInRefusal::DuplicateIdentityHeader {
+                    header: "X-Forwarded-User".into(),
+                },
+                RefusalStatus::BadRequest,
             ),
             (
-                "the client offered NTLM, which is not enabled (no [auth.ntlm])",
-                R::SchemeNotEnabled,
+                SignInRefusal::TooManyFailedSignIns { retry_after },
+                RefusalStatus::TooManyAttempts { retry_after },
             ),
-            ("NTLM refused: WrongPassword", R::NtlmRefused),
-            ("Negotiate refused: Replay", R::NtlmRefused),
-            ("Kerberos refused: Request is a replay", R::KerberosRefused),
-            (
-                "Kerberos is not supported; NTLM is offered",
-                R::KerberosNotSupported,
-            ),
-            ("something new", R::Other),
-            (
-                "authentication scheme not recognised (not named: it may be a credential)",
-                R::SchemeNotEnabled,
-            ),
+            (SignInRefusal::PasswordChecksBusy, RefusalStatus::Busy),
         ] {
-            assert_eq!(refusal_reason(text), label, "{text}");
+            let u = refused(reason);
+            assert_eq!(u.status(), status, "{}", u.reason);
+            assert!(!u.in_progress());
         }
+        let leg = next_leg(Handshake::Ntlm, "NTLM abc".into());
+        assert!(leg.in_progress() && leg.refusal().is_none());
+        assert_eq!(leg.status(), RefusalStatus::Unauthorized);
+        assert_eq!(leg.reason.to_string(), "NTLM handshake in progress");
+        assert_eq!(
+            next_leg(Handshake::Negotiate, String::new())
+                .reason
+                .to_string(),
+            "Negotiate handshake in progress"
+        );
+        assert_eq!(
+            next_leg(Handshake::Kerberos, String::new())
+                .reason
+                .to_string(),
+            "Kerberos handshake in progress"
+        );
     }
 }

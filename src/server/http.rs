@@ -1,7 +1,6 @@
 //! One HTTP request: route by path and method, enforce the body limits, and hand SOAP to the
 //! engine. Everything an ASMX endpoint answers besides SOAP lives here too (WSDL, DISCO, help page).
 
-use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -13,7 +12,7 @@ use http::{HeaderMap, Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
-use super::access_log;
+use super::access_log::{self, Answer, Handled, Page, Probe, Rejection};
 use super::caller::{self, ConnAuth};
 use crate::config::{is_trusted, Settings};
 use crate::engine::audit::AuditKind;
@@ -160,8 +159,8 @@ pub async fn handle(
     }
     let status = response.status().as_u16();
     crate::metrics::global().request(
-        crate::metrics::operation_label(operation, &outcome),
-        crate::metrics::Outcome::of(status, &outcome),
+        outcome.operation_label(operation),
+        outcome.metric_outcome(),
         started.elapsed(),
     );
     if let Some(path) = path {
@@ -171,7 +170,7 @@ pub async fn handle(
             caller,
             operation,
             status,
-            outcome: &outcome,
+            outcome: &outcome.text(),
             latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         });
     }
@@ -187,7 +186,7 @@ pub(crate) async fn route<B>(
     auth: &ConnAuth,
     req: http::Request<B>,
     caller: IpAddr,
-) -> (HttpResponse, Option<&'static str>, Cow<'static, str>)
+) -> (HttpResponse, Option<&'static str>, Handled)
 where
     B: hyper::body::Body + Send + 'static,
     B::Data: Send,
@@ -199,10 +198,20 @@ where
     // (the store answers), so a balancer takes an instance whose database is gone out of rotation.
     if matches!(*req.method(), Method::GET | Method::HEAD) {
         match path.as_str() {
-            "/healthz" => return (plain(StatusCode::OK, "ok"), None, "healthz".into()),
+            "/healthz" => {
+                return (
+                    plain(StatusCode::OK, "ok"),
+                    None,
+                    Handled::Probe(Probe::Live),
+                )
+            }
             "/readyz" => {
                 return if state.engine.ready().await {
-                    (plain(StatusCode::OK, "ready"), None, "readyz".into())
+                    (
+                        plain(StatusCode::OK, "ready"),
+                        None,
+                        Handled::Probe(Probe::Ready),
+                    )
                 } else {
                     (
                         plain(
@@ -210,7 +219,7 @@ where
                             "not ready: store unavailable",
                         ),
                         None,
-                        "not-ready".into(),
+                        Handled::Probe(Probe::NotReady),
                     )
                 };
             }
@@ -224,7 +233,7 @@ where
                 "Not found. The PfWsSdk endpoint is at a path ending in /PfWsSdk.asmx.",
             ),
             None,
-            "not-found".into(),
+            Handled::NotFound,
         );
     }
     // Before sign-in: a body announced over the limit is refused at once, whoever sends it, and
@@ -238,7 +247,7 @@ where
     // the WSDL and help page included.
     let identified = match caller::identify(state, conn, caller, req.headers(), auth).await {
         Ok(p) => p,
-        Err(refusal) => return refused(state, conn, caller, req, &refusal).await,
+        Err(refusal) => return refused(state, conn, caller, req, refusal).await,
     };
     let principal = identified.principal;
     let final_token = identified.final_token;
@@ -254,7 +263,7 @@ where
         return (
             plain(StatusCode::FORBIDDEN, "403 - Forbidden: Access is denied."),
             None,
-            "forbidden".into(),
+            Handled::Forbidden,
         );
     }
     let (mut response, operation, outcome) = match *req.method() {
@@ -273,7 +282,7 @@ where
                         "text/xml; charset=utf-8",
                         wsdl::wsdl_for(&location),
                     ),
-                    "wsdl",
+                    Page::Wsdl,
                 ),
                 "disco" => (
                     respond(
@@ -281,7 +290,7 @@ where
                         "text/xml; charset=utf-8",
                         wsdl::disco_for(&location),
                     ),
-                    "disco",
+                    Page::Disco,
                 ),
                 _ => (
                     respond(
@@ -289,11 +298,11 @@ where
                         "text/html; charset=utf-8",
                         help::page(&location, help_operation(query).as_deref()),
                     ),
-                    "help-page",
+                    Page::Help,
                 ),
             };
             // For HEAD, hyper sends the headers and omits the body.
-            (resp, None, what.into())
+            (resp, None, Handled::Page(what))
         }
         Method::POST => soap(state, req, caller, &principal).await,
         _ => {
@@ -303,7 +312,7 @@ where
             );
             r.headers_mut()
                 .insert(ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
-            (r, None, "method-not-allowed".into())
+            (r, None, Handled::Rejected(Rejection::MethodNotAllowed))
         }
     };
     if let Some(token) = final_token.and_then(|t| HeaderValue::from_str(&t).ok()) {
@@ -322,19 +331,21 @@ async fn refused<B>(
     conn: &ConnInfo,
     source: IpAddr,
     req: http::Request<B>,
-    refusal: &caller::Unauthenticated,
-) -> (HttpResponse, Option<&'static str>, Cow<'static, str>)
+    refusal: caller::Unauthenticated,
+) -> (HttpResponse, Option<&'static str>, Handled)
 where
     B: hyper::body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     use caller::RefusalStatus;
-    if !refusal.in_progress {
-        crate::metrics::global().refusal(caller::refusal_reason(&refusal.reason));
-        audit_unauthenticated(state, source, refusal);
+    if let Some(reason) = refusal.refusal() {
+        crate::metrics::global().refusal(reason.metric_label());
+        audit_unauthenticated(state, source, &refusal);
     }
-    let outcome = format!("unauthenticated: {}", refusal.reason).into();
-    let mut r = match refusal.status {
+    let status = refusal.status();
+    let challenge = refusal.challenge;
+    let outcome = Handled::Unauthenticated(refusal.reason);
+    let mut r = match status {
         RefusalStatus::BadRequest => {
             drop(req);
             let r = plain(
@@ -368,9 +379,9 @@ where
     };
     // Read (and drop) the body so the connection survives for the next leg.
     drain(req.into_body(), &state.settings).await;
-    if refusal.status == RefusalStatus::Unauthorized {
-        let challenges = match &refusal.challenge {
-            Some(c) => vec![c.clone()],
+    if status == RefusalStatus::Unauthorized {
+        let challenges = match challenge {
+            Some(c) => vec![c],
             None => caller::challenges(&state.settings, conn.tls),
         };
         for c in challenges {
@@ -422,7 +433,7 @@ async fn soap<B>(
     req: http::Request<B>,
     caller: IpAddr,
     principal: &str,
-) -> (HttpResponse, Option<&'static str>, Cow<'static, str>)
+) -> (HttpResponse, Option<&'static str>, Handled)
 where
     B: hyper::body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -438,7 +449,7 @@ where
             return (
                 plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, &e.to_string()),
                 None,
-                "unsupported-media-type".into(),
+                Handled::Rejected(Rejection::UnsupportedMediaType),
             )
         }
     };
@@ -451,7 +462,7 @@ where
                     "The request body was not received in time.",
                 ),
                 None,
-                "body-timeout".into(),
+                Handled::Rejected(Rejection::BodyTimeout),
             )
         }
         Ok(Err(e)) => {
@@ -466,7 +477,7 @@ where
                     "The request body could not be read.",
                 ),
                 None,
-                "body-error".into(),
+                Handled::Rejected(Rejection::BodyError),
             );
         }
         Ok(Ok(collected)) => collected.to_bytes(),
@@ -480,7 +491,7 @@ where
         Ok(c) => c,
         Err(fault) => {
             tracing::warn!(target: "pfgate::soap", caller = %caller, fault = %fault.message, "request refused");
-            return (fault_response(head.version, &fault), None, "fault".into());
+            return (fault_response(head.version, &fault), None, Handled::Fault);
         }
     };
     // The body's bytes are a view of hyper's read buffer: released here, hyper can reuse that
@@ -500,7 +511,7 @@ where
         return (
             plain(StatusCode::FORBIDDEN, "403 - Forbidden: Access is denied."),
             Some(operation),
-            "forbidden".into(),
+            Handled::Forbidden,
         );
     }
     let ctx = CallContext {
@@ -509,7 +520,12 @@ where
     };
     let response = Box::pin(state.engine.handle(&ctx, call.request)).await;
     let xml = encode_response(call.version, &response);
-    let outcome = outcome_of(&response);
+    let (result, error, call_code) = response.outcome();
+    let outcome = Handled::Answered(Answer {
+        result,
+        error,
+        call: call_code,
+    });
     (
         respond(StatusCode::OK, call.version.content_type(), xml),
         Some(operation),
@@ -559,14 +575,14 @@ where
     });
 }
 
-fn too_large(max: u64) -> (HttpResponse, Option<&'static str>, Cow<'static, str>) {
+fn too_large(max: u64) -> (HttpResponse, Option<&'static str>, Handled) {
     (
         closing(plain(
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!("The request body is larger than the limit of {max} bytes."),
         )),
         None,
-        "too-large".into(),
+        Handled::Rejected(Rejection::TooLarge),
     )
 }
 
@@ -576,29 +592,6 @@ fn closing(mut r: HttpResponse) -> HttpResponse {
     r.headers_mut()
         .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     r
-}
-
-/// A short outcome for the access log: `true`, or `false/error=N/call=M`. Never a secret (only
-/// the result and codes).
-fn outcome_of(response: &crate::pfwssdk::Response) -> Cow<'static, str> {
-    use std::fmt::Write as _;
-    let (result, error, call) = response.outcome();
-    if result != Some(false) && error.unwrap_or(0) == 0 && call.is_none() {
-        return Cow::Borrowed("true");
-    }
-    let mut s = String::with_capacity(32);
-    s.push_str(if result == Some(false) {
-        "false"
-    } else {
-        "true"
-    });
-    if let Some(e) = error.filter(|e| *e != 0) {
-        let _ = write!(s, "/error={e}");
-    }
-    if let Some(c) = call {
-        let _ = write!(s, "/call={c}");
-    }
-    s.into()
 }
 
 #[cfg(test)]

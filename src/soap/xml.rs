@@ -11,7 +11,8 @@
 
 use std::borrow::Cow;
 
-use quick_xml::events::Event;
+use quick_xml::events::attributes::Attribute;
+use quick_xml::events::{BytesRef, BytesStart, Event};
 use quick_xml::name::{PrefixDeclaration, QName};
 use quick_xml::{Reader, XmlVersion};
 
@@ -204,10 +205,6 @@ pub fn parse(bytes: &[u8], limits: XmlLimits) -> Result<Element<'_>, XmlError> {
     let mut budget = AttributeBudget::new(limits);
 
     loop {
-        let syntax = |e: quick_xml::Error, r: &Reader<&[u8]>| XmlError::Syntax {
-            position: r.buffer_position(),
-            message: e.to_string(),
-        };
         let event = match reader.read_event() {
             Ok(v) => v,
             Err(e) => return Err(syntax(e, &reader)),
@@ -216,10 +213,7 @@ pub fn parse(bytes: &[u8], limits: XmlLimits) -> Result<Element<'_>, XmlError> {
             Event::DocType(_) => return Err(XmlError::Doctype),
             Event::Start(ref start) | Event::Empty(ref start) => {
                 if root.is_some() {
-                    return Err(XmlError::Syntax {
-                        position: reader.buffer_position(),
-                        message: "content after the root element".into(),
-                    });
+                    return Err(malformed(&reader, "content after the root element".into()));
                 }
                 count += 1;
                 if count > limits.max_elements {
@@ -229,105 +223,14 @@ pub fn parse(bytes: &[u8], limits: XmlLimits) -> Result<Element<'_>, XmlError> {
                 if depth > limits.max_depth {
                     return Err(XmlError::TooDeep(limits.max_depth));
                 }
-                // One pass over the attributes (duplicates refused by quick-xml): declarations
-                // come into scope, and the two flags SOAP reads are kept to resolve afterwards,
-                // since a declaration may follow the attribute that uses it.
-                let mut flags: [Option<(QName<'_>, bool)>; 2] = [None, None];
-                let mut prefixed = false;
-                budget.start_element();
-                for attr in start.attributes() {
-                    // Counted before quick-xml's duplicate check looks at the attribute, so that
-                    // check never runs over more than the per-element limit.
-                    budget.attribute()?;
-                    let attr = attr.map_err(|e| XmlError::Syntax {
-                        position: reader.buffer_position(),
-                        message: e.to_string(),
-                    })?;
-                    if let Some(decl) = attr.key.as_namespace_binding() {
-                        budget.namespace()?;
-                        // The value as written is the URI unless it holds a reference or a character
-                        // that attribute-value normalisation would change.
-                        let value = if attr.value.contains(['&', '\t', '\n', '\r']) {
-                            Cow::Owned(
-                                attr.normalized_value(XmlVersion::Implicit1_0)
-                                    .map_err(|e| syntax(e, &reader))?
-                                    .into_owned(),
-                            )
-                        } else {
-                            borrowed(text, &attr.value)
-                        };
-                        let prefix = match decl {
-                            PrefixDeclaration::Default => "",
-                            PrefixDeclaration::Named(p) => borrowed_str(text, p)
-                                .ok_or_else(|| XmlError::UnknownPrefix(p.to_owned()))?,
-                        };
-                        if !prefix.is_empty() && value.is_empty() {
-                            return Err(XmlError::Syntax {
-                                position: reader.buffer_position(),
-                                message: format!(
-                                    "the prefix '{prefix}' is bound to an empty namespace"
-                                ),
-                            });
-                        }
-                        let uri = (!value.is_empty()).then_some(value);
-                        scopes.bindings.push(Binding { prefix, uri, depth });
-                        continue;
-                    }
-                    prefixed |= attr.key.prefix().is_some();
-                    // Only two attributes mean anything to SOAP; the value of any other is never
-                    // needed, so it is not normalised.
-                    let local = attr.key.local_name().into_inner();
-                    let slot = match local {
-                        "nil" => 0,
-                        "mustUnderstand" => 1,
-                        _ => continue,
-                    };
-                    let value = attr
-                        .normalized_value(XmlVersion::Implicit1_0)
-                        .map_err(|e| syntax(e, &reader))?;
-                    flags[slot] = Some((attr.key, matches!(value.trim(), "true" | "1")));
-                }
-                if prefixed {
-                    // Every attribute prefix must be declared, as for elements (rare: xsi:nil,
-                    // soap:mustUnderstand), so the attributes are walked again only then.
-                    for attr in start.attributes().with_checks(false).flatten() {
-                        if let (None, Some(p)) =
-                            (attr.key.as_namespace_binding(), attr.key.prefix())
-                        {
-                            scopes
-                                .resolve(Some(p.into_inner()))
-                                .map_err(|()| XmlError::UnknownPrefix(p.into_inner().to_owned()))?;
-                        }
-                    }
-                }
-                let qname = start.name();
-                let local = borrowed(text, qname.local_name().into_inner());
-                let namespace = scopes
-                    .resolve(qname.prefix().map(|p| p.into_inner()))
-                    .map_err(|()| XmlError::UnknownPrefix(local.to_string()))?;
-                let mut element = Element {
-                    namespace,
-                    name: local,
-                    ..Element::default()
+                let mut open = Open {
+                    text,
+                    reader: &reader,
+                    scopes: &mut scopes,
+                    budget: &mut budget,
+                    depth,
                 };
-                if let Some((key, truthy)) = flags[0] {
-                    // Attributes have no default namespace: an unprefixed `nil` is not xsi:nil.
-                    let ns = match key.prefix() {
-                        Some(p) => scopes
-                            .resolve(Some(p.into_inner()))
-                            .map_err(|()| XmlError::UnknownPrefix(p.into_inner().to_owned()))?,
-                        None => None,
-                    };
-                    element.nil = truthy && ns.as_deref() == Some(XSI_NS);
-                }
-                if let Some((key, truthy)) = flags[1] {
-                    if let Some(p) = key.prefix() {
-                        scopes
-                            .resolve(Some(p.into_inner()))
-                            .map_err(|()| XmlError::UnknownPrefix(p.into_inner().to_owned()))?;
-                    }
-                    element.must_understand = truthy;
-                }
+                let element = open.element(start)?;
                 if matches!(event, Event::Empty(_)) {
                     scopes.close(depth);
                     attach(&mut stack, &mut root, element);
@@ -351,10 +254,7 @@ pub fn parse(bytes: &[u8], limits: XmlLimits) -> Result<Element<'_>, XmlError> {
                         Cow::Owned(piece) => top.text.to_mut().push_str(&piece),
                     }
                 } else if !t.chars().all(char::is_whitespace) {
-                    return Err(XmlError::Syntax {
-                        position: reader.buffer_position(),
-                        message: "text outside the root element".into(),
-                    });
+                    return Err(malformed(&reader, "text outside the root element".into()));
                 }
             }
             Event::GeneralRef(r) => {
@@ -363,24 +263,7 @@ pub fn parse(bytes: &[u8], limits: XmlLimits) -> Result<Element<'_>, XmlError> {
                         "entity reference outside the root element",
                     ));
                 };
-                if let Some(ch) = r.resolve_char_ref().map_err(|e| syntax(e, &reader))? {
-                    top.text.to_mut().push(ch);
-                } else {
-                    let ch = match &*r {
-                        "lt" => '<',
-                        "gt" => '>',
-                        "amp" => '&',
-                        "apos" => '\'',
-                        "quot" => '"',
-                        other => {
-                            return Err(XmlError::Syntax {
-                                position: reader.buffer_position(),
-                                message: format!("unknown entity &{other};"),
-                            })
-                        }
-                    };
-                    top.text.to_mut().push(ch);
-                }
+                top.text.to_mut().push(reference(&r, &reader)?);
             }
             Event::CData(c) => {
                 if let Some(top) = stack.last_mut() {
@@ -395,6 +278,178 @@ pub fn parse(bytes: &[u8], limits: XmlLimits) -> Result<Element<'_>, XmlError> {
             }
             Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
         }
+    }
+}
+
+/// The reader's error, at the position it stopped.
+fn syntax(e: quick_xml::Error, reader: &Reader<&[u8]>) -> XmlError {
+    malformed(reader, e.to_string())
+}
+
+/// A syntax error of pfgate's own finding, at the reader's position.
+fn malformed(reader: &Reader<&[u8]>, message: String) -> XmlError {
+    XmlError::Syntax {
+        position: reader.buffer_position(),
+        message,
+    }
+}
+
+/// The character an entity or character reference stands for: only the five predefined entities
+/// (no DTD can declare another) and character references.
+fn reference(r: &BytesRef<'_>, reader: &Reader<&[u8]>) -> Result<char, XmlError> {
+    if let Some(ch) = r.resolve_char_ref().map_err(|e| syntax(e, reader))? {
+        return Ok(ch);
+    }
+    Ok(match &**r {
+        "lt" => '<',
+        "gt" => '>',
+        "amp" => '&',
+        "apos" => '\'',
+        "quot" => '"',
+        other => return Err(malformed(reader, format!("unknown entity &{other};"))),
+    })
+}
+
+/// The SOAP flags an element's attributes carried, kept with their names to resolve once every
+/// declaration on the element is in scope (a declaration may follow the attribute that uses it).
+#[derive(Default)]
+struct Flags<'x> {
+    /// A `nil` attribute and whether its value is true.
+    nil: Option<(QName<'x>, bool)>,
+    /// A `mustUnderstand` attribute and whether its value is true.
+    must_understand: Option<(QName<'x>, bool)>,
+    /// Some attribute other than a declaration has a prefix.
+    prefixed: bool,
+}
+
+/// What opening one element works with: the input, the reader (for error positions), the
+/// namespaces in scope, the attribute budget, and the element's depth.
+struct Open<'o, 'a> {
+    text: &'a str,
+    reader: &'o Reader<&'a [u8]>,
+    scopes: &'o mut Scopes<'a>,
+    budget: &'o mut AttributeBudget,
+    depth: usize,
+}
+
+impl<'a> Open<'_, 'a> {
+    /// The element a start tag opens, its declarations brought into scope.
+    fn element(&mut self, start: &BytesStart<'a>) -> Result<Element<'a>, XmlError> {
+        let flags = self.attributes(start)?;
+        if flags.prefixed {
+            // Every attribute prefix must be declared, as for elements (rare: xsi:nil,
+            // soap:mustUnderstand), so the attributes are walked again only then.
+            for attr in start.attributes().with_checks(false).flatten() {
+                if let (None, Some(p)) = (attr.key.as_namespace_binding(), attr.key.prefix()) {
+                    self.prefix_namespace(p)?;
+                }
+            }
+        }
+        let qname = start.name();
+        let local = borrowed(self.text, qname.local_name().into_inner());
+        let namespace = self
+            .scopes
+            .resolve(qname.prefix().map(|p| p.into_inner()))
+            .map_err(|()| XmlError::UnknownPrefix(local.to_string()))?;
+        let mut element = Element {
+            namespace,
+            name: local,
+            ..Element::default()
+        };
+        if let Some((key, truthy)) = flags.nil {
+            // Attributes have no default namespace: an unprefixed `nil` is not xsi:nil.
+            let ns = match key.prefix() {
+                Some(p) => self.prefix_namespace(p)?,
+                None => None,
+            };
+            element.nil = truthy && ns.as_deref() == Some(XSI_NS);
+        }
+        if let Some((key, truthy)) = flags.must_understand {
+            if let Some(p) = key.prefix() {
+                self.prefix_namespace(p)?;
+            }
+            element.must_understand = truthy;
+        }
+        Ok(element)
+    }
+
+    /// The namespace an attribute's prefix is bound to; an undeclared prefix is refused.
+    fn prefix_namespace(
+        &self,
+        p: quick_xml::name::Prefix<'_>,
+    ) -> Result<Option<Cow<'a, str>>, XmlError> {
+        self.scopes
+            .resolve(Some(p.into_inner()))
+            .map_err(|()| XmlError::UnknownPrefix(p.into_inner().to_owned()))
+    }
+
+    /// One pass over the attributes (duplicates refused by quick-xml): declarations come into
+    /// scope, and the two flags SOAP reads are kept to resolve afterwards.
+    fn attributes<'x>(&mut self, start: &'x BytesStart<'a>) -> Result<Flags<'x>, XmlError> {
+        let mut flags = Flags::default();
+        self.budget.start_element();
+        for attr in start.attributes() {
+            // Counted before quick-xml's duplicate check looks at the attribute, so that
+            // check never runs over more than the per-element limit.
+            self.budget.attribute()?;
+            let attr = attr.map_err(|e| malformed(self.reader, e.to_string()))?;
+            if let Some(decl) = attr.key.as_namespace_binding() {
+                self.declare(decl, &attr)?;
+                continue;
+            }
+            flags.prefixed |= attr.key.prefix().is_some();
+            // Only two attributes mean anything to SOAP; the value of any other is never
+            // needed, so it is not normalised.
+            let slot = match attr.key.local_name().into_inner() {
+                "nil" => &mut flags.nil,
+                "mustUnderstand" => &mut flags.must_understand,
+                _ => continue,
+            };
+            let value = attr
+                .normalized_value(XmlVersion::Implicit1_0)
+                .map_err(|e| syntax(e, self.reader))?;
+            *slot = Some((attr.key, matches!(value.trim(), "true" | "1")));
+        }
+        Ok(flags)
+    }
+
+    /// Brings the namespace declaration `attr` into scope.
+    fn declare(
+        &mut self,
+        decl: PrefixDeclaration<'_>,
+        attr: &Attribute<'_>,
+    ) -> Result<(), XmlError> {
+        self.budget.namespace()?;
+        // The value as written is the URI unless it holds a reference or a character
+        // that attribute-value normalisation would change.
+        let value = if attr.value.contains(['&', '\t', '\n', '\r']) {
+            Cow::Owned(
+                attr.normalized_value(XmlVersion::Implicit1_0)
+                    .map_err(|e| syntax(e, self.reader))?
+                    .into_owned(),
+            )
+        } else {
+            borrowed(self.text, &attr.value)
+        };
+        let prefix = match decl {
+            PrefixDeclaration::Default => "",
+            PrefixDeclaration::Named(p) => {
+                borrowed_str(self.text, p).ok_or_else(|| XmlError::UnknownPrefix(p.to_owned()))?
+            }
+        };
+        if !prefix.is_empty() && value.is_empty() {
+            return Err(malformed(
+                self.reader,
+                format!("the prefix '{prefix}' is bound to an empty namespace"),
+            ));
+        }
+        let uri = (!value.is_empty()).then_some(value);
+        self.scopes.bindings.push(Binding {
+            prefix,
+            uri,
+            depth: self.depth,
+        });
+        Ok(())
     }
 }
 

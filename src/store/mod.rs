@@ -20,6 +20,9 @@ pub mod secrets;
 pub mod sqlite;
 #[cfg(test)]
 pub(crate) mod suite;
+mod unavailable;
+
+pub use unavailable::{Cause, TaskEnd, Unavailable};
 
 use async_trait::async_trait;
 
@@ -408,7 +411,7 @@ pub enum StoreError {
     NotFound(String),
     /// The backend is unreachable or failed; authentication must fail secure.
     #[error("store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(Unavailable),
     /// Another user already holds this external id (compared after normalisation): one IdP
     /// identity must never map to two users, or one person's sign-in would approve another's
     /// authentication.

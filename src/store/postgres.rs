@@ -56,7 +56,7 @@ use super::row::{
 };
 use super::secrets::{self, SecretKey};
 use super::{
-    Bypass, CallClaim, CallKey, CallState, FailureCount, FailureRule, Store, StoreError,
+    Bypass, CallClaim, CallKey, CallState, Cause, FailureCount, FailureRule, Store, StoreError,
     StoreResult, Transaction, TransactionKind, UserFilter, UserRecord, CLAIM_LAPSED,
 };
 use crate::pfwssdk::wire::WireEnum;
@@ -331,11 +331,14 @@ impl PostgresSettings {
 
 /// Why settings were refused.
 #[derive(Debug, thiserror::Error)]
-enum SettingsError {
+pub enum SettingsError {
+    /// The URL is not a usable `postgres://` URL.
     #[error("{0}")]
     Url(String),
+    /// The schema name is not a plain identifier.
     #[error("{0}")]
     Schema(String),
+    /// The TLS settings or trust anchors are unusable.
     #[error("{0}")]
     Tls(String),
 }
@@ -393,7 +396,7 @@ fn ca_roots(path: &Path) -> Result<rustls::RootCertStore, SettingsError> {
 }
 
 /// An error with its causes, `a: b: c` (tokio-postgres puts the interesting part in the source).
-fn chain(e: &dyn std::error::Error) -> String {
+pub(super) fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -408,22 +411,28 @@ fn chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Maps a database error to the store's. Only the server's message and SQLSTATE are kept: its
+/// A database error as the log shows it. Only the server's message and SQLSTATE are kept: its
 /// DETAIL can quote row values (a sealed secret, a PIN hash), which do not belong in a log.
-fn db_err(op: &str, e: &tokio_postgres::Error) -> StoreError {
+pub(super) fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
-        Some(db) => {
-            let msg = format!("{op}: {} (SQLSTATE {})", db.message(), db.code().code());
-            if matches!(
-                *db.code(),
-                SqlState::DATA_CORRUPTED | SqlState::INDEX_CORRUPTED
-            ) {
-                StoreError::Corrupt(msg)
-            } else {
-                StoreError::Unavailable(msg)
-            }
-        }
-        None => StoreError::Unavailable(format!("{op}: {}", chain(e))),
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => chain(e),
+    }
+}
+
+/// Maps a database error to the store's: data the server reports damaged is `Corrupt`, anything
+/// else `Unavailable` ([`describe`] says what the log shows of it).
+fn db_err(op: &str, e: tokio_postgres::Error) -> StoreError {
+    let corrupt = e.as_db_error().is_some_and(|db| {
+        matches!(
+            *db.code(),
+            SqlState::DATA_CORRUPTED | SqlState::INDEX_CORRUPTED
+        )
+    });
+    if corrupt {
+        StoreError::Corrupt(format!("{op}: {}", describe(&e)))
+    } else {
+        StoreError::unavailable_while(op.to_string(), Cause::Postgres(e))
     }
 }
 
@@ -439,9 +448,9 @@ async fn user_write_err(
     client: &Object,
     op: &str,
     row: &UserRow<'_>,
-    e: &tokio_postgres::Error,
+    e: tokio_postgres::Error,
 ) -> StoreError {
-    let on_external_id = is_unique_violation(e)
+    let on_external_id = is_unique_violation(&e)
         && e.as_db_error().and_then(|d| d.constraint()) == Some("users_external_id");
     match (&row.external_id, on_external_id) {
         (Some(external_id), true) => {
@@ -471,7 +480,7 @@ trait Context<T> {
 
 impl<T> Context<T> for Result<T, tokio_postgres::Error> {
     fn ctx(self, op: &str) -> StoreResult<T> {
-        self.map_err(|e| db_err(op, &e))
+        self.map_err(|e| db_err(op, e))
     }
 }
 
@@ -562,12 +571,13 @@ impl PostgresStore {
     /// database whose schema is newer than this build is refused. Fails when the database cannot
     /// be reached now (a service manager restarts pfgate); once running, outages are survived.
     pub async fn connect(settings: &PostgresSettings, key: SecretKey) -> StoreResult<Self> {
-        let refused = |e: SettingsError| StoreError::Unavailable(format!("store settings: {e}"));
+        let refused =
+            |e: SettingsError| StoreError::unavailable_while("store settings", Cause::Settings(e));
         let mut config = settings.client_config().map_err(refused)?;
         let tls = settings.tls(&config).map_err(refused)?;
         if let Some(password) = settings
             .read_password()
-            .map_err(|e| StoreError::Unavailable(format!("database password: {e}")))?
+            .map_err(|e| StoreError::unavailable_while("database password", Cause::Password(e)))?
         {
             config.password(&password[..]);
         }
@@ -592,7 +602,9 @@ impl PostgresStore {
             .create_timeout(Some(CONNECT_TIMEOUT))
             .recycle_timeout(Some(OP_TIMEOUT))
             .build()
-            .map_err(|e| StoreError::Unavailable(format!("building the connection pool: {e}")))?;
+            .map_err(|e| {
+                StoreError::unavailable_while("building the connection pool", Cause::PoolBuild(e))
+            })?;
         let store = Self {
             pool,
             key: Arc::new(key),
@@ -660,11 +672,10 @@ impl PostgresStore {
                 .ctx("reading the schema version")?
                 .get(0);
             if current > Self::SCHEMA_VERSION {
-                return Err(StoreError::Unavailable(format!(
-                    "the database schema is version {current}, newer than version {} that this \
-                     pfgate knows; upgrade pfgate or use a database written by this version",
-                    Self::SCHEMA_VERSION
-                )));
+                return Err(StoreError::unavailable(Cause::SchemaTooNew {
+                    found: current,
+                    known: Self::SCHEMA_VERSION,
+                }));
             }
             if current >= version {
                 continue;
@@ -720,7 +731,7 @@ impl PostgresStore {
         self.pool
             .get()
             .await
-            .map_err(|e| StoreError::Unavailable(format!("{op}: {}", chain(&e))))
+            .map_err(|e| StoreError::unavailable_while(op.to_string(), Cause::Pool(e)))
     }
 
     /// Runs one operation within [`OP_TIMEOUT`].
@@ -732,10 +743,10 @@ impl PostgresStore {
         tokio::time::timeout(OP_TIMEOUT, f)
             .await
             .unwrap_or_else(|_| {
-                Err(StoreError::Unavailable(format!(
-                    "{op}: the database did not answer within {} s",
-                    OP_TIMEOUT.as_secs()
-                )))
+                Err(StoreError::unavailable_while(
+                    op,
+                    Cause::Timeout(OP_TIMEOUT),
+                ))
             })
     }
 
@@ -873,7 +884,7 @@ impl Store for PostgresStore {
             let stmt = client.prepare_cached(&INSERT_USER).await.ctx(what)?;
             let added = match client.execute(&stmt, &as_params(&values)).await {
                 Ok(n) => n,
-                Err(e) => return Err(user_write_err(&client, what, &row, &e).await),
+                Err(e) => return Err(user_write_err(&client, what, &row, e).await),
             };
             if added == 0 {
                 return Err(StoreError::Duplicate(user.username.clone()));
@@ -892,7 +903,7 @@ impl Store for PostgresStore {
             let stmt = client.prepare_cached(&UPDATE_USER).await.ctx(what)?;
             let updated = match client.execute(&stmt, &as_params(&values)).await {
                 Ok(n) => n,
-                Err(e) => return Err(user_write_err(&client, what, &row, &e).await),
+                Err(e) => return Err(user_write_err(&client, what, &row, e).await),
             };
             if updated == 0 {
                 return Err(StoreError::NotFound(user.username.clone()));
@@ -957,7 +968,7 @@ impl Store for PostgresStore {
             match renamed {
                 // Another instance took the name between the check and the update.
                 Err(e) if is_unique_violation(&e) => Err(StoreError::Duplicate(new.to_string())),
-                Err(e) => Err(db_err(what, &e)),
+                Err(e) => Err(db_err(what, e)),
                 Ok(_) => tx.commit().await.ctx(what),
             }
         })
@@ -1144,10 +1155,11 @@ impl Store for PostgresStore {
             match inserted {
                 Ok(0) => Err(StoreError::NotFound(tx.username.clone())),
                 Ok(_) => Ok(()),
-                Err(e) if is_unique_violation(&e) => Err(StoreError::Unavailable(format!(
-                    "{what}: a transaction with this id exists already"
-                ))),
-                Err(e) => Err(db_err(what, &e)),
+                Err(e) if is_unique_violation(&e) => Err(StoreError::unavailable_while(
+                    what,
+                    Cause::DuplicateTransaction,
+                )),
+                Err(e) => Err(db_err(what, e)),
             }
         })
         .await
@@ -1376,9 +1388,12 @@ impl Store for PostgresStore {
                 let other: String = row.try_get(0).ctx(what)?;
                 let other_expires: i64 = row.try_get(1).ctx(what)?;
                 if other == request_id {
-                    return Err(StoreError::Unavailable(format!(
-                        "{what}: request id {request_id} was used before"
-                    )));
+                    return Err(StoreError::unavailable_while(
+                        what,
+                        Cause::RequestIdReused {
+                            request_id: request_id.to_string(),
+                        },
+                    ));
                 }
                 if other_expires >= now {
                     return Ok(CallClaim::Joined(other));
@@ -1394,9 +1409,7 @@ impl Store for PostgresStore {
                     .await
                     .ctx(what)?;
             }
-            Err(StoreError::Unavailable(format!(
-                "{what}: the claim kept changing hands"
-            )))
+            Err(StoreError::unavailable_while(what, Cause::ClaimContended))
         })
         .await
     }
@@ -1510,7 +1523,7 @@ impl Store for PostgresStore {
 pub mod testing {
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    use super::{chain, unix_now, PostgresSettings, StoreError};
+    use super::{chain, unix_now, Cause, PostgresSettings, StoreError};
 
     /// The environment variable naming the test database (`.ci/run` sets it).
     pub const DATABASE_URL_VAR: &str = "PFGATE_TEST_DATABASE_URL";
@@ -1558,7 +1571,7 @@ pub mod testing {
                     &[],
                 )
                 .await
-                .map_err(|e| StoreError::Unavailable(chain(&e)))?;
+                .map_err(|e| StoreError::unavailable(Cause::Postgres(e)))?;
             for row in stale {
                 let old: String = row.get(0);
                 let born = old
@@ -1575,7 +1588,7 @@ pub mod testing {
             client
                 .batch_execute(&format!("CREATE SCHEMA \"{name}\""))
                 .await
-                .map_err(|e| StoreError::Unavailable(chain(&e)))?;
+                .map_err(|e| StoreError::unavailable(Cause::Postgres(e)))?;
             Ok(Self {
                 url: url.to_string(),
                 name,
@@ -1626,14 +1639,14 @@ pub mod testing {
         let settings = PostgresSettings::new(url);
         let config = settings
             .client_config()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(|e| StoreError::unavailable(Cause::Settings(e)))?;
         let tls = settings
             .tls(&config)
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(|e| StoreError::unavailable(Cause::Settings(e)))?;
         let (client, connection) = config
             .connect(tls)
             .await
-            .map_err(|e| StoreError::Unavailable(chain(&e)))?;
+            .map_err(|e| StoreError::unavailable(Cause::Postgres(e)))?;
         tokio::spawn(connection);
         Ok(client)
     }

@@ -10,8 +10,8 @@
 
 use super::secrets::{self, SecretKey};
 use super::{
-    CallKey, CallState, Phone, StoreError, StoreResult, TextFilter, TransactionKind, UserFilter,
-    UserRecord, CLAIM_LAPSED,
+    CallKey, CallState, Cause, Phone, StoreError, StoreResult, TextFilter, TransactionKind,
+    UserFilter, UserRecord, CLAIM_LAPSED,
 };
 use crate::pfwssdk::wire::WireEnum;
 
@@ -277,7 +277,7 @@ pub(super) fn username_key(username: &str) -> String {
 /// Adds context to a store error.
 pub(super) fn prefix(what: &str, e: StoreError) -> StoreError {
     match e {
-        StoreError::Unavailable(m) => StoreError::Unavailable(format!("{what}: {m}")),
+        StoreError::Unavailable(u) => StoreError::Unavailable(u.doing(what.to_string())),
         StoreError::Corrupt(m) => StoreError::Corrupt(format!("{what}: {m}")),
         other => other,
     }
@@ -293,7 +293,10 @@ pub(super) fn seal_field(
     value
         .map(|plain| {
             secrets::seal(key, plain, &secrets::aad(field, username_key)).map_err(|e| {
-                StoreError::Unavailable(format!("storing {field} of user '{username_key}': {e}"))
+                StoreError::unavailable_while(
+                    format!("storing {field} of user '{username_key}'"),
+                    Cause::Secrets(e),
+                )
             })
         })
         .transpose()

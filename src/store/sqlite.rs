@@ -33,8 +33,8 @@ use super::row::{
 };
 use super::secrets::{self, SecretKey};
 use super::{
-    Bypass, CallClaim, CallKey, CallState, FailureCount, FailureRule, Store, StoreError,
-    StoreResult, Transaction, TransactionKind, UserFilter, UserRecord, CLAIM_LAPSED,
+    Bypass, CallClaim, CallKey, CallState, Cause, FailureCount, FailureRule, Store, StoreError,
+    StoreResult, TaskEnd, Transaction, TransactionKind, UserFilter, UserRecord, CLAIM_LAPSED,
 };
 use crate::pfwssdk::wire::WireEnum;
 
@@ -106,7 +106,10 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || Self::open_blocking(&path, key))
             .await
             .map_err(|_| {
-                StoreError::Unavailable("opening the SQLite database: task failed".into())
+                StoreError::unavailable_while(
+                    "opening the SQLite database",
+                    Cause::Task(TaskEnd::Failed),
+                )
             })?
     }
 
@@ -124,7 +127,10 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || Self::in_memory_blocking(key))
             .await
             .map_err(|_| {
-                StoreError::Unavailable("opening an in-memory SQLite database: task failed".into())
+                StoreError::unavailable_while(
+                    "opening an in-memory SQLite database",
+                    Cause::Task(TaskEnd::Failed),
+                )
             })?
     }
 
@@ -178,9 +184,10 @@ impl SqliteStore {
                 f(&mut conn, &key)
             }))
             .unwrap_or_else(|_| {
-                Err(StoreError::Unavailable(format!(
-                    "{op}: the store task panicked"
-                )))
+                Err(StoreError::unavailable_while(
+                    op,
+                    Cause::Task(TaskEnd::Panicked),
+                ))
             });
         }
         tokio::task::spawn_blocking(move || {
@@ -192,11 +199,11 @@ impl SqliteStore {
         .await
         .map_err(|e| {
             let how = if e.is_panic() {
-                "panicked"
+                TaskEnd::Panicked
             } else {
-                "was cancelled"
+                TaskEnd::Cancelled
             };
-            StoreError::Unavailable(format!("{op}: the store task {how}"))
+            StoreError::unavailable_while(op, Cause::Task(how))
         })?
     }
 }
@@ -212,18 +219,16 @@ fn configure(conn: &Connection, file: bool) -> StoreResult<()> {
         .pragma_query_value(None, "foreign_keys", |r| r.get(0))
         .ctx("reading foreign_keys")?;
     if !fk {
-        return Err(StoreError::Unavailable(
-            "this SQLite build does not enforce foreign keys".into(),
-        ));
+        return Err(StoreError::unavailable(Cause::NoForeignKeys));
     }
     if file {
         let mode: String = conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
             .ctx("enabling WAL")?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Unavailable(format!(
-                "the database refused WAL mode (journal_mode is '{mode}')"
-            )));
+            return Err(StoreError::unavailable(Cause::WalRefused {
+                journal_mode: mode,
+            }));
         }
     }
     Ok(())
@@ -279,11 +284,10 @@ fn migrate(conn: &mut Connection) -> StoreResult<usize> {
             .ctx("starting a migration")?;
         let current = schema_version(&tx)?;
         if current > SqliteStore::SCHEMA_VERSION {
-            return Err(StoreError::Unavailable(format!(
-                "the database schema is version {current}, newer than version {} that this pfgate \
-                 knows; upgrade pfgate or use a database written by this version",
-                SqliteStore::SCHEMA_VERSION
-            )));
+            return Err(StoreError::unavailable(Cause::SchemaTooNew {
+                found: current,
+                known: SqliteStore::SCHEMA_VERSION,
+            }));
         }
         if current >= version {
             continue;
@@ -369,7 +373,7 @@ fn db_err(op: &str, e: rusqlite::Error) -> StoreError {
         Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
             StoreError::Corrupt(format!("{op}: {e}"))
         }
-        _ => StoreError::Unavailable(format!("{op}: {e}")),
+        _ => StoreError::unavailable_while(op.to_string(), Cause::Sqlite(e)),
     }
 }
 
@@ -752,8 +756,9 @@ impl Store for SqliteStore {
                 Ok(0) => Err(StoreError::NotFound(t.username)),
                 Ok(_) => Ok(()),
                 Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
-                    Err(StoreError::Unavailable(
-                        "recording a transaction: a transaction with this id exists already".into(),
+                    Err(StoreError::unavailable_while(
+                        "recording a transaction",
+                        Cause::DuplicateTransaction,
                     ))
                 }
                 Err(e) => Err(db_err("recording a transaction", e)),
@@ -1045,9 +1050,12 @@ impl Store for SqliteStore {
                     match pending {
                         Some(other) => CallClaim::Joined(other),
                         None => {
-                            return Err(StoreError::Unavailable(format!(
-                                "{what}: request id {id} was used before"
-                            )))
+                            return Err(StoreError::unavailable_while(
+                                what,
+                                Cause::RequestIdReused {
+                                    request_id: id.to_string(),
+                                },
+                            ))
                         }
                     }
                 };
