@@ -8,14 +8,17 @@
 
 // What a person is shown of caller-supplied text (step-up pages, delivered messages, pushes).
 pub(crate) mod display;
+// Secrets, base URLs, HTTP clients and settings problems, shared by every provider (and the
+// PostgreSQL store's password).
+pub(crate) mod common;
 pub mod duo;
 pub mod oidc;
 pub mod router;
 pub mod scripted;
-// Also read by the PostgreSQL store for its password (`store.password_env` / `password_file`).
-pub(crate) mod secret_source;
 pub mod twilio;
 pub mod webhook;
+
+pub use common::BuildError;
 
 use std::net::IpAddr;
 

@@ -1249,7 +1249,7 @@ fn configuration_is_checked_key_by_key() {
     );
     // build() reports the same problems.
     match numbers.build("webhook") {
-        Err(webhook::WebhookError::Invalid(p)) => assert_eq!(p.len(), 3),
+        Err(pfgate::providers::BuildError::Invalid { problems: p, .. }) => assert_eq!(p.len(), 3),
         other => panic!("{other:?}"),
     }
 }
