@@ -63,7 +63,7 @@ use super::common::http::{self, BaseUrl, BaseUrlRules};
 use super::common::secret::{self, Secret, SecretKeys};
 use super::common::settings::{resolve_paths, Problems};
 use super::common::BuildError;
-use super::{AuthAttempt, Provider, Verdict};
+use super::{AuthAttempt, Provider, ProviderError, ProviderErrorKind as Kind, Verdict};
 
 /// Default for `request_timeout_secs` (`preauth`, `auth`, `check`).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -403,10 +403,14 @@ impl DuoSettings {
     /// A provider named `name` (for logs and audit), with its secret key loaded.
     pub fn build(&self, name: &str) -> Result<DuoProvider, BuildError> {
         let c = self.check().map_err(BuildError::invalid("Duo"))?;
-        let client =
-            http::client_builder("duo", c.request_timeout, AUTH_STATUS_TIMEOUT, c.base.loopback)
-                .build()
-                .map_err(BuildError::client("Duo"))?;
+        let client = http::client_builder(
+            "duo",
+            c.request_timeout,
+            AUTH_STATUS_TIMEOUT,
+            c.base.loopback,
+        )
+        .build()
+        .map_err(BuildError::client("Duo"))?;
         Ok(DuoProvider {
             name: name.to_string(),
             base: c.base.url,
@@ -607,28 +611,8 @@ fn fail_text(e: &Envelope) -> String {
     }
 }
 
-fn describe(e: &reqwest::Error, path: &str, timeout: Duration) -> String {
-    if e.is_timeout() {
-        return format!("duo {path}: no answer within {} s", timeout.as_secs());
-    }
-    let kind = if e.is_connect() {
-        "could not connect"
-    } else if e.is_body() || e.is_decode() {
-        "broken response body"
-    } else {
-        "request failed"
-    };
-    let mut detail = String::new();
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(s) = source {
-        detail = s.to_string();
-        source = s.source();
-    }
-    if detail.is_empty() {
-        format!("duo {path}: {kind}")
-    } else {
-        format!("duo {path}: {kind} ({})", clip(&detail))
-    }
+fn describe(e: &reqwest::Error, path: &str, timeout: Duration) -> ProviderError {
+    http::transport_error(e, &format!("duo {path}"), Some(timeout))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -686,7 +670,7 @@ impl DuoProvider {
         path: &str,
         params: &[(&str, &str)],
         timeout: Duration,
-    ) -> Result<T, String> {
+    ) -> Result<T, ProviderError> {
         let date = rfc2822_date(SystemTime::now());
         let authorization = Zeroizing::new(sign(
             &self.integration_key,
@@ -724,50 +708,62 @@ impl DuoProvider {
             .await
             .map_err(|e| describe(&e, path, timeout))?;
         let status = response.status();
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| describe(&e, path, timeout))?
-        {
-            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(format!(
-                    "duo {path}: response body over {MAX_RESPONSE_BYTES} bytes"
-                ));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let bytes = http::read_capped(
+            &mut response,
+            &format!("duo {path}"),
+            MAX_RESPONSE_BYTES,
+            Some(timeout),
+        )
+        .await?;
         let envelope = serde_json::from_slice::<Envelope>(&bytes);
         tracing::debug!(provider = %self.name, path, status = status.as_u16(), "duo answer");
         if !status.is_success() {
-            return Err(match envelope {
+            let detail = match envelope {
                 Ok(e) if e.stat == "FAIL" => {
                     format!("duo {path}: HTTP {} {}", status.as_u16(), fail_text(&e))
                 }
                 _ => format!("duo {path}: HTTP {}", status.as_u16()),
-            });
+            };
+            return Err(ProviderError::new(Kind::HttpStatus, detail));
         }
-        let envelope = envelope
-            .map_err(|e| format!("duo {path}: malformed answer ({})", clip(&e.to_string())))?;
+        let bad = |detail: String| ProviderError::new(Kind::BadAnswer, detail);
+        let envelope = envelope.map_err(|e| {
+            bad(format!(
+                "duo {path}: malformed answer ({})",
+                clip(&e.to_string())
+            ))
+        })?;
         match envelope.stat.as_str() {
             "OK" => {}
-            "FAIL" => return Err(format!("duo {path}: {}", fail_text(&envelope))),
-            other => return Err(format!("duo {path}: unknown stat '{}'", clip(other))),
+            "FAIL" => {
+                return Err(ProviderError::new(
+                    Kind::Rejected,
+                    format!("duo {path}: {}", fail_text(&envelope)),
+                ))
+            }
+            other => return Err(bad(format!("duo {path}: unknown stat '{}'", clip(other)))),
         }
         let body = envelope
             .response
-            .ok_or_else(|| format!("duo {path}: answer without a response"))?;
-        serde_json::from_value(body)
-            .map_err(|e| format!("duo {path}: malformed response ({})", clip(&e.to_string())))
+            .ok_or_else(|| bad(format!("duo {path}: answer without a response")))?;
+        serde_json::from_value(body).map_err(|e| {
+            bad(format!(
+                "duo {path}: malformed response ({})",
+                clip(&e.to_string())
+            ))
+        })
     }
 
-    async fn run(&self, attempt: &AuthAttempt) -> Result<Verdict, String> {
+    async fn run(&self, attempt: &AuthAttempt) -> Result<Verdict, ProviderError> {
         let started = Instant::now();
         let username = self.duo_username(&attempt.username);
         if username.trim().is_empty() {
-            return Err(format!(
-                "the username template gives an empty Duo username for '{}'",
-                attempt.username
+            return Err(ProviderError::new(
+                Kind::Local,
+                format!(
+                    "the username template gives an empty Duo username for '{}'",
+                    attempt.username
+                ),
             ));
         }
         let ip = attempt
@@ -815,9 +811,9 @@ impl DuoProvider {
                 return Ok(Verdict::Denied);
             }
             other => {
-                return Err(format!(
-                    "duo /auth/v2/preauth: unknown result '{}'",
-                    clip(other)
+                return Err(ProviderError::new(
+                    Kind::BadAnswer,
+                    format!("duo /auth/v2/preauth: unknown result '{}'", clip(other)),
                 ))
             }
         }
@@ -862,15 +858,29 @@ impl DuoProvider {
             .call(Method::POST, "/auth/v2/auth", &params, self.request_timeout)
             .await?;
         if auth.txid.is_empty() {
-            return Err("duo /auth/v2/auth: empty txid".into());
+            return Err(ProviderError::new(
+                Kind::BadAnswer,
+                "duo /auth/v2/auth: empty txid",
+            ));
         }
 
+        self.wait(&auth.txid, &username, started).await
+    }
+
+    /// Polls `auth_status` for `txid` until Duo decides (or [`MAX_ATTEMPT`] passes since
+    /// `started`).
+    async fn wait(
+        &self,
+        txid: &str,
+        username: &str,
+        started: Instant,
+    ) -> Result<Verdict, ProviderError> {
         loop {
             let st: StatusResponse = self
                 .call(
                     Method::GET,
                     "/auth/v2/auth_status",
-                    &[("txid", &auth.txid)],
+                    &[("txid", txid)],
                     AUTH_STATUS_TIMEOUT,
                 )
                 .await?;
@@ -886,7 +896,12 @@ impl DuoProvider {
                 "deny" => {
                     return Ok(match status {
                         "timeout" => Verdict::NotAnswered,
-                        "push_failed" => return Err("duo: the push could not be delivered".into()),
+                        "push_failed" => {
+                            return Err(ProviderError::new(
+                                Kind::Rejected,
+                                "duo: the push could not be delivered",
+                            ))
+                        }
                         "fraud" => {
                             tracing::warn!(provider = %self.name, duo_username = %username,
                                 "the person marked this Duo request as fraudulent");
@@ -900,9 +915,9 @@ impl DuoProvider {
                     })
                 }
                 other => {
-                    return Err(format!(
-                        "duo /auth/v2/auth_status: unknown result '{}'",
-                        clip(other)
+                    return Err(ProviderError::new(
+                        Kind::BadAnswer,
+                        format!("duo /auth/v2/auth_status: unknown result '{}'", clip(other)),
                     ))
                 }
             }
@@ -1062,7 +1077,7 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let s = Secret(Zeroizing::new(b"topsecret".to_vec()));
+        let s = Secret::new(Zeroizing::new(b"topsecret".to_vec()));
         assert!(!format!("{s:?}").contains("topsecret"));
     }
 }

@@ -69,7 +69,7 @@ use super::common::http::{self, BaseUrl, BaseUrlRules};
 use super::common::secret::{self, Secret, SecretKeys};
 use super::common::settings::{resolve_paths, Problems};
 use super::common::BuildError;
-use super::{AuthAttempt, Provider, Refusal, Verdict};
+use super::{AuthAttempt, Provider, ProviderError, ProviderErrorKind as Kind, Refusal, Verdict};
 use crate::pfwssdk::Mode3;
 
 /// Where requests go unless `base_url` says otherwise.
@@ -466,21 +466,30 @@ pub fn start_outcome(status: StatusCode, body: &[u8]) -> Verdict {
             Some(ERROR_SMS_TO_LANDLINE) => " (the number cannot take text messages)",
             _ => "",
         };
-        return Verdict::Failed(format!(
-            "twilio-verify Verifications: {}{hint}",
-            http_error(status, &e)
-        ));
+        return Verdict::failed(
+            Kind::HttpStatus,
+            format!(
+                "twilio-verify Verifications: {}{hint}",
+                http_error(status, &e)
+            ),
+        );
     }
     match serde_json::from_slice::<VerificationBody>(body) {
         Ok(v) if v.status == "pending" => Verdict::Approved,
-        Ok(v) => Verdict::Failed(format!(
-            "twilio-verify Verifications: unexpected status '{}' (expected pending)",
-            clip(&v.status)
-        )),
-        Err(e) => Verdict::Failed(format!(
-            "twilio-verify Verifications: malformed answer ({})",
-            clip(&e.to_string())
-        )),
+        Ok(v) => Verdict::failed(
+            Kind::BadAnswer,
+            format!(
+                "twilio-verify Verifications: unexpected status '{}' (expected pending)",
+                clip(&v.status)
+            ),
+        ),
+        Err(e) => Verdict::failed(
+            Kind::BadAnswer,
+            format!(
+                "twilio-verify Verifications: malformed answer ({})",
+                clip(&e.to_string())
+            ),
+        ),
     }
 }
 
@@ -498,10 +507,13 @@ pub fn check_outcome(status: StatusCode, body: &[u8], expected: Expected<'_>) ->
         if status == StatusCode::TOO_MANY_REQUESTS && e.code == Some(ERROR_MAX_CHECK_ATTEMPTS) {
             return Verdict::Denied;
         }
-        return Verdict::Failed(format!(
-            "twilio-verify VerificationCheck: {}",
-            http_error(status, &e)
-        ));
+        return Verdict::failed(
+            Kind::HttpStatus,
+            format!(
+                "twilio-verify VerificationCheck: {}",
+                http_error(status, &e)
+            ),
+        );
     }
     match serde_json::from_slice::<VerificationBody>(body) {
         Ok(v) => match v.status.as_str() {
@@ -509,15 +521,21 @@ pub fn check_outcome(status: StatusCode, body: &[u8], expected: Expected<'_>) ->
             "pending" | "canceled" | "expired" | "max_attempts_reached" | "failed" | "deleted" => {
                 Verdict::Denied
             }
-            other => Verdict::Failed(format!(
-                "twilio-verify VerificationCheck: unknown status '{}'",
-                clip(other)
-            )),
+            other => Verdict::failed(
+                Kind::BadAnswer,
+                format!(
+                    "twilio-verify VerificationCheck: unknown status '{}'",
+                    clip(other)
+                ),
+            ),
         },
-        Err(e) => Verdict::Failed(format!(
-            "twilio-verify VerificationCheck: malformed answer ({})",
-            clip(&e.to_string())
-        )),
+        Err(e) => Verdict::failed(
+            Kind::BadAnswer,
+            format!(
+                "twilio-verify VerificationCheck: malformed answer ({})",
+                clip(&e.to_string())
+            ),
+        ),
     }
 }
 
@@ -564,31 +582,8 @@ fn form(pairs: &[(&str, &str)]) -> String {
         .finish()
 }
 
-fn describe(e: &reqwest::Error, what: &str, timeout: Duration) -> String {
-    if e.is_timeout() {
-        return format!(
-            "twilio-verify {what}: no answer within {} s",
-            timeout.as_secs()
-        );
-    }
-    let kind = if e.is_connect() {
-        "could not connect"
-    } else if e.is_body() || e.is_decode() {
-        "broken response body"
-    } else {
-        "request failed"
-    };
-    let mut detail = String::new();
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(s) = source {
-        detail = s.to_string();
-        source = s.source();
-    }
-    if detail.is_empty() {
-        format!("twilio-verify {what}: {kind}")
-    } else {
-        format!("twilio-verify {what}: {kind} ({})", clip(&detail))
-    }
+fn describe(e: &reqwest::Error, what: &str, timeout: Duration) -> ProviderError {
+    http::transport_error(e, &format!("twilio-verify {what}"), Some(timeout))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -679,7 +674,7 @@ impl TwilioProvider {
     }
 
     /// `Basic base64(user:token)`, marked sensitive (never printed by the HTTP stack).
-    fn authorization(&self) -> Result<HeaderValue, String> {
+    fn authorization(&self) -> Result<HeaderValue, ProviderError> {
         let mut credentials = Zeroizing::new(Vec::with_capacity(
             self.account_sid.len() + 1 + self.token.expose().len(),
         ));
@@ -687,8 +682,12 @@ impl TwilioProvider {
         credentials.push(b':');
         credentials.extend_from_slice(self.token.expose());
         let value = Zeroizing::new(format!("Basic {}", BASE64.encode(credentials.as_slice())));
-        let mut header = HeaderValue::from_str(&value)
-            .map_err(|_| "twilio-verify: the credentials do not make a header".to_string())?;
+        let mut header = HeaderValue::from_str(&value).map_err(|_| {
+            ProviderError::new(
+                Kind::Local,
+                "twilio-verify: the credentials do not make a header",
+            )
+        })?;
         header.set_sensitive(true);
         Ok(header)
     }
@@ -701,7 +700,7 @@ impl TwilioProvider {
         what: &str,
         url: Url,
         form: Option<String>,
-    ) -> Result<(StatusCode, Vec<u8>), String> {
+    ) -> Result<(StatusCode, Vec<u8>), ProviderError> {
         let mut request = self
             .client
             .request(method, url)
@@ -720,19 +719,13 @@ impl TwilioProvider {
             .await
             .map_err(|e| describe(&e, what, self.request_timeout))?;
         let status = response.status();
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| describe(&e, what, self.request_timeout))?
-        {
-            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(format!(
-                    "twilio-verify {what}: response body over {MAX_RESPONSE_BYTES} bytes"
-                ));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let bytes = http::read_capped(
+            &mut response,
+            &format!("twilio-verify {what}"),
+            MAX_RESPONSE_BYTES,
+            Some(self.request_timeout),
+        )
+        .await?;
         tracing::debug!(target: "pfgate::provider", provider = %self.name, what, status = status.as_u16(), "twilio-verify answer");
         Ok((status, bytes))
     }
@@ -747,7 +740,10 @@ impl Provider for TwilioProvider {
     /// Twilio Verify cannot complete without the person's code: the engine uses
     /// [`Provider::start_verification`] instead, so this only answers a misrouted call.
     async fn authenticate(&self, _attempt: &AuthAttempt) -> Verdict {
-        Verdict::Failed("twilio-verify completes with ValidatePasscode/ValidateOathCode".into())
+        Verdict::failed(
+            Kind::Unsupported,
+            "twilio-verify completes with ValidatePasscode/ValidateOathCode",
+        )
     }
 
     fn sends_codes(&self) -> bool {
@@ -758,7 +754,10 @@ impl Provider for TwilioProvider {
         let Some(channel) = channel(attempt.mode) else {
             return Some((
                 self.name.clone(),
-                Verdict::Failed("twilio-verify sends SMS or voice codes only".into()),
+                Verdict::failed(
+                    Kind::Unsupported,
+                    "twilio-verify sends SMS or voice codes only",
+                ),
             ));
         };
         if let Err(reason) = lock(&self.sends).admit(&attempt.username, Instant::now()) {
@@ -912,10 +911,10 @@ mod tests {
         );
         assert_eq!(
             v,
-            Verdict::Failed(
+            Verdict::failed(
+                Kind::HttpStatus,
                 "twilio-verify Verifications: HTTP 403, Twilio error 60205: SMS is not supported \
                  by landline phone number (the number cannot take text messages)"
-                    .into()
             )
         );
         assert!(matches!(
@@ -928,7 +927,7 @@ mod tests {
         ));
         assert_eq!(
             start_outcome(StatusCode::BAD_GATEWAY, b"<html>"),
-            Verdict::Failed("twilio-verify Verifications: HTTP 502".into())
+            Verdict::failed(Kind::HttpStatus, "twilio-verify Verifications: HTTP 502")
         );
     }
 
@@ -1020,7 +1019,7 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let s = Secret(Zeroizing::new(b"topsecret".to_vec()));
+        let s = Secret::new(Zeroizing::new(b"topsecret".to_vec()));
         assert!(!format!("{s:?}").contains("topsecret"));
     }
 }

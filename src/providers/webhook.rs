@@ -43,7 +43,7 @@ use super::common::http::{self, BaseUrl, BaseUrlRules};
 use super::common::secret::{self, Secret, SecretKeys};
 use super::common::settings::{resolve_paths, Problems};
 use super::common::BuildError;
-use super::{AuthAttempt, Provider, Verdict};
+use super::{AuthAttempt, Provider, ProviderError, ProviderErrorKind as Kind, Verdict};
 use crate::pfwssdk::Mode3;
 
 /// Header carrying the signer's Unix time in seconds (decimal).
@@ -304,31 +304,42 @@ pub fn interpret(state: &StateResponse) -> Option<Verdict> {
         "pending" => None,
         "success" => Some(match state.outcome.as_deref() {
             None | Some("approved") => Verdict::Approved,
-            Some(other) => Verdict::Failed(format!(
-                "webhook answered success with outcome '{}' (only 'approved' goes with success)",
-                clean_reason(other)
-            )),
+            Some(other) => Verdict::failed(
+                Kind::BadAnswer,
+                format!(
+                    "webhook answered success with outcome '{}' (only 'approved' goes with \
+                     success)",
+                    clean_reason(other)
+                ),
+            ),
         }),
         "failed" => Some(match state.outcome.as_deref() {
             Some("denied") => Verdict::Denied,
             Some("not_answered") => Verdict::NotAnswered,
             Some("hung_up") => Verdict::HungUp,
-            Some("error") => {
-                Verdict::Failed(reason().unwrap_or_else(|| "webhook reported an error".to_string()))
-            }
-            None => Verdict::Failed(format!(
-                "webhook failed without an outcome{}",
-                reason().map(|r| format!(": {r}")).unwrap_or_default()
-            )),
-            Some(other) => Verdict::Failed(format!(
-                "webhook failed with unknown outcome '{}'",
-                clean_reason(other)
-            )),
+            Some("error") => Verdict::failed(
+                Kind::Rejected,
+                reason().unwrap_or_else(|| "webhook reported an error".to_string()),
+            ),
+            None => Verdict::failed(
+                Kind::Rejected,
+                format!(
+                    "webhook failed without an outcome{}",
+                    reason().map(|r| format!(": {r}")).unwrap_or_default()
+                ),
+            ),
+            Some(other) => Verdict::failed(
+                Kind::BadAnswer,
+                format!(
+                    "webhook failed with unknown outcome '{}'",
+                    clean_reason(other)
+                ),
+            ),
         }),
-        other => Some(Verdict::Failed(format!(
-            "webhook answered unknown status '{}'",
-            clean_reason(other)
-        ))),
+        other => Some(Verdict::failed(
+            Kind::BadAnswer,
+            format!("webhook answered unknown status '{}'", clean_reason(other)),
+        )),
     }
 }
 
@@ -506,7 +517,8 @@ impl WebhookSettings {
             }
             (Some(cert), Some(key)) => (cert, key),
         };
-        let cert_pem = std::fs::read(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()));
+        let cert_pem =
+            std::fs::read(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()));
         let key_pem = std::fs::read(key)
             .map(Zeroizing::new)
             .map_err(|e| format!("cannot read {}: {e}", key.display()));
@@ -647,7 +659,7 @@ impl WebhookProvider {
         method: Method,
         url: Url,
         body: Vec<u8>,
-    ) -> Result<(StatusCode, Option<Duration>, Vec<u8>), String> {
+    ) -> Result<(StatusCode, Option<Duration>, Vec<u8>), ProviderError> {
         let path = url.path().to_string();
         let timestamp = now_unix();
         let signature = sign(
@@ -676,9 +688,9 @@ impl WebhookProvider {
             .map_err(|e| describe(&e, &method, &path))?;
         let status = response.status();
         if !status.is_success() {
-            return Err(format!(
-                "webhook {method} {path} answered HTTP {}",
-                status.as_u16()
+            return Err(ProviderError::new(
+                Kind::HttpStatus,
+                format!("webhook {method} {path} answered HTTP {}", status.as_u16()),
             ));
         }
         let header = |name: &str| {
@@ -690,19 +702,13 @@ impl WebhookProvider {
         };
         let (ts, sig) = (header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER));
         let retry = retry_after(header(reqwest::header::RETRY_AFTER.as_str()).as_deref());
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| describe(&e, &method, &path))?
-        {
-            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(format!(
-                    "webhook {method} {path}: response body over {MAX_RESPONSE_BYTES} bytes"
-                ));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let bytes = http::read_capped(
+            &mut response,
+            &format!("webhook {method} {path}"),
+            MAX_RESPONSE_BYTES,
+            None,
+        )
+        .await?;
         verify(
             self.secret.expose(),
             Signed::Response {
@@ -716,7 +722,12 @@ impl WebhookProvider {
             now_unix(),
             self.window,
         )
-        .map_err(|e| format!("webhook {method} {path}: response refused: {e}"))?;
+        .map_err(|e| {
+            ProviderError::new(
+                Kind::BadAnswer,
+                format!("webhook {method} {path}: response refused: {e}"),
+            )
+        })?;
         Ok((status, retry, bytes))
     }
 
@@ -727,21 +738,24 @@ impl WebhookProvider {
         url: Url,
         body: Vec<u8>,
         request_id: &str,
-    ) -> Result<Reply, String> {
+    ) -> Result<Reply, ProviderError> {
         let path = url.path().to_string();
         let (_, retry_after, bytes) = self.exchange(method.clone(), url, body).await?;
+        let bad = |detail: String| ProviderError::new(Kind::BadAnswer, detail);
         let state: StateResponse = serde_json::from_slice(&bytes).map_err(|e| {
-            format!("webhook {method} {path}: the answer is not a state object: {e}")
+            bad(format!(
+                "webhook {method} {path}: the answer is not a state object: {e}"
+            ))
         })?;
         if state.request_id != request_id {
-            return Err(format!(
+            return Err(bad(format!(
                 "webhook {method} {path}: the answer is for another request_id"
-            ));
+            )));
         }
         Ok(Reply { retry_after, state })
     }
 
-    async fn run(&self, attempt: &AuthAttempt) -> Result<Verdict, String> {
+    async fn run(&self, attempt: &AuthAttempt) -> Result<Verdict, ProviderError> {
         let deadline = now_unix()
             .saturating_add(i64::try_from(self.auth_timeout.as_secs()).unwrap_or(i64::MAX));
         let start = StartRequest {
@@ -755,8 +769,9 @@ impl WebhookProvider {
             caller_ip: attempt.caller_ip.to_string(),
             deadline,
         };
-        let body = serde_json::to_vec(&start)
-            .map_err(|e| format!("cannot encode the start request: {e}"))?;
+        let body = serde_json::to_vec(&start).map_err(|e| {
+            ProviderError::new(Kind::Local, format!("cannot encode the start request: {e}"))
+        })?;
         let started = tokio::time::Instant::now();
         let mut reply = self
             .state(
@@ -793,27 +808,8 @@ impl WebhookProvider {
 }
 
 /// A transport error as an audit reason (the URL and the kind; no secret is ever in either).
-fn describe(e: &reqwest::Error, method: &Method, path: &str) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else if e.is_body() || e.is_decode() {
-        "broken response body"
-    } else {
-        "request failed"
-    };
-    let mut detail = String::new();
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(s) = source {
-        detail = s.to_string();
-        source = s.source();
-    }
-    if detail.is_empty() {
-        format!("webhook {method} {path}: {kind}")
-    } else {
-        format!("webhook {method} {path}: {kind} ({detail})")
-    }
+fn describe(e: &reqwest::Error, method: &Method, path: &str) -> ProviderError {
+    http::transport_error(e, &format!("webhook {method} {path}"), None)
 }
 
 #[async_trait]

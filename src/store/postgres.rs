@@ -290,9 +290,7 @@ impl PostgresSettings {
         let (mut bytes, _) = match &self.password {
             None => return Ok(None),
             Some(PasswordSource::Env(var)) => secret::from_env(var)?,
-            Some(PasswordSource::File(path)) => {
-                secret::from_file(path, "database password")?
-            }
+            Some(PasswordSource::File(path)) => secret::from_file(path, "database password")?,
         };
         if bytes.last() == Some(&b'\n') {
             bytes.pop();

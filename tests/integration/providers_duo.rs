@@ -615,7 +615,7 @@ async fn healthy(p: &dyn Provider) -> bool {
 
 fn failed(v: &Verdict) -> &str {
     match v {
-        Verdict::Failed(reason) => reason,
+        Verdict::Failed(e) => e.detail(),
         other => panic!("expected Failed, got {other:?}"),
     }
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::providers::{ProviderError, ProviderErrorKind};
+
 /// A checked `base_url`.
 #[derive(Debug, Clone)]
 pub(crate) struct BaseUrl {
@@ -98,4 +100,78 @@ pub(crate) fn client_builder(
     } else {
         builder
     }
+}
+
+/// A transport failure as a [`ProviderError`]: `{prefix}: could not connect (…)`, `broken
+/// response body`, `request failed` — the innermost cause, clipped, in parentheses. With
+/// `timeout`, a timeout reads `{prefix}: no answer within N s`; without, `{prefix}: timed out
+/// (…)`. The URL's query is never in the text (the prefix names the request).
+pub(crate) fn transport_error(
+    e: &reqwest::Error,
+    prefix: &str,
+    timeout: Option<Duration>,
+) -> ProviderError {
+    let (what, kind) = if e.is_timeout() {
+        if let Some(t) = timeout {
+            return ProviderError::new(
+                ProviderErrorKind::Timeout,
+                format!("{prefix}: no answer within {} s", t.as_secs()),
+            );
+        }
+        ("timed out", ProviderErrorKind::Timeout)
+    } else if e.is_connect() {
+        ("could not connect", ProviderErrorKind::Unreachable)
+    } else if e.is_body() || e.is_decode() {
+        ("broken response body", ProviderErrorKind::BadAnswer)
+    } else {
+        ("request failed", ProviderErrorKind::Unreachable)
+    };
+    let mut detail = String::new();
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    let detail: String = detail
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_DETAIL_CHARS)
+        .collect();
+    if detail.is_empty() {
+        ProviderError::new(kind, format!("{prefix}: {what}"))
+    } else {
+        ProviderError::new(kind, format!("{prefix}: {what} ({detail})"))
+    }
+}
+
+/// The longest cause taken into a transport failure's text (characters).
+const MAX_DETAIL_CHARS: usize = 200;
+
+/// A response body over `max` bytes, as a [`ProviderError`].
+pub(crate) fn oversized(prefix: &str, max: usize) -> ProviderError {
+    ProviderError::new(
+        ProviderErrorKind::BadAnswer,
+        format!("{prefix}: response body over {max} bytes"),
+    )
+}
+
+/// Reads `response`'s body, at most `max` bytes; a larger body or a broken one is the error.
+pub(crate) async fn read_capped(
+    response: &mut reqwest::Response,
+    prefix: &str,
+    max: usize,
+    timeout: Option<Duration>,
+) -> Result<Vec<u8>, ProviderError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| transport_error(&e, prefix, timeout))?
+    {
+        if bytes.len() + chunk.len() > max {
+            return Err(oversized(prefix, max));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }

@@ -61,11 +61,6 @@ impl Problems {
         }
     }
 
-    /// True when nothing was recorded.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// `Ok(value)` when nothing was recorded and `value` is there, else every problem.
     pub(crate) fn finish<T>(self, value: Option<T>) -> Result<T, Vec<Problem>> {
         match value {

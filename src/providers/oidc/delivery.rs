@@ -151,9 +151,7 @@ impl SmsChannel {
             }
         };
         let token = match (&self.auth_token_env, &self.auth_token_file) {
-            (Some(v), None) => {
-                read_secret(secret::from_env(v), "auth_token_env", &mut problems)
-            }
+            (Some(v), None) => read_secret(secret::from_env(v), "auth_token_env", &mut problems),
             (None, Some(f)) => read_secret(
                 secret::from_file(f, "Twilio auth token"),
                 "auth_token_file",

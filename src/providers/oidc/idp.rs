@@ -79,9 +79,10 @@ impl Idp {
     ) -> Result<Self, String> {
         let parsed = Url::parse(&issuer).map_err(|e| format!("issuer: {e}"))?;
         let loopback_ok = parsed.scheme() == "http" && is_loopback(&parsed);
-        let http = crate::providers::common::http::client_builder("oidc", timeout, timeout, loopback_ok)
-            .build()
-            .map_err(|e| e.to_string())?;
+        let http =
+            crate::providers::common::http::client_builder("oidc", timeout, timeout, loopback_ok)
+                .build()
+                .map_err(|e| e.to_string())?;
         Ok(Self {
             issuer,
             client_id,

@@ -66,7 +66,7 @@ use zeroize::Zeroizing;
 
 use super::common::secret::{self, SecretKeys};
 use super::common::settings::{resolve_paths, Problems};
-use super::{display, AuthAttempt, Provider, Verdict};
+use super::{display, AuthAttempt, Provider, ProviderErrorKind, Verdict};
 use crate::engine::audit::{self, AuditEvent, AuditKind};
 
 /// Default `username_claim`.
@@ -278,9 +278,9 @@ impl OidcSettings {
     fn issuer_url(&self) -> Result<Url, String> {
         match Url::parse(&self.issuer) {
             Ok(u) if idp::acceptable_url(&u, true) && u.query().is_none() => Ok(u),
-            Ok(_) => Err(
-                "must be https:// (http:// only to a loopback address), without a query".into(),
-            ),
+            Ok(_) => {
+                Err("must be https:// (http:// only to a loopback address), without a query".into())
+            }
             Err(e) => Err(format!("'{}' is not a URL: {e}", self.issuer)),
         }
     }
@@ -296,9 +296,9 @@ impl OidcSettings {
             {
                 Ok(u)
             }
-            Ok(_) => Err(
-                "must be https:// (http:// only to a loopback address), without a query".into(),
-            ),
+            Ok(_) => {
+                Err("must be https:// (http:// only to a loopback address), without a query".into())
+            }
             Err(e) => Err(format!("'{}' is not a URL: {e}", self.public_url)),
         }
     }
@@ -693,7 +693,10 @@ impl Provider for OidcProvider {
         }
         let token = random_token();
         if token.is_empty() {
-            return Verdict::Failed("no randomness for the step-up link".into());
+            return Verdict::failed(
+                ProviderErrorKind::Local,
+                "no randomness for the step-up link",
+            );
         }
         let key = key_of(&token);
         let (tx, mut rx) = oneshot::channel();
@@ -713,7 +716,7 @@ impl Provider for OidcProvider {
             tx,
         };
         if !inner.registry.insert_link(key, link) {
-            return Verdict::Failed("too many step-ups pending".into());
+            return Verdict::failed(ProviderErrorKind::Local, "too many step-ups pending");
         }
         let _cleanup = Cleanup {
             registry: &inner.registry,
@@ -737,7 +740,10 @@ impl Provider for OidcProvider {
             .deliver(attempt, &url, &text, expires_unix)
             .await
         {
-            return Verdict::Failed(format!("step-up link not delivered: {reason}"));
+            return Verdict::failed(
+                ProviderErrorKind::Rejected,
+                format!("step-up link not delivered: {reason}"),
+            );
         }
         tracing::info!(target: "pfgate::oidc", provider = %self.name, request_id = %attempt.request_id, channel = inner.channel.kind(), "step-up link delivered");
         let outcome = tokio::select! {
