@@ -46,6 +46,7 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -63,6 +64,7 @@ use super::common::http::{self, BaseUrl, BaseUrlRules};
 use super::common::secret::{self, Secret, SecretKeys};
 use super::common::settings::{resolve_paths, Problems};
 use super::common::BuildError;
+use super::settings::{BuildContext, ProviderConfig};
 use super::{AuthAttempt, Provider, ProviderError, ProviderErrorKind as Kind, Verdict};
 
 /// Default for `request_timeout_secs` (`preauth`, `auth`, `check`).
@@ -521,6 +523,18 @@ impl DuoSettings {
             poll_interval,
         });
         problems.finish(checked)
+    }
+}
+
+impl ProviderConfig for DuoSettings {
+    fn resolve_relative_to(&mut self, dir: &Path) {
+        DuoSettings::resolve_relative_to(self, dir);
+    }
+    fn validate(&self) -> Vec<(String, String)> {
+        DuoSettings::validate(self)
+    }
+    fn build(&self, cx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, BuildError> {
+        Ok(Arc::new(DuoSettings::build(self, cx.name)?))
     }
 }
 

@@ -16,11 +16,13 @@ mod error;
 pub mod oidc;
 pub mod router;
 pub mod scripted;
+mod settings;
 pub mod twilio;
 pub mod webhook;
 
 pub use common::BuildError;
 pub use error::{ProviderError, ProviderErrorKind};
+pub use settings::{BuildContext, ProviderConfig, ProviderSettings, ScriptedSettings};
 
 use std::net::IpAddr;
 

@@ -53,7 +53,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -69,6 +69,7 @@ use super::common::http::{self, BaseUrl, BaseUrlRules};
 use super::common::secret::{self, Secret, SecretKeys};
 use super::common::settings::{resolve_paths, Problems};
 use super::common::BuildError;
+use super::settings::{BuildContext, ProviderConfig};
 use super::{AuthAttempt, Provider, ProviderError, ProviderErrorKind as Kind, Refusal, Verdict};
 use crate::pfwssdk::Mode3;
 
@@ -267,6 +268,18 @@ impl TwilioSettings {
             send_window,
         });
         problems.finish(checked)
+    }
+}
+
+impl ProviderConfig for TwilioSettings {
+    fn resolve_relative_to(&mut self, dir: &Path) {
+        TwilioSettings::resolve_relative_to(self, dir);
+    }
+    fn validate(&self) -> Vec<(String, String)> {
+        TwilioSettings::validate(self)
+    }
+    fn build(&self, cx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, BuildError> {
+        Ok(Arc::new(TwilioSettings::build(self, cx.name)?))
     }
 }
 

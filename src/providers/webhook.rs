@@ -30,6 +30,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -43,6 +44,7 @@ use super::common::http::{self, BaseUrl, BaseUrlRules};
 use super::common::secret::{self, Secret, SecretKeys};
 use super::common::settings::{resolve_paths, Problems};
 use super::common::BuildError;
+use super::settings::{BuildContext, ProviderConfig};
 use super::{AuthAttempt, Provider, ProviderError, ProviderErrorKind as Kind, Verdict};
 use crate::pfwssdk::Mode3;
 
@@ -563,6 +565,20 @@ impl WebhookSettings {
                 }
             });
         problems.take_as("ca_file", read)
+    }
+}
+
+impl ProviderConfig for WebhookSettings {
+    fn resolve_relative_to(&mut self, dir: &Path) {
+        WebhookSettings::resolve_relative_to(self, dir);
+    }
+    fn validate(&self) -> Vec<(String, String)> {
+        WebhookSettings::validate(self)
+    }
+    fn build(&self, cx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, BuildError> {
+        Ok(Arc::new(
+            WebhookSettings::build(self, cx.name)?.with_auth_timeout(cx.auth_timeout),
+        ))
     }
 }
 

@@ -66,6 +66,8 @@ use zeroize::Zeroizing;
 
 use super::common::secret::{self, SecretKeys};
 use super::common::settings::{resolve_paths, Problems};
+use super::common::BuildError;
+use super::settings::{BuildContext, ProviderConfig};
 use super::{display, AuthAttempt, Provider, ProviderErrorKind, Verdict};
 use crate::engine::audit::{self, AuditEvent, AuditKind};
 
@@ -460,6 +462,20 @@ impl OidcSettings {
             inner,
             listen_addr: bound,
         })
+    }
+}
+
+impl ProviderConfig for OidcSettings {
+    fn resolve_relative_to(&mut self, dir: &Path) {
+        OidcSettings::resolve_relative_to(self, dir);
+    }
+    fn validate(&self) -> Vec<(String, String)> {
+        OidcSettings::validate(self)
+    }
+    fn build(&self, cx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, BuildError> {
+        Ok(Arc::new(
+            OidcSettings::build(self, cx.name, cx.auth_timeout).map_err(BuildError::Start)?,
+        ))
     }
 }
 
