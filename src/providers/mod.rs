@@ -28,7 +28,7 @@ use std::net::IpAddr;
 
 use async_trait::async_trait;
 
-use crate::engine::phone::E164;
+use crate::core::phone::E164;
 use crate::pfwssdk::Mode3;
 
 /// One authentication to perform.

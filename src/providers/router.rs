@@ -694,7 +694,7 @@ mod tests {
             username: user.into(),
             user_group: group.into(),
             caller: "CONTOSO\\mim".into(),
-            phone: crate::engine::phone::E164::parse("44", "2079460000", "", "1").unwrap(),
+            phone: crate::core::phone::E164::parse("44", "2079460000", "", "1").unwrap(),
             mode: Mode3::VoiceCall,
             application_name: String::new(),
             initiating_ip: String::new(),

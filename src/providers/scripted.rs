@@ -69,7 +69,7 @@ impl ScriptedProvider {
         // A user's own rule applies when the call goes to that user's number; a number given in
         // the call (PfAuthUser_5) is decided by the phone rules.
         if let Some(user) = self.directory.get(&attempt.username) {
-            let own = crate::engine::phone::E164::parse(&user.country_code, &user.phone, "", "1")
+            let own = crate::core::phone::E164::parse(&user.country_code, &user.phone, "", "1")
                 .map(|p| p.e164() == attempt.phone.e164())
                 .unwrap_or(false);
             if own {

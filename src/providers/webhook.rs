@@ -208,7 +208,7 @@ pub fn verify(
 
 /// Seconds since the Unix epoch, the clock signatures use.
 pub fn now_unix() -> i64 {
-    crate::engine::now_unix()
+    crate::core::clock::now_unix()
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -301,7 +301,7 @@ impl Channel {
                     .post(url.clone())
                     .header("Content-Type", "application/json");
                 if let Some(secret) = secret {
-                    let ts = crate::engine::now_unix();
+                    let ts = crate::core::clock::now_unix();
                     let path = match url.query() {
                         Some(q) => format!("{}?{q}", url.path()),
                         None => url.path().to_string(),

@@ -660,7 +660,7 @@ pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 pub(crate) fn now_unix() -> i64 {
-    crate::engine::now_unix()
+    crate::core::clock::now_unix()
 }
 
 /// Writes the `fraud_reported` audit event ("This wasn't me").
