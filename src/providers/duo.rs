@@ -391,17 +391,6 @@ struct Checked {
 }
 
 impl DuoSettings {
-    /// Makes a relative `secret_key_file` relative to `dir` (the configuration file's directory).
-    pub fn resolve_relative_to(&mut self, dir: &Path) {
-        resolve_paths(dir, [&mut self.secret_key_file]);
-    }
-
-    /// Every problem, as `(key, reason)` for `pfgate check-config`. The secret is read, so a
-    /// missing variable or file is reported now.
-    pub fn validate(&self) -> Vec<(String, String)> {
-        self.check().err().unwrap_or_default()
-    }
-
     /// A provider named `name` (for logs and audit), with its secret key loaded.
     pub fn build(&self, name: &str) -> Result<DuoProvider, BuildError> {
         let c = self.check().map_err(BuildError::invalid("Duo"))?;
@@ -498,20 +487,9 @@ impl DuoSettings {
             }),
         };
 
-        let request_timeout = Duration::from_secs(problems.bounded(
-            "request_timeout_secs",
-            self.request_timeout_secs,
-            1..=60,
-            DEFAULT_REQUEST_TIMEOUT.as_secs(),
-            "seconds",
-        ));
-        let poll_interval = Duration::from_millis(problems.bounded(
-            "poll_interval_ms",
-            self.poll_interval_ms,
-            100..=10_000,
-            u64::try_from(DEFAULT_POLL_INTERVAL.as_millis()).unwrap_or(1000),
-            "milliseconds",
-        ));
+        let request_timeout =
+            problems.request_timeout(self.request_timeout_secs, DEFAULT_REQUEST_TIMEOUT);
+        let poll_interval = problems.poll_interval(self.poll_interval_ms, DEFAULT_POLL_INTERVAL);
 
         let checked = base.zip(secret).map(|(base, secret)| Checked {
             base,
@@ -527,12 +505,17 @@ impl DuoSettings {
 }
 
 impl ProviderConfig for DuoSettings {
+    /// Makes a relative `secret_key_file` relative to `dir` (the configuration file's directory).
     fn resolve_relative_to(&mut self, dir: &Path) {
-        DuoSettings::resolve_relative_to(self, dir);
+        resolve_paths(dir, [&mut self.secret_key_file]);
     }
+
+    /// Every problem, as `(key, reason)` for `pfgate check-config`. The secret is read, so a
+    /// missing variable or file is reported now.
     fn validate(&self) -> Vec<(String, String)> {
-        DuoSettings::validate(self)
+        self.check().err().unwrap_or_default()
     }
+
     fn build(&self, cx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, BuildError> {
         Ok(Arc::new(DuoSettings::build(self, cx.name)?))
     }

@@ -157,17 +157,6 @@ struct Checked {
 }
 
 impl TwilioSettings {
-    /// Makes a relative `auth_token_file` relative to `dir` (the configuration file's directory).
-    pub fn resolve_relative_to(&mut self, dir: &Path) {
-        resolve_paths(dir, [&mut self.auth_token_file]);
-    }
-
-    /// Every problem, as `(key, reason)` for `pfgate check-config`. The token is read, so a
-    /// missing variable or file is reported now.
-    pub fn validate(&self) -> Vec<(String, String)> {
-        self.check().err().unwrap_or_default()
-    }
-
     /// A provider named `name` (for logs and audit), with its token loaded.
     pub fn build(&self, name: &str) -> Result<TwilioProvider, BuildError> {
         let c = self.check().map_err(BuildError::invalid("Twilio Verify"))?;
@@ -235,13 +224,8 @@ impl TwilioSettings {
             check_secret,
         ));
 
-        let request_timeout = Duration::from_secs(problems.bounded(
-            "request_timeout_secs",
-            self.request_timeout_secs,
-            1..=60,
-            DEFAULT_REQUEST_TIMEOUT.as_secs(),
-            "seconds",
-        ));
+        let request_timeout =
+            problems.request_timeout(self.request_timeout_secs, DEFAULT_REQUEST_TIMEOUT);
         let max_sends = problems.bounded(
             "max_sends_per_user",
             self.max_sends_per_user.map(u64::from),
@@ -272,12 +256,17 @@ impl TwilioSettings {
 }
 
 impl ProviderConfig for TwilioSettings {
+    /// Makes a relative `auth_token_file` relative to `dir` (the configuration file's directory).
     fn resolve_relative_to(&mut self, dir: &Path) {
-        TwilioSettings::resolve_relative_to(self, dir);
+        resolve_paths(dir, [&mut self.auth_token_file]);
     }
+
+    /// Every problem, as `(key, reason)` for `pfgate check-config`. The token is read, so a
+    /// missing variable or file is reported now.
     fn validate(&self) -> Vec<(String, String)> {
-        TwilioSettings::validate(self)
+        self.check().err().unwrap_or_default()
     }
+
     fn build(&self, cx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, BuildError> {
         Ok(Arc::new(TwilioSettings::build(self, cx.name)?))
     }

@@ -415,25 +415,6 @@ struct Checked {
 }
 
 impl WebhookSettings {
-    /// Makes relative file paths relative to `dir` (the configuration file's directory).
-    pub fn resolve_relative_to(&mut self, dir: &Path) {
-        resolve_paths(
-            dir,
-            [
-                &mut self.secret_file,
-                &mut self.client_cert,
-                &mut self.client_key,
-                &mut self.ca_file,
-            ],
-        );
-    }
-
-    /// Every problem, as `(key, reason)` for `pfgate check-config`: the URL, the secret (read, so
-    /// a missing variable or file is reported now), the certificate files and the numbers.
-    pub fn validate(&self) -> Vec<(String, String)> {
-        self.check().err().unwrap_or_default()
-    }
-
     /// A provider named `name` (for logs and audit).
     pub fn build(&self, name: &str) -> Result<WebhookProvider, BuildError> {
         let c = self.check().map_err(BuildError::invalid("webhook"))?;
@@ -472,20 +453,10 @@ impl WebhookSettings {
         ));
         let identity = self.client_identity(&mut problems);
         let roots = self.roots(&mut problems);
-        let request_timeout = Duration::from_secs(problems.bounded(
-            "request_timeout_secs",
-            self.request_timeout_secs,
-            1..=60,
-            DEFAULT_REQUEST_TIMEOUT.as_secs(),
-            "seconds",
-        ));
-        let poll_interval = Duration::from_millis(problems.bounded(
-            "poll_interval_ms",
-            self.poll_interval_ms,
-            100..=10_000,
-            1000,
-            "milliseconds",
-        ));
+        let request_timeout =
+            problems.request_timeout(self.request_timeout_secs, DEFAULT_REQUEST_TIMEOUT);
+        let poll_interval =
+            problems.poll_interval(self.poll_interval_ms, Duration::from_millis(1000));
         let window = Duration::from_secs(problems.bounded(
             "signature_window_secs",
             self.signature_window_secs,
@@ -569,12 +540,25 @@ impl WebhookSettings {
 }
 
 impl ProviderConfig for WebhookSettings {
+    /// Makes relative file paths relative to `dir` (the configuration file's directory).
     fn resolve_relative_to(&mut self, dir: &Path) {
-        WebhookSettings::resolve_relative_to(self, dir);
+        resolve_paths(
+            dir,
+            [
+                &mut self.secret_file,
+                &mut self.client_cert,
+                &mut self.client_key,
+                &mut self.ca_file,
+            ],
+        );
     }
+
+    /// Every problem, as `(key, reason)` for `pfgate check-config`: the URL, the secret (read, so
+    /// a missing variable or file is reported now), the certificate files and the numbers.
     fn validate(&self) -> Vec<(String, String)> {
-        WebhookSettings::validate(self)
+        self.check().err().unwrap_or_default()
     }
+
     fn build(&self, cx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, BuildError> {
         Ok(Arc::new(
             WebhookSettings::build(self, cx.name)?.with_auth_timeout(cx.auth_timeout),

@@ -35,7 +35,9 @@ use hyper_util::rt::TokioIo;
 use pfgate::engine::phone::E164;
 use pfgate::pfwssdk::Mode3;
 use pfgate::providers::twilio::{TwilioProvider, TwilioSettings};
-use pfgate::providers::{AuthAttempt, Blame, Provider, ProviderErrorKind, Verdict};
+use pfgate::providers::{
+    AuthAttempt, Blame, Provider, ProviderConfig as _, ProviderErrorKind, Verdict,
+};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 

@@ -31,7 +31,7 @@ use pfgate::providers::webhook::{
     self, now_unix, SignatureError, Signed, StartRequest, StateResponse, WebhookProvider,
     WebhookSettings, SIGNATURE_HEADER, TIMESTAMP_HEADER,
 };
-use pfgate::providers::{AuthAttempt, Provider, ProviderErrorKind, Verdict};
+use pfgate::providers::{AuthAttempt, Provider, ProviderConfig as _, ProviderErrorKind, Verdict};
 use tokio::net::TcpListener;
 
 /// The shared secret both sides hold in these tests.

@@ -124,18 +124,21 @@ pub(crate) fn from_file(path: &Path, what: &str) -> Result<(Zeroizing<Vec<u8>>, 
     let bytes = std::fs::read(path)
         .map(Zeroizing::new)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    warn_if_exposed(path, what);
+    warn_if_exposed(path, what, "chmod 600");
     Ok((bytes, path.display().to_string()))
 }
 
+/// Warns when the file at `path` is readable by group or others: `what` names the secret,
+/// `fix` says how to restrict it. Used for every secret file pfgate reads (providers' secrets,
+/// the database password, the store's secrets key).
 #[cfg(unix)]
-fn warn_if_exposed(path: &Path, what: &str) {
+pub(crate) fn warn_if_exposed(path: &Path, what: &str, fix: &str) {
     use std::os::unix::fs::PermissionsExt as _;
     if let Ok(meta) = std::fs::metadata(path) {
         if meta.permissions().mode() & 0o077 != 0 {
             tracing::warn!(
                 path = %path.display(),
-                "the {what} file is readable by group or others; restrict it to the service user (chmod 600)"
+                "the {what} file is readable by group or others; restrict it to the service user ({fix})"
             );
         }
     }
@@ -146,4 +149,4 @@ fn warn_if_exposed(path: &Path, what: &str) {
 /// maintained crate, and there is none for ACLs: docs/deploy.md ("Windows") has the `icacls` step
 /// that restricts `C:\ProgramData\pfgate` to SYSTEM, Administrators and the service account.
 #[cfg(not(unix))]
-fn warn_if_exposed(_path: &Path, _what: &str) {}
+pub(crate) fn warn_if_exposed(_path: &Path, _what: &str, _fix: &str) {}

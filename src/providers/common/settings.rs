@@ -4,6 +4,7 @@
 
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// A settings problem: the key under `[providers.<name>]` and the reason.
 pub type Problem = (String, String);
@@ -59,6 +60,26 @@ impl Problems {
             Some(x) => x,
             None => default,
         }
+    }
+
+    /// `request_timeout_secs`, the timeout of one HTTP request: 1–60 s, `default` when absent.
+    pub(crate) fn request_timeout(&mut self, v: Option<u64>, default: Duration) -> Duration {
+        let secs = self.bounded(
+            "request_timeout_secs",
+            v,
+            1..=60,
+            default.as_secs(),
+            "seconds",
+        );
+        Duration::from_secs(secs)
+    }
+
+    /// `poll_interval_ms`, the wait between two status questions: 100–10000 ms, `default` when
+    /// absent.
+    pub(crate) fn poll_interval(&mut self, v: Option<u64>, default: Duration) -> Duration {
+        let default = u64::try_from(default.as_millis()).unwrap_or(1000);
+        let ms = self.bounded("poll_interval_ms", v, 100..=10_000, default, "milliseconds");
+        Duration::from_millis(ms)
     }
 
     /// `Ok(value)` when nothing was recorded and `value` is there, else every problem.

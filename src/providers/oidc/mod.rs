@@ -181,27 +181,6 @@ pub struct OidcSettings {
 }
 
 impl OidcSettings {
-    /// Makes relative paths relative to the configuration file's directory.
-    pub fn resolve_relative_to(&mut self, base: &Path) {
-        resolve_paths(
-            base,
-            [
-                &mut self.client_secret_file,
-                &mut self.tls_cert,
-                &mut self.tls_key,
-            ],
-        );
-        if let Some(w) = &mut self.webhook {
-            w.resolve_relative_to(base);
-        }
-        if let Some(s) = &mut self.sms {
-            s.resolve_relative_to(base);
-        }
-        if let Some(e) = &mut self.email {
-            e.resolve_relative_to(base);
-        }
-    }
-
     /// How the signed-in identity is matched: `match` as configured, else the default for
     /// `username_claim`; `Err` when `match` names neither way.
     pub fn identity_match(&self) -> Result<IdentityMatch, String> {
@@ -214,14 +193,6 @@ impl OidcSettings {
             Some("username") => Ok(IdentityMatch::Username),
             Some("external_id") => Ok(IdentityMatch::ExternalId),
             Some(other) => Err(format!("'{other}' is not \"username\" or \"external_id\"")),
-        }
-    }
-
-    /// Every problem, as `(key, reason)`.
-    pub fn validate(&self) -> Vec<(String, String)> {
-        match self.check() {
-            Ok(_) => Vec::new(),
-            Err(p) => p,
         }
     }
 
@@ -466,12 +437,32 @@ impl OidcSettings {
 }
 
 impl ProviderConfig for OidcSettings {
-    fn resolve_relative_to(&mut self, dir: &Path) {
-        OidcSettings::resolve_relative_to(self, dir);
+    /// Makes relative paths relative to the configuration file's directory.
+    fn resolve_relative_to(&mut self, base: &Path) {
+        resolve_paths(
+            base,
+            [
+                &mut self.client_secret_file,
+                &mut self.tls_cert,
+                &mut self.tls_key,
+            ],
+        );
+        if let Some(w) = &mut self.webhook {
+            w.resolve_relative_to(base);
+        }
+        if let Some(s) = &mut self.sms {
+            s.resolve_relative_to(base);
+        }
+        if let Some(e) = &mut self.email {
+            e.resolve_relative_to(base);
+        }
     }
+
+    /// Every problem, as `(key, reason)`.
     fn validate(&self) -> Vec<(String, String)> {
-        OidcSettings::validate(self)
+        self.check().err().unwrap_or_default()
     }
+
     fn build(&self, cx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, BuildError> {
         Ok(Arc::new(
             OidcSettings::build(self, cx.name, cx.auth_timeout).map_err(BuildError::Start)?,
