@@ -173,26 +173,14 @@ fn provider_keeping(
             named.insert(name.clone(), running);
             continue;
         }
-        let built: Arc<dyn crate::providers::Provider> = match p {
-            ProviderSettings::Scripted => Arc::new(ScriptedProvider::from_directory(directory)),
-            ProviderSettings::Webhook(w) => Arc::new(
-                w.build(name)
-                    .map_err(|e| BuildError::Provider(name.clone(), e.to_string()))?
-                    .with_auth_timeout(settings.engine.auth_timeout),
-            ),
-            ProviderSettings::Duo(d) => Arc::new(
-                d.build(name)
-                    .map_err(|e| BuildError::Provider(name.clone(), e.to_string()))?,
-            ),
-            ProviderSettings::Twilio(t) => Arc::new(
-                t.build(name)
-                    .map_err(|e| BuildError::Provider(name.clone(), e.to_string()))?,
-            ),
-            ProviderSettings::Oidc(o) => Arc::new(
-                o.build(name, settings.engine.auth_timeout)
-                    .map_err(|e| BuildError::Provider(name.clone(), e))?,
-            ),
+        let cx = crate::providers::BuildContext {
+            name,
+            auth_timeout: settings.engine.auth_timeout,
+            directory,
         };
+        let built = p
+            .build(&cx)
+            .map_err(|e| BuildError::Provider(name.clone(), e.to_string()))?;
         named.insert(name.clone(), built);
     }
     let router = Router::new(settings.routes.clone(), &named, settings.breaker)

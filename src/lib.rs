@@ -23,6 +23,7 @@ pub mod auth;
 pub mod cli;
 pub mod cli_docs;
 pub mod config;
+pub mod core;
 pub mod devcert;
 pub mod engine;
 pub mod healthcheck;

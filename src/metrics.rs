@@ -183,26 +183,6 @@ impl VerdictLabel {
             VerdictLabel::Failed => "failed",
         }
     }
-
-    /// The label of a provider's verdict.
-    pub fn of(v: &crate::providers::Verdict) -> Self {
-        use crate::providers::Verdict;
-        match v {
-            Verdict::Approved | Verdict::AppApproved | Verdict::Bypassed(_) => {
-                VerdictLabel::Approved
-            }
-            Verdict::NotAnswered => VerdictLabel::NotAnswered,
-            Verdict::HungUp => VerdictLabel::HungUp,
-            // "This wasn't me" is a refusal by the person, as a denial is.
-            Verdict::Denied | Verdict::FraudReported => VerdictLabel::Denied,
-            Verdict::Failed(_) | Verdict::FailedOpen(_) => VerdictLabel::Failed,
-            // Counted as the breaker counts it.
-            Verdict::Refused(_) if crate::providers::router::counts_against_provider(v) => {
-                VerdictLabel::Failed
-            }
-            Verdict::Refused(_) => VerdictLabel::Denied,
-        }
-    }
 }
 
 /// A breaker's state as the `pfgate_provider_breaker_state` gauge reports it.

@@ -47,7 +47,7 @@ use super::policy::{Refusal, Standing};
 use super::{now_unix, CallContext, Engine};
 use crate::pfwssdk::codes::{CallCode, ErrorCode};
 use crate::pfwssdk::{CallResult, Error, Mode3};
-use crate::providers::{AuthAttempt, Provider, Verdict};
+use crate::providers::{AuthAttempt, Provider, ProviderErrorKind, Verdict};
 use crate::store::{
     CallClaim, CallKey, CallState, Store, StoreError, Transaction, TransactionKind, UserRecord,
 };
@@ -181,11 +181,14 @@ impl Ending {
                 t.strip_prefix("failed_open:"),
                 t.strip_prefix("bypassed:"),
             ) {
-                (Some(reason), _, _) => Ending::Verdict(Verdict::Failed(reason.into())),
+                (Some(reason), _, _) => {
+                    Ending::Verdict(Verdict::failed(ProviderErrorKind::Relayed, reason))
+                }
                 (_, Some(reason), _) => Ending::Verdict(Verdict::FailedOpen(reason.into())),
                 (_, _, Some(reason)) => Ending::Verdict(Verdict::Bypassed(reason.into())),
-                _ => Ending::Verdict(Verdict::Failed(
-                    "another instance recorded an ending this version does not know".into(),
+                _ => Ending::Verdict(Verdict::failed(
+                    ProviderErrorKind::Relayed,
+                    "another instance recorded an ending this version does not know",
                 )),
             },
         }
@@ -664,7 +667,12 @@ impl Engine {
         let deadline = self.settings.auth_timeout;
         let started = tokio::time::timeout(deadline, self.provider.start_verification(&attempt))
             .await
-            .unwrap_or_else(|_| Some((String::new(), Verdict::Failed("deadline passed".into()))));
+            .unwrap_or_else(|_| {
+                Some((
+                    String::new(),
+                    Verdict::failed(ProviderErrorKind::Deadline, "deadline passed"),
+                ))
+            });
         if let Some((name, verdict)) = started {
             return (
                 self.code_sent(username, &attempt, &name, verdict).await,
@@ -795,7 +803,11 @@ impl Engine {
             Verdict::AppApproved | Verdict::Bypassed(_) => {
                 AuthDecision::denied(CallCode::UnableToPlaceCall, Some(request_id))
             }
-            Verdict::Failed(reason) | Verdict::FailedOpen(reason) => {
+            Verdict::Failed(e) => {
+                tracing::warn!(target: "pfgate::engine", reason = %e, "one-time code not sent");
+                AuthDecision::denied(CallCode::UnableToPlaceCall, Some(request_id))
+            }
+            Verdict::FailedOpen(reason) => {
                 tracing::warn!(target: "pfgate::engine", reason = %reason, "one-time code not sent");
                 AuthDecision::denied(CallCode::UnableToPlaceCall, Some(request_id))
             }
@@ -1142,7 +1154,8 @@ mod tests {
             Ending::Verdict(Verdict::NotAnswered),
             Ending::Verdict(Verdict::HungUp),
             Ending::Verdict(Verdict::Denied),
-            Ending::Verdict(Verdict::Failed("carrier: busy".into())),
+            // The store keeps the failure's text; its kind does not travel (`Relayed`).
+            Ending::Verdict(Verdict::failed(ProviderErrorKind::Relayed, "carrier: busy")),
             Ending::Verdict(Verdict::FailedOpen("all providers down".into())),
             Ending::Verdict(Verdict::Bypassed("Duo bypass".into())),
             Ending::Deadline,

@@ -438,7 +438,10 @@ impl Provider for MockProvider {
     async fn send_code(&self, attempt: &AuthAttempt, code: &str) -> Verdict {
         let loaded = self.state.loaded();
         match self.state.decide(&attempt.username, &attempt.phone.e164()) {
-            Some((Outcome::Fail, _)) => Verdict::Failed("scripted failure".into()),
+            Some((Outcome::Fail, _)) => Verdict::failed(
+                crate::providers::ProviderErrorKind::Scripted,
+                "scripted failure",
+            ),
             Some(_) => {
                 loaded.scripted.deliver(attempt, code);
                 Verdict::Approved

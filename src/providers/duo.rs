@@ -46,6 +46,7 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -59,7 +60,12 @@ use sha2::Sha512;
 use url::Url;
 use zeroize::Zeroizing;
 
-use super::{AuthAttempt, Provider, Verdict};
+use super::common::http::{self, BaseUrl, BaseUrlRules};
+use super::common::secret::{self, Secret, SecretKeys};
+use super::common::settings::{resolve_paths, Problems};
+use super::common::BuildError;
+use super::settings::{BuildContext, ProviderConfig};
+use super::{AuthAttempt, Provider, ProviderError, ProviderErrorKind as Kind, Verdict};
 
 /// Default for `request_timeout_secs` (`preauth`, `auth`, `check`).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -362,30 +368,20 @@ pub struct DuoSettings {
     pub allow_bypass: Option<bool>,
 }
 
-/// Why a provider could not be built. The texts name no secret.
-#[derive(Debug, thiserror::Error)]
-pub enum DuoError {
-    /// The settings have problems, as `(key, reason)`.
-    #[error("invalid Duo provider settings: {}", .0.iter().map(|(k, r)| format!("{k}: {r}")).collect::<Vec<_>>().join("; "))]
-    Invalid(Vec<(String, String)>),
-    /// The HTTP client could not be made.
-    #[error("cannot create the Duo HTTP client: {0}")]
-    Client(String),
-}
-
-/// The secret key; wiped on drop, never printed.
-struct Secret(Zeroizing<Vec<u8>>);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
+/// The secret key's two settings keys.
+fn secret_keys(s: &DuoSettings) -> SecretKeys<'_> {
+    SecretKeys {
+        env_key: "secret_key_env",
+        env: s.secret_key_env.as_deref(),
+        file_key: "secret_key_file",
+        file: s.secret_key_file.as_deref(),
+        what: "Duo secret key",
     }
 }
 
 /// Settings after checking.
 struct Checked {
-    base: Url,
-    loopback: bool,
+    base: BaseUrl,
     host: String,
     secret: Secret,
     template: UsernameTemplate,
@@ -395,43 +391,20 @@ struct Checked {
 }
 
 impl DuoSettings {
-    /// Makes a relative `secret_key_file` relative to `dir` (the configuration file's directory).
-    pub fn resolve_relative_to(&mut self, dir: &Path) {
-        if let Some(p) = &mut self.secret_key_file {
-            if p.is_relative() {
-                *p = dir.join(&*p);
-            }
-        }
-    }
-
-    /// Every problem, as `(key, reason)` for `pfgate check-config`. The secret is read, so a
-    /// missing variable or file is reported now.
-    pub fn validate(&self) -> Vec<(String, String)> {
-        match self.check() {
-            Ok(_) => Vec::new(),
-            Err(problems) => problems,
-        }
-    }
-
     /// A provider named `name` (for logs and audit), with its secret key loaded.
-    pub fn build(&self, name: &str) -> Result<DuoProvider, DuoError> {
-        let c = self.check().map_err(DuoError::Invalid)?;
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(c.request_timeout)
-            .timeout(AUTH_STATUS_TIMEOUT)
-            .user_agent(concat!("pfgate/", env!("CARGO_PKG_VERSION"), " duo"))
-            .https_only(!c.loopback);
-        if c.loopback {
-            // A proxy from the environment must not see (or break) loopback traffic.
-            builder = builder.no_proxy();
-        }
-        let client = builder
-            .build()
-            .map_err(|e| DuoError::Client(e.to_string()))?;
+    pub fn build(&self, name: &str) -> Result<DuoProvider, BuildError> {
+        let c = self.check().map_err(BuildError::invalid("Duo"))?;
+        let client = http::client_builder(
+            "duo",
+            c.request_timeout,
+            AUTH_STATUS_TIMEOUT,
+            c.base.loopback,
+        )
+        .build()
+        .map_err(BuildError::client("Duo"))?;
         Ok(DuoProvider {
             name: name.to_string(),
-            base: c.base,
+            base: c.base.url,
             host: c.host,
             integration_key: self.integration_key.trim().to_string(),
             secret: c.secret,
@@ -444,10 +417,8 @@ impl DuoSettings {
         })
     }
 
-    fn check(&self) -> Result<Checked, Vec<(String, String)>> {
-        let mut problems: Vec<(String, String)> = Vec::new();
-        let mut problem = |key: &str, reason: String| problems.push((key.to_string(), reason));
-
+    /// The API host (lower case) and where requests go.
+    fn check_host(&self, problems: &mut Problems) -> (String, Option<BaseUrl>) {
         let host = self.api_host.trim().to_ascii_lowercase();
         let host_ok = !host.is_empty()
             && host
@@ -456,7 +427,7 @@ impl DuoSettings {
             && !host.starts_with(['.', '-'])
             && !host.ends_with(['.', '-']);
         if !host_ok {
-            problem(
+            problems.push(
                 "api_host",
                 format!(
                     "'{}' is not a host name (give the API hostname from the Duo Admin Panel, \
@@ -465,71 +436,45 @@ impl DuoSettings {
                 ),
             );
         }
-
         let base = match &self.base_url {
-            None if host_ok => match Url::parse(&format!("https://{host}/")) {
-                Ok(u) => Some((u, false)),
-                Err(e) => {
-                    problem("api_host", format!("'{host}' does not make a URL: {e}"));
-                    None
-                }
-            },
+            None if host_ok => problems.take_as(
+                "api_host",
+                Url::parse(&format!("https://{host}/"))
+                    .map(|url| BaseUrl {
+                        url,
+                        loopback: false,
+                    })
+                    .map_err(|e| format!("'{host}' does not make a URL: {e}")),
+            ),
             None => None,
-            Some(s) => match check_base_url(s) {
-                Ok(b) => Some(b),
-                Err(reason) => {
-                    problem("base_url", reason);
-                    None
-                }
-            },
+            Some(s) => problems.take_as("base_url", check_base_url(s)),
         };
+        (host, base)
+    }
+
+    fn check(&self) -> Result<Checked, Vec<(String, String)>> {
+        let mut problems = Problems::default();
+        let (host, base) = self.check_host(&mut problems);
 
         let ikey = self.integration_key.trim();
         if ikey.is_empty() || !ikey.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            problem(
+            problems.push(
                 "integration_key",
-                "the integration key (DI…, from the Duo Admin Panel) must be letters and digits"
-                    .into(),
+                "the integration key (DI…, from the Duo Admin Panel) must be letters and digits",
             );
         }
 
-        let secret = match (&self.secret_key_env, &self.secret_key_file) {
-            (Some(_), Some(_)) => {
-                problem(
-                    "secret_key_env",
-                    "give either secret_key_env or secret_key_file, not both".into(),
-                );
-                None
-            }
-            (None, None) => {
-                problem(
-                    "secret_key_env",
-                    "the secret key is required: secret_key_env (an environment variable's name) \
-                     or secret_key_file (a file); it is never written in the configuration itself"
-                        .into(),
-                );
-                None
-            }
-            (Some(var), None) => match load_secret_env(var) {
-                Ok(s) => Some(s),
-                Err(reason) => {
-                    problem("secret_key_env", reason);
-                    None
-                }
-            },
-            (None, Some(path)) => match load_secret_file(path) {
-                Ok(s) => Some(s),
-                Err(reason) => {
-                    problem("secret_key_file", reason);
-                    None
-                }
-            },
-        };
+        let secret = problems.take(secret::load_required(
+            secret_keys(self),
+            "the secret key is required: secret_key_env (an environment variable's name) \
+             or secret_key_file (a file); it is never written in the configuration itself",
+            check_secret,
+        ));
 
         let template = match self.username_template.as_deref() {
             None => UsernameTemplate::default(),
             Some(t) => UsernameTemplate::parse(t).unwrap_or_else(|reason| {
-                problem("username_template", reason);
+                problems.push("username_template", reason);
                 UsernameTemplate::default()
             }),
         };
@@ -537,111 +482,64 @@ impl DuoSettings {
         let factor = match self.factor.as_deref() {
             None => Factor::Auto,
             Some(f) => Factor::parse(f).unwrap_or_else(|| {
-                problem("factor", format!("'{f}' is not one of auto, push, phone"));
+                problems.push("factor", format!("'{f}' is not one of auto, push, phone"));
                 Factor::Auto
             }),
         };
 
-        let mut bounded =
-            |key: &str, v: Option<u64>, lo: u64, hi: u64, def: u64, unit: &str| match v {
-                Some(x) if !(lo..=hi).contains(&x) => {
-                    problem(key, format!("must be between {lo} and {hi} {unit}"));
-                    def
-                }
-                Some(x) => x,
-                None => def,
-            };
-        let request_timeout = Duration::from_secs(bounded(
-            "request_timeout_secs",
-            self.request_timeout_secs,
-            1,
-            60,
-            DEFAULT_REQUEST_TIMEOUT.as_secs(),
-            "seconds",
-        ));
-        let poll_interval = Duration::from_millis(bounded(
-            "poll_interval_ms",
-            self.poll_interval_ms,
-            100,
-            10_000,
-            u64::try_from(DEFAULT_POLL_INTERVAL.as_millis()).unwrap_or(1000),
-            "milliseconds",
-        ));
+        let request_timeout =
+            problems.request_timeout(self.request_timeout_secs, DEFAULT_REQUEST_TIMEOUT);
+        let poll_interval = problems.poll_interval(self.poll_interval_ms, DEFAULT_POLL_INTERVAL);
 
-        match (base, secret) {
-            (Some((base, loopback)), Some(secret)) if problems.is_empty() => Ok(Checked {
-                base,
-                loopback,
-                host,
-                secret,
-                template,
-                factor,
-                request_timeout,
-                poll_interval,
-            }),
-            _ => Err(problems),
-        }
+        let checked = base.zip(secret).map(|(base, secret)| Checked {
+            base,
+            host,
+            secret,
+            template,
+            factor,
+            request_timeout,
+            poll_interval,
+        });
+        problems.finish(checked)
+    }
+}
+
+impl ProviderConfig for DuoSettings {
+    /// Makes a relative `secret_key_file` relative to `dir` (the configuration file's directory).
+    fn resolve_relative_to(&mut self, dir: &Path) {
+        resolve_paths(dir, [&mut self.secret_key_file]);
+    }
+
+    /// Every problem, as `(key, reason)` for `pfgate check-config`. The secret is read, so a
+    /// missing variable or file is reported now.
+    fn validate(&self) -> Vec<(String, String)> {
+        self.check().err().unwrap_or_default()
+    }
+
+    fn build(&self, cx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, BuildError> {
+        Ok(Arc::new(DuoSettings::build(self, cx.name)?))
     }
 }
 
 /// `(url, loopback)` of a `base_url`: https, or http to a loopback address; no path, query,
 /// fragment or credentials (Duo signs the path, so a prefix would break every signature).
-fn check_base_url(s: &str) -> Result<(Url, bool), String> {
-    let url = Url::parse(s.trim()).map_err(|e| format!("'{s}' is not a URL: {e}"))?;
-    if url.cannot_be_a_base() || url.host().is_none() {
-        return Err(format!("'{s}' has no host"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("must not contain a user name or password".into());
-    }
-    if url.query().is_some() || url.fragment().is_some() || url.path() != "/" {
-        return Err(format!(
-            "'{s}' must be scheme, host and port only (no path, query or fragment): Duo signs \
-             the request path"
-        ));
-    }
-    let loopback = match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    };
-    match url.scheme() {
-        "https" => {}
-        "http" if loopback => {}
-        "http" => {
-            return Err(format!(
-                "'{s}' must use https:// (plain http:// is allowed only to 127.0.0.1, [::1] or \
-                 localhost)"
-            ))
-        }
-        other => return Err(format!("'{s}': the scheme must be https, not {other}")),
-    }
-    Ok((url, loopback))
+fn check_base_url(s: &str) -> Result<BaseUrl, String> {
+    http::check_base_url(
+        s,
+        BaseUrlRules {
+            credentials_hint: "",
+            root_only: Some("Duo signs the request path"),
+        },
+    )
 }
 
 fn check_secret(bytes: Zeroizing<Vec<u8>>, origin: &str) -> Result<Secret, String> {
-    let trimmed = bytes.trim_ascii();
-    if trimmed.is_empty() {
-        return Err(format!("the secret key from {origin} is empty"));
-    }
-    if !trimmed.iter().all(|b| b.is_ascii_graphic()) {
-        return Err(format!(
-            "the secret key from {origin} must be printable ASCII without spaces (copy it from \
-             the Duo Admin Panel)"
-        ));
-    }
-    Ok(Secret(Zeroizing::new(trimmed.to_vec())))
-}
-
-fn load_secret_env(var: &str) -> Result<Secret, String> {
-    let (bytes, origin) = super::secret_source::from_env(var)?;
-    check_secret(bytes, &origin)
-}
-
-fn load_secret_file(path: &Path) -> Result<Secret, String> {
-    let (bytes, origin) = super::secret_source::from_file(path, "Duo secret key")?;
-    check_secret(bytes, &origin)
+    secret::printable_token(
+        &bytes,
+        origin,
+        "secret key",
+        "copy it from the Duo Admin Panel",
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -710,28 +608,8 @@ fn fail_text(e: &Envelope) -> String {
     }
 }
 
-fn describe(e: &reqwest::Error, path: &str, timeout: Duration) -> String {
-    if e.is_timeout() {
-        return format!("duo {path}: no answer within {} s", timeout.as_secs());
-    }
-    let kind = if e.is_connect() {
-        "could not connect"
-    } else if e.is_body() || e.is_decode() {
-        "broken response body"
-    } else {
-        "request failed"
-    };
-    let mut detail = String::new();
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(s) = source {
-        detail = s.to_string();
-        source = s.source();
-    }
-    if detail.is_empty() {
-        format!("duo {path}: {kind}")
-    } else {
-        format!("duo {path}: {kind} ({})", clip(&detail))
-    }
+fn describe(e: &reqwest::Error, path: &str, timeout: Duration) -> ProviderError {
+    http::transport_error(e, &format!("duo {path}"), Some(timeout))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -789,11 +667,11 @@ impl DuoProvider {
         path: &str,
         params: &[(&str, &str)],
         timeout: Duration,
-    ) -> Result<T, String> {
+    ) -> Result<T, ProviderError> {
         let date = rfc2822_date(SystemTime::now());
         let authorization = Zeroizing::new(sign(
             &self.integration_key,
-            &self.secret.0,
+            self.secret.expose(),
             &date,
             method.as_str(),
             &self.host,
@@ -827,50 +705,62 @@ impl DuoProvider {
             .await
             .map_err(|e| describe(&e, path, timeout))?;
         let status = response.status();
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| describe(&e, path, timeout))?
-        {
-            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(format!(
-                    "duo {path}: response body over {MAX_RESPONSE_BYTES} bytes"
-                ));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let bytes = http::read_capped(
+            &mut response,
+            &format!("duo {path}"),
+            MAX_RESPONSE_BYTES,
+            Some(timeout),
+        )
+        .await?;
         let envelope = serde_json::from_slice::<Envelope>(&bytes);
         tracing::debug!(provider = %self.name, path, status = status.as_u16(), "duo answer");
         if !status.is_success() {
-            return Err(match envelope {
+            let detail = match envelope {
                 Ok(e) if e.stat == "FAIL" => {
                     format!("duo {path}: HTTP {} {}", status.as_u16(), fail_text(&e))
                 }
                 _ => format!("duo {path}: HTTP {}", status.as_u16()),
-            });
+            };
+            return Err(ProviderError::new(Kind::HttpStatus, detail));
         }
-        let envelope = envelope
-            .map_err(|e| format!("duo {path}: malformed answer ({})", clip(&e.to_string())))?;
+        let bad = |detail: String| ProviderError::new(Kind::BadAnswer, detail);
+        let envelope = envelope.map_err(|e| {
+            bad(format!(
+                "duo {path}: malformed answer ({})",
+                clip(&e.to_string())
+            ))
+        })?;
         match envelope.stat.as_str() {
             "OK" => {}
-            "FAIL" => return Err(format!("duo {path}: {}", fail_text(&envelope))),
-            other => return Err(format!("duo {path}: unknown stat '{}'", clip(other))),
+            "FAIL" => {
+                return Err(ProviderError::new(
+                    Kind::Rejected,
+                    format!("duo {path}: {}", fail_text(&envelope)),
+                ))
+            }
+            other => return Err(bad(format!("duo {path}: unknown stat '{}'", clip(other)))),
         }
         let body = envelope
             .response
-            .ok_or_else(|| format!("duo {path}: answer without a response"))?;
-        serde_json::from_value(body)
-            .map_err(|e| format!("duo {path}: malformed response ({})", clip(&e.to_string())))
+            .ok_or_else(|| bad(format!("duo {path}: answer without a response")))?;
+        serde_json::from_value(body).map_err(|e| {
+            bad(format!(
+                "duo {path}: malformed response ({})",
+                clip(&e.to_string())
+            ))
+        })
     }
 
-    async fn run(&self, attempt: &AuthAttempt) -> Result<Verdict, String> {
+    async fn run(&self, attempt: &AuthAttempt) -> Result<Verdict, ProviderError> {
         let started = Instant::now();
         let username = self.duo_username(&attempt.username);
         if username.trim().is_empty() {
-            return Err(format!(
-                "the username template gives an empty Duo username for '{}'",
-                attempt.username
+            return Err(ProviderError::new(
+                Kind::Local,
+                format!(
+                    "the username template gives an empty Duo username for '{}'",
+                    attempt.username
+                ),
             ));
         }
         let ip = attempt
@@ -918,9 +808,9 @@ impl DuoProvider {
                 return Ok(Verdict::Denied);
             }
             other => {
-                return Err(format!(
-                    "duo /auth/v2/preauth: unknown result '{}'",
-                    clip(other)
+                return Err(ProviderError::new(
+                    Kind::BadAnswer,
+                    format!("duo /auth/v2/preauth: unknown result '{}'", clip(other)),
                 ))
             }
         }
@@ -965,15 +855,29 @@ impl DuoProvider {
             .call(Method::POST, "/auth/v2/auth", &params, self.request_timeout)
             .await?;
         if auth.txid.is_empty() {
-            return Err("duo /auth/v2/auth: empty txid".into());
+            return Err(ProviderError::new(
+                Kind::BadAnswer,
+                "duo /auth/v2/auth: empty txid",
+            ));
         }
 
+        self.wait(&auth.txid, &username, started).await
+    }
+
+    /// Polls `auth_status` for `txid` until Duo decides (or [`MAX_ATTEMPT`] passes since
+    /// `started`).
+    async fn wait(
+        &self,
+        txid: &str,
+        username: &str,
+        started: Instant,
+    ) -> Result<Verdict, ProviderError> {
         loop {
             let st: StatusResponse = self
                 .call(
                     Method::GET,
                     "/auth/v2/auth_status",
-                    &[("txid", &auth.txid)],
+                    &[("txid", txid)],
                     AUTH_STATUS_TIMEOUT,
                 )
                 .await?;
@@ -989,7 +893,12 @@ impl DuoProvider {
                 "deny" => {
                     return Ok(match status {
                         "timeout" => Verdict::NotAnswered,
-                        "push_failed" => return Err("duo: the push could not be delivered".into()),
+                        "push_failed" => {
+                            return Err(ProviderError::new(
+                                Kind::Rejected,
+                                "duo: the push could not be delivered",
+                            ))
+                        }
                         "fraud" => {
                             tracing::warn!(provider = %self.name, duo_username = %username,
                                 "the person marked this Duo request as fraudulent");
@@ -1003,9 +912,9 @@ impl DuoProvider {
                     })
                 }
                 other => {
-                    return Err(format!(
-                        "duo /auth/v2/auth_status: unknown result '{}'",
-                        clip(other)
+                    return Err(ProviderError::new(
+                        Kind::BadAnswer,
+                        format!("duo /auth/v2/auth_status: unknown result '{}'", clip(other)),
                     ))
                 }
             }
@@ -1165,7 +1074,7 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let s = Secret(Zeroizing::new(b"topsecret".to_vec()));
+        let s = Secret::new(Zeroizing::new(b"topsecret".to_vec()));
         assert!(!format!("{s:?}").contains("topsecret"));
     }
 }

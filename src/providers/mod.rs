@@ -8,20 +8,27 @@
 
 // What a person is shown of caller-supplied text (step-up pages, delivered messages, pushes).
 pub(crate) mod display;
+// Secrets, base URLs, HTTP clients and settings problems, shared by every provider (and the
+// PostgreSQL store's password).
+pub(crate) mod common;
 pub mod duo;
+mod error;
 pub mod oidc;
 pub mod router;
 pub mod scripted;
-// Also read by the PostgreSQL store for its password (`store.password_env` / `password_file`).
-pub(crate) mod secret_source;
+mod settings;
 pub mod twilio;
 pub mod webhook;
+
+pub use common::BuildError;
+pub use error::{ProviderError, ProviderErrorKind};
+pub use settings::{BuildContext, ProviderConfig, ProviderSettings, ScriptedSettings};
 
 use std::net::IpAddr;
 
 use async_trait::async_trait;
 
-use crate::engine::phone::E164;
+use crate::core::phone::E164;
 use crate::pfwssdk::Mode3;
 
 /// One authentication to perform.
@@ -63,8 +70,10 @@ pub enum Verdict {
     HungUp,
     /// The person explicitly denied (app "Deny", wrong reply).
     Denied,
-    /// The provider could not place the call or send the message; the reason is for the audit log.
-    Failed(String),
+    /// The provider could not place the call or send the message (the person was not asked): its
+    /// kind decides nothing about the answer (CallResult 150/… as before) but is what code reads;
+    /// its text is for the audit log.
+    Failed(ProviderError),
     /// Every provider failed and the route's `fail_mode = "safe"` lets the request through. Only the
     /// router produces this; the engine answers success and writes a `fail_open` audit event.
     FailedOpen(String),
@@ -87,6 +96,31 @@ pub enum Verdict {
     /// own `provider_bypass` audit event; the reason is for that event. Only a provider whose
     /// settings allow it produces this (Duo's `allow_bypass`).
     Bypassed(String),
+}
+
+impl Verdict {
+    /// A failure of `kind` described by `detail` (shorthand for `Failed(ProviderError::new(…))`).
+    pub fn failed(kind: ProviderErrorKind, detail: impl Into<String>) -> Self {
+        Self::Failed(ProviderError::new(kind, detail))
+    }
+
+    /// The `verdict` label of `pfgate_provider_calls_total` for this verdict: a refusal counts as
+    /// the breaker counts it ([`router::counts_against_provider`]).
+    pub fn metric_label(&self) -> crate::metrics::VerdictLabel {
+        use crate::metrics::VerdictLabel;
+        match self {
+            Verdict::Approved | Verdict::AppApproved | Verdict::Bypassed(_) => {
+                VerdictLabel::Approved
+            }
+            Verdict::NotAnswered => VerdictLabel::NotAnswered,
+            Verdict::HungUp => VerdictLabel::HungUp,
+            // "This wasn't me" is a refusal by the person, as a denial is.
+            Verdict::Denied | Verdict::FraudReported => VerdictLabel::Denied,
+            Verdict::Failed(_) | Verdict::FailedOpen(_) => VerdictLabel::Failed,
+            Verdict::Refused(_) if router::counts_against_provider(self) => VerdictLabel::Failed,
+            Verdict::Refused(_) => VerdictLabel::Denied,
+        }
+    }
 }
 
 /// Why an answer was refused ([`Verdict::Refused`]).
@@ -148,9 +182,9 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     /// send codes keep this default, and the engine then fails the authentication.
     async fn send_code(&self, attempt: &AuthAttempt, code: &str) -> Verdict {
         let _ = (attempt, code);
-        Verdict::Failed(format!(
-            "provider {} cannot send one-time passcodes",
-            self.name()
+        Verdict::Failed(ProviderError::new(
+            ProviderErrorKind::Unsupported,
+            format!("provider {} cannot send one-time passcodes", self.name()),
         ))
     }
 
@@ -180,7 +214,10 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
         code: &str,
     ) -> Verdict {
         let _ = (attempt, code);
-        Verdict::Failed(format!("provider {provider} does not check codes"))
+        Verdict::Failed(ProviderError::new(
+            ProviderErrorKind::Unsupported,
+            format!("provider {provider} does not check codes"),
+        ))
     }
 
     /// True when the provider can take calls (readiness).

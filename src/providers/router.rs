@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{AuthAttempt, Blame, Provider, Verdict};
-use crate::metrics::{BreakerKind, ProviderMetrics, VerdictLabel};
+use super::{AuthAttempt, Blame, Provider, ProviderError, ProviderErrorKind, Verdict};
+use crate::metrics::{BreakerKind, ProviderMetrics};
 use crate::pfwssdk::wire::WireEnum;
 use crate::pfwssdk::Mode3;
 
@@ -290,7 +290,7 @@ impl Breaker {
     /// Counts a call's verdict and feeds it to the breaker: only genuine provider-side failures
     /// count ([`counts_against_provider`]).
     fn finish(&self, verdict: &Verdict) {
-        self.metrics.call(VerdictLabel::of(verdict));
+        self.metrics.call(verdict.metric_label());
         self.record(!counts_against_provider(verdict), Instant::now());
     }
 }
@@ -412,6 +412,8 @@ impl Provider for Router {
     async fn start_verification(&self, attempt: &AuthAttempt) -> Option<(String, Verdict)> {
         let route = self.routes.iter().find(|r| r.settings.matches(attempt))?;
         let mut reasons = Vec::new();
+        // The kind of the last failure (every provider skipped: a routing failure).
+        let mut kind = ProviderErrorKind::Routing;
         // Skips are counted only once this question has become the call: when it answers `None`
         // the engine goes on to `authenticate`, whose `route` skips (and counts) the same
         // providers again — counting here too would count one skipped call twice.
@@ -430,7 +432,10 @@ impl Provider for Router {
                 b.finish(&verdict);
             }
             match verdict {
-                Verdict::Failed(reason) => reasons.push(format!("{name}: {reason}")),
+                Verdict::Failed(e) => {
+                    kind = e.kind();
+                    reasons.push(format!("{name}: {e}"));
+                }
                 other => {
                     counted(&skipped);
                     return Some((name.clone(), other));
@@ -448,7 +453,10 @@ impl Provider for Router {
         // Codes never fail open: the person must still prove something.
         Some((
             String::new(),
-            Verdict::Failed(format!("every provider failed ({})", reasons.join("; "))),
+            Verdict::failed(
+                kind,
+                format!("every provider failed ({})", reasons.join("; ")),
+            ),
         ))
     }
 
@@ -463,7 +471,10 @@ impl Provider for Router {
                 return p.check_verification(provider, attempt, code).await;
             }
         }
-        Verdict::Failed(format!("no provider named {provider}"))
+        Verdict::failed(
+            ProviderErrorKind::Routing,
+            format!("no provider named {provider}"),
+        )
     }
 
     async fn route_health(&self) -> Option<Vec<RouteHealth>> {
@@ -599,9 +610,14 @@ impl Router {
         F: for<'a> Fn(&'a Arc<dyn Provider>, &'a AuthAttempt) -> Call<'a>,
     {
         let Some(route) = self.routes.iter().find(|r| r.settings.matches(attempt)) else {
-            return Verdict::Failed("no route matches this authentication".into());
+            return Verdict::failed(
+                ProviderErrorKind::Routing,
+                "no route matches this authentication",
+            );
         };
         let mut reasons = Vec::new();
+        // The kind of the last failure (every provider skipped: a routing failure).
+        let mut kind = ProviderErrorKind::Routing;
         for (name, provider) in &route.providers {
             let breaker = self.breakers.get(name);
             if let Some(b) = breaker {
@@ -616,16 +632,20 @@ impl Router {
                 b.finish(&verdict);
             }
             match verdict {
-                Verdict::Failed(reason) => {
-                    tracing::warn!(target: "pfgate::providers", provider = %name, reason = %reason, "provider failed; trying the next");
-                    reasons.push(format!("{name}: {reason}"));
+                Verdict::Failed(e) => {
+                    tracing::warn!(target: "pfgate::providers", provider = %name, reason = %e, "provider failed; trying the next");
+                    kind = e.kind();
+                    reasons.push(format!("{name}: {e}"));
                 }
                 other => return other,
             }
         }
         let reason = reasons.join("; ");
         match route.settings.fail_mode {
-            FailMode::Secure => Verdict::Failed(format!("every provider failed ({reason})")),
+            FailMode::Secure => Verdict::Failed(ProviderError::new(
+                kind,
+                format!("every provider failed ({reason})"),
+            )),
             FailMode::Safe => Verdict::FailedOpen(format!("every provider failed ({reason})")),
         }
     }
@@ -674,7 +694,7 @@ mod tests {
             username: user.into(),
             user_group: group.into(),
             caller: "CONTOSO\\mim".into(),
-            phone: crate::engine::phone::E164::parse("44", "2079460000", "", "1").unwrap(),
+            phone: crate::core::phone::E164::parse("44", "2079460000", "", "1").unwrap(),
             mode: Mode3::VoiceCall,
             application_name: String::new(),
             initiating_ip: String::new(),
@@ -705,7 +725,7 @@ mod tests {
 
     #[tokio::test]
     async fn fails_over_only_on_provider_failure() {
-        let a = Fixed::new(vec![Verdict::Failed("500".into())]);
+        let a = Fixed::new(vec![Verdict::failed(ProviderErrorKind::HttpStatus, "500")]);
         let b = Fixed::new(vec![Verdict::Approved]);
         let r = router(
             vec![route(&["a", "b"], FailMode::Secure)],
@@ -758,8 +778,14 @@ mod tests {
     #[tokio::test]
     async fn all_down_in_both_fail_modes() {
         for (mode, open) in [(FailMode::Secure, false), (FailMode::Safe, true)] {
-            let a = Fixed::new(vec![Verdict::Failed("down".into())]);
-            let b = Fixed::new(vec![Verdict::Failed("down".into())]);
+            let a = Fixed::new(vec![Verdict::failed(
+                ProviderErrorKind::Unreachable,
+                "down",
+            )]);
+            let b = Fixed::new(vec![Verdict::failed(
+                ProviderErrorKind::Unreachable,
+                "down",
+            )]);
             let r = router(
                 vec![route(&["a", "b"], mode)],
                 vec![("a", a), ("b", b)],
@@ -821,8 +847,8 @@ mod tests {
     #[tokio::test]
     async fn breaker_opens_skips_and_closes_after_a_good_probe() {
         let a = Fixed::new(vec![
-            Verdict::Failed("1".into()),
-            Verdict::Failed("2".into()),
+            Verdict::failed(ProviderErrorKind::Unreachable, "1"),
+            Verdict::failed(ProviderErrorKind::Unreachable, "2"),
             Verdict::Approved,
         ]);
         let b = Fixed::new(vec![Verdict::Approved]);
@@ -860,7 +886,10 @@ mod tests {
     /// `/metrics`, not two (the soak compares these counts with what the provider fakes saw).
     #[tokio::test]
     async fn a_skip_is_counted_once_per_authentication() {
-        let a = Fixed::new(vec![Verdict::Failed("down".into())]);
+        let a = Fixed::new(vec![Verdict::failed(
+            ProviderErrorKind::Unreachable,
+            "down",
+        )]);
         let b = Fixed::new(vec![Verdict::Approved]);
         let r = router(
             vec![route(&["skip-once-a", "skip-once-b"], FailMode::Secure)],
@@ -891,7 +920,10 @@ mod tests {
     /// later call was refused as "circuit open" after the provider's first outage).
     #[tokio::test]
     async fn asking_for_a_code_flow_does_not_take_the_probe_slot() {
-        let a = Fixed::new(vec![Verdict::Failed("down".into()), Verdict::Approved]);
+        let a = Fixed::new(vec![
+            Verdict::failed(ProviderErrorKind::Unreachable, "down"),
+            Verdict::Approved,
+        ]);
         let r = router(
             vec![route(&["a"], FailMode::Secure)],
             vec![("a", a.clone())],
@@ -919,7 +951,10 @@ mod tests {
     /// each skip once (issue #23 item 3).
     #[tokio::test]
     async fn an_open_circuit_fails_open_on_a_safe_route_and_counts_one_skip() {
-        let a = Fixed::new(vec![Verdict::Failed("down".into())]);
+        let a = Fixed::new(vec![Verdict::failed(
+            ProviderErrorKind::Unreachable,
+            "down",
+        )]);
         let r = router(
             vec![route(&["open-safe-a"], FailMode::Safe)],
             vec![("open-safe-a", a.clone())],

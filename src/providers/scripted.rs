@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{AuthAttempt, Provider, Verdict};
+use super::{AuthAttempt, Provider, ProviderErrorKind, Verdict};
 use crate::engine::directory::{Directory, Outcome};
 
 /// A rule set and a call counter.
@@ -69,7 +69,7 @@ impl ScriptedProvider {
         // A user's own rule applies when the call goes to that user's number; a number given in
         // the call (PfAuthUser_5) is decided by the phone rules.
         if let Some(user) = self.directory.get(&attempt.username) {
-            let own = crate::engine::phone::E164::parse(&user.country_code, &user.phone, "", "1")
+            let own = crate::core::phone::E164::parse(&user.country_code, &user.phone, "", "1")
                 .map(|p| p.e164() == attempt.phone.e164())
                 .unwrap_or(false);
             if own {
@@ -120,7 +120,7 @@ impl Provider for ScriptedProvider {
     async fn send_code(&self, attempt: &AuthAttempt, code: &str) -> Verdict {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if self.decide(attempt).0 == Outcome::Fail {
-            return Verdict::Failed("scripted failure".into());
+            return Verdict::failed(ProviderErrorKind::Scripted, "scripted failure");
         }
         self.deliver(attempt, code);
         Verdict::Approved
@@ -154,6 +154,6 @@ pub fn verdict_of(outcome: Outcome, attempt: &AuthAttempt) -> Verdict {
             tracing::warn!(target: "pfgate::providers", user = %attempt.username, "scripted: fraud reported");
             Verdict::Denied
         }
-        Outcome::Fail => Verdict::Failed("scripted failure".into()),
+        Outcome::Fail => Verdict::failed(ProviderErrorKind::Scripted, "scripted failure"),
     }
 }

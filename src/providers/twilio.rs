@@ -53,7 +53,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -65,7 +65,12 @@ use serde::Deserialize;
 use url::Url;
 use zeroize::Zeroizing;
 
-use super::{AuthAttempt, Provider, Refusal, Verdict};
+use super::common::http::{self, BaseUrl, BaseUrlRules};
+use super::common::secret::{self, Secret, SecretKeys};
+use super::common::settings::{resolve_paths, Problems};
+use super::common::BuildError;
+use super::settings::{BuildContext, ProviderConfig};
+use super::{AuthAttempt, Provider, ProviderError, ProviderErrorKind as Kind, Refusal, Verdict};
 use crate::pfwssdk::Mode3;
 
 /// Where requests go unless `base_url` says otherwise.
@@ -129,30 +134,20 @@ pub const DEFAULT_SEND_WINDOW: Duration = Duration::from_secs(600);
 /// send is refused rather than memory grown without bound.
 const MAX_TRACKED: usize = 100_000;
 
-/// Why a provider could not be built. The texts name no secret.
-#[derive(Debug, thiserror::Error)]
-pub enum TwilioError {
-    /// The settings have problems, as `(key, reason)` (the same as [`TwilioSettings::validate`]).
-    #[error("invalid Twilio Verify provider settings: {}", .0.iter().map(|(k, r)| format!("{k}: {r}")).collect::<Vec<_>>().join("; "))]
-    Invalid(Vec<(String, String)>),
-    /// The HTTP client could not be made.
-    #[error("cannot create the Twilio HTTP client: {0}")]
-    Client(String),
-}
-
-/// The Auth Token or API key secret; wiped on drop, never printed.
-struct Secret(Zeroizing<Vec<u8>>);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
+/// The token's two settings keys.
+fn token_keys(s: &TwilioSettings) -> SecretKeys<'_> {
+    SecretKeys {
+        env_key: "auth_token_env",
+        env: s.auth_token_env.as_deref(),
+        file_key: "auth_token_file",
+        file: s.auth_token_file.as_deref(),
+        what: "Twilio token",
     }
 }
 
 /// Settings after checking.
 struct Checked {
-    base: Url,
-    loopback: bool,
+    base: BaseUrl,
     service_sid: String,
     account_sid: String,
     token: Secret,
@@ -162,47 +157,20 @@ struct Checked {
 }
 
 impl TwilioSettings {
-    /// Makes a relative `auth_token_file` relative to `dir` (the configuration file's directory).
-    pub fn resolve_relative_to(&mut self, dir: &Path) {
-        if let Some(p) = &mut self.auth_token_file {
-            if p.is_relative() {
-                *p = dir.join(&*p);
-            }
-        }
-    }
-
-    /// Every problem, as `(key, reason)` for `pfgate check-config`. The token is read, so a
-    /// missing variable or file is reported now.
-    pub fn validate(&self) -> Vec<(String, String)> {
-        match self.check() {
-            Ok(_) => Vec::new(),
-            Err(problems) => problems,
-        }
-    }
-
     /// A provider named `name` (for logs and audit), with its token loaded.
-    pub fn build(&self, name: &str) -> Result<TwilioProvider, TwilioError> {
-        let c = self.check().map_err(TwilioError::Invalid)?;
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(c.request_timeout)
-            .timeout(c.request_timeout)
-            .user_agent(concat!(
-                "pfgate/",
-                env!("CARGO_PKG_VERSION"),
-                " twilio-verify"
-            ))
-            .https_only(!c.loopback);
-        if c.loopback {
-            // A proxy from the environment must not see (or break) loopback traffic.
-            builder = builder.no_proxy();
-        }
-        let client = builder
-            .build()
-            .map_err(|e| TwilioError::Client(e.to_string()))?;
+    pub fn build(&self, name: &str) -> Result<TwilioProvider, BuildError> {
+        let c = self.check().map_err(BuildError::invalid("Twilio Verify"))?;
+        let client = http::client_builder(
+            "twilio-verify",
+            c.request_timeout,
+            c.request_timeout,
+            c.base.loopback,
+        )
+        .build()
+        .map_err(BuildError::client("Twilio"))?;
         Ok(TwilioProvider {
             name: name.to_string(),
-            base: c.base,
+            base: c.base.url,
             service_sid: c.service_sid,
             account_sid: c.account_sid,
             token: c.token,
@@ -218,12 +186,11 @@ impl TwilioSettings {
     }
 
     fn check(&self) -> Result<Checked, Vec<(String, String)>> {
-        let mut problems: Vec<(String, String)> = Vec::new();
-        let mut problem = |key: &str, reason: String| problems.push((key.to_string(), reason));
+        let mut problems = Problems::default();
 
         let service_sid = self.service_sid.trim().to_string();
         if !is_sid(&service_sid, &["VA"]) {
-            problem(
+            problems.push(
                 "service_sid",
                 format!(
                     "'{}' is not a Verify Service SID (VA and 32 hex digits, from the Twilio \
@@ -234,7 +201,7 @@ impl TwilioSettings {
         }
         let account_sid = self.account_sid.trim().to_string();
         if !is_sid(&account_sid, &["AC", "SK"]) {
-            problem(
+            problems.push(
                 "account_sid",
                 format!(
                     "'{}' is not an Account SID (AC and 32 hex digits) or an API key SID (SK and \
@@ -244,93 +211,64 @@ impl TwilioSettings {
             );
         }
 
-        let base = match check_base_url(self.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL)) {
-            Ok(b) => Some(b),
-            Err(reason) => {
-                problem("base_url", reason);
-                None
-            }
-        };
+        let base = problems.take_as(
+            "base_url",
+            check_base_url(self.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL)),
+        );
 
-        let token = match (&self.auth_token_env, &self.auth_token_file) {
-            (Some(_), Some(_)) => {
-                problem(
-                    "auth_token_env",
-                    "give either auth_token_env or auth_token_file, not both".into(),
-                );
-                None
-            }
-            (None, None) => {
-                problem(
-                    "auth_token_env",
-                    "the Auth Token (or API key secret) is required: auth_token_env (an \
-                     environment variable's name) or auth_token_file (a file); it is never \
-                     written in the configuration itself"
-                        .into(),
-                );
-                None
-            }
-            (Some(var), None) => match load_secret_env(var) {
-                Ok(s) => Some(s),
-                Err(reason) => {
-                    problem("auth_token_env", reason);
-                    None
-                }
-            },
-            (None, Some(path)) => match load_secret_file(path) {
-                Ok(s) => Some(s),
-                Err(reason) => {
-                    problem("auth_token_file", reason);
-                    None
-                }
-            },
-        };
+        let token = problems.take(secret::load_required(
+            token_keys(self),
+            "the Auth Token (or API key secret) is required: auth_token_env (an environment \
+             variable's name) or auth_token_file (a file); it is never written in the \
+             configuration itself",
+            check_secret,
+        ));
 
-        let request_timeout = match self.request_timeout_secs {
-            Some(x) if !(1..=60).contains(&x) => {
-                problem(
-                    "request_timeout_secs",
-                    "must be between 1 and 60 seconds".into(),
-                );
-                DEFAULT_REQUEST_TIMEOUT
-            }
-            Some(x) => Duration::from_secs(x),
-            None => DEFAULT_REQUEST_TIMEOUT,
-        };
+        let request_timeout =
+            problems.request_timeout(self.request_timeout_secs, DEFAULT_REQUEST_TIMEOUT);
+        let max_sends = problems.bounded(
+            "max_sends_per_user",
+            self.max_sends_per_user.map(u64::from),
+            1..=100,
+            u64::from(DEFAULT_MAX_SENDS_PER_USER),
+            "",
+        );
+        let send_window = Duration::from_secs(problems.bounded(
+            "send_window_secs",
+            self.send_window_secs,
+            60..=86_400,
+            DEFAULT_SEND_WINDOW.as_secs(),
+            "seconds",
+        ));
 
-        let max_sends = match self.max_sends_per_user {
-            Some(x) if !(1..=100).contains(&x) => {
-                problem("max_sends_per_user", "must be between 1 and 100".into());
-                DEFAULT_MAX_SENDS_PER_USER
-            }
-            Some(x) => x,
-            None => DEFAULT_MAX_SENDS_PER_USER,
-        };
-        let send_window = match self.send_window_secs {
-            Some(x) if !(60..=86_400).contains(&x) => {
-                problem(
-                    "send_window_secs",
-                    "must be between 60 and 86400 seconds".into(),
-                );
-                DEFAULT_SEND_WINDOW
-            }
-            Some(x) => Duration::from_secs(x),
-            None => DEFAULT_SEND_WINDOW,
-        };
+        let checked = base.zip(token).map(|(base, token)| Checked {
+            base,
+            service_sid,
+            account_sid,
+            token,
+            request_timeout,
+            // In 1..=100, so it fits.
+            max_sends: u32::try_from(max_sends).unwrap_or(DEFAULT_MAX_SENDS_PER_USER),
+            send_window,
+        });
+        problems.finish(checked)
+    }
+}
 
-        match (base, token) {
-            (Some((base, loopback)), Some(token)) if problems.is_empty() => Ok(Checked {
-                base,
-                loopback,
-                service_sid,
-                account_sid,
-                token,
-                request_timeout,
-                max_sends,
-                send_window,
-            }),
-            _ => Err(problems),
-        }
+impl ProviderConfig for TwilioSettings {
+    /// Makes a relative `auth_token_file` relative to `dir` (the configuration file's directory).
+    fn resolve_relative_to(&mut self, dir: &Path) {
+        resolve_paths(dir, [&mut self.auth_token_file]);
+    }
+
+    /// Every problem, as `(key, reason)` for `pfgate check-config`. The token is read, so a
+    /// missing variable or file is reported now.
+    fn validate(&self) -> Vec<(String, String)> {
+        self.check().err().unwrap_or_default()
+    }
+
+    fn build(&self, cx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, BuildError> {
+        Ok(Arc::new(TwilioSettings::build(self, cx.name)?))
     }
 }
 
@@ -342,64 +280,25 @@ fn is_sid(s: &str, prefixes: &[&str]) -> bool {
         && s.bytes().skip(2).all(|b| b.is_ascii_hexdigit())
 }
 
-/// `(url, loopback)` of a `base_url`: https, or http to a loopback address; no query, fragment or
-/// credentials. A path prefix is allowed (the endpoints are appended to it).
-fn check_base_url(s: &str) -> Result<(Url, bool), String> {
-    let url = Url::parse(s.trim()).map_err(|e| format!("'{s}' is not a URL: {e}"))?;
-    if url.cannot_be_a_base() || url.host().is_none() {
-        return Err(format!("'{s}' has no host"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(
-            "must not contain a user name or password (use account_sid and the token settings)"
-                .into(),
-        );
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("'{s}' must not have a query or fragment"));
-    }
-    let loopback = match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    };
-    match url.scheme() {
-        "https" => {}
-        "http" if loopback => {}
-        "http" => {
-            return Err(format!(
-                "'{s}' must use https:// (plain http:// is allowed only to 127.0.0.1, [::1] or \
-                 localhost)"
-            ))
-        }
-        other => return Err(format!("'{s}': the scheme must be https, not {other}")),
-    }
-    Ok((url, loopback))
+/// A `base_url`: https, or http to a loopback address; no query, fragment or credentials. A path
+/// prefix is allowed (the endpoints are appended to it).
+fn check_base_url(s: &str) -> Result<BaseUrl, String> {
+    http::check_base_url(
+        s,
+        BaseUrlRules {
+            credentials_hint: "use account_sid and the token settings",
+            root_only: None,
+        },
+    )
 }
 
 fn check_secret(bytes: Zeroizing<Vec<u8>>, origin: &str) -> Result<Secret, String> {
-    let trimmed = bytes.trim_ascii();
-    if trimmed.is_empty() {
-        return Err(format!("the token from {origin} is empty"));
-    }
-    if !trimmed.iter().all(|b| b.is_ascii_graphic()) {
-        return Err(format!(
-            "the token from {origin} must be printable ASCII without spaces (copy the Auth \
-             Token or API key secret from the Twilio Console)"
-        ));
-    }
-    Ok(Secret(Zeroizing::new(trimmed.to_vec())))
-}
-
-fn load_secret_env(var: &str) -> Result<Secret, String> {
-    let (bytes, origin) = super::secret_source::from_env(var)?;
-    check_secret(bytes, &origin)
-}
-
-fn load_secret_file(path: &Path) -> Result<Secret, String> {
-    let (bytes, origin) = super::secret_source::from_file(path, "Twilio token")?;
-    check_secret(bytes, &origin)
+    secret::printable_token(
+        &bytes,
+        origin,
+        "token",
+        "copy the Auth Token or API key secret from the Twilio Console",
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -569,21 +468,30 @@ pub fn start_outcome(status: StatusCode, body: &[u8]) -> Verdict {
             Some(ERROR_SMS_TO_LANDLINE) => " (the number cannot take text messages)",
             _ => "",
         };
-        return Verdict::Failed(format!(
-            "twilio-verify Verifications: {}{hint}",
-            http_error(status, &e)
-        ));
+        return Verdict::failed(
+            Kind::HttpStatus,
+            format!(
+                "twilio-verify Verifications: {}{hint}",
+                http_error(status, &e)
+            ),
+        );
     }
     match serde_json::from_slice::<VerificationBody>(body) {
         Ok(v) if v.status == "pending" => Verdict::Approved,
-        Ok(v) => Verdict::Failed(format!(
-            "twilio-verify Verifications: unexpected status '{}' (expected pending)",
-            clip(&v.status)
-        )),
-        Err(e) => Verdict::Failed(format!(
-            "twilio-verify Verifications: malformed answer ({})",
-            clip(&e.to_string())
-        )),
+        Ok(v) => Verdict::failed(
+            Kind::BadAnswer,
+            format!(
+                "twilio-verify Verifications: unexpected status '{}' (expected pending)",
+                clip(&v.status)
+            ),
+        ),
+        Err(e) => Verdict::failed(
+            Kind::BadAnswer,
+            format!(
+                "twilio-verify Verifications: malformed answer ({})",
+                clip(&e.to_string())
+            ),
+        ),
     }
 }
 
@@ -601,10 +509,13 @@ pub fn check_outcome(status: StatusCode, body: &[u8], expected: Expected<'_>) ->
         if status == StatusCode::TOO_MANY_REQUESTS && e.code == Some(ERROR_MAX_CHECK_ATTEMPTS) {
             return Verdict::Denied;
         }
-        return Verdict::Failed(format!(
-            "twilio-verify VerificationCheck: {}",
-            http_error(status, &e)
-        ));
+        return Verdict::failed(
+            Kind::HttpStatus,
+            format!(
+                "twilio-verify VerificationCheck: {}",
+                http_error(status, &e)
+            ),
+        );
     }
     match serde_json::from_slice::<VerificationBody>(body) {
         Ok(v) => match v.status.as_str() {
@@ -612,15 +523,21 @@ pub fn check_outcome(status: StatusCode, body: &[u8], expected: Expected<'_>) ->
             "pending" | "canceled" | "expired" | "max_attempts_reached" | "failed" | "deleted" => {
                 Verdict::Denied
             }
-            other => Verdict::Failed(format!(
-                "twilio-verify VerificationCheck: unknown status '{}'",
-                clip(other)
-            )),
+            other => Verdict::failed(
+                Kind::BadAnswer,
+                format!(
+                    "twilio-verify VerificationCheck: unknown status '{}'",
+                    clip(other)
+                ),
+            ),
         },
-        Err(e) => Verdict::Failed(format!(
-            "twilio-verify VerificationCheck: malformed answer ({})",
-            clip(&e.to_string())
-        )),
+        Err(e) => Verdict::failed(
+            Kind::BadAnswer,
+            format!(
+                "twilio-verify VerificationCheck: malformed answer ({})",
+                clip(&e.to_string())
+            ),
+        ),
     }
 }
 
@@ -667,31 +584,8 @@ fn form(pairs: &[(&str, &str)]) -> String {
         .finish()
 }
 
-fn describe(e: &reqwest::Error, what: &str, timeout: Duration) -> String {
-    if e.is_timeout() {
-        return format!(
-            "twilio-verify {what}: no answer within {} s",
-            timeout.as_secs()
-        );
-    }
-    let kind = if e.is_connect() {
-        "could not connect"
-    } else if e.is_body() || e.is_decode() {
-        "broken response body"
-    } else {
-        "request failed"
-    };
-    let mut detail = String::new();
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(s) = source {
-        detail = s.to_string();
-        source = s.source();
-    }
-    if detail.is_empty() {
-        format!("twilio-verify {what}: {kind}")
-    } else {
-        format!("twilio-verify {what}: {kind} ({})", clip(&detail))
-    }
+fn describe(e: &reqwest::Error, what: &str, timeout: Duration) -> ProviderError {
+    http::transport_error(e, &format!("twilio-verify {what}"), Some(timeout))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -782,16 +676,20 @@ impl TwilioProvider {
     }
 
     /// `Basic base64(user:token)`, marked sensitive (never printed by the HTTP stack).
-    fn authorization(&self) -> Result<HeaderValue, String> {
+    fn authorization(&self) -> Result<HeaderValue, ProviderError> {
         let mut credentials = Zeroizing::new(Vec::with_capacity(
-            self.account_sid.len() + 1 + self.token.0.len(),
+            self.account_sid.len() + 1 + self.token.expose().len(),
         ));
         credentials.extend_from_slice(self.account_sid.as_bytes());
         credentials.push(b':');
-        credentials.extend_from_slice(&self.token.0);
+        credentials.extend_from_slice(self.token.expose());
         let value = Zeroizing::new(format!("Basic {}", BASE64.encode(credentials.as_slice())));
-        let mut header = HeaderValue::from_str(&value)
-            .map_err(|_| "twilio-verify: the credentials do not make a header".to_string())?;
+        let mut header = HeaderValue::from_str(&value).map_err(|_| {
+            ProviderError::new(
+                Kind::Local,
+                "twilio-verify: the credentials do not make a header",
+            )
+        })?;
         header.set_sensitive(true);
         Ok(header)
     }
@@ -804,7 +702,7 @@ impl TwilioProvider {
         what: &str,
         url: Url,
         form: Option<String>,
-    ) -> Result<(StatusCode, Vec<u8>), String> {
+    ) -> Result<(StatusCode, Vec<u8>), ProviderError> {
         let mut request = self
             .client
             .request(method, url)
@@ -823,19 +721,13 @@ impl TwilioProvider {
             .await
             .map_err(|e| describe(&e, what, self.request_timeout))?;
         let status = response.status();
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| describe(&e, what, self.request_timeout))?
-        {
-            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(format!(
-                    "twilio-verify {what}: response body over {MAX_RESPONSE_BYTES} bytes"
-                ));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let bytes = http::read_capped(
+            &mut response,
+            &format!("twilio-verify {what}"),
+            MAX_RESPONSE_BYTES,
+            Some(self.request_timeout),
+        )
+        .await?;
         tracing::debug!(target: "pfgate::provider", provider = %self.name, what, status = status.as_u16(), "twilio-verify answer");
         Ok((status, bytes))
     }
@@ -850,7 +742,10 @@ impl Provider for TwilioProvider {
     /// Twilio Verify cannot complete without the person's code: the engine uses
     /// [`Provider::start_verification`] instead, so this only answers a misrouted call.
     async fn authenticate(&self, _attempt: &AuthAttempt) -> Verdict {
-        Verdict::Failed("twilio-verify completes with ValidatePasscode/ValidateOathCode".into())
+        Verdict::failed(
+            Kind::Unsupported,
+            "twilio-verify completes with ValidatePasscode/ValidateOathCode",
+        )
     }
 
     fn sends_codes(&self) -> bool {
@@ -861,7 +756,10 @@ impl Provider for TwilioProvider {
         let Some(channel) = channel(attempt.mode) else {
             return Some((
                 self.name.clone(),
-                Verdict::Failed("twilio-verify sends SMS or voice codes only".into()),
+                Verdict::failed(
+                    Kind::Unsupported,
+                    "twilio-verify sends SMS or voice codes only",
+                ),
             ));
         };
         if let Err(reason) = lock(&self.sends).admit(&attempt.username, Instant::now()) {
@@ -1015,10 +913,10 @@ mod tests {
         );
         assert_eq!(
             v,
-            Verdict::Failed(
+            Verdict::failed(
+                Kind::HttpStatus,
                 "twilio-verify Verifications: HTTP 403, Twilio error 60205: SMS is not supported \
                  by landline phone number (the number cannot take text messages)"
-                    .into()
             )
         );
         assert!(matches!(
@@ -1031,7 +929,7 @@ mod tests {
         ));
         assert_eq!(
             start_outcome(StatusCode::BAD_GATEWAY, b"<html>"),
-            Verdict::Failed("twilio-verify Verifications: HTTP 502".into())
+            Verdict::failed(Kind::HttpStatus, "twilio-verify Verifications: HTTP 502")
         );
     }
 
@@ -1123,7 +1021,7 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let s = Secret(Zeroizing::new(b"topsecret".to_vec()));
+        let s = Secret::new(Zeroizing::new(b"topsecret".to_vec()));
         assert!(!format!("{s:?}").contains("topsecret"));
     }
 }

@@ -30,6 +30,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -39,7 +40,12 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 use zeroize::Zeroizing;
 
-use super::{AuthAttempt, Provider, Verdict};
+use super::common::http::{self, BaseUrl, BaseUrlRules};
+use super::common::secret::{self, Secret, SecretKeys};
+use super::common::settings::{resolve_paths, Problems};
+use super::common::BuildError;
+use super::settings::{BuildContext, ProviderConfig};
+use super::{AuthAttempt, Provider, ProviderError, ProviderErrorKind as Kind, Verdict};
 use crate::pfwssdk::Mode3;
 
 /// Header carrying the signer's Unix time in seconds (decimal).
@@ -202,7 +208,7 @@ pub fn verify(
 
 /// Seconds since the Unix epoch, the clock signatures use.
 pub fn now_unix() -> i64 {
-    crate::engine::now_unix()
+    crate::core::clock::now_unix()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -300,31 +306,42 @@ pub fn interpret(state: &StateResponse) -> Option<Verdict> {
         "pending" => None,
         "success" => Some(match state.outcome.as_deref() {
             None | Some("approved") => Verdict::Approved,
-            Some(other) => Verdict::Failed(format!(
-                "webhook answered success with outcome '{}' (only 'approved' goes with success)",
-                clean_reason(other)
-            )),
+            Some(other) => Verdict::failed(
+                Kind::BadAnswer,
+                format!(
+                    "webhook answered success with outcome '{}' (only 'approved' goes with \
+                     success)",
+                    clean_reason(other)
+                ),
+            ),
         }),
         "failed" => Some(match state.outcome.as_deref() {
             Some("denied") => Verdict::Denied,
             Some("not_answered") => Verdict::NotAnswered,
             Some("hung_up") => Verdict::HungUp,
-            Some("error") => {
-                Verdict::Failed(reason().unwrap_or_else(|| "webhook reported an error".to_string()))
-            }
-            None => Verdict::Failed(format!(
-                "webhook failed without an outcome{}",
-                reason().map(|r| format!(": {r}")).unwrap_or_default()
-            )),
-            Some(other) => Verdict::Failed(format!(
-                "webhook failed with unknown outcome '{}'",
-                clean_reason(other)
-            )),
+            Some("error") => Verdict::failed(
+                Kind::Rejected,
+                reason().unwrap_or_else(|| "webhook reported an error".to_string()),
+            ),
+            None => Verdict::failed(
+                Kind::Rejected,
+                format!(
+                    "webhook failed without an outcome{}",
+                    reason().map(|r| format!(": {r}")).unwrap_or_default()
+                ),
+            ),
+            Some(other) => Verdict::failed(
+                Kind::BadAnswer,
+                format!(
+                    "webhook failed with unknown outcome '{}'",
+                    clean_reason(other)
+                ),
+            ),
         }),
-        other => Some(Verdict::Failed(format!(
-            "webhook answered unknown status '{}'",
-            clean_reason(other)
-        ))),
+        other => Some(Verdict::failed(
+            Kind::BadAnswer,
+            format!("webhook answered unknown status '{}'", clean_reason(other)),
+        )),
     }
 }
 
@@ -375,30 +392,20 @@ pub struct WebhookSettings {
     pub signature_window_secs: Option<u64>,
 }
 
-/// Why a webhook provider could not be built. Texts never contain the secret.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WebhookError {
-    /// Configuration problems, as `(key, reason)` pairs (the same as [`WebhookSettings::validate`]).
-    #[error("invalid webhook configuration: {}", .0.iter().map(|(k, r)| format!("{k}: {r}")).collect::<Vec<_>>().join("; "))]
-    Invalid(Vec<(String, String)>),
-    /// The HTTP client could not be built.
-    #[error("cannot build the HTTP client: {0}")]
-    Client(String),
-}
-
-/// The shared secret; zeroed on drop, never printed.
-struct Secret(Zeroizing<Vec<u8>>);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
+/// The shared secret's two settings keys.
+fn secret_keys(s: &WebhookSettings) -> SecretKeys<'_> {
+    SecretKeys {
+        env_key: "secret_env",
+        env: s.secret_env.as_deref(),
+        file_key: "secret_file",
+        file: s.secret_file.as_deref(),
+        what: "webhook secret",
     }
 }
 
 /// Everything a valid configuration yields before the client is built.
 struct Checked {
-    base: Url,
-    loopback: bool,
+    base: BaseUrl,
     secret: Secret,
     identity: Option<reqwest::Identity>,
     roots: Option<Vec<reqwest::Certificate>>,
@@ -408,57 +415,25 @@ struct Checked {
 }
 
 impl WebhookSettings {
-    /// Makes relative file paths relative to `dir` (the configuration file's directory).
-    pub fn resolve_relative_to(&mut self, dir: &Path) {
-        for p in [
-            &mut self.secret_file,
-            &mut self.client_cert,
-            &mut self.client_key,
-            &mut self.ca_file,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            if p.is_relative() {
-                *p = dir.join(&*p);
-            }
-        }
-    }
-
-    /// Every problem, as `(key, reason)` for `pfgate check-config`: the URL, the secret (read, so
-    /// a missing variable or file is reported now), the certificate files and the numbers.
-    pub fn validate(&self) -> Vec<(String, String)> {
-        match self.check() {
-            Ok(_) => Vec::new(),
-            Err(problems) => problems,
-        }
-    }
-
     /// A provider named `name` (for logs and audit).
-    pub fn build(&self, name: &str) -> Result<WebhookProvider, WebhookError> {
-        let c = self.check().map_err(WebhookError::Invalid)?;
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(c.request_timeout)
-            .connect_timeout(c.request_timeout)
-            .user_agent(concat!("pfgate/", env!("CARGO_PKG_VERSION"), " webhook"))
-            .https_only(!c.loopback);
-        if c.loopback {
-            // A proxy from the environment must not see (or break) loopback traffic.
-            builder = builder.no_proxy();
-        }
+    pub fn build(&self, name: &str) -> Result<WebhookProvider, BuildError> {
+        let c = self.check().map_err(BuildError::invalid("webhook"))?;
+        let mut builder = http::client_builder(
+            "webhook",
+            c.request_timeout,
+            c.request_timeout,
+            c.base.loopback,
+        );
         if let Some(roots) = c.roots {
             builder = builder.tls_certs_only(roots);
         }
         if let Some(identity) = c.identity {
             builder = builder.identity(identity);
         }
-        let client = builder
-            .build()
-            .map_err(|e| WebhookError::Client(e.to_string()))?;
+        let client = builder.build().map_err(BuildError::client("webhook"))?;
         Ok(WebhookProvider {
             name: name.to_string(),
-            base: c.base,
+            base: c.base.url,
             secret: c.secret,
             client,
             poll_interval: c.poll_interval,
@@ -468,211 +443,138 @@ impl WebhookSettings {
     }
 
     fn check(&self) -> Result<Checked, Vec<(String, String)>> {
-        let mut problems: Vec<(String, String)> = Vec::new();
-        let mut problem = |key: &str, reason: String| problems.push((key.to_string(), reason));
-
-        let base = match check_base_url(&self.base_url) {
-            Ok(b) => Some(b),
-            Err(reason) => {
-                problem("base_url", reason);
-                None
-            }
-        };
-
-        let secret = match (&self.secret_env, &self.secret_file) {
-            (Some(_), Some(_)) => {
-                problem(
-                    "secret_env",
-                    "give either secret_env or secret_file, not both".into(),
-                );
-                None
-            }
-            (None, None) => {
-                problem(
-                    "secret_env",
-                    "a shared secret is required: secret_env (an environment variable's name) or \
-                     secret_file (a file); it is never written in the configuration itself"
-                        .into(),
-                );
-                None
-            }
-            (Some(var), None) => match load_secret_env(var) {
-                Ok(s) => Some(s),
-                Err(reason) => {
-                    problem("secret_env", reason);
-                    None
-                }
-            },
-            (None, Some(path)) => match load_secret_file(path) {
-                Ok(s) => Some(s),
-                Err(reason) => {
-                    problem("secret_file", reason);
-                    None
-                }
-            },
-        };
-
-        let identity = match (&self.client_cert, &self.client_key) {
-            (None, None) => None,
-            (Some(_), None) => {
-                problem("client_key", "client_cert needs client_key".into());
-                None
-            }
-            (None, Some(_)) => {
-                problem("client_cert", "client_key needs client_cert".into());
-                None
-            }
-            (Some(cert), Some(key)) => {
-                let cert_pem =
-                    std::fs::read(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()));
-                let key_pem = std::fs::read(key)
-                    .map(Zeroizing::new)
-                    .map_err(|e| format!("cannot read {}: {e}", key.display()));
-                match (cert_pem, key_pem) {
-                    (Ok(cert_pem), Ok(key_pem)) => {
-                        let mut both =
-                            Zeroizing::new(Vec::with_capacity(cert_pem.len() + key_pem.len() + 1));
-                        both.extend_from_slice(&cert_pem);
-                        both.push(b'\n');
-                        both.extend_from_slice(&key_pem);
-                        match reqwest::Identity::from_pem(&both) {
-                            Ok(id) => Some(id),
-                            Err(e) => {
-                                problem(
-                                    "client_cert",
-                                    format!(
-                                        "client_cert and client_key are not a PEM certificate and \
-                                         private key: {e}"
-                                    ),
-                                );
-                                None
-                            }
-                        }
-                    }
-                    (cert_pem, key_pem) => {
-                        if let Err(e) = cert_pem {
-                            problem("client_cert", e);
-                        }
-                        if let Err(e) = key_pem {
-                            problem("client_key", e);
-                        }
-                        None
-                    }
-                }
-            }
-        };
-
-        let roots = match &self.ca_file {
-            None => None,
-            Some(path) => match std::fs::read(path) {
-                Err(e) => {
-                    problem("ca_file", format!("cannot read {}: {e}", path.display()));
-                    None
-                }
-                Ok(pem) => match reqwest::Certificate::from_pem_bundle(&pem) {
-                    Ok(certs) if !certs.is_empty() => Some(certs),
-                    Ok(_) => {
-                        problem(
-                            "ca_file",
-                            format!("{} holds no PEM certificate", path.display()),
-                        );
-                        None
-                    }
-                    Err(e) => {
-                        problem(
-                            "ca_file",
-                            format!("{} is not PEM certificates: {e}", path.display()),
-                        );
-                        None
-                    }
-                },
-            },
-        };
-
-        let mut bounded =
-            |key: &str, v: Option<u64>, lo: u64, hi: u64, def: u64, unit: &str| match v {
-                Some(x) if !(lo..=hi).contains(&x) => {
-                    problem(key, format!("must be between {lo} and {hi} {unit}"));
-                    def
-                }
-                Some(x) => x,
-                None => def,
-            };
-        let request_timeout = Duration::from_secs(bounded(
-            "request_timeout_secs",
-            self.request_timeout_secs,
-            1,
-            60,
-            DEFAULT_REQUEST_TIMEOUT.as_secs(),
-            "seconds",
+        let mut problems = Problems::default();
+        let base = problems.take_as("base_url", check_base_url(&self.base_url));
+        let secret = problems.take(secret::load_required(
+            secret_keys(self),
+            "a shared secret is required: secret_env (an environment variable's name) or \
+             secret_file (a file); it is never written in the configuration itself",
+            check_secret,
         ));
-        let poll_interval = Duration::from_millis(bounded(
-            "poll_interval_ms",
-            self.poll_interval_ms,
-            100,
-            10_000,
-            1000,
-            "milliseconds",
-        ));
-        let window = Duration::from_secs(bounded(
+        let identity = self.client_identity(&mut problems);
+        let roots = self.roots(&mut problems);
+        let request_timeout =
+            problems.request_timeout(self.request_timeout_secs, DEFAULT_REQUEST_TIMEOUT);
+        let poll_interval =
+            problems.poll_interval(self.poll_interval_ms, Duration::from_millis(1000));
+        let window = Duration::from_secs(problems.bounded(
             "signature_window_secs",
             self.signature_window_secs,
-            1,
-            3600,
+            1..=3600,
             DEFAULT_SIGNATURE_WINDOW.as_secs(),
             "seconds",
         ));
+        let checked = base.zip(secret).map(|(base, secret)| Checked {
+            base,
+            secret,
+            identity,
+            roots,
+            request_timeout,
+            poll_interval,
+            window,
+        });
+        problems.finish(checked)
+    }
 
-        match (base, secret) {
-            (Some((base, loopback)), Some(secret)) if problems.is_empty() => Ok(Checked {
-                base,
-                loopback,
-                secret,
-                identity,
-                roots,
-                request_timeout,
-                poll_interval,
-                window,
+    /// The client certificate and key (`client_cert`, `client_key`), when configured.
+    fn client_identity(&self, problems: &mut Problems) -> Option<reqwest::Identity> {
+        let (cert, key) = match (&self.client_cert, &self.client_key) {
+            (None, None) => return None,
+            (Some(_), None) => {
+                problems.push("client_key", "client_cert needs client_key");
+                return None;
+            }
+            (None, Some(_)) => {
+                problems.push("client_cert", "client_key needs client_cert");
+                return None;
+            }
+            (Some(cert), Some(key)) => (cert, key),
+        };
+        let cert_pem =
+            std::fs::read(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()));
+        let key_pem = std::fs::read(key)
+            .map(Zeroizing::new)
+            .map_err(|e| format!("cannot read {}: {e}", key.display()));
+        let (cert_pem, key_pem) = match (cert_pem, key_pem) {
+            (Ok(cert_pem), Ok(key_pem)) => (cert_pem, key_pem),
+            (cert_pem, key_pem) => {
+                if let Err(e) = cert_pem {
+                    problems.push("client_cert", e);
+                }
+                if let Err(e) = key_pem {
+                    problems.push("client_key", e);
+                }
+                return None;
+            }
+        };
+        let mut both = Zeroizing::new(Vec::with_capacity(cert_pem.len() + key_pem.len() + 1));
+        both.extend_from_slice(&cert_pem);
+        both.push(b'\n');
+        both.extend_from_slice(&key_pem);
+        problems.take_as(
+            "client_cert",
+            reqwest::Identity::from_pem(&both).map_err(|e| {
+                format!("client_cert and client_key are not a PEM certificate and private key: {e}")
             }),
-            _ => Err(problems),
-        }
+        )
+    }
+
+    /// The CA certificates of `ca_file`, when configured.
+    fn roots(&self, problems: &mut Problems) -> Option<Vec<reqwest::Certificate>> {
+        let path = self.ca_file.as_ref()?;
+        let read = std::fs::read(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+            .and_then(|pem| {
+                reqwest::Certificate::from_pem_bundle(&pem)
+                    .map_err(|e| format!("{} is not PEM certificates: {e}", path.display()))
+            })
+            .and_then(|certs| {
+                if certs.is_empty() {
+                    Err(format!("{} holds no PEM certificate", path.display()))
+                } else {
+                    Ok(certs)
+                }
+            });
+        problems.take_as("ca_file", read)
+    }
+}
+
+impl ProviderConfig for WebhookSettings {
+    /// Makes relative file paths relative to `dir` (the configuration file's directory).
+    fn resolve_relative_to(&mut self, dir: &Path) {
+        resolve_paths(
+            dir,
+            [
+                &mut self.secret_file,
+                &mut self.client_cert,
+                &mut self.client_key,
+                &mut self.ca_file,
+            ],
+        );
+    }
+
+    /// Every problem, as `(key, reason)` for `pfgate check-config`: the URL, the secret (read, so
+    /// a missing variable or file is reported now), the certificate files and the numbers.
+    fn validate(&self) -> Vec<(String, String)> {
+        self.check().err().unwrap_or_default()
+    }
+
+    fn build(&self, cx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, BuildError> {
+        Ok(Arc::new(
+            WebhookSettings::build(self, cx.name)?.with_auth_timeout(cx.auth_timeout),
+        ))
     }
 }
 
 /// The base URL and whether its host is loopback.
-fn check_base_url(s: &str) -> Result<(Url, bool), String> {
-    let url = Url::parse(s.trim()).map_err(|e| format!("'{s}' is not a URL: {e}"))?;
-    if url.cannot_be_a_base() || url.host().is_none() {
-        return Err(format!("'{s}' has no host"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(
-            "must not contain a user name or password (use the shared secret and an \
-                    optional client certificate)"
-                .into(),
-        );
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err("must not have a query or fragment".into());
-    }
-    let loopback = match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    };
-    match url.scheme() {
-        "https" => {}
-        "http" if loopback => {}
-        "http" => {
-            return Err(format!(
-                "'{s}' must use https:// (plain http:// is allowed only to 127.0.0.1, [::1] or \
-                 localhost)"
-            ))
-        }
-        other => return Err(format!("'{s}': the scheme must be https, not {other}")),
-    }
-    Ok((url, loopback))
+fn check_base_url(s: &str) -> Result<BaseUrl, String> {
+    http::check_base_url(
+        s,
+        BaseUrlRules {
+            credentials_hint: "use the shared secret and an optional client certificate",
+            root_only: None,
+        },
+    )
 }
 
 fn check_secret(mut bytes: Zeroizing<Vec<u8>>, origin: &str) -> Result<Secret, String> {
@@ -689,17 +591,7 @@ fn check_secret(mut bytes: Zeroizing<Vec<u8>>, origin: &str) -> Result<Secret, S
             bytes.len()
         ));
     }
-    Ok(Secret(bytes))
-}
-
-fn load_secret_env(var: &str) -> Result<Secret, String> {
-    let (bytes, origin) = super::secret_source::from_env(var)?;
-    check_secret(bytes, &origin)
-}
-
-fn load_secret_file(path: &Path) -> Result<Secret, String> {
-    let (bytes, origin) = super::secret_source::from_file(path, "webhook secret")?;
-    check_secret(bytes, &origin)
+    Ok(Secret::new(bytes))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -767,11 +659,11 @@ impl WebhookProvider {
         method: Method,
         url: Url,
         body: Vec<u8>,
-    ) -> Result<(StatusCode, Option<Duration>, Vec<u8>), String> {
+    ) -> Result<(StatusCode, Option<Duration>, Vec<u8>), ProviderError> {
         let path = url.path().to_string();
         let timestamp = now_unix();
         let signature = sign(
-            &self.secret.0,
+            self.secret.expose(),
             Signed::Request {
                 method: method.as_str(),
                 path: &path,
@@ -796,9 +688,9 @@ impl WebhookProvider {
             .map_err(|e| describe(&e, &method, &path))?;
         let status = response.status();
         if !status.is_success() {
-            return Err(format!(
-                "webhook {method} {path} answered HTTP {}",
-                status.as_u16()
+            return Err(ProviderError::new(
+                Kind::HttpStatus,
+                format!("webhook {method} {path} answered HTTP {}", status.as_u16()),
             ));
         }
         let header = |name: &str| {
@@ -810,21 +702,15 @@ impl WebhookProvider {
         };
         let (ts, sig) = (header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER));
         let retry = retry_after(header(reqwest::header::RETRY_AFTER.as_str()).as_deref());
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| describe(&e, &method, &path))?
-        {
-            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(format!(
-                    "webhook {method} {path}: response body over {MAX_RESPONSE_BYTES} bytes"
-                ));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let bytes = http::read_capped(
+            &mut response,
+            &format!("webhook {method} {path}"),
+            MAX_RESPONSE_BYTES,
+            None,
+        )
+        .await?;
         verify(
-            &self.secret.0,
+            self.secret.expose(),
             Signed::Response {
                 status: status.as_u16(),
                 method: method.as_str(),
@@ -836,7 +722,12 @@ impl WebhookProvider {
             now_unix(),
             self.window,
         )
-        .map_err(|e| format!("webhook {method} {path}: response refused: {e}"))?;
+        .map_err(|e| {
+            ProviderError::new(
+                Kind::BadAnswer,
+                format!("webhook {method} {path}: response refused: {e}"),
+            )
+        })?;
         Ok((status, retry, bytes))
     }
 
@@ -847,21 +738,24 @@ impl WebhookProvider {
         url: Url,
         body: Vec<u8>,
         request_id: &str,
-    ) -> Result<Reply, String> {
+    ) -> Result<Reply, ProviderError> {
         let path = url.path().to_string();
         let (_, retry_after, bytes) = self.exchange(method.clone(), url, body).await?;
+        let bad = |detail: String| ProviderError::new(Kind::BadAnswer, detail);
         let state: StateResponse = serde_json::from_slice(&bytes).map_err(|e| {
-            format!("webhook {method} {path}: the answer is not a state object: {e}")
+            bad(format!(
+                "webhook {method} {path}: the answer is not a state object: {e}"
+            ))
         })?;
         if state.request_id != request_id {
-            return Err(format!(
+            return Err(bad(format!(
                 "webhook {method} {path}: the answer is for another request_id"
-            ));
+            )));
         }
         Ok(Reply { retry_after, state })
     }
 
-    async fn run(&self, attempt: &AuthAttempt) -> Result<Verdict, String> {
+    async fn run(&self, attempt: &AuthAttempt) -> Result<Verdict, ProviderError> {
         let deadline = now_unix()
             .saturating_add(i64::try_from(self.auth_timeout.as_secs()).unwrap_or(i64::MAX));
         let start = StartRequest {
@@ -875,8 +769,9 @@ impl WebhookProvider {
             caller_ip: attempt.caller_ip.to_string(),
             deadline,
         };
-        let body = serde_json::to_vec(&start)
-            .map_err(|e| format!("cannot encode the start request: {e}"))?;
+        let body = serde_json::to_vec(&start).map_err(|e| {
+            ProviderError::new(Kind::Local, format!("cannot encode the start request: {e}"))
+        })?;
         let started = tokio::time::Instant::now();
         let mut reply = self
             .state(
@@ -913,27 +808,8 @@ impl WebhookProvider {
 }
 
 /// A transport error as an audit reason (the URL and the kind; no secret is ever in either).
-fn describe(e: &reqwest::Error, method: &Method, path: &str) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else if e.is_body() || e.is_decode() {
-        "broken response body"
-    } else {
-        "request failed"
-    };
-    let mut detail = String::new();
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(s) = source {
-        detail = s.to_string();
-        source = s.source();
-    }
-    if detail.is_empty() {
-        format!("webhook {method} {path}: {kind}")
-    } else {
-        format!("webhook {method} {path}: {kind} ({detail})")
-    }
+fn describe(e: &reqwest::Error, method: &Method, path: &str) -> ProviderError {
+    http::transport_error(e, &format!("webhook {method} {path}"), None)
 }
 
 #[async_trait]

@@ -286,13 +286,11 @@ impl PostgresSettings {
     /// The password from its source, if any, less one trailing line ending (as the providers'
     /// secrets are read).
     fn read_password(&self) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
-        use crate::providers::secret_source;
+        use crate::providers::common::secret;
         let (mut bytes, _) = match &self.password {
             None => return Ok(None),
-            Some(PasswordSource::Env(var)) => secret_source::from_env(var)?,
-            Some(PasswordSource::File(path)) => {
-                secret_source::from_file(path, "database password")?
-            }
+            Some(PasswordSource::Env(var)) => secret::from_env(var)?,
+            Some(PasswordSource::File(path)) => secret::from_file(path, "database password")?,
         };
         if bytes.last() == Some(&b'\n') {
             bytes.pop();

@@ -241,25 +241,14 @@ fn hex_value(b: u8) -> Option<u8> {
     }
 }
 
-#[cfg(unix)]
+/// Warns when the key file is readable by group or others (as for every secret file).
 fn warn_if_exposed(path: &Path) {
-    use std::os::unix::fs::PermissionsExt as _;
-    if let Ok(meta) = std::fs::metadata(path) {
-        if meta.permissions().mode() & 0o077 != 0 {
-            tracing::warn!(
-                path = %path.display(),
-                "the secrets key file is readable by group or others; restrict it to the service user (chmod 600 FILE; create keys with `(umask 077; head -c 32 /dev/urandom > FILE)`)"
-            );
-        }
-    }
+    crate::providers::common::secret::warn_if_exposed(
+        path,
+        "secrets key",
+        "chmod 600 FILE; create keys with `(umask 077; head -c 32 /dev/urandom > FILE)`",
+    );
 }
-
-/// Not checked off Unix. On Windows the equivalent is the file's ACL, and reading a security
-/// descriptor takes Win32 calls pfgate (which forbids `unsafe`) would make only through a
-/// maintained crate, and there is none for ACLs: docs/deploy.md ("Windows") has the `icacls` step
-/// that restricts `C:\ProgramData\pfgate` to SYSTEM, Administrators and the service account.
-#[cfg(not(unix))]
-fn warn_if_exposed(_path: &Path) {}
 
 /// The associated data that binds a sealed value to its field and user: `"<field>:<lowercase
 /// username>"`. The same user under any letter case gives the same AAD.

@@ -29,7 +29,7 @@ use hyper_util::rt::TokioIo;
 use pfgate::engine::phone::E164;
 use pfgate::pfwssdk::Mode3;
 use pfgate::providers::duo::{self, DuoProvider, DuoSettings};
-use pfgate::providers::{AuthAttempt, Provider, Verdict};
+use pfgate::providers::{AuthAttempt, Provider, ProviderConfig as _, Verdict};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
@@ -615,7 +615,7 @@ async fn healthy(p: &dyn Provider) -> bool {
 
 fn failed(v: &Verdict) -> &str {
     match v {
-        Verdict::Failed(reason) => reason,
+        Verdict::Failed(e) => e.detail(),
         other => panic!("expected Failed, got {other:?}"),
     }
 }

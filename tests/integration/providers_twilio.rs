@@ -35,7 +35,9 @@ use hyper_util::rt::TokioIo;
 use pfgate::engine::phone::E164;
 use pfgate::pfwssdk::Mode3;
 use pfgate::providers::twilio::{TwilioProvider, TwilioSettings};
-use pfgate::providers::{AuthAttempt, Blame, Provider, Verdict};
+use pfgate::providers::{
+    AuthAttempt, Blame, Provider, ProviderConfig as _, ProviderErrorKind, Verdict,
+};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
@@ -622,7 +624,7 @@ async fn healthy(p: &dyn Provider) -> bool {
 
 fn failed(v: &Verdict) -> &str {
     match v {
-        Verdict::Failed(reason) => reason,
+        Verdict::Failed(e) => e.detail(),
         other => panic!("expected Failed, got {other:?}"),
     }
 }
@@ -854,7 +856,10 @@ async fn twilio_modes_it_cannot_serve_are_failed_without_a_request() {
         assert_eq!(name, "twilio");
         assert_eq!(
             v,
-            Verdict::Failed("twilio-verify sends SMS or voice codes only".into()),
+            Verdict::failed(
+                ProviderErrorKind::Unsupported,
+                "twilio-verify sends SMS or voice codes only"
+            ),
             "{mode:?}"
         );
     }
@@ -864,7 +869,10 @@ async fn twilio_modes_it_cannot_serve_are_failed_without_a_request() {
         .unwrap();
     assert_eq!(
         v,
-        Verdict::Failed("twilio-verify completes with ValidatePasscode/ValidateOathCode".into())
+        Verdict::failed(
+            ProviderErrorKind::Unsupported,
+            "twilio-verify completes with ValidatePasscode/ValidateOathCode"
+        )
     );
     assert!(fake.seen().is_empty());
 }

@@ -31,7 +31,7 @@ use pfgate::providers::webhook::{
     self, now_unix, SignatureError, Signed, StartRequest, StateResponse, WebhookProvider,
     WebhookSettings, SIGNATURE_HEADER, TIMESTAMP_HEADER,
 };
-use pfgate::providers::{AuthAttempt, Provider, Verdict};
+use pfgate::providers::{AuthAttempt, Provider, ProviderConfig as _, ProviderErrorKind, Verdict};
 use tokio::net::TcpListener;
 
 /// The shared secret both sides hold in these tests.
@@ -650,7 +650,7 @@ async fn outcomes_map_to_verdicts() {
     // The service's reason reaches the audit log, on one line.
     assert_eq!(
         run(&p, &attempt("error")).await,
-        Verdict::Failed("carrier unreachable (code 42)".into())
+        Verdict::failed(ProviderErrorKind::Rejected, "carrier unreachable (code 42)")
     );
     assert_eq!(fake.bad_signatures(), 0);
 }
@@ -678,7 +678,8 @@ async fn failures_are_failed_never_approved() {
     ];
     for (user, expected) in cases {
         match run(&p, &attempt(user)).await {
-            Verdict::Failed(reason) => {
+            Verdict::Failed(e) => {
+                let reason = e.detail();
                 assert!(
                     reason.contains(expected),
                     "{user}: reason {reason:?} should mention {expected:?}"
@@ -700,7 +701,7 @@ async fn a_network_error_is_failed() {
     drop(listener);
     let (p, _secret) = provider(addr, SECRET);
     match run(&p, &attempt("approve")).await {
-        Verdict::Failed(reason) => assert!(reason.contains("could not connect"), "{reason}"),
+        Verdict::Failed(e) => assert!(e.detail().contains("could not connect"), "{e}"),
         other => panic!("{other:?}"),
     }
     assert!(!p.healthy().await);
@@ -713,7 +714,8 @@ async fn a_wrong_secret_on_pfgates_side_is_refused_by_the_service() {
     let (fake, addr) = start_fake(SECRET).await;
     let (p, _secret) = provider(addr, WRONG_SECRET);
     match run(&p, &attempt("approve")).await {
-        Verdict::Failed(reason) => {
+        Verdict::Failed(e) => {
+            let reason = e.detail();
             assert!(reason.contains("HTTP 401"), "{reason}");
             assert!(!reason.contains(SECRET) && !reason.contains(WRONG_SECRET));
         }
@@ -1101,7 +1103,8 @@ async fn https_with_a_private_ca_and_a_client_certificate() {
         // alert: CertificateRequired", sometimes only that the connection closed before the
         // request went out ("connection was not ready"). Either way the call fails, and the
         // service sees no request (checked below).
-        Verdict::Failed(reason) => {
+        Verdict::Failed(e) => {
+            let reason = e.detail();
             let reason = reason.to_lowercase();
             assert!(
                 reason.contains("certificate") || reason.contains("connection"),
@@ -1124,7 +1127,8 @@ async fn https_with_a_private_ca_and_a_client_certificate() {
     .build("webhook-tls")
     .unwrap();
     match run(&no_ca, &attempt("approve")).await {
-        Verdict::Failed(reason) => {
+        Verdict::Failed(e) => {
+            let reason = e.detail();
             assert!(reason.to_lowercase().contains("certificate"), "{reason}")
         }
         other => panic!("{other:?}"),
@@ -1249,7 +1253,7 @@ fn configuration_is_checked_key_by_key() {
     );
     // build() reports the same problems.
     match numbers.build("webhook") {
-        Err(webhook::WebhookError::Invalid(p)) => assert_eq!(p.len(), 3),
+        Err(pfgate::providers::BuildError::Invalid { problems: p, .. }) => assert_eq!(p.len(), 3),
         other => panic!("{other:?}"),
     }
 }
@@ -1393,7 +1397,7 @@ async fn the_example_service_agrees_with_pfgate() {
         .build("webhook-example")
         .unwrap();
     match run(&p_wrong, &attempt("alice")).await {
-        Verdict::Failed(reason) => assert!(reason.contains("HTTP 401"), "{reason}"),
+        Verdict::Failed(e) => assert!(e.detail().contains("HTTP 401"), "{e}"),
         other => panic!("{other:?}"),
     }
     assert!(!p_wrong.healthy().await);

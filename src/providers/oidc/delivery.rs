@@ -13,7 +13,8 @@ use url::Url;
 use zeroize::Zeroizing;
 
 use super::idp::{acceptable_url, is_loopback};
-use crate::providers::secret_source;
+use crate::providers::common::secret;
+use crate::providers::common::settings::resolve_paths;
 use crate::providers::webhook::{sign, Signed, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::providers::AuthAttempt;
 
@@ -58,11 +59,7 @@ pub struct SmsChannel {
 
 impl WebhookChannel {
     pub(crate) fn resolve_relative_to(&mut self, base: &Path) {
-        if let Some(p) = &mut self.secret_file {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        }
+        resolve_paths(base, [&mut self.secret_file]);
     }
 
     pub(crate) fn build(&self, timeout: Duration) -> Result<Channel, Vec<(String, String)>> {
@@ -89,9 +86,9 @@ impl WebhookChannel {
                 ));
                 None
             }
-            (Some(v), None) => read_secret(secret_source::from_env(v), "secret_env", &mut problems),
+            (Some(v), None) => read_secret(secret::from_env(v), "secret_env", &mut problems),
             (None, Some(f)) => read_secret(
-                secret_source::from_file(f, "step-up webhook secret"),
+                secret::from_file(f, "step-up webhook secret"),
                 "secret_file",
                 &mut problems,
             ),
@@ -110,11 +107,7 @@ impl WebhookChannel {
 
 impl SmsChannel {
     pub(crate) fn resolve_relative_to(&mut self, base: &Path) {
-        if let Some(p) = &mut self.auth_token_file {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        }
+        resolve_paths(base, [&mut self.auth_token_file]);
     }
 
     pub(crate) fn build(&self, timeout: Duration) -> Result<Channel, Vec<(String, String)>> {
@@ -158,11 +151,9 @@ impl SmsChannel {
             }
         };
         let token = match (&self.auth_token_env, &self.auth_token_file) {
-            (Some(v), None) => {
-                read_secret(secret_source::from_env(v), "auth_token_env", &mut problems)
-            }
+            (Some(v), None) => read_secret(secret::from_env(v), "auth_token_env", &mut problems),
             (None, Some(f)) => read_secret(
-                secret_source::from_file(f, "Twilio auth token"),
+                secret::from_file(f, "Twilio auth token"),
                 "auth_token_file",
                 &mut problems,
             ),
@@ -232,20 +223,9 @@ fn read_secret(
 }
 
 fn client(timeout: Duration, loopback: bool) -> Result<reqwest::Client, String> {
-    let mut b = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .user_agent(concat!(
-            "pfgate/",
-            env!("CARGO_PKG_VERSION"),
-            " oidc-delivery"
-        ))
-        .https_only(!loopback);
-    if loopback {
-        b = b.no_proxy();
-    }
-    b.build().map_err(|e| e.to_string())
+    crate::providers::common::http::client_builder("oidc-delivery", timeout, timeout, loopback)
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 /// A built delivery channel.
@@ -321,7 +301,7 @@ impl Channel {
                     .post(url.clone())
                     .header("Content-Type", "application/json");
                 if let Some(secret) = secret {
-                    let ts = crate::engine::now_unix();
+                    let ts = crate::core::clock::now_unix();
                     let path = match url.query() {
                         Some(q) => format!("{}?{q}", url.path()),
                         None => url.path().to_string(),

@@ -67,15 +67,7 @@ pub fn acceptable_url(url: &Url, loopback_ok: bool) -> bool {
     }
 }
 
-/// True for `127.0.0.0/8`, `[::1]` and `localhost`.
-pub fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(a)) => a.is_loopback(),
-        Some(url::Host::Ipv6(a)) => a.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
-}
+pub(crate) use crate::providers::common::http::is_loopback;
 
 impl Idp {
     /// A client for `issuer` (validated by the settings).
@@ -87,16 +79,10 @@ impl Idp {
     ) -> Result<Self, String> {
         let parsed = Url::parse(&issuer).map_err(|e| format!("issuer: {e}"))?;
         let loopback_ok = parsed.scheme() == "http" && is_loopback(&parsed);
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .user_agent(concat!("pfgate/", env!("CARGO_PKG_VERSION"), " oidc"))
-            .https_only(!loopback_ok);
-        if loopback_ok {
-            builder = builder.no_proxy();
-        }
-        let http = builder.build().map_err(|e| e.to_string())?;
+        let http =
+            crate::providers::common::http::client_builder("oidc", timeout, timeout, loopback_ok)
+                .build()
+                .map_err(|e| e.to_string())?;
         Ok(Self {
             issuer,
             client_id,

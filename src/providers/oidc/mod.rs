@@ -64,7 +64,11 @@ use tokio::sync::oneshot;
 use url::Url;
 use zeroize::Zeroizing;
 
-use super::{display, AuthAttempt, Provider, Verdict};
+use super::common::secret::{self, SecretKeys};
+use super::common::settings::{resolve_paths, Problems};
+use super::common::BuildError;
+use super::settings::{BuildContext, ProviderConfig};
+use super::{display, AuthAttempt, Provider, ProviderErrorKind, Verdict};
 use crate::engine::audit::{self, AuditEvent, AuditKind};
 
 /// Default `username_claim`.
@@ -177,31 +181,6 @@ pub struct OidcSettings {
 }
 
 impl OidcSettings {
-    /// Makes relative paths relative to the configuration file's directory.
-    pub fn resolve_relative_to(&mut self, base: &Path) {
-        for p in [
-            &mut self.client_secret_file,
-            &mut self.tls_cert,
-            &mut self.tls_key,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        }
-        if let Some(w) = &mut self.webhook {
-            w.resolve_relative_to(base);
-        }
-        if let Some(s) = &mut self.sms {
-            s.resolve_relative_to(base);
-        }
-        if let Some(e) = &mut self.email {
-            e.resolve_relative_to(base);
-        }
-    }
-
     /// How the signed-in identity is matched: `match` as configured, else the default for
     /// `username_claim`; `Err` when `match` names neither way.
     pub fn identity_match(&self) -> Result<IdentityMatch, String> {
@@ -217,190 +196,43 @@ impl OidcSettings {
         }
     }
 
-    /// Every problem, as `(key, reason)`.
-    pub fn validate(&self) -> Vec<(String, String)> {
-        match self.check() {
-            Ok(_) => Vec::new(),
-            Err(p) => p,
-        }
-    }
-
     fn check(&self) -> Result<Checked, Vec<(String, String)>> {
-        let mut problems = Vec::new();
-        let mut problem = |k: &str, r: String| problems.push((k.to_string(), r));
-        let issuer = match Url::parse(&self.issuer) {
-            Ok(u) if idp::acceptable_url(&u, true) && u.query().is_none() => Some(u),
-            Ok(_) => {
-                problem(
-                    "issuer",
-                    "must be https:// (http:// only to a loopback address), without a query".into(),
-                );
-                None
-            }
-            Err(e) => {
-                problem("issuer", format!("'{}' is not a URL: {e}", self.issuer));
-                None
-            }
-        };
+        let mut problems = Problems::default();
+        let issuer = problems.take_as("issuer", self.issuer_url());
         if self.client_id.trim().is_empty() {
-            problem(
-                "client_id",
-                "the application (client) id is required".into(),
-            );
+            problems.push("client_id", "the application (client) id is required");
         }
-        let secret = match (&self.client_secret_env, &self.client_secret_file) {
-            (Some(_), Some(_)) => {
-                problem(
-                    "client_secret_env",
-                    "give either client_secret_env or client_secret_file, not both".into(),
-                );
-                None
-            }
-            (Some(var), None) => match super::secret_source::from_env(var) {
-                Ok((b, _)) => secret_text(&b).map(Some).unwrap_or_else(|r| {
-                    problem("client_secret_env", r);
-                    None
-                }),
-                Err(r) => {
-                    problem("client_secret_env", r);
-                    None
-                }
+        let secret = secret::load(
+            SecretKeys {
+                env_key: "client_secret_env",
+                env: self.client_secret_env.as_deref(),
+                file_key: "client_secret_file",
+                file: self.client_secret_file.as_deref(),
+                what: "OIDC client secret",
             },
-            (None, Some(f)) => match super::secret_source::from_file(f, "OIDC client secret") {
-                Ok((b, _)) => secret_text(&b).map(Some).unwrap_or_else(|r| {
-                    problem("client_secret_file", r);
-                    None
-                }),
-                Err(r) => {
-                    problem("client_secret_file", r);
-                    None
-                }
-            },
-            (None, None) => None,
-        };
-        let public = match Url::parse(&self.public_url) {
-            Ok(u)
-                if idp::acceptable_url(&u, true)
-                    && u.query().is_none()
-                    && u.fragment().is_none()
-                    && u.username().is_empty() =>
-            {
-                Some(u)
-            }
-            Ok(_) => {
-                problem(
-                    "public_url",
-                    "must be https:// (http:// only to a loopback address), without a query".into(),
-                );
-                None
-            }
-            Err(e) => {
-                problem(
-                    "public_url",
-                    format!("'{}' is not a URL: {e}", self.public_url),
-                );
-                None
-            }
-        };
-        match (self.listen, &self.tls_cert, &self.tls_key) {
-            (None, _, _) => problem(
-                "listen",
-                "the step-up listener's address is required (e.g. \"0.0.0.0:8443\")".into(),
-            ),
-            (Some(a), None, None) if !a.ip().is_loopback() => problem(
-                "listen",
-                "plain HTTP only on a loopback address; give tls_cert and tls_key".into(),
-            ),
-            (Some(_), Some(_), None) | (Some(_), None, Some(_)) => {
-                problem("tls_cert", "tls_cert and tls_key go together".into())
-            }
-            _ => {}
-        }
+            |b, _| secret_text(&b),
+        )
+        .unwrap_or_else(|(k, r)| {
+            problems.push(k, r);
+            None
+        });
+        let public = problems.take_as("public_url", self.public_url());
+        self.check_listener(&mut problems);
         let skew = self.clock_skew_secs.unwrap_or(DEFAULT_SKEW.as_secs());
         if skew > 300 {
-            problem("clock_skew_secs", "at most 300".into());
+            problems.push("clock_skew_secs", "at most 300");
         }
         let timeout = self
             .request_timeout_secs
             .unwrap_or(DEFAULT_REQUEST_TIMEOUT.as_secs());
         if !(1..=60).contains(&timeout) {
-            problem("request_timeout_secs", "between 1 and 60".into());
+            problems.push("request_timeout_secs", "between 1 and 60");
         }
-        if self.link_ttl_secs == Some(0) {
-            problem("link_ttl_secs", "at least 1".into());
-        }
-        if let Some(m) = &self.message {
-            if !m.contains("{link}") {
-                problem("message", "must contain {link}".into());
-            }
-        }
-        if let Some(a) = &self.acrs {
-            if a.is_empty() || a.len() > 10 || !a.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                problem("acrs", "an authentication context id such as c1".into());
-            }
-        }
-        let claim = self
-            .username_claim
-            .clone()
-            .unwrap_or_else(|| DEFAULT_USERNAME_CLAIM.into());
-        if claim.is_empty() {
-            problem("username_claim", "must name a claim".into());
-        }
-        let matching = self.identity_match().map_err(|r| problem("match", r)).ok();
-        if claim == "oid" && matching == Some(IdentityMatch::Username) {
-            problem(
-                "match",
-                "username_claim = \"oid\" is an object id (a GUID) that never equals a username: \
-                 use match = \"external_id\" and store each user's oid (users file or CSV \
-                 external_id)"
-                    .into(),
-            );
-        }
-        let configured = [
-            self.webhook.is_some(),
-            self.sms.is_some(),
-            self.email.is_some(),
-        ];
-        let channel = match configured.iter().filter(|c| **c).count() {
-            0 => {
-                problem(
-                    "webhook",
-                    "a delivery channel is required: [providers.NAME.webhook], .sms or .email"
-                        .into(),
-                );
-                None
-            }
-            1 => {
-                let t = Duration::from_secs(timeout);
-                let (key, built) = if let Some(w) = &self.webhook {
-                    ("webhook", w.build(t))
-                } else if let Some(s) = &self.sms {
-                    ("sms", s.build(t))
-                } else if let Some(e) = &self.email {
-                    ("email", e.build(t).map(delivery::Channel::Email))
-                } else {
-                    ("webhook", Err(Vec::new()))
-                };
-                match built {
-                    Ok(c) => Some(c),
-                    Err(list) => {
-                        for (k, r) in list {
-                            problem(&format!("{key}.{k}"), r);
-                        }
-                        None
-                    }
-                }
-            }
-            _ => {
-                problem(
-                    "webhook",
-                    "configure one delivery channel, not several".into(),
-                );
-                None
-            }
-        };
-        match (issuer, public, channel, matching, problems.is_empty()) {
-            (Some(issuer), Some(public), Some(channel), Some(matching), true) => Ok(Checked {
+        self.check_texts(&mut problems);
+        let (claim, matching) = self.check_identity(&mut problems);
+        let channel = self.channel(Duration::from_secs(timeout), &mut problems);
+        let checked = match (issuer, public, channel, matching) {
+            (Some(issuer), Some(public), Some(channel), Some(matching)) => Some(Checked {
                 issuer,
                 secret,
                 public,
@@ -410,8 +242,127 @@ impl OidcSettings {
                 matching,
                 channel,
             }),
-            _ => Err(problems),
+            _ => None,
+        };
+        problems.finish(checked)
+    }
+
+    /// `issuer` parsed: https (http only to loopback), without a query.
+    fn issuer_url(&self) -> Result<Url, String> {
+        match Url::parse(&self.issuer) {
+            Ok(u) if idp::acceptable_url(&u, true) && u.query().is_none() => Ok(u),
+            Ok(_) => {
+                Err("must be https:// (http:// only to a loopback address), without a query".into())
+            }
+            Err(e) => Err(format!("'{}' is not a URL: {e}", self.issuer)),
         }
+    }
+
+    /// `public_url` parsed: https (http only to loopback), without a query, fragment or user.
+    fn public_url(&self) -> Result<Url, String> {
+        match Url::parse(&self.public_url) {
+            Ok(u)
+                if idp::acceptable_url(&u, true)
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+                    && u.username().is_empty() =>
+            {
+                Ok(u)
+            }
+            Ok(_) => {
+                Err("must be https:// (http:// only to a loopback address), without a query".into())
+            }
+            Err(e) => Err(format!("'{}' is not a URL: {e}", self.public_url)),
+        }
+    }
+
+    /// `listen`, `tls_cert` and `tls_key` together: plain HTTP only on loopback.
+    fn check_listener(&self, problems: &mut Problems) {
+        match (self.listen, &self.tls_cert, &self.tls_key) {
+            (None, _, _) => problems.push(
+                "listen",
+                "the step-up listener's address is required (e.g. \"0.0.0.0:8443\")",
+            ),
+            (Some(a), None, None) if !a.ip().is_loopback() => problems.push(
+                "listen",
+                "plain HTTP only on a loopback address; give tls_cert and tls_key",
+            ),
+            (Some(_), Some(_), None) | (Some(_), None, Some(_)) => {
+                problems.push("tls_cert", "tls_cert and tls_key go together")
+            }
+            _ => {}
+        }
+    }
+
+    /// `link_ttl_secs`, `message` and `acrs`.
+    fn check_texts(&self, problems: &mut Problems) {
+        if self.link_ttl_secs == Some(0) {
+            problems.push("link_ttl_secs", "at least 1");
+        }
+        if let Some(m) = &self.message {
+            if !m.contains("{link}") {
+                problems.push("message", "must contain {link}");
+            }
+        }
+        if let Some(a) = &self.acrs {
+            if a.is_empty() || a.len() > 10 || !a.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                problems.push("acrs", "an authentication context id such as c1");
+            }
+        }
+    }
+
+    /// The claim naming the person and how it is matched (`username_claim`, `match`).
+    fn check_identity(&self, problems: &mut Problems) -> (String, Option<IdentityMatch>) {
+        let claim = self
+            .username_claim
+            .clone()
+            .unwrap_or_else(|| DEFAULT_USERNAME_CLAIM.into());
+        if claim.is_empty() {
+            problems.push("username_claim", "must name a claim");
+        }
+        let matching = problems.take_as("match", self.identity_match());
+        if claim == "oid" && matching == Some(IdentityMatch::Username) {
+            problems.push(
+                "match",
+                "username_claim = \"oid\" is an object id (a GUID) that never equals a username: \
+                 use match = \"external_id\" and store each user's oid (users file or CSV \
+                 external_id)",
+            );
+        }
+        (claim, matching)
+    }
+
+    /// The one delivery channel (`webhook`, `sms` or `email`), built.
+    fn channel(&self, timeout: Duration, problems: &mut Problems) -> Option<delivery::Channel> {
+        let configured = [
+            self.webhook.is_some(),
+            self.sms.is_some(),
+            self.email.is_some(),
+        ];
+        match configured.iter().filter(|c| **c).count() {
+            0 => {
+                problems.push(
+                    "webhook",
+                    "a delivery channel is required: [providers.NAME.webhook], .sms or .email",
+                );
+                return None;
+            }
+            1 => {}
+            _ => {
+                problems.push("webhook", "configure one delivery channel, not several");
+                return None;
+            }
+        }
+        let (key, built) = if let Some(w) = &self.webhook {
+            ("webhook", w.build(timeout))
+        } else if let Some(s) = &self.sms {
+            ("sms", s.build(timeout))
+        } else if let Some(e) = &self.email {
+            ("email", e.build(timeout).map(delivery::Channel::Email))
+        } else {
+            ("webhook", Err(Vec::new()))
+        };
+        built.map_err(|list| problems.extend_under(key, list)).ok()
     }
 
     /// Builds the provider and starts its step-up listener (on the current Tokio runtime).
@@ -483,6 +434,40 @@ impl OidcSettings {
             listen_addr: bound,
             _listener: listener,
         })
+    }
+}
+
+impl ProviderConfig for OidcSettings {
+    /// Makes relative paths relative to the configuration file's directory.
+    fn resolve_relative_to(&mut self, base: &Path) {
+        resolve_paths(
+            base,
+            [
+                &mut self.client_secret_file,
+                &mut self.tls_cert,
+                &mut self.tls_key,
+            ],
+        );
+        if let Some(w) = &mut self.webhook {
+            w.resolve_relative_to(base);
+        }
+        if let Some(s) = &mut self.sms {
+            s.resolve_relative_to(base);
+        }
+        if let Some(e) = &mut self.email {
+            e.resolve_relative_to(base);
+        }
+    }
+
+    /// Every problem, as `(key, reason)`.
+    fn validate(&self) -> Vec<(String, String)> {
+        self.check().err().unwrap_or_default()
+    }
+
+    fn build(&self, cx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, BuildError> {
+        Ok(Arc::new(
+            OidcSettings::build(self, cx.name, cx.auth_timeout).map_err(BuildError::Start)?,
+        ))
     }
 }
 
@@ -669,7 +654,7 @@ pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 pub(crate) fn now_unix() -> i64 {
-    crate::engine::now_unix()
+    crate::core::clock::now_unix()
 }
 
 /// Writes the `fraud_reported` audit event ("This wasn't me").
@@ -718,7 +703,10 @@ impl Provider for OidcProvider {
         }
         let token = random_token();
         if token.is_empty() {
-            return Verdict::Failed("no randomness for the step-up link".into());
+            return Verdict::failed(
+                ProviderErrorKind::Local,
+                "no randomness for the step-up link",
+            );
         }
         let key = key_of(&token);
         let (tx, mut rx) = oneshot::channel();
@@ -738,7 +726,7 @@ impl Provider for OidcProvider {
             tx,
         };
         if !inner.registry.insert_link(key, link) {
-            return Verdict::Failed("too many step-ups pending".into());
+            return Verdict::failed(ProviderErrorKind::Local, "too many step-ups pending");
         }
         let _cleanup = Cleanup {
             registry: &inner.registry,
@@ -762,7 +750,10 @@ impl Provider for OidcProvider {
             .deliver(attempt, &url, &text, expires_unix)
             .await
         {
-            return Verdict::Failed(format!("step-up link not delivered: {reason}"));
+            return Verdict::failed(
+                ProviderErrorKind::Rejected,
+                format!("step-up link not delivered: {reason}"),
+            );
         }
         tracing::info!(target: "pfgate::oidc", provider = %self.name, request_id = %attempt.request_id, channel = inner.channel.kind(), "step-up link delivered");
         let outcome = tokio::select! {

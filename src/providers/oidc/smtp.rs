@@ -18,7 +18,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use tokio::net::TcpStream;
 use zeroize::Zeroizing;
 
-use crate::providers::secret_source;
+use crate::providers::common::secret;
+use crate::providers::common::settings::resolve_paths;
 
 /// `[providers.<name>.email]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -76,14 +77,7 @@ fn plain_address(a: &str) -> bool {
 
 impl EmailChannel {
     pub(crate) fn resolve_relative_to(&mut self, base: &Path) {
-        for p in [&mut self.ca_file, &mut self.password_file]
-            .into_iter()
-            .flatten()
-        {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        }
+        resolve_paths(base, [&mut self.ca_file, &mut self.password_file]);
     }
 
     pub(crate) fn build(&self, timeout: Duration) -> Result<Mailer, Vec<(String, String)>> {
@@ -119,11 +113,11 @@ impl EmailChannel {
                 ));
                 None
             }
-            (Some(v), None) => secret_source::from_env(v)
+            (Some(v), None) => secret::from_env(v)
                 .map_err(|e| problems.push(("password_env".into(), e)))
                 .ok()
                 .map(|(b, _)| b),
-            (None, Some(f)) => secret_source::from_file(f, "SMTP password")
+            (None, Some(f)) => secret::from_file(f, "SMTP password")
                 .map_err(|e| problems.push(("password_file".into(), e)))
                 .ok()
                 .map(|(b, _)| Zeroizing::new(b.trim_ascii_end().to_vec())),
