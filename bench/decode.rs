@@ -8,8 +8,8 @@
 
 use std::time::Instant;
 
-use pfgate::soap::envelope::{decode_request, encode_response, read_head};
-use pfgate::soap::xml::XmlLimits;
+use pfgate::pfwssdk::soap::envelope::{decode_request, encode_response, read_head};
+use pfgate::pfwssdk::soap::xml::XmlLimits;
 
 fn main() {
     for (op, body) in [

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::collections::HashMap;
 
 use crate::config::{DirectorySource, KeySource, ProviderSettings, Settings, StoreSettings};
-use crate::engine::directory::{Directory, DirectoryError};
+use crate::store::directory::{Directory, DirectoryError};
 use crate::engine::Engine;
 use crate::providers::router::Router;
 use crate::providers::scripted::ScriptedProvider;
@@ -96,7 +96,7 @@ pub fn directory(settings: &Settings) -> Result<Directory, BuildError> {
 }
 
 /// The store record a users-file entry describes.
-pub fn record_of(u: &crate::engine::directory::User) -> Result<UserRecord, StoreError> {
+pub fn record_of(u: &crate::store::directory::User) -> Result<UserRecord, StoreError> {
     let mut r = UserRecord::new(u.username.clone());
     r.first_name = u.first_name.clone();
     r.last_name = u.last_name.clone();
@@ -211,7 +211,7 @@ pub async fn build_engine(settings: &Settings) -> Result<Engine, BuildError> {
     let provider = provider(settings, &directory)?;
     let primary = match &settings.primary_auth {
         Some(ldap) => Some(Arc::new(
-            crate::primary::PrimaryAuth::new(ldap.clone())
+            crate::engine::primary::PrimaryAuth::new(ldap.clone())
                 .map_err(|e| BuildError::Primary(e.to_string()))?,
         )),
         None => None,
@@ -254,7 +254,7 @@ pub async fn rebuild_engine(
     };
     let primary = match &settings.primary_auth {
         Some(ldap) => Some(Arc::new(
-            crate::primary::PrimaryAuth::new(ldap.clone())
+            crate::engine::primary::PrimaryAuth::new(ldap.clone())
                 .map_err(|e| BuildError::Primary(e.to_string()))?,
         )),
         None => None,

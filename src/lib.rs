@@ -17,35 +17,26 @@
 //! Data flows one way: the SOAP layer knows nothing of providers, the engine nothing of SOAP.
 
 pub mod app;
-pub mod at_rest;
-pub mod audit_trail;
 pub mod auth;
 pub mod cli;
 pub mod cli_docs;
 pub mod config;
 pub mod core;
-pub mod devcert;
 pub mod engine;
 pub mod healthcheck;
 pub mod init;
-pub mod metrics;
 pub mod mim;
 pub mod mock;
 pub mod net;
 pub mod pfwssdk;
-pub mod primary;
 pub mod providers;
 pub mod reload;
 pub mod sdk_client;
 pub mod server;
 pub mod service;
-pub mod soap;
 pub mod store;
-pub mod telemetry;
-#[doc(hidden)]
-pub mod test_skips;
+mod telemetry;
 pub mod testing;
-pub mod username;
 pub mod users_csv;
 pub mod users_import;
 
@@ -55,6 +46,6 @@ pub mod users_import;
 mod zz_skip_summary {
     #[test]
     fn zz_skip_summary() {
-        crate::test_skips::print_summary(std::time::Duration::from_millis(200));
+        crate::core::test_skips::print_summary(std::time::Duration::from_millis(200));
     }
 }

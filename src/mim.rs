@@ -140,13 +140,13 @@ fn element(text: &str, name: &str) -> Option<(String, std::ops::Range<usize>, bo
 
 /// Escapes element text.
 fn escape(s: &str) -> String {
-    crate::soap::xml::escape(s)
+    crate::pfwssdk::soap::xml::escape(s)
 }
 
 /// Checks that `text` is well-formed XML without a DTD.
 fn well_formed(text: &str, path: &Path) -> Result<(), MimError> {
-    let limits = crate::soap::xml::XmlLimits::default();
-    crate::soap::xml::parse(text.as_bytes(), limits)
+    let limits = crate::pfwssdk::soap::xml::XmlLimits::default();
+    crate::pfwssdk::soap::xml::parse(text.as_bytes(), limits)
         .map(|_| ())
         .map_err(|e| MimError::Xml {
             path: path.to_path_buf(),

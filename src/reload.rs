@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::config::{self, Settings, TlsSource};
-use crate::engine::audit::{self, AuditEvent, AuditKind};
+use crate::telemetry::audit::{self, AuditEvent, AuditKind};
 use crate::server::Live;
 
 /// How often the watched files are read.

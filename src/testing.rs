@@ -25,9 +25,12 @@
 //! It is the same double as `pfgate mock` (`crate::mock`): the real server, SOAP layer and engine,
 //! a scripted provider, an in-memory store; bound to `127.0.0.1:0`, so tests run in parallel.
 
+#[doc(hidden)]
+pub use crate::core::test_skips;
+
 use std::time::Duration;
 
-pub use crate::engine::directory::Outcome;
+pub use crate::store::directory::Outcome;
 pub use crate::mock::journal::Entry;
 pub use crate::mock::scenario::{DelaySpec, FaultSide, FaultSpec as Fault};
 

@@ -44,7 +44,7 @@ use crate::pfwssdk::{
 };
 use crate::sdk_client::response::{body_element, fault_of, field, RESPONSE_LIMITS};
 use crate::sdk_client::{request, ClientError, SdkClient, SoapFault};
-use crate::soap::xml::{parse, Element};
+use crate::pfwssdk::soap::xml::{parse, Element};
 use crate::store::{Phone, Store, StoreError, UserRecord};
 
 /// The block reason given to users the old server had blocked (its reason is not readable).

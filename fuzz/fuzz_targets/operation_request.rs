@@ -6,9 +6,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use pfgate::pfwssdk::{Operation, Response};
-use pfgate::soap::envelope::{decode_request, encode_response, read_head};
-use pfgate::soap::xml::XmlLimits;
-use pfgate::soap::SoapVersion;
+use pfgate::pfwssdk::soap::envelope::{decode_request, encode_response, read_head};
+use pfgate::pfwssdk::soap::xml::XmlLimits;
+use pfgate::pfwssdk::soap::SoapVersion;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, inner)) = data.split_first() else {

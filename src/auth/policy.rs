@@ -95,10 +95,10 @@ pub enum Refusal {
 
 impl Refusal {
     /// The `reason` label of `pfgate_caller_refusals_total` this refusal counts under.
-    pub fn metric_label(&self) -> crate::metrics::RefusalReason {
+    pub fn metric_label(&self) -> crate::telemetry::metrics::RefusalReason {
         match self {
-            Refusal::NotListed => crate::metrics::RefusalReason::NotAllowed,
-            Refusal::GroupNotAllowed(_) => crate::metrics::RefusalReason::OperationNotAllowed,
+            Refusal::NotListed => crate::telemetry::metrics::RefusalReason::NotAllowed,
+            Refusal::GroupNotAllowed(_) => crate::telemetry::metrics::RefusalReason::OperationNotAllowed,
         }
     }
 }
@@ -194,7 +194,7 @@ mod tests {
 
     #[test]
     fn refusals_read_as_their_variant_and_count_under_their_label() {
-        use crate::metrics::RefusalReason as R;
+        use crate::telemetry::metrics::RefusalReason as R;
         let group = Refusal::GroupNotAllowed(OperationGroup::DirectoryWrite);
         assert_eq!(group.to_string(), format!("{group:?}"));
         assert_eq!(group.metric_label(), R::OperationNotAllowed);

@@ -9,7 +9,7 @@
 
 use super::ntlm::RejectReason;
 use super::spnego::{NegotiateReject, SpnegoError};
-use crate::metrics::RefusalReason;
+use crate::telemetry::metrics::RefusalReason;
 
 #[cfg(feature = "kerberos")]
 use super::kerberos::KerberosError;

@@ -24,10 +24,10 @@ pub enum AuditAction {
 pub(super) fn run(action: AuditAction) -> Result<ExitCode, CliError> {
     let AuditAction::Verify { files } = action;
     let files = match files.as_slice() {
-        [one] => crate::audit_trail::chain_files(one),
+        [one] => crate::telemetry::audit_trail::chain_files(one),
         _ => files,
     };
-    let summary = crate::audit_trail::verify(&files).map_err(CliError::ChainBroken)?;
+    let summary = crate::telemetry::audit_trail::verify(&files).map_err(CliError::ChainBroken)?;
     println!(
         "chain intact: {} records in {} file(s); newest hash {}",
         summary.records,

@@ -21,7 +21,7 @@ pub enum CliError {
     Config(#[from] ConfigErrors),
     /// `audit verify`: the hash chain is broken at this line. Exit 1.
     #[error("chain broken at {0}")]
-    ChainBroken(crate::audit_trail::ChainBreak),
+    ChainBroken(crate::telemetry::audit_trail::ChainBreak),
     /// What the command was given is wrong as a whole (a CSV file that is not one, a health
     /// endpoint that does not answer `200`). Printed as `context: reason`. Exit 1.
     #[error("{context}: {reason}")]

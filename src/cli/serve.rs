@@ -118,8 +118,8 @@ async fn serving(
     if let Some(audit) = &settings.audit {
         // Opened before the listeners: a trail that cannot be continued stops the start, rather
         // than serving authentications nobody can account for.
-        let trail = crate::audit_trail::AuditTrail::open(audit).map_err(|e| failed(&e))?;
-        crate::audit_trail::install(trail);
+        let trail = crate::telemetry::audit_trail::AuditTrail::open(audit).map_err(|e| failed(&e))?;
+        crate::telemetry::audit_trail::install(trail);
     }
     // Before the listening lines: a SIGHUP sent as soon as they appear must find its handler.
     let hangup = crate::reload::Hangup::listen(life.param_change.clone());

@@ -33,7 +33,7 @@ pub enum CertAction {
 /// `pfgate cert dev`: writes the files and prints the `[server]` lines that use them.
 pub(super) fn cert(action: CertAction) -> Result<ExitCode, CliError> {
     let CertAction::Dev { dir, hosts, force } = action;
-    let files = crate::devcert::make(&dir, &hosts, force).map_err(CliError::failed)?;
+    let files = crate::net::devcert::make(&dir, &hosts, force).map_err(CliError::failed)?;
     // Absolute: the configuration resolves relative paths against its own directory, not
     // against the directory this command ran in.
     let shown = |p: &Path| {

@@ -15,6 +15,7 @@ use std::net::IpAddr;
 use std::path::Path;
 
 mod file;
+pub mod placeholders;
 mod problems;
 mod providers;
 mod settings;
@@ -46,7 +47,7 @@ pub fn load(path: &Path) -> Result<Settings, ConfigErrors> {
     let file = parse_file(path)?;
     // A site `pfgate init` wrote is not usable until its placeholders are filled: list exactly
     // those (the other problems they cause would only hide them).
-    let unfilled = crate::init::placeholders(path);
+    let unfilled = placeholders::placeholders(path);
     if !unfilled.is_empty() {
         return Err(ConfigErrors(unfilled));
     }

@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::audit::{self, AuditEvent, AuditKind};
+use crate::telemetry::audit::{self, AuditEvent, AuditKind};
 use super::phone::E164;
 use super::policy::{Refusal, Standing};
 use super::{now_unix, CallContext, Engine};
@@ -315,9 +315,9 @@ impl Engine {
         let started = Instant::now();
         // Counted for the whole decision, provider wait included; the guard also ends the count
         // when the caller goes away and the future is dropped.
-        let _inflight = crate::metrics::global().auth_started();
+        let _inflight = crate::telemetry::metrics::global().auth_started();
         let (decision, phone, provider) = self.decide(ctx, &input).await;
-        let shown = crate::username::for_log(input.username.unwrap_or(""));
+        let shown = crate::core::username::for_log(input.username.unwrap_or(""));
         let kind = if decision.success {
             AuditKind::SecondFactorCompleted
         } else if decision.call_result.code == CallCode::OathCodePending.code()
@@ -1068,7 +1068,7 @@ mod tests {
         let store = SqliteStore::open(&db.0, crate::store::suite::key())
             .await
             .expect("store");
-        let directory = crate::engine::directory::Directory::from_toml(
+        let directory = crate::store::directory::Directory::from_toml(
             "takeover",
             "[[users]]\nusername = \"lapse@contoso.com\"\ncountry_code = \"1\"\n\
              phone = \"4255550100\"\noutcome = \"approve\"\n",
@@ -1200,7 +1200,7 @@ mod future_sizes {
                 .expect("in-memory store"),
         );
         let directory =
-            crate::engine::directory::Directory::from_toml("sizes", "").expect("empty directory");
+            crate::store::directory::Directory::from_toml("sizes", "").expect("empty directory");
         let provider =
             Arc::new(crate::providers::scripted::ScriptedProvider::from_directory(&directory));
         let settings = crate::config::Settings::demo(([127, 0, 0, 1], 0).into());

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use subtle::ConstantTimeEq;
 
-use super::audit::{self, AuditEvent, AuditKind};
+use crate::telemetry::audit::{self, AuditEvent, AuditKind};
 use super::users::s;
 use super::{now_unix, CallContext, Engine};
 use crate::pfwssdk::codes::{CallCode, ErrorCode};
@@ -190,7 +190,7 @@ impl Engine {
             &AuditEvent {
                 operation: op.name(),
                 caller: &ctx.caller,
-                username: &crate::username::for_log(username.as_deref().unwrap_or("")),
+                username: &crate::core::username::for_log(username.as_deref().unwrap_or("")),
                 call_result: if error.code == 0 {
                     success.map(CallCode::code)
                 } else {

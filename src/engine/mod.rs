@@ -45,14 +45,14 @@ macro_rules! respond {
     };
 }
 
-pub mod audit;
 pub mod auth;
 pub mod authenticate;
 pub mod bypass;
 pub mod codes;
-pub mod directory;
+pub mod primary;
 // Phone numbers live in the leaf `core`; engine's own users keep reaching them here.
 pub use crate::core::phone;
+pub mod options;
 pub mod policy;
 pub mod settings;
 pub mod totp;
@@ -63,7 +63,7 @@ use std::sync::Arc;
 
 use rand::RngCore;
 
-use crate::config::EngineSettings;
+use options::EngineSettings;
 use crate::pfwssdk::codes::ErrorCode;
 use crate::pfwssdk::{response as rs, Error, Operation, Request, Response};
 use crate::providers::Provider;
@@ -86,7 +86,7 @@ pub struct Engine {
     provider: Arc<dyn Provider>,
     settings: EngineSettings,
     inflight: Arc<Inflight>,
-    primary: Option<Arc<crate::primary::PrimaryAuth>>,
+    primary: Option<Arc<crate::engine::primary::PrimaryAuth>>,
 }
 
 /// A new `authenticationRequestId`: 32 upper-case hex characters from the OS RNG.
@@ -127,7 +127,7 @@ impl Engine {
         &self,
         provider: Arc<dyn Provider>,
         settings: EngineSettings,
-        primary: Option<Arc<crate::primary::PrimaryAuth>>,
+        primary: Option<Arc<crate::engine::primary::PrimaryAuth>>,
     ) -> Self {
         Self {
             store: self.store.clone(),
@@ -151,7 +151,7 @@ impl Engine {
     }
 
     /// Enables primary authentication (`CombinedAuthUser*`, `PrimaryAuthUser`) by LDAP bind.
-    pub fn with_primary(mut self, primary: Option<Arc<crate::primary::PrimaryAuth>>) -> Self {
+    pub fn with_primary(mut self, primary: Option<Arc<crate::engine::primary::PrimaryAuth>>) -> Self {
         self.primary = primary;
         self
     }
@@ -255,7 +255,7 @@ fn unshaped(op: Operation) -> Response {
 mod tests {
     use super::*;
     use crate::pfwssdk::NAMESPACE;
-    use crate::soap::xml::{parse, XmlLimits};
+    use crate::pfwssdk::soap::xml::{parse, XmlLimits};
 
     /// True when one of the families takes `request` (the health checks are `handle`'s own).
     fn claimed(request: Request) -> bool {
@@ -285,7 +285,7 @@ mod tests {
                 .await
                 .expect("in-memory store"),
         );
-        let directory = directory::Directory::from_toml("shapes", "").expect("empty directory");
+        let directory = crate::store::directory::Directory::from_toml("shapes", "").expect("empty directory");
         let provider =
             Arc::new(crate::providers::scripted::ScriptedProvider::from_directory(&directory));
         let settings = crate::config::Settings::demo(([127, 0, 0, 1], 0).into());

@@ -10,7 +10,7 @@
 //!
 //! The order, first match wins (`docs/engine.md`, "The policy"):
 //! 1. a username that is not a valid name (control or invisible characters, too long) — refused
-//!    with `Error` 504 naming the character ([`crate::username`]);
+//!    with `Error` 504 naming the character ([`crate::core::username`]);
 //! 2. the store cannot be asked — fail secure (CallResult 152 / `Error` 503);
 //! 3. a user the store does not hold — `unknown_users = "deny"`: `USER_NOT_FOUND`; `"caller"`:
 //!    the caller's `requireUserMatch` decides ([`Standing::Unknown`]);
@@ -25,13 +25,13 @@
 //! "no", and must not be undone by a disabled behaviour of "succeed" (MFA Server's order put the
 //! disabled check first; pfgate fails secure instead).
 
-use super::audit::{self, AuditEvent, AuditKind};
+use crate::telemetry::audit::{self, AuditEvent, AuditKind};
 use super::{now_unix, CallContext, Engine};
-use crate::config::UnknownUsers;
+use super::options::UnknownUsers;
 use crate::pfwssdk::codes::{CallCode, ErrorCode};
 use crate::pfwssdk::{AuthResult, Error};
 use crate::store::{FailureRule, StoreError, UserRecord};
-use crate::username::UsernameError;
+use crate::core::username::UsernameError;
 
 /// Where a user stands, for one authentication.
 #[derive(Debug)]
@@ -109,7 +109,7 @@ impl Engine {
     /// The one decision: may the user named `raw` authenticate now? See the module documentation
     /// for the order.
     pub(crate) async fn standing(&self, raw: Option<&str>) -> Standing {
-        let name = match crate::username::canonical(raw.unwrap_or("")) {
+        let name = match crate::core::username::canonical(raw.unwrap_or("")) {
             Ok(n) => n,
             Err(e) => return Standing::Refused(Refusal::InvalidName(e)),
         };

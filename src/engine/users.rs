@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use super::audit::{self, AuditEvent, AuditKind};
+use crate::telemetry::audit::{self, AuditEvent, AuditKind};
 use super::settings::{check_pin, hash_pin, mode_from_v2};
 use super::{now_unix, status, CallContext, Engine};
 use crate::pfwssdk::codes::ErrorCode;
@@ -125,10 +125,10 @@ impl From<AddUserSettings> for NewUser {
     }
 }
 
-/// The canonical form of a username from a request ([`crate::username`]), or `Error` 504 naming
+/// The canonical form of a username from a request ([`crate::core::username`]), or `Error` 504 naming
 /// the character that makes it no name.
 pub(super) fn canonical_name(username: &Option<String>) -> Result<String, Error> {
-    crate::username::canonical(username.as_deref().unwrap_or(""))
+    crate::core::username::canonical(username.as_deref().unwrap_or(""))
         .map_err(|e| ErrorCode::InvalidInput.with(e.to_string()))
 }
 

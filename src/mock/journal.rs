@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use crate::soap::xml::Element;
+use crate::pfwssdk::soap::xml::Element;
 
 /// Entries kept; older ones are dropped first.
 pub const CAPACITY: usize = 10_000;

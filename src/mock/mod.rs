@@ -29,7 +29,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
-use crate::engine::directory::Outcome;
+use crate::store::directory::Outcome;
 use crate::engine::Engine;
 use crate::providers::scripted::{verdict_of, ScriptedProvider};
 use crate::providers::{AuthAttempt, Provider, Verdict};
@@ -124,7 +124,7 @@ enum Initial {
     /// Scenario files as read at start: a reset does not depend on the files staying unchanged.
     Sources(Vec<(String, String)>),
     /// Built in code (`pfgate::testing`).
-    Built(crate::engine::directory::Directory, Vec<scenario::RuleSpec>),
+    Built(crate::store::directory::Directory, Vec<scenario::RuleSpec>),
 }
 
 impl Initial {
@@ -539,7 +539,7 @@ pub async fn start(options: MockOptions) -> Result<RunningMock, MockError> {
 /// Starts the double over a directory and rules built in code (`pfgate::testing`).
 pub async fn start_built(
     options: MockOptions,
-    directory: crate::engine::directory::Directory,
+    directory: crate::store::directory::Directory,
     rules: Vec<scenario::RuleSpec>,
 ) -> Result<RunningMock, MockError> {
     start_with_initial(options, Initial::Built(directory, rules), None).await

@@ -26,8 +26,8 @@ use super::listener;
 use super::replay::{redact_xml, Fixture, RecordedResponse};
 use super::serve::{decode, respond};
 use crate::net::tls::{self, TlsIdentity};
-use crate::soap::xml::XmlLimits;
-use crate::soap::SoapVersion;
+use crate::pfwssdk::soap::xml::XmlLimits;
+use crate::pfwssdk::soap::SoapVersion;
 
 /// Largest request or response body relayed (the gateway's own limit).
 const MAX_BODY: usize = 1024 * 1024;

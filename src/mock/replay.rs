@@ -20,7 +20,7 @@ use super::faults::MockBody;
 use super::journal;
 use super::serve::{push, respond, Seen};
 use super::MockState;
-use crate::soap::{Fault, SoapVersion};
+use crate::pfwssdk::soap::{Fault, SoapVersion};
 
 /// Why the fixtures could not be read or written.
 #[derive(Debug, thiserror::Error)]

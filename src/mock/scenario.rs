@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::directory::{Directory, DirectoryError, Outcome, PhoneRule, User};
+use crate::store::directory::{Directory, DirectoryError, Outcome, PhoneRule, User};
 use crate::pfwssdk::Operation;
 
 /// The longest delay a rule may ask for: past 100 s a .NET client has given up long ago, so a

@@ -22,9 +22,9 @@ use super::scenario::{FaultSide, FaultSpec, RequestFacts};
 use super::MockState;
 use crate::server::caller::{self, ConnAuth};
 use crate::server::http::{self as gateway, AppState, ConnInfo};
-use crate::soap::envelope::{read_head, SoapVersion};
-use crate::soap::xml::{self, Element, XmlLimits};
-use crate::soap::{decode_request, Fault};
+use crate::pfwssdk::soap::envelope::{read_head, SoapVersion};
+use crate::pfwssdk::soap::xml::{self, Element, XmlLimits};
+use crate::pfwssdk::soap::{decode_request, Fault};
 
 /// A SOAP request as far as the double understood it.
 #[derive(Debug, Clone)]

@@ -7,6 +7,7 @@
 //! double's side listeners, the OIDC step-up pages). So a fix to accepting, capping or draining
 //! connections is made once, for every port pfgate opens.
 
+pub mod devcert;
 mod ipnet;
 pub mod listener;
 pub mod tls;

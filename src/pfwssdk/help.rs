@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 
 use super::wsdl::{classify, Kind};
 use super::{complex_type_specs, enum_specs, Operation, NAMESPACE};
-use crate::soap::xml::escape;
+use crate::pfwssdk::soap::xml::escape;
 
 /// Complex types nest at most this deep in a sample (the contract nests two levels; the bound
 /// only guarantees that a future self-referencing type cannot recurse forever).

@@ -45,7 +45,7 @@ macro_rules! wire_enums {
                 <$name as crate::pfwssdk::wire::WireEnum>::NAME.into()
             }
             fn decode(
-                element: Option<&crate::soap::xml::Element>,
+                element: Option<&crate::pfwssdk::soap::xml::Element>,
             ) -> Result<Self, crate::pfwssdk::wire::DecodeError> {
                 crate::pfwssdk::wire::decode_sent(element)
             }
@@ -73,7 +73,7 @@ macro_rules! complex_types {
         impl crate::pfwssdk::wire::ComplexType for $name {
             const NAME: &'static str = stringify!($name);
             fn decode_fields(
-                element: &crate::soap::xml::Element,
+                element: &crate::pfwssdk::soap::xml::Element,
             ) -> Result<Self, crate::pfwssdk::wire::DecodeError> {
                 #[allow(unused_imports)] // empty types have no fields to decode
                 use crate::pfwssdk::wire::{child, Wire};
@@ -93,7 +93,7 @@ macro_rules! complex_types {
         impl crate::pfwssdk::wire::ArrayItem for $name {
             const ITEM: &'static str = stringify!($name);
             fn decode_item(
-                element: &crate::soap::xml::Element,
+                element: &crate::pfwssdk::soap::xml::Element,
             ) -> Result<Self, crate::pfwssdk::wire::DecodeError> {
                 <Self as crate::pfwssdk::wire::ComplexType>::decode_fields(element)
             }
@@ -247,7 +247,7 @@ macro_rules! operations {
             /// Decodes the operation element's children into the typed request.
             pub fn decode(
                 operation: Operation,
-                element: &crate::soap::xml::Element,
+                element: &crate::pfwssdk::soap::xml::Element,
             ) -> Result<Self, crate::pfwssdk::wire::DecodeError> {
                 #[allow(unused_imports)]
                 use crate::pfwssdk::wire::{child, Wire};

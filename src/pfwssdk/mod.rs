@@ -10,6 +10,7 @@
 mod macros;
 pub mod codes;
 pub mod help;
+pub mod soap;
 pub mod wire;
 pub mod wsdl;
 
@@ -115,7 +116,7 @@ impl CallResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::soap::xml::{parse, XmlLimits};
+    use crate::pfwssdk::soap::xml::{parse, XmlLimits};
 
     #[test]
     fn table_has_every_operation_once() {

@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 
-use crate::soap::xml::{escape_into, Element};
+use crate::pfwssdk::soap::xml::{escape_into, Element};
 
 use super::NAMESPACE;
 

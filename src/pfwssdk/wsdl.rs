@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 use super::{complex_type_specs, enum_specs, Operation, NAMESPACE};
-use crate::soap::xml::escape;
+use crate::pfwssdk::soap::xml::escape;
 
 /// The `soap:address` written into the committed WSDL file.
 pub const PLACEHOLDER_LOCATION: &str =

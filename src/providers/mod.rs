@@ -106,8 +106,8 @@ impl Verdict {
 
     /// The `verdict` label of `pfgate_provider_calls_total` for this verdict: a refusal counts as
     /// the breaker counts it ([`router::counts_against_provider`]).
-    pub fn metric_label(&self) -> crate::metrics::VerdictLabel {
-        use crate::metrics::VerdictLabel;
+    pub fn metric_label(&self) -> crate::telemetry::metrics::VerdictLabel {
+        use crate::telemetry::metrics::VerdictLabel;
         match self {
             Verdict::Approved | Verdict::AppApproved | Verdict::Bypassed(_) => {
                 VerdictLabel::Approved

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::{AuthAttempt, Blame, Provider, ProviderError, ProviderErrorKind, Verdict};
-use crate::metrics::{BreakerKind, ProviderMetrics};
+use crate::telemetry::metrics::{BreakerKind, ProviderMetrics};
 use crate::pfwssdk::wire::WireEnum;
 use crate::pfwssdk::Mode3;
 
@@ -366,7 +366,7 @@ impl Router {
         let breakers = providers
             .keys()
             .map(|k| {
-                let metrics = crate::metrics::global().provider(k);
+                let metrics = crate::telemetry::metrics::global().provider(k);
                 (k.clone(), Breaker::new(breaker, metrics))
             })
             .collect();
@@ -902,7 +902,7 @@ mod tests {
         // The first authentication fails over and opens a's circuit.
         assert_eq!(r.authenticate(&attempt("u", "")).await, Verdict::Approved);
         let skipped = || {
-            crate::metrics::global()
+            crate::telemetry::metrics::global()
                 .provider("skip-once-a")
                 .skipped_count()
         };
@@ -968,7 +968,7 @@ mod tests {
             Verdict::FailedOpen(_)
         ));
         let skipped = || {
-            crate::metrics::global()
+            crate::telemetry::metrics::global()
                 .provider("open-safe-a")
                 .skipped_count()
         };

@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{AuthAttempt, Provider, ProviderErrorKind, Verdict};
-use crate::engine::directory::{Directory, Outcome};
+use crate::store::directory::{Directory, Outcome};
 
 /// A rule set and a call counter.
 #[derive(Debug, Default)]

@@ -17,7 +17,7 @@ use super::common::settings::Problem;
 use super::common::BuildError;
 use super::scripted::ScriptedProvider;
 use super::Provider;
-use crate::engine::directory::Directory;
+use crate::store::directory::Directory;
 
 /// What building a provider may need besides its own settings.
 #[derive(Debug, Clone, Copy)]

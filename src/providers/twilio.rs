@@ -66,7 +66,7 @@ use url::Url;
 use zeroize::Zeroizing;
 
 use super::common::http::{self, BaseUrl, BaseUrlRules};
-use super::common::secret::{self, Secret, SecretKeys};
+use crate::core::secret::{self, Secret, SecretKeys};
 use super::common::settings::{resolve_paths, Problems};
 use super::common::BuildError;
 use super::settings::{BuildContext, ProviderConfig};

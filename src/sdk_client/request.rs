@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use crate::pfwssdk::{complex_type_specs, Operation, Request, NAMESPACE};
-use crate::soap::xml::{parse, XmlLimits};
+use crate::pfwssdk::soap::xml::{parse, XmlLimits};
 
 use super::ClientError;
 

@@ -6,7 +6,7 @@
 
 use crate::pfwssdk::wire::{child, DecodeError, Wire};
 use crate::pfwssdk::{complex_type_specs, Operation, NAMESPACE};
-use crate::soap::xml::{parse, Element, XmlLimits};
+use crate::pfwssdk::soap::xml::{parse, Element, XmlLimits};
 
 use super::ClientError;
 

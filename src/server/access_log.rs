@@ -24,7 +24,7 @@ use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::caller::{NotSignedIn, RefusalStatus};
-use crate::metrics::Outcome;
+use crate::telemetry::metrics::Outcome;
 use crate::telemetry::LogFormat;
 
 /// How long a line may wait in the buffer before the writer thread writes it.

@@ -11,7 +11,7 @@
 //!   ready when the store does not answer or a route has no healthy provider. Stricter than the
 //!   SDK listener's `/readyz` (store only), which is the one for load-balancer rotation: taking
 //!   every instance out because a shared provider is down would turn a degraded service into none.
-//! - `/metrics`: [`crate::metrics`] in the Prometheus text format 0.0.4.
+//! - `/metrics`: [`crate::telemetry::metrics`] in the Prometheus text format 0.0.4.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -218,7 +218,7 @@ async fn handle<B>(state: &AppState, req: http::Request<B>) -> HttpResponse {
         return respond(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            crate::metrics::global().render(),
+            crate::telemetry::metrics::global().render(),
         );
     }
     let report = readiness(&state.engine).await;

@@ -35,7 +35,7 @@ use crate::auth::{
     spnego::{mechanism_of, Mechanism},
 };
 use crate::config::{is_trusted, Settings};
-use crate::engine::audit::{self, AuditEvent, AuditKind};
+use crate::telemetry::audit::{self, AuditEvent, AuditKind};
 
 /// Per-connection authentication state (connection-based schemes such as NTLM authenticate the
 /// connection, as IIS does, so later requests on it need not repeat the handshake).

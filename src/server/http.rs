@@ -15,12 +15,12 @@ use hyper::body::Incoming;
 use super::access_log::{self, Answer, Handled, Page, Probe, Rejection};
 use super::caller::{self, ConnAuth};
 use crate::config::{is_trusted, Settings};
-use crate::engine::audit::AuditKind;
+use crate::telemetry::audit::AuditKind;
 use crate::engine::{CallContext, Engine};
 use crate::pfwssdk::{help, wsdl};
-use crate::soap::envelope::{read_head, SoapVersion};
-use crate::soap::xml::XmlLimits;
-use crate::soap::{decode_request, encode_response, Fault};
+use crate::pfwssdk::soap::envelope::{read_head, SoapVersion};
+use crate::pfwssdk::soap::xml::XmlLimits;
+use crate::pfwssdk::soap::{decode_request, encode_response, Fault};
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -158,7 +158,7 @@ pub async fn handle(
         response = closing(response);
     }
     let status = response.status().as_u16();
-    crate::metrics::global().request(
+    crate::telemetry::metrics::global().request(
         outcome.operation_label(operation),
         outcome.metric_outcome(),
         started.elapsed(),
@@ -252,7 +252,7 @@ where
     let principal = identified.principal;
     let final_token = identified.final_token;
     if !state.settings.auth.policy.knows(&principal) {
-        crate::metrics::global().refusal(crate::metrics::RefusalReason::NotAllowed);
+        crate::telemetry::metrics::global().refusal(crate::telemetry::metrics::RefusalReason::NotAllowed);
         caller::audit_refusal(
             AuditKind::CallerForbidden,
             &principal,
@@ -339,7 +339,7 @@ where
 {
     use caller::RefusalStatus;
     if let Some(reason) = refusal.refusal() {
-        crate::metrics::global().refusal(reason.metric_label());
+        crate::telemetry::metrics::global().refusal(reason.metric_label());
         audit_unauthenticated(state, source, &refusal);
     }
     let status = refusal.status();
@@ -490,7 +490,7 @@ where
     let call = match decode_request(&head, &body, xml_limits) {
         Ok(c) => c,
         Err(fault) => {
-            tracing::warn!(target: "pfgate::soap", caller = %caller, fault = %fault.message, "request refused");
+            tracing::warn!(target: "pfgate::pfwssdk::soap", caller = %caller, fault = %fault.message, "request refused");
             return (fault_response(head.version, &fault), None, Handled::Fault);
         }
     };
@@ -505,7 +505,7 @@ where
         .policy
         .check(principal, call.request.operation())
     {
-        crate::metrics::global().refusal(crate::metrics::RefusalReason::OperationNotAllowed);
+        crate::telemetry::metrics::global().refusal(crate::telemetry::metrics::RefusalReason::OperationNotAllowed);
         let reason = format!("{refusal:?}");
         caller::audit_refusal(AuditKind::CallerForbidden, principal, operation, &reason);
         return (

@@ -463,11 +463,11 @@ impl Service for Gateway {
     fn handshake_failed(&self, info: &ConnInfo, why: HandshakeFailure) {
         match why {
             HandshakeFailure::Error => {
-                crate::metrics::global().tls_failure(crate::metrics::TlsFailure::Error);
+                crate::telemetry::metrics::global().tls_failure(crate::telemetry::metrics::TlsFailure::Error);
                 tracing::debug!(target: "pfgate::tls", peer = %info.peer, "TLS handshake failed")
             }
             HandshakeFailure::Timeout => {
-                crate::metrics::global().tls_failure(crate::metrics::TlsFailure::Timeout);
+                crate::telemetry::metrics::global().tls_failure(crate::telemetry::metrics::TlsFailure::Timeout);
                 tracing::debug!(target: "pfgate::tls", peer = %info.peer, "TLS handshake timed out")
             }
         }

@@ -14,6 +14,7 @@
 //! Secrets at rest: PINs are stored only as argon2id hashes; OATH secrets and static tokens are
 //! encrypted with AES-256-GCM under a key from the configuration ([`secrets`]).
 
+pub mod directory;
 pub mod postgres;
 mod row;
 pub mod secrets;
@@ -331,7 +332,7 @@ pub struct CallKey {
 
 impl CallKey {
     /// The key of an authentication; folds the case of the username (the engine passes it in
-    /// canonical form, [`crate::username::canonical`]; [`crate::username::key`] is the one rule
+    /// canonical form, [`crate::core::username::canonical`]; [`crate::core::username::key`] is the one rule
     /// every keyed lookup shares) and of the principal.
     pub fn new(
         username: &str,
@@ -341,7 +342,7 @@ impl CallKey {
         initiating_ip: &str,
     ) -> Self {
         Self {
-            username: crate::username::key(username),
+            username: crate::core::username::key(username),
             phone: phone.to_string(),
             caller: caller.to_lowercase(),
             application: application.to_string(),

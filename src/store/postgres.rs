@@ -286,7 +286,7 @@ impl PostgresSettings {
     /// The password from its source, if any, less one trailing line ending (as the providers'
     /// secrets are read).
     fn read_password(&self) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
-        use crate::providers::common::secret;
+        use crate::core::secret;
         let (mut bytes, _) = match &self.password {
             None => return Ok(None),
             Some(PasswordSource::Env(var)) => secret::from_env(var)?,
@@ -1534,8 +1534,8 @@ pub mod testing {
         match std::env::var(DATABASE_URL_VAR) {
             Ok(url) if !url.trim().is_empty() => Some(url.trim().to_string()),
             _ => {
-                crate::test_skips::skip(
-                    crate::test_skips::Needs::PostgreSql,
+                crate::core::test_skips::skip(
+                    crate::core::test_skips::Needs::PostgreSql,
                     test,
                     "PFGATE_TEST_DATABASE_URL is not set",
                 );
@@ -1938,16 +1938,16 @@ mod tests {
         };
         let ca = PathBuf::from("/etc/ssl/certs/ssl-cert-snakeoil.pem");
         let Some(rest) = url.strip_prefix("postgres://postgres@127.0.0.1:5432/") else {
-            crate::test_skips::skip(
-                crate::test_skips::Needs::Tools("the local PostgreSQL at 127.0.0.1:5432"),
+            crate::core::test_skips::skip(
+                crate::core::test_skips::Needs::Tools("the local PostgreSQL at 127.0.0.1:5432"),
                 "postgres tls_verifies_the_server_certificate",
                 "the test database is another server",
             );
             return;
         };
         if !ca.exists() {
-            crate::test_skips::skip(
-                crate::test_skips::Needs::Tools("ssl-cert (the snakeoil certificate)"),
+            crate::core::test_skips::skip(
+                crate::core::test_skips::Needs::Tools("ssl-cert (the snakeoil certificate)"),
                 "postgres tls_verifies_the_server_certificate",
                 &format!("{} is missing", ca.display()),
             );

@@ -268,10 +268,10 @@ pub(super) fn call_state(outcome: Option<String>, expires_at: i64) -> CallState 
     }
 }
 
-/// The lookup key of a username: lower case ([`crate::username::key`], the one rule every keyed
+/// The lookup key of a username: lower case ([`crate::core::username::key`], the one rule every keyed
 /// lookup shares).
 pub(super) fn username_key(username: &str) -> String {
-    crate::username::key(username)
+    crate::core::username::key(username)
 }
 
 /// Adds context to a store error.

@@ -243,7 +243,7 @@ fn hex_value(b: u8) -> Option<u8> {
 
 /// Warns when the key file is readable by group or others (as for every secret file).
 fn warn_if_exposed(path: &Path) {
-    crate::providers::common::secret::warn_if_exposed(
+    crate::core::secret::warn_if_exposed(
         path,
         "secrets key",
         "chmod 600 FILE; create keys with `(umask 077; head -c 32 /dev/urandom > FILE)`",

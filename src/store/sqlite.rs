@@ -87,11 +87,11 @@ impl fmt::Debug for SqliteStore {
 /// warns about any of the three that group or others can read (issue #23, item 11). A file that
 /// cannot be created here is left to `Connection::open`, which reports the problem.
 fn owner_only_files(path: &Path) {
-    let _ = crate::at_rest::create_owner_only(path);
+    let _ = crate::core::at_rest::create_owner_only(path);
     for suffix in ["", "-wal", "-shm"] {
         let mut file = path.as_os_str().to_owned();
         file.push(suffix);
-        crate::at_rest::warn_if_exposed(Path::new(&file), "SQLite database file");
+        crate::core::at_rest::warn_if_exposed(Path::new(&file), "SQLite database file");
     }
 }
 

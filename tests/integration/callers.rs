@@ -148,8 +148,8 @@ async fn curl_with_basic_credentials() {
         if std::env::var("PFGATE_REQUIRE_INTEROP").as_deref() == Ok("1") {
             panic!("curl is required (PFGATE_REQUIRE_INTEROP=1)");
         }
-        pfgate::test_skips::skip(
-            pfgate::test_skips::Needs::Tools("curl"),
+        pfgate::testing::test_skips::skip(
+            pfgate::testing::test_skips::Needs::Tools("curl"),
             "curl_with_basic_credentials",
             "not installed",
         );

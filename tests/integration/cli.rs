@@ -926,8 +926,8 @@ fn systemd_unit_verifies() {
         if std::env::var("PFGATE_REQUIRE_INTEROP").as_deref() == Ok("1") {
             panic!("systemd-analyze is required (PFGATE_REQUIRE_INTEROP=1)");
         }
-        pfgate::test_skips::skip(
-            pfgate::test_skips::Needs::Tools("systemd-analyze"),
+        pfgate::testing::test_skips::skip(
+            pfgate::testing::test_skips::Needs::Tools("systemd-analyze"),
             "systemd_unit_verifies",
             "not found",
         );

@@ -115,7 +115,7 @@ async fn healthcheck(url: &str) -> bool {
 async fn python_available(test: &str) -> bool {
     interop_available(
         test,
-        pfgate::test_skips::Needs::Tools("python3"),
+        pfgate::testing::test_skips::Needs::Tools("python3"),
         &["python3"],
         &[],
     )

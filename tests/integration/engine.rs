@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pfgate::config::Settings;
-use pfgate::engine::directory::Directory;
+use pfgate::store::directory::Directory;
 use pfgate::engine::Engine;
 use pfgate::providers::scripted::ScriptedProvider;
 

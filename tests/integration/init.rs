@@ -254,8 +254,8 @@ async fn init_webhook_site_fills_checks_serves_and_authenticates() {
             std::env::var("PFGATE_REQUIRE_INTEROP").is_err(),
             "python3 is required (PFGATE_REQUIRE_INTEROP=1)"
         );
-        pfgate::test_skips::skip(
-            pfgate::test_skips::Needs::Tools("python3"),
+        pfgate::testing::test_skips::skip(
+            pfgate::testing::test_skips::Needs::Tools("python3"),
             "init_webhook_site_fills_checks_serves_and_authenticates",
             "python3 missing (the example webhook service)",
         );

@@ -173,7 +173,7 @@ fn on_path(name: &str) -> bool {
 /// `PFGATE_REQUIRE_INTEROP=1`.
 pub(crate) async fn interop_available(
     test: &str,
-    needs: pfgate::test_skips::Needs,
+    needs: pfgate::testing::test_skips::Needs,
     executables: &[&str],
     probes: &[&[&str]],
 ) -> bool {
@@ -201,7 +201,7 @@ pub(crate) async fn interop_available(
             "{test}: {needs} unavailable: {detail}\nPFGATE_REQUIRE_INTEROP=1 requires it; run .ci/install-deps"
         );
     }
-    pfgate::test_skips::skip(needs, test, &detail);
+    pfgate::testing::test_skips::skip(needs, test, &detail);
     false
 }
 
@@ -209,7 +209,7 @@ pub(crate) async fn interop_available(
 pub(crate) async fn mono_available(test: &str) -> bool {
     interop_available(
         test,
-        pfgate::test_skips::Needs::Mono,
+        pfgate::testing::test_skips::Needs::Mono,
         &["mono", "wsdl", "mcs"],
         &[&["mono", "--version"], &["mcs", "--version"]],
     )
@@ -918,7 +918,7 @@ fn take(value: &mut Value, key: &str) -> Value {
 async fn zeep_calls_pfgate_over_both_bindings() {
     if !interop_available(
         "zeep_calls_pfgate_over_both_bindings",
-        pfgate::test_skips::Needs::Zeep,
+        pfgate::testing::test_skips::Needs::Zeep,
         &["python3"],
         &[&["python3", "-c", "import zeep"]],
     )

@@ -66,8 +66,8 @@ fn ready(test: &str) -> bool {
             "{test}: PFGATE_REQUIRE_INTEROP=1 but missing {m} (Debian: krb5-kdc krb5-admin-server \
              krb5-user curl; run .ci/install-deps)"
         );
-        pfgate::test_skips::skip(
-            pfgate::test_skips::Needs::Kerberos,
+        pfgate::testing::test_skips::skip(
+            pfgate::testing::test_skips::Needs::Kerberos,
             test,
             &format!("missing {m}"),
         );

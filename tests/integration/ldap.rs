@@ -1,4 +1,4 @@
-//! Primary authentication (`pfgate::primary`) against a real OpenLDAP `slapd`.
+//! Primary authentication (`pfgate::engine::primary`) against a real OpenLDAP `slapd`.
 //!
 //! Each test that needs a directory starts its own `slapd` on 127.0.0.1 with free ports, from a
 //! throwaway `slapd.conf` (`tests/ldap/slapd.conf.in`, mdb backend) in a fresh temp directory,
@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ldap3::LdapConnAsync;
-use pfgate::primary::{LdapSettings, PrimaryAuth, PrimaryError};
+use pfgate::engine::primary::{LdapSettings, PrimaryAuth, PrimaryError};
 use tokio::net::TcpListener;
 
 use crate::support::{action, env11, text_of, TestServer, NS, STEP};
@@ -76,7 +76,7 @@ fn ldap_tools(test: &str) -> Option<Tools> {
             if std::env::var("PFGATE_REQUIRE_INTEROP").as_deref() == Ok("1") {
                 panic!("{test}: {why}, and PFGATE_REQUIRE_INTEROP=1 makes this a failure");
             }
-            pfgate::test_skips::skip(pfgate::test_skips::Needs::Ldap, test, why);
+            pfgate::testing::test_skips::skip(pfgate::testing::test_skips::Needs::Ldap, test, why);
             None
         }
     }
@@ -770,7 +770,7 @@ country_code = "1"
 phone = "4255550100"
 outcome = "approve"
 "#;
-    let directory = pfgate::engine::directory::Directory::from_toml("ldap test", users).unwrap();
+    let directory = pfgate::store::directory::Directory::from_toml("ldap test", users).unwrap();
     let store = pfgate::app::open_store(&settings).await.unwrap();
     pfgate::app::seed(store.as_ref(), &directory).await.unwrap();
     let provider = std::sync::Arc::new(

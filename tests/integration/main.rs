@@ -49,8 +49,8 @@ mod users_import;
 mod windows;
 
 /// Runs last (libtest starts tests in name order) and prints, past libtest's output capture, how
-/// many tests skipped for want of a tool or database and how to provide it (`pfgate::test_skips`).
+/// many tests skipped for want of a tool or database and how to provide it (`pfgate::testing::test_skips`).
 #[test]
 fn zz_skip_summary() {
-    pfgate::test_skips::print_summary(std::time::Duration::from_millis(500));
+    pfgate::testing::test_skips::print_summary(std::time::Duration::from_millis(500));
 }

@@ -10,7 +10,7 @@ use crate::interop::{interop_available, run, TOOL_TIMEOUT};
 async fn the_ci_example_script_starts_the_mock_drives_it_checks_the_journal_and_stops_it() {
     if !interop_available(
         "the_ci_example_script_starts_the_mock_drives_it_checks_the_journal_and_stops_it",
-        pfgate::test_skips::Needs::Tools("bash, curl and python3"),
+        pfgate::testing::test_skips::Needs::Tools("bash, curl and python3"),
         &["bash", "curl", "python3"],
         &[],
     )

@@ -230,7 +230,7 @@ async fn mono_proxy_meets_every_fault_and_the_journal_shows_its_calls() {
 async fn zeep_meets_every_fault_and_reads_the_journal_with_the_token() {
     if !interop_available(
         "zeep_meets_every_fault_and_reads_the_journal_with_the_token",
-        pfgate::test_skips::Needs::Zeep,
+        pfgate::testing::test_skips::Needs::Zeep,
         &["python3"],
         &[&["python3", "-c", "import zeep"]],
     )

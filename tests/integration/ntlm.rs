@@ -75,8 +75,8 @@ async fn challenges_like_iis() {
 async fn curl_ntlm() {
     if !have("curl") {
         assert!(!required(), "curl is required");
-        pfgate::test_skips::skip(
-            pfgate::test_skips::Needs::Tools("curl"),
+        pfgate::testing::test_skips::skip(
+            pfgate::testing::test_skips::Needs::Tools("curl"),
             "curl_ntlm",
             "not installed",
         );
@@ -126,8 +126,8 @@ async fn mono_soap_client_with_network_credential() {
             .unwrap_or(false)
     }) {
         assert!(!required(), "mono, mcs and wsdl are required");
-        pfgate::test_skips::skip(
-            pfgate::test_skips::Needs::Mono,
+        pfgate::testing::test_skips::skip(
+            pfgate::testing::test_skips::Needs::Mono,
             "mono_soap_client_with_network_credential",
             "mono, mcs or wsdl not on PATH",
         );
@@ -227,8 +227,8 @@ pub(crate) fn python_ntlm_available(test: &str) -> bool {
             "{test}: PFGATE_REQUIRE_INTEROP=1 but python3 with pyspnego and requests-ntlm is \
              missing (run .ci/install-deps)"
         );
-        pfgate::test_skips::skip(
-            pfgate::test_skips::Needs::Pyspnego,
+        pfgate::testing::test_skips::skip(
+            pfgate::testing::test_skips::Needs::Pyspnego,
             test,
             "import spnego, requests_ntlm failed",
         );

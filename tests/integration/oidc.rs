@@ -79,8 +79,8 @@ fn tools_present(test: &str, mono: bool) -> bool {
         std::env::var("PFGATE_REQUIRE_INTEROP").as_deref() != Ok("1"),
         "{test}: missing {missing:?} (PFGATE_REQUIRE_INTEROP=1)"
     );
-    pfgate::test_skips::skip(
-        pfgate::test_skips::Needs::Oidc,
+    pfgate::testing::test_skips::skip(
+        pfgate::testing::test_skips::Needs::Oidc,
         test,
         &format!("missing {missing:?}"),
     );

@@ -31,8 +31,8 @@ fn tools_present() -> bool {
             std::env::var("PFGATE_REQUIRE_INTEROP").as_deref() != Ok("1"),
             "python3 and Mono are required (PFGATE_REQUIRE_INTEROP=1)"
         );
-        pfgate::test_skips::skip(
-            pfgate::test_skips::Needs::Tools("python3 and Mono"),
+        pfgate::testing::test_skips::skip(
+            pfgate::testing::test_skips::Needs::Tools("python3 and Mono"),
             "providers_e2e",
             "python3 or Mono missing",
         );

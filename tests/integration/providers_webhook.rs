@@ -1307,8 +1307,8 @@ fn python3_available() -> bool {
     if std::env::var("PFGATE_REQUIRE_INTEROP").as_deref() == Ok("1") {
         panic!("{test}: python3 unavailable\nPFGATE_REQUIRE_INTEROP=1 requires it; run .ci/install-deps");
     }
-    pfgate::test_skips::skip(
-        pfgate::test_skips::Needs::Tools("python3"),
+    pfgate::testing::test_skips::skip(
+        pfgate::testing::test_skips::Needs::Tools("python3"),
         test,
         "not on PATH",
     );

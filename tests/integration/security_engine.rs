@@ -10,7 +10,7 @@ use std::time::Duration;
 use pfgate::auth::basic::BasicAccount;
 use pfgate::auth::policy::{OperationGroup, Policy, PrincipalRule};
 use pfgate::config::{AuthSettings, EngineSettings, Settings, UnknownUsers};
-use pfgate::engine::directory::Directory;
+use pfgate::store::directory::Directory;
 use pfgate::engine::Engine;
 use pfgate::providers::scripted::ScriptedProvider;
 

@@ -141,7 +141,7 @@ fn both_licences_are_in_the_repository() {
     assert!(apache.contains("END OF TERMS AND CONDITIONS"));
 }
 
-/// Every test that skips goes through `pfgate::test_skips::skip`, so the end-of-run summary
+/// Every test that skips goes through `pfgate::testing::test_skips::skip`, so the end-of-run summary
 /// counts it: a bare `SKIP` line is captured by libtest and a skipped test looks like a pass.
 #[test]
 fn every_skip_is_counted_in_the_summary() {
@@ -153,7 +153,7 @@ fn every_skip_is_counted_in_the_summary() {
         .collect();
     assert!(
         bare.is_empty(),
-        "skips printed without pfgate::test_skips::skip:\n{}",
+        "skips printed without pfgate::testing::test_skips::skip:\n{}",
         bare.join("\n")
     );
 }

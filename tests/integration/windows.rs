@@ -119,7 +119,7 @@ async fn the_executable_serves_a_real_configuration_to_real_clients() {
     if !mono_available(test).await
         || !interop_available(
             test,
-            pfgate::test_skips::Needs::Tools("curl"),
+            pfgate::testing::test_skips::Needs::Tools("curl"),
             &["curl"],
             &[],
         )

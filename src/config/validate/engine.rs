@@ -100,7 +100,7 @@ pub(super) fn directory(c: &mut Check<'_>, d: &DirectorySection) -> DirectorySou
                     "directory.users_file",
                     format!("the file {} does not exist", p.display()),
                 );
-            } else if let Err(e) = crate::engine::directory::Directory::from_file(&p) {
+            } else if let Err(e) = crate::store::directory::Directory::from_file(&p) {
                 c.problem("directory.users_file", e.to_string());
             }
             DirectorySource::File(p)
@@ -113,8 +113,8 @@ pub(super) fn directory(c: &mut Check<'_>, d: &DirectorySection) -> DirectorySou
 pub(super) fn primary_auth(
     c: &mut Check<'_>,
     p: &PrimaryAuthSection,
-) -> crate::primary::LdapSettings {
-    let settings = crate::primary::LdapSettings {
+) -> crate::engine::primary::LdapSettings {
+    let settings = crate::engine::primary::LdapSettings {
         url: p.ldap_url.clone(),
         bind_dn_template: p.bind_dn_template.clone(),
         start_tls: p.start_tls,

@@ -51,13 +51,13 @@ pub(super) fn breaker(b: &BreakerSection) -> BreakerSettings {
 }
 
 /// `[audit]`: the trail file relative to the configuration, rotation defaults filled in.
-pub(super) fn audit(c: &Check<'_>, a: &AuditSection) -> crate::audit_trail::AuditTrailSettings {
-    crate::audit_trail::AuditTrailSettings {
+pub(super) fn audit(c: &Check<'_>, a: &AuditSection) -> crate::telemetry::audit_trail::AuditTrailSettings {
+    crate::telemetry::audit_trail::AuditTrailSettings {
         file: c.resolve(&a.file),
-        max_bytes: a.max_bytes.unwrap_or(crate::audit_trail::DEFAULT_MAX_BYTES),
+        max_bytes: a.max_bytes.unwrap_or(crate::telemetry::audit_trail::DEFAULT_MAX_BYTES),
         keep_files: a
             .keep_files
-            .unwrap_or(crate::audit_trail::DEFAULT_KEEP_FILES),
+            .unwrap_or(crate::telemetry::audit_trail::DEFAULT_KEEP_FILES),
         max_total_bytes: a.max_total_bytes.unwrap_or(0),
     }
 }

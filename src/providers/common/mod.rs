@@ -9,7 +9,7 @@
 
 pub(crate) mod http;
 // Also read by the PostgreSQL store for its password (`store.password_env` / `password_file`).
-pub(crate) mod secret;
+
 pub(crate) mod settings;
 
 pub use settings::BuildError;

@@ -13,7 +13,7 @@ use url::Url;
 use zeroize::Zeroizing;
 
 use super::idp::{acceptable_url, is_loopback};
-use crate::providers::common::secret;
+use crate::core::secret;
 use crate::providers::common::settings::resolve_paths;
 use crate::providers::webhook::{sign, Signed, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::providers::AuthAttempt;

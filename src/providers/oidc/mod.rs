@@ -64,12 +64,12 @@ use tokio::sync::oneshot;
 use url::Url;
 use zeroize::Zeroizing;
 
-use super::common::secret::{self, SecretKeys};
+use crate::core::secret::{self, SecretKeys};
 use super::common::settings::{resolve_paths, Problems};
 use super::common::BuildError;
 use super::settings::{BuildContext, ProviderConfig};
 use super::{display, AuthAttempt, Provider, ProviderErrorKind, Verdict};
-use crate::engine::audit::{self, AuditEvent, AuditKind};
+use crate::telemetry::audit::{self, AuditEvent, AuditKind};
 
 /// Default `username_claim`.
 pub const DEFAULT_USERNAME_CLAIM: &str = "preferred_username";

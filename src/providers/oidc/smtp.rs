@@ -18,7 +18,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use tokio::net::TcpStream;
 use zeroize::Zeroizing;
 
-use crate::providers::common::secret;
+use crate::core::secret;
 use crate::providers::common::settings::resolve_paths;
 
 /// `[providers.<name>.email]`.

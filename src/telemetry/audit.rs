@@ -121,8 +121,8 @@ pub fn emit(kind: AuditKind, e: &AuditEvent<'_>) {
     } else {
         log_event!(tracing::Level::INFO, kind, e);
     }
-    if crate::audit_trail::installed() {
-        crate::audit_trail::record(&trail_fields(kind, e));
+    if crate::telemetry::audit_trail::installed() {
+        crate::telemetry::audit_trail::record(&trail_fields(kind, e));
     }
 }
 

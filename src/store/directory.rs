@@ -234,7 +234,7 @@ impl Directory {
             use crate::pfwssdk::wire::WireEnum;
             // The one canonical form (src/username.rs), so the file cannot hold a name the SDK
             // would refuse or spell one user two ways.
-            u.username = crate::username::canonical(&u.username)
+            u.username = crate::core::username::canonical(&u.username)
                 .map_err(|e| invalid(format!("user {:?}: {e}", u.username)))?;
             if Mode3::from_literal(&u.mode).is_none() {
                 return Err(invalid(format!(

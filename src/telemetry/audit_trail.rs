@@ -299,7 +299,7 @@ impl AuditTrail {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io(dir))?;
         }
-        crate::at_rest::warn_if_exposed(&path, "audit trail");
+        crate::core::at_rest::warn_if_exposed(&path, "audit trail");
         let mut file = open_owner_only(&path)?;
         let (seq, last_hash) = match last_line(&mut file, &path)? {
             None => (0, GENESIS.to_string()),
@@ -360,7 +360,7 @@ fn retention_fields(kept_from: &(u64, String)) -> String {
 
 /// Opens (creating owner-only) a trail file for appending.
 fn open_owner_only(path: &Path) -> Result<File, AuditTrailError> {
-    crate::at_rest::create_owner_only(path).map_err(io(path))?;
+    crate::core::at_rest::create_owner_only(path).map_err(io(path))?;
     OpenOptions::new()
         .read(true)
         .append(true)

@@ -1,7 +1,14 @@
-//! Logging set-up: text for people, JSON lines for collectors. `RUST_LOG` overrides the level.
+//! What pfgate tells operators: logging set-up (text for people, JSON lines for collectors;
+//! `RUST_LOG` overrides the level), the Prometheus [`metrics`], the audit events ([`audit`]) and
+//! the tamper-evident audit file they may be written to ([`audit_trail`]). Every layer records
+//! into it; it imports nothing above the wire contract, so recording never creates a cycle.
 //!
 //! Nothing secret is ever passed to a log macro: the access log carries operation, caller address,
 //! status, result and codes only.
+
+pub mod audit;
+pub mod audit_trail;
+pub mod metrics;
 
 use tracing_subscriber::EnvFilter;
 
