@@ -25,6 +25,7 @@ pub mod cli_docs;
 pub mod config;
 pub mod devcert;
 pub mod engine;
+pub mod gateway;
 pub mod healthcheck;
 pub mod init;
 pub mod metrics;

@@ -42,6 +42,9 @@ pub struct CallContext {
     pub caller_ip: IpAddr,
     /// Authenticated caller identity, or `anonymous`.
     pub caller: String,
+    /// An outcome scripted for the provider call this request causes (the test double's matched
+    /// rule), handed on in [`crate::providers::AuthAttempt::scripted`]; `None` on the gateway.
+    pub scripted: Option<directory::Outcome>,
 }
 
 /// The engine.

@@ -76,6 +76,9 @@ pub struct Live {
     acceptor: std::sync::RwLock<Option<TlsAcceptor>>,
     /// One reload at a time (a `SIGHUP` arriving with a file change builds once after the other).
     reloading: tokio::sync::Mutex<()>,
+    /// The service wrapped around the gateway's, when there is one (`pfgate mock`); kept across
+    /// reloads.
+    layer: Option<Arc<dyn crate::gateway::Layer>>,
 }
 
 impl std::fmt::Debug for Live {
@@ -85,11 +88,16 @@ impl std::fmt::Debug for Live {
 }
 
 impl Live {
-    fn new(state: Arc<AppState>, acceptor: Option<TlsAcceptor>) -> Self {
+    fn new(
+        state: Arc<AppState>,
+        acceptor: Option<TlsAcceptor>,
+        layer: Option<Arc<dyn crate::gateway::Layer>>,
+    ) -> Self {
         Self {
             state: std::sync::RwLock::new(state),
             acceptor: std::sync::RwLock::new(acceptor),
             reloading: tokio::sync::Mutex::new(()),
+            layer,
         }
     }
 
@@ -141,7 +149,6 @@ impl Live {
             engine,
             settings,
             ntlm,
-            mock: old.mock.clone(),
             guard: old.guard.clone(),
         });
         self.swap(state, acceptor);
@@ -313,12 +320,12 @@ pub async fn start_with(settings: Settings, engine: Engine) -> Result<RunningSer
     start_serving(settings, engine, None).await
 }
 
-/// Starts the listeners; with `mock`, this server is the test double (`pfgate mock`, issue #6),
-/// whose connections get the double's own service.
+/// Starts the listeners; with a `layer`, its service wraps the gateway's on every connection (the
+/// test double, `pfgate mock`, issue #6).
 pub async fn start_serving(
     settings: Settings,
     engine: Engine,
-    mock: Option<Arc<crate::mock::MockState>>,
+    layer: Option<Arc<dyn crate::gateway::Layer>>,
 ) -> Result<RunningServer, StartError> {
     let tls = match &settings.tls_listen {
         None => None,
@@ -356,12 +363,11 @@ pub async fn start_serving(
         engine,
         settings,
         ntlm,
-        mock,
         guard: guard.clone(),
     });
     tasks.push(tokio::spawn(refusal_summaries(guard)));
     let acceptor = tls.as_ref().map(|t| TlsAcceptor::from(t.config.clone()));
-    let live = Arc::new(Live::new(state, acceptor));
+    let live = Arc::new(Live::new(state, acceptor, layer));
     if let Some(listener) = tls_listener {
         tasks.push(tokio::spawn(accept_loop(
             listener,
@@ -558,16 +564,17 @@ async fn serve_http<S>(
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(64 * 1024)
         .keep_alive(true);
-    // Hook (issue #6): the test double's connections get its own service (its faults stream a body
-    // or drop the connection); decided once per connection, so the gateway path is unchanged.
+    // A layer's connections get its service (the test double's faults stream a body or drop the
+    // connection); decided once per connection, so the gateway path is unchanged.
     let watched = auth.clone();
-    if let Some(mock) = state.mock.clone() {
+    if let Some(layer) = live.layer.clone() {
+        drop(state);
         let service = service_fn(move |req| {
-            let (mock, state, auth) = (mock.clone(), state.clone(), auth.clone());
+            let (layer, state, auth) = (layer.clone(), live.state(), auth.clone());
             async move {
                 // Counted as the gateway's requests are, so the idle rule sees them.
                 auth.request_started();
-                let answer = crate::mock::serve::handle(mock, state, conn, auth.clone(), req).await;
+                let answer = layer.call(state, conn, auth.clone(), req).await;
                 auth.request_ended();
                 answer
             }
