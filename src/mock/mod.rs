@@ -630,7 +630,11 @@ mod tests {
             count: 1,
             delay_ms: 5,
         });
-        let approved = attempt("mimservice@contoso.com", "+1", Some(Outcome::Approve));
+        let approved = attempt(
+            "mimservice@contoso.com",
+            "+14255550144",
+            Some(Outcome::Approve),
+        );
         assert_eq!(
             state.decide(&approved),
             Some((Outcome::Fail, Duration::from_millis(5)))
