@@ -594,6 +594,7 @@ impl Engine {
             initiating_ip: input.initiating_ip.unwrap_or("").to_string(),
             caller_ip: ctx.caller_ip,
             external_id: user.external_id.clone(),
+            scripted: ctx.scripted,
         };
         let sent = tokio::time::timeout(
             self.settings.auth_timeout,
@@ -661,6 +662,7 @@ impl Engine {
             initiating_ip: input.initiating_ip.unwrap_or("").to_string(),
             caller_ip: ctx.caller_ip,
             external_id: external_id.map(str::to_string),
+            scripted: ctx.scripted,
         };
         // Providers that generate and check codes themselves (Twilio Verify) answer here; the
         // person completes with ValidatePasscode / ValidateOathCode.
@@ -833,6 +835,7 @@ impl Engine {
             initiating_ip: String::new(),
             caller_ip: std::net::IpAddr::from([0, 0, 0, 0]),
             external_id: None,
+            scripted: None,
         };
         let checked = tokio::time::timeout(
             self.settings.auth_timeout,
@@ -1056,6 +1059,7 @@ mod tests {
             initiating_ip: "10.0.0.5".into(),
             caller_ip: [127, 0, 0, 1].into(),
             external_id: None,
+            scripted: None,
         }
     }
 
@@ -1208,6 +1212,7 @@ mod future_sizes {
         let ctx = CallContext {
             caller_ip: [127, 0, 0, 1].into(),
             caller: "sizes".into(),
+            scripted: None,
         };
         let handle = engine.handle(
             &ctx,

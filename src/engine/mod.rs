@@ -77,6 +77,9 @@ pub struct CallContext {
     pub caller_ip: IpAddr,
     /// Authenticated caller identity, or `anonymous`.
     pub caller: String,
+    /// An outcome scripted for the provider call this request causes (the test double's matched
+    /// rule), handed on in [`crate::providers::AuthAttempt::scripted`]; `None` on the gateway.
+    pub scripted: Option<crate::store::directory::Outcome>,
 }
 
 /// The engine.
@@ -293,6 +296,7 @@ mod tests {
         let ctx = CallContext {
             caller_ip: [127, 0, 0, 1].into(),
             caller: "shapes".into(),
+            scripted: None,
         };
         let health = [
             Operation::TestSecurity,

@@ -6,8 +6,9 @@
 //!
 //! Why the real engine and not canned XML: a client tested against the double must meet the same
 //! envelopes, codes, in-flight sharing and deadlines it will meet in production; only who answers
-//! the phone is scripted. The gateway pays nothing for this: its `AppState::mock` is `None` and its
-//! connections never take the double's service (`server::serve_http`).
+//! the phone is scripted. The double is a layer around the gateway's service
+//! ([`serve::MockLayer`]), handed to `server::start_serving`: the server and the gateway never name
+//! it, and a server started without a layer pays nothing for it.
 
 pub mod admin;
 pub mod faults;
@@ -21,7 +22,6 @@ pub mod serve;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -173,16 +173,6 @@ fn one() -> u64 {
     1
 }
 
-/// A rule's outcome waiting for the provider call the request causes.
-#[derive(Debug)]
-struct Pending {
-    token: u64,
-    user: String,
-    /// Digits of the number the request carries (`PfAuthUser_5`), when it carries one.
-    phone: Option<String>,
-    outcome: Outcome,
-}
-
 /// Everything the double shares between its connections, its provider and its admin API.
 #[derive(Debug)]
 pub struct MockState {
@@ -194,8 +184,6 @@ pub struct MockState {
     current: RwLock<Arc<Loaded>>,
     /// Every request received.
     pub journal: Journal,
-    pending: Mutex<Vec<Pending>>,
-    next_token: AtomicU64,
     overrides: Mutex<BTreeMap<String, Override>>,
     replay: Option<replay::Fixtures>,
     /// The engine's store, where a new scenario's users are added.
@@ -231,7 +219,7 @@ impl MockState {
         if !prefix.ends_with('/') {
             prefix.push('/');
         }
-        if prefix == "/" || crate::server::http::is_sdk_path(prefix.trim_end_matches('/')) {
+        if prefix == "/" || crate::gateway::is_sdk_path(prefix.trim_end_matches('/')) {
             return Err(MockError::Options(format!(
                 "admin prefix '{prefix}' would hide the SDK endpoint"
             )));
@@ -243,8 +231,6 @@ impl MockState {
             initial: Mutex::new(initial),
             current: RwLock::new(loaded),
             journal: Journal::default(),
-            pending: Mutex::new(Vec::new()),
-            next_token: AtomicU64::new(1),
             overrides: Mutex::new(BTreeMap::new()),
             replay,
             store: std::sync::OnceLock::new(),
@@ -342,50 +328,21 @@ impl MockState {
         Ok(lock(&self.initial).load()?)
     }
 
-    /// Registers a rule's outcome for the provider call this request causes; the token unregisters
-    /// it when the request is answered (an authentication the policy ends before the provider — a
-    /// blocked user, a bypass — never takes it).
-    ///
-    /// `phone` (the digits of the number the request carries) tells apart concurrent requests of
-    /// one user to different numbers: MIM authenticates every end user as its one service account.
-    pub fn expect_call(&self, user: &str, phone: Option<&str>, outcome: Outcome) -> u64 {
-        let token = self.next_token.fetch_add(1, Ordering::SeqCst);
-        lock(&self.pending).push(Pending {
-            token,
-            user: user.to_lowercase(),
-            phone: phone.map(str::to_string),
-            outcome,
-        });
-        token
-    }
-
-    /// Drops a registration made by [`Self::expect_call`] if the provider did not take it.
-    pub fn forget_call(&self, token: u64) {
-        lock(&self.pending).retain(|p| p.token != token);
-    }
-
-    /// The outcome the provider must give `user` calling `e164` now: an override first, then the
-    /// rule's of the request to that number, then the oldest rule's for that user.
-    fn decide(&self, user: &str, e164: &str) -> Option<(Outcome, Duration)> {
-        let key = user.to_lowercase();
-        {
-            let mut overrides = lock(&self.overrides);
-            if let Some(o) = overrides.get_mut(&key) {
-                let picked = (o.outcome, Duration::from_millis(o.delay_ms));
-                o.count = o.count.saturating_sub(1);
-                if o.count == 0 {
-                    overrides.remove(&key);
-                }
-                return Some(picked);
+    /// The outcome the provider must give the call `attempt` describes: an override of its user
+    /// first (counting down), then the outcome the matched rule of the request that caused the
+    /// call put on the attempt.
+    fn decide(&self, attempt: &AuthAttempt) -> Option<(Outcome, Duration)> {
+        let key = attempt.username.to_lowercase();
+        let mut overrides = lock(&self.overrides);
+        if let Some(o) = overrides.get_mut(&key) {
+            let picked = (o.outcome, Duration::from_millis(o.delay_ms));
+            o.count = o.count.saturating_sub(1);
+            if o.count == 0 {
+                overrides.remove(&key);
             }
+            return Some(picked);
         }
-        let digits: String = e164.chars().filter(char::is_ascii_digit).collect();
-        let mut pending = lock(&self.pending);
-        let i = pending
-            .iter()
-            .position(|p| p.user == key && p.phone.as_deref() == Some(digits.as_str()))
-            .or_else(|| pending.iter().position(|p| p.user == key))?;
-        Some((pending.remove(i).outcome, Duration::ZERO))
+        attempt.scripted.map(|outcome| (outcome, Duration::ZERO))
     }
 
     /// Adds (or replaces) an override.
@@ -424,7 +381,7 @@ impl Provider for MockProvider {
 
     async fn authenticate(&self, attempt: &AuthAttempt) -> Verdict {
         let loaded = self.state.loaded();
-        match self.state.decide(&attempt.username, &attempt.phone.e164()) {
+        match self.state.decide(attempt) {
             Some((outcome, delay)) => {
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
@@ -437,7 +394,7 @@ impl Provider for MockProvider {
 
     async fn send_code(&self, attempt: &AuthAttempt, code: &str) -> Verdict {
         let loaded = self.state.loaded();
-        match self.state.decide(&attempt.username, &attempt.phone.e164()) {
+        match self.state.decide(attempt) {
             Some((Outcome::Fail, _)) => Verdict::failed(
                 crate::providers::ProviderErrorKind::Scripted,
                 "scripted failure",
@@ -591,7 +548,8 @@ async fn start_with_initial(
         state: state.clone(),
     });
     let engine = Engine::new(store, provider, settings.engine.clone());
-    let server = crate::server::start_serving(settings, engine, Some(state.clone())).await?;
+    let layer: Arc<dyn crate::gateway::Layer> = Arc::new(serve::MockLayer::new(state.clone()));
+    let server = crate::server::start_serving(settings, engine, Some(layer)).await?;
     let (admin_addr, admin_listener) = match options.admin_listen {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -634,29 +592,38 @@ impl RunningMock {
 mod tests {
     use super::*;
 
+    /// An attempt of `user` to `e164`, carrying the outcome its request's rule decided.
+    fn attempt(user: &str, e164: &str, scripted: Option<Outcome>) -> AuthAttempt {
+        AuthAttempt {
+            request_id: "r".into(),
+            username: user.into(),
+            user_group: String::new(),
+            caller: "MIMService@contoso.com".into(),
+            phone: crate::engine::phone::E164::parse("", e164, "", "1").unwrap(),
+            mode: crate::pfwssdk::Mode3::VoiceCall,
+            application_name: String::new(),
+            initiating_ip: String::new(),
+            caller_ip: [127, 0, 0, 1].into(),
+            external_id: None,
+            scripted,
+        }
+    }
+
     #[test]
     fn a_rule_outcome_goes_to_the_call_to_its_number() {
         let state = MockState::new(&MockOptions::new(), Initial::Demo, None).unwrap();
         let user = "MIMService@contoso.com";
-        let a = state.expect_call(user, Some("14255550142"), Outcome::HangUp);
-        state.expect_call(user, Some("14255550143"), Outcome::Deny);
-        // Concurrent requests of one service account: each call gets its own number's outcome.
+        // Concurrent requests of one service account: each call gets its own request's outcome,
+        // carried on the attempt.
+        let to_42 = attempt(user, "+14255550142", Some(Outcome::HangUp));
+        let to_43 = attempt(user, "+14255550143", Some(Outcome::Deny));
+        assert_eq!(state.decide(&to_43), Some((Outcome::Deny, Duration::ZERO)));
         assert_eq!(
-            state.decide("mimservice@contoso.com", "+14255550143"),
-            Some((Outcome::Deny, Duration::ZERO))
-        );
-        state.expect_call(user, None, Outcome::Approve);
-        // A number no request named: the oldest registration of the user.
-        assert_eq!(
-            state.decide(user, "+4420794600"),
+            state.decide(&to_42),
             Some((Outcome::HangUp, Duration::ZERO))
         );
-        state.forget_call(a);
-        assert_eq!(
-            state.decide(user, "+14255550142"),
-            Some((Outcome::Approve, Duration::ZERO))
-        );
-        assert_eq!(state.decide(user, "+14255550142"), None);
+        // A call whose request matched no rule with an outcome: the scripted provider decides.
+        assert_eq!(state.decide(&attempt(user, "+14255550142", None)), None);
         // Overrides come first and count down.
         state.set_override(Override {
             user: user.into(),
@@ -664,14 +631,18 @@ mod tests {
             count: 1,
             delay_ms: 5,
         });
-        state.expect_call(user, None, Outcome::Approve);
+        let approved = attempt(
+            "mimservice@contoso.com",
+            "+14255550144",
+            Some(Outcome::Approve),
+        );
         assert_eq!(
-            state.decide(user, "+1"),
+            state.decide(&approved),
             Some((Outcome::Fail, Duration::from_millis(5)))
         );
         assert!(state.overrides().is_empty());
         assert_eq!(
-            state.decide(user, "+1"),
+            state.decide(&approved),
             Some((Outcome::Approve, Duration::ZERO))
         );
     }

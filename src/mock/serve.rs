@@ -1,30 +1,35 @@
 //! One request to the test double: the admin API, or a SDK request matched against the scenario,
-//! delayed, faulted or answered by the real engine (through the gateway's own `route`), then
+//! delayed, faulted or answered by the real engine through the gateway's own stages, then
 //! journaled with its secrets redacted.
 //!
-//! The double reads a SOAP body before routing it — it must see the operation and inputs to pick a
-//! rule — and then hands the same bytes to the gateway's path, so what the engine answers is exactly
-//! what the gateway would answer.
+//! The double is a [`Layer`] around the gateway's service. It asks who called once and reads and
+//! decodes the SOAP body once — it must see the operation and inputs to pick a rule — and then
+//! enters the gateway's stages after those (`gateway::route_identified`, `gateway::soap::answer`)
+//! with what it read, plus the matched rule's outcome, which the engine carries to the provider
+//! call the request causes ([`crate::providers::AuthAttempt::scripted`]). What the engine answers
+//! is exactly what the gateway would answer.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Method, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use super::faults::{self, Dropped, MockBody};
 use super::journal::{self, CallerInfo, Entry, ResponseInfo};
-use super::scenario::{FaultSide, FaultSpec, RequestFacts};
+use super::scenario::{FaultSide, FaultSpec, Matched, RequestFacts};
 use super::MockState;
-use crate::server::caller::{self, ConnAuth};
-use crate::server::http::{self as gateway, AppState, ConnInfo};
-use crate::pfwssdk::soap::envelope::{read_head, SoapVersion};
+use crate::gateway::{self, AppState, ConnInfo, Layer, LayerResult, NoAnswer, Routed};
+use crate::server::caller::{self, ConnAuth, Identified, Unauthenticated};
+use crate::pfwssdk::soap::envelope::{read_head, RequestHead, SoapVersion};
 use crate::pfwssdk::soap::xml::{self, Element, XmlLimits};
-use crate::pfwssdk::soap::{decode_request, Fault};
+use crate::pfwssdk::soap::{decode_envelope, parse_envelope, DecodedCall, Fault};
 
 /// A SOAP request as far as the double understood it.
 #[derive(Debug, Clone)]
@@ -48,23 +53,36 @@ pub fn operation_element<'r, 'x>(root: &'r Element<'x>) -> Option<&'r Element<'x
         .and_then(|b| b.children.first())
 }
 
+/// Reads a SOAP body once: what the double matches on (operation, flattened inputs), and the
+/// decoded call (or the fault) the gateway's stages answer.
+fn read(
+    head: &RequestHead,
+    body: &[u8],
+    limits: XmlLimits,
+) -> (Decoded, Result<DecodedCall, Fault>) {
+    let tree = parse_envelope(body, limits);
+    let call = match &tree {
+        Ok(root) => decode_envelope(head, root),
+        Err(fault) => Err(fault.clone()),
+    };
+    let inputs = tree
+        .ok()
+        .and_then(|root| operation_element(&root).map(journal::flatten))
+        .unwrap_or_default();
+    let decoded = Decoded {
+        version: head.version,
+        operation: call.as_ref().ok().map(|c| c.request.operation().name()),
+        inputs,
+    };
+    (decoded, call)
+}
+
 /// Reads what a SOAP request asks, without deciding anything: `None` when the headers do not
 /// announce SOAP.
 pub fn decode(headers: &http::HeaderMap, body: &[u8], limits: XmlLimits) -> Option<Decoded> {
     let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     let head = read_head(h(CONTENT_TYPE.as_str()), h("soapaction")).ok()?;
-    let operation = decode_request(&head, body, limits)
-        .ok()
-        .map(|c| c.request.operation().name());
-    let inputs = xml::parse(body, limits)
-        .ok()
-        .and_then(|root| operation_element(&root).map(journal::flatten))
-        .unwrap_or_default();
-    Some(Decoded {
-        version: head.version,
-        operation,
-        inputs,
-    })
+    Some(read(&head, body, limits).0)
 }
 
 /// The decoded, redacted fields of a response envelope (empty when it is not XML).
@@ -168,6 +186,38 @@ pub fn push(mock: &MockState, mut entry: Entry) {
     log(&entry);
 }
 
+/// The double as a layer around the gateway's service (`server::start_serving` takes it).
+#[derive(Debug)]
+pub struct MockLayer {
+    mock: Arc<MockState>,
+}
+
+impl MockLayer {
+    /// The layer over the double's state.
+    pub fn new(mock: Arc<MockState>) -> Self {
+        Self { mock }
+    }
+}
+
+impl Layer for MockLayer {
+    fn call(
+        &self,
+        state: Arc<AppState>,
+        conn: ConnInfo,
+        auth: Arc<ConnAuth>,
+        req: http::Request<Incoming>,
+    ) -> Pin<Box<dyn Future<Output = LayerResult> + Send>> {
+        let mock = self.mock.clone();
+        Box::pin(async move {
+            handle(mock, state, conn, auth, req)
+                .await
+                .map_err(|Dropped| {
+                    NoAnswer("pfgate mock: connection dropped on purpose (scripted fault)")
+                })
+        })
+    }
+}
+
 /// The double's service for one request. An `Err` drops the connection without a response (the
 /// `drop_before_headers` fault).
 ///
@@ -186,6 +236,8 @@ pub async fn handle(
         .unwrap_or(Err(Dropped))
 }
 
+/// One request: the admin API, a request the gateway answers as it would (WSDL, help page,
+/// probes, refusals), or a SOAP call the scenario decides on ([`soap`]).
 async fn answer(
     mock: Arc<MockState>,
     state: Arc<AppState>,
@@ -198,13 +250,9 @@ async fn answer(
     }
     let started = Instant::now();
     let caller_ip = gateway::caller_ip(&state, &conn, req.headers());
-    // The double has no NTLM (the only stateful scheme), so asking who called is free of effects;
-    // `route` asks again and decides.
-    let principal = caller::identify(&state, &conn, caller_ip, req.headers(), &auth)
-        .await
-        .map(|i| i.principal)
-        .unwrap_or_else(|_| "-".into());
-    let mut seen = Seen {
+    // Asked once: the journal records who called, and the gateway's stages take the answer.
+    let identified = caller::identify(&state, &conn, caller_ip, req.headers(), &auth).await;
+    let seen = Seen {
         arrived_ms: now_ms(),
         started,
         method: req.method().as_str().to_string(),
@@ -212,23 +260,31 @@ async fn answer(
         decoded: None,
         caller: CallerInfo {
             ip: caller_ip.to_string(),
-            principal,
+            principal: identified
+                .as_ref()
+                .map(|i| i.principal.clone())
+                .unwrap_or_else(|_| "-".into()),
         },
     };
-    let limits = state.settings.limits.clone();
+    let limits = &state.settings.limits;
     let announced = req
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let soap = req.method() == Method::POST
+    let soap_call = req.method() == Method::POST
         && gateway::is_sdk_path(req.uri().path())
         && announced.is_none_or(|n| n <= limits.max_body_bytes);
-    if !soap {
+    if !soap_call {
         // WSDL, help page, probes, refusals: the gateway's answer, journaled.
-        let (resp, _, outcome) =
-            Box::pin(gateway::route(&state, &conn, &auth, req, caller_ip)).await;
-        return Ok(finish(&mock, &seen, None, None, resp, &outcome.text(), None).await);
+        let routed = match gateway::preflight(&state, req).await {
+            Ok(req) => {
+                let stages = gateway::route_identified(&state, &conn, req, caller_ip, identified);
+                Box::pin(stages).await
+            }
+            Err(routed) => routed,
+        };
+        return Ok(finish(&mock, &seen, None, routed).await);
     }
     let (parts, body) = req.into_parts();
     let limited = Limited::new(
@@ -249,12 +305,40 @@ async fn answer(
             return Ok(r);
         }
     };
-    let xml_limits = XmlLimits {
-        max_depth: limits.max_xml_depth,
-        max_elements: limits.max_xml_elements,
-        ..XmlLimits::DEFAULT
+    let call = Call {
+        conn,
+        caller_ip,
+        identified,
     };
-    seen.decoded = decode(&parts.headers, &bytes, xml_limits);
+    soap(&mock, &state, seen, &parts.headers, &bytes, call).await
+}
+
+/// What the gateway's stages need of a request past its body.
+struct Call {
+    conn: ConnInfo,
+    caller_ip: std::net::IpAddr,
+    identified: Result<Identified, Unauthenticated>,
+}
+
+/// A SOAP request read in full: decoded once, replayed or matched against the scenario, delayed
+/// and faulted as the rule says, else answered by the gateway's stages with the rule's outcome.
+async fn soap(
+    mock: &MockState,
+    state: &AppState,
+    mut seen: Seen,
+    headers: &http::HeaderMap,
+    bytes: &Bytes,
+    call: Call,
+) -> Result<http::Response<MockBody>, Dropped> {
+    // A head that does not announce SOAP is not decoded: the gateway answers it with a 415.
+    let request = match gateway::soap::head(headers) {
+        Ok(head) => {
+            let (decoded, call) = read(&head, bytes, gateway::soap::xml_limits(state));
+            seen.decoded = Some(decoded);
+            Ok((head.version, call))
+        }
+        Err(unsupported) => Err(unsupported),
+    };
     let version = seen
         .decoded
         .as_ref()
@@ -262,9 +346,45 @@ async fn answer(
         .unwrap_or(SoapVersion::V11);
 
     if let Some(fixtures) = mock.replay() {
-        return Ok(super::replay::answer(&mock, fixtures, &seen, version));
+        return Ok(super::replay::answer(mock, fixtures, &seen, version));
     }
+    let matched = matching_rule(mock, &seen);
+    if let Some(m) = &matched {
+        if !m.delay.is_zero() {
+            tokio::time::sleep(m.delay).await;
+        }
+    }
+    if let Some(answer) = faulted(mock, &seen, matched.as_ref(), version) {
+        return answer;
+    }
+    let routed = match gateway::admit(state, &call.conn, call.caller_ip, call.identified) {
+        // The body is read already: nothing to drain.
+        Err(turned) => turned.answer,
+        Ok(admitted) => {
+            let routed = match request {
+                Ok((version, decoded)) => {
+                    let outcome = matched.as_ref().and_then(|m| m.outcome);
+                    let principal = &admitted.principal;
+                    let stages = gateway::soap::answer(
+                        state,
+                        call.caller_ip,
+                        principal,
+                        version,
+                        decoded,
+                        outcome,
+                    );
+                    Box::pin(stages).await
+                }
+                Err(unsupported) => unsupported,
+            };
+            admitted.finish(routed)
+        }
+    };
+    Ok(finish(mock, &seen, matched, routed).await)
+}
 
+/// The first rule of the scenario in force that matches the request.
+fn matching_rule(mock: &MockState, seen: &Seen) -> Option<Matched> {
     let loaded = mock.loaded();
     let empty = BTreeMap::new();
     let facts = RequestFacts {
@@ -272,38 +392,39 @@ async fn answer(
         inputs: seen.decoded.as_ref().map(|d| &d.inputs).unwrap_or(&empty),
         caller: &seen.caller.principal,
     };
-    let matched = loaded.scenario.find(&facts);
-    drop(loaded);
-    let rule = matched.as_ref().map(|m| m.name.clone());
-    let fault = matched.as_ref().and_then(|m| m.fault.clone());
-    let label = fault.as_ref().map(FaultSpec::label);
-    if let Some(m) = &matched {
-        if !m.delay.is_zero() {
-            tokio::time::sleep(m.delay).await;
+    loaded.scenario.find(&facts)
+}
+
+/// The answer of a rule whose fault replaces the engine's answer altogether (a dropped
+/// connection, a SOAP fault, an HTTP error), journaled; `None` for every other rule.
+fn faulted(
+    mock: &MockState,
+    seen: &Seen,
+    matched: Option<&Matched>,
+    version: SoapVersion,
+) -> Option<Result<http::Response<MockBody>, Dropped>> {
+    let rule = matched.map(|m| m.name.clone());
+    let fault = matched.and_then(|m| m.fault.as_ref());
+    let label = fault.map(FaultSpec::label);
+    match fault? {
+        FaultSpec::DropBeforeHeaders => {
+            push(mock, seen.entry(rule, label, 0, "dropped", b""));
+            Some(Err(Dropped))
         }
-    }
-    match &fault {
-        Some(FaultSpec::DropBeforeHeaders) => {
-            push(&mock, seen.entry(rule, label, 0, "dropped", b""));
-            return Err(Dropped);
-        }
-        Some(FaultSpec::SoapFault { code, message }) => {
+        FaultSpec::SoapFault { code, message } => {
             let f = match code {
                 FaultSide::Client => Fault::client(message.clone()),
                 FaultSide::Server => Fault::server(message.clone()),
             };
             let body = f.to_envelope(version);
-            push(
-                &mock,
-                seen.entry(rule, label, 500, "fault", body.as_bytes()),
-            );
-            return Ok(respond(
+            push(mock, seen.entry(rule, label, 500, "fault", body.as_bytes()));
+            Some(Ok(respond(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 version.content_type(),
                 body,
-            ));
+            )))
         }
-        Some(FaultSpec::Http { status }) => {
+        FaultSpec::Http { status } => {
             let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
             let text = format!(
                 "{} {}\n",
@@ -311,56 +432,30 @@ async fn answer(
                 status.canonical_reason().unwrap_or("Error")
             );
             push(
-                &mock,
+                mock,
                 seen.entry(rule, label, status.as_u16(), "http-error", b""),
             );
-            return Ok(respond(status, "text/plain; charset=utf-8", text));
+            Some(Ok(respond(status, "text/plain; charset=utf-8", text)))
         }
-        _ => {}
-    }
-    // The engine answers; a rule's outcome waits for the provider call it causes.
-    let user = facts_user(&seen);
-    let phone = seen.decoded.as_ref().and_then(|d| {
-        let n = d.inputs.get("phoneNumber").filter(|n| !n.is_empty())?;
-        let cc = d
-            .inputs
-            .get("countryCode")
-            .map(String::as_str)
-            .unwrap_or("");
-        Some(
-            format!("{cc}{n}")
-                .chars()
-                .filter(char::is_ascii_digit)
-                .collect::<String>(),
-        )
-    });
-    let token = match (matched.as_ref().and_then(|m| m.outcome), user) {
-        (Some(outcome), Some(user)) => Some(mock.expect_call(&user, phone.as_deref(), outcome)),
         _ => None,
-    };
-    let req = http::Request::from_parts(parts, Full::new(bytes));
-    let (resp, _, outcome) = Box::pin(gateway::route(&state, &conn, &auth, req, caller_ip)).await;
-    if let Some(t) = token {
-        mock.forget_call(t);
     }
-    Ok(finish(&mock, &seen, rule, fault, resp, &outcome.text(), label).await)
 }
 
-fn facts_user(seen: &Seen) -> Option<String> {
-    seen.decoded.as_ref()?.inputs.get("username").cloned()
-}
-
-/// Journals a routed answer and shapes its body as the fault asks (trickled, cut, malformed).
+/// Journals a routed answer and shapes its body as the matched rule's fault asks (trickled, cut,
+/// malformed).
 async fn finish(
     mock: &MockState,
     seen: &Seen,
-    rule: Option<String>,
-    fault: Option<FaultSpec>,
-    resp: gateway::HttpResponse,
-    outcome: &str,
-    label: Option<String>,
+    matched: Option<Matched>,
+    routed: Routed,
 ) -> http::Response<MockBody> {
-    let (mut parts, body) = resp.into_parts();
+    let (rule, fault) = match matched {
+        Some(m) => (Some(m.name), m.fault),
+        None => (None, None),
+    };
+    let label = fault.as_ref().map(FaultSpec::label);
+    let outcome = routed.handled.text();
+    let (mut parts, body) = routed.response.into_parts();
     let bytes = match body.collect().await {
         Ok(c) => c.to_bytes(),
         Err(never) => match never {},
@@ -372,7 +467,7 @@ async fn finish(
         _ => bytes,
     };
     let status = parts.status.as_u16();
-    push(mock, seen.entry(rule, label, status, outcome, &bytes));
+    push(mock, seen.entry(rule, label, status, &outcome, &bytes));
     let body = match fault {
         Some(FaultSpec::Trickle {
             chunk_bytes,

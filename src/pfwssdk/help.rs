@@ -25,6 +25,63 @@ const MAX_ECHOED_NAME: usize = 80;
 const SOAP11_ENVELOPE: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 const SOAP12_ENVELOPE: &str = "http://www.w3.org/2003/05/soap-envelope";
 
+/// Which page a `GET` of the ASMX endpoint asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsmxPage {
+    /// `?wsdl`: the service description.
+    Wsdl,
+    /// `?disco`: the discovery document.
+    Disco,
+    /// Anything else: the help page (the operation list, or `?op=Name`'s own page).
+    Help,
+}
+
+/// What the ASMX endpoint answers to a `GET` (or `HEAD`): the page, its content type and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AsmxAnswer {
+    /// Which page it is (for the access log and metrics).
+    pub page: AsmxPage,
+    /// The `Content-Type` to send.
+    pub content_type: &'static str,
+    /// The document.
+    pub body: String,
+}
+
+/// Answers a `GET` of the ASMX path as ASMX did: `query` is the raw query string, whose first key
+/// picks the page (`?wsdl`, `?disco`, else the help page with an optional `op=`). `location` is the
+/// URL the caller used, for `soap:address` and the samples. This is the SOAP layer's job, not the
+/// HTTP router's: what the pages say is derived from the same contract the codec follows.
+pub fn asmx_get(location: &str, query: &str) -> AsmxAnswer {
+    let key = query.split(['&', '=']).next().unwrap_or("");
+    let xml = "text/xml; charset=utf-8";
+    if key.eq_ignore_ascii_case("wsdl") {
+        AsmxAnswer {
+            page: AsmxPage::Wsdl,
+            content_type: xml,
+            body: super::wsdl::wsdl_for(location),
+        }
+    } else if key.eq_ignore_ascii_case("disco") {
+        AsmxAnswer {
+            page: AsmxPage::Disco,
+            content_type: xml,
+            body: super::wsdl::disco_for(location),
+        }
+    } else {
+        AsmxAnswer {
+            page: AsmxPage::Help,
+            content_type: "text/html; charset=utf-8",
+            body: page(location, help_operation(query).as_deref()),
+        }
+    }
+}
+
+/// The `op` value of a help-page query (`?op=PfAuthUser_5`), percent-decoded; the first one wins.
+fn help_operation(query: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "op")
+        .map(|(_, v)| v.into_owned())
+}
+
 /// The page for a `GET` of the endpoint: `op` is the `?op=` value, if any.
 pub fn page(location: &str, op: Option<&str>) -> String {
     match op {

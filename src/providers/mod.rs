@@ -57,6 +57,11 @@ pub struct AuthAttempt {
     /// `match = "external_id"` compares the signed-in identity with it, since an `oid` never
     /// equals a username.
     pub external_id: Option<String>,
+    /// The outcome decided for this attempt before it was made, when the request came through a
+    /// layer that scripts answers (the test double's matched rule); the engine carries it from the
+    /// call to the attempt ([`crate::engine::CallContext::scripted`]). Only the scripted providers
+    /// read it: the double's rule reaches the call its request causes, and no other.
+    pub scripted: Option<crate::store::directory::Outcome>,
 }
 
 /// How an attempt ended.

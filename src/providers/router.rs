@@ -700,6 +700,7 @@ mod tests {
             initiating_ip: String::new(),
             caller_ip: "127.0.0.1".parse().unwrap(),
             external_id: None,
+            scripted: None,
         }
     }
 

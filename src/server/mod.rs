@@ -74,6 +74,9 @@ pub struct Live {
     acceptor: std::sync::RwLock<Option<TlsAcceptor>>,
     /// One reload at a time (a `SIGHUP` arriving with a file change builds once after the other).
     reloading: tokio::sync::Mutex<()>,
+    /// The service wrapped around the gateway's, when there is one (`pfgate mock`); kept across
+    /// reloads.
+    layer: Option<Arc<dyn crate::gateway::Layer>>,
 }
 
 impl std::fmt::Debug for Live {
@@ -83,11 +86,16 @@ impl std::fmt::Debug for Live {
 }
 
 impl Live {
-    fn new(state: Arc<AppState>, acceptor: Option<TlsAcceptor>) -> Self {
+    fn new(
+        state: Arc<AppState>,
+        acceptor: Option<TlsAcceptor>,
+        layer: Option<Arc<dyn crate::gateway::Layer>>,
+    ) -> Self {
         Self {
             state: std::sync::RwLock::new(state),
             acceptor: std::sync::RwLock::new(acceptor),
             reloading: tokio::sync::Mutex::new(()),
+            layer,
         }
     }
 
@@ -139,7 +147,6 @@ impl Live {
             engine,
             settings,
             ntlm,
-            mock: old.mock.clone(),
             guard: old.guard.clone(),
         });
         self.swap(state, acceptor);
@@ -305,12 +312,12 @@ pub async fn start_with(settings: Settings, engine: Engine) -> Result<RunningSer
     start_serving(settings, engine, None).await
 }
 
-/// Starts the listeners; with `mock`, this server is the test double (`pfgate mock`, issue #6),
-/// whose connections get the double's own service.
+/// Starts the listeners; with a `layer`, its service wraps the gateway's on every connection (the
+/// test double, `pfgate mock`, issue #6).
 pub async fn start_serving(
     settings: Settings,
     engine: Engine,
-    mock: Option<Arc<crate::mock::MockState>>,
+    layer: Option<Arc<dyn crate::gateway::Layer>>,
 ) -> Result<RunningServer, StartError> {
     let tls = match &settings.tls_listen {
         None => None,
@@ -344,12 +351,11 @@ pub async fn start_serving(
         engine,
         settings,
         ntlm,
-        mock,
         guard: guard.clone(),
     });
     listeners.spawn(refusal_summaries(guard));
     let acceptor = tls.as_ref().map(|t| TlsAcceptor::from(t.config.clone()));
-    let live = Arc::new(Live::new(state, acceptor));
+    let live = Arc::new(Live::new(state, acceptor, layer));
     let gateway = Arc::new(Gateway { live: live.clone() });
     if let Some(listener) = tls_listener {
         let current = live.clone();
@@ -403,7 +409,7 @@ fn admit(state: &AppState, peer: SocketAddr) -> caller::ConnAuth {
     caller::ConnAuth::guest(slot, probation)
 }
 
-/// The SDK listeners' service: the gateway (or, with `AppState.mock`, the test double's service).
+/// The SDK listeners' service: the gateway, or the layer wrapped around it (`pfgate mock`).
 /// The state is read per request, so a keep-alive connection (MIM keeps one open for hours)
 /// follows a reload from its next request on.
 struct Gateway {
@@ -413,7 +419,7 @@ struct Gateway {
 /// A gateway response, or the double's (issue #6: its faults stream a body or drop the
 /// connection).
 type GatewayBody =
-    http_body_util::Either<http_body_util::Full<bytes::Bytes>, crate::mock::faults::MockBody>;
+    http_body_util::Either<http_body_util::Full<bytes::Bytes>, crate::gateway::LayerBody>;
 
 impl Service for Gateway {
     /// Who the connection has signed in as, and its place under the guest rules.
@@ -495,21 +501,15 @@ impl Service for Gateway {
         req: hyper::Request<hyper::body::Incoming>,
     ) -> impl Future<Output = Result<hyper::Response<GatewayBody>, BoxError>> + Send + use<> {
         let state = self.live.state();
+        let layer = self.live.layer.clone();
         let auth = auth.clone();
         async move {
-            // Hook (issue #6): the test double's requests get its own service.
-            if let Some(mock) = state.mock.clone() {
+            // A layer around the gateway (the test double) answers in its place, with the same
+            // state; the server does not know what it is.
+            if let Some(layer) = layer {
                 // Counted as the gateway's requests are, so the idle rule sees them.
                 auth.request_started();
-                // Boxed so that the gateway's requests are not sized for the test double's.
-                let answer = Box::pin(crate::mock::serve::handle(
-                    mock,
-                    state,
-                    info,
-                    auth.clone(),
-                    req,
-                ))
-                .await;
+                let answer = layer.call(state, info, auth.clone(), req).await;
                 auth.request_ended();
                 return answer
                     .map(|r| r.map(http_body_util::Either::Right))

@@ -597,6 +597,7 @@ fn attempt(username: &str) -> AuthAttempt {
         initiating_ip: "203.0.113.7".into(),
         caller_ip: "127.0.0.1".parse().unwrap(),
         external_id: None,
+        scripted: None,
     }
 }
 

@@ -599,6 +599,7 @@ fn attempt(mode: Mode3, number: &str) -> AuthAttempt {
         initiating_ip: "203.0.113.7".into(),
         caller_ip: "127.0.0.1".parse().unwrap(),
         external_id: None,
+        scripted: None,
     }
 }
 

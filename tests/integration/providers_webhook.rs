@@ -559,6 +559,7 @@ fn attempt(username: &str) -> AuthAttempt {
         initiating_ip: "192.0.2.10".to_string(),
         caller_ip: "198.51.100.7".parse().unwrap(),
         external_id: None,
+        scripted: None,
     }
 }
 

@@ -118,8 +118,20 @@ pub fn decode_request(
     body: &[u8],
     limits: XmlLimits,
 ) -> Result<DecodedCall, Fault> {
-    let root = xml::parse(body, limits)
-        .map_err(|e| Fault::client(format!("Server was unable to read request. ---> {e}")))?;
+    decode_envelope(head, &parse_envelope(body, limits)?)
+}
+
+/// Parses a request body into its XML tree, the first half of [`decode_request`]: a layer that
+/// also reads the tree itself (the test double matches its rules on it) parses once and decodes
+/// with [`decode_envelope`].
+pub fn parse_envelope(body: &[u8], limits: XmlLimits) -> Result<Element<'_>, Fault> {
+    xml::parse(body, limits)
+        .map_err(|e| Fault::client(format!("Server was unable to read request. ---> {e}")))
+}
+
+/// Checks a parsed envelope against the head, dispatches and decodes (the second half of
+/// [`decode_request`]).
+pub fn decode_envelope(head: &RequestHead, root: &Element<'_>) -> Result<DecodedCall, Fault> {
     let env_ns = head.version.namespace();
     if root.name != "Envelope" || root.namespace.as_deref() != Some(env_ns) {
         let other = match head.version {

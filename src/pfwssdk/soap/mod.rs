@@ -10,5 +10,7 @@ pub mod envelope;
 pub mod fault;
 pub mod xml;
 
-pub use envelope::{decode_request, encode_response, DecodedCall, SoapVersion};
+pub use envelope::{
+    decode_envelope, decode_request, encode_response, parse_envelope, DecodedCall, SoapVersion,
+};
 pub use fault::Fault;

@@ -1,0 +1,201 @@
+//! The SDK as a service: one HTTP request to the `PfWsSdk.asmx` endpoint, in small typed stages —
+//!
+//! 1. [`front::preflight`]: probes, other paths and bodies announced over the limit, answered
+//!    before anyone signs in;
+//! 2. [`caller::identify`] (who called) and [`front::admit`] (the allow-list);
+//! 3. the ASMX pages for a `GET` ([`crate::pfwssdk::help::asmx_get`]), or for a `POST` the SOAP
+//!    stages of [`soap`]: head, body, decode, operation policy, engine, encode.
+//!
+//! Every stage that ends a request returns a [`Routed`]: the answer, the operation and a typed
+//! [`Handled`] that the access log and metrics read. A [`Layer`] wraps the whole service (the test
+//! double, `pfgate mock`) and re-uses the stages; this module knows nothing of what it wraps.
+
+mod front;
+mod outcome;
+mod reply;
+pub mod soap;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW};
+use http::{Method, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::Full;
+use hyper::body::Incoming;
+
+use crate::config::Settings;
+use crate::engine::Engine;
+use crate::server::access_log;
+use crate::server::caller::{self, ConnAuth};
+
+pub use front::{
+    admit, announced_too_large, audit_refusal_summary, caller_ip, is_sdk_path, preflight, Admitted,
+    Turned,
+};
+pub use outcome::{Handled, Refusal, Routed, SdkOutcome};
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    /// The engine.
+    pub engine: Engine,
+    /// Validated settings.
+    pub settings: Settings,
+    /// NTLM acceptor parts, when Windows authentication is configured.
+    pub ntlm: Option<caller::NtlmRuntime>,
+    /// The server's guards against unauthenticated load (kept across reloads).
+    pub guard: Arc<crate::server::guard::Guard>,
+}
+
+pub use crate::net::ConnInfo;
+
+/// The gateway's answer: always a complete body.
+pub type HttpResponse = http::Response<Full<Bytes>>;
+
+/// The body of a [`Layer`]'s answer: streamed, so a layer can trickle or cut it.
+pub type LayerBody = BoxBody<Bytes, std::io::Error>;
+
+/// What a [`Layer`]'s answer future resolves to; an `Err` makes the connection close without an
+/// answer.
+pub type LayerResult = Result<http::Response<LayerBody>, NoAnswer>;
+
+/// A layer's decision to close the connection without answering (the test double's
+/// `drop_before_headers` fault); the text is for the connection's debug log.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NoAnswer(pub &'static str);
+
+/// A service wrapped around the gateway's: when a server is started with one, its connections
+/// call it instead of [`handle`], with the same state; it calls the gateway's stages itself.
+/// The test double (`pfgate mock`) is the one layer, so the server never names it.
+pub trait Layer: Send + Sync + std::fmt::Debug + 'static {
+    /// Answers one request.
+    fn call(
+        &self,
+        state: Arc<AppState>,
+        conn: ConnInfo,
+        auth: Arc<ConnAuth>,
+        req: http::Request<Incoming>,
+    ) -> Pin<Box<dyn Future<Output = LayerResult> + Send>>;
+}
+
+/// Handles one request. Never fails: every problem becomes an HTTP answer.
+pub async fn handle(
+    state: Arc<AppState>,
+    conn: ConnInfo,
+    auth: Arc<ConnAuth>,
+    req: http::Request<Incoming>,
+) -> Result<HttpResponse, Infallible> {
+    let started = Instant::now();
+    auth.request_started();
+    let caller = caller_ip(&state, &conn, req.headers());
+    let method = req.method().clone();
+    // Kept before `route` consumes the request; only for the access log, so only when it is on.
+    let path = access_log::enabled().then(|| req.uri().path().to_owned());
+    // Boxed: the engine's future is large (every operation's state lives in it), and hyper moves
+    // the service future around; a box keeps those moves to a pointer copy.
+    let routed = Box::pin(route(&state, &conn, &auth, req, caller)).await;
+    auth.request_ended();
+    let Routed {
+        mut response,
+        operation,
+        handled,
+    } = routed;
+    if auth.must_close() {
+        response = reply::closing(response);
+    }
+    let status = response.status().as_u16();
+    crate::telemetry::metrics::global().request(
+        handled.operation_label(operation),
+        handled.metric_outcome(),
+        started.elapsed(),
+    );
+    if let Some(path) = path {
+        access_log::record(&access_log::Entry {
+            method: method.as_str(),
+            path: &path,
+            caller,
+            operation,
+            status,
+            outcome: &handled.text(),
+            latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        });
+    }
+    Ok(response)
+}
+
+/// The gateway's stages for one request, in order: preflight, identify, admit, then the pages or
+/// the SOAP stages.
+pub async fn route<B>(
+    state: &AppState,
+    conn: &ConnInfo,
+    auth: &ConnAuth,
+    req: http::Request<B>,
+    caller: IpAddr,
+) -> Routed
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let req = match preflight(state, req).await {
+        Ok(req) => req,
+        Err(routed) => return routed,
+    };
+    let identified = caller::identify(state, conn, caller, req.headers(), auth).await;
+    route_identified(state, conn, req, caller, identified).await
+}
+
+/// The stages after identification, for a request that passed [`preflight`]: a layer that
+/// identified the caller itself (the test double journals who called) enters here, so the caller
+/// is identified once.
+pub async fn route_identified<B>(
+    state: &AppState,
+    conn: &ConnInfo,
+    req: http::Request<B>,
+    caller: IpAddr,
+    identified: Result<caller::Identified, caller::Unauthenticated>,
+) -> Routed
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let admitted = match admit(state, conn, caller, identified) {
+        Ok(a) => a,
+        Err(turned) => return turned.dispose(req.into_body(), &state.settings).await,
+    };
+    let routed = match *req.method() {
+        Method::GET | Method::HEAD => pages(state, conn, &req),
+        Method::POST => soap::post(state, req, caller, &admitted.principal).await,
+        _ => method_not_allowed(),
+    };
+    admitted.finish(routed)
+}
+
+/// A `GET` (or `HEAD`: hyper sends the headers and omits the body) of the endpoint: the SOAP
+/// layer's ASMX pages, addressed as the caller addressed this server.
+fn pages<B>(state: &AppState, conn: &ConnInfo, req: &http::Request<B>) -> Routed {
+    let location = front::public_location(state, conn, req.headers(), req.uri().path());
+    let page = crate::pfwssdk::help::asmx_get(&location, req.uri().query().unwrap_or(""));
+    Routed::without_operation(
+        reply::respond(StatusCode::OK, page.content_type, page.body),
+        Handled::Page(page.page),
+    )
+}
+
+/// Neither GET, HEAD nor POST.
+pub fn method_not_allowed() -> Routed {
+    let mut r = reply::plain(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Use GET (WSDL, help page) or POST (SOAP).",
+    );
+    r.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
+    Routed::without_operation(r, Handled::MethodNotAllowed)
+}
