@@ -6,40 +6,38 @@
 //! (SOAP 1.1 and 1.2, the same WSDL, the same 105 operations) so a deployment migrates by changing
 //! one URL.
 //!
-//! The path of a request, one module per stage:
+//! The request's path and the layers, lowest first (a module uses only those below it; the
+//! architecture test in `tests/integration/architecture.rs` checks it, docs/architecture.md says
+//! why):
 //!
 //! ```text
-//! server (TCP, TLS, HTTP/1.1, limits) ─► soap (envelope, dispatch, faults)
-//!   ─► pfwssdk (typed request) ─► engine (MFA Server semantics) ─► pfwssdk (typed response)
-//!   ─► soap (ASMX-exact envelope)
+//! core ─ pfwssdk (contract + SOAP) ─ telemetry ─ net ─ store ─ providers ─ engine ─ auth
+//!   ─ config ─ gateway (the SDK as a service) ─ server (listeners, reload) ─ mock (a layer
+//!   around the gateway) ─ sdk_client ─ site ─ cli ─ testing
 //! ```
 //!
-//! Data flows one way: the SOAP layer knows nothing of providers, the engine nothing of SOAP.
+//! What the crate exports is what an embedding test or tool needs; the rest is private.
 
-pub mod app;
+#![forbid(unsafe_code)]
+
 pub mod auth;
-pub mod cli;
-pub mod cli_docs;
+mod cli;
 pub mod config;
-pub mod core;
+mod core;
 pub mod engine;
-pub mod gateway;
-pub mod healthcheck;
-mod init;
-pub mod mim;
+mod gateway;
 pub mod mock;
 pub mod net;
 pub mod pfwssdk;
 pub mod providers;
-pub mod reload;
-pub mod sdk_client;
+mod sdk_client;
 pub mod server;
-pub mod service;
+mod site;
 pub mod store;
 mod telemetry;
 pub mod testing;
-pub mod users_csv;
-pub mod users_import;
+
+pub use cli::{run, Cli, CliError};
 
 /// Runs last among the library's unit tests (libtest starts tests in name order) and prints what
 /// skipped and why, past the output capture (see `test_skips`).

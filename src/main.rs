@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    match pfgate::cli::run(pfgate::cli::Cli::parse()) {
+    match pfgate::run(pfgate::Cli::parse()) {
         Ok(code) => code,
         Err(e) => e.report(),
     }

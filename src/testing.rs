@@ -27,12 +27,15 @@
 
 #[doc(hidden)]
 pub use crate::core::test_skips;
+/// The audit trail's files, for tests that check its chain on disk.
+#[doc(hidden)]
+pub use crate::telemetry::audit_trail;
 
 use std::time::Duration;
 
-pub use crate::store::directory::Outcome;
 pub use crate::mock::journal::Entry;
 pub use crate::mock::scenario::{DelaySpec, FaultSide, FaultSpec as Fault};
+pub use crate::store::directory::Outcome;
 
 use crate::mock::scenario::{OneOrMany, RuleSpec, Scenario};
 use crate::mock::{MockError, MockOptions, RunningMock};

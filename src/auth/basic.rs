@@ -51,7 +51,7 @@ pub fn parse(token: &str) -> Option<BasicCredentials> {
 /// Every call costs exactly one argon2id verification, whether the user exists and whether the
 /// password is empty, so response time does not reveal which user names exist (issue #17, item
 /// 10: a known user with an empty password was refused in 0.21 ms, an unknown one in 26.9 ms).
-/// CPU- and memory-heavy: call it from a password thread ([`crate::server::guard`]), which keeps
+/// CPU- and memory-heavy: call it from a password thread ([`crate::gateway::guard`]), which keeps
 /// one [`PasswordMemory`] for its whole life.
 pub fn verify<'a>(
     accounts: &'a [BasicAccount],

@@ -98,7 +98,9 @@ impl Refusal {
     pub fn metric_label(&self) -> crate::telemetry::metrics::RefusalReason {
         match self {
             Refusal::NotListed => crate::telemetry::metrics::RefusalReason::NotAllowed,
-            Refusal::GroupNotAllowed(_) => crate::telemetry::metrics::RefusalReason::OperationNotAllowed,
+            Refusal::GroupNotAllowed(_) => {
+                crate::telemetry::metrics::RefusalReason::OperationNotAllowed
+            }
         }
     }
 }

@@ -12,7 +12,7 @@ pub struct InitArgs {
     pub dir: PathBuf,
     /// Who performs the second factor.
     #[arg(long, value_enum)]
-    pub provider: crate::init::InitProvider,
+    pub provider: crate::site::init::InitProvider,
     /// Extra host names or IP addresses for the development certificate (localhost and
     /// 127.0.0.1 are always in it): the name in MIM's URL.
     #[arg(long = "host", value_name = "NAME")]
@@ -25,7 +25,7 @@ pub struct InitArgs {
 
 /// Writes the site and prints the steps left; exit 2 when it cannot be written.
 pub(super) fn run(args: &InitArgs) -> Result<ExitCode, CliError> {
-    let written = crate::init::init(
+    let written = crate::site::init::init(
         &args.dir,
         args.provider,
         &args.hosts,
@@ -34,7 +34,7 @@ pub(super) fn run(args: &InitArgs) -> Result<ExitCode, CliError> {
     .map_err(|e| CliError::failed_in("pfgate init", e))?;
     print!(
         "{}",
-        crate::init::next_steps(&args.dir, args.provider, &written)
+        crate::site::init::next_steps(&args.dir, args.provider, &written)
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -49,13 +49,13 @@ fn check(
     username: Option<&str>,
     write: bool,
 ) -> Result<ExitCode, CliError> {
-    let report = crate::mim::check(file, url, username).map_err(CliError::failed)?;
-    print!("{}", crate::mim::render(&report, file));
+    let report = crate::site::mim::check(file, url, username).map_err(CliError::failed)?;
+    print!("{}", crate::site::mim::render(&report, file));
     if !report.changes.is_empty() {
         if !write {
             println!("Nothing was written (use --write; the original is kept as a backup).");
         } else {
-            let backup = crate::mim::write(&report, file).map_err(CliError::failed)?;
+            let backup = crate::site::mim::write(&report, file).map_err(CliError::failed)?;
             println!(
                 "Written. The original is kept as {}. Restart the MIM Service.",
                 backup.display()

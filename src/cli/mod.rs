@@ -16,7 +16,10 @@ use clap::{Parser, Subcommand};
 mod audit;
 mod call;
 mod check;
+mod docs;
 mod error;
+mod healthcheck;
+pub(crate) mod host;
 mod init;
 mod mim;
 mod mock;
@@ -28,7 +31,7 @@ mod tools;
 mod users;
 
 pub use audit::AuditAction;
-pub use call::{CallArgs, SdkAuth, SdkConnectArgs};
+pub use call::{CallArgs, SdkConnectArgs};
 pub use error::CliError;
 pub use init::InitArgs;
 pub use mim::MimAction;
@@ -113,7 +116,7 @@ pub enum Command {
     /// checks, where the image holds no curl (docs/container.md).
     Healthcheck {
         /// The URL to GET (plain `http://` only).
-        #[arg(default_value = crate::healthcheck::DEFAULT_URL)]
+        #[arg(default_value = crate::cli::healthcheck::DEFAULT_URL)]
         url: String,
         /// Seconds to wait for the answer.
         #[arg(long, value_name = "SECS", default_value_t = 3)]
@@ -135,7 +138,7 @@ pub enum Command {
     Completions {
         /// The shell.
         #[arg(value_enum)]
-        shell: crate::cli_docs::Shell,
+        shell: docs::Shell,
     },
     /// Print the pfgate(1) manual page (roff; `pfgate man | man -l -`).
     Man,
@@ -163,10 +166,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             print!("{}", crate::pfwssdk::wsdl::render(&location));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Completions { shell } => {
-            tools::print(|out| crate::cli_docs::completions(shell, out))
-        }
-        Command::Man => tools::print(crate::cli_docs::man),
+        Command::Completions { shell } => tools::print(|out| docs::completions(shell, out)),
+        Command::Man => tools::print(docs::man),
     }
 }
 

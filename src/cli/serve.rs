@@ -63,13 +63,13 @@ pub(super) fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
         }
     };
     let reload = config.map(|path| {
-        let adjust: crate::reload::Adjust =
+        let adjust: server::reload::Adjust =
             Box::new(move |s: &mut Settings| apply_listen(s, listen));
         (path, adjust)
     });
     super::block_on_multi(async move {
         // Inside the runtime and before serve prints its listening lines (see StopSignal).
-        let life = crate::service::Lifecycle::console(StopSignal::install().wait());
+        let life = crate::cli::host::Lifecycle::console(StopSignal::install().wait());
         serving(settings, reload, life).await?;
         Ok(ExitCode::SUCCESS)
     })
@@ -91,8 +91,8 @@ fn apply_listen(s: &mut Settings, listen: Option<SocketAddr>) {
 #[cfg_attr(not(windows), allow(dead_code))] // called by service/windows.rs only
 pub(crate) async fn serve(
     settings: Settings,
-    reload: Option<(PathBuf, crate::reload::Adjust)>,
-    life: crate::service::Lifecycle,
+    reload: Option<(PathBuf, server::reload::Adjust)>,
+    life: crate::cli::host::Lifecycle,
 ) -> ExitCode {
     match serving(settings, reload, life).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -105,24 +105,24 @@ pub(crate) async fn serve(
 /// `SIGHUP` (or `paramchange`) and when the file changes. An error is also reported to `life`.
 async fn serving(
     settings: Settings,
-    reload: Option<(PathBuf, crate::reload::Adjust)>,
-    life: crate::service::Lifecycle,
+    reload: Option<(PathBuf, server::reload::Adjust)>,
+    life: crate::cli::host::Lifecycle,
 ) -> Result<(), CliError> {
     let demo = settings.demo;
     let anonymous = settings.allow_anonymous;
     let failed = |e: &dyn std::fmt::Display| {
         let reason = e.to_string();
-        (life.report)(crate::service::Event::Failed(&reason));
+        (life.report)(crate::cli::host::Event::Failed(&reason));
         CliError::failed(reason)
     };
     if let Some(audit) = &settings.audit {
         // Opened before the listeners: a trail that cannot be continued stops the start, rather
         // than serving authentications nobody can account for.
-        let trail = crate::telemetry::audit_trail::AuditTrail::open(audit).map_err(|e| failed(&e))?;
-        crate::telemetry::audit_trail::install(trail);
+        let trail = telemetry::audit_trail::AuditTrail::open(audit).map_err(|e| failed(&e))?;
+        telemetry::audit_trail::install(trail);
     }
     // Before the listening lines: a SIGHUP sent as soon as they appear must find its handler.
-    let hangup = crate::reload::Hangup::listen(life.param_change.clone());
+    let hangup = server::reload::Hangup::listen(life.param_change.clone());
     let reload = reload.map(|(path, adjust)| (path, adjust, hangup));
     let running = server::start(settings).await.map_err(|e| failed(&e))?;
     if let Some(url) = running.tls_url() {
@@ -151,16 +151,16 @@ async fn serving(
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
     let watcher = reload.map(|(path, adjust, hangup)| {
-        tokio::spawn(crate::reload::watch(running.live(), path, adjust, hangup))
+        tokio::spawn(server::reload::watch(running.live(), path, adjust, hangup))
     });
-    (life.report)(crate::service::Event::Started);
+    (life.report)(crate::cli::host::Event::Started);
     life.stop.await;
     if let Some(w) = watcher {
         w.abort();
     }
     // The grace period in force now (a reload may have changed it).
     let grace = running.state().settings.limits.shutdown_grace;
-    (life.report)(crate::service::Event::Stopping(grace));
+    (life.report)(crate::cli::host::Event::Stopping(grace));
     tracing::info!(grace_secs = grace.as_secs(), "shutting down");
     running.shutdown(grace).await;
     tracing::info!("stopped");

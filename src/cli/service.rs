@@ -17,7 +17,7 @@ pub enum ServiceAction {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
         /// Service name (also the log file's name, under %ProgramData%\pfgate\logs).
-        #[arg(long, default_value = crate::service::DEFAULT_NAME)]
+        #[arg(long, default_value = crate::cli::host::DEFAULT_NAME)]
         name: String,
         /// Account the service runs as: a gMSA (`CONTOSO\pfgate$`), `NT AUTHORITY\LocalService`,
         /// or a user. Default: the virtual account `NT SERVICE\<name>`.
@@ -31,7 +31,7 @@ pub enum ServiceAction {
     /// Stop the service if it runs and remove it.
     Uninstall {
         /// Service name.
-        #[arg(long, default_value = crate::service::DEFAULT_NAME)]
+        #[arg(long, default_value = crate::cli::host::DEFAULT_NAME)]
         name: String,
     },
     /// The entry point the service manager starts (not for the console).
@@ -41,7 +41,7 @@ pub enum ServiceAction {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
         /// Service name.
-        #[arg(long, default_value = crate::service::DEFAULT_NAME)]
+        #[arg(long, default_value = crate::cli::host::DEFAULT_NAME)]
         name: String,
     },
 }
@@ -51,7 +51,7 @@ pub enum ServiceAction {
 pub(super) fn run(action: ServiceAction) -> Result<ExitCode, CliError> {
     #[cfg(windows)]
     {
-        Ok(crate::service::windows::command(action))
+        Ok(crate::cli::host::windows::command(action))
     }
     #[cfg(not(windows))]
     {

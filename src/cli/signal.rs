@@ -4,7 +4,7 @@
 /// the machine shutting down — listened for from creation: made before the listening lines are
 /// printed, so a supervisor (or a test) that stops pfgate as soon as it says it listens gets the
 /// graceful stop, not the default action of a signal nobody handles yet. (As a Windows service,
-/// the SCM's stop arrives through [`crate::service::Lifecycle`] instead.)
+/// the SCM's stop arrives through [`crate::cli::host::Lifecycle`] instead.)
 pub(crate) struct StopSignal {
     #[cfg(unix)]
     signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,

@@ -56,7 +56,7 @@ pub(super) async fn store_for(config: &Path) -> Result<Arc<dyn crate::store::Sto
              would be lost",
         ));
     }
-    crate::app::open_store_with(&settings)
+    crate::server::app::open_store_with(&settings)
         .await
         .map_err(CliError::failed)
 }
@@ -89,7 +89,7 @@ async fn rotate_key(
         }
     };
     let new_key = new_key.map_err(|e| CliError::failed(format!("new key: {e}")))?;
-    let store = crate::app::open_store(&settings)
+    let store = crate::server::app::open_store(&settings)
         .await
         .map_err(CliError::failed)?;
     let n = store.rotate_key(new_key).await.map_err(|e| {

@@ -79,7 +79,7 @@ pub(super) fn healthcheck(url: &str, timeout_secs: u64) -> Result<ExitCode, CliE
         .build()
         .map_err(|e| CliError::rejected(COMMAND, e))?;
     runtime
-        .block_on(crate::healthcheck::probe(
+        .block_on(crate::cli::healthcheck::probe(
             url,
             Duration::from_secs(timeout_secs),
         ))

@@ -79,7 +79,7 @@ pub(super) async fn run(action: UsersAction) -> Result<ExitCode, CliError> {
             ..
         } => {
             let store = store_for(&config).await?;
-            let opts = crate::users_import::ImportOptions {
+            let opts = crate::site::users_import::ImportOptions {
                 page_size,
                 dry_run,
                 update,
@@ -87,7 +87,10 @@ pub(super) async fn run(action: UsersAction) -> Result<ExitCode, CliError> {
                 problems,
                 max_users,
             };
-            Ok(crate::users_import::command(connect.settings(url), store.as_ref(), &opts).await)
+            Ok(
+                crate::site::users_import::command(connect.settings(url), store.as_ref(), &opts)
+                    .await,
+            )
         }
         UsersAction::Import {
             file,
@@ -118,11 +121,11 @@ async fn import_csv(
     let input = std::fs::File::open(file)
         .map_err(|e| CliError::failed(format!("cannot read {}: {e}", file.display())))?;
     let (rows, row_errors) =
-        crate::users_csv::read(input).map_err(|e| CliError::rejected(file.display(), e))?;
+        crate::site::users_csv::read(input).map_err(|e| CliError::rejected(file.display(), e))?;
     if dry_run {
         return csv_dry_run(store.as_ref(), file, &rows, &row_errors, update).await;
     }
-    let report = crate::users_csv::import(store.as_ref(), rows, update)
+    let report = crate::site::users_csv::import(store.as_ref(), rows, update)
         .await
         .map_err(|e| CliError::failed(format!("import stopped: {e}")))?;
     // Rows the file got wrong, then rows the store refused (an external id another user
@@ -151,12 +154,12 @@ async fn import_csv(
 async fn csv_dry_run(
     store: &dyn crate::store::Store,
     file: &Path,
-    rows: &[crate::users_csv::ImportRow],
-    row_errors: &[crate::users_csv::RowError],
+    rows: &[crate::site::users_csv::ImportRow],
+    row_errors: &[crate::site::users_csv::RowError],
     update: bool,
 ) -> Result<ExitCode, CliError> {
-    use crate::users_csv::RowAction;
-    let plan = crate::users_csv::preview(store, rows, update)
+    use crate::site::users_csv::RowAction;
+    let plan = crate::site::users_csv::preview(store, rows, update)
         .await
         .map_err(|e| CliError::failed(format!("dry run stopped: {e}")))?;
     for e in row_errors {
@@ -189,10 +192,10 @@ async fn export(config: &Path, output: Option<&Path>) -> Result<ExitCode, CliErr
     let store = store_for(config).await?;
     let result = match output {
         Some(path) => match std::fs::File::create(path) {
-            Ok(f) => crate::users_csv::export(store.as_ref(), f).await,
+            Ok(f) => crate::site::users_csv::export(store.as_ref(), f).await,
             Err(e) => Err(format!("cannot write {}: {e}", path.display())),
         },
-        None => crate::users_csv::export(store.as_ref(), std::io::stdout().lock()).await,
+        None => crate::site::users_csv::export(store.as_ref(), std::io::stdout().lock()).await,
     };
     let n = result.map_err(|e| CliError::failed(format!("export failed: {e}")))?;
     // The count is the command's result; standard output holds the CSV.

@@ -84,7 +84,7 @@ impl Default for StoreSettings {
 ///
 /// The acceptor lives here, behind an `Arc` every clone of the settings shares, because it is
 /// process-wide by nature (MIT krb5 reads the keytab from the process environment, see
-/// `docs/kerberos.md`) and must be built once, at start-up, by [`crate::app::build_engine`]: the
+/// `docs/kerberos.md`) and must be built once, at start-up, by [`crate::server::app::build_engine`]: the
 /// request path only reads it.
 #[cfg(feature = "kerberos")]
 #[derive(Debug, Clone)]

@@ -4,9 +4,9 @@
 //! ([`username`]), files written at rest ([`at_rest`]), secrets read from the environment or a file
 //! ([`secret`]) and the record of skipped tests ([`test_skips`]).
 
+pub mod at_rest;
 pub mod clock;
 pub mod phone;
-pub mod at_rest;
 pub mod secret;
 #[doc(hidden)]
 pub mod test_skips;

@@ -41,7 +41,6 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::telemetry::audit::{self, AuditEvent, AuditKind};
 use super::phone::E164;
 use super::policy::{Refusal, Standing};
 use super::{now_unix, CallContext, Engine};
@@ -51,6 +50,7 @@ use crate::providers::{AuthAttempt, Provider, ProviderErrorKind, Verdict};
 use crate::store::{
     CallClaim, CallKey, CallState, Store, StoreError, Transaction, TransactionKind, UserRecord,
 };
+use crate::telemetry::audit::{self, AuditEvent, AuditKind};
 
 /// The lease of a claim in the store (seconds): its owner renews it every [`CLAIM_RENEW_EVERY`]
 /// while the call runs, so a claim whose owner was killed or cut from the database lapses within

@@ -9,12 +9,12 @@ use std::time::Instant;
 
 use subtle::ConstantTimeEq;
 
-use crate::telemetry::audit::{self, AuditEvent, AuditKind};
 use super::users::s;
 use super::{now_unix, CallContext, Engine};
 use crate::pfwssdk::codes::{CallCode, ErrorCode};
 use crate::pfwssdk::{Error, Operation, Request};
 use crate::store::{TransactionKind, UserRecord};
+use crate::telemetry::audit::{self, AuditEvent, AuditKind};
 
 /// The semantic calls of the code families (no `Debug`: they carry the secrets to check).
 pub(crate) enum CodeCall {

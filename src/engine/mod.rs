@@ -63,12 +63,12 @@ use std::sync::Arc;
 
 use rand::RngCore;
 
-use options::EngineSettings;
 use crate::pfwssdk::codes::ErrorCode;
 use crate::pfwssdk::{response as rs, Error, Operation, Request, Response};
 use crate::providers::Provider;
 use crate::store::Store;
 use auth::Inflight;
+use options::EngineSettings;
 
 /// Who is calling, as far as the transport knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +89,7 @@ pub struct Engine {
     provider: Arc<dyn Provider>,
     settings: EngineSettings,
     inflight: Arc<Inflight>,
-    primary: Option<Arc<crate::engine::primary::PrimaryAuth>>,
+    primary: Option<Arc<primary::PrimaryAuth>>,
 }
 
 /// A new `authenticationRequestId`: 32 upper-case hex characters from the OS RNG.
@@ -130,7 +130,7 @@ impl Engine {
         &self,
         provider: Arc<dyn Provider>,
         settings: EngineSettings,
-        primary: Option<Arc<crate::engine::primary::PrimaryAuth>>,
+        primary: Option<Arc<primary::PrimaryAuth>>,
     ) -> Self {
         Self {
             store: self.store.clone(),
@@ -154,7 +154,7 @@ impl Engine {
     }
 
     /// Enables primary authentication (`CombinedAuthUser*`, `PrimaryAuthUser`) by LDAP bind.
-    pub fn with_primary(mut self, primary: Option<Arc<crate::engine::primary::PrimaryAuth>>) -> Self {
+    pub fn with_primary(mut self, primary: Option<Arc<primary::PrimaryAuth>>) -> Self {
         self.primary = primary;
         self
     }
@@ -257,8 +257,8 @@ fn unshaped(op: Operation) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pfwssdk::NAMESPACE;
     use crate::pfwssdk::soap::xml::{parse, XmlLimits};
+    use crate::pfwssdk::NAMESPACE;
 
     /// True when one of the families takes `request` (the health checks are `handle`'s own).
     fn claimed(request: Request) -> bool {
@@ -288,7 +288,8 @@ mod tests {
                 .await
                 .expect("in-memory store"),
         );
-        let directory = crate::store::directory::Directory::from_toml("shapes", "").expect("empty directory");
+        let directory =
+            crate::store::directory::Directory::from_toml("shapes", "").expect("empty directory");
         let provider =
             Arc::new(crate::providers::scripted::ScriptedProvider::from_directory(&directory));
         let settings = crate::config::Settings::demo(([127, 0, 0, 1], 0).into());

@@ -25,13 +25,13 @@
 //! "no", and must not be undone by a disabled behaviour of "succeed" (MFA Server's order put the
 //! disabled check first; pfgate fails secure instead).
 
-use crate::telemetry::audit::{self, AuditEvent, AuditKind};
-use super::{now_unix, CallContext, Engine};
 use super::options::UnknownUsers;
+use super::{now_unix, CallContext, Engine};
+use crate::core::username::UsernameError;
 use crate::pfwssdk::codes::{CallCode, ErrorCode};
 use crate::pfwssdk::{AuthResult, Error};
 use crate::store::{FailureRule, StoreError, UserRecord};
-use crate::core::username::UsernameError;
+use crate::telemetry::audit::{self, AuditEvent, AuditKind};
 
 /// Where a user stands, for one authentication.
 #[derive(Debug)]

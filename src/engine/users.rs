@@ -10,7 +10,6 @@
 
 use std::time::Instant;
 
-use crate::telemetry::audit::{self, AuditEvent, AuditKind};
 use super::settings::{check_pin, hash_pin, mode_from_v2};
 use super::{now_unix, status, CallContext, Engine};
 use crate::pfwssdk::codes::ErrorCode;
@@ -19,6 +18,7 @@ use crate::pfwssdk::{
     Request, Response, UserPhone, UserRow,
 };
 use crate::store::{Phone, StoreError, TextFilter, UserFilter, UserRecord};
+use crate::telemetry::audit::{self, AuditEvent, AuditKind};
 
 pub(super) fn s(o: &Option<String>) -> String {
     o.clone().unwrap_or_default()

@@ -11,8 +11,8 @@ use http_body_util::{BodyExt, Limited};
 use super::reply::{closing, forbidden, plain, too_large};
 use super::{AppState, ConnInfo, Handled, Refusal, Routed};
 use crate::config::{is_trusted, Settings};
+use crate::gateway::caller::{self, Identified, Unauthenticated};
 use crate::telemetry::audit::AuditKind;
-use crate::server::caller::{self, Identified, Unauthenticated};
 
 /// True for any path ending in `/PfWsSdk.asmx`, case-insensitively (docs/protocol.md §1).
 pub fn is_sdk_path(path: &str) -> bool {
@@ -212,7 +212,7 @@ pub fn admit(
             &refusal.to_string(),
         );
         return Err(Turned {
-            answer: Routed::without_operation(forbidden(), Handled::Forbidden(refusal)),
+            answer: Routed::without_operation(forbidden(), Handled::Forbidden),
             read_body: true,
         });
     }
@@ -291,7 +291,7 @@ fn refused(state: &AppState, conn: &ConnInfo, source: IpAddr, refusal: Unauthent
 /// minute becomes one summary record ([`audit_refusal_summary`]), so a flood of 401s writes a
 /// bounded number of records (issue #17, item 8).
 fn audit_unauthenticated(state: &AppState, source: IpAddr, refusal: &Unauthenticated) {
-    use crate::server::guard::AuditDecision;
+    use crate::gateway::guard::AuditDecision;
     let per_minute = state.settings.limits.audited_refusals_per_minute;
     match state.guard.refusals.admit(source, per_minute) {
         AuditDecision::Suppress => {}

@@ -10,14 +10,16 @@
 //! [`Handled`] that the access log and metrics read. A [`Layer`] wraps the whole service (the test
 //! double, `pfgate mock`) and re-uses the stages; this module knows nothing of what it wraps.
 
+pub mod caller;
 mod front;
+pub mod guard;
 mod outcome;
 mod reply;
 pub mod soap;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,13 +33,10 @@ use hyper::body::Incoming;
 
 use crate::config::Settings;
 use crate::engine::Engine;
-use crate::server::access_log;
-use crate::server::caller::{self, ConnAuth};
+use crate::telemetry::access_log;
+use caller::ConnAuth;
 
-pub use front::{
-    admit, announced_too_large, audit_refusal_summary, caller_ip, is_sdk_path, preflight, Admitted,
-    Turned,
-};
+pub use front::{admit, audit_refusal_summary, caller_ip, is_sdk_path, preflight};
 pub use outcome::{Handled, Refusal, Routed, SdkOutcome};
 
 /// What every request handler shares.
@@ -50,7 +49,7 @@ pub struct AppState {
     /// NTLM acceptor parts, when Windows authentication is configured.
     pub ntlm: Option<caller::NtlmRuntime>,
     /// The server's guards against unauthenticated load (kept across reloads).
-    pub guard: Arc<crate::server::guard::Guard>,
+    pub guard: Arc<guard::Guard>,
 }
 
 pub use crate::net::ConnInfo;

@@ -8,7 +8,7 @@ use std::fmt;
 
 use super::HttpResponse;
 use crate::auth::policy;
-use crate::server::caller::{NotSignedIn, RefusalStatus};
+use crate::gateway::caller::{NotSignedIn, RefusalStatus};
 use crate::telemetry::metrics::Outcome;
 use crate::telemetry::metrics::RefusalReason;
 
@@ -50,8 +50,9 @@ pub enum Handled {
     TooLarge,
     /// The caller could not be identified; the reason is the identification's (never a secret).
     Unauthenticated(NotSignedIn),
-    /// The caller was identified but refused by the authorization policy.
-    Forbidden(Refusal),
+    /// The caller was identified but refused by the authorization policy (the [`Refusal`] is
+    /// audited where it is decided).
+    Forbidden,
     /// One of the ASMX pages (`?wsdl`, `?disco`, the help page).
     Page(crate::pfwssdk::help::AsmxPage),
     /// Neither GET, HEAD nor POST.
@@ -127,7 +128,7 @@ impl Handled {
             Handled::Unauthenticated(reason) => {
                 return Cow::Owned(format!("unauthenticated: {reason}"))
             }
-            Handled::Forbidden(_) => "forbidden",
+            Handled::Forbidden => "forbidden",
             Handled::Page(AsmxPage::Wsdl) => "wsdl",
             Handled::Page(AsmxPage::Disco) => "disco",
             Handled::Page(AsmxPage::Help) => "help-page",
@@ -156,7 +157,7 @@ impl Handled {
                 }
                 RefusalStatus::Busy => Outcome::Unavailable,
             },
-            Handled::Forbidden(_) => Outcome::Forbidden,
+            Handled::Forbidden => Outcome::Forbidden,
             Handled::TooLarge
             | Handled::MethodNotAllowed
             | Handled::UnsupportedMediaType
@@ -275,18 +276,10 @@ mod tests {
                 "unauthenticated: password checks busy",
                 Outcome::Unavailable,
             ),
+            (Handled::TooLarge, "too-large", Outcome::Rejected),
+            (Handled::NotReady, "not-ready", Outcome::Unavailable),
             (
-                Handled::TooLarge,
-                "too-large",
-                Outcome::Rejected,
-            ),
-            (
-                Handled::NotReady,
-                "not-ready",
-                Outcome::Unavailable,
-            ),
-            (
-                Handled::Forbidden(Refusal::NotAllowed),
+                Handled::Forbidden,
                 "forbidden",
                 Outcome::Forbidden,
             ),
@@ -313,11 +306,10 @@ mod tests {
             assert_eq!(handled.operation_label(None), label, "{handled}");
         }
         assert_eq!(
-            Handled::Forbidden(Refusal::NotAllowed).operation_label(Some("PfAuthUser_5")),
+            Handled::Forbidden.operation_label(Some("PfAuthUser_5")),
             "PfAuthUser_5"
         );
     }
-
 
     #[test]
     fn outcomes_read_as_the_access_log_always_wrote_them() {
@@ -345,7 +337,7 @@ mod tests {
             "help-page"
         );
         assert_eq!(
-            Handled::Forbidden(Refusal::NotAllowed).to_string(),
+            Handled::Forbidden.to_string(),
             "forbidden"
         );
     }

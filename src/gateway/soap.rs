@@ -12,13 +12,13 @@ use http_body_util::{BodyExt, Limited};
 use super::front::header;
 use super::reply::{fault_response, forbidden, plain, respond, too_large};
 use super::{AppState, Handled, Refusal, Routed, SdkOutcome};
-use crate::telemetry::audit::AuditKind;
-use crate::store::directory::Outcome;
 use crate::engine::CallContext;
-use crate::server::caller;
+use crate::gateway::caller;
 use crate::pfwssdk::soap::envelope::{read_head, RequestHead, SoapVersion};
 use crate::pfwssdk::soap::xml::XmlLimits;
 use crate::pfwssdk::soap::{decode_request, encode_response, DecodedCall, Fault};
+use crate::store::directory::Outcome;
+use crate::telemetry::audit::AuditKind;
 
 /// The whole POST, as the gateway serves it.
 pub(crate) async fn post<B>(
@@ -131,7 +131,7 @@ pub async fn answer(
         return Routed {
             response: forbidden(),
             operation: Some(operation),
-            handled: Handled::Forbidden(refusal),
+            handled: Handled::Forbidden,
         };
     }
     let ctx = CallContext {

@@ -109,7 +109,10 @@ mod tests {
 
     #[test]
     fn malformed_is_not_well_formed() {
-        let ok = crate::pfwssdk::soap::envelope::wrap_body(crate::pfwssdk::soap::SoapVersion::V11, "<a>1</a>");
+        let ok = crate::pfwssdk::soap::envelope::wrap_body(
+            crate::pfwssdk::soap::SoapVersion::V11,
+            "<a>1</a>",
+        );
         let bad = malformed(&ok);
         assert_ne!(ok, bad);
         assert!(crate::pfwssdk::soap::xml::parse(bad.as_bytes(), Default::default()).is_err());

@@ -29,11 +29,11 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
-use crate::store::directory::Outcome;
 use crate::engine::Engine;
 use crate::providers::scripted::{verdict_of, ScriptedProvider};
 use crate::providers::{AuthAttempt, Provider, Verdict};
 use crate::server::{RunningServer, StartError};
+use crate::store::directory::Outcome;
 use journal::Journal;
 use scenario::{Scenario, ScenarioError};
 
@@ -280,7 +280,7 @@ impl MockState {
     /// Puts `scenario` in force (it was validated when built) and adds its new users to the store.
     pub async fn apply(&self, scenario: Scenario) -> Result<(), MockError> {
         if let Some(store) = self.store.get() {
-            crate::app::seed(store.as_ref(), &scenario.directory)
+            crate::server::app::seed(store.as_ref(), &scenario.directory)
                 .await
                 .map_err(|e| MockError::Store(e.to_string()))?;
         }
@@ -537,10 +537,10 @@ async fn start_with_initial(
         settings.tls_listen = None;
         settings.plain_listen = Some(options.listen);
     }
-    let store = crate::app::open_store(&settings)
+    let store = crate::server::app::open_store(&settings)
         .await
         .map_err(|e| MockError::Store(e.to_string()))?;
-    crate::app::seed(store.as_ref(), &state.loaded().scenario.directory)
+    crate::server::app::seed(store.as_ref(), &state.loaded().scenario.directory)
         .await
         .map_err(|e| MockError::Store(e.to_string()))?;
     let _ = state.store.set(store.clone());

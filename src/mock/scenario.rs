@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::directory::{Directory, DirectoryError, Outcome, PhoneRule, User};
 use crate::pfwssdk::Operation;
+use crate::store::directory::{Directory, DirectoryError, Outcome, PhoneRule, User};
 
 /// The longest delay a rule may ask for: past 100 s a .NET client has given up long ago, so a
 /// longer one is a typo.

@@ -61,11 +61,11 @@ use url::Url;
 use zeroize::Zeroizing;
 
 use super::common::http::{self, BaseUrl, BaseUrlRules};
-use crate::core::secret::{self, Secret, SecretKeys};
 use super::common::settings::{resolve_paths, Problems};
 use super::common::BuildError;
 use super::settings::{BuildContext, ProviderConfig};
 use super::{AuthAttempt, Provider, ProviderError, ProviderErrorKind as Kind, Verdict};
+use crate::core::secret::{self, Secret, SecretKeys};
 
 /// Default for `request_timeout_secs` (`preauth`, `auth`, `check`).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

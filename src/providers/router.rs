@@ -20,9 +20,9 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::{AuthAttempt, Blame, Provider, ProviderError, ProviderErrorKind, Verdict};
-use crate::telemetry::metrics::{BreakerKind, ProviderMetrics};
 use crate::pfwssdk::wire::WireEnum;
 use crate::pfwssdk::Mode3;
+use crate::telemetry::metrics::{BreakerKind, ProviderMetrics};
 
 /// What to do when every provider of a route failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]

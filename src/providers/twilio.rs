@@ -66,11 +66,11 @@ use url::Url;
 use zeroize::Zeroizing;
 
 use super::common::http::{self, BaseUrl, BaseUrlRules};
-use crate::core::secret::{self, Secret, SecretKeys};
 use super::common::settings::{resolve_paths, Problems};
 use super::common::BuildError;
 use super::settings::{BuildContext, ProviderConfig};
 use super::{AuthAttempt, Provider, ProviderError, ProviderErrorKind as Kind, Refusal, Verdict};
+use crate::core::secret::{self, Secret, SecretKeys};
 use crate::pfwssdk::Mode3;
 
 /// Where requests go unless `base_url` says otherwise.

@@ -41,11 +41,11 @@ use url::Url;
 use zeroize::Zeroizing;
 
 use super::common::http::{self, BaseUrl, BaseUrlRules};
-use crate::core::secret::{self, Secret, SecretKeys};
 use super::common::settings::{resolve_paths, Problems};
 use super::common::BuildError;
 use super::settings::{BuildContext, ProviderConfig};
 use super::{AuthAttempt, Provider, ProviderError, ProviderErrorKind as Kind, Verdict};
+use crate::core::secret::{self, Secret, SecretKeys};
 use crate::pfwssdk::Mode3;
 
 /// Header carrying the signer's Unix time in seconds (decimal).

@@ -15,8 +15,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::pfwssdk::{complex_type_specs, Operation, Request, NAMESPACE};
 use crate::pfwssdk::soap::xml::{parse, XmlLimits};
+use crate::pfwssdk::{complex_type_specs, Operation, Request, NAMESPACE};
 
 use super::ClientError;
 

@@ -4,9 +4,9 @@
 //! Unknown elements (a newer server's additions) are kept and printed as text rather than dropped,
 //! so an administrator comparing the old server with pfgate sees everything either sends.
 
+use crate::pfwssdk::soap::xml::{parse, Element, XmlLimits};
 use crate::pfwssdk::wire::{child, DecodeError, Wire};
 use crate::pfwssdk::{complex_type_specs, Operation, NAMESPACE};
-use crate::pfwssdk::soap::xml::{parse, Element, XmlLimits};
 
 use super::ClientError;
 

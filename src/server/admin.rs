@@ -26,11 +26,11 @@ use hyper::body::Incoming;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use super::caller::ConnAuth;
-use super::http::{AppState, HttpResponse};
 use super::{Live, StartError};
 use crate::config::AdminSettings;
 use crate::engine::Engine;
+use crate::gateway::caller::ConnAuth;
+use crate::gateway::{AppState, HttpResponse};
 use crate::net::listener::{Http1, Listeners, Service, Tls};
 use crate::net::{respond, ConnInfo};
 use crate::providers::router::{
@@ -42,7 +42,7 @@ const MAX_CONNECTIONS: usize = 16;
 /// Request headers must arrive within this.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The admin listener's guest rules (as the SDK listeners', [`super::guard::Connections`]): a
+/// The admin listener's guest rules (as the SDK listeners', [`crate::gateway::guard::Connections`]): a
 /// connection that has not shown the token is closed after this long idle, one address holds at
 /// most [`MAX_GUESTS_PER_ADDRESS`] of them, and a quarter of the places are kept for connections
 /// that have; past those, a connection is served one request and closed. Without a configured
@@ -88,7 +88,7 @@ pub fn serve(listener: TcpListener, live: Arc<Live>) -> Listeners {
     let mut listeners = Listeners::new(MAX_CONNECTIONS);
     let service = Admin {
         live,
-        guests: Arc::new(super::guard::Connections::default()),
+        guests: Arc::new(crate::gateway::guard::Connections::default()),
         limits: guest_limits(),
     };
     listeners.serve(listener, Tls::Plain, Arc::new(service));
@@ -99,7 +99,7 @@ pub fn serve(listener: TcpListener, live: Arc<Live>) -> Listeners {
 struct Admin {
     live: Arc<Live>,
     /// Connections that have not shown the token.
-    guests: Arc<super::guard::Connections>,
+    guests: Arc<crate::gateway::guard::Connections>,
     limits: crate::config::Limits,
 }
 
@@ -116,7 +116,7 @@ impl Service for Admin {
         let (admission, slot) = self.guests.admit(info.peer.ip(), &self.limits);
         Some(ConnAuth::guest(
             slot,
-            admission == super::guard::Admission::Probation,
+            admission == crate::gateway::guard::Admission::Probation,
         ))
     }
 

@@ -5,11 +5,9 @@
 //! stage has a deadline: the TLS handshake, the request headers (hyper's header timeout), and the
 //! body ([`http`]).
 
-pub mod access_log;
 pub mod admin;
-pub mod caller;
-pub mod guard;
-pub mod http;
+pub mod app;
+pub mod reload;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,10 +19,11 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Settings, TlsSource};
 use crate::engine::Engine;
+use crate::gateway::{self as http, caller, guard, AppState};
 use crate::net::listener::{BoxError, HandshakeFailure, Http1, Listeners, Service, Tls};
 use crate::net::tls::{self, TlsError, TlsIdentity};
 use crate::net::ConnInfo;
-use http::AppState;
+use crate::telemetry::access_log;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +44,7 @@ pub enum StartError {
     Ntlm(String),
     /// The engine (store, users file, provider) could not be built.
     #[error(transparent)]
-    Engine(#[from] crate::app::BuildError),
+    Engine(#[from] app::BuildError),
 }
 
 /// A started server.
@@ -141,7 +140,7 @@ impl Live {
             Some(n) => Some(caller::NtlmRuntime::new(n).map_err(ReloadError::Ntlm)?),
             None => None,
         };
-        let engine = crate::app::rebuild_engine(&settings, &old.settings, &old.engine).await?;
+        let engine = app::rebuild_engine(&settings, &old.settings, &old.engine).await?;
         let acceptor = tls.as_ref().map(|t| TlsAcceptor::from(t.config.clone()));
         let state = Arc::new(AppState {
             engine,
@@ -181,7 +180,7 @@ pub enum ReloadError {
     Ntlm(String),
     /// The users file, a provider or primary authentication could not be built.
     #[error(transparent)]
-    Engine(#[from] crate::app::BuildError),
+    Engine(#[from] app::BuildError),
 }
 
 /// The keys a running server cannot change: listeners, the store, the audit trail, the connection
@@ -303,7 +302,7 @@ pub const DEFAULT_PATH: &str = "/MultiFactorAuthWebServiceSdk/PfWsSdk.asmx";
 
 /// Builds the engine and starts the configured listeners.
 pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
-    let engine = crate::app::build_engine(&settings).await?;
+    let engine = app::build_engine(&settings).await?;
     start_with(settings, engine).await
 }
 
@@ -469,11 +468,13 @@ impl Service for Gateway {
     fn handshake_failed(&self, info: &ConnInfo, why: HandshakeFailure) {
         match why {
             HandshakeFailure::Error => {
-                crate::telemetry::metrics::global().tls_failure(crate::telemetry::metrics::TlsFailure::Error);
+                crate::telemetry::metrics::global()
+                    .tls_failure(crate::telemetry::metrics::TlsFailure::Error);
                 tracing::debug!(target: "pfgate::tls", peer = %info.peer, "TLS handshake failed")
             }
             HandshakeFailure::Timeout => {
-                crate::telemetry::metrics::global().tls_failure(crate::telemetry::metrics::TlsFailure::Timeout);
+                crate::telemetry::metrics::global()
+                    .tls_failure(crate::telemetry::metrics::TlsFailure::Timeout);
                 tracing::debug!(target: "pfgate::tls", peer = %info.peer, "TLS handshake timed out")
             }
         }

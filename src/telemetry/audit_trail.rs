@@ -388,7 +388,7 @@ impl State {
         body.push_str(itoa::Buffer::new().format(self.seq));
         body.push_str(",\"time\":\"");
         let mut ts = Vec::with_capacity(32);
-        crate::server::access_log::write_rfc3339(&mut ts, std::time::SystemTime::now());
+        crate::telemetry::access_log::write_rfc3339(&mut ts, std::time::SystemTime::now());
         body.push_str(std::str::from_utf8(&ts).unwrap_or(""));
         body.push('"');
         if !fields.is_empty() {

@@ -6,6 +6,7 @@
 //! Nothing secret is ever passed to a log macro: the access log carries operation, caller address,
 //! status, result and codes only.
 
+pub mod access_log;
 pub mod audit;
 pub mod audit_trail;
 pub mod metrics;
@@ -24,7 +25,7 @@ pub enum LogFormat {
 
 /// Installs the global subscriber (once; later calls are ignored).
 pub fn init(format: LogFormat) {
-    crate::server::access_log::set_format(format);
+    access_log::set_format(format);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     use std::io::IsTerminal;
     // Colour codes only for a person at a terminal: in files and pipes they are noise (and cost).
@@ -40,9 +41,10 @@ pub fn init(format: LogFormat) {
 
 /// Installs the global subscriber writing to `file` instead of stderr, access log included: a
 /// Windows service has no console (`%ProgramData%\pfgate\logs\NAME.log`). No colour codes.
+#[cfg_attr(not(windows), allow(dead_code))]
 pub fn init_file(format: LogFormat, file: std::fs::File) -> std::io::Result<()> {
-    crate::server::access_log::set_format(format);
-    crate::server::access_log::set_file(file.try_clone()?);
+    access_log::set_format(format);
+    access_log::set_file(file.try_clone()?);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

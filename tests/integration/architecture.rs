@@ -58,7 +58,6 @@ fn assert_none(what: &str, violations: &[String]) {
 }
 
 #[test]
-#[ignore = "issue #20: enabled when the tree passes"]
 fn no_function_over_150_lines() {
     let v = long_functions(crate_tree(), MAX_FN_LINES, LENGTH_EXEMPT);
     assert_none(
@@ -71,14 +70,12 @@ fn no_function_over_150_lines() {
 }
 
 #[test]
-#[ignore = "issue #20: enabled when the tree passes"]
 fn lib_exports_at_most_ten_modules() {
     let v = too_many_pub_mods(crate_tree(), MAX_PUB_MODS);
     assert_none("src/lib.rs exports more than ten `pub mod`s", &v);
 }
 
 #[test]
-#[ignore = "issue #20: enabled when the tree passes"]
 fn top_level_modules_form_no_cycle() {
     let v = module_cycles(crate_tree());
     assert_none(
@@ -88,7 +85,6 @@ fn top_level_modules_form_no_cycle() {
 }
 
 #[test]
-#[ignore = "issue #20: enabled when the tree passes"]
 fn production_path_never_imports_mock() {
     let v = mock_imports(crate_tree(), PRODUCTION_PATH);
     assert_none(
@@ -101,14 +97,12 @@ fn production_path_never_imports_mock() {
 }
 
 #[test]
-#[ignore = "issue #20: enabled when the tree passes"]
 fn exactly_one_accept_loop() {
     let v = accept_calls(crate_tree());
     assert_none("not exactly one `.accept()` on a listener in src/", &v);
 }
 
 #[test]
-#[ignore = "issue #20: enabled when the tree passes"]
 fn no_outcome_carried_as_a_string() {
     let v = stringly_outcomes(crate_tree());
     assert_none(&format!("{} outcome(s) carried as strings", v.len()), &v);

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pfgate::config::Settings;
-use pfgate::store::directory::Directory;
 use pfgate::engine::Engine;
 use pfgate::providers::scripted::ScriptedProvider;
+use pfgate::store::directory::Directory;
 
 use crate::support::*;
 
@@ -109,8 +109,10 @@ async fn fixture(auth_timeout: Duration) -> Fixture {
 /// The server with `settings`, the test users and the scripted provider.
 async fn fixture_with(settings: Settings) -> Fixture {
     let directory = Directory::from_toml("engine test", USERS).unwrap();
-    let store = pfgate::app::open_store(&settings).await.unwrap();
-    pfgate::app::seed(store.as_ref(), &directory).await.unwrap();
+    let store = pfgate::server::app::open_store(&settings).await.unwrap();
+    pfgate::server::app::seed(store.as_ref(), &directory)
+        .await
+        .unwrap();
     let provider = Arc::new(ScriptedProvider::from_directory(&directory));
     let engine = Engine::new(store, provider.clone(), settings.engine.clone());
     let running = pfgate::server::start_with(settings, engine).await.unwrap();
@@ -1021,8 +1023,10 @@ async fn sdk_changes_keep_the_stored_external_id() {
         "[[users]]\nusername = \"kim@contoso.com\"\ncountry_code = \"1\"\nphone = \"4255550190\"\nexternal_id = \"6F9619FF-8B86-D011-B42D-00C04FC964FF\"\n",
     )
     .unwrap();
-    let store = pfgate::app::open_store(&settings).await.unwrap();
-    pfgate::app::seed(store.as_ref(), &directory).await.unwrap();
+    let store = pfgate::server::app::open_store(&settings).await.unwrap();
+    pfgate::server::app::seed(store.as_ref(), &directory)
+        .await
+        .unwrap();
     let stored = |name: &'static str| {
         let store = store.clone();
         async move {

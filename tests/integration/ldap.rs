@@ -771,8 +771,10 @@ phone = "4255550100"
 outcome = "approve"
 "#;
     let directory = pfgate::store::directory::Directory::from_toml("ldap test", users).unwrap();
-    let store = pfgate::app::open_store(&settings).await.unwrap();
-    pfgate::app::seed(store.as_ref(), &directory).await.unwrap();
+    let store = pfgate::server::app::open_store(&settings).await.unwrap();
+    pfgate::server::app::seed(store.as_ref(), &directory)
+        .await
+        .unwrap();
     let provider = std::sync::Arc::new(
         pfgate::providers::scripted::ScriptedProvider::from_directory(&directory),
     );

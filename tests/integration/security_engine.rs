@@ -10,9 +10,9 @@ use std::time::Duration;
 use pfgate::auth::basic::BasicAccount;
 use pfgate::auth::policy::{OperationGroup, Policy, PrincipalRule};
 use pfgate::config::{AuthSettings, EngineSettings, Settings, UnknownUsers};
-use pfgate::store::directory::Directory;
 use pfgate::engine::Engine;
 use pfgate::providers::scripted::ScriptedProvider;
+use pfgate::store::directory::Directory;
 
 use crate::callers::{basic, post};
 use crate::cli::{bin, temp_dir, write_cert};
@@ -79,8 +79,10 @@ async fn start(engine: EngineSettings, auth: Option<AuthSettings>) -> TestServer
         settings.auth = auth;
     }
     let directory = Directory::from_toml("security test", USERS).unwrap();
-    let store = pfgate::app::open_store(&settings).await.unwrap();
-    pfgate::app::seed(store.as_ref(), &directory).await.unwrap();
+    let store = pfgate::server::app::open_store(&settings).await.unwrap();
+    pfgate::server::app::seed(store.as_ref(), &directory)
+        .await
+        .unwrap();
     let provider = Arc::new(ScriptedProvider::from_directory(&directory));
     let engine = Engine::new(store, provider, settings.engine.clone());
     TestServer::from_running(pfgate::server::start_with(settings, engine).await.unwrap())
@@ -272,8 +274,10 @@ async fn validate_passcode_refuses_a_blocked_user() {
     let mut settings = Settings::demo("127.0.0.1:0".parse().unwrap());
     settings.engine = production();
     let directory = Directory::from_toml("security test", USERS).unwrap();
-    let store = pfgate::app::open_store(&settings).await.unwrap();
-    pfgate::app::seed(store.as_ref(), &directory).await.unwrap();
+    let store = pfgate::server::app::open_store(&settings).await.unwrap();
+    pfgate::server::app::seed(store.as_ref(), &directory)
+        .await
+        .unwrap();
     let provider = Arc::new(ScriptedProvider::from_directory(&directory));
     let engine = Engine::new(store, provider.clone(), settings.engine.clone());
     let s = TestServer::from_running(pfgate::server::start_with(settings, engine).await.unwrap());

@@ -811,7 +811,7 @@ async fn refusal_floods_are_summarised_and_retention_keeps_a_verifiable_chain() 
     assert_eq!(refused, 1000);
     let trail = g.trail.clone();
     let (_, _, dir) = g.stop();
-    let files = pfgate::telemetry::audit_trail::chain_files(&trail);
+    let files = pfgate::testing::audit_trail::chain_files(&trail);
     let text: String = files
         .iter()
         .map(|f| std::fs::read_to_string(f).unwrap())

@@ -51,10 +51,15 @@ pub(super) fn breaker(b: &BreakerSection) -> BreakerSettings {
 }
 
 /// `[audit]`: the trail file relative to the configuration, rotation defaults filled in.
-pub(super) fn audit(c: &Check<'_>, a: &AuditSection) -> crate::telemetry::audit_trail::AuditTrailSettings {
+pub(super) fn audit(
+    c: &Check<'_>,
+    a: &AuditSection,
+) -> crate::telemetry::audit_trail::AuditTrailSettings {
     crate::telemetry::audit_trail::AuditTrailSettings {
         file: c.resolve(&a.file),
-        max_bytes: a.max_bytes.unwrap_or(crate::telemetry::audit_trail::DEFAULT_MAX_BYTES),
+        max_bytes: a
+            .max_bytes
+            .unwrap_or(crate::telemetry::audit_trail::DEFAULT_MAX_BYTES),
         keep_files: a
             .keep_files
             .unwrap_or(crate::telemetry::audit_trail::DEFAULT_KEEP_FILES),

@@ -64,11 +64,11 @@ use tokio::sync::oneshot;
 use url::Url;
 use zeroize::Zeroizing;
 
-use crate::core::secret::{self, SecretKeys};
 use super::common::settings::{resolve_paths, Problems};
 use super::common::BuildError;
 use super::settings::{BuildContext, ProviderConfig};
 use super::{display, AuthAttempt, Provider, ProviderErrorKind, Verdict};
+use crate::core::secret::{self, SecretKeys};
 use crate::telemetry::audit::{self, AuditEvent, AuditKind};
 
 /// Default `username_claim`.

@@ -6,6 +6,9 @@
 //!
 //! docs/deploy.md ("Windows") says how to install the service and what was verified under wine.
 
+// The service's pieces run only in the Windows build; their unit tests exercise them everywhere.
+#![cfg_attr(not(windows), allow(dead_code))]
+
 use std::ffi::OsString;
 use std::future::Future;
 use std::path::{Path, PathBuf};

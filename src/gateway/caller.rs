@@ -22,7 +22,7 @@ use base64::Engine as _;
 use http::HeaderMap;
 
 use super::guard::{CheckError, GuestSlot};
-use super::http::{AppState, ConnInfo};
+use super::{AppState, ConnInfo};
 use crate::auth::basic;
 use crate::auth::ntlm::{
     NtlmAcceptor, NtlmAccountMap, NtlmServerConfig, NtlmState, NtlmStep, ReplayCache,
@@ -226,6 +226,7 @@ pub enum Handshake {
     Negotiate,
     /// Kerberos (a SPNEGO counter-proposal was sent).
     #[error("Kerberos")]
+    #[cfg_attr(not(feature = "kerberos"), allow(dead_code))]
     Kerberos,
 }
 
@@ -385,7 +386,7 @@ fn windows_auth(
 /// Runs a blocking GSS-API call (keytab and replay-cache file I/O; the KDC is never contacted)
 /// from the request path.
 ///
-/// [`identify`] is synchronous — its caller in `server::http` does not await it — so the call
+/// [`identify`] is synchronous — its caller in `gateway` does not await it — so the call
 /// cannot be handed to `spawn_blocking` and awaited. `block_in_place` is the synchronous
 /// equivalent: it tells the multi-threaded runtime (the one `pfgate serve` runs) that this
 /// worker blocks, and the runtime moves the worker's other tasks elsewhere meanwhile. A

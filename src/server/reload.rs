@@ -21,8 +21,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::config::{self, Settings, TlsSource};
-use crate::telemetry::audit::{self, AuditEvent, AuditKind};
 use crate::server::Live;
+use crate::telemetry::audit::{self, AuditEvent, AuditKind};
 
 /// How often the watched files are read.
 pub const POLL: Duration = Duration::from_secs(1);

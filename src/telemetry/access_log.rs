@@ -63,6 +63,7 @@ static FILE: OnceLock<std::fs::File> = OnceLock::new();
 
 /// Sends the lines to `file` instead of stderr. Called once, before the first line, by
 /// `telemetry::init_file`; later calls are ignored.
+#[cfg_attr(not(windows), allow(dead_code))]
 pub fn set_file(file: std::fs::File) {
     let _ = FILE.set(file);
 }

@@ -333,7 +333,6 @@ last_name = "Service"
 mode = "voiceCall"
 "#;
 
-
 /// What `init` prints after writing: the files, the placeholders, and the steps left.
 pub fn next_steps(dir: &Path, provider: InitProvider, written: &[String]) -> String {
     use std::fmt::Write as _;

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::collections::HashMap;
 
 use crate::config::{DirectorySource, KeySource, ProviderSettings, Settings, StoreSettings};
-use crate::store::directory::{Directory, DirectoryError};
 use crate::engine::Engine;
 use crate::providers::router::Router;
 use crate::providers::scripted::ScriptedProvider;
+use crate::store::directory::{Directory, DirectoryError};
 use crate::store::postgres::PostgresStore;
 use crate::store::secrets::SecretKey;
 use crate::store::sqlite::SqliteStore;

@@ -37,6 +37,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::pfwssdk::codes::ErrorCode;
+use crate::pfwssdk::soap::xml::{parse, Element};
 use crate::pfwssdk::wire::{DecodeError, WireEnum};
 use crate::pfwssdk::{
     Error, Mode3, Operation, PhoneAppMode, PinMode2, UserPhone, UserRow, UserSettings,
@@ -44,7 +45,6 @@ use crate::pfwssdk::{
 };
 use crate::sdk_client::response::{body_element, fault_of, field, RESPONSE_LIMITS};
 use crate::sdk_client::{request, ClientError, SdkClient, SoapFault};
-use crate::pfwssdk::soap::xml::{parse, Element};
 use crate::store::{Phone, Store, StoreError, UserRecord};
 
 /// The block reason given to users the old server had blocked (its reason is not readable).

@@ -285,7 +285,7 @@ fn service_main(_arguments: Vec<OsString>) {
             ServiceExitCode::ServiceSpecific(failure.code())
         }
     };
-    crate::server::access_log::flush();
+    crate::telemetry::access_log::flush();
     scm.set(ServiceState::Stopped, exit, Duration::ZERO);
 }
 
@@ -353,7 +353,7 @@ fn serve(
         param_change: Some(param_change),
         report: Box::new(report),
     };
-    let reload: crate::reload::Adjust = Box::new(|_| {});
+    let reload: crate::server::reload::Adjust = Box::new(|_| {});
     let code = runtime.block_on(crate::cli::serve(
         settings,
         Some((args.config.clone(), reload)),
