@@ -278,11 +278,7 @@ mod tests {
             ),
             (Handled::TooLarge, "too-large", Outcome::Rejected),
             (Handled::NotReady, "not-ready", Outcome::Unavailable),
-            (
-                Handled::Forbidden,
-                "forbidden",
-                Outcome::Forbidden,
-            ),
+            (Handled::Forbidden, "forbidden", Outcome::Forbidden),
             (Handled::NotFound, "not-found", Outcome::NotFound),
         ] {
             assert_eq!(handled.to_string(), text);
@@ -336,10 +332,7 @@ mod tests {
             Handled::Page(crate::pfwssdk::help::AsmxPage::Help).to_string(),
             "help-page"
         );
-        assert_eq!(
-            Handled::Forbidden.to_string(),
-            "forbidden"
-        );
+        assert_eq!(Handled::Forbidden.to_string(), "forbidden");
     }
 
     #[test]
