@@ -73,7 +73,7 @@ fn parse_args() -> Result<SocketAddr, BoxError> {
     listen.ok_or_else(usage)
 }
 
-/// A self-signed certificate for localhost, configured exactly as `src/server/tls.rs` does.
+/// A self-signed certificate for localhost, configured exactly as `src/net/tls.rs` does.
 fn tls_config() -> Result<Arc<ServerConfig>, BoxError> {
     let names = vec![
         "localhost".to_string(),

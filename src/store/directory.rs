@@ -232,7 +232,7 @@ impl Directory {
         let mut external_ids: HashMap<String, String> = HashMap::new();
         for mut u in users_in {
             use crate::pfwssdk::wire::WireEnum;
-            // The one canonical form (src/username.rs), so the file cannot hold a name the SDK
+            // The one canonical form (src/core/username.rs), so the file cannot hold a name the SDK
             // would refuse or spell one user two ways.
             u.username = crate::core::username::canonical(&u.username)
                 .map_err(|e| invalid(format!("user {:?}: {e}", u.username)))?;

@@ -127,7 +127,7 @@ pub fn emit(kind: AuditKind, e: &AuditEvent<'_>) {
 }
 
 /// The event's fields as the inside of a JSON object, for the hash-chained audit trail
-/// (`src/audit_trail.rs`). Absent values are `null`, not `"-"`, so a reader can tell them apart.
+/// (`src/telemetry/audit_trail.rs`). Absent values are `null`, not `"-"`, so a reader can tell them apart.
 fn trail_fields(kind: AuditKind, e: &AuditEvent<'_>) -> String {
     let opt = |v: Option<&str>| v.map_or(serde_json::Value::Null, |s| s.into());
     let fields = serde_json::json!({
