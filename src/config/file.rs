@@ -113,6 +113,12 @@ pub struct StoreSection {
     /// SQLite database file. Without it (and without `url`) the store is in memory and nothing
     /// survives a restart.
     pub path: Option<PathBuf>,
+    /// With `path`: `true` lets several pfgate processes on this host serve from the one SQLite
+    /// file (each claims its provider calls in the database, at about half the throughput).
+    /// Default `false`: the serving process owns the file (an exclusive lock on `<path>.lock`; a
+    /// second one is refused at start) and keeps the calls in flight in memory. PostgreSQL (`url`)
+    /// is the supported way to run several instances.
+    pub shared_file: Option<bool>,
     /// PostgreSQL instead of SQLite, for several instances sharing one store (`docs/ha.md`):
     /// `postgres://pfgate@db.contoso.com:5432/pfgate?sslmode=require`. Not with `path`.
     pub url: Option<String>,

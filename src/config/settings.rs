@@ -64,6 +64,9 @@ pub enum KeySource {
 pub struct StoreSettings {
     /// SQLite file, or `None` for memory (when `postgres` is `None` too).
     pub path: Option<PathBuf>,
+    /// With `path`: several serving processes share the file (`store.shared_file`), so each claims
+    /// its provider calls in the database; otherwise the serving process owns the file.
+    pub shared_file: bool,
     /// PostgreSQL, instead of SQLite.
     pub postgres: Option<crate::store::postgres::PostgresSettings>,
     /// Secrets key.
@@ -74,6 +77,7 @@ impl Default for StoreSettings {
     fn default() -> Self {
         Self {
             path: None,
+            shared_file: false,
             postgres: None,
             key: KeySource::Ephemeral,
         }

@@ -12,8 +12,8 @@ use crate::providers::scripted::ScriptedProvider;
 use crate::store::directory::{Directory, DirectoryError};
 use crate::store::postgres::PostgresStore;
 use crate::store::secrets::SecretKey;
-use crate::store::sqlite::SqliteStore;
-use crate::store::{Phone, Store, StoreError, UserRecord};
+use crate::store::sqlite::{FileUse, SqliteStore};
+use crate::store::{Cause, Phone, Store, StoreError, UserRecord};
 
 /// Why the engine could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +24,9 @@ pub enum BuildError {
     /// The store could not be opened or seeded.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The SQLite file is served from by another process ([`crate::store::Cause::FileInUse`]).
+    #[error("store.path: {0}")]
+    StoreInUse(StoreError),
     /// The secrets key could not be read.
     #[error("secrets key: {0}")]
     Key(String),
@@ -64,13 +67,26 @@ pub fn wire_kerberos(settings: &Settings) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// Opens the configured store.
+/// Opens the configured store to serve from: a SQLite file is locked, owned by this process or
+/// shared as `store.shared_file` says ([`FileUse`]).
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, BuildError> {
-    open_store_with(&settings.store).await
+    let how = if settings.store.shared_file {
+        FileUse::Shared
+    } else {
+        FileUse::Owned
+    };
+    open_store_as(&settings.store, how).await
 }
 
-/// Opens the store `[store]` names (what `pfgate users` needs, without the rest of a server).
+/// Opens the store `[store]` names (what `pfgate users` needs, without the rest of a server). A
+/// SQLite file is not locked: these commands make no provider calls, and must work beside the
+/// server that owns the file.
 pub async fn open_store_with(store: &StoreSettings) -> Result<Arc<dyn Store>, BuildError> {
+    open_store_as(store, FileUse::Unlocked).await
+}
+
+/// Opens the store `[store]` names, a SQLite file locked as `how` says.
+async fn open_store_as(store: &StoreSettings, how: FileUse) -> Result<Arc<dyn Store>, BuildError> {
     let key = match &store.key {
         KeySource::File(p) => {
             SecretKey::from_file(p).map_err(|e| BuildError::Key(e.to_string()))?
@@ -80,7 +96,14 @@ pub async fn open_store_with(store: &StoreSettings) -> Result<Arc<dyn Store>, Bu
     };
     let opened: Arc<dyn Store> = match (&store.postgres, &store.path) {
         (Some(pg), _) => Arc::new(PostgresStore::connect(pg, key).await?),
-        (None, Some(path)) => Arc::new(SqliteStore::open(path, key).await?),
+        (None, Some(path)) => Arc::new(SqliteStore::open_as(path, key, how).await.map_err(
+            |e| match &e {
+                StoreError::Unavailable(u) if matches!(u.cause, Cause::FileInUse { .. }) => {
+                    BuildError::StoreInUse(e)
+                }
+                _ => BuildError::Store(e),
+            },
+        )?),
         (None, None) => Arc::new(SqliteStore::in_memory(key).await?),
     };
     Ok(opened)
@@ -111,9 +134,10 @@ pub fn record_of(u: &crate::store::directory::User) -> Result<UserRecord, StoreE
     r.enabled = u.enabled;
     r.disabled_behavior = u.disabled_behavior();
     if !u.pin.is_empty() {
-        r.pin_hash = Some(crate::store::secrets::hash_pin(&u.pin).map_err(|e| {
-            StoreError::unavailable_while("hashing a PIN", crate::store::Cause::Secrets(e))
-        })?);
+        r.pin_hash = Some(
+            crate::store::secrets::hash_pin(&u.pin)
+                .map_err(|e| StoreError::unavailable_while("hashing a PIN", Cause::Secrets(e)))?,
+        );
     }
     r.oath_secret = (!u.oath_secret.is_empty()).then(|| u.oath_secret.clone());
     r.static_token = (!u.static_token.is_empty()).then(|| u.static_token.clone());

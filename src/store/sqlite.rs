@@ -17,6 +17,8 @@
 //! row that does not open is reported as [`StoreError::Corrupt`] naming the user and the field.
 
 use std::fmt;
+use std::fs::File;
+use std::io::{Read as _, Seek as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
@@ -65,12 +67,37 @@ static UPDATE_USER: LazyLock<String> = LazyLock::new(|| row::update_user_sql(|n|
 static RECORD_FAILURE: LazyLock<String> =
     LazyLock::new(|| row::record_failure_sql(|n| format!("?{n}")));
 
+/// Who else may use a database file, decided when it is opened.
+///
+/// Claiming every provider call in the database, in case another process serves from the same
+/// file, cost about half a file store's throughput (BENCHMARKS.md); a process that knows it serves
+/// alone can keep the calls in flight in memory, as the in-memory store does. The lock file next to
+/// the database (`<file>.lock`) makes that knowledge true rather than assumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileUse {
+    /// One serving process owns the file (the default for `pfgate serve`): an exclusive lock on the
+    /// lock file, held for the store's lifetime; calls in flight are shared in this process only.
+    /// Opening is refused while any other process holds the lock.
+    Owned,
+    /// Several serving processes share the file (`store.shared_file = true`): a shared lock, so an
+    /// owning process is refused while they run and they are refused while it runs; calls in
+    /// flight are claimed in the database.
+    Shared,
+    /// No lock: commands that serve nothing (`pfgate users`), which must work beside a running
+    /// server, and tests opening one file twice in a process. Calls are claimed in the database.
+    Unlocked,
+}
+
 /// The embedded SQLite store. Cheap to share behind an `Arc<dyn Store>`.
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     key: Arc<SecretKey>,
     path: Option<PathBuf>,
     migrations_applied: usize,
+    /// Whether other processes may serve from the file ([`Store::is_shared`]).
+    shared: bool,
+    /// The lock file, held (and so locked) as long as the store lives; `None` unlocked or in memory.
+    _lock: Option<File>,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -100,10 +127,21 @@ impl SqliteStore {
     pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
     /// Opens (creating if needed) the database file at `path` in WAL mode and brings its schema up
-    /// to date. A database whose schema is newer than this build is refused.
+    /// to date, without a lock ([`FileUse::Unlocked`]). A database whose schema is newer than this
+    /// build is refused.
     pub async fn open(path: impl AsRef<Path>, key: SecretKey) -> StoreResult<Self> {
+        Self::open_as(path, key, FileUse::Unlocked).await
+    }
+
+    /// [`SqliteStore::open`], locking the file as `how` says; a lock held by another process in a
+    /// conflicting way refuses the open ([`Cause::FileInUse`]) rather than waiting.
+    pub async fn open_as(
+        path: impl AsRef<Path>,
+        key: SecretKey,
+        how: FileUse,
+    ) -> StoreResult<Self> {
         let path = path.as_ref().to_path_buf();
-        tokio::task::spawn_blocking(move || Self::open_blocking(&path, key))
+        tokio::task::spawn_blocking(move || Self::open_blocking_as(&path, key, how))
             .await
             .map_err(|_| {
                 StoreError::unavailable_while(
@@ -115,11 +153,22 @@ impl SqliteStore {
 
     /// [`SqliteStore::open`] for blocking context (no runtime needed).
     pub fn open_blocking(path: &Path, key: SecretKey) -> StoreResult<Self> {
+        Self::open_blocking_as(path, key, FileUse::Unlocked)
+    }
+
+    /// [`SqliteStore::open_as`] for blocking context (no runtime needed).
+    pub fn open_blocking_as(path: &Path, key: SecretKey, how: FileUse) -> StoreResult<Self> {
         let what = format!("opening SQLite database {}", path.display());
+        // Locked before SQLite touches the file, so a refused process changes nothing in it.
+        let lock = lock_file(path, how).map_err(|e| prefix(&what, e))?;
         owner_only_files(path);
         let conn = Connection::open(path).ctx(&what)?;
         configure(&conn, true).map_err(|e| prefix(&what, e))?;
-        Self::with_connection(conn, key, Some(path.to_path_buf())).map_err(|e| prefix(&what, e))
+        let mut store = Self::with_connection(conn, key, Some(path.to_path_buf()))
+            .map_err(|e| prefix(&what, e))?;
+        store.shared = how != FileUse::Owned;
+        store._lock = lock;
+        Ok(store)
     }
 
     /// A fresh database in memory (demo and tests): gone with the store.
@@ -154,6 +203,8 @@ impl SqliteStore {
             key: Arc::new(key),
             path,
             migrations_applied,
+            shared: false,
+            _lock: None,
         })
     }
 
@@ -206,6 +257,64 @@ impl SqliteStore {
             StoreError::unavailable_while(op, Cause::Task(how))
         })?
     }
+}
+
+/// The lock file of the database at `path`: `<path>.lock`.
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut file = path.as_os_str().to_owned();
+    file.push(".lock");
+    PathBuf::from(file)
+}
+
+/// Takes the lock `how` asks for on [`lock_path`] (created owner-only if missing), without
+/// waiting: a running owner must refuse a second start, not hang it. The owner writes its process
+/// id into the file so that the refusal can name it; the lock itself, not the text, is what
+/// counts (the system drops it when the process ends, however it ends).
+fn lock_file(path: &Path, how: FileUse) -> StoreResult<Option<File>> {
+    if how == FileUse::Unlocked {
+        return Ok(None);
+    }
+    let lock = lock_path(path);
+    let failed = |e: std::io::Error| {
+        StoreError::unavailable_while(format!("locking {}", lock.display()), Cause::LockFile(e))
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&lock).map_err(failed)?;
+    let taken = match how {
+        FileUse::Owned => file.try_lock(),
+        _ => file.try_lock_shared(),
+    };
+    match taken {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut owner = String::new();
+            // Best effort: the text only names the owner in the refusal.
+            let _ = file.read_to_string(&mut owner);
+            let owner = owner.trim();
+            let owner = if owner.is_empty() || owner.len() > 20 {
+                "pfgate processes sharing it (store.shared_file = true)".to_string()
+            } else {
+                format!("pfgate process {owner}")
+            };
+            return Err(StoreError::unavailable(Cause::FileInUse { lock, owner }));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(failed(e)),
+    }
+    // A sharer empties the file, so that an owner refused later does not name a process id left
+    // by an owner long gone.
+    let wrote = file.set_len(0).and_then(|()| file.rewind());
+    let wrote = match how {
+        FileUse::Owned => wrote.and_then(|()| writeln!(file, "{}", std::process::id())),
+        _ => wrote,
+    };
+    wrote.map_err(failed)?;
+    Ok(Some(file))
 }
 
 /// Connection settings: lock wait, foreign keys (they carry renames and deletes to attached rows),
@@ -987,8 +1096,9 @@ impl Store for SqliteStore {
     }
 
     fn is_shared(&self) -> bool {
-        // Other processes can open the same file; nobody else sees an in-memory database.
-        self.path.is_some()
+        // Other processes can serve from the file unless this one holds its exclusive lock; nobody
+        // else sees an in-memory database.
+        self.shared
     }
 
     async fn claim_call(

@@ -81,6 +81,24 @@ pub enum Cause {
         /// The request id.
         request_id: String,
     },
+    /// Another pfgate process serves from this SQLite file and holds its lock file in a way that
+    /// excludes this one ([`super::sqlite::FileUse`]).
+    #[error(
+        "{} is held by {owner}, serving from this database file; stop it, or, \
+         to serve from one file with several processes on this host, set store.shared_file = true \
+         in every one of them (PostgreSQL is the supported way to run several instances, \
+         docs/ha.md)",
+        lock.display()
+    )]
+    FileInUse {
+        /// The lock file.
+        lock: std::path::PathBuf,
+        /// Who holds it: `pfgate process <pid>`, or the processes sharing it.
+        owner: String,
+    },
+    /// The lock file next to a SQLite database could not be opened or locked.
+    #[error("{0}")]
+    LockFile(#[source] std::io::Error),
     /// Another instance kept taking over the call being claimed.
     #[error("the claim kept changing hands")]
     ClaimContended,

@@ -45,8 +45,15 @@ pub(super) fn store(c: &mut Check<'_>, section: &StoreSection) -> StoreSettings 
             KeySource::Ephemeral
         }
     };
+    if section.shared_file.is_some() && section.path.is_none() {
+        c.problem(
+            "store.shared_file",
+            "only for a SQLite store file: set store.path",
+        );
+    }
     StoreSettings {
         path,
+        shared_file: section.shared_file.unwrap_or(false),
         postgres,
         key,
     }
