@@ -1295,7 +1295,7 @@ pub(crate) mod tests {
         }
 
         fn files(&self) -> Vec<PathBuf> {
-            ["", "-wal", "-shm", "-journal"]
+            ["", "-wal", "-shm", "-journal", ".lock"]
                 .iter()
                 .map(|suffix| PathBuf::from(format!("{}{suffix}", self.0.display())))
                 .collect()
@@ -1335,6 +1335,59 @@ pub(crate) mod tests {
         assert_eq!(store.migrations_applied(), MIGRATIONS.len());
         assert!(store.path().is_none());
         assert!(!store.is_shared());
+    }
+
+    fn in_use(e: StoreError) -> (PathBuf, String) {
+        match e {
+            StoreError::Unavailable(u) => match u.cause {
+                Cause::FileInUse { lock, owner } => (lock, owner),
+                other => panic!("not in use: {other}"),
+            },
+            other => panic!("not in use: {other}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_owned_file_is_locked_and_keeps_calls_in_process() {
+        let db = TempDb::new("owned");
+        let lock = lock_path(&db.0);
+        let owner = SqliteStore::open_as(&db.0, key(), FileUse::Owned)
+            .await
+            .unwrap();
+        assert!(!owner.is_shared(), "nobody else serves from an owned file");
+        let pid = std::process::id().to_string();
+        assert_eq!(std::fs::read_to_string(&lock).unwrap().trim(), pid);
+        for how in [FileUse::Owned, FileUse::Shared] {
+            let e = SqliteStore::open_as(&db.0, key(), how).await.unwrap_err();
+            assert_eq!(in_use(e), (lock.clone(), format!("pfgate process {pid}")));
+        }
+        // Commands that serve nothing open it beside the owner.
+        let visitor = SqliteStore::open(&db.0, key()).await.unwrap();
+        assert!(visitor.is_shared());
+        drop(owner);
+        let again = SqliteStore::open_as(&db.0, key(), FileUse::Owned).await;
+        assert!(again.is_ok(), "the lock goes with the store");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_shared_file_is_shared_and_refuses_an_owner() {
+        let db = TempDb::new("shared");
+        let lock = lock_path(&db.0);
+        // An owner long gone left its process id behind.
+        std::fs::write(&lock, "999999\n").unwrap();
+        let a = SqliteStore::open_as(&db.0, key(), FileUse::Shared)
+            .await
+            .unwrap();
+        let b = SqliteStore::open_as(&db.0, key(), FileUse::Shared)
+            .await
+            .unwrap();
+        assert!(a.is_shared() && b.is_shared());
+        let e = SqliteStore::open_as(&db.0, key(), FileUse::Owned)
+            .await
+            .unwrap_err();
+        let (held, owner) = in_use(e);
+        assert_eq!(held, lock);
+        assert!(owner.contains("sharing it"), "{owner}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

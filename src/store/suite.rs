@@ -1789,6 +1789,22 @@ pub async fn open_sqlite_file() -> Option<Subject> {
     })
 }
 
+/// A fresh SQLite store in a temporary file owned by this process ([`FileUse::Owned`]: calls in
+/// flight are not shared with other processes, but claims still work as the suite checks).
+///
+/// [`FileUse::Owned`]: crate::store::sqlite::FileUse::Owned
+pub async fn open_sqlite_file_owned() -> Option<Subject> {
+    use crate::store::sqlite::{FileUse, SqliteStore};
+    let db = crate::store::sqlite::tests::TempDb::new("suite-owned");
+    let store = SqliteStore::open_as(&db.0, key(), FileUse::Owned)
+        .await
+        .unwrap();
+    Some(Subject {
+        store: Arc::new(store),
+        _guard: Box::new(db),
+    })
+}
+
 /// A fresh PostgreSQL store in a schema of its own (dropped with the subject), or `None` (with a
 /// printed reason) when `PFGATE_TEST_DATABASE_URL` is not set.
 pub async fn open_postgres() -> Option<Subject> {
@@ -1887,4 +1903,10 @@ macro_rules! suite_for {
 
 suite_for!(sqlite_memory, open_sqlite_memory, open_sqlite_memory_pair);
 suite_for!(sqlite_file, open_sqlite_file, open_sqlite_file_pair);
+// Owned, the file cannot be opened twice: the pair (two processes' view) stays unlocked.
+suite_for!(
+    sqlite_file_owned,
+    open_sqlite_file_owned,
+    open_sqlite_file_pair
+);
 suite_for!(postgres, open_postgres, open_postgres_pair);

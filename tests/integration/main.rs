@@ -44,6 +44,7 @@ mod reload;
 mod security_engine;
 mod security_transport;
 mod standalone;
+mod store_owner;
 mod support;
 mod users_import;
 mod windows;
