@@ -12,7 +12,10 @@
 #                       scenario the demo directory and no rule, as `pfgate mock`
 #   --config FILE       `pfgate serve --config` on a copy of FILE with {PORT} and {ROOT} (the repo
 #                       root) filled in; say --plain if its listener is plain_listen
-#                       (bench/icount/serve-plain.toml is the demo over plain HTTP)
+#                       (bench/icount/serve-plain.toml is the demo over plain HTTP); a relative
+#                       store path and secrets_key_file = "secrets.key" land in the run's temporary
+#                       directory, where a fresh key is made and the database removed before each
+#                       run (serve-file.toml, serve-file-shared.toml: the demo on a SQLite file)
 #   --plain             plain HTTP instead of TLS
 #   --expect STRING     every response must contain STRING (default: "secure" for TestSecurity,
 #                       "<OPERATIONResult>" otherwise)
@@ -58,6 +61,7 @@ case "$MODE" in
     [ -n "$SCENARIO" ] && SERVER+=(--scenario "$SCENARIO") ;;
   config)
     sed -e "s|{PORT}|$PORT|g" -e "s|{ROOT}|$ROOT|g" "$CONFIG" > "$OUT/pfgate.toml"
+    (umask 077; head -c 32 /dev/urandom > "$OUT/secrets.key")
     SERVER=(serve --config "$OUT/pfgate.toml") ;;
 esac
 CLIENT=()
@@ -74,6 +78,7 @@ sum_totals() {  # sum_totals FILE... -> the sum of their instruction totals
 }
 run() {  # run REQUESTS -> "whole-run-instructions between-dumps-instructions"
   local cg="$OUT/cg.$1"
+  rm -f "$OUT"/pfgate.db "$OUT"/pfgate.db-* "$OUT"/pfgate.db.lock
   valgrind --tool=callgrind --callgrind-out-file="$cg" "$BIN" "${SERVER[@]}" \
     > "$OUT/stdout.$1" 2>/dev/null &
   local vpid=$!
