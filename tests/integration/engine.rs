@@ -239,7 +239,24 @@ async fn bypass_is_consumed_exactly_once_even_concurrently() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_authentications_for_one_user_and_number_share_one_call() {
-    let f = fixture(Duration::from_secs(5)).await;
+    share_one_call(fixture(Duration::from_secs(5)).await).await;
+}
+
+/// The same on a SQLite file store owned by the process (issue #21 goal 3): the calls in flight are
+/// shared in memory, as on the in-memory store, not claimed in the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_authentications_share_one_call_on_an_owned_store_file() {
+    let dir = crate::cli::temp_dir("engine-owned-file");
+    let mut settings = Settings::demo("127.0.0.1:0".parse().unwrap());
+    settings.engine.auth_timeout = Duration::from_secs(5);
+    settings.store.path = Some(dir.join("pfgate.db"));
+    let f = fixture_with(settings).await;
+    assert!(dir.join("pfgate.db.lock").is_file(), "the file is owned");
+    share_one_call(f).await;
+}
+
+/// Five concurrent authentications for one user and number: one provider call, one request id.
+async fn share_one_call(f: Fixture) {
     let c = f.server.client();
     let tasks: Vec<_> = (0..5)
         .map(|_| {
