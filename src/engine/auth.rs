@@ -44,6 +44,7 @@ use tokio::sync::watch;
 use super::phone::E164;
 use super::policy::{Refusal, Standing};
 use super::{now_unix, CallContext, Engine};
+use crate::core::username::UsernameError;
 use crate::pfwssdk::codes::{CallCode, ErrorCode};
 use crate::pfwssdk::{CallResult, Error, Mode3};
 use crate::providers::{AuthAttempt, Provider, ProviderErrorKind, Verdict};
@@ -316,8 +317,12 @@ impl Engine {
         // Counted for the whole decision, provider wait included; the guard also ends the count
         // when the caller goes away and the future is dropped.
         let _inflight = crate::telemetry::metrics::global().auth_started();
-        let (decision, phone, provider) = self.decide(ctx, &input).await;
-        let shown = crate::core::username::for_log(input.username.unwrap_or(""));
+        let raw = input.username.unwrap_or("");
+        // Canonicalised once: the decision uses it, and the audit event shows it (what
+        // `username::for_log` would compute again).
+        let name = crate::core::username::canonical(raw);
+        let (decision, phone, provider) = self.decide(ctx, &input, name.as_deref()).await;
+        let shown = name.unwrap_or_else(|_| raw.escape_default().to_string());
         let kind = if decision.success {
             AuditKind::SecondFactorCompleted
         } else if decision.call_result.code == CallCode::OathCodePending.code()
@@ -351,9 +356,10 @@ impl Engine {
         &self,
         ctx: &CallContext,
         input: &AuthInput<'_>,
+        name: Result<&str, &UsernameError>,
     ) -> (AuthDecision, Option<String>, Option<&str>) {
         let request_id = super::new_request_id();
-        let user = match self.standing(input.username).await {
+        let user = match self.standing_of(name).await {
             Standing::Active(user) => user,
             Standing::Unknown(name) => {
                 return self.unknown_user(ctx, input, &name, request_id).await
