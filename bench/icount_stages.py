@@ -37,7 +37,8 @@ def main():
 
     e = "pfgate::engine::auth::<impl pfgate::engine::Engine>::"
     s = "<pfgate::store::sqlite::SqliteStore as pfgate::store::Store>::"
-    handle = f("pfgate::server::http::handle::{{closure}}")
+    handle = f("pfgate::server::http::handle::{{closure}}") + f(
+        "<pfgate::server::Gateway as pfgate::net::listener::Service>::call::{{closure}}")  # after #20
     engine = f("pfgate::engine::Engine::handle::{{closure}}")
     auth = f(e + "authenticate_inline::{{closure}}")
     decide = f(e + "decide::{{closure}}")
@@ -47,11 +48,15 @@ def main():
     reqid = f("pfgate::engine::new_request_id")
     reads = {op: f(s + op + "::{{closure}}") for op in ("get_user", "consume_bypass", "locked_until", "block_reason")}
     store = sum(reads.values())
-    audit = f("pfgate::engine::audit::emit")
-    for_log = f("pfgate::username::for_log")
-    decode = f("pfgate::soap::envelope::decode_request") + f("pfgate::soap::envelope::read_head")
-    encode = f("pfgate::soap::envelope::encode_response")
-    access = f("pfgate::server::access_log::record")
+    audit = f("pfgate::engine::audit::emit") + f("pfgate::telemetry::audit::emit")
+    for_log = f("pfgate::username::for_log") + f("pfgate::core::username::for_log")
+    decode = sum(f(m + "::soap::envelope::" + fn) for m in ("pfgate", "pfgate::pfwssdk")
+                 for fn in ("decode_request", "read_head"))
+    encode = f("pfgate::soap::envelope::encode_response") + f("pfgate::pfwssdk::soap::envelope::encode_response")
+    # `decide` may be inlined into `authenticate_inline` (it is after issue #21's cheap wins): then
+    # it is the rest of `authenticate_inline` after its audit event.
+    decide = decide or auth - audit - for_log
+    access = f("pfgate::server::access_log::record") + f("pfgate::telemetry::access_log::record")
     stages = [
         ("transport: hyper read/parse/write, rustls, tokio scheduling (outside the handler)",
          total / n - handle - lead),

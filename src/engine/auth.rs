@@ -44,6 +44,7 @@ use tokio::sync::watch;
 use super::phone::E164;
 use super::policy::{Refusal, Standing};
 use super::{now_unix, CallContext, Engine};
+use crate::core::username::UsernameError;
 use crate::pfwssdk::codes::{CallCode, ErrorCode};
 use crate::pfwssdk::{CallResult, Error, Mode3};
 use crate::providers::{AuthAttempt, Provider, ProviderErrorKind, Verdict};
@@ -219,7 +220,9 @@ type InflightCall = (String, watch::Receiver<Option<(String, Ending)>>);
 /// Calls in flight.
 #[derive(Debug)]
 pub(crate) struct Inflight {
-    map: Mutex<HashMap<InflightKey, InflightCall>>,
+    /// Keyed by a shared key: the call's task removes its entry with the same `Arc` instead of a
+    /// second copy of five strings (and a shared store's claim uses it too).
+    map: Mutex<HashMap<Arc<InflightKey>, InflightCall>>,
     /// Set when a stop's grace period has ended: every caller still waiting is answered "timed
     /// out" at once instead of having its connection cut (issue #8). Lives here, beside the calls,
     /// because a reload builds a new engine that shares this registry.
@@ -316,8 +319,12 @@ impl Engine {
         // Counted for the whole decision, provider wait included; the guard also ends the count
         // when the caller goes away and the future is dropped.
         let _inflight = crate::telemetry::metrics::global().auth_started();
-        let (decision, phone, provider) = self.decide(ctx, &input).await;
-        let shown = crate::core::username::for_log(input.username.unwrap_or(""));
+        let raw = input.username.unwrap_or("");
+        // Canonicalised once: the decision uses it, and the audit event shows it (what
+        // `username::for_log` would compute again).
+        let name = crate::core::username::canonical(raw);
+        let (decision, phone, provider) = self.decide(ctx, &input, name.as_deref()).await;
+        let shown = name.unwrap_or_else(|_| raw.escape_default().to_string());
         let kind = if decision.success {
             AuditKind::SecondFactorCompleted
         } else if decision.call_result.code == CallCode::OathCodePending.code()
@@ -351,9 +358,10 @@ impl Engine {
         &self,
         ctx: &CallContext,
         input: &AuthInput<'_>,
+        name: Result<&str, &UsernameError>,
     ) -> (AuthDecision, Option<String>, Option<&str>) {
         let request_id = super::new_request_id();
-        let user = match self.standing(input.username).await {
+        let user = match self.standing_of(name).await {
             Standing::Active(user) => user,
             Standing::Unknown(name) => {
                 return self.unknown_user(ctx, input, &name, request_id).await
@@ -856,7 +864,7 @@ impl Engine {
     /// [`InflightKey`] (in this process or, through the store, in another). Returns the request id
     /// of the call and how it ended; never waits past the deadline.
     async fn shared_call(&self, attempt: AuthAttempt) -> (String, Ending) {
-        let key = inflight_key(&attempt);
+        let key = Arc::new(inflight_key(&attempt));
         let deadline = self.settings.auth_timeout;
         let (local_id, mut rx) = {
             let mut map = match self.inflight.map.lock() {
@@ -867,14 +875,14 @@ impl Engine {
                 (id.clone(), rx.clone())
             } else {
                 let (tx, rx) = watch::channel(None);
-                map.insert(key.clone(), (attempt.request_id.clone(), rx.clone()));
+                let id = attempt.request_id.clone();
+                map.insert(Arc::clone(&key), (id.clone(), rx.clone()));
                 let provider = self.provider.clone();
                 let store = self.store.clone();
                 let inflight: Arc<Inflight> = self.inflight.clone();
-                let id = attempt.request_id.clone();
                 tokio::spawn(async move {
                     let ended =
-                        lead_call(provider.as_ref(), store.as_ref(), attempt, deadline).await;
+                        lead_call(provider.as_ref(), store.as_ref(), attempt, &key, deadline).await;
                     if let Ok(mut m) = inflight.map.lock() {
                         m.remove(&key);
                     }
@@ -909,14 +917,15 @@ async fn lead_call(
     provider: &dyn Provider,
     store: &dyn Store,
     attempt: AuthAttempt,
+    key: &InflightKey,
     deadline: Duration,
 ) -> (String, Ending) {
-    let id = attempt.request_id.clone();
     if !store.is_shared() {
-        return (id, place_call(provider, &attempt, deadline).await);
+        let ending = place_call(provider, &attempt, deadline).await;
+        return (attempt.request_id, ending);
     }
+    let id = attempt.request_id.clone();
     let until = Instant::now() + deadline;
-    let key = inflight_key(&attempt);
     loop {
         let remaining = until.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
@@ -924,7 +933,7 @@ async fn lead_call(
         }
         let now = now_unix();
         match store
-            .claim_call(&key, &id, now, now + CLAIM_LEASE_SECS)
+            .claim_call(key, &id, now, now + CLAIM_LEASE_SECS)
             .await
         {
             Ok(CallClaim::Placed) => {
@@ -1092,8 +1101,14 @@ mod tests {
         );
         let started = Instant::now();
         let mine = "A1700000000000000000000000000001";
-        let (id, ending) =
-            lead_call(&provider, &store, attempt(mine), Duration::from_secs(30)).await;
+        let (id, ending) = lead_call(
+            &provider,
+            &store,
+            attempt(mine),
+            &key,
+            Duration::from_secs(30),
+        )
+        .await;
         assert_eq!(ending, Ending::Verdict(Verdict::Approved));
         assert_eq!(id, mine, "a fresh call of its own, not the dead one's id");
         assert_eq!(provider.calls(), 1);

@@ -109,14 +109,22 @@ impl Engine {
     /// The one decision: may the user named `raw` authenticate now? See the module documentation
     /// for the order.
     pub(crate) async fn standing(&self, raw: Option<&str>) -> Standing {
-        let name = match crate::core::username::canonical(raw.unwrap_or("")) {
+        let name = crate::core::username::canonical(raw.unwrap_or(""));
+        self.standing_of(name.as_deref()).await
+    }
+
+    /// [`Engine::standing`] of a name already put in canonical form (or refused by
+    /// [`canonical`](crate::core::username::canonical)): for a caller that needs the canonical
+    /// form for its own use too (the audit event), so that one request canonicalises once.
+    pub(crate) async fn standing_of(&self, name: Result<&str, &UsernameError>) -> Standing {
+        let name = match name {
             Ok(n) => n,
-            Err(e) => return Standing::Refused(Refusal::InvalidName(e)),
+            Err(e) => return Standing::Refused(Refusal::InvalidName(e.clone())),
         };
         let user = if name.is_empty() {
             None
         } else {
-            match self.store.get_user(&name).await {
+            match self.store.get_user(name).await {
                 Ok(u) => u,
                 Err(e) => return Standing::Refused(Refusal::Store(e)),
             }
@@ -124,7 +132,7 @@ impl Engine {
         let Some(user) = user else {
             return match self.settings.unknown_users {
                 UnknownUsers::Deny => Standing::Refused(Refusal::Unknown),
-                UnknownUsers::Caller => Standing::Unknown(name),
+                UnknownUsers::Caller => Standing::Unknown(name.to_string()),
             };
         };
         match self.store.block_reason(&user.username).await {
