@@ -1207,28 +1207,10 @@ mod tests {
 #[cfg(test)]
 mod future_sizes {
     use super::*;
-    use crate::engine::{CallContext, Engine};
-    use std::sync::Arc;
 
     #[tokio::test]
     async fn a_waiting_authentication_stays_small() {
-        let key = crate::store::secrets::SecretKey::generate();
-        let store: Arc<dyn Store> = Arc::new(
-            crate::store::sqlite::SqliteStore::in_memory(key)
-                .await
-                .expect("in-memory store"),
-        );
-        let directory =
-            crate::store::directory::Directory::from_toml("sizes", "").expect("empty directory");
-        let provider =
-            Arc::new(crate::providers::scripted::ScriptedProvider::from_directory(&directory));
-        let settings = crate::config::Settings::demo(([127, 0, 0, 1], 0).into());
-        let engine = Engine::new(store, provider, settings.engine.clone());
-        let ctx = CallContext {
-            caller_ip: [127, 0, 0, 1].into(),
-            caller: "sizes".into(),
-            scripted: None,
-        };
+        let (engine, ctx) = crate::engine::scripted_engine_for_tests("sizes").await;
         let handle = engine.handle(
             &ctx,
             crate::pfwssdk::Request::TestSecurity(Default::default()),

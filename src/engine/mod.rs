@@ -267,6 +267,30 @@ fn unshaped(op: Operation) -> Response {
     Response::failure(op, ErrorCode::not_supported(op.name()))
 }
 
+/// An engine on an in-memory store with an empty scripted directory, and a call context from
+/// `caller` on 127.0.0.1: the set-up of the engine's own unit tests.
+#[cfg(test)]
+pub(crate) async fn scripted_engine_for_tests(caller: &str) -> (Engine, CallContext) {
+    let key = crate::store::secrets::SecretKey::generate();
+    let store: Arc<dyn Store> = Arc::new(
+        crate::store::sqlite::SqliteStore::in_memory(key)
+            .await
+            .expect("in-memory store"),
+    );
+    let directory =
+        crate::store::directory::Directory::from_toml(caller, "").expect("empty directory");
+    let provider =
+        Arc::new(crate::providers::scripted::ScriptedProvider::from_directory(&directory));
+    let settings = crate::config::Settings::demo(([127, 0, 0, 1], 0).into());
+    let engine = Engine::new(store, provider, settings.engine.clone());
+    let ctx = CallContext {
+        caller_ip: [127, 0, 0, 1].into(),
+        caller: caller.into(),
+        scripted: None,
+    };
+    (engine, ctx)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,23 +333,7 @@ mod tests {
     /// takes answer Error 501.
     #[tokio::test]
     async fn every_operation_a_family_takes_has_a_response_shape() {
-        let key = crate::store::secrets::SecretKey::generate();
-        let store: Arc<dyn Store> = Arc::new(
-            crate::store::sqlite::SqliteStore::in_memory(key)
-                .await
-                .expect("in-memory store"),
-        );
-        let directory =
-            crate::store::directory::Directory::from_toml("shapes", "").expect("empty directory");
-        let provider =
-            Arc::new(crate::providers::scripted::ScriptedProvider::from_directory(&directory));
-        let settings = crate::config::Settings::demo(([127, 0, 0, 1], 0).into());
-        let engine = Engine::new(store, provider, settings.engine.clone());
-        let ctx = CallContext {
-            caller_ip: [127, 0, 0, 1].into(),
-            caller: "shapes".into(),
-            scripted: None,
-        };
+        let (engine, ctx) = scripted_engine_for_tests("shapes").await;
         let health = [
             Operation::TestSecurity,
             Operation::TestMasterConnection,

@@ -122,8 +122,9 @@ async fn fixture_with(settings: Settings) -> Fixture {
     }
 }
 
-/// Calls `op` with the given inner XML of its element; returns the response body.
-async fn call(c: &Client, op: &str, inner: &str) -> String {
+/// Calls `op` with the given inner XML of its element; returns the response body (also used by
+/// `security_engine`).
+pub(crate) async fn call(c: &Client, op: &str, inner: &str) -> String {
     let r = c
         .soap11(
             Some(&action(op)),

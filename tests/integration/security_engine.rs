@@ -16,6 +16,7 @@ use pfgate::store::directory::Directory;
 
 use crate::callers::{basic, post};
 use crate::cli::{bin, temp_dir, write_cert};
+use crate::engine::call;
 use crate::support::*;
 
 /// The OATH secret of the users below ("12345678901234567890" in base32).
@@ -112,18 +113,6 @@ fn two_callers() -> AuthSettings {
         policy: Policy::new(vec![rule(APP_A.0), rule(APP_B.0)]),
         ..AuthSettings::default()
     }
-}
-
-/// Calls `op` anonymously; the response body.
-async fn call(c: &Client, op: &str, inner: &str) -> String {
-    let r = c
-        .soap11(
-            Some(&action(op)),
-            &env11(&format!(r#"<{op} xmlns="{NS}">{inner}</{op}>"#)),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{op}: {}", r.body);
-    r.body
 }
 
 /// `(Result, Error code)` of a status operation.
