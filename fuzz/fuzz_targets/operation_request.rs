@@ -5,10 +5,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pfgate::pfwssdk::{Operation, Response};
 use pfgate::pfwssdk::soap::envelope::{decode_request, encode_response, read_head};
 use pfgate::pfwssdk::soap::xml::XmlLimits;
 use pfgate::pfwssdk::soap::SoapVersion;
+use pfgate::pfwssdk::{Operation, Response};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, inner)) = data.split_first() else {

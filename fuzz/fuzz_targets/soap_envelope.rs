@@ -4,10 +4,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pfgate::pfwssdk::Response;
 use pfgate::pfwssdk::soap::envelope::{decode_request, encode_response, read_head};
 use pfgate::pfwssdk::soap::xml::XmlLimits;
 use pfgate::pfwssdk::soap::SoapVersion;
+use pfgate::pfwssdk::Response;
 
 fn line(data: &[u8]) -> (Option<&str>, &[u8]) {
     match data.iter().position(|&b| b == b'\n') {
