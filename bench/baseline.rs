@@ -7,8 +7,15 @@
 //! leaves out is everything pfgate adds per request: routing, SOAP/XML decoding, the engine, response
 //! encoding and the access log. `bench/run.sh` measures pfgate against it in the same run.
 //!
-//! Usage: `cargo run --release --example bench-baseline -- --listen 127.0.0.1:18444`
-//! (prints `listening on https://ADDR` once bound).
+//! A `PfAuthUser_5` call (by its `SOAPAction`) gets pfgate's 586-byte answer to the benchmark's
+//! request instead (`bench/soap/PfAuthUser_5.response.xml`, captured from `pfgate serve`), so both
+//! requests compare against a reply of the same size.
+//!
+//! Usage: `cargo run --release --example bench-baseline -- --listen 127.0.0.1:18444 [--plain]
+//! [--current-thread]` (prints `listening on https://ADDR` or `http://ADDR` once bound).
+//! `--plain` serves HTTP without TLS (issue #21 measures plain HTTP against it); `--current-thread`
+//! runs one current-thread runtime instead of pfgate's multi-threaded one (the least a hyper server
+//! can do on one core: the bar of issue #21).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -44,15 +51,28 @@ const MAX_BODY: usize = 1024 * 1024;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// pfgate's answer to `bench/soap/PfAuthUser_5.xml` (demo directory, scripted provider).
+const PFAUTHUSER_5_RESPONSE: &str = include_str!("soap/PfAuthUser_5.response.xml");
+
 fn usage() -> BoxError {
-    "usage: bench-baseline --listen ADDR (e.g. 127.0.0.1:18444)".into()
+    "usage: bench-baseline --listen ADDR [--plain] [--current-thread] (e.g. 127.0.0.1:18444)".into()
 }
 
-fn parse_args() -> Result<SocketAddr, BoxError> {
+/// What the command line asks for.
+struct Args {
+    listen: SocketAddr,
+    plain: bool,
+    current_thread: bool,
+}
+
+fn parse_args() -> Result<Args, BoxError> {
     let mut args = std::env::args().skip(1);
     let mut listen = None;
+    let (mut plain, mut current_thread) = (false, false);
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--plain" => plain = true,
+            "--current-thread" => current_thread = true,
             "--listen" => {
                 let value = args.next().ok_or_else(usage)?;
                 listen = Some(value.parse::<SocketAddr>().map_err(|e| {
@@ -70,7 +90,11 @@ fn parse_args() -> Result<SocketAddr, BoxError> {
             }
         }
     }
-    listen.ok_or_else(usage)
+    Ok(Args {
+        listen: listen.ok_or_else(usage)?,
+        plain,
+        current_thread,
+    })
 }
 
 /// A self-signed certificate for localhost, configured exactly as `src/net/tls.rs` does.
@@ -113,6 +137,10 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
             .insert(ALLOW, HeaderValue::from_static("POST"));
         return Ok(response);
     }
+    let reply = match req.headers().get("soapaction") {
+        Some(action) if action.as_bytes().ends_with(b"/PfAuthUser_5\"") => PFAUTHUSER_5_RESPONSE,
+        _ => TEST_SECURITY_RESPONSE,
+    };
     // Read the whole body, as a real endpoint must, but ignore what it says.
     let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
     if limited.collect().await.is_err() {
@@ -125,16 +153,25 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
     Ok(fixed(
         StatusCode::OK,
         "text/xml; charset=utf-8",
-        Bytes::from_static(TEST_SECURITY_RESPONSE.as_bytes()),
+        Bytes::from_static(reply.as_bytes()),
     ))
 }
 
-async fn serve_connection(stream: TcpStream, acceptor: TlsAcceptor) {
-    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => tls,
-        // A failed or slow handshake only ends this connection.
-        Ok(Err(_)) | Err(_) => return,
+async fn serve_connection(stream: TcpStream, acceptor: Option<TlsAcceptor>) {
+    let Some(acceptor) = acceptor else {
+        return serve_http(stream).await;
     };
+    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => serve_http(tls).await,
+        // A failed or slow handshake only ends this connection.
+        Ok(Err(_)) | Err(_) => {}
+    }
+}
+
+async fn serve_http<I>(io: I)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -142,11 +179,11 @@ async fn serve_connection(stream: TcpStream, acceptor: TlsAcceptor) {
         .keep_alive(true);
     // Errors here are the peer going away mid-request; nothing to do but drop the connection.
     let _ = builder
-        .serve_connection(TokioIo::new(tls), service_fn(handle))
+        .serve_connection(TokioIo::new(io), service_fn(handle))
         .await;
 }
 
-async fn serve(listener: TcpListener, acceptor: TlsAcceptor) {
+async fn serve(listener: TcpListener, acceptor: Option<TlsAcceptor>) {
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _peer)) => stream,
@@ -162,14 +199,23 @@ async fn serve(listener: TcpListener, acceptor: TlsAcceptor) {
 }
 
 fn main() -> Result<(), BoxError> {
-    let listen = parse_args()?;
-    let acceptor = TlsAcceptor::from(tls_config()?);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let args = parse_args()?;
+    let acceptor = match args.plain {
+        true => None,
+        false => Some(TlsAcceptor::from(tls_config()?)),
+    };
+    let runtime = match args.current_thread {
+        true => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        false => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+    };
+    let scheme = if args.plain { "http" } else { "https" };
     runtime.block_on(async move {
-        let listener = TcpListener::bind(listen).await?;
-        println!("listening on https://{}", listener.local_addr()?);
+        let listener = TcpListener::bind(args.listen).await?;
+        println!("listening on {scheme}://{}", listener.local_addr()?);
         serve(listener, acceptor).await;
         Ok(())
     })
