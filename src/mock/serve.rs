@@ -28,7 +28,7 @@ use super::MockState;
 use crate::gateway::caller::{self, ConnAuth, Identified, Unauthenticated};
 use crate::gateway::{self, AppState, ConnInfo, Layer, LayerResult, NoAnswer, Routed};
 use crate::pfwssdk::soap::envelope::{read_head, RequestHead, SoapVersion};
-use crate::pfwssdk::soap::xml::{self, Element, XmlLimits};
+use crate::pfwssdk::soap::xml::{Element, XmlLimits};
 use crate::pfwssdk::soap::{decode_envelope, parse_envelope, DecodedCall, Fault};
 
 /// A SOAP request as far as the double understood it.
@@ -85,13 +85,11 @@ pub fn decode(headers: &http::HeaderMap, body: &[u8], limits: XmlLimits) -> Opti
     Some(read(&head, body, limits).0)
 }
 
-/// The decoded, redacted fields of a response envelope (empty when it is not XML).
+/// The decoded, redacted fields of a response envelope (empty when it is not XML). The envelopes
+/// the double answers are its own encoder's: read in one pass ([`super::own_xml`]); anything
+/// that reader does not accept goes through the full parser.
 pub fn response_fields(body: &[u8]) -> BTreeMap<String, String> {
-    xml::parse(body, XmlLimits::default())
-        .ok()
-        .and_then(|root| operation_element(&root).map(journal::flatten))
-        .map(|m| journal::redact_map(&m))
-        .unwrap_or_default()
+    super::own_xml::response_fields(body)
 }
 
 fn now_ms() -> u64 {
@@ -136,6 +134,19 @@ impl Seen {
         outcome: &str,
         body: &[u8],
     ) -> Entry {
+        let mut e = self.entry_without_fields(rule, fault, status, outcome);
+        e.response.fields = response_fields(body);
+        e
+    }
+
+    /// The journal entry for an answer, its response fields left empty (to be read later).
+    fn entry_without_fields(
+        &self,
+        rule: Option<String>,
+        fault: Option<String>,
+        status: u16,
+        outcome: &str,
+    ) -> Entry {
         let d = self.decoded.as_ref();
         Entry {
             seq: 0,
@@ -158,7 +169,7 @@ impl Seen {
             response: ResponseInfo {
                 status,
                 outcome: outcome.to_string(),
-                fields: response_fields(body),
+                fields: BTreeMap::new(),
             },
             duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
         }
@@ -181,9 +192,38 @@ fn log(entry: &Entry) {
 }
 
 /// Stores an entry in the journal and logs it.
-pub fn push(mock: &MockState, mut entry: Entry) {
-    entry.seq = mock.journal.push(entry.clone());
-    log(&entry);
+pub fn push(mock: &MockState, entry: Entry) {
+    log(&mock.journal.push(entry));
+}
+
+/// Journals the answer the gateway's stages encoded for the request, unchanged: when its
+/// operation's response cannot hold a secret (`journal::response_is_plain`), its fields are read
+/// when the journal is, not now.
+fn push_answer(mock: &MockState, seen: &Seen, answer: Answered<'_>, body: &Bytes) {
+    let Answered {
+        rule,
+        fault,
+        status,
+        outcome,
+        operation,
+    } = answer;
+    let plain = status == 200 && operation.is_some_and(journal::response_is_plain);
+    if plain {
+        let entry = seen.entry_without_fields(rule, fault, status, outcome);
+        log(&mock.journal.push_answer(entry, body.clone()));
+    } else {
+        push(mock, seen.entry(rule, fault, status, outcome, body));
+    }
+}
+
+/// What [`push_answer`] journals besides the body.
+struct Answered<'a> {
+    rule: Option<String>,
+    fault: Option<String>,
+    status: u16,
+    outcome: &'a str,
+    /// The operation the gateway's stages answered.
+    operation: Option<&'static str>,
 }
 
 /// The double as a layer around the gateway's service (`server::start_serving` takes it).
@@ -455,19 +495,31 @@ async fn finish(
     };
     let label = fault.as_ref().map(FaultSpec::label);
     let outcome = routed.handled.text();
+    let operation = routed.operation;
     let (mut parts, body) = routed.response.into_parts();
     let bytes = match body.collect().await {
         Ok(c) => c.to_bytes(),
         Err(never) => match never {},
     };
+    let status = parts.status.as_u16();
     let bytes: Bytes = match fault {
         Some(FaultSpec::MalformedXml) => {
-            Bytes::from(faults::malformed(&String::from_utf8_lossy(&bytes)))
+            let bytes = Bytes::from(faults::malformed(&String::from_utf8_lossy(&bytes)));
+            push(mock, seen.entry(rule, label, status, &outcome, &bytes));
+            bytes
         }
-        _ => bytes,
+        _ => {
+            let answer = Answered {
+                rule,
+                fault: label,
+                status,
+                outcome: &outcome,
+                operation,
+            };
+            push_answer(mock, seen, answer, &bytes);
+            bytes
+        }
     };
-    let status = parts.status.as_u16();
-    push(mock, seen.entry(rule, label, status, &outcome, &bytes));
     let body = match fault {
         Some(FaultSpec::Trickle {
             chunk_bytes,
