@@ -18,7 +18,13 @@
 # request journal/recording off and logging quiet, as fast as it is documented to go.
 #
 # Knobs: DURATION (10s), WARMUP (5s), RUNS (1), CONNECTIONS (32), ALT_DIR, SKIP_BUILD (0),
-# TOOLS ("pfgate wiremock mountebank spyne"), OUT (bench/results/side_by_side.md).
+# TOOLS ("pfgate wiremock mountebank spyne"), OUT (bench/results/side_by_side.md),
+# PROTOCOLS ("http https": the pinned one-core comparison of issue #21 is plain HTTP alone,
+# PROTOCOLS=http), SCENARIO (empty: `pfgate mock` with the demo directory and no rule; a file,
+# e.g. bench/icount/mock-rule.toml: the request is a rule hit, as bench/icount.sh --mock counts it).
+#
+# Issue #21's run (server on CPU 0, wrk on CPU 1, plain HTTP keep-alive, a rule hit), on a quiet
+# machine:   PROTOCOLS=http SCENARIO=bench/icount/mock-rule.toml RUNS=3 bash bench/side_by_side.sh
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -29,6 +35,8 @@ CONNECTIONS="${CONNECTIONS:-32}"
 ALT_DIR="${ALT_DIR:-$ROOT/bench/.alt}"
 SKIP_BUILD="${SKIP_BUILD:-0}"
 TOOLS="${TOOLS:-pfgate wiremock mountebank spyne}"
+PROTOCOLS="${PROTOCOLS:-http https}"
+SCENARIO="${SCENARIO:-}"
 OUT="${OUT:-$ROOT/bench/results/side_by_side.md}"
 SDK_PATH="/MultiFactorAuthWebServiceSdk/PfWsSdk.asmx"
 P_PLAIN=18701 P_TLS=18702 MB_ADMIN=18703
@@ -52,6 +60,12 @@ if [ "$SKIP_BUILD" != "1" ]; then
     cargo build --release --bin pfgate >&2
 fi
 PFGATE_BIN="$ROOT/target/release/pfgate"
+MOCK_ARGS=()
+if [ -n "$SCENARIO" ]; then
+    [ -f "$SCENARIO" ] || { echo "bench/side_by_side.sh: no scenario $SCENARIO" >&2; exit 2; }
+    MOCK_ARGS=(--scenario "$SCENARIO")
+fi
+want() { [[ " $PROTOCOLS " == *" $1 "* ]]; } # want PROTO: is it measured
 
 WORK="$(mktemp -d)"
 SERVER_PID=""
@@ -118,7 +132,7 @@ measure() { # measure URL NAME: warm-up, then one wrk run; appends "NAME rps p50
 }
 
 # --- the fixed response: what pfgate's mock answers ------------------------------------------
-start "$PFGATE_BIN" mock --plain-http --listen "127.0.0.1:$P_PLAIN"
+start "$PFGATE_BIN" mock --plain-http --listen "127.0.0.1:$P_PLAIN" ${MOCK_ARGS[@]+"${MOCK_ARGS[@]}"}
 wait_port "$P_PLAIN"
 check "http://127.0.0.1:$P_PLAIN$SDK_PATH"
 cp "$WORK/check.out" "$WORK/response.xml"
@@ -148,14 +162,18 @@ for round in $(seq 1 "$RUNS"); do
     for tool in $TOOLS; do
         case "$tool" in
         pfgate)
-            start "$PFGATE_BIN" mock --plain-http --listen "127.0.0.1:$P_PLAIN"
-            wait_port "$P_PLAIN"; check "http://127.0.0.1:$P_PLAIN$SDK_PATH"
-            measure "http://127.0.0.1:$P_PLAIN$SDK_PATH" "pfgate-mock/http"
-            stop_server
-            start "$PFGATE_BIN" mock --listen "127.0.0.1:$P_TLS"
-            wait_port "$P_TLS"; check "https://127.0.0.1:$P_TLS$SDK_PATH"
-            measure "https://127.0.0.1:$P_TLS$SDK_PATH" "pfgate-mock/https"
-            stop_server
+            if want http; then
+                start "$PFGATE_BIN" mock --plain-http --listen "127.0.0.1:$P_PLAIN" ${MOCK_ARGS[@]+"${MOCK_ARGS[@]}"}
+                wait_port "$P_PLAIN"; check "http://127.0.0.1:$P_PLAIN$SDK_PATH"
+                measure "http://127.0.0.1:$P_PLAIN$SDK_PATH" "pfgate-mock/http"
+                stop_server
+            fi
+            if want https; then
+                start "$PFGATE_BIN" mock --listen "127.0.0.1:$P_TLS" ${MOCK_ARGS[@]+"${MOCK_ARGS[@]}"}
+                wait_port "$P_TLS"; check "https://127.0.0.1:$P_TLS$SDK_PATH"
+                measure "https://127.0.0.1:$P_TLS$SDK_PATH" "pfgate-mock/https"
+                stop_server
+            fi
             ;;
         wiremock)
             mkdir -p "$WORK/wm/mappings"
@@ -164,8 +182,8 @@ for round in $(seq 1 "$RUNS"); do
                 --root-dir "$WORK/wm" --no-request-journal --disable-banner
             wait_port "$P_PLAIN"; wait_port "$P_TLS"
             check "http://127.0.0.1:$P_PLAIN$SDK_PATH"; check "https://127.0.0.1:$P_TLS$SDK_PATH"
-            measure "http://127.0.0.1:$P_PLAIN$SDK_PATH" "wiremock/http"
-            measure "https://127.0.0.1:$P_TLS$SDK_PATH" "wiremock/https"
+            want http && measure "http://127.0.0.1:$P_PLAIN$SDK_PATH" "wiremock/http"
+            want https && measure "https://127.0.0.1:$P_TLS$SDK_PATH" "wiremock/https"
             stop_server
             ;;
         mountebank)
@@ -179,8 +197,8 @@ for round in $(seq 1 "$RUNS"); do
             done
             wait_port "$P_PLAIN"; wait_port "$P_TLS"
             check "http://127.0.0.1:$P_PLAIN$SDK_PATH"; check "https://127.0.0.1:$P_TLS$SDK_PATH"
-            measure "http://127.0.0.1:$P_PLAIN$SDK_PATH" "mountebank/http"
-            measure "https://127.0.0.1:$P_TLS$SDK_PATH" "mountebank/https"
+            want http && measure "http://127.0.0.1:$P_PLAIN$SDK_PATH" "mountebank/http"
+            want https && measure "https://127.0.0.1:$P_TLS$SDK_PATH" "mountebank/https"
             stop_server
             ;;
         spyne)
@@ -196,7 +214,7 @@ done
 
 # --- table -----------------------------------------------------------------------------------
 mkdir -p "$(dirname "$OUT")"
-python3 - "$WORK/results" "$OUT" "$CONNECTIONS" "$DURATION" "$RUNS" <<'PY'
+python3 - "$WORK/results" "$OUT" "$CONNECTIONS" "$DURATION" "$RUNS" "$SCENARIO" <<'PY'
 import statistics, sys, collections
 rows = collections.defaultdict(list)
 errs = collections.defaultdict(set)
@@ -209,7 +227,8 @@ for name, rs in rows.items():
     rs.sort()
     med[name] = rs[len(rs) // 2]
 out = [f"wrk -t1 -c{sys.argv[3]} -d{sys.argv[4]} --latency -s bench/pfauthuser5.lua URL; "
-       f"{sys.argv[5]} round(s), median", "",
+       f"{sys.argv[5]} round(s), median; servers on CPU 0, wrk on CPU 1; "
+       f"pfgate mock scenario: {sys.argv[6] or 'none (demo directory, no rule)'}", "",
        "| server / protocol | req/s | p50 ms | p99 ms | pfgate req/s ÷ this | this p99 ÷ pfgate p99 | errors |",
        "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
 for name, (rps, p50, p99) in med.items():

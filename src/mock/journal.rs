@@ -114,11 +114,12 @@ pub fn flatten(el: &Element) -> BTreeMap<String, String> {
             continue;
         }
         if e.children.is_empty() {
-            let mut key = path.clone();
+            let mut key = path;
             let mut n = 1;
             while out.contains_key(&key) {
                 n += 1;
-                key = format!("{path}[{n}]");
+                let base = key.split('[').next().unwrap_or(&key);
+                key = format!("{base}[{n}]");
             }
             out.insert(key, e.text.to_string());
         } else {
@@ -169,6 +170,15 @@ fn plain_operations() -> HashSet<&'static str> {
 pub fn response_is_plain(operation: &str) -> bool {
     static PLAIN: OnceLock<HashSet<&'static str>> = OnceLock::new();
     PLAIN.get_or_init(plain_operations).contains(operation)
+}
+
+/// `map` with every value redacted, in place (only the values redaction changes are new).
+pub fn redact_in_place(mut map: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    for (k, v) in map.iter_mut() {
+        let value = std::mem::take(v);
+        *v = redacted(k, value);
+    }
+    map
 }
 
 /// A flattened map with every value redacted.
@@ -457,6 +467,73 @@ mod tests {
         assert_eq!(redact_value("phoneFilter", "*0100"), "**00");
         assert_eq!(redact_value("username", "alice"), "alice");
         assert_eq!(redact_value("pin", ""), "");
+    }
+
+    #[test]
+    fn plain_operations_are_those_whose_answers_hold_no_secret() {
+        assert!(response_is_plain("PfAuthUser_5"));
+        assert!(response_is_plain("PfAuthUser_4"));
+        assert!(!response_is_plain("NoSuchOperation"));
+        // Operations answering user settings (PINs, phones) or secret keys are never deferred.
+        for op in Operation::ALL {
+            let spec = op.spec();
+            if spec.outputs.iter().any(|(_, ty)| !plain_type(ty)) {
+                assert!(!response_is_plain(spec.name), "{}", spec.name);
+            }
+        }
+        // The two result types taken as plain: their nested fields are named like no secret.
+        for (name, _) in crate::pfwssdk::CallResult::field_specs()
+            .into_iter()
+            .chain(crate::pfwssdk::Error::field_specs())
+        {
+            let path = format!("callResult.{name}");
+            assert!(!is_secret(&path) && !is_phone(&path), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_deferred_answer_reads_its_fields_when_listed() {
+        let body = crate::pfwssdk::soap::envelope::encode_response(
+            crate::pfwssdk::soap::SoapVersion::V11,
+            &crate::pfwssdk::Response::failure(
+                Operation::PfAuthUser_5,
+                crate::pfwssdk::Error::new(12, "denied"),
+            ),
+        );
+        let entry = Entry {
+            seq: 0,
+            time_unix_ms: 0,
+            method: "POST".into(),
+            path: "/".into(),
+            soap_version: None,
+            operation: Some("PfAuthUser_5".into()),
+            user: None,
+            inputs: BTreeMap::new(),
+            caller: CallerInfo {
+                ip: "127.0.0.1".into(),
+                principal: "anonymous".into(),
+            },
+            rule: None,
+            fault: None,
+            replayed_from: None,
+            response: ResponseInfo {
+                status: 200,
+                outcome: "false".into(),
+                fields: BTreeMap::new(),
+            },
+            duration_ms: 0,
+        };
+        let j = Journal::default();
+        let stored = j.push_answer(entry, Bytes::from(body));
+        assert!(stored.response.fields.is_empty());
+        let listed = j.list(&Filter::default());
+        assert_eq!(listed.len(), 1);
+        let fields = &listed[0].response.fields;
+        assert_eq!(fields.get("error.Code").map(String::as_str), Some("12"));
+        assert_eq!(
+            fields.get("PfAuthUser_5Result").map(String::as_str),
+            Some("false")
+        );
     }
 
     #[test]

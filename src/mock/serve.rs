@@ -114,6 +114,7 @@ pub fn respond(
 }
 
 /// What the journal needs of a request, gathered once.
+#[derive(Clone)]
 pub struct Seen {
     arrived_ms: u64,
     started: Instant,
@@ -134,35 +135,43 @@ impl Seen {
         outcome: &str,
         body: &[u8],
     ) -> Entry {
-        let mut e = self.entry_without_fields(rule, fault, status, outcome);
+        let mut e = self.clone().into_entry(rule, fault, status, outcome);
         e.response.fields = response_fields(body);
         e
     }
 
-    /// The journal entry for an answer, its response fields left empty (to be read later).
-    fn entry_without_fields(
-        &self,
+    /// The journal entry for an answer, its response fields left empty (to be read later). What
+    /// the request carried moves into it; its inputs are redacted in place.
+    fn into_entry(
+        self,
         rule: Option<String>,
         fault: Option<String>,
         status: u16,
         outcome: &str,
     ) -> Entry {
-        let d = self.decoded.as_ref();
+        let duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let (soap_version, operation, inputs) = match self.decoded {
+            Some(d) => {
+                let version = match d.version {
+                    SoapVersion::V11 => "1.1",
+                    SoapVersion::V12 => "1.2",
+                };
+                let inputs = journal::redact_in_place(d.inputs);
+                (Some(version.to_string()), d.operation, inputs)
+            }
+            None => (None, None, BTreeMap::new()),
+        };
         Entry {
             seq: 0,
             time_unix_ms: self.arrived_ms,
-            method: self.method.clone(),
-            path: self.path.clone(),
-            soap_version: d.map(|d| match d.version {
-                SoapVersion::V11 => "1.1".to_string(),
-                SoapVersion::V12 => "1.2".to_string(),
-            }),
-            operation: d.and_then(|d| d.operation).map(str::to_string),
-            user: d.and_then(|d| d.inputs.get("username").cloned()),
-            inputs: d
-                .map(|d| journal::redact_map(&d.inputs))
-                .unwrap_or_default(),
-            caller: self.caller.clone(),
+            method: self.method,
+            path: self.path,
+            soap_version,
+            operation: operation.map(str::to_string),
+            // Not a secret, and redaction leaves it as it is.
+            user: inputs.get("username").cloned(),
+            inputs,
+            caller: self.caller,
             rule,
             fault,
             replayed_from: None,
@@ -171,7 +180,7 @@ impl Seen {
                 outcome: outcome.to_string(),
                 fields: BTreeMap::new(),
             },
-            duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            duration_ms,
         }
     }
 }
@@ -199,7 +208,7 @@ pub fn push(mock: &MockState, entry: Entry) {
 /// Journals the answer the gateway's stages encoded for the request, unchanged: when its
 /// operation's response cannot hold a secret (`journal::response_is_plain`), its fields are read
 /// when the journal is, not now.
-fn push_answer(mock: &MockState, seen: &Seen, answer: Answered<'_>, body: &Bytes) {
+fn push_answer(mock: &MockState, seen: Seen, answer: Answered<'_>, body: &Bytes) {
     let Answered {
         rule,
         fault,
@@ -209,10 +218,12 @@ fn push_answer(mock: &MockState, seen: &Seen, answer: Answered<'_>, body: &Bytes
     } = answer;
     let plain = status == 200 && operation.is_some_and(journal::response_is_plain);
     if plain {
-        let entry = seen.entry_without_fields(rule, fault, status, outcome);
+        let entry = seen.into_entry(rule, fault, status, outcome);
         log(&mock.journal.push_answer(entry, body.clone()));
     } else {
-        push(mock, seen.entry(rule, fault, status, outcome, body));
+        let mut entry = seen.into_entry(rule, fault, status, outcome);
+        entry.response.fields = response_fields(body);
+        push(mock, entry);
     }
 }
 
@@ -324,7 +335,7 @@ async fn answer(
             }
             Err(routed) => routed,
         };
-        return Ok(finish(&mock, &seen, None, routed).await);
+        return Ok(finish(&mock, seen, None, routed).await);
     }
     let (parts, body) = req.into_parts();
     let limited = Limited::new(
@@ -420,7 +431,7 @@ async fn soap(
             admitted.finish(routed)
         }
     };
-    Ok(finish(mock, &seen, matched, routed).await)
+    Ok(finish(mock, seen, matched, routed).await)
 }
 
 /// The first rule of the scenario in force that matches the request.
@@ -485,7 +496,7 @@ fn faulted(
 /// malformed).
 async fn finish(
     mock: &MockState,
-    seen: &Seen,
+    seen: Seen,
     matched: Option<Matched>,
     routed: Routed,
 ) -> http::Response<MockBody> {
@@ -502,24 +513,22 @@ async fn finish(
         Err(never) => match never {},
     };
     let status = parts.status.as_u16();
-    let bytes: Bytes = match fault {
+    // A malformed body is not the encoder's: its fields are read now (`operation: None`).
+    let (bytes, operation): (Bytes, _) = match fault {
         Some(FaultSpec::MalformedXml) => {
-            let bytes = Bytes::from(faults::malformed(&String::from_utf8_lossy(&bytes)));
-            push(mock, seen.entry(rule, label, status, &outcome, &bytes));
-            bytes
+            let text = faults::malformed(&String::from_utf8_lossy(&bytes));
+            (Bytes::from(text), None)
         }
-        _ => {
-            let answer = Answered {
-                rule,
-                fault: label,
-                status,
-                outcome: &outcome,
-                operation,
-            };
-            push_answer(mock, seen, answer, &bytes);
-            bytes
-        }
+        _ => (bytes, operation),
     };
+    let answer = Answered {
+        rule,
+        fault: label,
+        status,
+        outcome: &outcome,
+        operation,
+    };
+    push_answer(mock, seen, answer, &bytes);
     let body = match fault {
         Some(FaultSpec::Trickle {
             chunk_bytes,
