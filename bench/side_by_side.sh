@@ -18,6 +18,7 @@
 # request journal/recording off and logging quiet, as fast as it is documented to go.
 #
 # Knobs: DURATION (10s), WARMUP (5s), RUNS (1), CONNECTIONS (32), ALT_DIR, SKIP_BUILD (0),
+# P_PLAIN, P_TLS, MB_ADMIN (ports, 18701-18703: they must be free),
 # TOOLS ("pfgate wiremock mountebank spyne"), OUT (bench/results/side_by_side.md),
 # PROTOCOLS ("http https": the pinned one-core comparison of issue #21 is plain HTTP alone,
 # PROTOCOLS=http), SCENARIO (empty: `pfgate mock` with the demo directory and no rule; a file,
@@ -39,9 +40,15 @@ PROTOCOLS="${PROTOCOLS:-http https}"
 SCENARIO="${SCENARIO:-}"
 OUT="${OUT:-$ROOT/bench/results/side_by_side.md}"
 SDK_PATH="/MultiFactorAuthWebServiceSdk/PfWsSdk.asmx"
-P_PLAIN=18701 P_TLS=18702 MB_ADMIN=18703
+P_PLAIN="${P_PLAIN:-18701}" P_TLS="${P_TLS:-18702}" MB_ADMIN="${MB_ADMIN:-18703}"
 note() { echo "bench/side_by_side.sh: $*" >&2; }
 die() { note "FAILED: $*"; exit 1; }
+# Another server already on a port would be measured in place of the tool (or make it fail).
+for port in "$P_PLAIN" "$P_TLS" "$MB_ADMIN"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        die "something already listens on 127.0.0.1:$port (set P_PLAIN, P_TLS, MB_ADMIN)"
+    fi
+done
 
 # --- install ---------------------------------------------------------------------------------
 bash "$ROOT/bench/install.sh"
@@ -140,10 +147,11 @@ stop_server
 request_id="$(sed -n 's/.*<authenticationRequestId>\([^<]*\)<.*/\1/p' "$WORK/response.xml")"
 note "fixed response: $(wc -c <"$WORK/response.xml") bytes, request id $request_id"
 
-python3 - "$WORK/response.xml" "$WORK" "$SDK_PATH" <<'PY'
+python3 - "$WORK/response.xml" "$WORK" "$SDK_PATH" "$P_PLAIN" "$P_TLS" <<'PY'
 import json, sys
 body = open(sys.argv[1]).read()
 work, path = sys.argv[2], sys.argv[3]
+plain_port, tls_port = int(sys.argv[4]), int(sys.argv[5])
 headers = {"Content-Type": "text/xml; charset=utf-8", "Cache-Control": "private, max-age=0"}
 json.dump({"request": {"method": "POST", "urlPath": path,
                        "headers": {"SOAPAction": {"contains": "PfAuthUser_5"}}},
@@ -152,7 +160,7 @@ json.dump({"request": {"method": "POST", "urlPath": path,
 stub = {"predicates": [{"equals": {"method": "POST", "path": path}},
                        {"contains": {"headers": {"SOAPAction": "PfAuthUser_5"}}}],
         "responses": [{"is": {"statusCode": 200, "headers": headers, "body": body}}]}
-for proto, port in (("http", 18701), ("https", 18702)):
+for proto, port in (("http", plain_port), ("https", tls_port)):
     json.dump({"port": port, "protocol": proto, "recordRequests": False, "stubs": [stub]},
               open(f"{work}/mb-{proto}.json", "w"))
 PY
@@ -181,7 +189,8 @@ for round in $(seq 1 "$RUNS"); do
             start "$ALT_DIR/node_modules/.bin/wiremock" --port "$P_PLAIN" --https-port "$P_TLS" \
                 --root-dir "$WORK/wm" --no-request-journal --disable-banner
             wait_port "$P_PLAIN"; wait_port "$P_TLS"
-            check "http://127.0.0.1:$P_PLAIN$SDK_PATH"; check "https://127.0.0.1:$P_TLS$SDK_PATH"
+            want http && check "http://127.0.0.1:$P_PLAIN$SDK_PATH"
+            want https && check "https://127.0.0.1:$P_TLS$SDK_PATH"
             want http && measure "http://127.0.0.1:$P_PLAIN$SDK_PATH" "wiremock/http"
             want https && measure "https://127.0.0.1:$P_TLS$SDK_PATH" "wiremock/https"
             stop_server
@@ -196,7 +205,8 @@ for round in $(seq 1 "$RUNS"); do
                     die "mountebank refused the $proto imposter"
             done
             wait_port "$P_PLAIN"; wait_port "$P_TLS"
-            check "http://127.0.0.1:$P_PLAIN$SDK_PATH"; check "https://127.0.0.1:$P_TLS$SDK_PATH"
+            want http && check "http://127.0.0.1:$P_PLAIN$SDK_PATH"
+            want https && check "https://127.0.0.1:$P_TLS$SDK_PATH"
             want http && measure "http://127.0.0.1:$P_PLAIN$SDK_PATH" "mountebank/http"
             want https && measure "https://127.0.0.1:$P_TLS$SDK_PATH" "mountebank/https"
             stop_server
