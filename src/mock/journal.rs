@@ -81,11 +81,14 @@ pub fn redact_value(path: &str, value: &str) -> String {
         return REDACTED.into();
     }
     // A number has digits; a flag about phones (`true`) has none and stays readable.
-    if is_phone(path) && value.chars().any(|c| c.is_ascii_digit()) {
-        let digits: Vec<char> = value.chars().filter(char::is_ascii_digit).collect();
-        let keep = digits.len().saturating_sub(2);
-        let tail: String = digits[keep..].iter().collect();
-        return format!("{}{tail}", "*".repeat(keep));
+    if is_phone(path) && value.bytes().any(|b| b.is_ascii_digit()) {
+        // The digits alone, all but the last two as `*` (no other byte of UTF-8 is a digit).
+        let digits = || value.bytes().filter(u8::is_ascii_digit);
+        let masked = digits().count().saturating_sub(2);
+        return digits()
+            .enumerate()
+            .map(|(i, d)| if i < masked { '*' } else { char::from(d) })
+            .collect();
     }
     value.to_string()
 }
