@@ -18,7 +18,14 @@
 # request journal/recording off and logging quiet, as fast as it is documented to go.
 #
 # Knobs: DURATION (10s), WARMUP (5s), RUNS (1), CONNECTIONS (32), ALT_DIR, SKIP_BUILD (0),
-# TOOLS ("pfgate wiremock mountebank spyne"), OUT (bench/results/side_by_side.md).
+# P_PLAIN, P_TLS, MB_ADMIN (ports, 18701-18703: they must be free),
+# TOOLS ("pfgate wiremock mountebank spyne"), OUT (bench/results/side_by_side.md),
+# PROTOCOLS ("http https": the pinned one-core comparison of issue #21 is plain HTTP alone,
+# PROTOCOLS=http), SCENARIO (empty: `pfgate mock` with the demo directory and no rule; a file,
+# e.g. bench/icount/mock-rule.toml: the request is a rule hit, as bench/icount.sh --mock counts it).
+#
+# Issue #21's run (server on CPU 0, wrk on CPU 1, plain HTTP keep-alive, a rule hit), on a quiet
+# machine:   PROTOCOLS=http SCENARIO=bench/icount/mock-rule.toml RUNS=3 bash bench/side_by_side.sh
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -29,11 +36,19 @@ CONNECTIONS="${CONNECTIONS:-32}"
 ALT_DIR="${ALT_DIR:-$ROOT/bench/.alt}"
 SKIP_BUILD="${SKIP_BUILD:-0}"
 TOOLS="${TOOLS:-pfgate wiremock mountebank spyne}"
+PROTOCOLS="${PROTOCOLS:-http https}"
+SCENARIO="${SCENARIO:-}"
 OUT="${OUT:-$ROOT/bench/results/side_by_side.md}"
 SDK_PATH="/MultiFactorAuthWebServiceSdk/PfWsSdk.asmx"
-P_PLAIN=18701 P_TLS=18702 MB_ADMIN=18703
+P_PLAIN="${P_PLAIN:-18701}" P_TLS="${P_TLS:-18702}" MB_ADMIN="${MB_ADMIN:-18703}"
 note() { echo "bench/side_by_side.sh: $*" >&2; }
 die() { note "FAILED: $*"; exit 1; }
+# Another server already on a port would be measured in place of the tool (or make it fail).
+for port in "$P_PLAIN" "$P_TLS" "$MB_ADMIN"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        die "something already listens on 127.0.0.1:$port (set P_PLAIN, P_TLS, MB_ADMIN)"
+    fi
+done
 
 # --- install ---------------------------------------------------------------------------------
 bash "$ROOT/bench/install.sh"
@@ -52,6 +67,12 @@ if [ "$SKIP_BUILD" != "1" ]; then
     cargo build --release --bin pfgate >&2
 fi
 PFGATE_BIN="$ROOT/target/release/pfgate"
+MOCK_ARGS=()
+if [ -n "$SCENARIO" ]; then
+    [ -f "$SCENARIO" ] || { echo "bench/side_by_side.sh: no scenario $SCENARIO" >&2; exit 2; }
+    MOCK_ARGS=(--scenario "$SCENARIO")
+fi
+want() { [[ " $PROTOCOLS " == *" $1 "* ]]; } # want PROTO: is it measured
 
 WORK="$(mktemp -d)"
 SERVER_PID=""
@@ -118,7 +139,7 @@ measure() { # measure URL NAME: warm-up, then one wrk run; appends "NAME rps p50
 }
 
 # --- the fixed response: what pfgate's mock answers ------------------------------------------
-start "$PFGATE_BIN" mock --plain-http --listen "127.0.0.1:$P_PLAIN"
+start "$PFGATE_BIN" mock --plain-http --listen "127.0.0.1:$P_PLAIN" ${MOCK_ARGS[@]+"${MOCK_ARGS[@]}"}
 wait_port "$P_PLAIN"
 check "http://127.0.0.1:$P_PLAIN$SDK_PATH"
 cp "$WORK/check.out" "$WORK/response.xml"
@@ -126,10 +147,11 @@ stop_server
 request_id="$(sed -n 's/.*<authenticationRequestId>\([^<]*\)<.*/\1/p' "$WORK/response.xml")"
 note "fixed response: $(wc -c <"$WORK/response.xml") bytes, request id $request_id"
 
-python3 - "$WORK/response.xml" "$WORK" "$SDK_PATH" <<'PY'
+python3 - "$WORK/response.xml" "$WORK" "$SDK_PATH" "$P_PLAIN" "$P_TLS" <<'PY'
 import json, sys
 body = open(sys.argv[1]).read()
 work, path = sys.argv[2], sys.argv[3]
+plain_port, tls_port = int(sys.argv[4]), int(sys.argv[5])
 headers = {"Content-Type": "text/xml; charset=utf-8", "Cache-Control": "private, max-age=0"}
 json.dump({"request": {"method": "POST", "urlPath": path,
                        "headers": {"SOAPAction": {"contains": "PfAuthUser_5"}}},
@@ -138,7 +160,7 @@ json.dump({"request": {"method": "POST", "urlPath": path,
 stub = {"predicates": [{"equals": {"method": "POST", "path": path}},
                        {"contains": {"headers": {"SOAPAction": "PfAuthUser_5"}}}],
         "responses": [{"is": {"statusCode": 200, "headers": headers, "body": body}}]}
-for proto, port in (("http", 18701), ("https", 18702)):
+for proto, port in (("http", plain_port), ("https", tls_port)):
     json.dump({"port": port, "protocol": proto, "recordRequests": False, "stubs": [stub]},
               open(f"{work}/mb-{proto}.json", "w"))
 PY
@@ -148,14 +170,18 @@ for round in $(seq 1 "$RUNS"); do
     for tool in $TOOLS; do
         case "$tool" in
         pfgate)
-            start "$PFGATE_BIN" mock --plain-http --listen "127.0.0.1:$P_PLAIN"
-            wait_port "$P_PLAIN"; check "http://127.0.0.1:$P_PLAIN$SDK_PATH"
-            measure "http://127.0.0.1:$P_PLAIN$SDK_PATH" "pfgate-mock/http"
-            stop_server
-            start "$PFGATE_BIN" mock --listen "127.0.0.1:$P_TLS"
-            wait_port "$P_TLS"; check "https://127.0.0.1:$P_TLS$SDK_PATH"
-            measure "https://127.0.0.1:$P_TLS$SDK_PATH" "pfgate-mock/https"
-            stop_server
+            if want http; then
+                start "$PFGATE_BIN" mock --plain-http --listen "127.0.0.1:$P_PLAIN" ${MOCK_ARGS[@]+"${MOCK_ARGS[@]}"}
+                wait_port "$P_PLAIN"; check "http://127.0.0.1:$P_PLAIN$SDK_PATH"
+                measure "http://127.0.0.1:$P_PLAIN$SDK_PATH" "pfgate-mock/http"
+                stop_server
+            fi
+            if want https; then
+                start "$PFGATE_BIN" mock --listen "127.0.0.1:$P_TLS" ${MOCK_ARGS[@]+"${MOCK_ARGS[@]}"}
+                wait_port "$P_TLS"; check "https://127.0.0.1:$P_TLS$SDK_PATH"
+                measure "https://127.0.0.1:$P_TLS$SDK_PATH" "pfgate-mock/https"
+                stop_server
+            fi
             ;;
         wiremock)
             mkdir -p "$WORK/wm/mappings"
@@ -163,9 +189,10 @@ for round in $(seq 1 "$RUNS"); do
             start "$ALT_DIR/node_modules/.bin/wiremock" --port "$P_PLAIN" --https-port "$P_TLS" \
                 --root-dir "$WORK/wm" --no-request-journal --disable-banner
             wait_port "$P_PLAIN"; wait_port "$P_TLS"
-            check "http://127.0.0.1:$P_PLAIN$SDK_PATH"; check "https://127.0.0.1:$P_TLS$SDK_PATH"
-            measure "http://127.0.0.1:$P_PLAIN$SDK_PATH" "wiremock/http"
-            measure "https://127.0.0.1:$P_TLS$SDK_PATH" "wiremock/https"
+            want http && check "http://127.0.0.1:$P_PLAIN$SDK_PATH"
+            want https && check "https://127.0.0.1:$P_TLS$SDK_PATH"
+            want http && measure "http://127.0.0.1:$P_PLAIN$SDK_PATH" "wiremock/http"
+            want https && measure "https://127.0.0.1:$P_TLS$SDK_PATH" "wiremock/https"
             stop_server
             ;;
         mountebank)
@@ -178,9 +205,10 @@ for round in $(seq 1 "$RUNS"); do
                     die "mountebank refused the $proto imposter"
             done
             wait_port "$P_PLAIN"; wait_port "$P_TLS"
-            check "http://127.0.0.1:$P_PLAIN$SDK_PATH"; check "https://127.0.0.1:$P_TLS$SDK_PATH"
-            measure "http://127.0.0.1:$P_PLAIN$SDK_PATH" "mountebank/http"
-            measure "https://127.0.0.1:$P_TLS$SDK_PATH" "mountebank/https"
+            want http && check "http://127.0.0.1:$P_PLAIN$SDK_PATH"
+            want https && check "https://127.0.0.1:$P_TLS$SDK_PATH"
+            want http && measure "http://127.0.0.1:$P_PLAIN$SDK_PATH" "mountebank/http"
+            want https && measure "https://127.0.0.1:$P_TLS$SDK_PATH" "mountebank/https"
             stop_server
             ;;
         spyne)
@@ -196,7 +224,7 @@ done
 
 # --- table -----------------------------------------------------------------------------------
 mkdir -p "$(dirname "$OUT")"
-python3 - "$WORK/results" "$OUT" "$CONNECTIONS" "$DURATION" "$RUNS" <<'PY'
+python3 - "$WORK/results" "$OUT" "$CONNECTIONS" "$DURATION" "$RUNS" "$SCENARIO" <<'PY'
 import statistics, sys, collections
 rows = collections.defaultdict(list)
 errs = collections.defaultdict(set)
@@ -209,7 +237,8 @@ for name, rs in rows.items():
     rs.sort()
     med[name] = rs[len(rs) // 2]
 out = [f"wrk -t1 -c{sys.argv[3]} -d{sys.argv[4]} --latency -s bench/pfauthuser5.lua URL; "
-       f"{sys.argv[5]} round(s), median", "",
+       f"{sys.argv[5]} round(s), median; servers on CPU 0, wrk on CPU 1; "
+       f"pfgate mock scenario: {sys.argv[6] or 'none (demo directory, no rule)'}", "",
        "| server / protocol | req/s | p50 ms | p99 ms | pfgate req/s ÷ this | this p99 ÷ pfgate p99 | errors |",
        "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
 for name, (rps, p50, p99) in med.items():

@@ -6,12 +6,14 @@
 //! (the same rules redact recorded fixtures, `src/mock/replay.rs`). The journal is bounded
 //! ([`CAPACITY`] entries, oldest dropped first) so a long CI run cannot grow the double without end.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use bytes::Bytes;
 use serde::Serialize;
 
 use crate::pfwssdk::soap::xml::Element;
+use crate::pfwssdk::Operation;
 
 /// Entries kept; older ones are dropped first.
 pub const CAPACITY: usize = 10_000;
@@ -40,18 +42,34 @@ const SECRET_NAMES: &[&str] = &[
 /// an OATH code only as a request parameter; nested (`error.Code`, `callResult.Code`) it is a
 /// result code and stays readable.
 pub fn is_secret(path: &str) -> bool {
-    let last = path.rsplit('.').next().unwrap_or(path);
-    let last = last.split('[').next().unwrap_or(last).to_ascii_lowercase();
-    SECRET_NAMES.contains(&last.as_str()) || (last == "code" && !path.contains('.'))
+    let last = leaf_name(path);
+    SECRET_NAMES.iter().any(|n| n.eq_ignore_ascii_case(last))
+        || (last.eq_ignore_ascii_case("code") && !path.contains('.'))
+}
+
+/// The last name of a dotted path, without its `[n]` (compared without allocating: every journal
+/// entry asks this of each of its fields).
+fn leaf_name(path: &str) -> &str {
+    // `.` and `[` are ASCII: the byte positions are character boundaries.
+    let start = path.bytes().rposition(|b| b == b'.').map_or(0, |i| i + 1);
+    let last = path.get(start..).unwrap_or(path);
+    match last.bytes().position(|b| b == b'[') {
+        Some(end) => last.get(..end).unwrap_or(last),
+        None => last,
+    }
 }
 
 /// True when the element at `path` holds a phone number (`phoneNumber`, `Phone`, `BackupPhone`,
 /// `userPhone`, `phoneFilter` …; not `phoneAppMode`, `UserCanChangePhone`).
 pub fn is_phone(path: &str) -> bool {
-    let last = path.rsplit('.').next().unwrap_or(path);
-    let last = last.split('[').next().unwrap_or(last).to_ascii_lowercase();
-    matches!(last.as_str(), "phonenumber" | "phonefilter")
-        || (last.ends_with("phone") && last != "usercanchangephone")
+    let last = leaf_name(path);
+    let ends_with_phone = last.len() >= 5
+        && last
+            .get(last.len() - 5..)
+            .is_some_and(|t| t.eq_ignore_ascii_case("phone"));
+    last.eq_ignore_ascii_case("phonenumber")
+        || last.eq_ignore_ascii_case("phonefilter")
+        || (ends_with_phone && !last.eq_ignore_ascii_case("usercanchangephone"))
 }
 
 /// `value` as it may be stored: secrets replaced, phone numbers masked to their last two digits.
@@ -63,13 +81,24 @@ pub fn redact_value(path: &str, value: &str) -> String {
         return REDACTED.into();
     }
     // A number has digits; a flag about phones (`true`) has none and stays readable.
-    if is_phone(path) && value.chars().any(|c| c.is_ascii_digit()) {
-        let digits: Vec<char> = value.chars().filter(char::is_ascii_digit).collect();
-        let keep = digits.len().saturating_sub(2);
-        let tail: String = digits[keep..].iter().collect();
-        return format!("{}{tail}", "*".repeat(keep));
+    if is_phone(path) && value.bytes().any(|b| b.is_ascii_digit()) {
+        // The digits alone, all but the last two as `*` (no other byte of UTF-8 is a digit).
+        let digits = || value.bytes().filter(u8::is_ascii_digit);
+        let masked = digits().count().saturating_sub(2);
+        return digits()
+            .enumerate()
+            .map(|(i, d)| if i < masked { '*' } else { char::from(d) })
+            .collect();
     }
     value.to_string()
+}
+
+/// [`redact_value`] on an owned value: kept as it is (no copy) when nothing in it is redacted.
+pub fn redacted(path: &str, value: String) -> String {
+    if value.is_empty() || !(is_secret(path) || is_phone(path)) {
+        return value;
+    }
+    redact_value(path, &value)
 }
 
 /// The element's descendants as `path → text`: leaves by local name, nested ones dotted
@@ -88,11 +117,12 @@ pub fn flatten(el: &Element) -> BTreeMap<String, String> {
             continue;
         }
         if e.children.is_empty() {
-            let mut key = path.clone();
+            let mut key = path;
             let mut n = 1;
             while out.contains_key(&key) {
                 n += 1;
-                key = format!("{path}[{n}]");
+                let base = key.split('[').next().unwrap_or(&key);
+                key = format!("{base}[{n}]");
             }
             out.insert(key, e.text.to_string());
         } else {
@@ -104,10 +134,60 @@ pub fn flatten(el: &Element) -> BTreeMap<String, String> {
     out
 }
 
+/// Contract types whose every value is safe to hold as it is: numbers, flags, strings (the
+/// element's name decides whether a string is a secret), the result types whose nested fields
+/// are only `Code` and `Description`, and the enumerations (fixed literals).
+fn plain_type(contract_type: &str) -> bool {
+    const PLAIN: &[&str] = &[
+        "string",
+        "int",
+        "long",
+        "unsignedInt",
+        "double",
+        "boolean",
+        "CallResult",
+        "Error",
+    ];
+    PLAIN.contains(&contract_type)
+        || crate::pfwssdk::enum_specs()
+            .iter()
+            .any(|(name, _)| *name == contract_type)
+}
+
+fn plain_operations() -> HashSet<&'static str> {
+    let plain = |(name, ty): &(&str, String)| plain_type(ty) && !is_secret(name) && !is_phone(name);
+    Operation::ALL
+        .iter()
+        .map(|op| op.spec())
+        .filter(|s| {
+            let result = (s.name, s.result_type.clone());
+            plain(&result) && s.outputs.iter().all(plain)
+        })
+        .map(|s| s.name)
+        .collect()
+}
+
+/// True when no field of the operation's response can be a secret or a phone number (its result
+/// and outputs are all of [`plain_type`]s and none is named like one): its encoded response may
+/// then be kept as it is and flattened when the journal is read ([`Journal::push_answer`]).
+pub fn response_is_plain(operation: &str) -> bool {
+    static PLAIN: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    PLAIN.get_or_init(plain_operations).contains(operation)
+}
+
+/// `map` with every value redacted, in place (only the values redaction changes are new).
+pub fn redact_in_place(mut map: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    for (k, v) in map.iter_mut() {
+        let value = std::mem::take(v);
+        *v = redacted(k, value);
+    }
+    map
+}
+
 /// A flattened map with every value redacted.
 pub fn redact_map(map: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     map.iter()
-        .map(|(k, v)| (k.clone(), redact_value(k, v)))
+        .map(|(k, v)| (k.clone(), redacted(k, v.clone())))
         .collect()
 }
 
@@ -237,7 +317,25 @@ pub struct Journal {
 #[derive(Debug, Default)]
 struct Inner {
     next: u64,
-    entries: VecDeque<Entry>,
+    entries: VecDeque<Stored>,
+}
+
+/// An entry as kept: its response fields either in it, or still to be read from the response
+/// body (a plain operation's answer, [`response_is_plain`]).
+#[derive(Debug, Clone)]
+struct Stored {
+    entry: Arc<Entry>,
+    answer: Option<Bytes>,
+}
+
+impl Stored {
+    fn entry(self, fields: fn(&[u8]) -> BTreeMap<String, String>) -> Entry {
+        let mut e = Arc::unwrap_or_clone(self.entry);
+        if let Some(body) = self.answer {
+            e.response.fields = fields(&body);
+        }
+        e
+    }
 }
 
 impl Journal {
@@ -248,25 +346,48 @@ impl Journal {
         }
     }
 
-    /// Stores an entry (its `seq` is assigned here) and returns the number given.
-    pub fn push(&self, mut entry: Entry) -> u64 {
+    /// Stores an entry (its `seq` is assigned here) and returns it as stored, shared: the caller
+    /// logs it after the lock is released, without a copy.
+    pub fn push(&self, entry: Entry) -> Arc<Entry> {
+        self.store(entry, None)
+    }
+
+    /// [`Journal::push`] for the answer to a plain operation ([`response_is_plain`]): `answer` is
+    /// the response body it sent, whose fields are read when the journal is (the request does not
+    /// pay for it). The caller checks the operation is plain: its body holds no secret.
+    pub fn push_answer(&self, entry: Entry, answer: Bytes) -> Arc<Entry> {
+        self.store(entry, Some(answer))
+    }
+
+    fn store(&self, mut entry: Entry, answer: Option<Bytes>) -> Arc<Entry> {
         let mut g = self.lock();
         g.next += 1;
         entry.seq = g.next;
+        let entry = Arc::new(entry);
         if g.entries.len() >= CAPACITY {
             g.entries.pop_front();
         }
-        g.entries.push_back(entry);
-        g.next
+        let stored = Stored {
+            entry: entry.clone(),
+            answer,
+        };
+        g.entries.push_back(stored);
+        entry
     }
 
-    /// The entries the filter accepts, oldest first.
+    /// The entries the filter accepts, oldest first. The deferred response fields are read after
+    /// the lock is released: requests being journaled meanwhile do not wait for it.
     pub fn list(&self, filter: &Filter) -> Vec<Entry> {
-        self.lock()
+        let picked: Vec<Stored> = self
+            .lock()
             .entries
             .iter()
-            .filter(|e| filter.accepts(e))
+            .filter(|s| filter.accepts(&s.entry))
             .cloned()
+            .collect();
+        picked
+            .into_iter()
+            .map(|s| s.entry(super::own_xml::response_fields))
             .collect()
     }
 
@@ -349,6 +470,73 @@ mod tests {
         assert_eq!(redact_value("phoneFilter", "*0100"), "**00");
         assert_eq!(redact_value("username", "alice"), "alice");
         assert_eq!(redact_value("pin", ""), "");
+    }
+
+    #[test]
+    fn plain_operations_are_those_whose_answers_hold_no_secret() {
+        assert!(response_is_plain("PfAuthUser_5"));
+        assert!(response_is_plain("PfAuthUser_4"));
+        assert!(!response_is_plain("NoSuchOperation"));
+        // Operations answering user settings (PINs, phones) or secret keys are never deferred.
+        for op in Operation::ALL {
+            let spec = op.spec();
+            if spec.outputs.iter().any(|(_, ty)| !plain_type(ty)) {
+                assert!(!response_is_plain(spec.name), "{}", spec.name);
+            }
+        }
+        // The two result types taken as plain: their nested fields are named like no secret.
+        for (name, _) in crate::pfwssdk::CallResult::field_specs()
+            .into_iter()
+            .chain(crate::pfwssdk::Error::field_specs())
+        {
+            let path = format!("callResult.{name}");
+            assert!(!is_secret(&path) && !is_phone(&path), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_deferred_answer_reads_its_fields_when_listed() {
+        let body = crate::pfwssdk::soap::envelope::encode_response(
+            crate::pfwssdk::soap::SoapVersion::V11,
+            &crate::pfwssdk::Response::failure(
+                Operation::PfAuthUser_5,
+                crate::pfwssdk::Error::new(12, "denied"),
+            ),
+        );
+        let entry = Entry {
+            seq: 0,
+            time_unix_ms: 0,
+            method: "POST".into(),
+            path: "/".into(),
+            soap_version: None,
+            operation: Some("PfAuthUser_5".into()),
+            user: None,
+            inputs: BTreeMap::new(),
+            caller: CallerInfo {
+                ip: "127.0.0.1".into(),
+                principal: "anonymous".into(),
+            },
+            rule: None,
+            fault: None,
+            replayed_from: None,
+            response: ResponseInfo {
+                status: 200,
+                outcome: "false".into(),
+                fields: BTreeMap::new(),
+            },
+            duration_ms: 0,
+        };
+        let j = Journal::default();
+        let stored = j.push_answer(entry, Bytes::from(body));
+        assert!(stored.response.fields.is_empty());
+        let listed = j.list(&Filter::default());
+        assert_eq!(listed.len(), 1);
+        let fields = &listed[0].response.fields;
+        assert_eq!(fields.get("error.Code").map(String::as_str), Some("12"));
+        assert_eq!(
+            fields.get("PfAuthUser_5Result").map(String::as_str),
+            Some("false")
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! Everything is validated when loaded (an unknown operation name, an impossible status, a delay
 //! longer than a client would wait), so a typo fails the start or the reload, not a CI run later.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -296,6 +296,8 @@ pub struct Rule {
     seen: AtomicU64,
     /// Requests the rule decided.
     used: AtomicU64,
+    /// The `phone` matcher's digits and wildcards, worked out once.
+    phone_pattern: Option<String>,
 }
 
 impl Rule {
@@ -340,17 +342,23 @@ pub struct Scenario {
     pub directory: Directory,
     /// Rules in order.
     pub rules: Vec<Rule>,
+    /// The rule index: for each wire operation, the positions (in order) of the rules whose
+    /// `operation` matcher can fit it (rules without one fit every operation).
+    by_operation: HashMap<&'static str, Vec<usize>>,
+    /// The positions of the rules without an `operation` matcher: all a request that did not
+    /// decode can match.
+    any_operation: Vec<usize>,
 }
 
 impl Scenario {
     /// The demo directory and no rule: what `pfgate mock` answers without `--scenario`.
     pub fn demo() -> Result<Self, ScenarioError> {
-        Ok(Self {
-            sources: vec!["fixtures/demo.toml (embedded)".into()],
-            names: vec!["demo".into()],
-            directory: Directory::demo()?,
-            rules: Vec::new(),
-        })
+        Ok(Self::assemble(
+            vec!["fixtures/demo.toml (embedded)".into()],
+            vec!["demo".into()],
+            Directory::demo()?,
+            Vec::new(),
+        ))
     }
 
     /// Reads and merges scenario files, in order.
@@ -398,12 +406,8 @@ impl Scenario {
             .collect::<Vec<_>>()
             .join(", ");
         let directory = Directory::from_parts(&origin, users, phone_rules, default_phone)?;
-        Ok(Self {
-            sources: sources.iter().map(|(o, _)| o.clone()).collect(),
-            names,
-            directory,
-            rules,
-        })
+        let sources = sources.iter().map(|(o, _)| o.clone()).collect();
+        Ok(Self::assemble(sources, names, directory, rules))
     }
 
     /// A scenario from rules built in code (`pfgate::testing`), over `directory`.
@@ -417,12 +421,12 @@ impl Scenario {
             .enumerate()
             .map(|(i, s)| Rule::new(origin, i, s))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self {
-            sources: vec![origin.to_string()],
-            names: Vec::new(),
+        Ok(Self::assemble(
+            vec![origin.to_string()],
+            Vec::new(),
             directory,
             rules,
-        })
+        ))
     }
 
     /// This scenario with one more rule at the end; the existing rules keep their counters (what
@@ -436,22 +440,62 @@ impl Scenario {
                 name: r.name.clone(),
                 seen: AtomicU64::new(r.seen.load(Ordering::SeqCst)),
                 used: AtomicU64::new(r.used()),
+                phone_pattern: r.phone_pattern.clone(),
             })
             .collect();
         rules.push(Rule::new(origin, rules.len(), spec)?);
-        Ok(Self {
-            sources: self.sources.clone(),
-            names: self.names.clone(),
-            directory: self.directory.clone(),
+        Ok(Self::assemble(
+            self.sources.clone(),
+            self.names.clone(),
+            self.directory.clone(),
             rules,
-        })
+        ))
+    }
+
+    /// A scenario over `rules`, with its rule index.
+    fn assemble(
+        sources: Vec<String>,
+        names: Vec<String>,
+        directory: Directory,
+        rules: Vec<Rule>,
+    ) -> Self {
+        let any_operation = (0..rules.len())
+            .filter(|&i| rules[i].spec.operation.is_none())
+            .collect();
+        let by_operation = Operation::ALL
+            .iter()
+            .map(|op| {
+                let name = op.name();
+                let fits = (0..rules.len()).filter(|&i| rules[i].fits_operation(name));
+                (name, fits.collect())
+            })
+            .collect();
+        Self {
+            sources,
+            names,
+            directory,
+            rules,
+            by_operation,
+            any_operation,
+        }
     }
 
     /// The first rule that matches this request, its counters advanced; `None` when none does.
+    /// Only the rules the index lists for the request's operation are tried, in order: a rule
+    /// for another operation is never looked at (nor its counters advanced, as before).
     pub fn find(&self, facts: &RequestFacts<'_>) -> Option<Matched> {
-        let phone = self.phone_digits(facts.inputs);
-        for rule in &self.rules {
-            if let Some(m) = rule.try_match(facts, phone.as_deref()) {
+        let candidates = match facts.operation {
+            Some(op) => self.by_operation.get(op).unwrap_or(&self.any_operation),
+            None => &self.any_operation,
+        };
+        let mut phone: Option<Option<String>> = None;
+        for rule in candidates.iter().filter_map(|&i| self.rules.get(i)) {
+            let phone = match (&rule.phone_pattern, &phone) {
+                (None, _) => None,
+                (Some(_), Some(p)) => p.as_deref(),
+                (Some(_), None) => phone.insert(self.phone_digits(facts.inputs)).as_deref(),
+            };
+            if let Some(m) = rule.try_match(facts, phone) {
                 return Some(m);
             }
         }
@@ -517,21 +561,32 @@ impl Rule {
         if let Some(f) = &spec.fault {
             f.check().map_err(bad)?;
         }
+        let phone_pattern = spec.phone.as_ref().map(|p| {
+            p.chars()
+                .filter(|c| c.is_ascii_digit() || matches!(c, '*' | '?'))
+                .collect()
+        });
         Ok(Self {
             spec,
             name,
             seen: AtomicU64::new(0),
             used: AtomicU64::new(0),
+            phone_pattern,
         })
+    }
+
+    /// True when the rule's `operation` matcher (if any) fits the wire operation `op`.
+    fn fits_operation(&self, op: &str) -> bool {
+        self.spec
+            .operation
+            .as_ref()
+            .is_none_or(|ops| ops.items().iter().any(|p| glob(p, op, false)))
     }
 
     fn try_match(&self, facts: &RequestFacts<'_>, phone: Option<&str>) -> Option<Matched> {
         let s = &self.spec;
-        if let Some(ops) = &s.operation {
-            let op = facts.operation?;
-            if !ops.items().iter().any(|p| glob(p, op, false)) {
-                return None;
-            }
+        if s.operation.is_some() && !self.fits_operation(facts.operation?) {
+            return None;
         }
         if let Some(u) = &s.user {
             let user = facts.inputs.get("username")?;
@@ -539,12 +594,8 @@ impl Rule {
                 return None;
             }
         }
-        if let Some(p) = &s.phone {
-            let pattern: String = p
-                .chars()
-                .filter(|c| c.is_ascii_digit() || matches!(c, '*' | '?'))
-                .collect();
-            if !glob(&pattern, phone?, false) {
+        if let Some(pattern) = &self.phone_pattern {
+            if !glob(pattern, phone?, false) {
                 return None;
             }
         }
@@ -586,6 +637,14 @@ impl Rule {
 /// `*` (any run) and `?` (one character) patterns, optionally ignoring ASCII case. Iterative, so
 /// a hostile pattern costs time linear in pattern × text, never a stack.
 pub fn glob(pattern: &str, text: &str, ignore_case: bool) -> bool {
+    // Nearly every pattern is a plain name or number: compared as it is, without the loop.
+    if !pattern.contains(['*', '?']) {
+        return if ignore_case {
+            pattern.eq_ignore_ascii_case(text)
+        } else {
+            pattern == text
+        };
+    }
     let fold = |c: char| {
         if ignore_case {
             c.to_ascii_lowercase()

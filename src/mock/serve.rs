@@ -28,7 +28,7 @@ use super::MockState;
 use crate::gateway::caller::{self, ConnAuth, Identified, Unauthenticated};
 use crate::gateway::{self, AppState, ConnInfo, Layer, LayerResult, NoAnswer, Routed};
 use crate::pfwssdk::soap::envelope::{read_head, RequestHead, SoapVersion};
-use crate::pfwssdk::soap::xml::{self, Element, XmlLimits};
+use crate::pfwssdk::soap::xml::{Element, XmlLimits};
 use crate::pfwssdk::soap::{decode_envelope, parse_envelope, DecodedCall, Fault};
 
 /// A SOAP request as far as the double understood it.
@@ -85,13 +85,11 @@ pub fn decode(headers: &http::HeaderMap, body: &[u8], limits: XmlLimits) -> Opti
     Some(read(&head, body, limits).0)
 }
 
-/// The decoded, redacted fields of a response envelope (empty when it is not XML).
+/// The decoded, redacted fields of a response envelope (empty when it is not XML). The envelopes
+/// the double answers are its own encoder's: read in one pass ([`super::own_xml`]); anything
+/// that reader does not accept goes through the full parser.
 pub fn response_fields(body: &[u8]) -> BTreeMap<String, String> {
-    xml::parse(body, XmlLimits::default())
-        .ok()
-        .and_then(|root| operation_element(&root).map(journal::flatten))
-        .map(|m| journal::redact_map(&m))
-        .unwrap_or_default()
+    super::own_xml::response_fields(body)
 }
 
 fn now_ms() -> u64 {
@@ -116,6 +114,7 @@ pub fn respond(
 }
 
 /// What the journal needs of a request, gathered once.
+#[derive(Clone)]
 pub struct Seen {
     arrived_ms: u64,
     started: Instant,
@@ -136,31 +135,52 @@ impl Seen {
         outcome: &str,
         body: &[u8],
     ) -> Entry {
-        let d = self.decoded.as_ref();
+        let mut e = self.clone().into_entry(rule, fault, status, outcome);
+        e.response.fields = response_fields(body);
+        e
+    }
+
+    /// The journal entry for an answer, its response fields left empty (to be read later). What
+    /// the request carried moves into it; its inputs are redacted in place.
+    fn into_entry(
+        self,
+        rule: Option<String>,
+        fault: Option<String>,
+        status: u16,
+        outcome: &str,
+    ) -> Entry {
+        let duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let (soap_version, operation, inputs) = match self.decoded {
+            Some(d) => {
+                let version = match d.version {
+                    SoapVersion::V11 => "1.1",
+                    SoapVersion::V12 => "1.2",
+                };
+                let inputs = journal::redact_in_place(d.inputs);
+                (Some(version.to_string()), d.operation, inputs)
+            }
+            None => (None, None, BTreeMap::new()),
+        };
         Entry {
             seq: 0,
             time_unix_ms: self.arrived_ms,
-            method: self.method.clone(),
-            path: self.path.clone(),
-            soap_version: d.map(|d| match d.version {
-                SoapVersion::V11 => "1.1".to_string(),
-                SoapVersion::V12 => "1.2".to_string(),
-            }),
-            operation: d.and_then(|d| d.operation).map(str::to_string),
-            user: d.and_then(|d| d.inputs.get("username").cloned()),
-            inputs: d
-                .map(|d| journal::redact_map(&d.inputs))
-                .unwrap_or_default(),
-            caller: self.caller.clone(),
+            method: self.method,
+            path: self.path,
+            soap_version,
+            operation: operation.map(str::to_string),
+            // Not a secret, and redaction leaves it as it is.
+            user: inputs.get("username").cloned(),
+            inputs,
+            caller: self.caller,
             rule,
             fault,
             replayed_from: None,
             response: ResponseInfo {
                 status,
                 outcome: outcome.to_string(),
-                fields: response_fields(body),
+                fields: BTreeMap::new(),
             },
-            duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            duration_ms,
         }
     }
 }
@@ -181,9 +201,40 @@ fn log(entry: &Entry) {
 }
 
 /// Stores an entry in the journal and logs it.
-pub fn push(mock: &MockState, mut entry: Entry) {
-    entry.seq = mock.journal.push(entry.clone());
-    log(&entry);
+pub fn push(mock: &MockState, entry: Entry) {
+    log(&mock.journal.push(entry));
+}
+
+/// Journals the answer the gateway's stages encoded for the request, unchanged: when its
+/// operation's response cannot hold a secret (`journal::response_is_plain`), its fields are read
+/// when the journal is, not now.
+fn push_answer(mock: &MockState, seen: Seen, answer: Answered<'_>, body: &Bytes) {
+    let Answered {
+        rule,
+        fault,
+        status,
+        outcome,
+        operation,
+    } = answer;
+    let plain = status == 200 && operation.is_some_and(journal::response_is_plain);
+    if plain {
+        let entry = seen.into_entry(rule, fault, status, outcome);
+        log(&mock.journal.push_answer(entry, body.clone()));
+    } else {
+        let mut entry = seen.into_entry(rule, fault, status, outcome);
+        entry.response.fields = response_fields(body);
+        push(mock, entry);
+    }
+}
+
+/// What [`push_answer`] journals besides the body.
+struct Answered<'a> {
+    rule: Option<String>,
+    fault: Option<String>,
+    status: u16,
+    outcome: &'a str,
+    /// The operation the gateway's stages answered.
+    operation: Option<&'static str>,
 }
 
 /// The double as a layer around the gateway's service (`server::start_serving` takes it).
@@ -284,7 +335,7 @@ async fn answer(
             }
             Err(routed) => routed,
         };
-        return Ok(finish(&mock, &seen, None, routed).await);
+        return Ok(finish(&mock, seen, None, routed).await);
     }
     let (parts, body) = req.into_parts();
     let limited = Limited::new(
@@ -380,7 +431,7 @@ async fn soap(
             admitted.finish(routed)
         }
     };
-    Ok(finish(mock, &seen, matched, routed).await)
+    Ok(finish(mock, seen, matched, routed).await)
 }
 
 /// The first rule of the scenario in force that matches the request.
@@ -445,7 +496,7 @@ fn faulted(
 /// malformed).
 async fn finish(
     mock: &MockState,
-    seen: &Seen,
+    seen: Seen,
     matched: Option<Matched>,
     routed: Routed,
 ) -> http::Response<MockBody> {
@@ -455,19 +506,29 @@ async fn finish(
     };
     let label = fault.as_ref().map(FaultSpec::label);
     let outcome = routed.handled.text();
+    let operation = routed.operation;
     let (mut parts, body) = routed.response.into_parts();
     let bytes = match body.collect().await {
         Ok(c) => c.to_bytes(),
         Err(never) => match never {},
     };
-    let bytes: Bytes = match fault {
-        Some(FaultSpec::MalformedXml) => {
-            Bytes::from(faults::malformed(&String::from_utf8_lossy(&bytes)))
-        }
-        _ => bytes,
-    };
     let status = parts.status.as_u16();
-    push(mock, seen.entry(rule, label, status, &outcome, &bytes));
+    // A malformed body is not the encoder's: its fields are read now (`operation: None`).
+    let (bytes, operation): (Bytes, _) = match fault {
+        Some(FaultSpec::MalformedXml) => {
+            let text = faults::malformed(&String::from_utf8_lossy(&bytes));
+            (Bytes::from(text), None)
+        }
+        _ => (bytes, operation),
+    };
+    let answer = Answered {
+        rule,
+        fault: label,
+        status,
+        outcome: &outcome,
+        operation,
+    };
+    push_answer(mock, seen, answer, &bytes);
     let body = match fault {
         Some(FaultSpec::Trickle {
             chunk_bytes,
