@@ -59,6 +59,33 @@ pub(super) fn select_users_sql() -> String {
     format!("SELECT {} FROM users", USER_COLUMNS.join(", "))
 }
 
+/// The user's row and, in the same statement, what the policy reads beside it
+/// ([`Store::user_standing`](super::Store::user_standing)): the [`USER_COLUMNS`] in order, then
+/// whether a block exists, the end of a lock still running at `now`, and whether a bypass valid at
+/// `now` exists ([`STANDING_BLOCKED`], [`STANDING_LOCKED_UNTIL`], [`STANDING_BYPASS`]).
+/// `placeholder(1)` is the key, `placeholder(2)` now (a BIGINT).
+pub(super) fn select_standing_sql(placeholder: impl Fn(usize) -> String) -> String {
+    let (key, now) = (placeholder(1), placeholder(2));
+    format!(
+        "SELECT {}, \
+         EXISTS (SELECT 1 FROM blocks WHERE blocks.username_key = users.username_key), \
+         (SELECT auth_failures.locked_until FROM auth_failures \
+          WHERE auth_failures.username_key = users.username_key \
+          AND auth_failures.locked_until > {now}), \
+         EXISTS (SELECT 1 FROM bypasses WHERE bypasses.username_key = users.username_key \
+          AND bypasses.expires_at >= {now}) \
+         FROM users WHERE users.username_key = {key}",
+        USER_COLUMNS.join(", ")
+    )
+}
+
+/// The column of [`select_standing_sql`] saying whether the user is blocked.
+pub(super) const STANDING_BLOCKED: usize = USER_COLUMNS.len();
+/// The column of [`select_standing_sql`] with the end of a running lock, or NULL.
+pub(super) const STANDING_LOCKED_UNTIL: usize = USER_COLUMNS.len() + 1;
+/// The column of [`select_standing_sql`] saying whether a valid bypass exists.
+pub(super) const STANDING_BYPASS: usize = USER_COLUMNS.len() + 2;
+
 /// Inserts a user unless the key exists; `placeholder(n)` is the dialect's n-th (1-based)
 /// parameter. The values are [`UserRow::insert_values`].
 pub(super) fn insert_user_sql(placeholder: impl Fn(usize) -> String) -> String {
