@@ -523,20 +523,20 @@ impl ToSql for Value<'_> {
 
 impl Columns for Row {
     type Error = tokio_postgres::Error;
-    fn text(&self, name: &str) -> Result<String, Self::Error> {
-        self.try_get(name)
+    fn text(&self, index: usize) -> Result<String, Self::Error> {
+        self.try_get(index)
     }
-    fn opt_text(&self, name: &str) -> Result<Option<String>, Self::Error> {
-        self.try_get(name)
+    fn opt_text(&self, index: usize) -> Result<Option<String>, Self::Error> {
+        self.try_get(index)
     }
-    fn int(&self, name: &str) -> Result<i64, Self::Error> {
-        self.try_get(name)
+    fn int(&self, index: usize) -> Result<i64, Self::Error> {
+        self.try_get(index)
     }
-    fn opt_int(&self, name: &str) -> Result<Option<i64>, Self::Error> {
-        self.try_get(name)
+    fn opt_int(&self, index: usize) -> Result<Option<i64>, Self::Error> {
+        self.try_get(index)
     }
-    fn flag(&self, name: &str) -> Result<bool, Self::Error> {
-        self.try_get(name)
+    fn flag(&self, index: usize) -> Result<bool, Self::Error> {
+        self.try_get(index)
     }
 }
 

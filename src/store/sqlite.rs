@@ -556,51 +556,22 @@ impl ToSql for Value<'_> {
     }
 }
 
-/// The index of `name` in a row selected with [`row::select_users_sql`] or
-/// [`row::select_standing_sql`], the only queries read through [`Columns`]: their first columns
-/// are [`row::USER_COLUMNS`] in that order. Why not
-/// `Row::get(name)`: rusqlite resolves a name by asking SQLite for every column's name and
-/// comparing (with a `strlen` each), 30 columns for each of 30 reads — in a profile of
-/// `PfAuthUser_5` that was about a tenth of the server's CPU. A name that is not a user column
-/// still goes through rusqlite's look-up, so a mistake costs time, never a wrong column.
-fn user_column<'n>(row: &Row<'_>, name: &'n str) -> Result<usize, &'n str> {
-    match row::USER_COLUMNS.iter().position(|c| *c == name) {
-        Some(i) if row.as_ref().column_count() >= row::USER_COLUMNS.len() => Ok(i),
-        _ => Err(name),
-    }
-}
-
 impl Columns for Row<'_> {
     type Error = rusqlite::Error;
-    fn text(&self, name: &str) -> rusqlite::Result<String> {
-        match user_column(self, name) {
-            Ok(i) => self.get(i),
-            Err(n) => self.get(n),
-        }
+    fn text(&self, index: usize) -> rusqlite::Result<String> {
+        self.get(index)
     }
-    fn opt_text(&self, name: &str) -> rusqlite::Result<Option<String>> {
-        match user_column(self, name) {
-            Ok(i) => self.get(i),
-            Err(n) => self.get(n),
-        }
+    fn opt_text(&self, index: usize) -> rusqlite::Result<Option<String>> {
+        self.get(index)
     }
-    fn int(&self, name: &str) -> rusqlite::Result<i64> {
-        match user_column(self, name) {
-            Ok(i) => self.get(i),
-            Err(n) => self.get(n),
-        }
+    fn int(&self, index: usize) -> rusqlite::Result<i64> {
+        self.get(index)
     }
-    fn opt_int(&self, name: &str) -> rusqlite::Result<Option<i64>> {
-        match user_column(self, name) {
-            Ok(i) => self.get(i),
-            Err(n) => self.get(n),
-        }
+    fn opt_int(&self, index: usize) -> rusqlite::Result<Option<i64>> {
+        self.get(index)
     }
-    fn flag(&self, name: &str) -> rusqlite::Result<bool> {
-        match user_column(self, name) {
-            Ok(i) => self.get(i),
-            Err(n) => self.get(n),
-        }
+    fn flag(&self, index: usize) -> rusqlite::Result<bool> {
+        self.get(index)
     }
 }
 
