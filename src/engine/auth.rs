@@ -205,7 +205,7 @@ pub(crate) type InflightKey = CallKey;
 fn inflight_key(attempt: &AuthAttempt) -> InflightKey {
     CallKey::new(
         &attempt.username,
-        &attempt.phone.e164(),
+        attempt.phone.e164(),
         &attempt.caller,
         &attempt.application_name,
         &attempt.initiating_ip,

@@ -336,15 +336,16 @@ impl CallKey {
     /// every keyed lookup shares) and of the principal.
     pub fn new(
         username: &str,
-        phone: &str,
+        phone: impl Into<String>,
         caller: &str,
         application: &str,
         initiating_ip: &str,
     ) -> Self {
         Self {
             username: crate::core::username::key(username),
-            phone: phone.to_string(),
-            caller: caller.to_lowercase(),
+            phone: phone.into(),
+            // `username::key` is `to_lowercase` with a fast path for ASCII (same result).
+            caller: crate::core::username::key(caller),
             application: application.to_string(),
             initiating_ip: initiating_ip.trim().to_string(),
         }
