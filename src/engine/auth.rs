@@ -393,7 +393,7 @@ impl Engine {
             }
         }
         let given = caller_number(input);
-        if given.is_some() && !self.may_call_number(input, Some(&user)) {
+        if given.is_some() && !self.may_call_number(input, Some(user)) {
             return (number_refused(), None, None);
         }
         let mode = effective_mode(input, user.mode);
@@ -408,7 +408,7 @@ impl Engine {
             && user.sms_direction == crate::pfwssdk::SmsDirection::OneWay
             && given.is_none()
         {
-            return self.one_way_sms(ctx, input, &user, request_id).await;
+            return self.one_way_sms(ctx, input, user, request_id).await;
         }
         let stored = (
             user.phone.country_code.as_str(),
