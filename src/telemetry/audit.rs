@@ -191,70 +191,84 @@ fn write_line(
     e: &AuditEvent<'_>,
 ) {
     let level: &[u8] = if kind.is_alarm() { b"WARN" } else { b"INFO" };
-    let latency_ms = e.latency.as_secs_f64() * 1000.0;
-    let texts = [
-        ("event", kind.as_str()),
-        ("operation", e.operation),
-        ("caller", e.caller),
-        ("username", e.username),
-        ("phone", e.phone.as_deref().unwrap_or("-")),
-        ("provider", e.provider.unwrap_or("-")),
+    let fields = [
+        ("event", Field::Text(kind.as_str())),
+        ("operation", Field::Text(e.operation)),
+        ("caller", Field::Text(e.caller)),
+        ("username", Field::Text(e.username)),
+        ("phone", Field::Text(e.phone.as_deref().unwrap_or("-"))),
+        ("provider", Field::Text(e.provider.unwrap_or("-"))),
+        (
+            "call_result",
+            Field::Int(i64::from(e.call_result.unwrap_or(-1))),
+        ),
+        ("error", Field::Int(i64::from(e.error))),
+        ("latency_ms", Field::Float(e.latency.as_secs_f64() * 1000.0)),
+        ("request_id", Field::Text(e.request_id.unwrap_or("-"))),
+        ("reason", Field::Text(e.reason.unwrap_or("-"))),
     ];
-    let ints = [
-        ("call_result", i64::from(e.call_result.unwrap_or(-1))),
-        ("error", i64::from(e.error)),
-    ];
-    let tail = [
-        ("request_id", e.request_id.unwrap_or("-")),
-        ("reason", e.reason.unwrap_or("-")),
-    ];
-    let mut num = itoa::Buffer::new();
-    match format {
-        LogFormat::Text => {
-            crate::telemetry::access_log::write_rfc3339(buf, now);
-            buf.push(b' ');
-            buf.push(b' ');
-            buf.extend_from_slice(level);
-            buf.extend_from_slice(b" pfgate::audit: audit");
-            for (name, value) in texts {
-                push_text_field(buf, name, value);
-            }
-            for (name, value) in ints {
-                let _ = write!(buf, " {name}={}", num.format(value));
-            }
-            let _ = write!(buf, " latency_ms={latency_ms:?}");
-            for (name, value) in tail {
-                push_text_field(buf, name, value);
-            }
+    let json = format == LogFormat::Json;
+    if json {
+        buf.extend_from_slice(b"{\"timestamp\":\"");
+        crate::telemetry::access_log::write_rfc3339(buf, now);
+        buf.extend_from_slice(b"\",\"level\":\"");
+        buf.extend_from_slice(level);
+        buf.extend_from_slice(b"\",\"message\":\"audit\"");
+    } else {
+        crate::telemetry::access_log::write_rfc3339(buf, now);
+        buf.extend_from_slice(b"  ");
+        buf.extend_from_slice(level);
+        buf.extend_from_slice(b" pfgate::audit: audit");
+    }
+    for (name, value) in fields {
+        if json {
+            push_json_field(buf, name, value);
+        } else {
+            push_text_field(buf, name, value);
         }
-        LogFormat::Json => {
-            buf.extend_from_slice(b"{\"timestamp\":\"");
-            crate::telemetry::access_log::write_rfc3339(buf, now);
-            buf.extend_from_slice(b"\",\"level\":\"");
-            buf.extend_from_slice(level);
-            buf.extend_from_slice(b"\",\"message\":\"audit\"");
-            for (name, value) in texts {
-                push_json_field(buf, name, value);
-            }
-            for (name, value) in ints {
-                let _ = write!(buf, ",\"{name}\":{}", num.format(value));
-            }
-            let _ = write!(buf, ",\"latency_ms\":");
-            let _ = serde_json::to_writer(&mut *buf, &latency_ms);
-            for (name, value) in tail {
-                push_json_field(buf, name, value);
-            }
-            buf.extend_from_slice(b",\"target\":\"pfgate::audit\"}");
-        }
+    }
+    if json {
+        buf.extend_from_slice(b",\"target\":\"pfgate::audit\"}");
     }
     buf.push(b'\n');
 }
 
-/// ` name="value"` with the value as `Debug` writes a `str` (quoted, escaped).
-fn push_text_field(buf: &mut Vec<u8>, name: &str, value: &str) {
+/// A value of the audit line, typed as `tracing` records it.
+#[derive(Clone, Copy)]
+enum Field<'a> {
+    Text(&'a str),
+    Int(i64),
+    Float(f64),
+}
+
+/// ` name=value` as `tracing-subscriber`'s text lines write it: `Debug` of the value.
+fn push_text_field(buf: &mut Vec<u8>, name: &str, value: Field<'_>) {
     buf.push(b' ');
     buf.extend_from_slice(name.as_bytes());
     buf.push(b'=');
+    match value {
+        Field::Text(t) => push_debug_str(buf, t),
+        Field::Int(i) => buf.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
+        Field::Float(f) => {
+            let _ = write!(buf, "{f:?}");
+        }
+    }
+}
+
+/// `,"name":value` as its JSON lines write it (serde_json's escaping and numbers).
+fn push_json_field(buf: &mut Vec<u8>, name: &str, value: Field<'_>) {
+    buf.extend_from_slice(b",\"");
+    buf.extend_from_slice(name.as_bytes());
+    buf.extend_from_slice(b"\":");
+    let _ = match value {
+        Field::Text(t) => serde_json::to_writer(&mut *buf, t),
+        Field::Int(i) => serde_json::to_writer(&mut *buf, &i),
+        Field::Float(f) => serde_json::to_writer(&mut *buf, &f),
+    };
+}
+
+/// A `str` as `Debug` writes it (quoted, escaped).
+fn push_debug_str(buf: &mut Vec<u8>, value: &str) {
     // Printable ASCII but the quote and the backslash is what `Debug` leaves as it is.
     if value
         .bytes()
@@ -266,14 +280,6 @@ fn push_text_field(buf: &mut Vec<u8>, name: &str, value: &str) {
     } else {
         let _ = write!(buf, "{value:?}");
     }
-}
-
-/// `,"name":"value"` with serde_json's escaping.
-fn push_json_field(buf: &mut Vec<u8>, name: &str, value: &str) {
-    buf.extend_from_slice(b",\"");
-    buf.extend_from_slice(name.as_bytes());
-    buf.extend_from_slice(b"\":");
-    let _ = serde_json::to_writer(&mut *buf, value);
 }
 
 #[cfg(test)]
