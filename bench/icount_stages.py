@@ -46,7 +46,9 @@ def main():
     lead = f(e + "shared_call::{{closure}}::{{closure}}")
     provider = f("<pfgate::providers::scripted::ScriptedProvider as pfgate::providers::Provider>::authenticate::{{closure}}")
     reqid = f("pfgate::engine::new_request_id")
-    reads = {op: f(s + op + "::{{closure}}") for op in ("get_user", "consume_bypass", "locked_until", "block_reason")}
+    ops = ("user_standing", "get_user", "consume_bypass", "locked_until", "block_reason")
+    reads = {op: f(s + op + "::{{closure}}") for op in ops}
+    reads = {op: v for op, v in reads.items() if v}  # user_standing replaced the other four
     store = sum(reads.values())
     audit = f("pfgate::engine::audit::emit") + f("pfgate::telemetry::audit::emit")
     for_log = f("pfgate::username::for_log") + f("pfgate::core::username::for_log")

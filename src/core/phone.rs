@@ -30,7 +30,14 @@ pub enum PhoneError {
 }
 
 fn digits_of(s: &str) -> String {
-    s.chars().filter(char::is_ascii_digit).collect()
+    let mut out = String::with_capacity(s.len());
+    push_digits(&mut out, s);
+    out
+}
+
+/// Appends the ASCII digits of `s` to `out`.
+fn push_digits(out: &mut String, s: &str) {
+    out.extend(s.bytes().filter(u8::is_ascii_digit).map(char::from));
 }
 
 impl E164 {
@@ -54,19 +61,17 @@ impl E164 {
         {
             rest.to_string()
         } else {
-            let mut cc = digits_of(country_code);
-            if cc.is_empty() {
-                cc = digits_of(default_cc);
+            let mut digits = String::with_capacity(national.len() + 4);
+            push_digits(&mut digits, country_code);
+            if digits.is_empty() {
+                push_digits(&mut digits, default_cc);
             }
-            let national = if cc != "1" {
-                national
-                    .strip_prefix('0')
-                    .map(str::to_string)
-                    .unwrap_or(national)
-            } else {
-                national
+            let national = match national.strip_prefix('0') {
+                Some(rest) if digits != "1" => rest,
+                _ => national.as_str(),
             };
-            format!("{cc}{national}")
+            digits.push_str(national);
+            digits
         };
         if !(8..=15).contains(&digits.len()) {
             return Err(PhoneError::Length(digits.len()));
@@ -79,7 +84,10 @@ impl E164 {
 
     /// `+` and the digits, e.g. `+14255550100`.
     pub fn e164(&self) -> String {
-        format!("+{}", self.digits)
+        let mut out = String::with_capacity(self.digits.len() + 1);
+        out.push('+');
+        out.push_str(&self.digits);
+        out
     }
 
     /// The extension's digits (empty when none).
@@ -95,9 +103,14 @@ impl E164 {
 
 /// Masks all but the last two digits of a number.
 pub fn mask(number: &str) -> String {
-    let digits = digits_of(number);
-    let keep = digits.len().saturating_sub(2);
-    format!("+{}{}", "*".repeat(keep), &digits[keep..])
+    let count = number.bytes().filter(u8::is_ascii_digit).count();
+    let hidden = count.saturating_sub(2);
+    let mut out = String::with_capacity(count + 1);
+    out.push('+');
+    for (i, d) in number.bytes().filter(u8::is_ascii_digit).enumerate() {
+        out.push(if i < hidden { '*' } else { char::from(d) });
+    }
+    out
 }
 
 #[cfg(test)]
@@ -124,6 +137,15 @@ mod tests {
     }
 
     proptest! {
+        // The mask as it was first written (digits, then `*` for all but the last two).
+        #[test]
+        fn mask_is_the_first_formula(number in "[0-9 +()\\-.a-z\u{660}-\u{669}]{0,20}") {
+            let digits: String = number.chars().filter(char::is_ascii_digit).collect();
+            let keep = digits.len().saturating_sub(2);
+            let first = format!("+{}{}", "*".repeat(keep), &digits[keep..]);
+            prop_assert_eq!(mask(&number), first);
+        }
+
         // Whatever a person types around the digits, the same number comes out.
         #[test]
         fn formatting_does_not_change_the_number(

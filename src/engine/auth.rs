@@ -205,7 +205,7 @@ pub(crate) type InflightKey = CallKey;
 fn inflight_key(attempt: &AuthAttempt) -> InflightKey {
     CallKey::new(
         &attempt.username,
-        &attempt.phone.e164(),
+        attempt.phone.e164(),
         &attempt.caller,
         &attempt.application_name,
         &attempt.initiating_ip,
@@ -361,8 +361,8 @@ impl Engine {
         name: Result<&str, &UsernameError>,
     ) -> (AuthDecision, Option<String>, Option<&str>) {
         let request_id = super::new_request_id();
-        let user = match self.standing_of(name).await {
-            Standing::Active(user) => user,
+        let standing = match self.standing_of(name).await {
+            Standing::Active(standing) => standing,
             Standing::Unknown(name) => {
                 return self.unknown_user(ctx, input, &name, request_id).await
             }
@@ -375,19 +375,25 @@ impl Engine {
             }
             Standing::Refused(refusal) => return (self.refused(&refusal), None, None),
         };
-        match self.store.consume_bypass(&user.username, now_unix()).await {
-            Ok(true) => {
-                return (
-                    AuthDecision::approved(CallCode::BypassedAuth, request_id),
-                    None,
-                    None,
-                )
+        // Consumed only when the standing saw one: consuming is a write, and decides atomically
+        // (of concurrent requests one uses the bypass, the others go on with a call).
+        // Kept boxed: this future's state is what every waiting caller holds.
+        let user = &standing.user;
+        if standing.bypass {
+            match self.store.consume_bypass(&user.username, now_unix()).await {
+                Ok(true) => {
+                    return (
+                        AuthDecision::approved(CallCode::BypassedAuth, request_id),
+                        None,
+                        None,
+                    )
+                }
+                Ok(false) => {}
+                Err(e) => return (self.store_failure(&e), None, None),
             }
-            Ok(false) => {}
-            Err(e) => return (self.store_failure(&e), None, None),
         }
         let given = caller_number(input);
-        if given.is_some() && !self.may_call_number(input, Some(&user)) {
+        if given.is_some() && !self.may_call_number(input, Some(user)) {
             return (number_refused(), None, None);
         }
         let mode = effective_mode(input, user.mode);
@@ -402,7 +408,7 @@ impl Engine {
             && user.sms_direction == crate::pfwssdk::SmsDirection::OneWay
             && given.is_none()
         {
-            return self.one_way_sms(ctx, input, &user, request_id).await;
+            return self.one_way_sms(ctx, input, user, request_id).await;
         }
         let stored = (
             user.phone.country_code.as_str(),

@@ -30,14 +30,15 @@ use super::{now_unix, CallContext, Engine};
 use crate::core::username::UsernameError;
 use crate::pfwssdk::codes::{CallCode, ErrorCode};
 use crate::pfwssdk::{AuthResult, Error};
-use crate::store::{FailureRule, StoreError, UserRecord};
+use crate::store::{FailureRule, StoreError, UserRecord, UserStanding};
 use crate::telemetry::audit::{self, AuditEvent, AuditKind};
 
 /// Where a user stands, for one authentication.
 #[derive(Debug)]
 pub(crate) enum Standing {
-    /// Known, enabled, not blocked, not locked: may authenticate.
-    Active(Box<UserRecord>),
+    /// Known, enabled, not blocked, not locked: may authenticate. With whether a bypass seemed
+    /// valid when the standing was read ([`UserStanding::bypass`]).
+    Active(Box<UserStanding>),
     /// Not in the store, and `unknown_users = "caller"`: the caller's flag decides. The name is
     /// canonical (possibly empty).
     Unknown(String),
@@ -121,37 +122,34 @@ impl Engine {
             Ok(n) => n,
             Err(e) => return Standing::Refused(Refusal::InvalidName(e.clone())),
         };
-        let user = if name.is_empty() {
+        // One read: the user, its block, its lock and whether a bypass exists.
+        let standing = if name.is_empty() {
             None
         } else {
-            match self.store.get_user(name).await {
-                Ok(u) => u,
+            match self.store.user_standing(name, now_unix()).await {
+                Ok(s) => s,
                 Err(e) => return Standing::Refused(Refusal::Store(e)),
             }
         };
-        let Some(user) = user else {
+        let Some(standing) = standing else {
             return match self.settings.unknown_users {
                 UnknownUsers::Deny => Standing::Refused(Refusal::Unknown),
                 UnknownUsers::Caller => Standing::Unknown(name.to_string()),
             };
         };
-        match self.store.block_reason(&user.username).await {
-            Ok(Some(_)) => return Standing::Refused(Refusal::Blocked),
-            Ok(None) => {}
-            Err(e) => return Standing::Refused(Refusal::Store(e)),
+        if standing.blocked {
+            return Standing::Refused(Refusal::Blocked);
         }
-        match self.store.locked_until(&user.username, now_unix()).await {
-            Ok(Some(until)) => return Standing::Refused(Refusal::LockedOut(until)),
-            Ok(None) => {}
-            Err(e) => return Standing::Refused(Refusal::Store(e)),
+        if let Some(until) = standing.locked_until {
+            return Standing::Refused(Refusal::LockedOut(until));
         }
-        if !user.enabled {
-            return match user.disabled_behavior {
+        if !standing.user.enabled {
+            return match standing.user.disabled_behavior {
                 AuthResult::Succeed => Standing::DisabledPass,
                 AuthResult::Fail => Standing::Refused(Refusal::Disabled),
             };
         }
-        Standing::Active(Box::new(user))
+        Standing::Active(Box::new(standing))
     }
 
     /// [`Engine::standing`] for the operations that check a secret (`Validate*`): the user, or the
@@ -159,7 +157,7 @@ impl Engine {
     /// no secret to check), and a disabled user is refused whatever its disabled behaviour.
     pub(crate) async fn standing_for_check(&self, raw: Option<&str>) -> Result<UserRecord, Error> {
         match self.standing(raw).await {
-            Standing::Active(user) => Ok(*user),
+            Standing::Active(standing) => Ok(standing.user),
             Standing::Unknown(_) => Err(ErrorCode::UserNotFound.error()),
             Standing::DisabledPass => Err(Refusal::Disabled.error()),
             Standing::Refused(r) => Err(r.logged_error()),

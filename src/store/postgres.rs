@@ -57,7 +57,7 @@ use super::row::{
 use super::secrets::{self, SecretKey};
 use super::{
     Bypass, CallClaim, CallKey, CallState, Cause, FailureCount, FailureRule, Store, StoreError,
-    StoreResult, Transaction, TransactionKind, UserFilter, UserRecord, CLAIM_LAPSED,
+    StoreResult, Transaction, TransactionKind, UserFilter, UserRecord, UserStanding, CLAIM_LAPSED,
 };
 use crate::pfwssdk::wire::WireEnum;
 
@@ -93,6 +93,9 @@ const PURGE_EVERY_SECS: i64 = 60;
 /// `SELECT <all user columns> FROM users WHERE username_key = $1`.
 static SELECT_USER: LazyLock<String> =
     LazyLock::new(|| format!("{} WHERE username_key = $1", row::select_users_sql()));
+/// The user and its block, lock and bypass in one statement ([`row::select_standing_sql`]).
+static SELECT_STANDING: LazyLock<String> =
+    LazyLock::new(|| row::select_standing_sql(|n| format!("${n}")));
 /// Inserts a user unless the key exists.
 static INSERT_USER: LazyLock<String> = LazyLock::new(|| row::insert_user_sql(|n| format!("${n}")));
 /// Replaces every column but the key and the username as first stored.
@@ -520,20 +523,20 @@ impl ToSql for Value<'_> {
 
 impl Columns for Row {
     type Error = tokio_postgres::Error;
-    fn text(&self, name: &str) -> Result<String, Self::Error> {
-        self.try_get(name)
+    fn text(&self, index: usize) -> Result<String, Self::Error> {
+        self.try_get(index)
     }
-    fn opt_text(&self, name: &str) -> Result<Option<String>, Self::Error> {
-        self.try_get(name)
+    fn opt_text(&self, index: usize) -> Result<Option<String>, Self::Error> {
+        self.try_get(index)
     }
-    fn int(&self, name: &str) -> Result<i64, Self::Error> {
-        self.try_get(name)
+    fn int(&self, index: usize) -> Result<i64, Self::Error> {
+        self.try_get(index)
     }
-    fn opt_int(&self, name: &str) -> Result<Option<i64>, Self::Error> {
-        self.try_get(name)
+    fn opt_int(&self, index: usize) -> Result<Option<i64>, Self::Error> {
+        self.try_get(index)
     }
-    fn flag(&self, name: &str) -> Result<bool, Self::Error> {
-        self.try_get(name)
+    fn flag(&self, index: usize) -> Result<bool, Self::Error> {
+        self.try_get(index)
     }
 }
 
@@ -869,6 +872,31 @@ impl Store for PostgresStore {
                 Some(r) => Ok(Some(RawUser::read(&r).ctx(what)?.into_record(&self.key)?)),
                 None => Ok(None),
             }
+        })
+        .await
+    }
+
+    async fn user_standing(&self, username: &str, now: i64) -> StoreResult<Option<UserStanding>> {
+        let key = username_key(username);
+        // The purge consume_bypass used to start on every authentication.
+        self.maybe_purge();
+        self.run("user_standing", async {
+            let what = "reading a user's standing";
+            let client = self.client(what).await?;
+            let stmt = client.prepare_cached(&SELECT_STANDING).await.ctx(what)?;
+            let Some(r) = client.query_opt(&stmt, &[&key, &now]).await.ctx(what)? else {
+                return Ok(None);
+            };
+            let raw = RawUser::read(&r).ctx(what)?;
+            let blocked: bool = r.try_get(row::STANDING_BLOCKED).ctx(what)?;
+            let locked_until: Option<i64> = r.try_get(row::STANDING_LOCKED_UNTIL).ctx(what)?;
+            let bypass: bool = r.try_get(row::STANDING_BYPASS).ctx(what)?;
+            Ok(Some(UserStanding {
+                user: raw.into_record(&self.key)?,
+                blocked,
+                locked_until,
+                bypass,
+            }))
         })
         .await
     }

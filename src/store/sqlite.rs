@@ -36,7 +36,8 @@ use super::row::{
 use super::secrets::{self, SecretKey};
 use super::{
     Bypass, CallClaim, CallKey, CallState, Cause, FailureCount, FailureRule, Store, StoreError,
-    StoreResult, TaskEnd, Transaction, TransactionKind, UserFilter, UserRecord, CLAIM_LAPSED,
+    StoreResult, TaskEnd, Transaction, TransactionKind, UserFilter, UserRecord, UserStanding,
+    CLAIM_LAPSED,
 };
 use crate::pfwssdk::wire::WireEnum;
 
@@ -56,6 +57,14 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `SELECT <all user columns> FROM users`.
 static SELECT_USERS: LazyLock<String> = LazyLock::new(row::select_users_sql);
+
+/// `SELECT <all user columns> FROM users WHERE username_key = ?1`.
+static SELECT_USER: LazyLock<String> =
+    LazyLock::new(|| format!("{} WHERE username_key = ?1", row::select_users_sql()));
+
+/// The user and its block, lock and bypass in one statement ([`row::select_standing_sql`]).
+static SELECT_STANDING: LazyLock<String> =
+    LazyLock::new(|| row::select_standing_sql(|n| format!("?{n}")));
 
 /// Inserts a user unless the key exists (`?1`… in [`USER_COLUMNS`](row::USER_COLUMNS) order).
 static INSERT_USER: LazyLock<String> = LazyLock::new(|| row::insert_user_sql(|n| format!("?{n}")));
@@ -547,50 +556,22 @@ impl ToSql for Value<'_> {
     }
 }
 
-/// The index of `name` in a row selected with [`row::select_users_sql`], the only query read
-/// through [`Columns`]: its columns are [`row::USER_COLUMNS`] in that order. Why not
-/// `Row::get(name)`: rusqlite resolves a name by asking SQLite for every column's name and
-/// comparing (with a `strlen` each), 30 columns for each of 30 reads — in a profile of
-/// `PfAuthUser_5` that was about a tenth of the server's CPU. A name that is not a user column
-/// still goes through rusqlite's look-up, so a mistake costs time, never a wrong column.
-fn user_column<'n>(row: &Row<'_>, name: &'n str) -> Result<usize, &'n str> {
-    match row::USER_COLUMNS.iter().position(|c| *c == name) {
-        Some(i) if row.as_ref().column_count() == row::USER_COLUMNS.len() => Ok(i),
-        _ => Err(name),
-    }
-}
-
 impl Columns for Row<'_> {
     type Error = rusqlite::Error;
-    fn text(&self, name: &str) -> rusqlite::Result<String> {
-        match user_column(self, name) {
-            Ok(i) => self.get(i),
-            Err(n) => self.get(n),
-        }
+    fn text(&self, index: usize) -> rusqlite::Result<String> {
+        self.get(index)
     }
-    fn opt_text(&self, name: &str) -> rusqlite::Result<Option<String>> {
-        match user_column(self, name) {
-            Ok(i) => self.get(i),
-            Err(n) => self.get(n),
-        }
+    fn opt_text(&self, index: usize) -> rusqlite::Result<Option<String>> {
+        self.get(index)
     }
-    fn int(&self, name: &str) -> rusqlite::Result<i64> {
-        match user_column(self, name) {
-            Ok(i) => self.get(i),
-            Err(n) => self.get(n),
-        }
+    fn int(&self, index: usize) -> rusqlite::Result<i64> {
+        self.get(index)
     }
-    fn opt_int(&self, name: &str) -> rusqlite::Result<Option<i64>> {
-        match user_column(self, name) {
-            Ok(i) => self.get(i),
-            Err(n) => self.get(n),
-        }
+    fn opt_int(&self, index: usize) -> rusqlite::Result<Option<i64>> {
+        self.get(index)
     }
-    fn flag(&self, name: &str) -> rusqlite::Result<bool> {
-        match user_column(self, name) {
-            Ok(i) => self.get(i),
-            Err(n) => self.get(n),
-        }
+    fn flag(&self, index: usize) -> rusqlite::Result<bool> {
+        self.get(index)
     }
 }
 
@@ -610,14 +591,43 @@ impl Store for SqliteStore {
         self.run("get_user", move |conn, secrets_key| {
             // The hot statements of an authentication are prepared once per connection (rusqlite's
             // statement cache), not parsed again on every call.
-            let sql = format!("{} WHERE username_key = ?1", *SELECT_USERS);
             let raw = conn
-                .prepare_cached(&sql)
+                .prepare_cached(&SELECT_USER)
                 .ctx("reading a user")?
                 .query_row([&key], |r| RawUser::read(r))
                 .optional()
                 .ctx("reading a user")?;
             raw.map(|r| r.into_record(secrets_key)).transpose()
+        })
+        .await
+    }
+
+    async fn user_standing(&self, username: &str, now: i64) -> StoreResult<Option<UserStanding>> {
+        let key = username_key(username);
+        self.run("user_standing", move |conn, secrets_key| {
+            let what = "reading a user's standing";
+            let read = conn
+                .prepare_cached(&SELECT_STANDING)
+                .ctx(what)?
+                .query_row(params![key, now], |r| {
+                    Ok((
+                        RawUser::read(r)?,
+                        r.get::<_, bool>(row::STANDING_BLOCKED)?,
+                        r.get::<_, Option<i64>>(row::STANDING_LOCKED_UNTIL)?,
+                        r.get::<_, bool>(row::STANDING_BYPASS)?,
+                    ))
+                })
+                .optional()
+                .ctx(what)?;
+            let Some((raw, blocked, locked_until, bypass)) = read else {
+                return Ok(None);
+            };
+            Ok(Some(UserStanding {
+                user: raw.into_record(secrets_key)?,
+                blocked,
+                locked_until,
+                bypass,
+            }))
         })
         .await
     }

@@ -663,6 +663,58 @@ pub async fn check_bypass(store: &dyn Store) {
     assert!(store.delete_user(name).await.unwrap());
 }
 
+/// `user_standing` answers in one read what `get_user`, `block_reason`, `locked_until` and a look
+/// at the bypasses answer one by one, at the boundaries of each (a lock ends at `locked_until`, a
+/// bypass is valid up to and including `expires_at`), and never consumes the bypass.
+pub async fn check_user_standing(store: &dyn Store) {
+    let name = "Suite-Standing@contoso.com";
+    assert_eq!(store.user_standing(name, NOW).await.unwrap(), None);
+    store.add_user(&full_user(name)).await.unwrap();
+    let standing = |now| async move {
+        store
+            .user_standing("suite-STANDING@contoso.com", now)
+            .await
+            .unwrap()
+            .expect("the user exists")
+    };
+    let s = standing(NOW).await;
+    assert_eq!(s.user, full_user(name), "the record, secrets opened");
+    assert_eq!((s.blocked, s.locked_until, s.bypass), (false, None, false));
+
+    assert!(store.block_user(name, "fraud", "helpdesk").await.unwrap());
+    assert!(standing(NOW).await.blocked);
+    assert!(store.unblock_user(name).await.unwrap());
+    assert!(!standing(NOW).await.blocked);
+
+    for at in [NOW, NOW + 1, NOW + 2] {
+        store.record_failure(name, at, RULE).await.unwrap();
+    }
+    // Locked at NOW + 2 for 50 s: until NOW + 52, which is no longer locked.
+    assert_eq!(standing(NOW + 51).await.locked_until, Some(NOW + 52));
+    assert_eq!(standing(NOW + 52).await.locked_until, None);
+    assert!(store.clear_failures(name, NOW + 3).await.unwrap());
+    assert_eq!(standing(NOW + 3).await.locked_until, None);
+
+    store.add_bypass(&bypass(name, NOW + 60)).await.unwrap();
+    assert!(standing(NOW + 60).await.bypass);
+    assert!(!standing(NOW + 61).await.bypass);
+    assert!(standing(NOW).await.bypass, "reading does not consume");
+    assert!(store.consume_bypass(name, NOW).await.unwrap());
+    assert!(!standing(NOW).await.bypass);
+
+    // Each part belongs to this user only.
+    let other = "suite-standing-other@contoso.com";
+    store.add_user(&UserRecord::new(other)).await.unwrap();
+    store.block_user(name, "r", "a").await.unwrap();
+    store.add_bypass(&bypass(name, NOW + 60)).await.unwrap();
+    let o = store.user_standing(other, NOW).await.unwrap().unwrap();
+    assert_eq!((o.blocked, o.locked_until, o.bypass), (false, None, false));
+    assert_eq!(o.user, UserRecord::new(other));
+    assert!(store.delete_user(other).await.unwrap());
+    assert!(store.delete_user(name).await.unwrap());
+    assert_eq!(store.user_standing(name, NOW).await.unwrap(), None);
+}
+
 /// 20 concurrent consumers of one bypass: exactly one wins (several rounds).
 pub async fn check_bypass_concurrency(store: Arc<dyn Store>) {
     let name = "suite-bypass-race@contoso.com";
@@ -1875,7 +1927,7 @@ macro_rules! suite_for {
                 check_secrets_round_trip,
                 check_rename, check_delete_cascades, check_blocks, check_bypass,
                 check_transactions, check_user_transactions, check_used_codes, check_find_users,
-                check_call_claims, check_lockout);
+                check_call_claims, check_lockout, check_user_standing);
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn check_lockout_shared() {
                 let Some((subject, other)) = $pair().await else { return };

@@ -68,8 +68,9 @@ pub fn set_file(file: std::fs::File) {
     let _ = FILE.set(file);
 }
 
-/// Writes `bytes` in one call to the log file, or to stderr.
-fn write_out(bytes: &[u8]) {
+/// Writes `bytes` in one call to the log file, or to stderr (also the audit lines written
+/// without `tracing`, [`crate::telemetry::audit`]).
+pub(crate) fn write_out(bytes: &[u8]) {
     let _ = match FILE.get() {
         Some(mut f) => f.write_all(bytes),
         None => std::io::stderr().lock().write_all(bytes),

@@ -29,14 +29,19 @@ pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     use std::io::IsTerminal;
     // Colour codes only for a person at a terminal: in files and pipes they are noise (and cost).
+    let ansi = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
-    let _ = match format {
+    let installed = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    // Only when this subscriber is the one in force: its lines are the ones to match.
+    if installed.is_ok() && !ansi {
+        audit::write_directly(format);
+    }
 }
 
 /// Installs the global subscriber writing to `file` instead of stderr, access log included: a
@@ -50,9 +55,12 @@ pub fn init_file(format: LogFormat, file: std::fs::File) -> std::io::Result<()> 
         .with_env_filter(filter)
         .with_ansi(false)
         .with_writer(std::sync::Mutex::new(file));
-    let _ = match format {
+    let installed = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    if installed.is_ok() {
+        audit::write_directly(format);
+    }
     Ok(())
 }
