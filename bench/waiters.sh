@@ -21,7 +21,8 @@
 # so the TestSecurity probe would wait behind the callers).
 #
 # Knobs: CONNECTIONS (10000), DELAY (30), PROBE (8 s), PORT (18600), PROVIDER_PORT (18601),
-# SKIP_BUILD (0), OUT (bench/results/waiters.json), WRAP (none).
+# SKIP_BUILD (0), OUT (bench/results/waiters.json), WRAP (none), PFGATE_BIN (target/release/pfgate:
+# another binary, e.g. a copy of main's, to compare two builds in one session; implies no build).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -39,10 +40,10 @@ need=$((CONNECTIONS + 200))
 [ "$(ulimit -n)" -ge "$need" ] || ulimit -n "$need" 2>/dev/null ||
     die "ulimit -n is $(ulimit -n); $need open files are needed (raise the hard limit: ulimit -Hn / LimitNOFILE)"
 
-if [ "$SKIP_BUILD" != "1" ]; then
+if [ "$SKIP_BUILD" != "1" ] && [ -z "${PFGATE_BIN:-}" ]; then
     cargo build --release --bin pfgate >&2
 fi
-PFGATE_BIN="$ROOT/target/release/pfgate"
+PFGATE_BIN="${PFGATE_BIN:-$ROOT/target/release/pfgate}"
 [ -x "$PFGATE_BIN" ] || die "$PFGATE_BIN missing"
 
 WORK="$(mktemp -d)"

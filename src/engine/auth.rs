@@ -1217,12 +1217,19 @@ mod future_sizes {
     #[tokio::test]
     async fn a_waiting_authentication_stays_small() {
         let (engine, ctx) = crate::engine::scripted_engine_for_tests("sizes").await;
+        // `Engine::handle` boxes the family's future: the size that counts is the box's content.
         let handle = engine.handle(
+            &ctx,
+            crate::pfwssdk::Request::PfAuthUser_5(Default::default()),
+        );
+        let handle_size = size_of_val(&*handle);
+        drop(handle);
+        let other = engine.handle(
             &ctx,
             crate::pfwssdk::Request::TestSecurity(Default::default()),
         );
-        let handle_size = size_of_val(&handle);
-        drop(handle);
+        let other_size = size_of_val(&*other);
+        drop(other);
         let auth = engine.authenticate_inline(
             &ctx,
             AuthInput {
@@ -1233,9 +1240,10 @@ mod future_sizes {
         );
         let auth_size = size_of_val(&auth);
         drop(auth);
+        eprintln!("future sizes: handle(PfAuthUser_5) {handle_size}, handle(TestSecurity) {other_size}, authenticate {auth_size}");
         assert!(
-            handle_size <= 4096,
-            "Engine::handle future: {handle_size} bytes"
+            handle_size <= 1536,
+            "Engine::handle future of an authentication: {handle_size} bytes"
         );
         assert!(
             auth_size <= 8192,

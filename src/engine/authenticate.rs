@@ -199,9 +199,11 @@ impl Engine {
                 second_factor_response(op, self.authenticate(ctx, request.input(op)).await)
             }
             AuthCall::Primary { username, password } => {
-                let (ok, error) = self
-                    .primary_auth_user(username.as_deref(), password.as_deref())
-                    .await;
+                // Boxed: inline, the bind's state would size this future, which every waiting
+                // second-factor call holds (BENCHMARKS.md, "10,000 waiting callers").
+                let (ok, error) =
+                    Box::pin(self.primary_auth_user(username.as_deref(), password.as_deref()))
+                        .await;
                 Response::status(op, ok, error)
             }
             AuthCall::Combined { request, password } => {

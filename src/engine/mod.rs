@@ -199,14 +199,34 @@ impl Engine {
         self.store.health().await.is_ok() && self.provider.healthy().await
     }
 
-    /// Answers one request: the authentication families inline, everything else in one boxed
-    /// future.
-    pub async fn handle(&self, ctx: &CallContext, request: Request) -> Response {
+    /// Answers one request: an authentication in one boxed future of its own, everything else in
+    /// another.
+    ///
+    /// Not an `async fn`: one would keep the request (three copies of the largest operation's
+    /// parameters) and the room for every family's state beside the authentication for as long as
+    /// a caller waits for a person. Choosing the family first and boxing only that family's
+    /// future keeps a waiting caller's state to the authentication's (BENCHMARKS.md, "10,000
+    /// waiting callers: the allocator and the waiting state"; `future_sizes` guards it).
+    pub fn handle<'a>(
+        &'a self,
+        ctx: &'a CallContext,
+        request: Request,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send + 'a>> {
         let op = request.operation();
-        let request = match authenticate::AuthCall::try_from(request) {
-            Ok(call) => return self.authentication(ctx, op, call).await,
-            Err(other) => other,
-        };
+        match authenticate::AuthCall::try_from(request) {
+            Ok(call) => Box::pin(self.authentication(ctx, op, call)),
+            Err(other) => Box::pin(self.other_operation(ctx, op, other)),
+        }
+    }
+
+    /// The operations that are not an authentication: the health checks here, the rest through
+    /// [`Engine::directory`].
+    async fn other_operation(
+        &self,
+        ctx: &CallContext,
+        op: Operation,
+        request: Request,
+    ) -> Response {
         match request {
             Request::TestSecurity(_) => Response::TestSecurity(rs::TestSecurity {
                 result: Some("secure".into()),
@@ -226,10 +246,7 @@ impl Engine {
                 let ok = self.healthy().await;
                 Response::status(op, ok, Error::ok())
             }
-            // Boxed: the directory operations' future is the largest of all (about twice an
-            // authentication's), and without the box every waiting authentication would carry
-            // that size for its whole wait (BENCHMARKS.md, "Thousands of people on the phone").
-            other => Box::pin(self.directory(ctx, op, other)).await,
+            other => self.directory(ctx, op, other).await,
         }
     }
 

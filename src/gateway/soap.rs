@@ -139,7 +139,7 @@ pub async fn answer(
         caller: principal.to_string(),
         scripted,
     };
-    let response = Box::pin(state.engine.handle(&ctx, call.request)).await;
+    let response = state.engine.handle(&ctx, call.request).await;
     let xml = encode_response(call.version, &response);
     Routed {
         response: respond(StatusCode::OK, call.version.content_type(), xml),
