@@ -161,10 +161,10 @@ async fn serve_connection(stream: TcpStream, acceptor: Option<TlsAcceptor>) {
     let Some(acceptor) = acceptor else {
         return serve_http(stream).await;
     };
-    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => serve_http(tls).await,
-        // A failed or slow handshake only ends this connection.
-        Ok(Err(_)) | Err(_) => {}
+    let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
+    // A failed or slow handshake only ends this connection.
+    if let Ok(Ok(tls)) = handshake {
+        serve_http(tls).await;
     }
 }
 
@@ -200,17 +200,19 @@ async fn serve(listener: TcpListener, acceptor: Option<TlsAcceptor>) {
 
 fn main() -> Result<(), BoxError> {
     let args = parse_args()?;
-    let acceptor = match args.plain {
-        true => None,
-        false => Some(TlsAcceptor::from(tls_config()?)),
+    let acceptor = if args.plain {
+        None
+    } else {
+        Some(TlsAcceptor::from(tls_config()?))
     };
-    let runtime = match args.current_thread {
-        true => tokio::runtime::Builder::new_current_thread()
+    let runtime = if args.current_thread {
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .build()?,
-        false => tokio::runtime::Builder::new_multi_thread()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
             .enable_all()
-            .build()?,
+            .build()?
     };
     let scheme = if args.plain { "http" } else { "https" };
     runtime.block_on(async move {
