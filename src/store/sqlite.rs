@@ -11,8 +11,9 @@
 //! each decided by the rows it touched, so they stay correct with several pfgate processes on one
 //! database file. Expired bypasses, transactions and used codes are purged on the way.
 //!
-//! SQLite calls block, so every operation runs on [`tokio::task::spawn_blocking`] with the one
-//! connection behind a mutex. OATH secrets and static tokens are sealed with [`secrets::seal`] before
+//! SQLite calls block, so writes run on [`tokio::task::spawn_blocking`] with the one connection
+//! behind a mutex; the reads of an authentication run on the caller's thread when that mutex is
+//! free (a WAL read never waits for the disk's sync), and in memory everything does. OATH secrets and static tokens are sealed with [`secrets::seal`] before
 //! they reach SQLite and opened after they leave it, bound to the user by the associated data; a
 //! row that does not open is reported as [`StoreError::Corrupt`] naming the user and the field.
 
@@ -225,6 +226,48 @@ impl SqliteStore {
     /// How many migrations opening this store applied (0 when the schema was current).
     pub fn migrations_applied(&self) -> usize {
         self.migrations_applied
+    }
+
+    /// Runs the read-only `f` on this thread when the connection is free, else as [`Self::run`].
+    ///
+    /// A read of a WAL database (files are always WAL: [`configure`]) neither waits for a writer
+    /// nor syncs, so like every statement of the in-memory store it takes microseconds; the
+    /// hand-off to the blocking pool (two thread switches) cost more than the read and held the
+    /// file store's PfAuthUser_5 rate at about half the in-memory store's (BENCHMARKS.md). When
+    /// a write holds the connection (its commit may wait milliseconds for the disk) the read goes
+    /// to the pool as before, so no runtime thread waits behind a disk.
+    async fn read<T, F>(&self, op: &'static str, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &SecretKey) -> StoreResult<T> + Send + 'static,
+    {
+        match self.read_if_free(op, f) {
+            Ok(done) => done,
+            Err(f) => self.run(op, f).await,
+        }
+    }
+
+    /// `f` on this thread if the connection's lock is free at once; `f` back if not.
+    fn read_if_free<T, F>(&self, op: &'static str, f: F) -> Result<StoreResult<T>, F>
+    where
+        F: FnOnce(&mut Connection, &SecretKey) -> StoreResult<T>,
+    {
+        let mut conn = match self.conn.try_lock() {
+            Ok(conn) => conn,
+            // As in `run`: a panic under the lock left no transaction open.
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Err(f),
+        };
+        let key = &self.key;
+        Ok(
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut conn, key)))
+                .unwrap_or_else(|_| {
+                    Err(StoreError::unavailable_while(
+                        op,
+                        Cause::Task(TaskEnd::Panicked),
+                    ))
+                }),
+        )
     }
 
     /// Runs `f` with the connection on the blocking pool.
@@ -588,7 +631,7 @@ impl Store for SqliteStore {
 
     async fn get_user(&self, username: &str) -> StoreResult<Option<UserRecord>> {
         let key = username_key(username);
-        self.run("get_user", move |conn, secrets_key| {
+        self.read("get_user", move |conn, secrets_key| {
             // The hot statements of an authentication are prepared once per connection (rusqlite's
             // statement cache), not parsed again on every call.
             let raw = conn
@@ -604,7 +647,7 @@ impl Store for SqliteStore {
 
     async fn user_standing(&self, username: &str, now: i64) -> StoreResult<Option<UserStanding>> {
         let key = username_key(username);
-        self.run("user_standing", move |conn, secrets_key| {
+        self.read("user_standing", move |conn, secrets_key| {
             let what = "reading a user's standing";
             let read = conn
                 .prepare_cached(&SELECT_STANDING)
@@ -1345,6 +1388,35 @@ pub(crate) mod tests {
         assert_eq!(store.migrations_applied(), MIGRATIONS.len());
         assert!(store.path().is_none());
         assert!(!store.is_shared());
+    }
+
+    /// A read runs on the caller's thread while the connection is free and goes to the blocking
+    /// pool, still answering, while something else (a write waiting on the disk) holds it.
+    // The lock is held across the await on purpose: it stands for a write holding the connection.
+    #[allow(clippy::await_holding_lock)]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_runs_at_once_only_when_the_connection_is_free() {
+        let db = TempDb::new("read-if-free");
+        let store = Arc::new(SqliteStore::open(&db.0, key()).await.unwrap());
+        let caller = std::thread::current().id();
+        let free = store.read_if_free("test", move |_, _| Ok(std::thread::current().id()));
+        assert_eq!(free.ok().map(|r| r.unwrap()), Some(caller));
+
+        let conn = Arc::clone(&store.conn);
+        let held = conn.lock().unwrap();
+        let busy = store.read_if_free("test", |_, _| Ok(()));
+        assert!(
+            busy.is_err(),
+            "a held connection must send the read to the pool"
+        );
+        let reader = {
+            let store = store.clone();
+            tokio::spawn(async move { store.get_user("nobody").await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!reader.is_finished(), "the read waits for the connection");
+        drop(held);
+        assert!(reader.await.unwrap().unwrap().is_none());
     }
 
     fn in_use(e: StoreError) -> (PathBuf, String) {
