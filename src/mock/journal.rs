@@ -387,7 +387,7 @@ impl Journal {
             .collect();
         picked
             .into_iter()
-            .map(|s| s.entry(super::own_xml::response_fields))
+            .map(|s| s.entry(super::serve::response_fields))
             .collect()
     }
 

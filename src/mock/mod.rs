@@ -14,7 +14,6 @@ pub mod admin;
 pub mod faults;
 pub mod journal;
 pub mod listener;
-mod own_xml;
 pub mod record;
 pub mod replay;
 pub mod scenario;

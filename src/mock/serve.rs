@@ -85,11 +85,15 @@ pub fn decode(headers: &http::HeaderMap, body: &[u8], limits: XmlLimits) -> Opti
     Some(read(&head, body, limits).0)
 }
 
-/// The decoded, redacted fields of a response envelope (empty when it is not XML). The envelopes
-/// the double answers are its own encoder's: read in one pass ([`super::own_xml`]); anything
-/// that reader does not accept goes through the full parser.
+/// The decoded, redacted fields of a response envelope (empty when it is not XML), read with the
+/// request parser: one XML reader in the tree. A plain operation's answer (every `PfAuthUser_*`)
+/// is read only when the journal is listed, so this is off the request path where it matters.
 pub fn response_fields(body: &[u8]) -> BTreeMap<String, String> {
-    super::own_xml::response_fields(body)
+    crate::pfwssdk::soap::xml::parse(body, XmlLimits::default())
+        .ok()
+        .and_then(|root| operation_element(&root).map(journal::flatten))
+        .map(|m| journal::redact_map(&m))
+        .unwrap_or_default()
 }
 
 fn now_ms() -> u64 {
