@@ -21,7 +21,8 @@
 # so the TestSecurity probe would wait behind the callers).
 #
 # Knobs: CONNECTIONS (10000), DELAY (30), PROBE (8 s), PORT (18600), PROVIDER_PORT (18601),
-# SKIP_BUILD (0), OUT (bench/results/waiters.json), WRAP (none), PFGATE_BIN (target/release/pfgate:
+# SKIP_BUILD (0), OUT (bench/results/waiters.json), SAMPLES_OUT (none: a file to keep the RSS
+# and descriptor samples in, "time rss_kb fds" per line), WRAP (none), PFGATE_BIN (target/release/pfgate:
 # another binary, e.g. a copy of main's, to compare two builds in one session; implies no build).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -112,6 +113,7 @@ PIDS+=("$!")
 load0="$(awk '{ print $1 }' /proc/loadavg)"
 cpu0="$(awk '{ print $14 + $15 }' "/proc/$PFGATE_PID/stat")"
 note "pfgate pid $PFGATE_PID idle RSS ${rss_idle} kB; $CONNECTIONS callers, provider delay ${DELAY}s"
+client_t0="$(date +%s.%N)"
 python3 "$ROOT/bench/load/waiters.py" --port "$PORT" --connections "$CONNECTIONS" \
     --probe "$PROBE" --out "$WORK/client.json" >&2
 cpu1="$(awk '{ print $14 + $15 }' "/proc/$PFGATE_PID/stat")"
@@ -122,12 +124,20 @@ max_rss="$(awk '$2 > m { m = $2 } END { print m }' "$WORK/samples")"
 max_fds="$(awk '$3 > m { m = $3 } END { print m }' "$WORK/samples")"
 access_lines="$(cat "$WORK/pfgate.out" "$WORK/pfgate.err" | grep -c 'operation=PfAuthUser_5' || true)"
 mkdir -p "$(dirname "$OUT")"
-python3 - "$WORK/client.json" "$WORK/provider.json" "$OUT" <<PY
+[ -z "${SAMPLES_OUT:-}" ] || cp "$WORK/samples" "$SAMPLES_OUT"
+python3 - "$WORK/client.json" "$WORK/provider.json" "$OUT" "$WORK/samples" <<PY
 import json, sys
 client = json.load(open(sys.argv[1]))
 provider = json.load(open(sys.argv[2]))
+# The plateau: every call sent, none answered yet (from 1 s after the last was sent to 1 s
+# before the first answer). Its highest RSS is what the waiting state costs; the peak (VmHWM)
+# adds what answering them all at once costs.
+t0 = $client_t0
+lo, hi = t0 + client["all_sent_s"] + 1, t0 + client["call_s_min"] - 1
+plateau = [int(r) for t, r, _ in (l.split() for l in open(sys.argv[4])) if lo <= float(t) <= hi]
 out = {"client": client, "provider": provider,
        "pfgate": {"rss_idle_kb": $rss_idle, "peak_rss_kb_vmhwm": $hwm, "max_rss_kb_sampled": $max_rss,
+                  "plateau_rss_kb_max": max(plateau, default=0),
                   "max_open_fds": $max_fds, "cpu_s": ($cpu1 - $cpu0) / 100,
                   "access_log_pfauthuser5_lines": $access_lines},
        "loadavg_at_start": "$load0", "loadavg_at_end": open("/proc/loadavg").read().split()[0],

@@ -415,7 +415,7 @@ impl Engine {
             user.phone.number.as_str(),
             user.phone.extension.as_str(),
         );
-        self.call(
+        let attempt = self.attempt(
             ctx,
             input,
             (
@@ -426,8 +426,14 @@ impl Engine {
             Some(stored),
             mode,
             request_id,
-        )
-        .await
+        );
+        // Dropped before the call: the call waits for a person, and a waiting caller keeps only
+        // the attempt, not the user's record (issue #21, goal 4).
+        drop(standing);
+        match attempt {
+            Ok(attempt) => self.call(ctx, input, attempt).await,
+            Err(refused) => (refused, None, None),
+        }
     }
 
     /// A user the store does not hold, under `unknown_users = "caller"`: MFA Server's "user match"
@@ -459,8 +465,10 @@ impl Engine {
             return (number_refused(), None, None);
         }
         let mode = effective_mode(input, Mode3::VoiceCall);
-        self.call(ctx, input, (name, "", None), None, mode, request_id)
-            .await
+        match self.attempt(ctx, input, (name, "", None), None, mode, request_id) {
+            Ok(attempt) => self.call(ctx, input, attempt).await,
+            Err(refused) => (refused, None, None),
+        }
     }
 
     /// The answer to a refused [`Standing`](super::policy::Standing).
@@ -636,9 +644,11 @@ impl Engine {
         (decision, Some(phone.masked()), Some(self.provider.name()))
     }
 
-    /// Places (or joins) the provider call. `external_id` is the stored user's, for providers
-    /// that match the IdP's identity with it.
-    async fn call(
+    /// The provider call to place: the number given in the request, else the stored one, in
+    /// E.164; an invalid number is the decision instead. `external_id` is the stored user's, for
+    /// providers that match the IdP's identity with it.
+    #[allow(clippy::too_many_arguments)]
+    fn attempt(
         &self,
         ctx: &CallContext,
         input: &AuthInput<'_>,
@@ -646,7 +656,7 @@ impl Engine {
         stored: Option<(&str, &str, &str)>,
         mode: Mode3,
         request_id: String,
-    ) -> (AuthDecision, Option<String>, Option<&str>) {
+    ) -> Result<AuthAttempt, AuthDecision> {
         let (cc, number, ext) = caller_number(input).or(stored).unwrap_or_default();
         let fallback_cc = stored.map(|s| s.0).filter(|c| !c.is_empty());
         let cc = if cc.is_empty() {
@@ -654,30 +664,38 @@ impl Engine {
         } else {
             cc
         };
-        let phone = match E164::parse(cc, number, ext, &self.settings.default_country_code) {
-            Ok(p) => p,
-            Err(_) => {
-                return (
-                    AuthDecision::denied(CallCode::InvalidPhoneNumberFormat, None),
-                    None,
-                    None,
-                )
-            }
+        let Ok(phone) = E164::parse(cc, number, ext, &self.settings.default_country_code) else {
+            return Err(AuthDecision::denied(
+                CallCode::InvalidPhoneNumberFormat,
+                None,
+            ));
         };
-        let masked = Some(phone.masked());
-        let attempt = AuthAttempt {
+        Ok(AuthAttempt {
             request_id,
             username: username.to_string(),
             user_group: user_group.to_string(),
             caller: ctx.caller.clone(),
-            phone: phone.clone(),
+            phone,
             mode,
             application_name: input.application_name.unwrap_or("").to_string(),
             initiating_ip: input.initiating_ip.unwrap_or("").to_string(),
             caller_ip: ctx.caller_ip,
             external_id: external_id.map(str::to_string),
             scripted: ctx.scripted,
-        };
+        })
+    }
+
+    /// Places the call of `attempt` (or joins the one in flight for the same person and number)
+    /// and turns its ending into the decision, with the masked number and the provider's name for
+    /// the audit event.
+    async fn call(
+        &self,
+        ctx: &CallContext,
+        input: &AuthInput<'_>,
+        attempt: AuthAttempt,
+    ) -> (AuthDecision, Option<String>, Option<&str>) {
+        let masked = attempt.phone.masked();
+        let mode = attempt.mode;
         // Providers that generate and check codes themselves (Twilio Verify) answer here; the
         // person completes with ValidatePasscode / ValidateOathCode.
         let deadline = self.settings.auth_timeout;
@@ -691,15 +709,18 @@ impl Engine {
             });
         if let Some((name, verdict)) = started {
             return (
-                self.code_sent(username, &attempt, &name, verdict).await,
-                masked,
+                self.code_sent(&attempt.username, &attempt, &name, verdict)
+                    .await,
+                Some(masked),
                 Some(self.provider.name()),
             );
         }
+        // Kept for the audit event of a `true` no person gave; the attempt goes to the call.
+        let username = attempt.username.clone();
         let (request_id, ending) = self.shared_call(attempt).await;
         let provider = Some(self.provider.name());
         let unasked = |kind, reason: &str, request_id| {
-            self.unasked_approval(kind, ctx, input, username, &phone, reason, request_id)
+            self.unasked_approval(kind, ctx, input, &username, &masked, reason, request_id)
         };
         let decision = match ending {
             Ending::Verdict(Verdict::Approved) => {
@@ -742,7 +763,7 @@ impl Engine {
                 Some(CallCode::StoreUnavailable),
             ),
         };
-        (decision, masked, provider)
+        (decision, Some(masked), provider)
     }
 
     /// CallResult 7 "Bypassed Auth" for a `true` no person gave, with its audit event (`kind`)
@@ -754,7 +775,7 @@ impl Engine {
         ctx: &CallContext,
         input: &AuthInput<'_>,
         username: &str,
-        phone: &E164,
+        masked_phone: &str,
         reason: &str,
         request_id: String,
     ) -> AuthDecision {
@@ -764,7 +785,7 @@ impl Engine {
                 operation: input.operation,
                 caller: &ctx.caller,
                 username,
-                phone: Some(phone.masked()),
+                phone: Some(masked_phone.to_string()),
                 provider: Some(self.provider.name()),
                 call_result: Some(CallCode::BypassedAuth.code()),
                 request_id: Some(&request_id),
@@ -883,17 +904,14 @@ impl Engine {
                 let (tx, rx) = watch::channel(None);
                 let id = attempt.request_id.clone();
                 map.insert(Arc::clone(&key), (id.clone(), rx.clone()));
-                let provider = self.provider.clone();
-                let store = self.store.clone();
-                let inflight: Arc<Inflight> = self.inflight.clone();
-                tokio::spawn(async move {
-                    let ended =
-                        lead_call(provider.as_ref(), store.as_ref(), attempt, &key, deadline).await;
-                    if let Ok(mut m) = inflight.map.lock() {
-                        m.remove(&key);
-                    }
-                    let _ = tx.send(Some(ended));
-                });
+                let lead = Lead {
+                    provider: self.provider.clone(),
+                    store: self.store.clone(),
+                    inflight: self.inflight.clone(),
+                    key: Arc::clone(&key),
+                    deadline,
+                };
+                tokio::spawn(lead.run(attempt, tx));
                 (id, rx)
             }
         };
@@ -915,6 +933,29 @@ impl Engine {
     }
 }
 
+/// What the task that places a call holds besides the attempt.
+struct Lead {
+    provider: Arc<dyn Provider>,
+    store: Arc<dyn Store>,
+    inflight: Arc<Inflight>,
+    key: Arc<InflightKey>,
+    deadline: Duration,
+}
+
+impl Lead {
+    /// Places (or joins) the call, then publishes its ending and leaves the registry. An `async
+    /// fn` spawned as it is, not inside an `async` block that would store the attempt twice: the
+    /// task lives as long as the person takes (issue #21, goal 4).
+    async fn run(self, attempt: AuthAttempt, tx: watch::Sender<Option<(String, Ending)>>) {
+        let (provider, store) = (self.provider.as_ref(), self.store.as_ref());
+        let ended = lead_call(provider, store, &attempt, &self.key, self.deadline).await;
+        if let Ok(mut m) = self.inflight.map.lock() {
+            m.remove(&self.key);
+        }
+        let _ = tx.send(Some(ended));
+    }
+}
+
 /// The local leader's part: claim the call in a shared store, then place it (the claim won) or
 /// wait for the instance that placed it (the claim lost), taking the call over when that
 /// instance's lease lapses. A store private to this process needs no claim. Returns the request id
@@ -922,14 +963,27 @@ impl Engine {
 async fn lead_call(
     provider: &dyn Provider,
     store: &dyn Store,
-    attempt: AuthAttempt,
+    attempt: &AuthAttempt,
     key: &InflightKey,
     deadline: Duration,
 ) -> (String, Ending) {
     if !store.is_shared() {
-        let ending = place_call(provider, &attempt, deadline).await;
-        return (attempt.request_id, ending);
+        let ending = place_call(provider, attempt, deadline).await;
+        return (attempt.request_id.clone(), ending);
     }
+    // Boxed: the claim, lease and remote-wait states would otherwise size the task of every call
+    // on a store private to this process too.
+    Box::pin(lead_shared(provider, store, attempt, key, deadline)).await
+}
+
+/// [`lead_call`] on a store shared with other instances.
+async fn lead_shared(
+    provider: &dyn Provider,
+    store: &dyn Store,
+    attempt: &AuthAttempt,
+    key: &InflightKey,
+    deadline: Duration,
+) -> (String, Ending) {
     let id = attempt.request_id.clone();
     let until = Instant::now() + deadline;
     loop {
@@ -945,7 +999,7 @@ async fn lead_call(
             Ok(CallClaim::Placed) => {
                 return (
                     id.clone(),
-                    own_call(provider, store, &attempt, remaining).await,
+                    own_call(provider, store, attempt, remaining).await,
                 )
             }
             Ok(CallClaim::Joined(other)) => match wait_for_remote(store, &other, until).await {
@@ -1110,7 +1164,7 @@ mod tests {
         let (id, ending) = lead_call(
             &provider,
             &store,
-            attempt(mine),
+            &attempt(mine),
             &key,
             Duration::from_secs(30),
         )
@@ -1214,18 +1268,21 @@ mod tests {
 mod future_sizes {
     use super::*;
 
+    /// About twice the call task's size when its shared-store states were boxed apart.
+    const LEAD_BOUND: usize = 2048;
+
     #[tokio::test]
     async fn a_waiting_authentication_stays_small() {
         let (engine, ctx) = crate::engine::scripted_engine_for_tests("sizes").await;
         // `Engine::handle` boxes the family's future: the size that counts is the box's content.
         let handle = engine.handle(
-            &ctx,
+            ctx.clone(),
             crate::pfwssdk::Request::PfAuthUser_5(Default::default()),
         );
         let handle_size = size_of_val(&*handle);
         drop(handle);
         let other = engine.handle(
-            &ctx,
+            ctx.clone(),
             crate::pfwssdk::Request::TestSecurity(Default::default()),
         );
         let other_size = size_of_val(&*other);
@@ -1240,7 +1297,36 @@ mod future_sizes {
         );
         let auth_size = size_of_val(&auth);
         drop(auth);
-        eprintln!("future sizes: handle(PfAuthUser_5) {handle_size}, handle(TestSecurity) {other_size}, authenticate {auth_size}");
+        // The task that places the call lives as long as the call: its future is its size.
+        let attempt = AuthAttempt {
+            request_id: "A1700000000000000000000000000001".into(),
+            username: "u".into(),
+            user_group: String::new(),
+            caller: "anonymous".into(),
+            phone: E164::parse("1", "4255550100", "", "1").expect("a valid number"),
+            mode: Mode3::VoiceCall,
+            application_name: String::new(),
+            initiating_ip: String::new(),
+            caller_ip: [127, 0, 0, 1].into(),
+            external_id: None,
+            scripted: None,
+        };
+        let lead = Lead {
+            provider: engine.provider.clone(),
+            store: engine.store.clone(),
+            inflight: engine.inflight.clone(),
+            key: Arc::new(inflight_key(&attempt)),
+            deadline: Duration::from_secs(1),
+        };
+        let (tx, _rx) = watch::channel(None);
+        let task = lead.run(attempt, tx);
+        let lead_size = size_of_val(&task);
+        drop(task);
+        eprintln!("future sizes: handle(PfAuthUser_5) {handle_size}, handle(TestSecurity) {other_size}, authenticate {auth_size}, call task {lead_size}");
+        assert!(
+            lead_size <= LEAD_BOUND,
+            "the call's task: {lead_size} bytes"
+        );
         assert!(
             handle_size <= 1536,
             "Engine::handle future of an authentication: {handle_size} bytes"

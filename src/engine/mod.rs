@@ -207,15 +207,18 @@ impl Engine {
     /// a caller waits for a person. Choosing the family first and boxing only that family's
     /// future keeps a waiting caller's state to the authentication's (BENCHMARKS.md, "10,000
     /// waiting callers: the allocator and the waiting state"; `future_sizes` guards it).
-    pub fn handle<'a>(
-        &'a self,
-        ctx: &'a CallContext,
+    ///
+    /// The context is moved into the box too, so that the caller keeps nothing but the box while
+    /// it waits.
+    pub fn handle(
+        &self,
+        ctx: CallContext,
         request: Request,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send + 'a>> {
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send + '_>> {
         let op = request.operation();
         match authenticate::AuthCall::try_from(request) {
-            Ok(call) => Box::pin(self.authentication(ctx, op, call)),
-            Err(other) => Box::pin(self.other_operation(ctx, op, other)),
+            Ok(call) => Box::pin(async move { self.authentication(&ctx, op, call).await }),
+            Err(other) => Box::pin(async move { self.other_operation(&ctx, op, other).await }),
         }
     }
 
@@ -362,7 +365,7 @@ mod tests {
             let element = parse(xml.as_bytes(), XmlLimits::default()).expect("empty request");
             let request = Request::decode(op, &element).expect("defaults decode");
             let family = claimed(request.clone());
-            let response = engine.handle(&ctx, request).await;
+            let response = engine.handle(ctx.clone(), request).await;
             assert_eq!(response.operation(), op);
             let (_, error, _) = response.outcome();
             let not_supported = error == Some(ErrorCode::NotSupported.code());

@@ -85,22 +85,57 @@ pub trait Layer: Send + Sync + std::fmt::Debug + 'static {
 }
 
 /// Handles one request. Never fails: every problem becomes an HTTP answer.
-pub async fn handle(
+///
+/// Not an `async fn`, and in two boxed steps, because this future is what hyper keeps for each
+/// request in flight, and an authentication waits up to a minute for a person: with thousands
+/// waiting, each byte of it is a byte per caller (issue #21, goal 4; BENCHMARKS.md). The stages
+/// before the engine (the request moved through each, the body, the decode) run in a box of their
+/// own, freed once they end; the engine's call is another box ([`soap::EngineCall::run`]); what
+/// stays inline is the little the access log and metrics need.
+pub fn handle(
     state: Arc<AppState>,
     conn: ConnInfo,
     auth: Arc<ConnAuth>,
     req: http::Request<Incoming>,
-) -> Result<HttpResponse, Infallible> {
+) -> impl Future<Output = Result<HttpResponse, Infallible>> + Send {
     let started = Instant::now();
     auth.request_started();
     let caller = caller_ip(&state, &conn, req.headers());
     let method = req.method().clone();
     // Kept before `route` consumes the request; only for the access log, so only when it is on.
     let path = access_log::enabled().then(|| req.uri().path().to_owned());
-    // Boxed: the engine's future is large (every operation's state lives in it), and hyper moves
-    // the service future around; a box keeps those moves to a pointer copy.
-    let routed = Box::pin(route(&state, &conn, &auth, req, caller)).await;
-    auth.request_ended();
+    let stages = Box::pin(route_owned(state.clone(), conn, auth.clone(), req, caller));
+    async move {
+        let routed = match stages.await {
+            Step::Done(routed) => routed,
+            Step::Engine(call, admitted) => admitted.finish(call.run(&state.engine).await),
+        };
+        auth.request_ended();
+        Ok(logged(routed, &auth, started, method, path, caller))
+    }
+}
+
+/// [`route`] on owned handles, so that its future can be boxed apart from [`handle`]'s.
+async fn route_owned(
+    state: Arc<AppState>,
+    conn: ConnInfo,
+    auth: Arc<ConnAuth>,
+    req: http::Request<Incoming>,
+    caller: IpAddr,
+) -> Step {
+    route(&state, &conn, &auth, req, caller).await
+}
+
+/// The end of a request: the connection's closing header when it must close, the metrics and the
+/// access log line.
+fn logged(
+    routed: Routed,
+    auth: &ConnAuth,
+    started: Instant,
+    method: Method,
+    path: Option<String>,
+    caller: IpAddr,
+) -> HttpResponse {
     let Routed {
         mut response,
         operation,
@@ -126,18 +161,40 @@ pub async fn handle(
             latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         });
     }
-    Ok(response)
+    response
+}
+
+/// Where the stages before the engine left a request.
+// Returned once by the stages and taken apart at once: boxing the large variant would cost an
+// allocation per request for nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Step {
+    /// Answered already.
+    Done(Routed),
+    /// For the engine to decide, with what the sign-in owes the answer.
+    Engine(soap::EngineCall, front::Admitted),
+}
+
+impl Step {
+    /// The answer: the engine's, when the request got that far.
+    pub async fn finish(self, state: &AppState) -> Routed {
+        match self {
+            Step::Done(routed) => routed,
+            Step::Engine(call, admitted) => admitted.finish(call.run(&state.engine).await),
+        }
+    }
 }
 
 /// The gateway's stages for one request, in order: preflight, identify, admit, then the pages or
-/// the SOAP stages.
-pub async fn route<B>(
+/// the SOAP stages up to the engine.
+async fn route<B>(
     state: &AppState,
     conn: &ConnInfo,
     auth: &ConnAuth,
     req: http::Request<B>,
     caller: IpAddr,
-) -> Routed
+) -> Step
 where
     B: hyper::body::Body + Send + 'static,
     B::Data: Send,
@@ -145,10 +202,10 @@ where
 {
     let req = match preflight(state, req).await {
         Ok(req) => req,
-        Err(routed) => return routed,
+        Err(routed) => return Step::Done(routed),
     };
     let identified = caller::identify(state, conn, caller, req.headers(), auth).await;
-    route_identified(state, conn, req, caller, identified).await
+    stages_identified(state, conn, req, caller, identified).await
 }
 
 /// The stages after identification, for a request that passed [`preflight`]: a layer that
@@ -165,16 +222,35 @@ where
     B: hyper::body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let step = stages_identified(state, conn, req, caller, identified).await;
+    step.finish(state).await
+}
+
+/// [`route_identified`]'s stages up to the engine.
+async fn stages_identified<B>(
+    state: &AppState,
+    conn: &ConnInfo,
+    req: http::Request<B>,
+    caller: IpAddr,
+    identified: Result<caller::Identified, caller::Unauthenticated>,
+) -> Step
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let admitted = match admit(state, conn, caller, identified) {
         Ok(a) => a,
-        Err(turned) => return turned.dispose(req.into_body(), &state.settings).await,
+        Err(turned) => return Step::Done(turned.dispose(req.into_body(), &state.settings).await),
     };
     let routed = match *req.method() {
         Method::GET | Method::HEAD => pages(state, conn, &req),
-        Method::POST => soap::post(state, req, caller, &admitted.principal).await,
+        Method::POST => match soap::post(state, req, caller, &admitted.principal).await {
+            Ok(call) => return Step::Engine(call, admitted),
+            Err(routed) => routed,
+        },
         _ => method_not_allowed(),
     };
-    admitted.finish(routed)
+    Step::Done(admitted.finish(routed))
 }
 
 /// A `GET` (or `HEAD`: hyper sends the headers and omits the body) of the endpoint: the SOAP

@@ -20,31 +20,26 @@ use crate::pfwssdk::soap::{decode_request, encode_response, DecodedCall, Fault};
 use crate::store::directory::Outcome;
 use crate::telemetry::audit::AuditKind;
 
-/// The whole POST, as the gateway serves it.
+/// The whole POST up to the engine, as the gateway serves it: an answer already, or the call the
+/// engine is to decide.
 pub(crate) async fn post<B>(
     state: &AppState,
     req: http::Request<B>,
     caller: IpAddr,
     principal: &str,
-) -> Routed
+) -> Result<EngineCall, Routed>
 where
     B: hyper::body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let head = match head(req.headers()) {
-        Ok(h) => h,
-        Err(routed) => return routed,
-    };
-    let body = match read_body(state, req.into_body()).await {
-        Ok(b) => b,
-        Err(routed) => return routed,
-    };
+    let head = head(req.headers())?;
+    let body = read_body(state, req.into_body()).await?;
     let decoded = decode_request(&head, &body, xml_limits(state));
     // The body's bytes are a view of hyper's read buffer: released here, hyper can reuse that
     // buffer while this call waits (an authentication waits up to a minute) instead of allocating
     // a second one for its end-of-stream check — 8 KB less per waiting caller (BENCHMARKS.md).
     drop(body);
-    answer(state, caller, principal, head.version, decoded, None).await
+    prepare(state, caller, principal, head.version, decoded, None)
 }
 
 /// The SOAP head of a request; a 415 when the headers do not announce SOAP.
@@ -113,11 +108,71 @@ pub async fn answer(
     decoded: Result<DecodedCall, Fault>,
     scripted: Option<Outcome>,
 ) -> Routed {
+    match prepare(state, caller, principal, version, decoded, scripted) {
+        Ok(call) => call.run(&state.engine).await,
+        Err(routed) => routed,
+    }
+}
+
+/// A SOAP call that passed every stage before the engine: all a caller keeps while the engine
+/// decides. An authentication waits up to a minute on the provider, so with thousands waiting
+/// each byte here counts; the request's headers, its body and every earlier stage's state are
+/// gone by then (issue #21, goal 4: BENCHMARKS.md).
+#[derive(Debug)]
+pub struct EngineCall {
+    ctx: CallContext,
+    request: crate::pfwssdk::Request,
+    version: SoapVersion,
+    operation: &'static str,
+}
+
+impl EngineCall {
+    /// The engine's decision, encoded.
+    ///
+    /// Not an `async fn`: one would keep this call (the request's parameters) beside the engine's
+    /// boxed future for the whole wait; this hands both to the engine first and keeps the box.
+    pub fn run(
+        self,
+        engine: &crate::engine::Engine,
+    ) -> impl std::future::Future<Output = Routed> + Send + '_ {
+        let EngineCall {
+            ctx,
+            request,
+            version,
+            operation,
+        } = self;
+        let decided = engine.handle(ctx, request);
+        async move {
+            let response = decided.await;
+            let xml = encode_response(version, &response);
+            Routed {
+                response: respond(StatusCode::OK, version.content_type(), xml),
+                operation: Some(operation),
+                handled: Handled::Answered(SdkOutcome::of(&response)),
+            }
+        }
+    }
+}
+
+/// The stages between the decode and the engine: a fault for an envelope that did not decode,
+/// then the operation policy. `Ok` is the call for the engine.
+// The error is the answer itself, moved out once: boxing it would cost an allocation per
+// refused request for nothing.
+#[allow(clippy::result_large_err)]
+fn prepare(
+    state: &AppState,
+    caller: IpAddr,
+    principal: &str,
+    version: SoapVersion,
+    decoded: Result<DecodedCall, Fault>,
+    scripted: Option<Outcome>,
+) -> Result<EngineCall, Routed> {
     let call = match decoded {
         Ok(c) => c,
         Err(fault) => {
             tracing::warn!(target: "pfgate::soap", caller = %caller, fault = %fault.message, "request refused");
-            return Routed::without_operation(fault_response(version, &fault), Handled::Fault);
+            let answer = fault_response(version, &fault);
+            return Err(Routed::without_operation(answer, Handled::Fault));
         }
     };
     let operation = call.request.operation().name();
@@ -128,24 +183,22 @@ pub async fn answer(
             operation,
             &refusal.to_string(),
         );
-        return Routed {
+        return Err(Routed {
             response: forbidden(),
             operation: Some(operation),
             handled: Handled::Forbidden,
-        };
+        });
     }
-    let ctx = CallContext {
-        caller_ip: caller,
-        caller: principal.to_string(),
-        scripted,
-    };
-    let response = state.engine.handle(&ctx, call.request).await;
-    let xml = encode_response(call.version, &response);
-    Routed {
-        response: respond(StatusCode::OK, call.version.content_type(), xml),
-        operation: Some(operation),
-        handled: Handled::Answered(SdkOutcome::of(&response)),
-    }
+    Ok(EngineCall {
+        ctx: CallContext {
+            caller_ip: caller,
+            caller: principal.to_string(),
+            scripted,
+        },
+        request: call.request,
+        version: call.version,
+        operation,
+    })
 }
 
 /// The operation policy: may `principal` call this operation? Counted in the refusal metric.

@@ -773,14 +773,16 @@ impl WebhookProvider {
             ProviderError::new(Kind::Local, format!("cannot encode the start request: {e}"))
         })?;
         let started = tokio::time::Instant::now();
-        let mut reply = self
-            .state(
-                Method::POST,
-                self.endpoint(&["authentications"]),
-                body,
-                &attempt.request_id,
-            )
-            .await?;
+        // Each exchange in a box of its own, freed when it ends: inline, the HTTP client's state
+        // would size this future, which a call keeps between polls for as long as the person
+        // takes (issue #21, goal 4: 1 KB per waiting caller).
+        let mut reply = Box::pin(self.state(
+            Method::POST,
+            self.endpoint(&["authentications"]),
+            body,
+            &attempt.request_id,
+        ))
+        .await?;
         let poll_url = self.endpoint(&["authentications", &attempt.request_id]);
         loop {
             if let Some(verdict) = interpret(&reply.state) {
@@ -795,14 +797,13 @@ impl WebhookProvider {
                 return Ok(Verdict::NotAnswered);
             }
             tokio::time::sleep(wait).await;
-            reply = self
-                .state(
-                    Method::GET,
-                    poll_url.clone(),
-                    Vec::new(),
-                    &attempt.request_id,
-                )
-                .await?;
+            reply = Box::pin(self.state(
+                Method::GET,
+                poll_url.clone(),
+                Vec::new(),
+                &attempt.request_id,
+            ))
+            .await?;
         }
     }
 }

@@ -502,24 +502,70 @@ impl Service for Gateway {
         req: hyper::Request<hyper::body::Incoming>,
     ) -> impl Future<Output = Result<hyper::Response<GatewayBody>, BoxError>> + Send + use<> {
         let state = self.live.state();
-        let layer = self.live.layer.clone();
         let auth = auth.clone();
-        async move {
+        // Chosen before the answer's future is built, so that future does not hold the request
+        // (hyper keeps it for each request in flight: with thousands of callers waiting, its size
+        // is memory per caller).
+        match &self.live.layer {
             // A layer around the gateway (the test double) answers in its place, with the same
-            // state; the server does not know what it is.
-            if let Some(layer) = layer {
-                // Counted as the gateway's requests are, so the idle rule sees them.
+            // state; the server does not know what it is. Counted as the gateway's requests
+            // are, so the idle rule sees them.
+            Some(layer) => {
                 auth.request_started();
-                let answer = layer.call(state, info, auth.clone(), req).await;
-                auth.request_ended();
-                return answer
-                    .map(|r| r.map(http_body_util::Either::Right))
-                    .map_err(BoxError::from);
+                Answer::Layer {
+                    answer: layer.call(state, info, auth.clone(), req),
+                    auth,
+                }
             }
-            match http::handle(state, info, auth, req).await {
-                Ok(r) => Ok(r.map(http_body_util::Either::Left)),
-                Err(never) => match never {},
-            }
+            None => Answer::Gateway {
+                answer: http::handle(state, info, auth, req),
+            },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Who answers a request: a layer (its boxed future, and the connection's sign-in state to
+    /// count the request's end on) or the gateway. A future of its own rather than an `async`
+    /// block that awaits one of the two: such a block would store the chosen future twice (as the
+    /// value it captured and as the one it awaits), and hyper keeps this future for each request
+    /// in flight.
+    #[project = AnswerProj]
+    enum Answer<L, G> {
+        Layer { answer: L, auth: Arc<caller::ConnAuth> },
+        Gateway { #[pin] answer: G },
+    }
+}
+
+impl<L, G> Future for Answer<L, G>
+where
+    L: Future<Output = crate::gateway::LayerResult> + Unpin,
+    G: Future<Output = Result<crate::gateway::HttpResponse, std::convert::Infallible>>,
+{
+    type Output = Result<hyper::Response<GatewayBody>, BoxError>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
+        match self.project() {
+            AnswerProj::Layer { answer, auth } => match std::pin::Pin::new(answer).poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(answer) => {
+                    auth.request_ended();
+                    Poll::Ready(
+                        answer
+                            .map(|r| r.map(http_body_util::Either::Right))
+                            .map_err(BoxError::from),
+                    )
+                }
+            },
+            AnswerProj::Gateway { answer } => match answer.poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Ok(r)) => Poll::Ready(Ok(r.map(http_body_util::Either::Left))),
+                Poll::Ready(Err(never)) => match never {},
+            },
         }
     }
 }
