@@ -5,10 +5,9 @@
 //! `second_factor_completed` (what MIM logs as event 103) or `second_factor_failed` (MIM's 101), so
 //! the two are told apart by the event name alone.
 
-use std::io::Write as _;
-use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
+use crate::telemetry::line::{self, Field};
 use crate::telemetry::LogFormat;
 
 /// What kind of decision this was.
@@ -118,22 +117,10 @@ macro_rules! log_event {
     };
 }
 
-/// The format of the log when [`crate::telemetry::init`] set it up without colours: then the
-/// audit line is formatted here, by hand, instead of by `tracing-subscriber` (which cost about a
-/// tenth of an authentication's instructions), and written as that would: at once, in one write.
-/// Unset (tests with a subscriber of their own, colours at a terminal): the line goes through
-/// `tracing`.
-static DIRECT: OnceLock<LogFormat> = OnceLock::new();
-
-/// Writes audit lines by hand in `format` from now on (called once by `telemetry::init`).
-pub(crate) fn write_directly(format: LogFormat) {
-    let _ = DIRECT.set(format);
-}
-
 /// Emits the event.
 pub fn emit(kind: AuditKind, e: &AuditEvent<'_>) {
     let alarm = kind.is_alarm();
-    if let Some(&format) = DIRECT.get() {
+    if let Some(format) = line::direct() {
         // The same switch as the `tracing` event: `RUST_LOG` on the `pfgate::audit` target.
         let on = if alarm {
             tracing::enabled!(target: "pfgate::audit", tracing::Level::WARN)
@@ -180,9 +167,8 @@ fn trail_fields(kind: AuditKind, e: &AuditEvent<'_>) -> String {
         .to_string()
 }
 
-/// Appends the line `tracing-subscriber` writes for [`log_event!`] (no colours), byte for byte:
-/// `text` is its default format (`Debug` of each value, `message` first, unnamed), `json` its
-/// flattened JSON (serde_json's escaping and numbers).
+/// Appends the line `tracing-subscriber` writes for [`log_event!`] (no colours), byte for byte
+/// ([`line::write`]).
 fn write_line(
     buf: &mut Vec<u8>,
     format: LogFormat,
@@ -207,141 +193,31 @@ fn write_line(
         ("request_id", Field::Text(e.request_id.unwrap_or("-"))),
         ("reason", Field::Text(e.reason.unwrap_or("-"))),
     ];
-    let json = format == LogFormat::Json;
-    if json {
-        buf.extend_from_slice(b"{\"timestamp\":\"");
-        crate::telemetry::access_log::write_rfc3339(buf, now);
-        buf.extend_from_slice(b"\",\"level\":\"");
-        buf.extend_from_slice(level);
-        buf.extend_from_slice(b"\",\"message\":\"audit\"");
-    } else {
-        crate::telemetry::access_log::write_rfc3339(buf, now);
-        buf.extend_from_slice(b"  ");
-        buf.extend_from_slice(level);
-        buf.extend_from_slice(b" pfgate::audit: audit");
-    }
-    for (name, value) in fields {
-        if json {
-            push_json_field(buf, name, value);
-        } else {
-            push_text_field(buf, name, value);
-        }
-    }
-    if json {
-        buf.extend_from_slice(b",\"target\":\"pfgate::audit\"}");
-    }
-    buf.push(b'\n');
-}
-
-/// A value of the audit line, typed as `tracing` records it.
-#[derive(Clone, Copy)]
-enum Field<'a> {
-    Text(&'a str),
-    Int(i64),
-    Float(f64),
-}
-
-/// ` name=value` as `tracing-subscriber`'s text lines write it: `Debug` of the value.
-fn push_text_field(buf: &mut Vec<u8>, name: &str, value: Field<'_>) {
-    buf.push(b' ');
-    buf.extend_from_slice(name.as_bytes());
-    buf.push(b'=');
-    match value {
-        Field::Text(t) => push_debug_str(buf, t),
-        Field::Int(i) => buf.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
-        Field::Float(f) => {
-            let _ = write!(buf, "{f:?}");
-        }
-    }
-}
-
-/// `,"name":value` as its JSON lines write it (serde_json's escaping and numbers).
-fn push_json_field(buf: &mut Vec<u8>, name: &str, value: Field<'_>) {
-    buf.extend_from_slice(b",\"");
-    buf.extend_from_slice(name.as_bytes());
-    buf.extend_from_slice(b"\":");
-    let _ = match value {
-        Field::Text(t) => serde_json::to_writer(&mut *buf, t),
-        Field::Int(i) => serde_json::to_writer(&mut *buf, &i),
-        Field::Float(f) => serde_json::to_writer(&mut *buf, &f),
+    let head = line::Head {
+        now,
+        level,
+        target: "pfgate::audit",
+        message: "audit",
     };
-}
-
-/// A `str` as `Debug` writes it (quoted, escaped).
-fn push_debug_str(buf: &mut Vec<u8>, value: &str) {
-    // Printable ASCII but the quote and the backslash is what `Debug` leaves as it is.
-    if value
-        .bytes()
-        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
-    {
-        buf.push(b'"');
-        buf.extend_from_slice(value.as_bytes());
-        buf.push(b'"');
-    } else {
-        let _ = write!(buf, "{value:?}");
-    }
+    line::write(buf, format, &head, &fields);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
+    use crate::telemetry::line::tests::captured;
     use std::time::UNIX_EPOCH;
-    use tracing_subscriber::fmt::{format::Writer, time::FormatTime, MakeWriter};
-
-    /// What `tracing-subscriber` wrote, shared with the test.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Captured {
-        type Writer = Captured;
-        fn make_writer(&'a self) -> Self::Writer {
-            self.clone()
-        }
-    }
-
-    /// The epoch, as the hand-written line is given it.
-    struct Epoch;
-
-    impl FormatTime for Epoch {
-        fn format_time(&self, w: &mut Writer<'_>) -> std::fmt::Result {
-            w.write_str("1970-01-01T00:00:00.000000Z")
-        }
-    }
 
     /// The line the `tracing` path writes for the event, in `format`, with the subscriber
     /// `telemetry::init` installs (no colours).
     fn through_tracing(format: LogFormat, kind: AuditKind, e: &AuditEvent<'_>) -> String {
-        let out = Captured::default();
-        let builder = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_timer(Epoch)
-            .with_writer(out.clone());
-        let emit = || {
+        captured(format, || {
             if kind.is_alarm() {
                 log_event!(tracing::Level::WARN, kind, e);
             } else {
                 log_event!(tracing::Level::INFO, kind, e);
             }
-        };
-        match format {
-            LogFormat::Text => tracing::subscriber::with_default(builder.finish(), emit),
-            LogFormat::Json => {
-                tracing::subscriber::with_default(builder.json().flatten_event(true).finish(), emit)
-            }
-        }
-        let bytes = out.0.lock().unwrap().clone();
-        String::from_utf8(bytes).unwrap()
+        })
     }
 
     fn by_hand(format: LogFormat, kind: AuditKind, e: &AuditEvent<'_>) -> String {

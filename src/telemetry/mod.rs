@@ -9,6 +9,7 @@
 pub mod access_log;
 pub mod audit;
 pub mod audit_trail;
+pub(crate) mod line;
 pub mod metrics;
 
 use tracing_subscriber::EnvFilter;
@@ -40,7 +41,7 @@ pub fn init(format: LogFormat) {
     };
     // Only when this subscriber is the one in force: its lines are the ones to match.
     if installed.is_ok() && !ansi {
-        audit::write_directly(format);
+        line::write_directly(format);
     }
 }
 
@@ -60,7 +61,7 @@ pub fn init_file(format: LogFormat, file: std::fs::File) -> std::io::Result<()> 
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
     if installed.is_ok() {
-        audit::write_directly(format);
+        line::write_directly(format);
     }
     Ok(())
 }
