@@ -18,6 +18,7 @@
 # request journal/recording off and logging quiet, as fast as it is documented to go.
 #
 # Knobs: DURATION (10s), WARMUP (5s), RUNS (1), CONNECTIONS (32), ALT_DIR, SKIP_BUILD (0),
+# PFGATE_BIN (target/release/pfgate: another build, e.g. one without the examples' features),
 # P_PLAIN, P_TLS, MB_ADMIN (ports, 18701-18703: they must be free),
 # TOOLS ("pfgate wiremock mountebank spyne"), OUT (bench/results/side_by_side.md),
 # PROTOCOLS ("http https": the pinned one-core comparison of issue #21 is plain HTTP alone,
@@ -66,7 +67,7 @@ fi
 if [ "$SKIP_BUILD" != "1" ]; then
     cargo build --release --bin pfgate >&2
 fi
-PFGATE_BIN="$ROOT/target/release/pfgate"
+PFGATE_BIN="${PFGATE_BIN:-$ROOT/target/release/pfgate}"
 MOCK_ARGS=()
 if [ -n "$SCENARIO" ]; then
     [ -f "$SCENARIO" ] || { echo "bench/side_by_side.sh: no scenario $SCENARIO" >&2; exit 2; }
