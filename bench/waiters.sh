@@ -21,7 +21,8 @@
 # so the TestSecurity probe would wait behind the callers).
 #
 # Knobs: CONNECTIONS (10000), DELAY (30), PROBE (8 s), PORT (18600), PROVIDER_PORT (18601),
-# SKIP_BUILD (0), OUT (bench/results/waiters.json), SAMPLES_OUT (none: a file to keep the RSS
+# SKIP_BUILD (0), TLS (0: plain HTTP; 1: the TLS listener with a self-signed certificate made for
+# the run, and the client over TLS), OUT (bench/results/waiters.json), SAMPLES_OUT (none: a file to keep the RSS
 # and descriptor samples in, "time rss_kb fds" per line), WRAP (none), PFGATE_BIN (target/release/pfgate:
 # another binary, e.g. a copy of main's, to compare two builds in one session; implies no build).
 set -euo pipefail
@@ -67,9 +68,21 @@ python3 "$ROOT/bench/load/fake_provider.py" --port "$PROVIDER_PORT" --delay "$DE
 PROVIDER_PID=$!
 PIDS+=("$PROVIDER_PID")
 
+# TLS=1: the TLS listener, with a self-signed certificate made for the run.
+if [ "${TLS:-0}" = "1" ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=127.0.0.1 \
+        -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+    LISTEN="listen = \"127.0.0.1:$PORT\"
+tls_cert = \"$WORK/cert.pem\"
+tls_key = \"$WORK/key.pem\""
+    SCHEME=https; CLIENT_TLS=--tls
+else
+    LISTEN="plain_listen = \"127.0.0.1:$PORT\""
+    SCHEME=http; CLIENT_TLS=
+fi
 cat >"$WORK/pfgate.toml" <<TOML
 [server]
-plain_listen = "127.0.0.1:$PORT"
+$LISTEN
 [limits]
 max_connections = $((CONNECTIONS + 100))
 [engine]
@@ -93,7 +106,7 @@ env -u RUST_LOG ${WRAP:-} "$PFGATE_BIN" serve --config "$WORK/pfgate.toml" >"$WO
 PFGATE_PID=$!
 PIDS+=("$PFGATE_PID")
 for _ in $(seq 1 100); do
-    grep -q "listening on http://127.0.0.1:$PORT" "$WORK/pfgate.out" "$WORK/pfgate.err" 2>/dev/null && break
+    grep -q "listening on $SCHEME://127.0.0.1:$PORT" "$WORK/pfgate.out" "$WORK/pfgate.err" 2>/dev/null && break
     kill -0 "$PFGATE_PID" 2>/dev/null || die "pfgate exited: $(tail -5 "$WORK/pfgate.err")"
     sleep 0.1
 done
@@ -115,7 +128,7 @@ cpu0="$(awk '{ print $14 + $15 }' "/proc/$PFGATE_PID/stat")"
 note "pfgate pid $PFGATE_PID idle RSS ${rss_idle} kB; $CONNECTIONS callers, provider delay ${DELAY}s"
 client_t0="$(date +%s.%N)"
 python3 "$ROOT/bench/load/waiters.py" --port "$PORT" --connections "$CONNECTIONS" \
-    --probe "$PROBE" --out "$WORK/client.json" >&2
+    --probe "$PROBE" --out "$WORK/client.json" $CLIENT_TLS >&2
 cpu1="$(awk '{ print $14 + $15 }' "/proc/$PFGATE_PID/stat")"
 hwm="$(awk '/^VmHWM/ { print $2 }' "/proc/$PFGATE_PID/status")"
 kill -USR1 "$PROVIDER_PID"

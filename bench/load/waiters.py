@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Thousands of people on the phone at once: the load client of bench/waiters.sh.
 
-Opens --connections keep-alive connections to pfgate (plain HTTP), sends one PfAuthUser_5 on each
+Opens --connections keep-alive connections to pfgate (plain HTTP, or TLS with --tls), sends one PfAuthUser_5 on each
 (mimservice@contoso.com, each with its own number, as .NET's SoapHttpClientProtocol sends it) and
 waits for every answer. While they all wait (the provider takes --delay seconds), one more
 connection sends TestSecurity every 10 ms for --probe seconds and records each latency.
@@ -17,11 +17,15 @@ import asyncio
 import json
 import pathlib
 import re
+import ssl
 import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PATH = "/MultiFactorAuthWebServiceSdk/PfWsSdk.asmx"
+# The TLS context of --tls (loopback, the run's own self-signed certificate: not verified); None
+# for plain HTTP.
+TLS = None
 UA = "Mozilla/4.0 (compatible; MSIE 6.0; MS Web Services Client Protocol 4.0.30319.42000)"
 
 
@@ -58,7 +62,7 @@ async def one_call(i, host, port, template, results, sent, timings):
     body = template.replace(b"<phoneNumber>4255550100</phoneNumber>",
                             b"<phoneNumber>" + number + b"</phoneNumber>")
     try:
-        reader, writer = await asyncio.open_connection(host, port)
+        reader, writer = await asyncio.open_connection(host, port, ssl=TLS)
     except OSError as e:
         results["connect_error"] = results.get("connect_error", 0) + 1
         results.setdefault("examples", []).append(f"connect: {e}")
@@ -88,7 +92,7 @@ async def one_call(i, host, port, template, results, sent, timings):
 async def probe(host, port, seconds, lat):
     body = (ROOT / "soap" / "TestSecurity.xml").read_bytes().strip()
     req = request("TestSecurity", body)
-    reader, writer = await asyncio.open_connection(host, port)
+    reader, writer = await asyncio.open_connection(host, port, ssl=TLS)
     end = time.monotonic() + seconds
     bad = 0
     while time.monotonic() < end:
@@ -118,7 +122,13 @@ async def main():
     a.add_argument("--probe", type=float, default=15, help="seconds of TestSecurity probes")
     a.add_argument("--probe-after", type=float, default=0.5, help="seconds after the last send")
     a.add_argument("--out", default="")
+    a.add_argument("--tls", action="store_true", help="TLS (the certificate is not verified)")
     args = a.parse_args()
+    if args.tls:
+        global TLS
+        TLS = ssl.create_default_context()
+        TLS.check_hostname = False
+        TLS.verify_mode = ssl.CERT_NONE
     template = (ROOT / "soap" / "PfAuthUser_5.xml").read_bytes().strip()
     results, sent, timings, lat = {}, [], [], []
     start = time.monotonic()
