@@ -79,6 +79,24 @@ pub(super) fn select_standing_sql(placeholder: impl Fn(usize) -> String) -> Stri
     )
 }
 
+/// [`select_standing_sql`] without the time: the stored ends of the user's latest lock and latest
+/// bypass instead of whether they run at `now`, in the same columns, so that a reader can keep the
+/// row and decide what runs at each read (the in-memory SQLite store's standings,
+/// `sqlite::RawStanding::at`). `placeholder(1)` is the key.
+pub(super) fn select_standing_raw_sql(placeholder: impl Fn(usize) -> String) -> String {
+    let key = placeholder(1);
+    format!(
+        "SELECT {}, \
+         EXISTS (SELECT 1 FROM blocks WHERE blocks.username_key = users.username_key), \
+         (SELECT MAX(auth_failures.locked_until) FROM auth_failures \
+          WHERE auth_failures.username_key = users.username_key), \
+         (SELECT MAX(bypasses.expires_at) FROM bypasses \
+          WHERE bypasses.username_key = users.username_key) \
+         FROM users WHERE users.username_key = {key}",
+        USER_COLUMNS.join(", ")
+    )
+}
+
 /// The column of [`select_standing_sql`] saying whether the user is blocked.
 pub(super) const STANDING_BLOCKED: usize = USER_COLUMNS.len();
 /// The column of [`select_standing_sql`] with the end of a running lock, or NULL.
@@ -490,6 +508,7 @@ impl<'a> UserRow<'a> {
 }
 
 /// One `users` row as read, before enums are parsed and secrets opened.
+#[derive(Clone)]
 pub(super) struct RawUser {
     pub(super) username_key: String,
     pub(super) username: String,

@@ -63,9 +63,10 @@ static SELECT_USERS: LazyLock<String> = LazyLock::new(row::select_users_sql);
 static SELECT_USER: LazyLock<String> =
     LazyLock::new(|| format!("{} WHERE username_key = ?1", row::select_users_sql()));
 
-/// The user and its block, lock and bypass in one statement ([`row::select_standing_sql`]).
-static SELECT_STANDING: LazyLock<String> =
-    LazyLock::new(|| row::select_standing_sql(|n| format!("?{n}")));
+/// The user and its block, and the stored ends of its lock and bypass, in one statement
+/// ([`row::select_standing_raw_sql`]; the time is compared by [`RawStanding::at`]).
+static SELECT_STANDING_RAW: LazyLock<String> =
+    LazyLock::new(|| row::select_standing_raw_sql(|n| format!("?{n}")));
 
 /// Inserts a user unless the key exists (`?1`… in [`USER_COLUMNS`](row::USER_COLUMNS) order).
 static INSERT_USER: LazyLock<String> = LazyLock::new(|| row::insert_user_sql(|n| format!("?{n}")));
@@ -108,6 +109,100 @@ pub struct SqliteStore {
     shared: bool,
     /// The lock file, held (and so locked) as long as the store lives; `None` unlocked or in memory.
     _lock: Option<File>,
+    /// The standings read since the last write, in memory only ([`Standings`]); `None` for files.
+    standings: Option<Arc<Mutex<Standings>>>,
+}
+
+/// The standings an in-memory store has read since its last write, by username key (`None`: no
+/// such user), so that an authentication of a user read before costs a lookup instead of
+/// SQLite's statement and its thirty columns (about a fifth of a `PfAuthUser_5`; issue #21).
+///
+/// Sound because nothing else can change the database: an in-memory database is private to its
+/// connection, and every statement goes through the connection's lock. Every use of the
+/// connection but a read ([`SqliteStore::run`], so every write) empties it first, under that
+/// lock; it is filled under the same lock. What depends on the time (a lock still running, a
+/// bypass still valid) is decided at each read from the stored ends ([`RawStanding::at`]), never
+/// cached. The secrets stay as stored (sealed); they are opened at each read, as without it. A
+/// file store has none: another process (`pfgate users`) may write the file at any time.
+#[derive(Default)]
+struct Standings {
+    by_key: std::collections::HashMap<String, Option<RawStanding>>,
+}
+
+impl Standings {
+    /// The most standings kept: at the bound the map starts again empty, so memory stays bounded
+    /// whatever names callers send.
+    const MAX: usize = 4096;
+}
+
+/// A user's row, its block and the stored ends of its latest lock and bypass.
+#[derive(Clone)]
+struct RawStanding {
+    user: RawUser,
+    blocked: bool,
+    lock_ends: Option<i64>,
+    bypass_ends: Option<i64>,
+}
+
+impl RawStanding {
+    /// The standing at `now`, compared as [`row::select_standing_sql`] compares in SQL: a lock
+    /// runs while its end is after now; a bypass is valid until its end, included.
+    fn at(self, now: i64, key: &SecretKey) -> StoreResult<UserStanding> {
+        Ok(UserStanding {
+            user: self.user.into_record(key)?,
+            blocked: self.blocked,
+            locked_until: self.lock_ends.filter(|&end| end > now),
+            bypass: self.bypass_ends.is_some_and(|end| end >= now),
+        })
+    }
+}
+
+/// Reads the standing of the user with `key` from the database.
+fn read_standing(conn: &Connection, key: &str) -> StoreResult<Option<RawStanding>> {
+    let what = "reading a user's standing";
+    conn.prepare_cached(&SELECT_STANDING_RAW)
+        .ctx(what)?
+        .query_row([key], |r| {
+            Ok(RawStanding {
+                user: RawUser::read(r)?,
+                blocked: r.get(row::STANDING_BLOCKED)?,
+                lock_ends: r.get(row::STANDING_LOCKED_UNTIL)?,
+                bypass_ends: r.get(row::STANDING_BYPASS)?,
+            })
+        })
+        .optional()
+        .ctx(what)
+}
+
+/// [`read_standing`] through the in-memory store's [`Standings`]. Called with the connection's
+/// lock held.
+fn cached_standing(
+    conn: &Connection,
+    standings: &Mutex<Standings>,
+    key: String,
+) -> StoreResult<Option<RawStanding>> {
+    let mut standings = standings.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(known) = standings.by_key.get(&key) {
+        return Ok(known.clone());
+    }
+    let read = read_standing(conn, &key)?;
+    if standings.by_key.len() >= Standings::MAX {
+        standings.by_key.clear();
+    }
+    standings.by_key.insert(key, read.clone());
+    Ok(read)
+}
+
+/// Forgets every standing read so far: called, with the connection's lock held, before any use
+/// of the connection that may write.
+fn forget_standings(standings: Option<&Mutex<Standings>>) {
+    if let Some(standings) = standings {
+        standings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .by_key
+            .clear();
+    }
 }
 
 impl fmt::Debug for SqliteStore {
@@ -208,6 +303,7 @@ impl SqliteStore {
     ) -> StoreResult<Self> {
         let migrations_applied = migrate(&mut conn)?;
         check_key(&mut conn, &key)?;
+        let standings = path.is_none().then(Arc::default);
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             key: Arc::new(key),
@@ -215,6 +311,7 @@ impl SqliteStore {
             migrations_applied,
             shared: false,
             _lock: None,
+            standings,
         })
     }
 
@@ -278,12 +375,16 @@ impl SqliteStore {
     {
         let conn = Arc::clone(&self.conn);
         let key = Arc::clone(&self.key);
+        let standings = self.standings.clone();
         if self.path().is_none() {
             // In memory there is no disk to wait for: a statement takes microseconds, less than the
             // hand-off to the blocking pool would (which dominated an authentication's cost on
             // one core). A panic still ends as `Unavailable`, as on the pool.
             return std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
                 let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+                // Before `f`, so that even a write that panics half-way leaves nothing read
+                // before it.
+                forget_standings(standings.as_deref());
                 f(&mut conn, &key)
             }))
             .unwrap_or_else(|_| {
@@ -297,6 +398,7 @@ impl SqliteStore {
             // A panic while holding the lock cannot leave SQLite half-written (an open
             // transaction rolls back when dropped), so a poisoned lock is still usable.
             let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            forget_standings(standings.as_deref());
             f(&mut conn, &key)
         })
         .await
@@ -647,30 +749,13 @@ impl Store for SqliteStore {
 
     async fn user_standing(&self, username: &str, now: i64) -> StoreResult<Option<UserStanding>> {
         let key = username_key(username);
+        let standings = self.standings.clone();
         self.read("user_standing", move |conn, secrets_key| {
-            let what = "reading a user's standing";
-            let read = conn
-                .prepare_cached(&SELECT_STANDING)
-                .ctx(what)?
-                .query_row(params![key, now], |r| {
-                    Ok((
-                        RawUser::read(r)?,
-                        r.get::<_, bool>(row::STANDING_BLOCKED)?,
-                        r.get::<_, Option<i64>>(row::STANDING_LOCKED_UNTIL)?,
-                        r.get::<_, bool>(row::STANDING_BYPASS)?,
-                    ))
-                })
-                .optional()
-                .ctx(what)?;
-            let Some((raw, blocked, locked_until, bypass)) = read else {
-                return Ok(None);
+            let raw = match standings.as_deref() {
+                Some(standings) => cached_standing(conn, standings, key)?,
+                None => read_standing(conn, &key)?,
             };
-            Ok(Some(UserStanding {
-                user: raw.into_record(secrets_key)?,
-                blocked,
-                locked_until,
-                bypass,
-            }))
+            raw.map(|r| r.at(now, secrets_key)).transpose()
         })
         .await
     }
@@ -1388,6 +1473,57 @@ pub(crate) mod tests {
         assert_eq!(store.migrations_applied(), MIGRATIONS.len());
         assert!(store.path().is_none());
         assert!(!store.is_shared());
+    }
+
+    /// How many standings the store keeps (`None`: it keeps none).
+    fn kept(store: &SqliteStore) -> Option<usize> {
+        let standings = store.standings.as_ref()?;
+        Some(standings.lock().unwrap().by_key.len())
+    }
+
+    /// The in-memory store answers a standing read before from memory, and forgets every
+    /// standing at a write (`suite::check_user_standing` checks the answers themselves, at the
+    /// boundaries of a lock and a bypass, on this store too).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_in_memory_store_keeps_standings_until_a_write() {
+        let store = SqliteStore::in_memory(key()).await.unwrap();
+        let name = "kept@contoso.com";
+        store.add_user(&UserRecord::new(name)).await.unwrap();
+        assert_eq!(kept(&store), Some(0));
+        let first = store.user_standing(name, 100).await.unwrap();
+        assert!(first.is_some());
+        assert_eq!(kept(&store), Some(1));
+        let again = store.user_standing("KEPT@contoso.com", 100).await.unwrap();
+        assert_eq!(again, first, "the same answer, from memory");
+        assert_eq!(kept(&store), Some(1));
+
+        assert!(store.block_user(name, "fraud", "helpdesk").await.unwrap());
+        assert_eq!(kept(&store), Some(0), "a write forgets every standing");
+        let blocked = store.user_standing(name, 100).await.unwrap().unwrap();
+        assert!(blocked.blocked);
+        // A read through `run` (as when the connection was busy) forgets them too: harmless.
+        assert!(store.delete_user(name).await.unwrap());
+        assert_eq!(store.user_standing(name, 100).await.unwrap(), None);
+        assert_eq!(kept(&store), Some(1), "an unknown user is kept too");
+        store.add_user(&UserRecord::new(name)).await.unwrap();
+        assert!(store.user_standing(name, 100).await.unwrap().is_some());
+
+        // A file keeps none: another process (`pfgate users`) may write it at any time.
+        let db = TempDb::new("no-standings");
+        let file = SqliteStore::open(&db.0, key()).await.unwrap();
+        assert_eq!(kept(&file), None);
+    }
+
+    /// Names callers send cannot grow the standings kept past their bound.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_standings_kept_are_bounded() {
+        let store = SqliteStore::in_memory(key()).await.unwrap();
+        for i in 0..Standings::MAX + 10 {
+            let name = format!("nobody-{i}@contoso.com");
+            assert_eq!(store.user_standing(&name, 100).await.unwrap(), None);
+            assert!(kept(&store).unwrap() <= Standings::MAX);
+        }
+        assert_eq!(kept(&store), Some(10), "started again empty at the bound");
     }
 
     /// A read runs on the caller's thread while the connection is free and goes to the blocking
