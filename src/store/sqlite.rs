@@ -109,24 +109,31 @@ pub struct SqliteStore {
     shared: bool,
     /// The lock file, held (and so locked) as long as the store lives; `None` unlocked or in memory.
     _lock: Option<File>,
-    /// The standings read since the last write, in memory only ([`Standings`]); `None` for files.
-    standings: Option<Arc<Mutex<Standings>>>,
+    /// The standings read since the last write ([`Standings`]).
+    standings: Arc<Mutex<Standings>>,
 }
 
-/// The standings an in-memory store has read since its last write, by username key (`None`: no
+/// The standings a store has read since the database last changed, by username key (`None`: no
 /// such user), so that an authentication of a user read before costs a lookup instead of
 /// SQLite's statement and its thirty columns (about a fifth of a `PfAuthUser_5`; issue #21).
 ///
-/// Sound because nothing else can change the database: an in-memory database is private to its
-/// connection, and every statement goes through the connection's lock. Every use of the
-/// connection but a read ([`SqliteStore::run`], so every write) empties it first, under that
-/// lock; it is filled under the same lock. What depends on the time (a lock still running, a
-/// bypass still valid) is decided at each read from the stored ends ([`RawStanding::at`]), never
-/// cached. The secrets stay as stored (sealed); they are opened at each read, as without it. A
-/// file store has none: another process (`pfgate users`) may write the file at any time.
-#[derive(Default)]
+/// Sound because every change is seen before a read answers from it:
+/// - this process's own: every use of the connection but a read ([`SqliteStore::run`], so every
+///   write) empties it first, under the connection's lock; it is filled under the same lock;
+/// - another connection's, to a file (`pfgate users` beside a running server, another instance
+///   sharing it): each read first asks SQLite's `PRAGMA data_version`, which changes when another
+///   connection commits, and empties it when it did. An in-memory database has no other
+///   connection, so it skips the question.
+///
+/// What depends on the time (a lock still running, a bypass still valid) is decided at each read
+/// from the stored ends ([`RawStanding::at`]), never cached. The secrets stay as stored (sealed)
+/// and are opened at each read, as without it.
 struct Standings {
     by_key: std::collections::HashMap<String, Option<RawStanding>>,
+    /// Whether other connections can write the database (a file).
+    shared_file: bool,
+    /// The file's `data_version` when the standings kept were read.
+    data_version: Option<i64>,
 }
 
 impl Standings {
@@ -174,14 +181,20 @@ fn read_standing(conn: &Connection, key: &str) -> StoreResult<Option<RawStanding
         .ctx(what)
 }
 
-/// [`read_standing`] through the in-memory store's [`Standings`]. Called with the connection's
-/// lock held.
+/// [`read_standing`] through the store's [`Standings`]. Called with the connection's lock held.
 fn cached_standing(
     conn: &Connection,
     standings: &Mutex<Standings>,
     key: String,
 ) -> StoreResult<Option<RawStanding>> {
     let mut standings = standings.lock().unwrap_or_else(PoisonError::into_inner);
+    if standings.shared_file {
+        let version = data_version(conn)?;
+        if standings.data_version != Some(version) {
+            standings.by_key.clear();
+            standings.data_version = Some(version);
+        }
+    }
     if let Some(known) = standings.by_key.get(&key) {
         return Ok(known.clone());
     }
@@ -193,16 +206,23 @@ fn cached_standing(
     Ok(read)
 }
 
+/// SQLite's count of other connections' commits to the database, as this connection sees it.
+fn data_version(conn: &Connection) -> StoreResult<i64> {
+    let what = "reading the database's data_version";
+    conn.prepare_cached("PRAGMA data_version")
+        .ctx(what)?
+        .query_row([], |r| r.get(0))
+        .ctx(what)
+}
+
 /// Forgets every standing read so far: called, with the connection's lock held, before any use
 /// of the connection that may write.
-fn forget_standings(standings: Option<&Mutex<Standings>>) {
-    if let Some(standings) = standings {
-        standings
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .by_key
-            .clear();
-    }
+fn forget_standings(standings: &Mutex<Standings>) {
+    standings
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .by_key
+        .clear();
 }
 
 impl fmt::Debug for SqliteStore {
@@ -303,7 +323,11 @@ impl SqliteStore {
     ) -> StoreResult<Self> {
         let migrations_applied = migrate(&mut conn)?;
         check_key(&mut conn, &key)?;
-        let standings = path.is_none().then(Arc::default);
+        let standings = Arc::new(Mutex::new(Standings {
+            by_key: std::collections::HashMap::new(),
+            shared_file: path.is_some(),
+            data_version: None,
+        }));
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             key: Arc::new(key),
@@ -384,7 +408,7 @@ impl SqliteStore {
                 let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
                 // Before `f`, so that even a write that panics half-way leaves nothing read
                 // before it.
-                forget_standings(standings.as_deref());
+                forget_standings(&standings);
                 f(&mut conn, &key)
             }))
             .unwrap_or_else(|_| {
@@ -398,7 +422,7 @@ impl SqliteStore {
             // A panic while holding the lock cannot leave SQLite half-written (an open
             // transaction rolls back when dropped), so a poisoned lock is still usable.
             let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            forget_standings(standings.as_deref());
+            forget_standings(&standings);
             f(&mut conn, &key)
         })
         .await
@@ -750,10 +774,14 @@ impl Store for SqliteStore {
     async fn user_standing(&self, username: &str, now: i64) -> StoreResult<Option<UserStanding>> {
         let key = username_key(username);
         let standings = self.standings.clone();
+        // A file shared with other serving processes changes at each call (every call is
+        // claimed in it), so kept standings would be forgotten before their next use.
+        let keep = !self.shared;
         self.read("user_standing", move |conn, secrets_key| {
-            let raw = match standings.as_deref() {
-                Some(standings) => cached_standing(conn, standings, key)?,
-                None => read_standing(conn, &key)?,
+            let raw = if keep {
+                cached_standing(conn, &standings, key)?
+            } else {
+                read_standing(conn, &key)?
             };
             raw.map(|r| r.at(now, secrets_key)).transpose()
         })
@@ -1475,10 +1503,9 @@ pub(crate) mod tests {
         assert!(!store.is_shared());
     }
 
-    /// How many standings the store keeps (`None`: it keeps none).
-    fn kept(store: &SqliteStore) -> Option<usize> {
-        let standings = store.standings.as_ref()?;
-        Some(standings.lock().unwrap().by_key.len())
+    /// How many standings the store keeps.
+    fn kept(store: &SqliteStore) -> usize {
+        store.standings.lock().unwrap().by_key.len()
     }
 
     /// The in-memory store answers a standing read before from memory, and forgets every
@@ -1489,29 +1516,75 @@ pub(crate) mod tests {
         let store = SqliteStore::in_memory(key()).await.unwrap();
         let name = "kept@contoso.com";
         store.add_user(&UserRecord::new(name)).await.unwrap();
-        assert_eq!(kept(&store), Some(0));
+        assert_eq!(kept(&store), 0);
         let first = store.user_standing(name, 100).await.unwrap();
         assert!(first.is_some());
-        assert_eq!(kept(&store), Some(1));
+        assert_eq!(kept(&store), 1);
         let again = store.user_standing("KEPT@contoso.com", 100).await.unwrap();
         assert_eq!(again, first, "the same answer, from memory");
-        assert_eq!(kept(&store), Some(1));
+        assert_eq!(kept(&store), 1);
 
         assert!(store.block_user(name, "fraud", "helpdesk").await.unwrap());
-        assert_eq!(kept(&store), Some(0), "a write forgets every standing");
+        assert_eq!(kept(&store), 0, "a write forgets every standing");
         let blocked = store.user_standing(name, 100).await.unwrap().unwrap();
         assert!(blocked.blocked);
         // A read through `run` (as when the connection was busy) forgets them too: harmless.
         assert!(store.delete_user(name).await.unwrap());
         assert_eq!(store.user_standing(name, 100).await.unwrap(), None);
-        assert_eq!(kept(&store), Some(1), "an unknown user is kept too");
+        assert_eq!(kept(&store), 1, "an unknown user is kept too");
         store.add_user(&UserRecord::new(name)).await.unwrap();
         assert!(store.user_standing(name, 100).await.unwrap().is_some());
+    }
 
-        // A file keeps none: another process (`pfgate users`) may write it at any time.
-        let db = TempDb::new("no-standings");
-        let file = SqliteStore::open(&db.0, key()).await.unwrap();
-        assert_eq!(kept(&file), None);
+    /// A file store owned by a running server sees at its next read what another connection
+    /// (`pfgate users block …` beside it, which opens the file without a lock) committed:
+    /// `PRAGMA data_version` changed, so the standings kept are forgotten.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_file_store_sees_another_connections_write_at_the_next_read() {
+        let db = TempDb::new("standings-file");
+        let server = SqliteStore::open_as(&db.0, key(), FileUse::Owned)
+            .await
+            .unwrap();
+        let name = "watched@contoso.com";
+        server.add_user(&UserRecord::new(name)).await.unwrap();
+        let standing = || async { server.user_standing(name, 100).await.unwrap() };
+        assert!(!standing().await.unwrap().blocked);
+        assert!(!standing().await.unwrap().blocked);
+        assert_eq!(kept(&server), 1, "kept while nothing changed");
+
+        let cli = SqliteStore::open(&db.0, key()).await.unwrap();
+        assert!(cli.block_user(name, "fraud", "helpdesk").await.unwrap());
+        assert!(
+            standing().await.unwrap().blocked,
+            "the block is seen at once"
+        );
+        assert!(cli.unblock_user(name).await.unwrap());
+        assert!(!standing().await.unwrap().blocked);
+        cli.add_bypass(&Bypass {
+            username: name.into(),
+            reason: "travel".into(),
+            expires_at: 200,
+            created_by: "helpdesk".into(),
+        })
+        .await
+        .unwrap();
+        assert!(standing().await.unwrap().bypass);
+        for at in [95, 96, 97, 98, 99] {
+            cli.record_failure(
+                name,
+                at,
+                FailureRule {
+                    threshold: 5,
+                    window_secs: 60,
+                    lock_secs: 30,
+                },
+            )
+            .await
+            .unwrap();
+        }
+        assert_eq!(standing().await.unwrap().locked_until, Some(129));
+        assert!(cli.delete_user(name).await.unwrap());
+        assert_eq!(standing().await, None, "the deletion is seen at once");
     }
 
     /// Names callers send cannot grow the standings kept past their bound.
@@ -1521,9 +1594,9 @@ pub(crate) mod tests {
         for i in 0..Standings::MAX + 10 {
             let name = format!("nobody-{i}@contoso.com");
             assert_eq!(store.user_standing(&name, 100).await.unwrap(), None);
-            assert!(kept(&store).unwrap() <= Standings::MAX);
+            assert!(kept(&store) <= Standings::MAX);
         }
-        assert_eq!(kept(&store), Some(10), "started again empty at the bound");
+        assert_eq!(kept(&store), 10, "started again empty at the bound");
     }
 
     /// A read runs on the caller's thread while the connection is free and goes to the blocking
