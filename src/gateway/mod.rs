@@ -106,6 +106,8 @@ pub fn handle(
     let path = access_log::enabled().then(|| req.uri().path().to_owned());
     let stages = Box::pin(route_owned(state.clone(), conn, auth.clone(), req, caller));
     async move {
+        // Not `Step::finish`: an `async fn` taking the step would hold the call's request beside
+        // the engine's box for the whole wait; `EngineCall::run` hands it over first.
         let routed = match stages.await {
             Step::Done(routed) => routed,
             Step::Engine(call, admitted) => admitted.finish(call.run(&state.engine).await),
