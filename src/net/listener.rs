@@ -293,7 +293,7 @@ async fn accept_loop<S: Service>(
         // state. With thousands of callers waiting, each byte here is a byte per caller.
         match acceptor {
             Some(acceptor) => tokio::spawn(async move {
-                serve_tls(stream, acceptor, info, service, conn, shutdown).await;
+                serve_tls(stream, acceptor, info, service, Arc::new(conn), shutdown).await;
                 drop(permit);
             }),
             None => tokio::spawn(async move {
@@ -309,7 +309,7 @@ async fn serve_tls<S: Service>(
     acceptor: TlsAcceptor,
     info: ConnInfo,
     service: Arc<S>,
-    conn: S::Conn,
+    conn: Arc<S::Conn>,
     shutdown: watch::Receiver<bool>,
 ) {
     let deadline = service.handshake_timeout(&conn);
@@ -319,7 +319,10 @@ async fn serve_tls<S: Service>(
     match tokio::time::timeout(deadline, handshake).await {
         Ok(Ok(tls_stream)) => {
             service.handshaken(&conn, &info, tls_stream.get_ref().1);
-            serve_http(tls_stream, info, service, Arc::new(conn), shutdown).await
+            // Boxed: the served connection, TLS state included, in an allocation of its own
+            // size, rather than laid out in this task beside the handshake's states for as long
+            // as the connection lives (issue #21: memory per waiting caller over TLS).
+            Box::pin(serve_http(tls_stream, info, service, conn, shutdown)).await
         }
         Ok(Err(_)) => service.handshake_failed(&info, HandshakeFailure::Error),
         Err(_) => service.handshake_failed(&info, HandshakeFailure::Timeout),
