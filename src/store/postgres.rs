@@ -884,19 +884,16 @@ impl Store for PostgresStore {
             let what = "reading a user's standing";
             let client = self.client(what).await?;
             let stmt = client.prepare_cached(&SELECT_STANDING).await.ctx(what)?;
-            let Some(r) = client.query_opt(&stmt, &[&key, &now]).await.ctx(what)? else {
+            let Some(r) = client.query_opt(&stmt, &[&key]).await.ctx(what)? else {
                 return Ok(None);
             };
             let raw = RawUser::read(&r).ctx(what)?;
-            let blocked: bool = r.try_get(row::STANDING_BLOCKED).ctx(what)?;
-            let locked_until: Option<i64> = r.try_get(row::STANDING_LOCKED_UNTIL).ctx(what)?;
-            let bypass: bool = r.try_get(row::STANDING_BYPASS).ctx(what)?;
-            Ok(Some(UserStanding {
-                user: raw.into_record(&self.key)?,
-                blocked,
-                locked_until,
-                bypass,
-            }))
+            let ends = row::StandingEnds {
+                blocked: r.try_get(row::STANDING_BLOCKED).ctx(what)?,
+                lock_ends: r.try_get(row::STANDING_LOCK_ENDS).ctx(what)?,
+                bypass_ends: r.try_get(row::STANDING_BYPASS_ENDS).ctx(what)?,
+            };
+            Ok(Some(ends.at(raw.into_record(&self.key)?, now)))
         })
         .await
     }

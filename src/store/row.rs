@@ -11,7 +11,7 @@
 use super::secrets::{self, SecretKey};
 use super::{
     CallKey, CallState, Cause, Phone, StoreError, StoreResult, TextFilter, TransactionKind,
-    UserFilter, UserRecord, CLAIM_LAPSED,
+    UserFilter, UserRecord, UserStanding, CLAIM_LAPSED,
 };
 use crate::pfwssdk::wire::WireEnum;
 
@@ -61,29 +61,11 @@ pub(super) fn select_users_sql() -> String {
 
 /// The user's row and, in the same statement, what the policy reads beside it
 /// ([`Store::user_standing`](super::Store::user_standing)): the [`USER_COLUMNS`] in order, then
-/// whether a block exists, the end of a lock still running at `now`, and whether a bypass valid at
-/// `now` exists ([`STANDING_BLOCKED`], [`STANDING_LOCKED_UNTIL`], [`STANDING_BYPASS`]).
-/// `placeholder(1)` is the key, `placeholder(2)` now (a BIGINT).
+/// whether a block exists and the stored ends of the user's latest lock and latest bypass
+/// ([`STANDING_BLOCKED`], [`STANDING_LOCK_ENDS`], [`STANDING_BYPASS_ENDS`]). The time is not in
+/// the statement: [`StandingEnds::at`] compares it, for both backends, so a reader may also keep
+/// the row and decide at each read (the SQLite store's standings). `placeholder(1)` is the key.
 pub(super) fn select_standing_sql(placeholder: impl Fn(usize) -> String) -> String {
-    let (key, now) = (placeholder(1), placeholder(2));
-    format!(
-        "SELECT {}, \
-         EXISTS (SELECT 1 FROM blocks WHERE blocks.username_key = users.username_key), \
-         (SELECT auth_failures.locked_until FROM auth_failures \
-          WHERE auth_failures.username_key = users.username_key \
-          AND auth_failures.locked_until > {now}), \
-         EXISTS (SELECT 1 FROM bypasses WHERE bypasses.username_key = users.username_key \
-          AND bypasses.expires_at >= {now}) \
-         FROM users WHERE users.username_key = {key}",
-        USER_COLUMNS.join(", ")
-    )
-}
-
-/// [`select_standing_sql`] without the time: the stored ends of the user's latest lock and latest
-/// bypass instead of whether they run at `now`, in the same columns, so that a reader can keep the
-/// row and decide what runs at each read (the in-memory SQLite store's standings,
-/// `sqlite::RawStanding::at`). `placeholder(1)` is the key.
-pub(super) fn select_standing_raw_sql(placeholder: impl Fn(usize) -> String) -> String {
     let key = placeholder(1);
     format!(
         "SELECT {}, \
@@ -99,10 +81,34 @@ pub(super) fn select_standing_raw_sql(placeholder: impl Fn(usize) -> String) -> 
 
 /// The column of [`select_standing_sql`] saying whether the user is blocked.
 pub(super) const STANDING_BLOCKED: usize = USER_COLUMNS.len();
-/// The column of [`select_standing_sql`] with the end of a running lock, or NULL.
-pub(super) const STANDING_LOCKED_UNTIL: usize = USER_COLUMNS.len() + 1;
-/// The column of [`select_standing_sql`] saying whether a valid bypass exists.
-pub(super) const STANDING_BYPASS: usize = USER_COLUMNS.len() + 2;
+/// The column of [`select_standing_sql`] with the end of the latest lock, or NULL.
+pub(super) const STANDING_LOCK_ENDS: usize = USER_COLUMNS.len() + 1;
+/// The column of [`select_standing_sql`] with the end of the latest bypass, or NULL.
+pub(super) const STANDING_BYPASS_ENDS: usize = USER_COLUMNS.len() + 2;
+
+/// What [`select_standing_sql`] reads beside the user's row.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct StandingEnds {
+    /// A block exists.
+    pub(super) blocked: bool,
+    /// The end of the latest lock (Unix seconds).
+    pub(super) lock_ends: Option<i64>,
+    /// The end of the latest bypass (Unix seconds).
+    pub(super) bypass_ends: Option<i64>,
+}
+
+impl StandingEnds {
+    /// The standing of `user` at `now`: a lock runs while its end is after now; a bypass is valid
+    /// until its end, included. The one place either backend decides it.
+    pub(super) fn at(self, user: UserRecord, now: i64) -> UserStanding {
+        UserStanding {
+            user,
+            blocked: self.blocked,
+            locked_until: self.lock_ends.filter(|&end| end > now),
+            bypass: self.bypass_ends.is_some_and(|end| end >= now),
+        }
+    }
+}
 
 /// Inserts a user unless the key exists; `placeholder(n)` is the dialect's n-th (1-based)
 /// parameter. The values are [`UserRow::insert_values`].

@@ -13,7 +13,8 @@
 //!
 //! SQLite calls block, so writes run on [`tokio::task::spawn_blocking`] with the one connection
 //! behind a mutex; the reads of an authentication run on the caller's thread when that mutex is
-//! free (a WAL read never waits for the disk's sync), and in memory everything does. OATH secrets and static tokens are sealed with [`secrets::seal`] before
+//! free (a WAL read never waits for the disk's sync), and in memory everything does. OATH secrets
+//! and static tokens are sealed with [`secrets::seal`] before
 //! they reach SQLite and opened after they leave it, bound to the user by the associated data; a
 //! row that does not open is reported as [`StoreError::Corrupt`] naming the user and the field.
 
@@ -63,10 +64,10 @@ static SELECT_USERS: LazyLock<String> = LazyLock::new(row::select_users_sql);
 static SELECT_USER: LazyLock<String> =
     LazyLock::new(|| format!("{} WHERE username_key = ?1", row::select_users_sql()));
 
-/// The user and its block, and the stored ends of its lock and bypass, in one statement
-/// ([`row::select_standing_raw_sql`]; the time is compared by [`RawStanding::at`]).
-static SELECT_STANDING_RAW: LazyLock<String> =
-    LazyLock::new(|| row::select_standing_raw_sql(|n| format!("?{n}")));
+/// The user, its block and the stored ends of its lock and bypass in one statement
+/// ([`row::select_standing_sql`]; the time is compared by [`row::StandingEnds::at`]).
+static SELECT_STANDING: LazyLock<String> =
+    LazyLock::new(|| row::select_standing_sql(|n| format!("?{n}")));
 
 /// Inserts a user unless the key exists (`?1`… in [`USER_COLUMNS`](row::USER_COLUMNS) order).
 static INSERT_USER: LazyLock<String> = LazyLock::new(|| row::insert_user_sql(|n| format!("?{n}")));
@@ -120,18 +121,18 @@ pub struct SqliteStore {
 /// Sound because every change is seen before a read answers from it:
 /// - this process's own: every use of the connection but a read ([`SqliteStore::run`], so every
 ///   write) empties it first, under the connection's lock; it is filled under the same lock;
-/// - another connection's, to a file (`pfgate users` beside a running server, another instance
-///   sharing it): each read first asks SQLite's `PRAGMA data_version`, which changes when another
-///   connection commits, and empties it when it did. An in-memory database has no other
+/// - another connection's, to a file (`pfgate users` beside a running server, which opens it
+///   without a lock): each read first asks SQLite's `PRAGMA data_version`, which changes when
+///   another connection commits, and empties it when it did. An in-memory database has no other
 ///   connection, so it skips the question.
 ///
 /// What depends on the time (a lock still running, a bypass still valid) is decided at each read
-/// from the stored ends ([`RawStanding::at`]), never cached. The secrets stay as stored (sealed)
+/// from the stored ends ([`row::StandingEnds::at`]), never cached. The secrets stay as stored (sealed)
 /// and are opened at each read, as without it.
 struct Standings {
     by_key: std::collections::HashMap<String, Option<RawStanding>>,
     /// Whether other connections can write the database (a file).
-    shared_file: bool,
+    outside_writers: bool,
     /// The file's `data_version` when the standings kept were read.
     data_version: Option<i64>,
 }
@@ -142,39 +143,33 @@ impl Standings {
     const MAX: usize = 4096;
 }
 
-/// A user's row, its block and the stored ends of its latest lock and bypass.
+/// A user's row as stored (secrets sealed) and what [`row::select_standing_sql`] reads beside it.
 #[derive(Clone)]
 struct RawStanding {
     user: RawUser,
-    blocked: bool,
-    lock_ends: Option<i64>,
-    bypass_ends: Option<i64>,
+    ends: row::StandingEnds,
 }
 
 impl RawStanding {
-    /// The standing at `now`, compared as [`row::select_standing_sql`] compares in SQL: a lock
-    /// runs while its end is after now; a bypass is valid until its end, included.
+    /// The standing at `now`, the secrets opened.
     fn at(self, now: i64, key: &SecretKey) -> StoreResult<UserStanding> {
-        Ok(UserStanding {
-            user: self.user.into_record(key)?,
-            blocked: self.blocked,
-            locked_until: self.lock_ends.filter(|&end| end > now),
-            bypass: self.bypass_ends.is_some_and(|end| end >= now),
-        })
+        Ok(self.ends.at(self.user.into_record(key)?, now))
     }
 }
 
 /// Reads the standing of the user with `key` from the database.
 fn read_standing(conn: &Connection, key: &str) -> StoreResult<Option<RawStanding>> {
     let what = "reading a user's standing";
-    conn.prepare_cached(&SELECT_STANDING_RAW)
+    conn.prepare_cached(&SELECT_STANDING)
         .ctx(what)?
         .query_row([key], |r| {
             Ok(RawStanding {
                 user: RawUser::read(r)?,
-                blocked: r.get(row::STANDING_BLOCKED)?,
-                lock_ends: r.get(row::STANDING_LOCKED_UNTIL)?,
-                bypass_ends: r.get(row::STANDING_BYPASS)?,
+                ends: row::StandingEnds {
+                    blocked: r.get(row::STANDING_BLOCKED)?,
+                    lock_ends: r.get(row::STANDING_LOCK_ENDS)?,
+                    bypass_ends: r.get(row::STANDING_BYPASS_ENDS)?,
+                },
             })
         })
         .optional()
@@ -188,7 +183,7 @@ fn cached_standing(
     key: String,
 ) -> StoreResult<Option<RawStanding>> {
     let mut standings = standings.lock().unwrap_or_else(PoisonError::into_inner);
-    if standings.shared_file {
+    if standings.outside_writers {
         let version = data_version(conn)?;
         if standings.data_version != Some(version) {
             standings.by_key.clear();
@@ -325,7 +320,7 @@ impl SqliteStore {
         check_key(&mut conn, &key)?;
         let standings = Arc::new(Mutex::new(Standings {
             by_key: std::collections::HashMap::new(),
-            shared_file: path.is_some(),
+            outside_writers: path.is_some(),
             data_version: None,
         }));
         Ok(Self {
